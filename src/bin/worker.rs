@@ -1,0 +1,15 @@
+//! `worker`: encodes INPUT_STREAM_PATH/<signal>.mp4 into live HLS (see `--help`).
+
+use clap::Parser;
+use nonstop::pipeline::worker::{self, WorkerConfig};
+
+#[tokio::main]
+async fn main() {
+    nonstop::logging::init();
+    let config = WorkerConfig::parse();
+    let shutdown = nonstop::shutdown::Shutdown::on_signals();
+    if let Err(e) = worker::run(config, shutdown).await {
+        log::error!("{e}");
+        std::process::exit(1);
+    }
+}

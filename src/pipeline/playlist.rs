@@ -1,0 +1,227 @@
+//! The worker's rolling live playlist, free of GStreamer and I/O.
+//!
+//! hlssink2 writes the segments; this type decides their names and writes the
+//! playlist (with m3u8-rs) so that, unlike hlssink2's own, it survives pipeline
+//! restarts: the media sequence and segment numbers keep growing, a restart is
+//! marked with `EXT-X-DISCONTINUITY`, the target duration never changes and
+//! `EXT-X-ENDLIST` is never written. Segments leave the playlist after
+//! `window` entries and their files are kept for `retained` more before the
+//! caller is told to delete them, so a slow player can still fetch them.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use m3u8_rs::{MediaPlaylist, MediaSegment};
+
+/// One listed segment.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    uri: String,
+    duration: Duration,
+    /// Set on the first segment after a restart: timestamps start over there.
+    discontinuity: bool,
+}
+
+/// The rolling window of a live signal's playlist.
+#[derive(Debug, Clone)]
+pub struct LivePlaylist {
+    /// `EXT-X-TARGETDURATION`, fixed for the life of the stream.
+    target_duration: u64,
+    /// How many segments the playlist lists.
+    window: usize,
+    /// How many segments stay on disk after they leave the playlist.
+    retained: usize,
+    /// Media sequence number of the first listed segment.
+    media_sequence: u64,
+    /// `EXT-X-DISCONTINUITY-SEQUENCE`: discontinuities that left the window.
+    discontinuity_sequence: u64,
+    listed: VecDeque<Entry>,
+    /// Files that left the playlist, oldest first, still kept on disk.
+    retired: VecDeque<String>,
+    /// The next segment added starts after a restart.
+    discontinuity_pending: bool,
+}
+
+impl LivePlaylist {
+    pub fn new(target_duration: u64, window: usize, retained: usize) -> Self {
+        LivePlaylist {
+            target_duration: target_duration.max(1),
+            window: window.max(1),
+            retained,
+            media_sequence: 0,
+            discontinuity_sequence: 0,
+            listed: VecDeque::new(),
+            retired: VecDeque::new(),
+            discontinuity_pending: false,
+        }
+    }
+
+    /// Continues a playlist an earlier run left on disk: numbering goes on from
+    /// it and the next segment is marked as a discontinuity. A playlist that
+    /// does not parse is ignored (the stream then starts at sequence 0).
+    pub fn resume(mut self, previous: &[u8]) -> Self {
+        let Ok(old) = m3u8_rs::parse_media_playlist_res(previous) else {
+            return self;
+        };
+        self.media_sequence = old.media_sequence;
+        self.discontinuity_sequence = old.discontinuity_sequence;
+        self.listed = old
+            .segments
+            .iter()
+            .map(|s| Entry {
+                uri: s.uri.clone(),
+                duration: Duration::from_secs_f32(s.duration.max(0.0)),
+                discontinuity: s.discontinuity,
+            })
+            .collect();
+        self.discontinuity_pending = true;
+        // Keep the window rule if the old run listed more than we do.
+        let mut dropped = Vec::new();
+        self.trim(&mut dropped);
+        self
+    }
+
+    /// Marks the next segment as following a restart of the pipeline.
+    pub fn mark_discontinuity(&mut self) {
+        if !self.listed.is_empty() {
+            self.discontinuity_pending = true;
+        }
+    }
+
+    /// Sequence number the next added segment will get.
+    pub fn next_sequence(&self) -> u64 {
+        self.media_sequence + self.listed.len() as u64
+    }
+
+    /// The file name for the segment with sequence number `sequence`.
+    pub fn segment_name(sequence: u64) -> String {
+        format!("segment{sequence:06}.ts")
+    }
+
+    pub fn target_duration(&self) -> u64 {
+        self.target_duration
+    }
+
+    /// Lists a finished segment; returns the files now old enough to delete.
+    pub fn push(&mut self, uri: String, duration: Duration) -> Vec<String> {
+        let discontinuity = std::mem::take(&mut self.discontinuity_pending);
+        self.listed.push_back(Entry {
+            uri,
+            duration,
+            discontinuity,
+        });
+        let mut deletable = Vec::new();
+        self.trim(&mut deletable);
+        deletable
+    }
+
+    fn trim(&mut self, deletable: &mut Vec<String>) {
+        while self.listed.len() > self.window {
+            if let Some(gone) = self.listed.pop_front() {
+                self.media_sequence += 1;
+                if gone.discontinuity {
+                    self.discontinuity_sequence += 1;
+                }
+                self.retired.push_back(gone.uri);
+            }
+        }
+        while self.retired.len() > self.retained {
+            if let Some(old) = self.retired.pop_front() {
+                deletable.push(old);
+            }
+        }
+    }
+
+    /// The playlist text (RFC 8216, version 3).
+    pub fn render(&self) -> Vec<u8> {
+        let playlist = MediaPlaylist {
+            version: Some(3),
+            target_duration: self.target_duration,
+            media_sequence: self.media_sequence,
+            discontinuity_sequence: self.discontinuity_sequence,
+            independent_segments: true,
+            end_list: false,
+            segments: self
+                .listed
+                .iter()
+                .map(|e| MediaSegment {
+                    uri: e.uri.clone(),
+                    duration: e.duration.as_secs_f32(),
+                    discontinuity: e.discontinuity,
+                    ..MediaSegment::empty()
+                })
+                .collect(),
+            ..MediaPlaylist::default()
+        };
+        let mut out = Vec::with_capacity(512);
+        // Writing into a Vec cannot fail.
+        let _ = playlist.write_to(&mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::hls::PlaylistFacts;
+
+    fn push_n(p: &mut LivePlaylist, n: usize) -> Vec<String> {
+        let mut deleted = Vec::new();
+        for _ in 0..n {
+            let seq = p.next_sequence();
+            deleted.extend(p.push(LivePlaylist::segment_name(seq), Duration::from_millis(1960)));
+        }
+        deleted
+    }
+
+    #[test]
+    fn window_rolls_and_sequence_grows() {
+        let mut p = LivePlaylist::new(2, 5, 3);
+        push_n(&mut p, 12);
+        let facts = PlaylistFacts::parse(&p.render()).expect("valid playlist");
+        assert_eq!(facts.media_sequence, 7);
+        assert_eq!(facts.segments.len(), 5);
+        assert_eq!(facts.segments[0].uri, "segment000007.ts");
+        assert_eq!(facts.target_duration, Duration::from_secs(2));
+        assert!(!facts.end_list);
+    }
+
+    #[test]
+    fn files_are_deleted_only_after_the_retention() {
+        let mut p = LivePlaylist::new(2, 5, 3);
+        assert!(push_n(&mut p, 8).is_empty(), "3 retired, none deleted yet");
+        assert_eq!(push_n(&mut p, 1), vec!["segment000000.ts".to_string()]);
+    }
+
+    #[test]
+    fn resume_continues_numbering_with_a_discontinuity() {
+        let mut first = LivePlaylist::new(2, 5, 3);
+        push_n(&mut first, 9);
+        let mut second = LivePlaylist::new(2, 5, 3).resume(&first.render());
+        assert_eq!(second.next_sequence(), 9);
+        push_n(&mut second, 1);
+        let facts = PlaylistFacts::parse(&second.render()).expect("valid");
+        assert_eq!(facts.media_sequence, 5);
+        let last = facts.segments.last().expect("one segment");
+        assert_eq!(last.uri, "segment000009.ts");
+        assert!(last.discontinuity);
+        assert_eq!(facts.segments.iter().filter(|s| s.discontinuity).count(), 1);
+    }
+
+    #[test]
+    fn discontinuity_sequence_counts_discontinuities_that_left() {
+        let mut p = LivePlaylist::new(2, 2, 0);
+        push_n(&mut p, 2);
+        p.mark_discontinuity();
+        push_n(&mut p, 3);
+        let text = String::from_utf8(p.render()).expect("utf8");
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{text}");
+        assert!(!text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+    }
+
+    #[test]
+    fn garbage_on_disk_starts_a_fresh_stream() {
+        let p = LivePlaylist::new(2, 5, 3).resume(b"not a playlist");
+        assert_eq!(p.next_sequence(), 0);
+    }
+}
