@@ -12,5 +12,14 @@
 //! - [`fault`]: a fault-injecting HTTP proxy put in front of a packager by tests
 //!   and benchmarks; [`player`]: a player probe that judges a stream as a viewer.
 
+pub mod config;
+pub mod discovery;
+pub mod failover;
 pub mod hls;
 pub mod http;
+pub mod origin;
+pub mod packager;
+pub mod proxy;
+pub mod reporter;
+pub mod store;
+pub mod upstream;

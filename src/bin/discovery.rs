@@ -1,0 +1,12 @@
+//! `discovery`: reports live signals and healthy packagers to the reporter (see `--help`).
+
+use clap::Parser;
+use nonstop::net::discovery::{self, DiscoveryConfig};
+
+#[tokio::main]
+async fn main() {
+    nonstop::logging::init();
+    let config = DiscoveryConfig::parse();
+    let shutdown = nonstop::shutdown::Shutdown::on_signals();
+    discovery::run(config, shutdown).await;
+}

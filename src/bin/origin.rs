@@ -1,0 +1,15 @@
+//! `origin`: answers which packager serves a signal (see `--help`).
+
+use clap::Parser;
+use nonstop::net::origin::{self, OriginConfig};
+
+#[tokio::main]
+async fn main() {
+    nonstop::logging::init();
+    let config = OriginConfig::parse();
+    let shutdown = nonstop::shutdown::Shutdown::on_signals();
+    if let Err(e) = origin::run(config, shutdown).await {
+        log::error!("{e}");
+        std::process::exit(1);
+    }
+}

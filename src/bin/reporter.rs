@@ -1,0 +1,15 @@
+//! `reporter`: keeps discovery's reports and serves `GET /ingests` (see `--help`).
+
+use clap::Parser;
+use nonstop::net::reporter::{self, ReporterConfig};
+
+#[tokio::main]
+async fn main() {
+    nonstop::logging::init();
+    let config = ReporterConfig::parse();
+    let shutdown = nonstop::shutdown::Shutdown::on_signals();
+    if let Err(e) = reporter::run(config, shutdown).await {
+        log::error!("{e}");
+        std::process::exit(1);
+    }
+}

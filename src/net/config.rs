@@ -1,0 +1,93 @@
+//! Flag and environment parsing shared by the services: every setting is a
+//! flag with an environment variable behind it (clap), checked at start so a
+//! bad value is one clear line and a non-zero exit.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// Where a service listens: `LISTEN_HOST` (all interfaces by default, so each
+/// service can run on its own host) and the service's own port.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ListenArgs {
+    /// Address to listen on.
+    #[arg(long = "listen-host", env = "LISTEN_HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+}
+
+impl ListenArgs {
+    pub fn addr(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.host, port)
+    }
+}
+
+/// A port flag's parser: 1 to 65535 (0 would pick a random port silently).
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
+        Ok(p) => Err(format!("port {p} is out of range (1-65535)")),
+        Err(_) => Err(format!("'{s}' is not a port number")),
+    }
+}
+
+/// A service's base URL (`http://host:port`), normalised without a trailing
+/// slash. Only http and https with a host; no query, fragment or credentials.
+pub fn parse_base_url(s: &str) -> Result<String, String> {
+    let url = url::Url::parse(s.trim()).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("'{s}' must be an http or https URL"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("'{s}' has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("'{s}' must not have a query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("'{s}' must not carry credentials"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// A positive number of seconds (fractions allowed), as a Duration.
+pub fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(std::time::Duration::from_secs_f64(v)),
+        _ => Err(format!(
+            "'{s}' is not a number of seconds between 0 and 86400"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_normalised_and_checked() {
+        assert_eq!(
+            parse_base_url("http://localhost:8080/").as_deref(),
+            Ok("http://localhost:8080")
+        );
+        assert_eq!(
+            parse_base_url("https://cdn.example/path/").as_deref(),
+            Ok("https://cdn.example/path")
+        );
+        for bad in [
+            "localhost:8080",
+            "ftp://x",
+            "http://",
+            "http://a/?q=1",
+            "http://u:p@a",
+            "",
+        ] {
+            assert!(parse_base_url(bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn ports_must_be_in_range() {
+        assert_eq!(parse_port("8080"), Ok(8080));
+        assert!(parse_port("0").is_err());
+        assert!(parse_port("70000").unwrap_err().contains("out of range"));
+        assert!(parse_port("http").is_err());
+    }
+}

@@ -1,0 +1,396 @@
+//! The proxy's failover decision for one signal, as a pure state machine:
+//! observations in (a playlist seen, a request failed), decisions out (which
+//! packagers to try, in order; whether a playlist may be served), time passed
+//! in. No sockets, no clocks: the proxy feeds it and the tests drive it.
+//!
+//! A packager is, for a signal:
+//! - `Failing` after a failed request (refused, reset, timeout, 4xx/5xx, cut
+//!   body), until a playlist poll succeeds again;
+//! - `Stale` when its newest segment has not advanced for more than
+//!   [`STALE_AFTER_TARGETS`] target durations while another packager is ahead
+//!   (a packager answering 200 with a frozen playlist);
+//! - `Unknown` before its first playlist;
+//! - `Fresh` otherwise.
+//!
+//! Packagers are tried best health first; among equals the active one stays
+//! (no flapping between healthy twins), then configuration order. The proxy
+//! never serves a playlist whose newest segment is older than one it already
+//! served ([`Failover::admit_playlist`]).
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// Target duration assumed until a playlist says otherwise.
+pub const DEFAULT_TARGET_DURATION: Duration = Duration::from_secs(2);
+/// A packager whose playlist has not advanced for this many target durations,
+/// while another is ahead, is stale.
+pub const STALE_AFTER_TARGETS: f64 = 1.5;
+
+/// How a packager looks for one signal, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Fresh,
+    Unknown,
+    Stale,
+    Failing,
+}
+
+/// What the state machine knows of one packager for one signal.
+#[derive(Debug, Clone)]
+struct Upstream {
+    base: String,
+    /// Media sequence number of the newest segment it listed.
+    newest: Option<u64>,
+    /// When `newest` last grew.
+    advanced_at: Option<Instant>,
+    /// Failed requests since its last good playlist.
+    failures: u32,
+    last_error: Option<String>,
+}
+
+/// A change of active packager, for the log and the status page.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Switch {
+    pub from: Option<String>,
+    pub to: String,
+    pub reason: String,
+}
+
+/// A packager's state as shown by `GET /status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpstreamStatus {
+    pub packager: String,
+    pub health: Health,
+    pub active: bool,
+    pub newest_sequence: Option<u64>,
+    /// Milliseconds since its playlist last advanced.
+    pub advanced_ms_ago: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// Failover state of one signal.
+#[derive(Debug, Clone)]
+pub struct Failover {
+    upstreams: Vec<Upstream>,
+    active: Option<usize>,
+    target: Duration,
+    /// Newest segment of the newest playlist served to any viewer.
+    served_newest: Option<u64>,
+}
+
+impl Failover {
+    pub fn new(packagers: &[String]) -> Self {
+        let mut f = Failover {
+            upstreams: Vec::new(),
+            active: None,
+            target: DEFAULT_TARGET_DURATION,
+            served_newest: None,
+        };
+        f.set_packagers(packagers);
+        f
+    }
+
+    /// Replaces the packager list (routes changed), keeping what is known of
+    /// packagers that stay.
+    pub fn set_packagers(&mut self, packagers: &[String]) {
+        let active_base = self.active.map(|i| self.upstreams[i].base.clone());
+        let old = std::mem::take(&mut self.upstreams);
+        self.upstreams = packagers
+            .iter()
+            .map(|base| {
+                old.iter()
+                    .find(|u| &u.base == base)
+                    .cloned()
+                    .unwrap_or(Upstream {
+                        base: base.clone(),
+                        newest: None,
+                        advanced_at: None,
+                        failures: 0,
+                        last_error: None,
+                    })
+            })
+            .collect();
+        self.active = active_base.and_then(|b| self.upstreams.iter().position(|u| u.base == b));
+    }
+
+    pub fn packagers(&self) -> Vec<String> {
+        self.upstreams.iter().map(|u| u.base.clone()).collect()
+    }
+
+    pub fn target_duration(&self) -> Duration {
+        self.target
+    }
+
+    /// A playlist was read from `base` (by a poll or a viewer's request).
+    pub fn observe_playlist(
+        &mut self,
+        base: &str,
+        newest: Option<u64>,
+        target: Duration,
+        now: Instant,
+    ) {
+        if !target.is_zero() {
+            self.target = target;
+        }
+        let Some(u) = self.upstreams.iter_mut().find(|u| u.base == base) else {
+            return;
+        };
+        u.failures = 0;
+        u.last_error = None;
+        let advanced = match (u.newest, newest) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(old), Some(new)) => new > old,
+        };
+        if advanced || u.advanced_at.is_none() {
+            u.advanced_at = Some(now);
+        }
+        if newest.is_some() {
+            u.newest = newest;
+        }
+    }
+
+    /// A request to `base` failed for `reason`.
+    pub fn observe_failure(&mut self, base: &str, reason: &str) {
+        if let Some(u) = self.upstreams.iter_mut().find(|u| u.base == base) {
+            u.failures += 1;
+            u.last_error = Some(reason.to_string());
+        }
+    }
+
+    fn newest_known(&self) -> Option<u64> {
+        self.upstreams.iter().filter_map(|u| u.newest).max()
+    }
+
+    fn health_of(&self, i: usize, now: Instant) -> Health {
+        let u = &self.upstreams[i];
+        if u.failures > 0 {
+            return Health::Failing;
+        }
+        let (Some(newest), Some(advanced_at)) = (u.newest, u.advanced_at) else {
+            return Health::Unknown;
+        };
+        let still_for = now.saturating_duration_since(advanced_at);
+        let someone_ahead = self.newest_known().is_some_and(|max| max > newest);
+        if someone_ahead && still_for > self.target.mul_f64(STALE_AFTER_TARGETS) {
+            Health::Stale
+        } else {
+            Health::Fresh
+        }
+    }
+
+    /// The packagers to try for a request, best first, and the switch this
+    /// choice makes (if the best is not the active one).
+    pub fn plan(&mut self, now: Instant) -> (Vec<String>, Option<Switch>) {
+        let mut order: Vec<usize> = (0..self.upstreams.len()).collect();
+        order.sort_by_key(|&i| (self.health_of(i, now), Some(i) != self.active, i));
+        let switch = match order.first() {
+            Some(&best) if Some(best) != self.active => {
+                let switch = Switch {
+                    from: self.active.map(|a| self.upstreams[a].base.clone()),
+                    to: self.upstreams[best].base.clone(),
+                    reason: match self.active {
+                        None => "first choice".to_string(),
+                        Some(a) => self.reason_out(a, now),
+                    },
+                };
+                self.active = Some(best);
+                Some(switch)
+            }
+            _ => None,
+        };
+        let bases = order
+            .into_iter()
+            .map(|i| self.upstreams[i].base.clone())
+            .collect();
+        (bases, switch)
+    }
+
+    fn reason_out(&self, i: usize, now: Instant) -> String {
+        let u = &self.upstreams[i];
+        match self.health_of(i, now) {
+            Health::Failing => format!(
+                "{} failing: {}",
+                u.base,
+                u.last_error.as_deref().unwrap_or("request failed")
+            ),
+            Health::Stale => format!(
+                "{} stale: playlist stuck at segment {} for {:.1} s",
+                u.base,
+                u.newest.unwrap_or(0),
+                u.advanced_at
+                    .map(|t| now.saturating_duration_since(t).as_secs_f64())
+                    .unwrap_or(0.0)
+            ),
+            h => format!("{} {h:?}, another is better", u.base),
+        }
+    }
+
+    /// Whether a playlist whose newest segment is `newest` may be served:
+    /// never one older than a playlist already served. Records it if so.
+    pub fn admit_playlist(&mut self, newest: Option<u64>) -> bool {
+        match (self.served_newest, newest) {
+            (Some(served), Some(n)) if n < served => false,
+            (Some(_), None) => false,
+            (_, Some(n)) => {
+                self.served_newest = Some(n);
+                true
+            }
+            (None, None) => true,
+        }
+    }
+
+    pub fn status(&self, now: Instant) -> Vec<UpstreamStatus> {
+        (0..self.upstreams.len())
+            .map(|i| {
+                let u = &self.upstreams[i];
+                UpstreamStatus {
+                    packager: u.base.clone(),
+                    health: self.health_of(i, now),
+                    active: self.active == Some(i),
+                    newest_sequence: u.newest,
+                    advanced_ms_ago: u
+                        .advanced_at
+                        .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+                    last_error: u.last_error.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "http://a:8080";
+    const B: &str = "http://b:9090";
+    const TARGET: Duration = Duration::from_secs(2);
+
+    fn both() -> Failover {
+        Failover::new(&[A.to_string(), B.to_string()])
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn starts_on_the_first_packager_and_stays_while_both_are_fresh() {
+        let t0 = Instant::now();
+        let mut f = both();
+        let (order, switch) = f.plan(t0);
+        assert_eq!(order, vec![A, B]);
+        assert_eq!(switch.map(|s| s.to), Some(A.to_string()));
+        for k in 0..10u64 {
+            let now = t0 + secs(k as f64);
+            f.observe_playlist(A, Some(k), TARGET, now);
+            f.observe_playlist(B, Some(k + 1), TARGET, now);
+            let (order, switch) = f.plan(now);
+            assert_eq!(order[0], A, "no flapping at {k}");
+            assert!(switch.is_none());
+        }
+    }
+
+    #[test]
+    fn a_failed_request_moves_traffic_and_a_good_poll_brings_it_back() {
+        let t0 = Instant::now();
+        let mut f = both();
+        f.observe_playlist(A, Some(5), TARGET, t0);
+        f.observe_playlist(B, Some(5), TARGET, t0);
+        f.plan(t0);
+        f.observe_failure(A, "connection refused");
+        let (order, switch) = f.plan(t0 + secs(0.1));
+        assert_eq!(order, vec![B, A], "A is still tried, last");
+        let switch = switch.expect("a switch");
+        assert_eq!(switch.to, B);
+        assert!(
+            switch.reason.contains("connection refused"),
+            "{}",
+            switch.reason
+        );
+        // A recovers, but B is healthy: no switch back (no flapping).
+        f.observe_playlist(A, Some(6), TARGET, t0 + secs(1.0));
+        f.observe_playlist(B, Some(6), TARGET, t0 + secs(1.0));
+        let (order, switch) = f.plan(t0 + secs(1.0));
+        assert_eq!(order, vec![B, A]);
+        assert!(switch.is_none());
+        // Then B fails: A is used again.
+        f.observe_failure(B, "HTTP 500");
+        assert_eq!(f.plan(t0 + secs(1.1)).0, vec![A, B]);
+    }
+
+    #[test]
+    fn a_frozen_playlist_goes_stale_after_one_and_a_half_targets() {
+        let t0 = Instant::now();
+        let mut f = both();
+        f.observe_playlist(A, Some(10), TARGET, t0);
+        f.observe_playlist(B, Some(10), TARGET, t0);
+        f.plan(t0);
+        // A keeps answering 200 with segment 10; B moves on.
+        for k in 1..=4u64 {
+            let now = t0 + secs(k as f64);
+            f.observe_playlist(A, Some(10), TARGET, now);
+            f.observe_playlist(B, Some(10 + k / 2), TARGET, now);
+        }
+        let (order, _) = f.plan(t0 + secs(2.9));
+        assert_eq!(order[0], A, "not stale before 1.5 targets");
+        let (order, switch) = f.plan(t0 + secs(3.1));
+        assert_eq!(order[0], B);
+        let reason = switch.expect("switch").reason;
+        assert!(reason.contains("stale"), "{reason}");
+    }
+
+    #[test]
+    fn when_every_packager_is_frozen_none_is_called_stale() {
+        let t0 = Instant::now();
+        let mut f = both();
+        f.observe_playlist(A, Some(10), TARGET, t0);
+        f.observe_playlist(B, Some(10), TARGET, t0);
+        f.plan(t0);
+        let (order, switch) = f.plan(t0 + secs(30.0));
+        assert_eq!(order[0], A);
+        assert!(switch.is_none());
+        assert!(f
+            .status(t0 + secs(30.0))
+            .iter()
+            .all(|s| s.health == Health::Fresh));
+    }
+
+    #[test]
+    fn never_serves_an_older_playlist_than_one_already_served() {
+        let mut f = both();
+        assert!(f.admit_playlist(Some(20)));
+        assert!(f.admit_playlist(Some(20)), "the same is fine");
+        assert!(!f.admit_playlist(Some(19)));
+        assert!(
+            !f.admit_playlist(None),
+            "an empty one would look like a regression"
+        );
+        assert!(f.admit_playlist(Some(21)));
+    }
+
+    #[test]
+    fn route_changes_keep_what_is_known() {
+        let t0 = Instant::now();
+        let mut f = both();
+        f.observe_playlist(B, Some(3), TARGET, t0);
+        f.observe_failure(A, "reset");
+        f.plan(t0);
+        f.set_packagers(&[B.to_string()]);
+        let status = f.status(t0);
+        assert_eq!(status.len(), 1);
+        assert_eq!(status[0].newest_sequence, Some(3));
+        assert!(status[0].active);
+    }
+
+    #[test]
+    fn target_duration_is_learned_from_playlists() {
+        let t0 = Instant::now();
+        let mut f = both();
+        f.observe_playlist(A, Some(1), Duration::from_secs(6), t0);
+        assert_eq!(f.target_duration(), Duration::from_secs(6));
+    }
+}
