@@ -12,5 +12,6 @@
 //! - [`fault`]: a fault-injecting HTTP proxy put in front of a packager by tests
 //!   and benchmarks; [`player`]: a player probe that judges a stream as a viewer.
 
+pub mod fault;
 pub mod hls;
 pub mod http;
