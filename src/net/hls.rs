@@ -117,7 +117,7 @@ pub enum PlaylistError {
 /// the sync byte: a body cut short or padded with garbage fails this.
 pub fn is_complete_transport_stream(bytes: &[u8]) -> bool {
     !bytes.is_empty()
-        && bytes.len() % TS_PACKET_LEN == 0
+        && bytes.len().is_multiple_of(TS_PACKET_LEN)
         && bytes
             .iter()
             .step_by(TS_PACKET_LEN)

@@ -15,6 +15,7 @@
 pub mod config;
 pub mod discovery;
 pub mod failover;
+pub mod fault;
 pub mod hls;
 pub mod http;
 pub mod origin;
