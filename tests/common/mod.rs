@@ -63,7 +63,13 @@ pub struct Service {
 
 impl Service {
     /// Starts `bin` with `args` and `envs`, logging to `<logs>/<name>.log`.
-    pub fn start(name: &str, bin: &str, args: &[String], envs: &[(&str, String)], logs: &Path) -> Service {
+    pub fn start(
+        name: &str,
+        bin: &str,
+        args: &[String],
+        envs: &[(&str, String)],
+        logs: &Path,
+    ) -> Service {
         let log = logs.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
@@ -91,7 +97,9 @@ impl Service {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
         Service {
             name: name.to_string(),
             child,
@@ -132,8 +140,14 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill").arg("-CONT").arg(self.pid().to_string()).status();
-            let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(self.pid().to_string())
+                .status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.pid().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {
@@ -172,8 +186,12 @@ pub fn get(url: &str) -> Option<(u16, Vec<u8>)> {
 
 pub fn get_json(url: &str) -> serde_json::Value {
     let (status, body) = get(url).unwrap_or_else(|| panic!("GET {url} failed"));
-    serde_json::from_slice(&body)
-        .unwrap_or_else(|e| panic!("GET {url} ({status}) is not JSON: {e}: {}", String::from_utf8_lossy(&body)))
+    serde_json::from_slice(&body).unwrap_or_else(|e| {
+        panic!(
+            "GET {url} ({status}) is not JSON: {e}: {}",
+            String::from_utf8_lossy(&body)
+        )
+    })
 }
 
 pub fn bin(name: &str) -> String {
@@ -237,9 +255,22 @@ impl Stack {
         for d in [&input, &logs] {
             std::fs::create_dir_all(d).expect("mkdir");
         }
-        make_input(&input.join("live01.mp4"), options.input_seconds, options.audio);
-        let (s1, s2, rep, ori, pro) = (free_port(), free_port(), free_port(), free_port(), free_port());
-        let packagers = vec![format!("http://127.0.0.1:{s1}"), format!("http://127.0.0.1:{s2}")];
+        make_input(
+            &input.join("live01.mp4"),
+            options.input_seconds,
+            options.audio,
+        );
+        let (s1, s2, rep, ori, pro) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
+        let packagers = vec![
+            format!("http://127.0.0.1:{s1}"),
+            format!("http://127.0.0.1:{s2}"),
+        ];
         let common = vec![
             ("INPUT_STREAM_PATH", input.display().to_string()),
             ("OUTPUT_STREAM_PATH", output.display().to_string()),
@@ -258,9 +289,11 @@ impl Stack {
         let start = |name: &str| Some(Service::start(name, &bin(name), &[], &common, &logs));
         let worker = start("worker");
         let playlist = output.join("live01/playlist.m3u8");
-        wait_for(Duration::from_secs(30), "the worker's first playlist", || {
-            playlist.exists().then_some(())
-        });
+        wait_for(
+            Duration::from_secs(30),
+            "the worker's first playlist",
+            || playlist.exists().then_some(()),
+        );
         let server1 = start("server1");
         let server2 = start("server2");
         let reporter = start("reporter");
@@ -272,11 +305,15 @@ impl Stack {
         let proxy = start("proxy");
         wait_healthy(ori);
         wait_healthy(pro);
-        wait_for(Duration::from_secs(20), "live01 reported with both packagers", || {
-            let (status, body) = get(&format!("http://127.0.0.1:{ori}/live/live01/packagers"))?;
-            let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-            (status == 200 && v["packagers"].as_array()?.len() == 2).then_some(())
-        });
+        wait_for(
+            Duration::from_secs(20),
+            "live01 reported with both packagers",
+            || {
+                let (status, body) = get(&format!("http://127.0.0.1:{ori}/live/live01/packagers"))?;
+                let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+                (status == 200 && v["packagers"].as_array()?.len() == 2).then_some(())
+            },
+        );
         Stack {
             dir,
             output,
@@ -302,20 +339,32 @@ impl Stack {
 
     /// Every service's log, for a failure message.
     pub fn logs(&self) -> String {
-        [&self.worker, &self.server1, &self.server2, &self.reporter, &self.discovery, &self.origin, &self.proxy]
-            .iter()
-            .filter_map(|s| s.as_ref())
-            .map(|s| format!("--- {} ---\n{}", s.name, s.log_text()))
-            .collect::<Vec<_>>()
-            .join("\n")
+        [
+            &self.worker,
+            &self.server1,
+            &self.server2,
+            &self.reporter,
+            &self.discovery,
+            &self.origin,
+            &self.proxy,
+        ]
+        .iter()
+        .filter_map(|s| s.as_ref())
+        .map(|s| format!("--- {} ---\n{}", s.name, s.log_text()))
+        .collect::<Vec<_>>()
+        .join("\n")
     }
 }
 
 pub fn wait_healthy(port: u16) {
-    wait_for(Duration::from_secs(20), &format!("healthcheck on {port}"), || {
-        let (status, _) = get(&format!("http://127.0.0.1:{port}/healthcheck"))?;
-        (status == 200).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(20),
+        &format!("healthcheck on {port}"),
+        || {
+            let (status, _) = get(&format!("http://127.0.0.1:{port}/healthcheck"))?;
+            (status == 200).then_some(())
+        },
+    );
 }
 
 /// The first video PTS (90 kHz) in an MPEG-TS segment: the PES with

@@ -1,0 +1,62 @@
+# nonstop: `just --list` shows every recipe.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+profile := env("PROFILE", "release")
+cargo_profile := if profile == "release" { "--release" } else { "" }
+
+# List the recipes.
+default:
+    @just --list
+
+# Install what is missing (apt packages, just) and make input/live01.mp4.
+setup:
+    ./scripts/setup.sh
+
+# Start the whole stack on the sample input and print the URL to play.
+up:
+    ./scripts/up.sh
+
+# Format check, lints and every test (what CI runs).
+test:
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings
+    cargo test --no-fail-fast
+
+# The GStreamer worker: INPUT_STREAM_PATH/<signal>.mp4 -> OUTPUT_STREAM_PATH/<signal>/.
+worker *args:
+    cargo run {{cargo_profile}} -q --bin worker -- {{args}}
+
+# Packager one, on SERVER_ONE_PORT (8080).
+server1 *args:
+    cargo run {{cargo_profile}} -q --bin server1 -- {{args}}
+
+# Packager two, on SERVER_TWO_PORT (9090).
+server2 *args:
+    cargo run {{cargo_profile}} -q --bin server2 -- {{args}}
+
+# The reporter, on REPORTER_PORT (2000).
+reporter *args:
+    cargo run {{cargo_profile}} -q --bin reporter -- {{args}}
+
+# Discovery: reports live signals and healthy packagers to the reporter.
+discovery *args:
+    cargo run {{cargo_profile}} -q --bin discovery -- {{args}}
+
+# The origin, on ORIGIN_PORT (8001).
+origin *args:
+    cargo run {{cargo_profile}} -q --bin origin -- {{args}}
+
+# The proxy players use, on PROXY_PORT (8002).
+proxy *args:
+    cargo run {{cargo_profile}} -q --bin proxy -- {{args}}
+
+# Run the worker's pipeline description with gst-launch-1.0 to debug it.
+pipeline file="input/live01.mp4" audio="yes":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    desc=pipelines/worker-audio-video.gst
+    [ "{{audio}}" = "yes" ] || desc=pipelines/worker-video.gst
+    mkdir -p output/live01
+    line=$(grep -v '^#' "$desc" | tr '\n' ' ' | sed "s|location=input/live01.mp4|location={{file}}|")
+    echo "gst-launch-1.0 -e $line"
+    eval gst-launch-1.0 -e $line
