@@ -12,8 +12,11 @@
 //! - `Unknown` before its first playlist;
 //! - `Fresh` otherwise.
 //!
-//! Packagers are tried best health first; among equals the active one stays
-//! (no flapping between healthy twins), then configuration order. The proxy
+//! Packagers are tried best health first, then freshest (newest segment
+//! listed), then the active one (no flapping between healthy twins that list
+//! the same segments), then configuration order. So a packager that stops
+//! advancing loses traffic as soon as its twin lists a newer segment, well
+//! before it is called stale. The proxy
 //! never serves a playlist whose newest segment is older than one it already
 //! served ([`Failover::admit_playlist`]).
 
@@ -185,7 +188,14 @@ impl Failover {
     /// choice makes (if the best is not the active one).
     pub fn plan(&mut self, now: Instant) -> (Vec<String>, Option<Switch>) {
         let mut order: Vec<usize> = (0..self.upstreams.len()).collect();
-        order.sort_by_key(|&i| (self.health_of(i, now), Some(i) != self.active, i));
+        order.sort_by_key(|&i| {
+            (
+                self.health_of(i, now),
+                std::cmp::Reverse(self.upstreams[i].newest.unwrap_or(0)),
+                Some(i) != self.active,
+                i,
+            )
+        });
         let switch = match order.first() {
             Some(&best) if Some(best) != self.active => {
                 let switch = Switch {
@@ -224,7 +234,12 @@ impl Failover {
                     .map(|t| now.saturating_duration_since(t).as_secs_f64())
                     .unwrap_or(0.0)
             ),
-            h => format!("{} {h:?}, another is better", u.base),
+            _ => format!(
+                "{} behind: newest segment {} while another has {}",
+                u.base,
+                u.newest.unwrap_or(0),
+                self.newest_known().unwrap_or(0)
+            ),
         }
     }
 
@@ -287,7 +302,7 @@ mod tests {
         for k in 0..10u64 {
             let now = t0 + secs(k as f64);
             f.observe_playlist(A, Some(k), TARGET, now);
-            f.observe_playlist(B, Some(k + 1), TARGET, now);
+            f.observe_playlist(B, Some(k), TARGET, now);
             let (order, switch) = f.plan(now);
             assert_eq!(order[0], A, "no flapping at {k}");
             assert!(switch.is_none());
@@ -323,6 +338,26 @@ mod tests {
     }
 
     #[test]
+    fn the_freshest_packager_is_preferred_at_once() {
+        let t0 = Instant::now();
+        let mut f = both();
+        f.observe_playlist(A, Some(10), TARGET, t0);
+        f.observe_playlist(B, Some(10), TARGET, t0);
+        f.plan(t0);
+        f.observe_playlist(B, Some(11), TARGET, t0 + secs(0.5));
+        let (order, switch) = f.plan(t0 + secs(0.5));
+        assert_eq!(order, vec![B, A]);
+        let reason = switch.expect("switch").reason;
+        assert!(reason.contains("behind"), "{reason}");
+        // A catches up: B stays active.
+        f.observe_playlist(A, Some(11), TARGET, t0 + secs(0.6));
+        assert_eq!(
+            f.plan(t0 + secs(0.6)),
+            (vec![B.to_string(), A.to_string()], None)
+        );
+    }
+
+    #[test]
     fn a_frozen_playlist_goes_stale_after_one_and_a_half_targets() {
         let t0 = Instant::now();
         let mut f = both();
@@ -335,12 +370,21 @@ mod tests {
             f.observe_playlist(A, Some(10), TARGET, now);
             f.observe_playlist(B, Some(10 + k / 2), TARGET, now);
         }
-        let (order, _) = f.plan(t0 + secs(2.9));
-        assert_eq!(order[0], A, "not stale before 1.5 targets");
+        let health_of_a = |f: &Failover, at: f64| f.status(t0 + secs(at))[0].health;
+        assert_eq!(
+            health_of_a(&f, 2.9),
+            Health::Fresh,
+            "not stale before 1.5 targets"
+        );
+        assert_eq!(health_of_a(&f, 3.1), Health::Stale);
         let (order, switch) = f.plan(t0 + secs(3.1));
         assert_eq!(order[0], B);
         let reason = switch.expect("switch").reason;
         assert!(reason.contains("stale"), "{reason}");
+        // Even equally fresh by number, a stale packager ranks after a fresh one.
+        f.observe_playlist(A, Some(12), TARGET, t0 + secs(3.2));
+        f.observe_failure(B, "reset");
+        assert_eq!(f.plan(t0 + secs(3.3)).0[0], A, "a failing twin ranks below");
     }
 
     #[test]

@@ -203,6 +203,7 @@ pub fn bin(name: &str) -> String {
         "discovery" => env!("CARGO_BIN_EXE_discovery"),
         "origin" => env!("CARGO_BIN_EXE_origin"),
         "proxy" => env!("CARGO_BIN_EXE_proxy"),
+        "faultproxy" => env!("CARGO_BIN_EXE_faultproxy"),
         other => panic!("unknown program {other}"),
     }
     .to_string()
@@ -213,6 +214,9 @@ pub struct StackOptions {
     pub segment_seconds: u32,
     pub input_seconds: u32,
     pub audio: bool,
+    /// Put a fault-injecting proxy in front of server1: packager A is then the
+    /// fault proxy (the one the proxy uses first), packager B is server2.
+    pub fault_front: bool,
 }
 
 impl Default for StackOptions {
@@ -221,6 +225,7 @@ impl Default for StackOptions {
             segment_seconds: 1,
             input_seconds: 4,
             audio: true,
+            fault_front: false,
         }
     }
 }
@@ -236,7 +241,10 @@ pub struct Stack {
     pub proxy_port: u16,
     /// Packager URLs as discovery reports them (and the proxy allows).
     pub packagers: Vec<String>,
+    /// Port of the fault proxy in front of server1, when there is one.
+    pub fault_port: Option<u16>,
     // Dropped in reverse order of start.
+    pub fault: Option<Service>,
     pub proxy: Option<Service>,
     pub origin: Option<Service>,
     pub discovery: Option<Service>,
@@ -267,8 +275,10 @@ impl Stack {
             free_port(),
             free_port(),
         );
+        let fault_port = options.fault_front.then(free_port);
+        let packager_a = fault_port.unwrap_or(s1);
         let packagers = vec![
-            format!("http://127.0.0.1:{s1}"),
+            format!("http://127.0.0.1:{packager_a}"),
             format!("http://127.0.0.1:{s2}"),
         ];
         let common = vec![
@@ -300,6 +310,17 @@ impl Stack {
         for port in [s1, s2, rep] {
             wait_healthy(port);
         }
+        let fault = fault_port.map(|port| {
+            let args = [
+                "--listen".to_string(),
+                format!("127.0.0.1:{port}"),
+                "--upstream".to_string(),
+                format!("http://127.0.0.1:{s1}"),
+            ];
+            let service = Service::start("faultproxy", &bin("faultproxy"), &args, &[], &logs);
+            wait_healthy(port);
+            service
+        });
         let discovery = start("discovery");
         let origin = start("origin");
         let proxy = start("proxy");
@@ -323,6 +344,8 @@ impl Stack {
             origin_port: ori,
             proxy_port: pro,
             packagers,
+            fault_port,
+            fault,
             proxy,
             origin,
             discovery,
@@ -342,6 +365,7 @@ impl Stack {
         [
             &self.worker,
             &self.server1,
+            &self.fault,
             &self.server2,
             &self.reporter,
             &self.discovery,
@@ -353,6 +377,17 @@ impl Stack {
         .map(|s| format!("--- {} ---\n{}", s.name, s.log_text()))
         .collect::<Vec<_>>()
         .join("\n")
+    }
+
+    /// Switches the fault proxy in front of server1 to `mode` (none, stale, ...).
+    pub fn inject(&self, mode: &str) {
+        let port = self.fault_port.expect("stack started with fault_front");
+        let status = reqwest::blocking::Client::new()
+            .put(format!("http://127.0.0.1:{port}/_fault/{mode}"))
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        assert_eq!(status, 200, "cannot switch the fault proxy to {mode}");
     }
 }
 
