@@ -14,3 +14,4 @@
 
 pub mod hls;
 pub mod http;
+pub mod player;
