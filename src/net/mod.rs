@@ -20,6 +20,7 @@ pub mod hls;
 pub mod http;
 pub mod origin;
 pub mod packager;
+pub mod player;
 pub mod proxy;
 pub mod reporter;
 pub mod store;

@@ -5,7 +5,10 @@
 //! - [`signal`]: one signal's pipeline, looped seamlessly, restarted with backoff.
 //! - [`playlist`]: the rolling live playlist the worker writes (m3u8-rs).
 //! - [`worker`]: runs every signal of the input folder until shutdown.
+//! - [`demux`]: pushes one downloaded segment through tsdemux and the parsers,
+//!   so the player probe can tell whether a viewer would get pictures from it.
 
+pub mod demux;
 pub mod description;
 pub mod input;
 pub mod playlist;

@@ -1,0 +1,290 @@
+#!/usr/bin/env node
+// Real-player judge: plays a live HLS URL with hls.js (or the browser's native
+// HLS with --native) in headless Chromium and prints ONE JSON object on stdout
+// with stalls, frozen time, errors and startup time. Progress goes to stderr.
+//
+//   node web/hlsjs-player.mjs --url http://127.0.0.1:8002/live01/playlist.m3u8 \
+//        --duration 30 [--screenshot out.png] [--native]
+//
+// Exit 0: playback started and was measured (even with stalls or errors).
+// Exit 1: could not measure (bad arguments, Chromium or hls.js missing, page
+//         failed, playback never started); one "error: ..." line on stderr.
+//         If the page ran, the JSON (played=false) is still printed on stdout.
+
+import http from 'node:http';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const HLS_JS = path.join(HERE, 'node_modules', 'hls.js', 'dist', 'hls.min.js');
+const PLAYER_HTML = path.join(HERE, 'player.html');
+const DEFAULT_CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run',
+];
+
+const USAGE = `usage: node hlsjs-player.mjs --url URL [--duration SECONDS] [--screenshot FILE.png] [--native]
+                               [--startup-timeout SECONDS] [--chromium PATH]
+  --url              live HLS playlist (http or https)
+  --duration         seconds of playback to measure after the first 'playing' event (default 30)
+  --screenshot       save a PNG of the page (video + live counters) at the end
+  --native           play with the browser's native HLS (video.src = url) instead of hls.js
+  --startup-timeout  seconds to wait for the first 'playing' event (default 20)
+  --chromium         Chromium executable (default ${DEFAULT_CHROMIUM})`;
+
+const log = (msg) => process.stderr.write(`[judge] ${msg}\n`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+class Fail extends Error {}
+
+function parseCli(argv) {
+  let opts;
+  try {
+    opts = parseArgs({
+      args: argv,
+      options: {
+        url: { type: 'string' },
+        duration: { type: 'string', default: '30' },
+        screenshot: { type: 'string' },
+        native: { type: 'boolean', default: false },
+        'startup-timeout': { type: 'string', default: '20' },
+        chromium: { type: 'string', default: DEFAULT_CHROMIUM },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    throw new Fail(`${e.message}\n${USAGE}`);
+  }
+  if (opts.help) {
+    process.stdout.write(USAGE + '\n');
+    process.exit(0);
+  }
+  if (!opts.url) throw new Fail(`--url is required\n${USAGE}`);
+  let u;
+  try { u = new URL(opts.url); } catch { throw new Fail(`bad --url '${opts.url}': not a URL`); }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Fail(`bad --url '${opts.url}': must be http or https`);
+  const duration = Number(opts.duration);
+  if (!Number.isFinite(duration) || duration <= 0) throw new Fail(`bad --duration '${opts.duration}': must be a positive number of seconds`);
+  const startupTimeout = Number(opts['startup-timeout']);
+  if (!Number.isFinite(startupTimeout) || startupTimeout <= 0) throw new Fail(`bad --startup-timeout '${opts['startup-timeout']}'`);
+  return {
+    url: u.href,
+    durationMs: Math.round(duration * 1000),
+    startupTimeoutMs: Math.round(startupTimeout * 1000),
+    screenshot: opts.screenshot ? path.resolve(opts.screenshot) : null,
+    native: opts.native,
+    chromium: opts.chromium,
+  };
+}
+
+// Tiny static server for the page and hls.js (never fetched from the internet).
+function startServer() {
+  const files = {
+    '/player.html': { file: PLAYER_HTML, type: 'text/html; charset=utf-8' },
+    '/hls.min.js': { file: HLS_JS, type: 'text/javascript; charset=utf-8' },
+  };
+  const server = http.createServer((req, res) => {
+    const { pathname } = new URL(req.url, 'http://127.0.0.1');
+    const f = files[pathname];
+    if (!f || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(pathname === '/favicon.ico' ? 204 : 404, { 'Cache-Control': 'no-store' });
+      res.end();
+      return;
+    }
+    fs.readFile(f.file, (err, buf) => {
+      if (err) { res.writeHead(500); res.end(String(err)); return; }
+      res.writeHead(200, { 'Content-Type': f.type, 'Content-Length': buf.length, 'Cache-Control': 'no-store' });
+      res.end(req.method === 'HEAD' ? undefined : buf);
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve(server));
+  });
+}
+
+// Everything that must be released, whatever happens.
+const held = { server: null, context: null, userDataDir: null, closing: null };
+
+function cleanup() {
+  if (held.closing) return held.closing;
+  held.closing = (async () => {
+    if (held.context) {
+      const ctx = held.context;
+      held.context = null;
+      await Promise.race([ctx.close().catch(() => {}), sleep(10000)]);
+    }
+    if (held.server) {
+      const srv = held.server;
+      held.server = null;
+      srv.closeAllConnections?.();
+      await new Promise((r) => srv.close(() => r()));
+    }
+    if (held.userDataDir) {
+      try { fs.rmSync(held.userDataDir, { recursive: true, force: true }); } catch { /* best effort */ }
+      held.userDataDir = null;
+    }
+  })();
+  return held.closing;
+}
+
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
+  process.on(sig, () => {
+    process.stderr.write(`error: interrupted by ${sig}\n`);
+    // Guard against a hung close: leave after 12 s whatever happens.
+    setTimeout(() => process.exit(code), 12000).unref();
+    cleanup().finally(() => process.exit(code));
+  });
+}
+
+function withTimeout(promise, ms, what) {
+  let t;
+  return Promise.race([
+    promise,
+    new Promise((_, rej) => { t = setTimeout(() => rej(new Fail(`${what} timed out after ${ms} ms`)), ms); }),
+  ]).finally(() => clearTimeout(t));
+}
+
+async function main() {
+  const opts = parseCli(process.argv.slice(2));
+
+  if (!fs.existsSync(HLS_JS)) throw new Fail(`hls.js not found at ${HLS_JS}: run 'npm ci' in ${HERE}`);
+  if (!fs.existsSync(PLAYER_HTML)) throw new Fail(`player page not found at ${PLAYER_HTML}`);
+  if (!fs.existsSync(opts.chromium)) throw new Fail(`Chromium not found at ${opts.chromium} (apt-get install chromium, or pass --chromium PATH)`);
+
+  let chromium;
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch (e) {
+    throw new Fail(`playwright-core not installed: run 'npm ci' in ${HERE} (${e.message})`);
+  }
+
+  held.server = await startServer();
+  const port = held.server.address().port;
+  const pageUrl = `http://127.0.0.1:${port}/player.html?` +
+    new URLSearchParams({ url: opts.url, native: opts.native ? '1' : '0' }).toString();
+  log(`page server on http://127.0.0.1:${port}/ ; playing ${opts.url} with ${opts.native ? 'native HLS' : 'hls.js'}`);
+
+  held.userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nonstop-judge-chromium-'));
+  try {
+    // launchPersistentContext passes the fresh temp dir as --user-data-dir.
+    held.context = await chromium.launchPersistentContext(held.userDataDir, {
+      executablePath: opts.chromium,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 660, height: 410 },
+      timeout: 30000,
+    });
+  } catch (e) {
+    throw new Fail(`could not launch Chromium at ${opts.chromium}: ${String(e.message).split('\n')[0]}`);
+  }
+  const context = held.context;
+  let browserGone = false;
+  context.on('close', () => { browserGone = true; });
+
+  const page = context.pages()[0] || await context.newPage();
+  page.on('pageerror', (e) => log(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') log(`console.${m.type()}: ${m.text()}`);
+  });
+  page.on('crash', () => { browserGone = true; log('page crashed'); });
+
+  try {
+    const resp = await page.goto(pageUrl, { waitUntil: 'load', timeout: 20000 });
+    if (!resp || !resp.ok()) throw new Error(`HTTP ${resp ? resp.status() : 'no response'}`);
+  } catch (e) {
+    throw new Fail(`could not open the player page: ${String(e.message).split('\n')[0]}`);
+  }
+
+  const info = await page.evaluate(() => ({ hls: window.__judge && window.__judge.hls_version, mse: window.__judge && window.__judge.mse_supported }));
+  if (!opts.native) log(`hls.js ${info.hls}, MediaSource supported: ${info.mse}`);
+
+  // Poll the page: wait for the first 'playing', then measure --duration.
+  let startFailure = null;
+  let lastProgress = 0;
+  for (;;) {
+    if (browserGone) throw new Fail('Chromium closed or crashed during the run');
+    const s = await withTimeout(page.evaluate(() => window.__judgeSnapshot()), 10000, 'page poll');
+    for (const ev of s.events) log(ev);
+    if (!s.started) {
+      if (s.fatal_before_start) { startFailure = 'a fatal player error happened before playback started'; break; }
+      if (s.since_load_ms === null) { startFailure = 'the player did not start loading'; break; }
+      if (s.since_load_ms >= opts.startupTimeoutMs) { startFailure = `no 'playing' event within ${opts.startupTimeoutMs / 1000} s`; break; }
+      await sleep(250);
+      continue;
+    }
+    if (s.elapsed_ms - lastProgress >= 5000) {
+      lastProgress = s.elapsed_ms;
+      log(`t=${(s.elapsed_ms / 1000).toFixed(1)}s currentTime=${s.current_time.toFixed(2)} stalls=${s.stalls}${s.stalled ? ' (stalled now)' : ''} errors=${s.errors} fatal=${s.fatal_errors}`);
+    }
+    const left = opts.durationMs - s.elapsed_ms;
+    if (left <= 0) break;
+    await sleep(Math.min(1000, left));
+  }
+
+  const r = await withTimeout(page.evaluate(() => window.__judgeFinish()), 10000, 'final read');
+  for (const ev of (await page.evaluate(() => window.__judgeSnapshot()).catch(() => ({ events: [] }))).events) log(ev);
+
+  if (opts.screenshot) {
+    try {
+      await page.screenshot({ path: opts.screenshot, timeout: 15000 });
+      log(`screenshot saved to ${opts.screenshot}`);
+    } catch (e) {
+      log(`screenshot failed: ${String(e.message).split('\n')[0]}`);
+    }
+  }
+
+  const result = {
+    player: r.player,
+    url: opts.url,
+    duration_ms: r.duration_ms,
+    startup_ms: r.startup_ms,
+    stalls: r.stalls,
+    stall_ms: r.stall_ms,
+    max_frozen_ms: r.max_frozen_ms,
+    errors: r.errors,
+    fatal_errors: r.fatal_errors,
+    error_details: r.error_details,
+    current_time_end: r.current_time_end,
+    played: r.played,
+    // extras
+    errors_before_start: r.errors_before_start,
+    current_time_start: r.current_time_start,
+    played_s: r.played_s,
+    buffer_ahead_end_s: r.buffer_ahead_end_s,
+    latency_end_s: r.latency_end_s,
+    dropped_frames: r.dropped_frames,
+    total_frames: r.total_frames,
+    video_width: r.video_width,
+    video_height: r.video_height,
+    last_error: r.last_error,
+    hls_version: r.hls_version,
+    native_supported: r.native_supported,
+    browser: context.browser()?.version() ?? null,
+  };
+  process.stdout.write(JSON.stringify(result) + '\n');
+
+  if (startFailure) {
+    const last = r.last_error ? ` (last error: ${r.last_error.details}${r.last_error.extra ? ' ' + r.last_error.extra : ''})` : '';
+    throw new Fail(`playback did not start: ${startFailure}${last}`);
+  }
+  return 0;
+}
+
+let code = 0;
+try {
+  code = await main();
+} catch (e) {
+  const msg = e instanceof Fail ? e.message : `unexpected failure: ${e && e.stack ? e.stack : e}`;
+  process.stderr.write(`error: ${msg}\n`);
+  code = 1;
+} finally {
+  await cleanup();
+}
+process.exit(code);
