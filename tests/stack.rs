@@ -153,10 +153,7 @@ fn killing_server1_mid_stream_fails_no_client_request() {
         std::thread::sleep(Duration::from_millis(300));
     }
     if let Some(mut s1) = stack.server1.take() {
-        assert!(
-            s1.wait_exit(Duration::from_secs(1)).is_some(),
-            "server1 was killed"
-        );
+        assert!(s1.wait_gone(Duration::from_secs(1)), "server1 was killed");
     }
     assert!(
         failures.is_empty(),

@@ -59,13 +59,13 @@ function parseCli(argv) {
       allowPositionals: false,
     }).values;
   } catch (e) {
-    throw new Fail(`${e.message}\n${USAGE}`);
+    throw new Fail(`${String(e.message).split('\n')[0]} (see --help)`);
   }
   if (opts.help) {
     process.stdout.write(USAGE + '\n');
     process.exit(0);
   }
-  if (!opts.url) throw new Fail(`--url is required\n${USAGE}`);
+  if (!opts.url) throw new Fail('--url is required (see --help)');
   let u;
   try { u = new URL(opts.url); } catch { throw new Fail(`bad --url '${opts.url}': not a URL`); }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Fail(`bad --url '${opts.url}': must be http or https`);
@@ -254,6 +254,8 @@ async function main() {
     current_time_end: r.current_time_end,
     played: r.played,
     // extras
+    first_advance_ms: r.first_advance_ms,
+    preroll_waits: r.preroll_waits,
     errors_before_start: r.errors_before_start,
     current_time_start: r.current_time_start,
     played_s: r.played_s,
@@ -264,6 +266,7 @@ async function main() {
     video_width: r.video_width,
     video_height: r.video_height,
     last_error: r.last_error,
+    ended: r.ended,
     hls_version: r.hls_version,
     native_supported: r.native_supported,
     browser: context.browser()?.version() ?? null,

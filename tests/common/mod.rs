@@ -132,6 +132,18 @@ impl Service {
         None
     }
 
+    /// Waits for the process to be gone, however it ended (a signal included).
+    pub fn wait_gone(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -204,6 +216,7 @@ pub fn bin(name: &str) -> String {
         "origin" => env!("CARGO_BIN_EXE_origin"),
         "proxy" => env!("CARGO_BIN_EXE_proxy"),
         "faultproxy" => env!("CARGO_BIN_EXE_faultproxy"),
+        "probe" => env!("CARGO_BIN_EXE_probe"),
         other => panic!("unknown program {other}"),
     }
     .to_string()
@@ -430,4 +443,41 @@ pub fn first_video_pts(ts: &[u8]) -> Option<u64> {
         return Some(pts);
     }
     None
+}
+
+/// The player probe running against a URL in the background; `finish` waits
+/// for its JSON report.
+pub struct Probe {
+    handle: std::thread::JoinHandle<std::process::Output>,
+}
+
+impl Probe {
+    pub fn start(url: &str, seconds: u32) -> Probe {
+        let mut cmd = Command::new(bin("probe"));
+        cmd.args([
+            "--url",
+            url,
+            "--duration",
+            &seconds.to_string(),
+            "--start-segments",
+            "3",
+            "--demux",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+        let handle = std::thread::spawn(move || cmd.output().expect("probe runs"));
+        Probe { handle }
+    }
+
+    pub fn finish(self) -> (nonstop::net::player::ProbeReport, String) {
+        let out = self.handle.join().expect("probe thread");
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "probe printed no report ({e}): {}\n{log}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (report, log)
+    }
 }
