@@ -134,7 +134,7 @@ function cleanup() {
   return held.closing;
 }
 
-for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
   process.on(sig, () => {
     process.stderr.write(`error: interrupted by ${sig}\n`);
     // Guard against a hung close: leave after 12 s whatever happens.
@@ -180,6 +180,10 @@ async function main() {
       args: CHROMIUM_ARGS,
       viewport: { width: 660, height: 410 },
       timeout: 30000,
+      // Our own SIGINT/SIGTERM/SIGHUP handlers close the browser, then the server and temp dir.
+      handleSIGINT: false,
+      handleSIGTERM: false,
+      handleSIGHUP: false,
     });
   } catch (e) {
     throw new Fail(`could not launch Chromium at ${opts.chromium}: ${String(e.message).split('\n')[0]}`);

@@ -4,18 +4,38 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-/// Where a service listens: `LISTEN_HOST` (all interfaces by default, so each
-/// service can run on its own host) and the service's own port.
+/// Where a service listens (`LISTEN_HOST`: all interfaces by default, so each
+/// service can run on its own host) and the limits that keep one client from
+/// holding it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ListenArgs {
     /// Address to listen on.
     #[arg(long = "listen-host", env = "LISTEN_HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
+    /// Most connections served at once; extra ones are closed at once.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096, value_parser = parse_connection_limit)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a whole request head.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub header_timeout: std::time::Duration,
+    /// Seconds a connection may stay silent before it is closed.
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT_SECONDS", default_value = "60", value_parser = parse_seconds)]
+    pub idle_timeout: std::time::Duration,
 }
 
 impl ListenArgs {
     pub fn addr(&self, port: u16) -> SocketAddr {
         SocketAddr::new(self.host, port)
+    }
+}
+
+/// A connection limit: 1 to a million.
+pub fn parse_connection_limit(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a number of connections between 1 and 1000000"
+        )),
     }
 }
 

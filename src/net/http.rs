@@ -10,8 +10,6 @@ use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::shutdown::Shutdown;
-
 /// Largest JSON body any service accepts (a report is a few hundred bytes).
 pub const MAX_JSON_BODY_BYTES: u64 = 16 * 1024;
 
@@ -102,32 +100,6 @@ pub fn healthcheck(
                 &serde_json::json!({ "status": "ok", "service": service }),
             ))
         })
-}
-
-/// Binds `addr` and serves `routes` until `shutdown` fires, then stops
-/// accepting and lets in-flight requests finish. Returns once drained.
-pub async fn serve<F>(
-    service: &'static str,
-    addr: SocketAddr,
-    routes: F,
-    shutdown: Shutdown,
-) -> Result<(), ServeError>
-where
-    F: Filter + Clone + Send + Sync + 'static,
-    F::Extract: Reply,
-{
-    let stop = shutdown.clone();
-    let (bound, server) = warp::serve(routes)
-        .try_bind_with_graceful_shutdown(addr, async move { stop.wait().await })
-        .map_err(|e| ServeError::Bind {
-            addr,
-            port: addr.port(),
-            reason: root_cause(&e),
-        })?;
-    log::info!("{service} listening on http://{bound}");
-    server.await;
-    log::info!("{service} stopped");
-    Ok(())
 }
 
 /// The innermost error message, which is the one that says what went wrong

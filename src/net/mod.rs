@@ -23,5 +23,6 @@ pub mod packager;
 pub mod player;
 pub mod proxy;
 pub mod reporter;
+pub mod server;
 pub mod store;
 pub mod upstream;

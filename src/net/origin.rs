@@ -129,9 +129,10 @@ impl ReporterView {
 
 pub async fn run(config: OriginConfig, shutdown: Shutdown) -> Result<(), http::ServeError> {
     let view = Arc::new(ReporterView::new(config.reporter_url, config.cache_for));
-    http::serve(
+    super::server::serve(
         "origin",
-        config.listen.addr(config.port),
+        &config.listen,
+        config.port,
         routes(view),
         shutdown,
     )

@@ -50,7 +50,7 @@ pub async fn run(
         return Err(PackagerError::NoOutput(args.output));
     }
     let routes = routes(service, args.output.clone());
-    http::serve(service, args.listen.addr(port), routes, shutdown).await?;
+    super::server::serve(service, &args.listen, port, routes, shutdown).await?;
     Ok(())
 }
 

@@ -150,14 +150,14 @@ impl Refusal {
 }
 
 pub async fn run(config: ProxyConfig, shutdown: Shutdown) -> Result<(), http::ServeError> {
-    let addr = config.listen.addr(config.port);
+    let (listen, port) = (config.listen.clone(), config.port);
     log::info!(
         "Proxy asks {} for routes; allowed packagers: {}",
         config.origin_url,
         config.packagers.join(", ")
     );
     let proxy = Arc::new(Proxy::new(config, shutdown.clone()));
-    http::serve("proxy", addr, routes(proxy), shutdown).await
+    super::server::serve("proxy", &listen, port, routes(proxy), shutdown).await
 }
 
 pub fn routes(proxy: Arc<Proxy>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {

@@ -113,9 +113,10 @@ pub async fn run(config: ReporterConfig, shutdown: Shutdown) -> Result<(), Repor
         store.kind(),
         config.ttl.as_secs_f64()
     );
-    http::serve(
+    super::server::serve(
         "reporter",
-        config.listen.addr(config.port),
+        &config.listen,
+        config.port,
         routes(Arc::new(store)),
         shutdown,
     )
