@@ -8,5 +8,8 @@ async fn main() {
     nonstop::logging::init();
     let config = DiscoveryConfig::parse();
     let shutdown = nonstop::shutdown::Shutdown::on_signals();
-    discovery::run(config, shutdown).await;
+    if let Err(e) = discovery::run(config, shutdown).await {
+        log::error!("{e}");
+        std::process::exit(1);
+    }
 }

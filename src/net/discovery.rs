@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::auth::{Token, TokenArgs};
 use super::config::{parse_base_url, parse_seconds};
 use super::hls::{is_valid_signal_name, PLAYLIST_NAME};
 use super::reporter::Report;
@@ -39,6 +40,8 @@ pub struct DiscoveryConfig {
     /// A signal whose playlist is older than this many seconds is not live.
     #[arg(long, env = "SIGNAL_FRESH_SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub fresh_within: Duration,
+    #[command(flatten)]
+    pub token: TokenArgs,
 }
 
 /// Signals whose playlist was written within `fresh_within` of `now`.
@@ -64,7 +67,9 @@ pub fn live_signals(output: &Path, fresh_within: Duration, now: SystemTime) -> V
     signals
 }
 
-pub async fn run(config: DiscoveryConfig, shutdown: Shutdown) {
+/// Runs until shutdown; fails only on a bad token setting.
+pub async fn run(config: DiscoveryConfig, shutdown: Shutdown) -> Result<(), String> {
+    let token = config.token.load()?;
     let client = super::http::client(PACKAGER_CHECK_TIMEOUT);
     let mut registered: BTreeSet<String> = BTreeSet::new();
     let mut failures: u32 = 0;
@@ -75,7 +80,7 @@ pub async fn run(config: DiscoveryConfig, shutdown: Shutdown) {
         config.reporter_url
     );
     while !shutdown.is_triggered() {
-        let pause = match round(&config, &client, &mut registered).await {
+        let pause = match round(&config, &client, token.as_ref(), &mut registered).await {
             Ok(()) => {
                 if failures > 0 {
                     log::info!("Reporter at {} is back", config.reporter_url);
@@ -104,12 +109,14 @@ pub async fn run(config: DiscoveryConfig, shutdown: Shutdown) {
         }
     }
     log::info!("Discovery stopped");
+    Ok(())
 }
 
 /// One round: scan, check, report. Fails only when the reporter cannot be told.
 async fn round(
     config: &DiscoveryConfig,
     client: &reqwest::Client,
+    token: Option<&Token>,
     registered: &mut BTreeSet<String>,
 ) -> Result<(), String> {
     let signals = live_signals(&config.output, config.fresh_within, SystemTime::now());
@@ -138,10 +145,14 @@ async fn round(
             signal: signal.clone(),
             packagers: serving,
         };
-        let res = client
+        let mut request = client
             .post(format!("{}/ingests", config.reporter_url))
             .timeout(REPORT_TIMEOUT)
-            .json(&report)
+            .json(&report);
+        if let Some(token) = token {
+            request = request.header("authorization", token.bearer());
+        }
+        let res = request
             .send()
             .await
             .map_err(|e| super::http::root_cause(&e))?;

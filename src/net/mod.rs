@@ -12,6 +12,7 @@
 //! - [`fault`]: a fault-injecting HTTP proxy put in front of a packager by tests
 //!   and benchmarks; [`player`]: a player probe that judges a stream as a viewer.
 
+pub mod auth;
 pub mod config;
 pub mod discovery;
 pub mod failover;

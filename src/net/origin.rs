@@ -17,6 +17,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
+use super::auth::{Token, TokenArgs};
 use super::config::{parse_base_url, parse_port, parse_seconds, ListenArgs};
 use super::hls::{is_valid_signal_name, PLAYLIST_NAME};
 use super::http::{self, allow_any_origin, json_error, json_ok};
@@ -39,6 +40,8 @@ pub struct OriginConfig {
     /// Seconds a reporter answer is reused before asking again.
     #[arg(long, env = "ORIGIN_CACHE_SECONDS", default_value = "1", value_parser = parse_seconds)]
     pub cache_for: Duration,
+    #[command(flatten)]
+    pub token: TokenArgs,
     #[command(flatten)]
     pub listen: ListenArgs,
 }
@@ -68,15 +71,18 @@ pub struct ReporterView {
     client: reqwest::Client,
     reporter_url: String,
     cache_for: Duration,
+    /// Sent to a reporter whose reads are protected.
+    token: Option<Token>,
     last: Mutex<Option<View>>,
 }
 
 impl ReporterView {
-    pub fn new(reporter_url: String, cache_for: Duration) -> Self {
+    pub fn new(reporter_url: String, cache_for: Duration, token: Option<Token>) -> Self {
         ReporterView {
             client: http::client(REPORTER_TIMEOUT),
             reporter_url,
             cache_for,
+            token,
             last: Mutex::new(None),
         }
     }
@@ -111,10 +117,14 @@ impl ReporterView {
     }
 
     async fn fetch(&self) -> Result<Vec<Ingest>, String> {
-        let res = self
+        let mut request = self
             .client
             .get(format!("{}/ingests", self.reporter_url))
-            .timeout(REPORTER_TIMEOUT)
+            .timeout(REPORTER_TIMEOUT);
+        if let Some(token) = &self.token {
+            request = request.header("authorization", token.bearer());
+        }
+        let res = request
             .send()
             .await
             .map_err(|e| format!("reporter unreachable: {}", http::root_cause(&e)))?;
@@ -127,8 +137,21 @@ impl ReporterView {
     }
 }
 
-pub async fn run(config: OriginConfig, shutdown: Shutdown) -> Result<(), http::ServeError> {
-    let view = Arc::new(ReporterView::new(config.reporter_url, config.cache_for));
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    #[error("{0}")]
+    Token(String),
+    #[error(transparent)]
+    Serve(#[from] http::ServeError),
+}
+
+pub async fn run(config: OriginConfig, shutdown: Shutdown) -> Result<(), OriginError> {
+    let token = config.token.load().map_err(OriginError::Token)?;
+    let view = Arc::new(ReporterView::new(
+        config.reporter_url,
+        config.cache_for,
+        token,
+    ));
     super::server::serve(
         "origin",
         &config.listen,
@@ -136,7 +159,8 @@ pub async fn run(config: OriginConfig, shutdown: Shutdown) -> Result<(), http::S
         routes(view),
         shutdown,
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 pub fn routes(

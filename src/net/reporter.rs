@@ -12,6 +12,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
+use super::auth::{Token, TokenArgs};
 use super::config::{parse_base_url, parse_port, parse_seconds, ListenArgs};
 use super::hls::is_valid_signal_name;
 use super::http::{self, allow_any_origin, json_error, json_ok, MAX_JSON_BODY_BYTES};
@@ -37,8 +38,57 @@ pub struct ReporterConfig {
     /// them between several reporters.
     #[arg(long, env = "REPORTER_STORE", default_value = "memory")]
     pub store: String,
+    /// The packagers a report may name, comma-separated (scheme, host and port
+    /// are compared); defaults to PACKAGERS.
+    #[arg(long, env = "REPORTER_ALLOWED_PACKAGERS", value_delimiter = ',', value_parser = parse_base_url)]
+    pub allowed_packagers: Option<Vec<String>>,
+    /// The configured packagers, the default allow-list.
+    #[arg(long, env = "PACKAGERS", default_value = "http://localhost:8080,http://localhost:9090", value_delimiter = ',', value_parser = parse_base_url)]
+    pub packagers: Vec<String>,
+    /// Require the token for `GET /ingests` too.
+    #[arg(long, env = "REPORTER_PROTECT_READS", default_value_t = false)]
+    pub protect_reads: bool,
+    #[command(flatten)]
+    pub token: TokenArgs,
     #[command(flatten)]
     pub listen: ListenArgs,
+}
+
+/// What the reporter's routes share.
+pub struct ReporterState {
+    pub store: IngestStore,
+    /// When set, reports (and, with `protect_reads`, reads) need it.
+    pub token: Option<Token>,
+    pub protect_reads: bool,
+    /// Origins (`scheme://host:port`) a reported packager must have.
+    pub allowed_origins: Vec<String>,
+}
+
+/// `scheme://host:port` of a URL, the unit the allow-list compares.
+fn origin_of(url: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+}
+
+impl ReporterState {
+    pub fn new(
+        store: IngestStore,
+        token: Option<Token>,
+        protect_reads: bool,
+        allowed: &[String],
+    ) -> Self {
+        ReporterState {
+            store,
+            token,
+            protect_reads,
+            allowed_origins: allowed.iter().filter_map(|a| origin_of(a)).collect(),
+        }
+    }
+
+    fn authorized(&self, header: Option<&str>) -> bool {
+        self.token.as_ref().is_none_or(|t| t.admits(header))
+    }
 }
 
 /// What discovery POSTs for one signal.
@@ -61,13 +111,16 @@ pub struct Ingest {
 pub enum ReporterError {
     #[error("cannot open the store '{0}': {1}")]
     Store(String, StoreError),
+    #[error("{0}")]
+    Token(String),
     #[error(transparent)]
     Serve(#[from] http::ServeError),
 }
 
 impl Report {
-    /// Checks names and URLs; the message says what is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks names and URLs against the allowed packager origins; the
+    /// message says what is wrong.
+    pub fn validate(&self, allowed_origins: &[String]) -> Result<(), String> {
         if !is_valid_signal_name(&self.signal) {
             return Err(format!(
                 "signal '{}' is not a valid name ([A-Za-z0-9_-]{{1,64}})",
@@ -81,6 +134,10 @@ impl Report {
         }
         for p in &self.packagers {
             parse_base_url(p).map_err(|e| format!("packager {e}"))?;
+            let allowed = origin_of(p).is_some_and(|o| allowed_origins.contains(&o));
+            if !allowed {
+                return Err(format!("packager '{p}' is not on the allow-list"));
+            }
         }
         Ok(())
     }
@@ -105,9 +162,18 @@ impl From<StoredIngest> for Ingest {
 }
 
 pub async fn run(config: ReporterConfig, shutdown: Shutdown) -> Result<(), ReporterError> {
+    let token = config.token.load().map_err(ReporterError::Token)?;
+    if token.is_none() {
+        log::warn!("REPORTER_TOKEN is not set: anyone who can reach the reporter can post reports");
+    }
     let store = IngestStore::open(&config.store, config.ttl)
         .await
         .map_err(|e| ReporterError::Store(config.store.clone(), e))?;
+    let allowed = config
+        .allowed_packagers
+        .as_ref()
+        .unwrap_or(&config.packagers);
+    log::info!("Reports may name these packagers: {}", allowed.join(", "));
     log::info!(
         "Reporter keeps reports in {} for {:.0} s",
         store.kind(),
@@ -117,7 +183,12 @@ pub async fn run(config: ReporterConfig, shutdown: Shutdown) -> Result<(), Repor
         "reporter",
         &config.listen,
         config.port,
-        routes(Arc::new(store)),
+        routes(Arc::new(ReporterState::new(
+            store,
+            token,
+            config.protect_reads,
+            allowed,
+        ))),
         shutdown,
     )
     .await?;
@@ -125,19 +196,40 @@ pub async fn run(config: ReporterConfig, shutdown: Shutdown) -> Result<(), Repor
 }
 
 pub fn routes(
-    store: Arc<IngestStore>,
+    state: Arc<ReporterState>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let with_store = warp::any().map(move || store.clone());
+    let with_state = warp::any().map(move || state.clone());
+    let authorization = warp::header::optional::<String>("authorization");
     let list = warp::path!("ingests")
         .and(warp::get())
-        .and(with_store.clone())
-        .then(list_ingests);
+        .and(authorization)
+        .and(with_state.clone())
+        .then(
+            |auth: Option<String>, state: Arc<ReporterState>| async move {
+                if state.protect_reads && !state.authorized(auth.as_deref()) {
+                    return unauthorized();
+                }
+                list_ingests(&state.store).await
+            },
+        );
     let report = warp::path!("ingests")
         .and(warp::post())
+        .and(authorization)
+        .and(with_state)
         .and(warp::body::content_length_limit(MAX_JSON_BODY_BYTES))
-        .and(warp::body::json())
-        .and(with_store)
-        .then(accept_report);
+        .and(warp::body::bytes())
+        .then(
+            |auth: Option<String>, state: Arc<ReporterState>, body: bytes::Bytes| async move {
+                // The token is checked before the body is even parsed.
+                if !state.authorized(auth.as_deref()) {
+                    return unauthorized();
+                }
+                match serde_json::from_slice::<Report>(&body) {
+                    Ok(report) => accept_report(report, &state).await,
+                    Err(e) => json_error(StatusCode::BAD_REQUEST, format!("invalid report: {e}")),
+                }
+            },
+        );
     http::healthcheck("reporter")
         .or(list)
         .unify()
@@ -147,7 +239,16 @@ pub fn routes(
         .unify()
 }
 
-async fn list_ingests(store: Arc<IngestStore>) -> Response {
+fn unauthorized() -> Response {
+    let mut response = json_error(StatusCode::UNAUTHORIZED, "missing or invalid token");
+    response.headers_mut().insert(
+        "www-authenticate",
+        warp::http::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+async fn list_ingests(store: &IngestStore) -> Response {
     match store.list().await {
         Ok(list) => {
             let ingests: Vec<Ingest> = list.into_iter().map(Ingest::from).collect();
@@ -163,12 +264,12 @@ async fn list_ingests(store: Arc<IngestStore>) -> Response {
     }
 }
 
-async fn accept_report(report: Report, store: Arc<IngestStore>) -> Response {
-    if let Err(reason) = report.validate() {
+async fn accept_report(report: Report, state: &ReporterState) -> Response {
+    if let Err(reason) = report.validate(&state.allowed_origins) {
         log::warn!("Rejected report: {reason}");
         return json_error(StatusCode::BAD_REQUEST, reason);
     }
-    match store.put(&report.signal, &report.packagers).await {
+    match state.store.put(&report.signal, &report.packagers).await {
         Ok(()) => {
             log::debug!(
                 "Report for '{}': {}",
@@ -192,10 +293,91 @@ mod tests {
     use super::*;
     use crate::net::store::MemoryStore;
 
+    const TOKEN: &str = "discovery-token-0123456789";
+
+    fn state(token: Option<&str>, protect_reads: bool) -> Arc<ReporterState> {
+        let token = TokenArgs {
+            token: token.map(String::from),
+            token_file: None,
+        }
+        .load()
+        .expect("valid token");
+        Arc::new(ReporterState::new(
+            IngestStore::Memory(MemoryStore::new(Duration::from_secs(15))),
+            token,
+            protect_reads,
+            &[
+                "http://localhost:8080".to_string(),
+                "http://localhost:9090".to_string(),
+            ],
+        ))
+    }
+
     fn api() -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-        routes(Arc::new(IngestStore::Memory(MemoryStore::new(
-            Duration::from_secs(15),
-        ))))
+        routes(state(None, false))
+    }
+
+    fn report_body() -> serde_json::Value {
+        serde_json::json!({"signal":"live01","packagers":["http://localhost:8080","http://localhost:9090"]})
+    }
+
+    #[tokio::test]
+    async fn with_a_token_only_discovery_can_report() {
+        let api = routes(state(Some(TOKEN), false));
+        for auth in [None, Some("Bearer wrong-token-0123456789"), Some(TOKEN)] {
+            let mut req = warp::test::request()
+                .method("POST")
+                .path("/ingests")
+                .json(&report_body());
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let res = req.reply(&api).await;
+            assert_eq!(res.status(), 401, "{auth:?}");
+            assert_eq!(res.headers()["www-authenticate"], "Bearer");
+        }
+        let res = warp::test::request().path("/ingests").reply(&api).await;
+        assert_eq!(res.body().as_ref(), b"[]", "nothing changed");
+        let res = warp::test::request()
+            .method("POST")
+            .path("/ingests")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .json(&report_body())
+            .reply(&api)
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn reads_can_be_protected_too() {
+        let api = routes(state(Some(TOKEN), true));
+        let res = warp::test::request().path("/ingests").reply(&api).await;
+        assert_eq!(res.status(), 401);
+        let res = warp::test::request()
+            .path("/ingests")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .reply(&api)
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn packagers_off_the_allow_list_are_refused() {
+        let api = api();
+        let res = warp::test::request()
+            .method("POST")
+            .path("/ingests")
+            .json(&serde_json::json!({"signal":"live01","packagers":["http://evil.example:8080"]}))
+            .reply(&api)
+            .await;
+        assert_eq!(res.status(), 400);
+        let err: serde_json::Value = serde_json::from_slice(res.body()).expect("json");
+        assert!(
+            err["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("allow-list")),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -244,7 +244,13 @@ impl Default for StackOptions {
 }
 
 /// The seven services of the seed on free ports, in the seed's order.
+/// The shared token every stack's discovery and reporter use.
+pub const REPORTER_TOKEN: &str = "test-token-0123456789abcdef";
+
 pub struct Stack {
+    /// The environment every service of this stack was started with.
+    pub env: Vec<(&'static str, String)>,
+    pub logs_dir: PathBuf,
     pub dir: tempfile::TempDir,
     pub output: PathBuf,
     pub server1_port: u16,
@@ -308,6 +314,7 @@ impl Stack {
             ("LISTEN_HOST", "127.0.0.1".to_string()),
             ("SEGMENT_SECONDS", options.segment_seconds.to_string()),
             ("DISCOVERY_INTERVAL_SECONDS", "0.5".to_string()),
+            ("REPORTER_TOKEN", REPORTER_TOKEN.to_string()),
         ];
         let start = |name: &str| Some(Service::start(name, &bin(name), &[], &common, &logs));
         let worker = start("worker");
@@ -349,6 +356,8 @@ impl Stack {
             },
         );
         Stack {
+            env: common,
+            logs_dir: logs,
             dir,
             output,
             server1_port: s1,
@@ -390,6 +399,11 @@ impl Stack {
         .map(|s| format!("--- {} ---\n{}", s.name, s.log_text()))
         .collect::<Vec<_>>()
         .join("\n")
+    }
+
+    /// Starts another instance of service `name` with this stack's settings.
+    pub fn start_again(&self, name: &str, log_name: &str) -> Service {
+        Service::start(log_name, &bin(name), &[], &self.env, &self.logs_dir)
     }
 
     /// Switches the fault proxy in front of server1 to `mode` (none, stale, ...).
