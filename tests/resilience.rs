@@ -215,7 +215,9 @@ fn the_proxy_refuses_traversal_and_other_file_types_in_every_encoding() {
 #[test]
 fn bad_configuration_is_one_clear_line_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    /// Program, its environment, and what its one error line must say.
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "proxy",
             vec![("PROXY_PORT", "70000".into())],
