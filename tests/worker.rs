@@ -17,6 +17,8 @@ fn worker(dir: &std::path::Path, extra: &[&str]) -> Service {
         dir.join("output").display().to_string(),
         "--segment-seconds".to_string(),
         "1".to_string(),
+        "--metrics-port".to_string(),
+        common::free_port().to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     Service::start("worker", &bin("worker"), &args, &[], &logs)
@@ -155,7 +157,12 @@ fn bad_inputs_are_one_clear_error_line_and_a_non_zero_exit() {
     let mut gone = Service::start(
         "missing",
         &bin("worker"),
-        &["--input".into(), missing.display().to_string()],
+        &[
+            "--input".into(),
+            missing.display().to_string(),
+            "--metrics-port".into(),
+            common::free_port().to_string(),
+        ],
         &[],
         dir.path(),
     );

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use super::auth::{Token, TokenArgs};
 use super::config::{parse_base_url, parse_seconds};
 use super::hls::{is_valid_signal_name, PLAYLIST_NAME};
+use super::metrics::DISCOVERY_ROUNDS;
 use super::reporter::Report;
 use crate::shutdown::Shutdown;
 
@@ -42,6 +43,11 @@ pub struct DiscoveryConfig {
     pub fresh_within: Duration,
     #[command(flatten)]
     pub token: TokenArgs,
+    /// Port of discovery's `/metrics` and `/healthcheck`.
+    #[arg(long, env = "DISCOVERY_METRICS_PORT", default_value = "9101", value_parser = super::config::parse_port)]
+    pub metrics_port: u16,
+    #[command(flatten)]
+    pub listen: super::config::ListenArgs,
 }
 
 /// Signals whose playlist was written within `fresh_within` of `now`.
@@ -71,6 +77,17 @@ pub fn live_signals(output: &Path, fresh_within: Duration, now: SystemTime) -> V
 pub async fn run(config: DiscoveryConfig, shutdown: Shutdown) -> Result<(), String> {
     let token = config.token.load()?;
     let client = super::http::client(PACKAGER_CHECK_TIMEOUT);
+    let listener = super::server::bind(&config.listen, config.metrics_port)
+        .await
+        .map_err(|e| e.to_string())?;
+    let metrics = tokio::spawn({
+        let listen = config.listen.clone();
+        let stop = shutdown.clone();
+        async move {
+            let routes = super::metrics::standalone_routes("discovery");
+            super::server::serve_on("discovery", listener, &listen, routes, stop).await
+        }
+    });
     let mut registered: BTreeSet<String> = BTreeSet::new();
     let mut failures: u32 = 0;
     log::info!(
@@ -82,6 +99,7 @@ pub async fn run(config: DiscoveryConfig, shutdown: Shutdown) -> Result<(), Stri
     while !shutdown.is_triggered() {
         let pause = match round(&config, &client, token.as_ref(), &mut registered).await {
             Ok(()) => {
+                DISCOVERY_ROUNDS.with_label_values(&["reported"]).inc();
                 if failures > 0 {
                     log::info!("Reporter at {} is back", config.reporter_url);
                 }
@@ -89,6 +107,7 @@ pub async fn run(config: DiscoveryConfig, shutdown: Shutdown) -> Result<(), Stri
                 config.interval
             }
             Err(e) => {
+                DISCOVERY_ROUNDS.with_label_values(&["reporter_down"]).inc();
                 failures += 1;
                 if failures == 1 {
                     log::warn!(
@@ -108,6 +127,7 @@ pub async fn run(config: DiscoveryConfig, shutdown: Shutdown) -> Result<(), Stri
             _ = shutdown.wait() => {}
         }
     }
+    let _ = metrics.await;
     log::info!("Discovery stopped");
     Ok(())
 }

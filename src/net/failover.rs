@@ -58,7 +58,10 @@ struct Upstream {
 pub struct Switch {
     pub from: Option<String>,
     pub to: String,
+    /// Why the old one lost traffic, for people.
     pub reason: String,
+    /// The same as one word (first, failing, stale, behind), for metrics.
+    pub kind: &'static str,
 }
 
 /// A packager's state as shown by `GET /status`.
@@ -198,13 +201,15 @@ impl Failover {
         });
         let switch = match order.first() {
             Some(&best) if Some(best) != self.active => {
+                let (kind, reason) = match self.active {
+                    None => ("first", "first choice".to_string()),
+                    Some(a) => self.reason_out(a, now),
+                };
                 let switch = Switch {
                     from: self.active.map(|a| self.upstreams[a].base.clone()),
                     to: self.upstreams[best].base.clone(),
-                    reason: match self.active {
-                        None => "first choice".to_string(),
-                        Some(a) => self.reason_out(a, now),
-                    },
+                    reason,
+                    kind,
                 };
                 self.active = Some(best);
                 Some(switch)
@@ -218,27 +223,36 @@ impl Failover {
         (bases, switch)
     }
 
-    fn reason_out(&self, i: usize, now: Instant) -> String {
+    fn reason_out(&self, i: usize, now: Instant) -> (&'static str, String) {
         let u = &self.upstreams[i];
         match self.health_of(i, now) {
-            Health::Failing => format!(
-                "{} failing: {}",
-                u.base,
-                u.last_error.as_deref().unwrap_or("request failed")
+            Health::Failing => (
+                "failing",
+                format!(
+                    "{} failing: {}",
+                    u.base,
+                    u.last_error.as_deref().unwrap_or("request failed")
+                ),
             ),
-            Health::Stale => format!(
-                "{} stale: playlist stuck at segment {} for {:.1} s",
-                u.base,
-                u.newest.unwrap_or(0),
-                u.advanced_at
-                    .map(|t| now.saturating_duration_since(t).as_secs_f64())
-                    .unwrap_or(0.0)
+            Health::Stale => (
+                "stale",
+                format!(
+                    "{} stale: playlist stuck at segment {} for {:.1} s",
+                    u.base,
+                    u.newest.unwrap_or(0),
+                    u.advanced_at
+                        .map(|t| now.saturating_duration_since(t).as_secs_f64())
+                        .unwrap_or(0.0)
+                ),
             ),
-            _ => format!(
-                "{} behind: newest segment {} while another has {}",
-                u.base,
-                u.newest.unwrap_or(0),
-                self.newest_known().unwrap_or(0)
+            _ => (
+                "behind",
+                format!(
+                    "{} behind: newest segment {} while another has {}",
+                    u.base,
+                    u.newest.unwrap_or(0),
+                    self.newest_known().unwrap_or(0)
+                ),
             ),
         }
     }

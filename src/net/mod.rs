@@ -19,6 +19,7 @@ pub mod failover;
 pub mod fault;
 pub mod hls;
 pub mod http;
+pub mod metrics;
 pub mod origin;
 pub mod packager;
 pub mod player;

@@ -156,7 +156,7 @@ pub async fn run(config: OriginConfig, shutdown: Shutdown) -> Result<(), OriginE
         "origin",
         &config.listen,
         config.port,
-        routes(view),
+        super::metrics::instrument("origin", routes(view)),
         shutdown,
     )
     .await?;
@@ -204,6 +204,8 @@ pub fn routes(
             }
         });
     http::healthcheck("origin")
+        .or(super::metrics::route())
+        .unify()
         .or(signals)
         .unify()
         .or(live)

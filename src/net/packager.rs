@@ -49,7 +49,7 @@ pub async fn run(
     if !args.output.is_dir() {
         return Err(PackagerError::NoOutput(args.output));
     }
-    let routes = routes(service, args.output.clone());
+    let routes = super::metrics::instrument(service, routes(service, args.output.clone()));
     super::server::serve(service, &args.listen, port, routes, shutdown).await?;
     Ok(())
 }
@@ -64,11 +64,13 @@ pub fn routes(
         .and(warp::get().or(warp::head()).unify())
         .and(warp::any().map(move || root.clone()))
         .then(
-            |signal: String, file: String, root: Arc<PathBuf>| async move {
-                serve_media(&root, &signal, &file).await
+            move |signal: String, file: String, root: Arc<PathBuf>| async move {
+                serve_media(service, &root, &signal, &file).await
             },
         );
     http::healthcheck(service)
+        .or(super::metrics::route())
+        .unify()
         .or(media)
         .unify()
         .recover(http::recover)
@@ -77,14 +79,17 @@ pub fn routes(
 
 /// Reads one playlist or segment; 404 for any name that is not a plain
 /// signal and media file name (so `..`, `%2e%2e`, `%2f`, `\` never reach the disk).
-async fn serve_media(root: &Path, signal: &str, file: &str) -> Response {
+async fn serve_media(service: &'static str, root: &Path, signal: &str, file: &str) -> Response {
     let kind = match (is_valid_signal_name(signal), classify_media_file(file)) {
         (true, Some(kind)) => kind,
         _ => return allow_any_origin(json_error(StatusCode::NOT_FOUND, "not found")),
     };
     let path = root.join(signal).join(file);
     match tokio::fs::read(&path).await {
-        Ok(bytes) => media_response(kind, bytes.into()),
+        Ok(bytes) => {
+            super::metrics::count_bytes_served(service, kind, bytes.len());
+            media_response(kind, bytes.into())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => allow_any_origin(json_error(
             StatusCode::NOT_FOUND,
             format!("{signal}/{file} not found"),

@@ -27,9 +27,10 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::config::{parse_base_url, parse_port, ListenArgs};
-use super::failover::{Failover, Switch, UpstreamStatus};
+use super::failover::{Failover, Health, Switch, UpstreamStatus};
 use super::hls::{classify_media_file, is_valid_signal_name, MediaKind, PLAYLIST_NAME};
 use super::http::{self, allow_any_origin, json_error, json_ok};
+use super::metrics;
 use super::origin::Packagers;
 use super::packager::media_response;
 use super::upstream::{self, Budget, FetchError};
@@ -157,7 +158,8 @@ pub async fn run(config: ProxyConfig, shutdown: Shutdown) -> Result<(), http::Se
         config.packagers.join(", ")
     );
     let proxy = Arc::new(Proxy::new(config, shutdown.clone()));
-    super::server::serve("proxy", &listen, port, routes(proxy), shutdown).await
+    let routes = super::metrics::instrument("proxy", routes(proxy));
+    super::server::serve("proxy", &listen, port, routes, shutdown).await
 }
 
 pub fn routes(proxy: Arc<Proxy>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
@@ -175,6 +177,8 @@ pub fn routes(proxy: Arc<Proxy>) -> impl Filter<Extract = (Response,), Error = I
             },
         );
     http::healthcheck("proxy")
+        .or(super::metrics::route())
+        .unify()
         .or(status)
         .unify()
         .or(media)
@@ -216,7 +220,10 @@ impl Proxy {
             MediaKind::Segment => self.segment(signal, file).await,
         };
         match result {
-            Ok(body) => media_response(kind, body),
+            Ok(body) => {
+                metrics::count_bytes_served("proxy", kind, body.len());
+                media_response(kind, body)
+            }
             Err(refusal) => refusal.into_response(),
         }
     }
@@ -268,6 +275,9 @@ impl Proxy {
                 log::warn!(
                     "Signal '{signal}': no packager answered, serving the last good playlist"
                 );
+                metrics::PROXY_FALLBACK_PLAYLISTS
+                    .with_label_values(&[signal])
+                    .inc();
                 return Ok(body);
             }
         }
@@ -331,10 +341,16 @@ impl Proxy {
 
     fn failed(&self, signal: &str, state: &SignalState, base: &str, error: &FetchError) {
         log::warn!("Signal '{signal}': {base} failed: {error}; trying another packager");
+        metrics::PROXY_UPSTREAM_FAILURES
+            .with_label_values(&[base, error.kind()])
+            .inc();
         lock(&state.failover).observe_failure(base, &error.to_string());
     }
 
     fn record_switch(&self, signal: &str, state: &SignalState, switch: Switch) {
+        metrics::PROXY_SWITCHES
+            .with_label_values(&[signal, switch.kind])
+            .inc();
         match &switch.from {
             Some(from) => log::info!(
                 "Signal '{signal}': switching from {from} to {} ({})",
@@ -454,6 +470,7 @@ impl Proxy {
                     }
                 }
             }
+            publish_freshness(&signal, &lock(&state.failover).status(Instant::now()));
             if last_routes.elapsed() >= ROUTE_REFRESH {
                 last_routes = Instant::now();
                 self.refresh_routes(&signal, &state).await;
@@ -511,6 +528,30 @@ impl Proxy {
             })
             .collect();
         serde_json::json!({ "signals": entries })
+    }
+}
+
+/// Mirrors one signal's failover view into the freshness gauges.
+fn publish_freshness(signal: &str, packagers: &[UpstreamStatus]) {
+    for p in packagers {
+        let labels = [signal, p.packager.as_str()];
+        if let Some(newest) = p.newest_sequence {
+            metrics::PROXY_NEWEST_SEQUENCE
+                .with_label_values(&labels)
+                .set(newest as i64);
+        }
+        if let Some(ms) = p.advanced_ms_ago {
+            metrics::PROXY_ADVANCE_AGE
+                .with_label_values(&labels)
+                .set(ms as f64 / 1000.0);
+        }
+        let healthy = matches!(p.health, Health::Fresh | Health::Unknown);
+        metrics::PROXY_HEALTHY
+            .with_label_values(&labels)
+            .set(healthy as i64);
+        metrics::PROXY_ACTIVE
+            .with_label_values(&labels)
+            .set(p.active as i64);
     }
 }
 

@@ -16,6 +16,7 @@ use super::auth::{Token, TokenArgs};
 use super::config::{parse_base_url, parse_port, parse_seconds, ListenArgs};
 use super::hls::is_valid_signal_name;
 use super::http::{self, allow_any_origin, json_error, json_ok, MAX_JSON_BODY_BYTES};
+use super::metrics::REPORTS;
 use super::store::{IngestStore, StoreError, StoredIngest};
 use crate::shutdown::Shutdown;
 
@@ -183,12 +184,15 @@ pub async fn run(config: ReporterConfig, shutdown: Shutdown) -> Result<(), Repor
         "reporter",
         &config.listen,
         config.port,
-        routes(Arc::new(ReporterState::new(
-            store,
-            token,
-            config.protect_reads,
-            allowed,
-        ))),
+        super::metrics::instrument(
+            "reporter",
+            routes(Arc::new(ReporterState::new(
+                store,
+                token,
+                config.protect_reads,
+                allowed,
+            ))),
+        ),
         shutdown,
     )
     .await?;
@@ -222,15 +226,21 @@ pub fn routes(
             |auth: Option<String>, state: Arc<ReporterState>, body: bytes::Bytes| async move {
                 // The token is checked before the body is even parsed.
                 if !state.authorized(auth.as_deref()) {
+                    REPORTS.with_label_values(&["unauthorized"]).inc();
                     return unauthorized();
                 }
                 match serde_json::from_slice::<Report>(&body) {
                     Ok(report) => accept_report(report, &state).await,
-                    Err(e) => json_error(StatusCode::BAD_REQUEST, format!("invalid report: {e}")),
+                    Err(e) => {
+                        REPORTS.with_label_values(&["rejected"]).inc();
+                        json_error(StatusCode::BAD_REQUEST, format!("invalid report: {e}"))
+                    }
                 }
             },
         );
     http::healthcheck("reporter")
+        .or(super::metrics::route())
+        .unify()
         .or(list)
         .unify()
         .or(report)
@@ -267,10 +277,12 @@ async fn list_ingests(store: &IngestStore) -> Response {
 async fn accept_report(report: Report, state: &ReporterState) -> Response {
     if let Err(reason) = report.validate(&state.allowed_origins) {
         log::warn!("Rejected report: {reason}");
+        REPORTS.with_label_values(&["rejected"]).inc();
         return json_error(StatusCode::BAD_REQUEST, reason);
     }
     match state.store.put(&report.signal, &report.packagers).await {
         Ok(()) => {
+            REPORTS.with_label_values(&["accepted"]).inc();
             log::debug!(
                 "Report for '{}': {}",
                 report.signal,

@@ -41,15 +41,37 @@ where
     F: Filter<Error = Infallible> + Clone + Send + Sync + 'static,
     F::Extract: Reply,
 {
+    let listener = bind(listen, port).await?;
+    serve_on(service, listener, listen, routes, shutdown).await;
+    Ok(())
+}
+
+/// Binds `listen.addr(port)`, so a program can fail fast on a busy port
+/// before it starts other work.
+pub async fn bind(listen: &ListenArgs, port: u16) -> Result<TcpListener, ServeError> {
     let addr = listen.addr(port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| ServeError::Bind {
-            addr,
-            port,
-            reason: root_cause(&e),
-        })?;
-    let bound = listener.local_addr().unwrap_or(addr);
+    TcpListener::bind(addr).await.map_err(|e| ServeError::Bind {
+        addr,
+        port,
+        reason: root_cause(&e),
+    })
+}
+
+/// Serves `routes` on an already bound listener until shutdown, then drains.
+pub async fn serve_on<F>(
+    service: &'static str,
+    listener: TcpListener,
+    listen: &ListenArgs,
+    routes: F,
+    shutdown: Shutdown,
+) where
+    F: Filter<Error = Infallible> + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+{
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     log::info!("{service} listening on http://{bound}");
     let svc = warp::service(routes);
     let permits = Arc::new(Semaphore::new(listen.max_connections));
@@ -109,7 +131,6 @@ where
         connections.abort_all();
     }
     log::info!("{service} stopped");
-    Ok(())
 }
 
 async fn serve_connection<S>(

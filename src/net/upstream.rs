@@ -28,6 +28,19 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// One word for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::Connect(_) => "connect",
+            FetchError::FirstByteTimeout(_) => "first_byte_timeout",
+            FetchError::BodyTimeout(_) => "body_timeout",
+            FetchError::Status(s) if *s >= 500 => "status_5xx",
+            FetchError::Status(_) => "status_4xx",
+            FetchError::Body(_) => "body_cut",
+            FetchError::Invalid(_) => "invalid",
+        }
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, FetchError::Status(404))
     }

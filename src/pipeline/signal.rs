@@ -29,6 +29,7 @@ use gstreamer::prelude::*;
 use super::description;
 use super::input::Input;
 use super::playlist::LivePlaylist;
+use crate::net::metrics;
 use crate::shutdown::Shutdown;
 
 /// Segment duration when none is configured (seconds).
@@ -179,6 +180,9 @@ impl SignalRunner {
                     failures += 1;
                     let pause = backoff(failures);
                     self.status = SignalStatus::Retrying;
+                    metrics::WORKER_RESTARTS
+                        .with_label_values(&[&self.input.signal])
+                        .inc();
                     log::error!(
                         "Signal '{}' pipeline failed: {e}; restarting in {:.1} s (failure {failures} in a row)",
                         self.input.signal,
@@ -359,11 +363,17 @@ impl SignalRunner {
                                 Duration::from_nanos(end.saturating_sub(start).nseconds());
                             media_written += duration;
                             self.publish(name, duration)?;
+                            metrics::WORKER_DRIFT
+                                .with_label_values(&[&self.input.signal])
+                                .set(media_written.as_secs_f64() - started.elapsed().as_secs_f64());
                         }
                     }
                 }
                 gst::MessageView::SegmentDone(_) => {
                     self.loops += 1;
+                    metrics::WORKER_LOOPS
+                        .with_label_values(&[&self.input.signal])
+                        .inc();
                     log::debug!(
                         "Signal '{}' looping (loop {})",
                         self.input.signal,
@@ -438,6 +448,9 @@ impl SignalRunner {
             &self.playlist.render(),
         )?;
         self.segments_written += 1;
+        metrics::WORKER_SEGMENTS
+            .with_label_values(&[&self.input.signal])
+            .inc();
         log::debug!(
             "Signal '{}': wrote {name} ({:.3} s)",
             self.input.signal,

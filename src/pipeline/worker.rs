@@ -35,6 +35,11 @@ pub struct WorkerConfig {
     /// Video bitrate in kbit/s.
     #[arg(long, env = "VIDEO_KBPS", default_value_t = DEFAULT_VIDEO_KBPS, value_parser = clap::value_parser!(u32).range(100..=50_000))]
     pub video_kbps: u32,
+    /// Port of the worker's `/metrics` and `/healthcheck`.
+    #[arg(long, env = "WORKER_METRICS_PORT", default_value = "9100", value_parser = crate::net::config::parse_port)]
+    pub metrics_port: u16,
+    #[command(flatten)]
+    pub listen: crate::net::config::ListenArgs,
 }
 
 fn parse_playlist_length(s: &str) -> Result<usize, String> {
@@ -54,6 +59,8 @@ pub enum WorkerError {
     Output(PathBuf, std::io::Error),
     #[error("signal '{0}' cannot start: {1}")]
     Signal(String, super::signal::RunError),
+    #[error(transparent)]
+    Metrics(#[from] crate::net::http::ServeError),
 }
 
 impl WorkerConfig {
@@ -77,6 +84,16 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), WorkerE
     .await
     .map_err(|e| InputError::Gstreamer(e.to_string()))??;
     check_writable(&config.output)?;
+    // Bind the metrics port before encoding, so a busy port fails fast.
+    let listener = crate::net::server::bind(&config.listen, config.metrics_port).await?;
+    let metrics = tokio::spawn({
+        let listen = config.listen.clone();
+        let stop = shutdown.clone();
+        async move {
+            let routes = crate::net::metrics::standalone_routes("worker");
+            crate::net::server::serve_on("worker", listener, &listen, routes, stop).await
+        }
+    });
 
     let mut threads = Vec::new();
     for input in inputs {
@@ -114,6 +131,7 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), WorkerE
     })
     .await
     .ok();
+    let _ = metrics.await;
     log::info!("Worker stopped");
     Ok(())
 }

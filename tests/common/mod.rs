@@ -91,6 +91,9 @@ impl Service {
             "PACKAGERS",
             "REPORTER_URL",
             "ORIGIN_URL",
+            "WORKER_METRICS_PORT",
+            "DISCOVERY_METRICS_PORT",
+            "REPORTER_TOKEN",
         ] {
             cmd.env_remove(key);
         }
@@ -258,6 +261,8 @@ pub struct Stack {
     pub reporter_port: u16,
     pub origin_port: u16,
     pub proxy_port: u16,
+    pub worker_metrics_port: u16,
+    pub discovery_metrics_port: u16,
     /// Packager URLs as discovery reports them (and the proxy allows).
     pub packagers: Vec<String>,
     /// Port of the fault proxy in front of server1, when there is one.
@@ -295,6 +300,7 @@ impl Stack {
             free_port(),
         );
         let fault_port = options.fault_front.then(free_port);
+        let (worker_metrics, discovery_metrics) = (free_port(), free_port());
         let packager_a = fault_port.unwrap_or(s1);
         let packagers = vec![
             format!("http://127.0.0.1:{packager_a}"),
@@ -315,6 +321,8 @@ impl Stack {
             ("SEGMENT_SECONDS", options.segment_seconds.to_string()),
             ("DISCOVERY_INTERVAL_SECONDS", "0.5".to_string()),
             ("REPORTER_TOKEN", REPORTER_TOKEN.to_string()),
+            ("WORKER_METRICS_PORT", worker_metrics.to_string()),
+            ("DISCOVERY_METRICS_PORT", discovery_metrics.to_string()),
         ];
         let start = |name: &str| Some(Service::start(name, &bin(name), &[], &common, &logs));
         let worker = start("worker");
@@ -365,6 +373,8 @@ impl Stack {
             reporter_port: rep,
             origin_port: ori,
             proxy_port: pro,
+            worker_metrics_port: worker_metrics,
+            discovery_metrics_port: discovery_metrics,
             packagers,
             fault_port,
             fault,
