@@ -50,6 +50,10 @@ origin *args:
 proxy *args:
     cargo run {{cargo_profile}} -q --bin proxy -- {{args}}
 
+# Signals, routes and packager freshness of the running stack.
+status *args:
+    cargo run {{cargo_profile}} -q --bin status -- {{args}}
+
 # Run the worker's pipeline description with gst-launch-1.0 to debug it.
 pipeline file="input/live01.mp4" audio="yes":
     #!/usr/bin/env bash

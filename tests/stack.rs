@@ -87,6 +87,31 @@ fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() 
     assert!(report.has_aac(), "{report:?}");
     assert!(report.video_frames >= 20, "{report:?}");
 
+    // `status` shows the signal, its route and both packagers with the active one.
+    let out = std::process::Command::new(common::bin("status"))
+        .env("ORIGIN_URL", &origin)
+        .env("PROXY_URL", stack.proxy_url("").trim_end_matches('/'))
+        .output()
+        .expect("status runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.contains(&format!(
+            "live01 -> {}",
+            live["server"].as_str().unwrap_or_default()
+        )),
+        "{table}"
+    );
+    for p in &stack.packagers {
+        assert!(table.contains(p.as_str()), "{p} missing:\n{table}");
+    }
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("live01") && l.contains('*')),
+        "{table}"
+    );
+
     // the proxy never redirects and refuses names outside the contract.
     for path in [
         "live01/..%2f..%2fetc%2fpasswd",

@@ -31,7 +31,7 @@ pub const DEFAULT_TARGET_DURATION: Duration = Duration::from_secs(2);
 pub const STALE_AFTER_TARGETS: f64 = 1.5;
 
 /// How a packager looks for one signal, best first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     Fresh,

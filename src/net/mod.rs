@@ -26,5 +26,6 @@ pub mod player;
 pub mod proxy;
 pub mod reporter;
 pub mod server;
+pub mod status;
 pub mod store;
 pub mod upstream;

@@ -220,6 +220,7 @@ pub fn bin(name: &str) -> String {
         "proxy" => env!("CARGO_BIN_EXE_proxy"),
         "faultproxy" => env!("CARGO_BIN_EXE_faultproxy"),
         "probe" => env!("CARGO_BIN_EXE_probe"),
+        "status" => env!("CARGO_BIN_EXE_status"),
         other => panic!("unknown program {other}"),
     }
     .to_string()

@@ -1,0 +1,243 @@
+//! `status`: a table of the running stack for the people running an event:
+//! every live signal, where the origin routes it, and each packager's
+//! freshness and role as the proxy sees it, plus the latest switches.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::config::parse_base_url;
+use super::failover::Health;
+
+/// Budget for each request to the stack.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Prints signals, routes and packager freshness from the running stack.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "status", version)]
+pub struct StatusConfig {
+    /// Origin base URL.
+    #[arg(long, env = "ORIGIN_URL", default_value = "http://localhost:8001", value_parser = parse_base_url)]
+    pub origin_url: String,
+    /// Proxy base URL.
+    #[arg(long, env = "PROXY_URL", default_value = "http://localhost:8002", value_parser = parse_base_url)]
+    pub proxy_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct PackagerView {
+    pub packager: String,
+    pub health: Health,
+    pub active: bool,
+    pub newest_sequence: Option<u64>,
+    pub advanced_ms_ago: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct SwitchView {
+    pub at: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct SignalView {
+    pub signal: String,
+    pub packagers: Vec<PackagerView>,
+    pub switches: Vec<SwitchView>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ProxyStatus {
+    pub signals: Vec<SignalView>,
+}
+
+/// What the stack said; each part may be missing when its service is down.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub signals: Result<Vec<String>, String>,
+    /// Origin's route (the `server` of `/live/<name>`) per signal.
+    pub routes: Vec<(String, Result<String, String>)>,
+    pub proxy: Result<ProxyStatus, String>,
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<T, String> {
+    let res = client
+        .get(url)
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", super::http::root_cause(&e)))?;
+    if !res.status().is_success() {
+        return Err(format!("{url}: HTTP {}", res.status()));
+    }
+    res.json().await.map_err(|e| format!("{url}: {e}"))
+}
+
+/// Asks the origin and the proxy.
+pub async fn snapshot(config: &StatusConfig) -> Snapshot {
+    let client = super::http::client(REQUEST_TIMEOUT);
+    let signals: Result<Vec<String>, String> =
+        get_json(&client, &format!("{}/signals", config.origin_url)).await;
+    let mut routes = Vec::new();
+    for name in signals.as_deref().unwrap_or_default() {
+        let route = get_json::<super::origin::Location>(
+            &client,
+            &format!("{}/live/{name}", config.origin_url),
+        )
+        .await
+        .map(|l| l.server);
+        routes.push((name.clone(), route));
+    }
+    let proxy = get_json(&client, &format!("{}/status", config.proxy_url)).await;
+    Snapshot {
+        signals,
+        routes,
+        proxy,
+    }
+}
+
+/// The table as text.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::new();
+    match &s.signals {
+        Ok(names) if names.is_empty() => out.push_str("origin: no live signal\n"),
+        Ok(names) => out.push_str(&format!(
+            "origin: {} live signal(s): {}\n",
+            names.len(),
+            names.join(", ")
+        )),
+        Err(e) => out.push_str(&format!("origin: unreachable ({e})\n")),
+    }
+    for (name, route) in &s.routes {
+        match route {
+            Ok(server) => out.push_str(&format!("  {name} -> {server}\n")),
+            Err(e) => out.push_str(&format!("  {name} -> no route ({e})\n")),
+        }
+    }
+    out.push('\n');
+    match &s.proxy {
+        Err(e) => out.push_str(&format!("proxy: unreachable ({e})\n")),
+        Ok(status) if status.signals.is_empty() => {
+            out.push_str("proxy: no signal watched yet (nobody has played one)\n")
+        }
+        Ok(status) => {
+            out.push_str(&format!(
+                "{:<12} {:<32} {:<8} {:<6} {:>8} {:>10}  {}\n",
+                "SIGNAL", "PACKAGER", "HEALTH", "ACTIVE", "NEWEST", "ADVANCED", "LAST ERROR"
+            ));
+            for signal in &status.signals {
+                for p in &signal.packagers {
+                    out.push_str(&format!(
+                        "{:<12} {:<32} {:<8} {:<6} {:>8} {:>10}  {}\n",
+                        signal.signal,
+                        p.packager,
+                        format!("{:?}", p.health).to_lowercase(),
+                        if p.active { "*" } else { "" },
+                        p.newest_sequence
+                            .map(|n| n.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        p.advanced_ms_ago
+                            .map(|ms| format!("{:.1} s ago", ms as f64 / 1000.0))
+                            .unwrap_or_else(|| "-".into()),
+                        p.last_error.as_deref().unwrap_or("")
+                    ));
+                }
+            }
+            let mut switches: Vec<(&str, &SwitchView)> = status
+                .signals
+                .iter()
+                .flat_map(|s| s.switches.iter().map(move |w| (s.signal.as_str(), w)))
+                .collect();
+            switches.sort_by(|a, b| b.1.at.cmp(&a.1.at));
+            if !switches.is_empty() {
+                out.push_str("\nlatest switches:\n");
+                for (signal, w) in switches.into_iter().take(10) {
+                    out.push_str(&format!(
+                        "  {} {signal}: {} -> {} ({})\n",
+                        w.at,
+                        w.from.as_deref().unwrap_or("-"),
+                        w.to,
+                        w.reason
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_packagers_switches_and_outages() {
+        let snapshot = Snapshot {
+            signals: Ok(vec!["live01".into()]),
+            routes: vec![(
+                "live01".into(),
+                Ok("http://a:8080/live01/playlist.m3u8".into()),
+            )],
+            proxy: Ok(ProxyStatus {
+                signals: vec![SignalView {
+                    signal: "live01".into(),
+                    packagers: vec![
+                        PackagerView {
+                            packager: "http://a:8080".into(),
+                            health: Health::Failing,
+                            active: false,
+                            newest_sequence: Some(41),
+                            advanced_ms_ago: Some(5300),
+                            last_error: Some("connection refused".into()),
+                        },
+                        PackagerView {
+                            packager: "http://b:9090".into(),
+                            health: Health::Fresh,
+                            active: true,
+                            newest_sequence: Some(44),
+                            advanced_ms_ago: Some(400),
+                            last_error: None,
+                        },
+                    ],
+                    switches: vec![SwitchView {
+                        at: "2026-11-25 12:00:00".into(),
+                        from: Some("http://a:8080".into()),
+                        to: "http://b:9090".into(),
+                        reason: "http://a:8080 failing: connection refused".into(),
+                    }],
+                }],
+            }),
+        };
+        let text = render(&snapshot);
+        assert!(
+            text.contains("live01 -> http://a:8080/live01/playlist.m3u8"),
+            "{text}"
+        );
+        assert!(text.contains("failing"), "{text}");
+        assert!(text.contains("5.3 s ago"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains("http://b:9090") && l.contains('*')),
+            "{text}"
+        );
+        assert!(
+            text.contains("-> http://b:9090 (http://a:8080 failing"),
+            "{text}"
+        );
+
+        let down = Snapshot {
+            signals: Err("connection refused".into()),
+            routes: vec![],
+            proxy: Err("connection refused".into()),
+        };
+        let text = render(&down);
+        assert!(text.contains("origin: unreachable"), "{text}");
+        assert!(text.contains("proxy: unreachable"), "{text}");
+    }
+}
