@@ -65,7 +65,7 @@ pub struct Switch {
 }
 
 /// A packager's state as shown by `GET /status`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct UpstreamStatus {
     pub packager: String,
     pub health: Health,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::config::parse_base_url;
-use super::failover::Health;
+use super::failover::UpstreamStatus;
 
 /// Budget for each request to the stack.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,16 +25,6 @@ pub struct StatusConfig {
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct PackagerView {
-    pub packager: String,
-    pub health: Health,
-    pub active: bool,
-    pub newest_sequence: Option<u64>,
-    pub advanced_ms_ago: Option<u64>,
-    pub last_error: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct SwitchView {
     pub at: String,
     pub from: Option<String>,
@@ -45,7 +35,7 @@ pub struct SwitchView {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct SignalView {
     pub signal: String,
-    pub packagers: Vec<PackagerView>,
+    pub packagers: Vec<UpstreamStatus>,
     pub switches: Vec<SwitchView>,
 }
 
@@ -175,6 +165,7 @@ pub fn render(s: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::failover::Health;
 
     #[test]
     fn renders_packagers_switches_and_outages() {
@@ -188,7 +179,7 @@ mod tests {
                 signals: vec![SignalView {
                     signal: "live01".into(),
                     packagers: vec![
-                        PackagerView {
+                        UpstreamStatus {
                             packager: "http://a:8080".into(),
                             health: Health::Failing,
                             active: false,
@@ -196,7 +187,7 @@ mod tests {
                             advanced_ms_ago: Some(5300),
                             last_error: Some("connection refused".into()),
                         },
-                        PackagerView {
+                        UpstreamStatus {
                             packager: "http://b:9090".into(),
                             health: Health::Fresh,
                             active: true,
