@@ -64,3 +64,17 @@ pipeline file="input/live01.mp4" audio="yes":
     line=$(grep -v '^#' "$desc" | tr '\n' ' ' | sed "s|location=input/live01.mp4|location={{file}}|")
     echo "gst-launch-1.0 -e $line"
     eval gst-launch-1.0 -e $line
+
+# The whole stack under random faults for a while (default 30 min) with the player probe attached.
+bench-soak *args:
+    cargo bench --bench soak -- {{args}}
+
+# Every packager fault x probe, GStreamer, ffmpeg and hls.js, nonstop's proxy beside nginx (bench/README.md).
+bench-failover *args:
+    [ -d web/node_modules ] || npm ci --prefix web
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ./scripts/setup.sh
+    cargo bench --bench failover -- {{args}}
+
+# The worker alone for a while (default 10 min): media time written against wall time.
+bench-pacing *args:
+    cargo bench --bench pacing -- {{args}}
