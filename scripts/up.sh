@@ -14,6 +14,11 @@ BIN="target/$PROFILE"
 : "${SERVER_ONE_PORT:=8080}" "${SERVER_TWO_PORT:=9090}" "${REPORTER_PORT:=2000}"
 : "${ORIGIN_PORT:=8001}" "${PROXY_PORT:=8002}"
 export SERVER_ONE_PORT SERVER_TWO_PORT REPORTER_PORT ORIGIN_PORT PROXY_PORT
+# Only this run's discovery may report: a fresh token unless one is given.
+if [ -z "${REPORTER_TOKEN:-}" ] && [ -z "${REPORTER_TOKEN_FILE:-}" ]; then
+  REPORTER_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+  export REPORTER_TOKEN
+fi
 
 pids=()
 stop() {
