@@ -22,16 +22,26 @@ fi
 
 pids=()
 stop() {
+  trap - INT TERM
   echo "[up] stopping"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Servers drain within 10 s; anything still there after 15 s is killed.
+  for _ in $(seq 1 150); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   exit 0
 }
-trap stop INT TERM
+trap stop INT TERM EXIT
 
 start() {
   local name=$1
-  ( "$BIN/$name" 2>&1 | sed -u "s/^/[$name] /" ) &
+  # The service itself is the background job (so $! is its pid); its output
+  # goes through sed for the [name] prefix.
+  "$BIN/$name" > >(sed -u "s/^/[$name] /") 2>&1 &
   pids+=($!)
 }
 

@@ -230,6 +230,10 @@ impl SignalRunner {
                 .ok_or_else(|| RunError::Build(format!("no element named '{name}'")))
         };
         element("source")?.set_property("location", self.input.path.to_string_lossy().as_ref());
+        continuous_timeline(&element("video_queue")?)?;
+        if self.input.has_audio {
+            continuous_timeline(&element("audio_queue")?)?;
+        }
         let encoder = element("video_encoder")?;
         encoder.set_property("bitrate", self.settings.video_kbps);
         // Keyframes come on request at segment boundaries, not on a fixed cadence.
@@ -464,6 +468,114 @@ impl SignalRunner {
             }
         }
         Ok(())
+    }
+}
+
+/// Keeps one continuous timeline across loops for everything after the
+/// decoder.
+///
+/// Each loop's segment seek makes the demuxer send a new segment (same media
+/// times, a later base). Downstream of the decoder that new segment would make
+/// the audio encoder drain and restart (AAC frames overlapping at the seam) and
+/// splitmuxsink cut a short segment there, which players such as Chromium's
+/// native HLS refuse. So on each branch's queue the new segment is replaced by
+/// the very first one (the same event, so the pad sees nothing new to send on)
+/// and buffer timestamps are moved by the difference: running time, and so
+/// every output timestamp, is unchanged.
+fn continuous_timeline(queue: &gst::Element) -> Result<(), RunError> {
+    let pad = queue
+        .static_pad("sink")
+        .ok_or_else(|| RunError::Build("queue has no sink pad".into()))?;
+    let timeline: Arc<Mutex<Timeline>> = Arc::new(Mutex::new(Timeline::default()));
+    pad.add_probe(
+        gst::PadProbeType::BUFFER
+            | gst::PadProbeType::EVENT_DOWNSTREAM
+            | gst::PadProbeType::EVENT_FLUSH,
+        move |_pad, info| {
+            let Ok(mut timeline) = timeline.lock() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let replacement = match &mut info.data {
+                // The end of each pass would make the encoders drain (and
+                // x264enc start a new GOP): downstream, the passes are one.
+                // (Handled, not Drop: the event is consumed here.)
+                Some(gst::PadProbeData::Event(event))
+                    if event.type_() == gst::EventType::SegmentDone =>
+                {
+                    return gst::PadProbeReturn::Handled;
+                }
+                Some(gst::PadProbeData::Event(event)) => timeline.on_event(event),
+                Some(gst::PadProbeData::Buffer(buffer)) => {
+                    timeline.shift(buffer);
+                    None
+                }
+                _ => None,
+            };
+            if let Some(first) = replacement {
+                info.data = Some(gst::PadProbeData::Event(first));
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    Ok(())
+}
+
+/// One branch's view of the loops: the first segment and the shift (ns) that
+/// maps the current loop's timestamps onto it.
+#[derive(Default)]
+struct Timeline {
+    first: Option<(gst::Event, gst::FormattedSegment<gst::ClockTime>)>,
+    shift: i128,
+}
+
+impl Timeline {
+    /// Returns the event to send instead of `event`, if any.
+    fn on_event(&mut self, event: &gst::Event) -> Option<gst::Event> {
+        match event.view() {
+            gst::EventView::FlushStop(_) => {
+                *self = Timeline::default();
+                None
+            }
+            gst::EventView::Segment(seg) => {
+                let segment = seg.segment().clone().downcast::<gst::ClockTime>().ok()?;
+                match &self.first {
+                    None => {
+                        // Open-ended, so later loops' timestamps stay inside it.
+                        let mut open = segment.clone();
+                        open.set_stop(gst::ClockTime::NONE);
+                        open.set_duration(gst::ClockTime::NONE);
+                        let first_event = gst::event::Segment::new(&open);
+                        self.first = Some((first_event.clone(), segment));
+                        Some(first_event)
+                    }
+                    Some((first_event, first)) => {
+                        let ns = |t: Option<gst::ClockTime>| {
+                            t.map(|t| t.nseconds() as i128).unwrap_or(0)
+                        };
+                        self.shift = ns(segment.base()) - ns(first.base()) + ns(first.start())
+                            - ns(segment.start());
+                        Some(first_event.clone())
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn shift(&self, buffer: &mut gst::Buffer) {
+        if self.shift == 0 {
+            return;
+        }
+        let shift = self.shift;
+        let moved = |t: Option<gst::ClockTime>| {
+            t.map(|t| gst::ClockTime::from_nseconds((t.nseconds() as i128 + shift).max(0) as u64))
+        };
+        let b = buffer.make_mut();
+        let (pts, dts) = (moved(b.pts()), moved(b.dts()));
+        b.set_pts(pts);
+        b.set_dts(dts);
+        // The timeline is continuous, so the seam is no discontinuity.
+        b.unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::RESYNC);
     }
 }
 
