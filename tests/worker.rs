@@ -59,6 +59,13 @@ fn loops_the_input_forever_without_a_seam() {
                 s.uri,
                 s.duration
             );
+            // No short segment at the loop seam: the passes are one timeline.
+            assert!(
+                s.duration >= facts.target_duration.mul_f64(0.8),
+                "{} lasts only {:?}",
+                s.uri,
+                s.duration
+            );
             if !seen.iter().any(|(q, _, _)| *q == s.sequence) {
                 // Read the segment now: old ones are deleted later.
                 seen.push((s.sequence, s.uri.clone(), s.duration));
