@@ -91,6 +91,11 @@ impl Service {
             "PACKAGERS",
             "REPORTER_URL",
             "ORIGIN_URL",
+            "PROXY_URL",
+            "CONSOLE_PORT",
+            "CONSOLE_ASSETS",
+            "CONSOLE_FAULTS",
+            "CONSOLE_FAULT_TOKEN",
         ] {
             cmd.env_remove(key);
         }
@@ -217,6 +222,7 @@ pub fn bin(name: &str) -> String {
         "proxy" => env!("CARGO_BIN_EXE_proxy"),
         "faultproxy" => env!("CARGO_BIN_EXE_faultproxy"),
         "probe" => env!("CARGO_BIN_EXE_probe"),
+        "console" => env!("CARGO_BIN_EXE_console"),
         other => panic!("unknown program {other}"),
     }
     .to_string()
