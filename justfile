@@ -12,7 +12,9 @@ default:
 setup:
     ./scripts/setup.sh
 
-# Start the whole stack on the sample input and print the URL to play.
+# Start the whole stack on the sample input, then the console; print both URLs.
+# (CONSOLE_DEMO_FAULTS=1 just up: fault proxies in front of the packagers and
+# the console's fault controls on, localhost only, behind a printed token.)
 up:
     ./scripts/up.sh
 
@@ -53,6 +55,10 @@ proxy *args:
 # Signals, routes and packager freshness of the running stack.
 status *args:
     cargo run {{cargo_profile}} -q --bin status -- {{args}}
+
+# The operator's console, on CONSOLE_PORT (8003): open http://localhost:8003/.
+console *args:
+    cargo run {{cargo_profile}} -q --bin console -- {{args}}
 
 # Run the worker's pipeline description with gst-launch-1.0 to debug it.
 pipeline file="input/live01.mp4" audio="yes":

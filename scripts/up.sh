@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Starts the whole stack on the sample input, in the seed's order, waiting for
-# each service to be ready; prints the URL to play; Ctrl-C stops everything.
+# each service to be ready, then the operator's console; prints the URL to play
+# and the console's URL; Ctrl-C stops everything.
+#
+# CONSOLE_DEMO_FAULTS=1 puts a fault proxy (localhost only) in front of each
+# packager and turns the console's fault controls on, protected by
+# CONSOLE_FAULT_TOKEN (a random one is made and printed when it is not set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -8,8 +13,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 PROFILE="${PROFILE:-release}"
 echo "[up] building ($PROFILE)"
 if [ "$PROFILE" = release ]; then cargo build --release --bins -q; else cargo build --bins -q; fi
-BIN="target/$PROFILE"
-[ "$PROFILE" = dev ] && BIN=target/debug
+TARGET="${CARGO_TARGET_DIR:-target}"
+BIN="$TARGET/$PROFILE"
+[ "$PROFILE" = dev ] && BIN="$TARGET/debug"
 
 : "${SERVER_ONE_PORT:=8080}" "${SERVER_TWO_PORT:=9090}" "${REPORTER_PORT:=2000}"
 : "${ORIGIN_PORT:=8001}" "${PROXY_PORT:=8002}"
@@ -18,6 +24,15 @@ export SERVER_ONE_PORT SERVER_TWO_PORT REPORTER_PORT ORIGIN_PORT PROXY_PORT
 if [ -z "${REPORTER_TOKEN:-}" ] && [ -z "${REPORTER_TOKEN_FILE:-}" ]; then
   REPORTER_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
   export REPORTER_TOKEN
+fi
+: "${CONSOLE_PORT:=8003}" "${CONSOLE_DEMO_FAULTS:=0}"
+if [ "$CONSOLE_DEMO_FAULTS" = 1 ]; then
+  : "${FAULT_ONE_PORT:=8081}" "${FAULT_TWO_PORT:=9091}"
+  # Discovery and the proxy reach the packagers through the fault proxies.
+  export PACKAGERS="http://127.0.0.1:$FAULT_ONE_PORT,http://127.0.0.1:$FAULT_TWO_PORT"
+  export CONSOLE_FAULTS="server1=http://127.0.0.1:$FAULT_ONE_PORT,server2=http://127.0.0.1:$FAULT_TWO_PORT"
+  : "${CONSOLE_FAULT_TOKEN:=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')}"
+  export CONSOLE_FAULT_TOKEN
 fi
 
 pids=()
@@ -45,6 +60,12 @@ start() {
   pids+=($!)
 }
 
+start_fault() {
+  local label=$1 port=$2 upstream=$3
+  "$BIN/faultproxy" --listen "127.0.0.1:$port" --upstream "$upstream" > >(sed -u "s/^/[$label] /") 2>&1 &
+  pids+=($!)
+}
+
 wait_http() {
   local name=$1 url=$2
   for _ in $(seq 1 100); do
@@ -60,16 +81,46 @@ for _ in $(seq 1 150); do [ -f "${OUTPUT_STREAM_PATH:-./output}/live01/playlist.
 start server1;   wait_http server1 "http://localhost:$SERVER_ONE_PORT/healthcheck"
 start server2;   wait_http server2 "http://localhost:$SERVER_TWO_PORT/healthcheck"
 start reporter;  wait_http reporter "http://localhost:$REPORTER_PORT/healthcheck"
+if [ "$CONSOLE_DEMO_FAULTS" = 1 ]; then
+  start_fault fault1 "$FAULT_ONE_PORT" "http://localhost:$SERVER_ONE_PORT"
+  start_fault fault2 "$FAULT_TWO_PORT" "http://localhost:$SERVER_TWO_PORT"
+  wait_http fault1 "http://127.0.0.1:$FAULT_ONE_PORT/_fault"
+  wait_http fault2 "http://127.0.0.1:$FAULT_TWO_PORT/_fault"
+fi
 start discovery
 start origin;    wait_http origin "http://localhost:$ORIGIN_PORT/healthcheck"
 start proxy;     wait_http proxy "http://localhost:$PROXY_PORT/healthcheck"
 wait_http "live01 via the proxy" "http://localhost:$PROXY_PORT/live01/playlist.m3u8"
+# The console last: the page plays from the proxy and reads its /status.
+export PROXY_URL="${PROXY_URL:-http://localhost:$PROXY_PORT}"
+export CONSOLE_ORIGIN_URL="${ORIGIN_URL:-http://localhost:$ORIGIN_PORT}"
+if [ "$CONSOLE_DEMO_FAULTS" = 1 ]; then
+  ORIGIN_URL="$CONSOLE_ORIGIN_URL" LISTEN_HOST=127.0.0.1 "$BIN/console" > >(sed -u "s/^/[console] /") 2>&1 &
+else
+  env -u CONSOLE_FAULTS -u CONSOLE_FAULT_TOKEN ORIGIN_URL="$CONSOLE_ORIGIN_URL" "$BIN/console" > >(sed -u "s/^/[console] /") 2>&1 &
+fi
+pids+=($!)
+wait_http console "http://localhost:$CONSOLE_PORT/healthcheck"
 cat <<MSG
 
   nonstop is live. Play in Safari, VLC, ffplay or any HLS player:
 
       http://localhost:$PROXY_PORT/live01/playlist.m3u8
 
+  Operator's console (signals, packagers, failovers, a player):
+
+      http://localhost:$CONSOLE_PORT/
+
+MSG
+if [ "$CONSOLE_DEMO_FAULTS" = 1 ]; then
+  cat <<MSG
+  Fault controls are on (localhost only). The console asks for this token once:
+
+      $CONSOLE_FAULT_TOKEN
+
+MSG
+fi
+cat <<MSG
   Ctrl-C stops every service.
 
 MSG

@@ -57,17 +57,23 @@ impl TokenArgs {
                 .to_string(),
             (None, None) => return Ok(None),
         };
-        let token = raw.trim().to_string();
-        if token.len() < MIN_TOKEN_LEN {
-            return Err(format!(
-                "the reporter token must be at least {MIN_TOKEN_LEN} characters"
-            ));
-        }
-        Ok(Some(Token(token)))
+        Token::parse(&raw, "the reporter token").map(Some)
     }
 }
 
 impl Token {
+    /// A token given as text, trimmed; `what` names it in the error when it
+    /// is shorter than [`MIN_TOKEN_LEN`].
+    pub fn parse(raw: &str, what: &str) -> Result<Token, String> {
+        let token = raw.trim();
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(format!(
+                "{what} must be at least {MIN_TOKEN_LEN} characters"
+            ));
+        }
+        Ok(Token(token.to_string()))
+    }
+
     /// The `Authorization` header value.
     pub fn bearer(&self) -> String {
         format!("Bearer {}", self.0)

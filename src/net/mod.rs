@@ -9,11 +9,14 @@
 //!   [`upstream`] its budgeted fetches from packagers.
 //! - [`hls`]: reading live playlists; [`http`]: shared HTTP helpers;
 //!   [`config`]: flag and environment parsing shared by the services.
+//! - [`console`]: the operator's console, a live web page over the proxy's
+//!   failover state, with fault controls for localhost demos.
 //! - [`fault`]: a fault-injecting HTTP proxy put in front of a packager by tests
 //!   and benchmarks; [`player`]: a player probe that judges a stream as a viewer.
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod discovery;
 pub mod failover;
 pub mod fault;

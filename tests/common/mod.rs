@@ -94,6 +94,11 @@ impl Service {
             "WORKER_METRICS_PORT",
             "DISCOVERY_METRICS_PORT",
             "REPORTER_TOKEN",
+            "PROXY_URL",
+            "CONSOLE_PORT",
+            "CONSOLE_ASSETS",
+            "CONSOLE_FAULTS",
+            "CONSOLE_FAULT_TOKEN",
         ] {
             cmd.env_remove(key);
         }
@@ -221,6 +226,7 @@ pub fn bin(name: &str) -> String {
         "faultproxy" => env!("CARGO_BIN_EXE_faultproxy"),
         "probe" => env!("CARGO_BIN_EXE_probe"),
         "status" => env!("CARGO_BIN_EXE_status"),
+        "console" => env!("CARGO_BIN_EXE_console"),
         other => panic!("unknown program {other}"),
     }
     .to_string()

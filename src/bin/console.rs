@@ -1,0 +1,15 @@
+//! `console`: the operator's live web page over the stack (see `--help`).
+
+use clap::Parser;
+use nonstop::net::console::{self, ConsoleConfig};
+
+#[tokio::main]
+async fn main() {
+    nonstop::logging::init();
+    let config = ConsoleConfig::parse();
+    let shutdown = nonstop::shutdown::Shutdown::on_signals();
+    if let Err(e) = console::run(config, shutdown).await {
+        log::error!("{e}");
+        std::process::exit(1);
+    }
+}

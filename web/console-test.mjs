@@ -1,0 +1,366 @@
+#!/usr/bin/env node
+// Drives the operator's console in headless Chromium (Debian's /usr/bin/chromium
+// through playwright-core) the way an operator would, and prints ONE JSON
+// verdict on stdout; progress goes to stderr. tests/console.rs runs it.
+//
+//   node web/console-test.mjs --console http://127.0.0.1:8003 --token T \
+//        [--signal live01] [--fault server1] [--kill-pid PID] [--watch 10] \
+//        [--screenshot target/test-artifacts/console.png]
+//
+// Steps: the page loads and lists the signal; its player's currentTime
+// advances; the token is entered once and the fault control's "kill" button is
+// clicked for --fault; the page's timeline must show the proxy switching away
+// from that packager while currentTime keeps advancing for --watch seconds.
+// With --kill-pid: "restore" is clicked, and once the page shows that packager
+// fresh again, the process PID (the other packager) gets SIGKILL; the timeline
+// must show the switch back, playback still advancing.
+//
+// Exit 0: every step ran (judge the JSON). Exit 1: a step failed or could not
+// run; one "error: ..." line on stderr, and the JSON (with "failed") is still
+// printed when the page ran.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const DEFAULT_CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run',
+];
+const VIEWPORT = { width: 1280, height: 860 };
+const SAMPLE_MS = 250;            // how often the page's numbers are read
+const LOAD_TIMEOUT_MS = 20000;    // page load and the signal appearing
+const START_TIMEOUT_MS = 30000;   // first advance of the player
+const START_ADVANCE_S = 2;        // currentTime must advance this much before faults
+const SWITCH_TIMEOUT_MS = 20000;  // a kill must show as a switch within this
+const RECOVER_TIMEOUT_MS = 40000; // a restored packager must show fresh within this
+
+const USAGE = `usage: node console-test.mjs --console URL --token TOKEN [--signal live01] [--fault server1]
+        [--kill-pid PID] [--watch SECONDS] [--screenshot FILE.png] [--player auto|native|hlsjs]
+        [--timeout SECONDS] [--chromium PATH]`;
+
+const log = (msg) => process.stderr.write(`[console-test] ${msg}\n`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+class Fail extends Error {}
+
+function parseCli(argv) {
+  let o;
+  try {
+    o = parseArgs({
+      args: argv,
+      options: {
+        console: { type: 'string' },
+        token: { type: 'string' },
+        signal: { type: 'string', default: 'live01' },
+        fault: { type: 'string', default: 'server1' },
+        'kill-pid': { type: 'string' },
+        watch: { type: 'string', default: '10' },
+        screenshot: { type: 'string' },
+        player: { type: 'string', default: 'auto' },
+        timeout: { type: 'string', default: '240' },
+        chromium: { type: 'string', default: DEFAULT_CHROMIUM },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    throw new Fail(`${String(e.message).split('\n')[0]} (see --help)`);
+  }
+  if (o.help) { process.stdout.write(USAGE + '\n'); process.exit(0); }
+  if (!o.console) throw new Fail('--console is required (see --help)');
+  if (!o.token) throw new Fail('--token is required (see --help)');
+  const watch = Number(o.watch);
+  if (!Number.isFinite(watch) || watch <= 0) throw new Fail(`bad --watch '${o.watch}'`);
+  const timeout = Number(o.timeout);
+  if (!Number.isFinite(timeout) || timeout <= 0) throw new Fail(`bad --timeout '${o.timeout}'`);
+  const killPid = o['kill-pid'] === undefined ? null : Number(o['kill-pid']);
+  if (killPid !== null && !(Number.isInteger(killPid) && killPid > 1)) throw new Fail(`bad --kill-pid '${o['kill-pid']}'`);
+  if (!['auto', 'native', 'hlsjs'].includes(o.player)) throw new Fail(`bad --player '${o.player}'`);
+  const url = new URL(o.console);
+  if (o.player !== 'auto') url.searchParams.set('player', o.player);
+  return {
+    url: url.href, token: o.token, signal: o.signal, fault: o.fault, killPid,
+    watchMs: Math.round(watch * 1000), timeoutMs: Math.round(timeout * 1000),
+    screenshot: o.screenshot ? path.resolve(o.screenshot) : null, chromium: o.chromium,
+  };
+}
+
+const held = { context: null, userDataDir: null, closing: null };
+
+function cleanup() {
+  if (held.closing) return held.closing;
+  held.closing = (async () => {
+    if (held.context) {
+      const ctx = held.context;
+      held.context = null;
+      await Promise.race([ctx.close().catch(() => {}), sleep(10000)]);
+    }
+    if (held.userDataDir) {
+      try { fs.rmSync(held.userDataDir, { recursive: true, force: true }); } catch { /* best effort */ }
+      held.userDataDir = null;
+    }
+  })();
+  return held.closing;
+}
+
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+  process.on(sig, () => {
+    process.stderr.write(`error: interrupted by ${sig}\n`);
+    setTimeout(() => process.exit(code), 12000).unref();
+    cleanup().finally(() => process.exit(code));
+  });
+}
+
+// What the verdict reports; filled as the steps run.
+const verdict = {
+  loaded: false,
+  signal_shown: false,
+  player: null,
+  transport: null,
+  started: false,
+  advanced_before_kill_s: null,
+  kill_clicked: false,
+  kill_result: null,
+  switch_shown: false,
+  switch_after_ms: null,
+  switch_reason: null,
+  active_after_kill: null,
+  advanced_after_kill_s: null,
+  max_frozen_ms_after_kill: null,
+  restore_clicked: false,
+  restored_fresh: false,
+  second_kill_pid: null,
+  second_switch_shown: false,
+  second_switch_after_ms: null,
+  second_switch_reason: null,
+  advanced_after_second_kill_s: null,
+  max_frozen_ms_after_second_kill: null,
+  stalls: null,
+  player_errors: null,
+  timeline: [],
+  external_requests: [],
+  page_errors: [],
+  screenshot: null,
+  failed: null,
+};
+
+async function main(opts) {
+  if (!fs.existsSync(opts.chromium)) throw new Fail(`Chromium not found at ${opts.chromium}: run scripts/setup.sh (apt-get install chromium)`);
+  let chromium;
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch (e) {
+    throw new Fail(`playwright-core not installed: run scripts/setup.sh (npm ci --prefix ${HERE}) (${e.message})`);
+  }
+  held.userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nonstop-console-chromium-'));
+  try {
+    held.context = await chromium.launchPersistentContext(held.userDataDir, {
+      executablePath: opts.chromium, headless: true, args: CHROMIUM_ARGS, viewport: VIEWPORT,
+      timeout: 30000, handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false,
+    });
+  } catch (e) {
+    throw new Fail(`could not launch Chromium at ${opts.chromium}: ${String(e.message).split('\n')[0]}`);
+  }
+  const page = held.context.pages()[0] || await held.context.newPage();
+  page.on('pageerror', (e) => { verdict.page_errors.push(e.message); log(`page error: ${e.message}`); });
+  page.on('console', (m) => { if (m.type() === 'error') log(`console.error: ${m.text()}`); });
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    const local = ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname) || u.protocol === 'blob:' || u.protocol === 'data:';
+    if (!local) verdict.external_requests.push(r.url());
+  });
+
+  const resp = await page.goto(opts.url, { waitUntil: 'load', timeout: LOAD_TIMEOUT_MS }).catch((e) => {
+    throw new Fail(`could not open the console at ${opts.url}: ${String(e.message).split('\n')[0]}`);
+  });
+  if (!resp || !resp.ok()) throw new Fail(`the console answered ${resp ? resp.status() : 'nothing'}`);
+  verdict.loaded = true;
+  log(`console loaded at ${opts.url}`);
+
+  const S = opts.signal;
+  const sel = (s) => s.replace(/"/g, '\\"');
+  await page.waitForSelector(`#signals li[data-signal="${sel(S)}"]`, { timeout: LOAD_TIMEOUT_MS })
+    .catch(() => { throw new Fail(`the page never listed signal '${S}'`); });
+  verdict.signal_shown = true;
+  log(`signal '${S}' shown`);
+
+  // The numbers the page shows (its own stall counter, not ours).
+  const read = () => page.evaluate(() => ({
+    ct: document.getElementById('video').currentTime,
+    shownTime: Number(document.getElementById('player-time').textContent),
+    stalls: Number(document.getElementById('stall-count').textContent),
+    state: document.getElementById('player-state').dataset.state,
+    mode: document.getElementById('player-mode').textContent,
+    transport: window.__console.transport,
+    errors: window.__console.player.errors,
+    started: window.__console.player.started,
+  }));
+
+  // Playback starts and advances.
+  let first = null;
+  let r;
+  const startDeadline = Date.now() + START_TIMEOUT_MS;
+  for (;;) {
+    r = await read();
+    if (r.started && first === null) first = r.ct;
+    if (first !== null && r.ct - first >= START_ADVANCE_S) break;
+    if (Date.now() > startDeadline) throw new Fail(`the player did not advance ${START_ADVANCE_S} s within ${START_TIMEOUT_MS / 1000} s (state ${r.state}, currentTime ${r.ct})`);
+    await sleep(SAMPLE_MS);
+  }
+  verdict.started = true;
+  verdict.player = r.mode;
+  verdict.advanced_before_kill_s = +(r.ct - first).toFixed(2);
+  log(`playing with ${r.mode}: currentTime ${first.toFixed(2)} -> ${r.ct.toFixed(2)}, transport ${r.transport}`);
+
+  // Unlock the fault controls once, as an operator would.
+  const row = `#faults .fault[data-fault="${sel(opts.fault)}"]`;
+  await page.waitForSelector(row, { timeout: LOAD_TIMEOUT_MS })
+    .catch(() => { throw new Fail(`no fault control '${opts.fault}' on the page (are fault controls enabled?)`); });
+  const base = await page.getAttribute(row, 'data-base');
+  await page.fill('#fault-token', opts.token);
+  await page.click('#fault-unlock');
+  await page.waitForSelector(`${row} button[data-mode="reset"]:not([disabled])`, { timeout: 5000 });
+
+  const switches = (attr, value) => page.locator(`#timeline li[data-kind="switch"][data-signal="${sel(S)}"][${attr}="${sel(value)}"]`);
+  const newestReason = async (attr, value) => (await switches(attr, value).first().locator('.reason').textContent()) || '';
+
+  // Click a fault button and wait for the page to confirm it.
+  async function click(mode) {
+    await page.click(`${row} button[data-mode="${mode}"]`);
+    await page.waitForSelector(`#fault-result[data-ok="true"][data-mode="${mode}"]`, { timeout: 5000 })
+      .catch(async () => { throw new Fail(`the page did not confirm '${mode}': ${await page.textContent('#fault-result')}`); });
+    return page.textContent('#fault-result');
+  }
+
+  // Waits for one more switch matching attr=value, while watching playback for
+  // watchMs after `t0`; returns the measures.
+  async function watchThrough(attr, value, before, t0, ct0) {
+    let switchedAt = null;
+    let lastCt = ct0;
+    let lastAdvance = Date.now();
+    let maxFrozen = 0;
+    for (;;) {
+      const now = Date.now();
+      const x = await read();
+      if (x.ct > lastCt + 0.001) { lastCt = x.ct; lastAdvance = now; }
+      maxFrozen = Math.max(maxFrozen, now - lastAdvance);
+      if (switchedAt === null && (await switches(attr, value).count()) > before) {
+        switchedAt = now;
+        log(`switch shown ${now - t0} ms after the fault: ${await newestReason(attr, value)}`);
+      }
+      if (switchedAt === null && now - t0 > SWITCH_TIMEOUT_MS) break;
+      if (switchedAt !== null && now - t0 >= opts.watchMs) break;
+      await sleep(SAMPLE_MS);
+    }
+    const end = await read();
+    return {
+      shown: switchedAt !== null,
+      afterMs: switchedAt === null ? null : switchedAt - t0,
+      reason: switchedAt === null ? null : await newestReason(attr, value),
+      advanced: +(end.ct - ct0).toFixed(2),
+      maxFrozen,
+    };
+  }
+
+  // Phase 1: "kill" the packager behind the fault control from the page.
+  const before1 = await switches('data-from', base).count();
+  const ct1 = (await read()).ct;
+  const t1 = Date.now();
+  verdict.kill_result = await click('reset');
+  verdict.kill_clicked = true;
+  log(`clicked kill on ${opts.fault} (${base}) at currentTime ${ct1.toFixed(2)}`);
+  const p1 = await watchThrough('data-from', base, before1, t1, ct1);
+  verdict.switch_shown = p1.shown;
+  verdict.switch_after_ms = p1.afterMs;
+  verdict.switch_reason = p1.reason;
+  verdict.advanced_after_kill_s = p1.advanced;
+  verdict.max_frozen_ms_after_kill = p1.maxFrozen;
+  verdict.active_after_kill = await page.evaluate((s) => {
+    const row = document.querySelector(`.signal-detail[data-signal="${CSS.escape(s)}"] tr[data-active="true"]`);
+    return row ? row.dataset.packager : null;
+  }, S);
+  log(`after kill: currentTime +${p1.advanced} s, longest freeze ${p1.maxFrozen} ms, active ${verdict.active_after_kill}`);
+  if (!p1.shown) throw new Fail(`the page showed no switch away from ${base} within ${SWITCH_TIMEOUT_MS / 1000} s`);
+
+  // Phase 2: restore it, then SIGKILL the other packager's process.
+  if (opts.killPid !== null) {
+    await click('none');
+    verdict.restore_clicked = true;
+    await page.waitForSelector(`.signal-detail[data-signal="${sel(S)}"] tr[data-packager="${sel(base)}"][data-health="fresh"]`, { timeout: RECOVER_TIMEOUT_MS })
+      .catch(() => { throw new Fail(`${base} was not shown fresh again within ${RECOVER_TIMEOUT_MS / 1000} s of restore`); });
+    verdict.restored_fresh = true;
+    log(`${base} fresh again; killing pid ${opts.killPid}`);
+    const before2 = await switches('data-to', base).count();
+    const ct2 = (await read()).ct;
+    const t2 = Date.now();
+    try { process.kill(opts.killPid, 'SIGKILL'); } catch (e) { throw new Fail(`cannot kill pid ${opts.killPid}: ${e.message}`); }
+    verdict.second_kill_pid = opts.killPid;
+    const p2 = await watchThrough('data-to', base, before2, t2, ct2);
+    verdict.second_switch_shown = p2.shown;
+    verdict.second_switch_after_ms = p2.afterMs;
+    verdict.second_switch_reason = p2.reason;
+    verdict.advanced_after_second_kill_s = p2.advanced;
+    verdict.max_frozen_ms_after_second_kill = p2.maxFrozen;
+    log(`after SIGKILL: currentTime +${p2.advanced} s, longest freeze ${p2.maxFrozen} ms`);
+    if (!p2.shown) throw new Fail(`the page showed no switch back to ${base} within ${SWITCH_TIMEOUT_MS / 1000} s of the SIGKILL`);
+  }
+}
+
+async function finish(page) {
+  if (!page) return;
+  try {
+    const end = await page.evaluate(() => ({
+      stalls: Number(document.getElementById('stall-count').textContent),
+      errors: window.__console.player.errors,
+      transport: window.__console.transport,
+      timeline: [...document.querySelectorAll('#timeline li')].slice(0, 8).map((li) => li.textContent),
+    }));
+    verdict.stalls = end.stalls;
+    verdict.player_errors = end.errors;
+    verdict.transport = end.transport;
+    verdict.timeline = end.timeline;
+  } catch (e) {
+    log(`final read failed: ${String(e.message).split('\n')[0]}`);
+  }
+}
+
+let code = 0;
+let opts = null;
+try {
+  opts = parseCli(process.argv.slice(2));
+  const deadline = setTimeout(() => {
+    process.stderr.write(`error: gave up after ${opts.timeoutMs / 1000} s\n`);
+    process.stdout.write(JSON.stringify({ ...verdict, failed: 'overall timeout' }) + '\n');
+    cleanup().finally(() => process.exit(1));
+  }, opts.timeoutMs);
+  deadline.unref();
+  await main(opts);
+} catch (e) {
+  const msg = e instanceof Fail ? e.message : `unexpected failure: ${e && e.stack ? e.stack : e}`;
+  verdict.failed = msg;
+  process.stderr.write(`error: ${msg}\n`);
+  code = 1;
+}
+const page = held.context ? held.context.pages()[0] : null;
+if (page) {
+  await finish(page);
+  if (opts && opts.screenshot) {
+    try {
+      fs.mkdirSync(path.dirname(opts.screenshot), { recursive: true });
+      await page.screenshot({ path: opts.screenshot, timeout: 15000, fullPage: true });
+      verdict.screenshot = opts.screenshot;
+      log(`screenshot saved to ${opts.screenshot}`);
+    } catch (e) {
+      log(`screenshot failed: ${String(e.message).split('\n')[0]}`);
+    }
+  }
+}
+if (verdict.loaded) process.stdout.write(JSON.stringify(verdict) + '\n');
+await cleanup();
+process.exit(code);
