@@ -60,7 +60,7 @@ pub struct Switch {
     pub to: String,
     /// Why the old one lost traffic, for people.
     pub reason: String,
-    /// The same as one word (first, failing, stale, behind), for metrics.
+    /// The same as one word (first, failing, stale, behind, unrouted), for metrics.
     pub kind: &'static str,
 }
 
@@ -81,6 +81,9 @@ pub struct UpstreamStatus {
 pub struct Failover {
     upstreams: Vec<Upstream>,
     active: Option<usize>,
+    /// The active packager the routes no longer list, until the next plan
+    /// reports the switch away from it.
+    unrouted_active: Option<String>,
     target: Duration,
     /// Newest segment of the newest playlist served to any viewer.
     served_newest: Option<u64>,
@@ -91,6 +94,7 @@ impl Failover {
         let mut f = Failover {
             upstreams: Vec::new(),
             active: None,
+            unrouted_active: None,
             target: DEFAULT_TARGET_DURATION,
             served_newest: None,
         };
@@ -118,7 +122,12 @@ impl Failover {
                     })
             })
             .collect();
-        self.active = active_base.and_then(|b| self.upstreams.iter().position(|u| u.base == b));
+        self.active = active_base
+            .as_ref()
+            .and_then(|b| self.upstreams.iter().position(|u| &u.base == b));
+        if self.active.is_none() && active_base.is_some() {
+            self.unrouted_active = active_base;
+        }
     }
 
     pub fn packagers(&self) -> Vec<String> {
@@ -201,12 +210,20 @@ impl Failover {
         });
         let switch = match order.first() {
             Some(&best) if Some(best) != self.active => {
-                let (kind, reason) = match self.active {
-                    None => ("first", "first choice".to_string()),
-                    Some(a) => self.reason_out(a, now),
+                let unrouted = self.unrouted_active.take();
+                let (kind, reason) = match (self.active, &unrouted) {
+                    (Some(a), _) => self.reason_out(a, now),
+                    (None, Some(gone)) => (
+                        "unrouted",
+                        format!("{gone} no longer reported for this signal"),
+                    ),
+                    (None, None) => ("first", "first choice".to_string()),
                 };
                 let switch = Switch {
-                    from: self.active.map(|a| self.upstreams[a].base.clone()),
+                    from: self
+                        .active
+                        .map(|a| self.upstreams[a].base.clone())
+                        .or(unrouted),
                     to: self.upstreams[best].base.clone(),
                     reason,
                     kind,
@@ -442,6 +459,24 @@ mod tests {
         assert_eq!(status.len(), 1);
         assert_eq!(status[0].newest_sequence, Some(3));
         assert!(status[0].active);
+    }
+
+    #[test]
+    fn losing_the_active_packager_from_the_routes_is_a_switch_with_its_reason() {
+        let t0 = Instant::now();
+        let mut f = both();
+        f.plan(t0);
+        f.set_packagers(&[B.to_string()]);
+        let switch = f.plan(t0).1.expect("a switch");
+        assert_eq!(switch.from.as_deref(), Some(A));
+        assert_eq!(switch.to, B);
+        assert_eq!(switch.kind, "unrouted");
+        assert!(
+            switch.reason.contains("no longer reported"),
+            "{}",
+            switch.reason
+        );
+        assert!(f.plan(t0).1.is_none(), "reported once");
     }
 
     #[test]

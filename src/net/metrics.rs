@@ -83,7 +83,7 @@ pub static BYTES_SERVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static PROXY_SWITCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_proxy_switches_total",
-        "Changes of the packager a signal is served from, by reason (first, failing, stale, behind).",
+        "Changes of the packager a signal is served from, by reason (first, failing, stale, behind, unrouted).",
         &["signal", "reason"],
     )
 });
