@@ -2,7 +2,8 @@
 //! time (default 10 minutes) and checks that media time written keeps within
 //! 1 s of wall time, measured from outside: every new segment's arrival in the
 //! playlist is timed, and the media written so far (the sum of EXTINF
-//! durations) is compared with the wall time since the stream started. The
+//! durations) is compared with the wall time since the stream started (the
+//! first segment's arrival minus its duration), at each arrival. The
 //! worker's own `nonstop_worker_drift_seconds` gauge is printed beside it.
 
 #[path = "../tests/common/mod.rs"]
@@ -62,6 +63,7 @@ fn main() {
     let mut media = 0.0f64;
     let mut origin: Option<Instant> = None;
     let mut worst: f64 = 0.0;
+    let mut last_drift: f64 = 0.0;
     let mut segments = 0u64;
     let mut next_report = Instant::now() + Duration::from_secs(60);
     let started = Instant::now();
@@ -90,17 +92,17 @@ fn main() {
             let t0 = *origin.get_or_insert(now - s.duration);
             let drift = media - now.duration_since(t0).as_secs_f64();
             worst = worst.max(drift.abs());
+            last_drift = drift;
             newest = Some(s.sequence);
         }
         if Instant::now() >= next_report {
             next_report += Duration::from_secs(60);
-            let wall = origin.map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0);
             println!(
                 "{:>8.0} {:>9} {:>12.1} {:>+12.2} {:>+14.2}",
                 started.elapsed().as_secs_f64() / 60.0,
                 segments,
                 media,
-                media - wall,
+                last_drift,
                 worker_drift(metrics_port).unwrap_or(f64::NAN)
             );
         }

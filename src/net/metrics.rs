@@ -173,7 +173,7 @@ pub static WORKER_LOOPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static WORKER_DRIFT: LazyLock<GaugeVec> = LazyLock::new(|| {
     gauge(
         "nonstop_worker_drift_seconds",
-        "Media time written minus wall time since the pipeline started, per signal.",
+        "Media time written minus wall time, relative to the first segment (start-up latency removed), per signal.",
         &["signal"],
     )
 });

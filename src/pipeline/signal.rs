@@ -326,6 +326,7 @@ impl SignalRunner {
         let started = Instant::now();
         let mut opened_at: VecDeque<gst::ClockTime> = VecDeque::new();
         let mut media_written = Duration::ZERO;
+        let mut first_offset: Option<f64> = None;
         let mut last_progress = Instant::now();
         loop {
             if shutdown.is_triggered() {
@@ -335,13 +336,13 @@ impl SignalRunner {
                 last_progress = Instant::now();
                 let wall = started.elapsed();
                 log::info!(
-                    "Signal '{}': {} segments written, {} loops, media {:.1} s in {:.1} s wall (drift {:+.2} s)",
+                    "Signal '{}': {} segments written, {} loops, media {:.1} s in {:.1} s wall (drift since the first segment {:+.2} s)",
                     self.input.signal,
                     self.segments_written,
                     self.loops,
                     media_written.as_secs_f64(),
                     wall.as_secs_f64(),
-                    media_written.as_secs_f64() - wall.as_secs_f64()
+                    media_written.as_secs_f64() - wall.as_secs_f64() - first_offset.unwrap_or(0.0)
                 );
             }
             let Some(msg) =
@@ -367,9 +368,14 @@ impl SignalRunner {
                                 Duration::from_nanos(end.saturating_sub(start).nseconds());
                             media_written += duration;
                             self.publish(name, duration)?;
+                            // Drift since the first segment: the pipeline's
+                            // start-up latency is an offset, not a drift.
+                            let ahead =
+                                media_written.as_secs_f64() - started.elapsed().as_secs_f64();
+                            let offset = *first_offset.get_or_insert(ahead);
                             metrics::WORKER_DRIFT
                                 .with_label_values(&[&self.input.signal])
-                                .set(media_written.as_secs_f64() - started.elapsed().as_secs_f64());
+                                .set(ahead - offset);
                         }
                     }
                 }
