@@ -8,8 +8,13 @@ use std::io::Write;
 
 /// Installs the logger once; later calls are ignored (tests may call it often).
 pub fn init() {
-    let env = env_logger::Env::default().default_filter_or("info");
-    let _ = env_logger::Builder::from_env(env)
+    // hyper reports every client that dropped an idle connection at warn;
+    // that is routine for a server, so it speaks at error unless RUST_LOG
+    // asks for more.
+    let _ = env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Info)
+        .filter_module("hyper", log::LevelFilter::Error)
+        .parse_env(env_logger::Env::default())
         .format(|buf, record| {
             let level = match record.level() {
                 log::Level::Error => "ERR",
