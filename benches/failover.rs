@@ -9,16 +9,17 @@
 //!   probe, GStreamer, ffmpeg, hls.js ──▶ nonstop proxy ──▶ A | B   (failover state machine)
 //!   probe, GStreamer, ffmpeg, hls.js ──▶ nginx ──────────▶ A | B   (round robin, proxy_next_upstream)
 //!   watcher ──▶ each proxy's playlist every 100 ms                 (time to switch)
+//!   watcher ──▶ packager B's playlist every 100 ms                 (control: did the source pause?)
 //! ```
 //!
-//! One stack per fault. All players start together, the fault comes
-//! `--fault-at` seconds later and is cleared at `--clear-at` (a killed packager
-//! stays dead), and they watch for `--seconds`. Each player kind is judged by
+//! One stack per fault. The players start together (hls.js first, the lighter
+//! ones 3 s later so they miss Chromium's start-up burst), the fault comes
+//! `--fault-at` seconds after the start and is cleared at `--clear-at` (a
+//! killed packager stays dead), and they all stop at `--seconds`. Each player kind is judged by
 //! its own signals; bench/README.md says exactly how. The table goes to stdout,
 //! progress to stderr, the same rows as JSON to `bench/out/failover.json` and
-//! every log to `bench/out/logs/<fault>/`. A third watcher asks packager B
-//! directly, as a control: when the worker or the machine pauses, every row
-//! of that fault says so.
+//! every log to `bench/out/logs/<fault>/`. The control watcher asks packager B
+//! directly: when the worker or the machine pauses, the notes say so.
 //!
 //! The GStreamer player runs in a child process (this binary again, with
 //! `--gst-player`) so a demuxer that hangs or crashes cannot take the bench
@@ -134,9 +135,20 @@ fn main() {
         for pass in options.proxy_passes() {
             let logs = out.join("logs").join(fault.name());
             let _ = std::fs::create_dir_all(&logs);
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_fault(fault, &pass, &options, &logs, &clock)
-            }));
+            // One retry: a stack that does not come up (a service slow to
+            // start on a loaded machine) is not a result.
+            let attempt = || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_fault(fault, &pass, &options, &logs, &clock)
+                }))
+            };
+            let run = attempt().or_else(|_| {
+                clock.say(&format!(
+                    "{}: the run failed (see above), trying once more",
+                    fault.name()
+                ));
+                attempt()
+            });
             match run {
                 Ok(fault_rows) => {
                     print_table(&fault_rows, &mut std::io::stderr());
