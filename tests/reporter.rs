@@ -85,13 +85,13 @@ fn reporters_sharing_redis_see_each_others_reports_until_they_expire() {
     wait_healthy(pa);
     wait_healthy(pb);
 
-    let report = serde_json::json!({"signal": "live01", "packagers": ["http://10.0.0.1:8080"]});
+    let report = serde_json::json!({"signal": "live01", "packagers": ["http://localhost:8080"]});
     assert_eq!(post(&format!("http://127.0.0.1:{pa}/ingests"), report), 200);
     let seen = get_json(&format!("http://127.0.0.1:{pb}/ingests"));
     assert_eq!(seen[0]["signal"], "live01", "{seen}");
     assert_eq!(
         seen[0]["packagers"],
-        serde_json::json!(["http://10.0.0.1:8080"])
+        serde_json::json!(["http://localhost:8080"])
     );
 
     wait_for(Duration::from_secs(10), "the report to expire", || {
