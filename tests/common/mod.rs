@@ -18,11 +18,28 @@ pub fn init_gst() {
 }
 
 /// A port nobody listens on right now.
+/// A port nobody listens on right now, never handed out twice by this
+/// process, and below the kernel's ephemeral range (32768+), so neither a
+/// parallel test nor an outgoing connection can take it before the service
+/// binds it. Each test process starts at its own place in 20000-31999.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id().wrapping_mul(7919)) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 /// Writes a short MP4 (320x240, 25 fps, H.264, plus AAC when `audio`) with GStreamer.
@@ -178,6 +195,20 @@ impl Drop for Service {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Polls `check` until it returns Some, or None once `within` passes.
+pub fn try_wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -361,15 +392,26 @@ impl Stack {
         let proxy = start("proxy");
         wait_healthy(ori);
         wait_healthy(pro);
-        wait_for(
-            Duration::from_secs(20),
-            "live01 reported with both packagers",
-            || {
-                let (status, body) = get(&format!("http://127.0.0.1:{ori}/live/live01/packagers"))?;
-                let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-                (status == 200 && v["packagers"].as_array()?.len() == 2).then_some(())
-            },
-        );
+        let reported = try_wait_for(Duration::from_secs(30), || {
+            let (status, body) = get(&format!("http://127.0.0.1:{ori}/live/live01/packagers"))?;
+            let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            (status == 200 && v["packagers"].as_array()?.len() == 2).then_some(())
+        });
+        if reported.is_none() {
+            let logs: String = std::fs::read_dir(&logs)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| {
+                    format!(
+                        "--- {} ---\n{}",
+                        e.file_name().to_string_lossy(),
+                        std::fs::read_to_string(e.path()).unwrap_or_default()
+                    )
+                })
+                .collect();
+            panic!("timed out waiting for live01 reported with both packagers\n{logs}");
+        }
         Stack {
             env: common,
             logs_dir: logs,
