@@ -12,9 +12,10 @@ default:
 setup:
     ./scripts/setup.sh
 
+# CONSOLE_DEMO_FAULTS=1 just up: fault proxies in front of the packagers and the
+# console's fault controls on, localhost only, behind a printed token.
+
 # Start the whole stack on the sample input, then the console; print both URLs.
-# (CONSOLE_DEMO_FAULTS=1 just up: fault proxies in front of the packagers and
-# the console's fault controls on, localhost only, behind a printed token.)
 up:
     ./scripts/up.sh
 
