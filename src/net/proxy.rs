@@ -50,6 +50,9 @@ pub const PLAYLIST_REUSE: Duration = Duration::from_millis(250);
 pub const ROUTE_REFRESH: Duration = Duration::from_secs(5);
 /// A signal nobody asked for this long stops being polled.
 pub const SIGNAL_IDLE: Duration = Duration::from_secs(120);
+/// Segments are kept this long at most: as long as caches may keep them
+/// (the packagers' `max-age`), far longer than any live playlist lists them.
+pub const SEGMENT_CACHE_TTL: Duration = Duration::from_secs(60);
 /// Switches remembered per signal for `GET /status`.
 const SWITCH_HISTORY: usize = 20;
 /// Budget for one request to the origin.
@@ -99,7 +102,8 @@ struct SegmentCache {
     capacity: usize,
     size: usize,
     entries: HashMap<String, Bytes>,
-    order: VecDeque<String>,
+    /// Keys oldest first, with when they were cached.
+    order: VecDeque<(String, Instant)>,
 }
 
 impl SegmentCache {
@@ -107,20 +111,25 @@ impl SegmentCache {
         self.entries.get(key).cloned()
     }
 
-    fn insert(&mut self, key: String, body: Bytes) {
+    /// Caches a segment; drops the oldest ones past the byte capacity and
+    /// any older than [`SEGMENT_CACHE_TTL`] (a live segment nobody can still
+    /// list), so memory stays at the live working set.
+    fn insert(&mut self, key: String, body: Bytes, now: Instant) {
         if body.len() > self.capacity || self.entries.contains_key(&key) {
             return;
         }
         self.size += body.len();
-        self.order.push_back(key.clone());
+        self.order.push_back((key.clone(), now));
         self.entries.insert(key, body);
-        while self.size > self.capacity {
-            let Some(old) = self.order.pop_front() else {
+        while let Some((old, at)) = self.order.front() {
+            let expired = now.saturating_duration_since(*at) > SEGMENT_CACHE_TTL;
+            if self.size <= self.capacity && !expired {
                 break;
-            };
-            if let Some(b) = self.entries.remove(&old) {
+            }
+            if let Some(b) = self.entries.remove(old) {
                 self.size -= b.len();
             }
+            self.order.pop_front();
         }
     }
 }
@@ -299,7 +308,7 @@ impl Proxy {
             let url = format!("{base}/{key}");
             match upstream::fetch_segment(&self.client, &url, Self::budget(target)).await {
                 Ok(body) => {
-                    lock(&self.cache).insert(key, body.clone());
+                    lock(&self.cache).insert(key, body.clone(), Instant::now());
                     return Ok(body);
                 }
                 Err(e) => {
@@ -581,13 +590,22 @@ mod tests {
             entries: HashMap::new(),
             order: VecDeque::new(),
         };
-        cache.insert("a".into(), Bytes::from_static(b"12345"));
-        cache.insert("b".into(), Bytes::from_static(b"12345"));
-        cache.insert("c".into(), Bytes::from_static(b"123"));
+        let t0 = Instant::now();
+        cache.insert("a".into(), Bytes::from_static(b"12345"), t0);
+        cache.insert("b".into(), Bytes::from_static(b"12345"), t0);
+        cache.insert("c".into(), Bytes::from_static(b"123"), t0);
         assert!(cache.get("a").is_none(), "oldest evicted");
         assert!(cache.get("b").is_some() && cache.get("c").is_some());
         assert!(cache.size <= 10);
-        cache.insert("huge".into(), Bytes::from(vec![0u8; 11]));
+        cache.insert("huge".into(), Bytes::from(vec![0u8; 11]), t0);
         assert!(cache.get("huge").is_none());
+        // Past the TTL, old segments go even with room to spare.
+        cache.insert(
+            "d".into(),
+            Bytes::from_static(b"1"),
+            t0 + SEGMENT_CACHE_TTL + Duration::from_secs(1),
+        );
+        assert!(cache.get("b").is_none() && cache.get("c").is_none());
+        assert_eq!(cache.size, 1);
     }
 }
