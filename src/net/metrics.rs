@@ -14,32 +14,29 @@ use prometheus::{
 use warp::reply::Response;
 use warp::Filter;
 
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
-    // Registration fails only for a duplicate name, which is a programming error.
+/// Registers a freshly made metric in the default registry. Both steps fail
+/// only on a programming error (a malformed or duplicate name).
+fn register<M>(name: &str, made: prometheus::Result<M>) -> M
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    let metric = made.unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
     prometheus::default_registry()
-        .register(Box::new(c.clone()))
+        .register(Box::new(metric.clone()))
         .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
-    c
+    metric
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(name, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 fn gauge(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let g = GaugeVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
-    prometheus::default_registry()
-        .register(Box::new(g.clone()))
-        .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
-    g
+    register(name, GaugeVec::new(Opts::new(name, help), labels))
 }
 
 fn int_gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
-    prometheus::default_registry()
-        .register(Box::new(g.clone()))
-        .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
-    g
+    register(name, IntGaugeVec::new(Opts::new(name, help), labels))
 }
 
 /// Requests answered, by service, route template and status.
@@ -53,21 +50,20 @@ pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// Request latency, by service and route template.
 pub static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
-    let h = HistogramVec::new(
-        HistogramOpts::new(
-            "nonstop_http_request_duration_seconds",
-            "Time to answer an HTTP request, by service and route template.",
-        )
-        .buckets(vec![
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-        ]),
-        &["service", "route"],
+    let name = "nonstop_http_request_duration_seconds";
+    register(
+        name,
+        HistogramVec::new(
+            HistogramOpts::new(
+                name,
+                "Time to answer an HTTP request, by service and route template.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["service", "route"],
+        ),
     )
-    .unwrap_or_else(|e| panic!("histogram is malformed: {e}"));
-    prometheus::default_registry()
-        .register(Box::new(h.clone()))
-        .unwrap_or_else(|e| panic!("histogram registered twice: {e}"));
-    h
 });
 
 /// Media bytes served to clients (packagers and proxy), by service and kind.
