@@ -22,8 +22,8 @@ up:
 # Format check, lints and every test (what CI runs).
 test:
     cargo fmt --all -- --check
-    cargo clippy --all-targets -- -D warnings
-    cargo test --no-fail-fast
+    cargo clippy --workspace --all-targets -- -D warnings
+    cargo test --workspace --no-fail-fast
 
 # The GStreamer worker: INPUT_STREAM_PATH/<signal>.mp4 -> OUTPUT_STREAM_PATH/<signal>/.
 worker *args:
@@ -74,14 +74,17 @@ pipeline file="input/live01.mp4" audio="yes":
 
 # The whole stack under random faults for a while (default 30 min) with the player probe attached.
 bench-soak *args:
-    cargo bench --bench soak -- {{args}}
+    cargo build --release --workspace --bins
+    cargo bench -p nonstop-lab --bench soak -- {{args}}
 
 # Every packager fault x probe, GStreamer, ffmpeg and hls.js, nonstop's proxy beside nginx (bench/README.md).
 bench-failover *args:
     [ -d web/node_modules ] || npm ci --prefix web
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ./scripts/setup.sh
-    cargo bench --bench failover -- {{args}}
+    cargo build --release --workspace --bins
+    cargo bench -p nonstop-lab --bench failover -- {{args}}
 
 # The worker alone for a while (default 10 min): media time written against wall time.
 bench-pacing *args:
-    cargo bench --bench pacing -- {{args}}
+    cargo build --release --workspace --bins
+    cargo bench -p nonstop-lab --bench pacing -- {{args}}

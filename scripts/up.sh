@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 PROFILE="${PROFILE:-release}"
 echo "[up] building ($PROFILE)"
-if [ "$PROFILE" = release ]; then cargo build --release --bins -q; else cargo build --bins -q; fi
+if [ "$PROFILE" = release ]; then cargo build --release --workspace --bins -q; else cargo build --workspace --bins -q; fi
 TARGET="${CARGO_TARGET_DIR:-target}"
 BIN="$TARGET/$PROFILE"
 [ "$PROFILE" = dev ] && BIN="$TARGET/debug"

@@ -7,18 +7,24 @@
 //! without the player noticing.
 //!
 //! # Layout
+//! The folders follow the data path:
 //! - [`pipeline`]: media. The worker's GStreamer pipeline per signal, its
-//!   looping and restarts, and the rolling live playlist it writes.
-//! - [`net`]: HTTP services and clients, one module per service (packager,
-//!   discovery, reporter, origin, proxy), the failover state machine, the HLS
-//!   playlist reading shared by proxy and player probe, and the test tools
-//!   (fault-injecting proxy, player probe).
-//! - [`logging`]: the seed's log line format (`2024-04-05 11:23:05 INF ...`).
-//! - [`shutdown`]: one shutdown signal shared by every task.
+//!   looping and restarts, and the rolling live playlist it writes. It never
+//!   imports [`net`].
+//! - [`net`]: the HTTP services, one module (or folder) each: packager,
+//!   discovery, reporter (with its store), origin, proxy (with its failover
+//!   state machine, upstream fetches and segment cache), console and status.
+//! - [`hls`]: the HLS format, free of I/O: names, content types, reading a
+//!   live playlist's facts, checking MPEG-TS. Shared by media and services.
+//! - [`service`]: what every program shares: config parsing, the HTTP server
+//!   loop, JSON errors and the HTTP client, metrics, the log format and the
+//!   shutdown signal.
 //!
 //! The programs in `src/bin/` are thin: parse config, call into this library.
+//! The test lab (fault proxy, player probe, system tests, benchmarks) is the
+//! workspace member `lab/`, never part of this crate.
 
-pub mod logging;
+pub mod hls;
 pub mod net;
 pub mod pipeline;
-pub mod shutdown;
+pub mod service;

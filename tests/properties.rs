@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use nonstop::net::failover::Failover;
-use nonstop::net::hls::{classify_media_file, is_valid_signal_name, PlaylistFacts};
+use nonstop::hls::{classify_media_file, is_valid_signal_name, PlaylistFacts};
+use nonstop::net::proxy::failover::Failover;
 use nonstop::net::reporter::Report;
 use nonstop::pipeline::playlist::LivePlaylist;
 use proptest::prelude::*;

@@ -5,9 +5,9 @@ use nonstop::net::reporter::{self, ReporterConfig};
 
 #[tokio::main]
 async fn main() {
-    nonstop::logging::init();
+    nonstop::service::logging::init();
     let config = ReporterConfig::parse();
-    let shutdown = nonstop::shutdown::Shutdown::on_signals();
+    let shutdown = nonstop::service::shutdown::Shutdown::on_signals();
     if let Err(e) = reporter::run(config, shutdown).await {
         log::error!("{e}");
         std::process::exit(1);

@@ -8,7 +8,7 @@ use nonstop::net::packager::{self, PackagerArgs};
 #[command(name = "server1", version)]
 struct Config {
     /// Port to listen on.
-    #[arg(long, env = "SERVER_ONE_PORT", default_value = "8080", value_parser = nonstop::net::config::parse_port)]
+    #[arg(long, env = "SERVER_ONE_PORT", default_value = "8080", value_parser = nonstop::service::config::parse_port)]
     port: u16,
     #[command(flatten)]
     packager: PackagerArgs,
@@ -16,9 +16,9 @@ struct Config {
 
 #[tokio::main]
 async fn main() {
-    nonstop::logging::init();
+    nonstop::service::logging::init();
     let config = Config::parse();
-    let shutdown = nonstop::shutdown::Shutdown::on_signals();
+    let shutdown = nonstop::service::shutdown::Shutdown::on_signals();
     if let Err(e) = packager::run("server1", config.packager, config.port, shutdown).await {
         log::error!("{e}");
         std::process::exit(1);

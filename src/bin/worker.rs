@@ -5,9 +5,9 @@ use nonstop::pipeline::worker::{self, WorkerConfig};
 
 #[tokio::main]
 async fn main() {
-    nonstop::logging::init();
+    nonstop::service::logging::init();
     let config = WorkerConfig::parse();
-    let shutdown = nonstop::shutdown::Shutdown::on_signals();
+    let shutdown = nonstop::service::shutdown::Shutdown::on_signals();
     if let Err(e) = worker::run(config, shutdown).await {
         log::error!("{e}");
         std::process::exit(1);

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::auth::{Token, TokenArgs};
-use super::config::{parse_base_url, parse_seconds};
-use super::hls::{is_valid_signal_name, PLAYLIST_NAME};
-use super::metrics::DISCOVERY_ROUNDS;
 use super::reporter::Report;
-use crate::shutdown::Shutdown;
+use crate::hls::{is_valid_signal_name, PLAYLIST_NAME};
+use crate::service::config::{parse_base_url, parse_seconds};
+use crate::service::metrics::DISCOVERY_ROUNDS;
+use crate::service::shutdown::Shutdown;
 
 /// Budget for one packager check (health or playlist).
 const PACKAGER_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -44,10 +44,10 @@ pub struct DiscoveryConfig {
     #[command(flatten)]
     pub token: TokenArgs,
     /// Port of discovery's `/metrics` and `/healthcheck`.
-    #[arg(long, env = "DISCOVERY_METRICS_PORT", default_value = "9101", value_parser = super::config::parse_port)]
+    #[arg(long, env = "DISCOVERY_METRICS_PORT", default_value = "9101", value_parser = crate::service::config::parse_port)]
     pub metrics_port: u16,
     #[command(flatten)]
-    pub listen: super::config::ListenArgs,
+    pub listen: crate::service::config::ListenArgs,
 }
 
 /// Signals whose playlist was written within `fresh_within` of `now`.
@@ -76,16 +76,16 @@ pub fn live_signals(output: &Path, fresh_within: Duration, now: SystemTime) -> V
 /// Runs until shutdown; fails only on a bad token setting.
 pub async fn run(config: DiscoveryConfig, shutdown: Shutdown) -> Result<(), String> {
     let token = config.token.load()?;
-    let client = super::http::client(PACKAGER_CHECK_TIMEOUT);
-    let listener = super::server::bind(&config.listen, config.metrics_port)
+    let client = crate::service::http::client(PACKAGER_CHECK_TIMEOUT);
+    let listener = crate::service::server::bind(&config.listen, config.metrics_port)
         .await
         .map_err(|e| e.to_string())?;
     let metrics = tokio::spawn({
         let listen = config.listen.clone();
         let stop = shutdown.clone();
         async move {
-            let routes = super::metrics::standalone_routes("discovery");
-            super::server::serve_on("discovery", listener, &listen, routes, stop).await
+            let routes = crate::service::metrics::standalone_routes("discovery");
+            crate::service::server::serve_on("discovery", listener, &listen, routes, stop).await
         }
     });
     let mut registered: BTreeSet<String> = BTreeSet::new();
@@ -175,7 +175,7 @@ async fn round(
         let res = request
             .send()
             .await
-            .map_err(|e| super::http::root_cause(&e))?;
+            .map_err(|e| crate::service::http::root_cause(&e))?;
         if !res.status().is_success() {
             let status = res.status();
             let body = res.text().await.unwrap_or_default();

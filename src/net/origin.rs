@@ -18,11 +18,11 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::auth::{Token, TokenArgs};
-use super::config::{parse_base_url, parse_port, parse_seconds, ListenArgs};
-use super::hls::{is_valid_signal_name, PLAYLIST_NAME};
-use super::http::{self, allow_any_origin, json_error, json_ok};
 use super::reporter::Ingest;
-use crate::shutdown::Shutdown;
+use crate::hls::{is_valid_signal_name, PLAYLIST_NAME};
+use crate::service::config::{parse_base_url, parse_port, parse_seconds, ListenArgs};
+use crate::service::http::{self, allow_any_origin, json_error, json_ok};
+use crate::service::shutdown::Shutdown;
 
 /// Budget for one request to the reporter.
 const REPORTER_TIMEOUT: Duration = Duration::from_secs(1);
@@ -152,11 +152,11 @@ pub async fn run(config: OriginConfig, shutdown: Shutdown) -> Result<(), OriginE
         config.cache_for,
         token,
     ));
-    super::server::serve(
+    crate::service::server::serve(
         "origin",
         &config.listen,
         config.port,
-        super::metrics::instrument("origin", routes(view)),
+        crate::service::metrics::instrument("origin", routes(view)),
         shutdown,
     )
     .await?;
@@ -204,7 +204,7 @@ pub fn routes(
             }
         });
     http::healthcheck("origin")
-        .or(super::metrics::route())
+        .or(crate::service::metrics::route())
         .unify()
         .or(signals)
         .unify()

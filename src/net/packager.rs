@@ -11,10 +11,10 @@ use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
-use super::config::ListenArgs;
-use super::hls::{classify_media_file, is_valid_signal_name, MediaKind};
-use super::http::{self, allow_any_origin, json_error};
-use crate::shutdown::Shutdown;
+use crate::hls::{classify_media_file, is_valid_signal_name, MediaKind};
+use crate::service::config::ListenArgs;
+use crate::service::http::{self, allow_any_origin, json_error};
+use crate::service::shutdown::Shutdown;
 
 /// Playlists change every segment: caches must revalidate every time.
 pub const PLAYLIST_CACHE_CONTROL: &str = "no-cache, max-age=0";
@@ -49,8 +49,8 @@ pub async fn run(
     if !args.output.is_dir() {
         return Err(PackagerError::NoOutput(args.output));
     }
-    let routes = super::metrics::instrument(service, routes(service, args.output.clone()));
-    super::server::serve(service, &args.listen, port, routes, shutdown).await?;
+    let routes = crate::service::metrics::instrument(service, routes(service, args.output.clone()));
+    crate::service::server::serve(service, &args.listen, port, routes, shutdown).await?;
     Ok(())
 }
 
@@ -69,7 +69,7 @@ pub fn routes(
             },
         );
     http::healthcheck(service)
-        .or(super::metrics::route())
+        .or(crate::service::metrics::route())
         .unify()
         .or(media)
         .unify()
@@ -87,7 +87,7 @@ async fn serve_media(service: &'static str, root: &Path, signal: &str, file: &st
     let path = root.join(signal).join(file);
     match tokio::fs::read(&path).await {
         Ok(bytes) => {
-            super::metrics::count_bytes_served(service, kind, bytes.len());
+            crate::service::metrics::count_bytes_served(service, kind, bytes.len());
             media_response(kind, bytes.into())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => allow_any_origin(json_error(

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::config::parse_base_url;
-use super::failover::UpstreamStatus;
+use super::proxy::failover::UpstreamStatus;
+use crate::service::config::parse_base_url;
 
 /// Budget for each request to the stack.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -62,7 +62,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         .timeout(REQUEST_TIMEOUT)
         .send()
         .await
-        .map_err(|e| format!("{url}: {}", super::http::root_cause(&e)))?;
+        .map_err(|e| format!("{url}: {}", crate::service::http::root_cause(&e)))?;
     if !res.status().is_success() {
         return Err(format!("{url}: HTTP {}", res.status()));
     }
@@ -71,7 +71,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
 
 /// Asks the origin and the proxy.
 pub async fn snapshot(config: &StatusConfig) -> Snapshot {
-    let client = super::http::client(REQUEST_TIMEOUT);
+    let client = crate::service::http::client(REQUEST_TIMEOUT);
     let signals: Result<Vec<String>, String> =
         get_json(&client, &format!("{}/signals", config.origin_url)).await;
     let mut routes = Vec::new();
@@ -165,7 +165,7 @@ pub fn render(s: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::failover::Health;
+    use crate::net::proxy::failover::Health;
 
     #[test]
     fn renders_packagers_switches_and_outages() {

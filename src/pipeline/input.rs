@@ -8,7 +8,7 @@ use std::time::Duration;
 use gstreamer as gst;
 use gstreamer_pbutils as pbutils;
 
-use crate::net::hls::is_valid_signal_name;
+use crate::hls::is_valid_signal_name;
 
 /// How long probing one input may take before it is called unreadable.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(15);

@@ -5,10 +5,10 @@
 //! - [`signal`]: one signal's pipeline, looped seamlessly, restarted with backoff.
 //! - [`playlist`]: the rolling live playlist the worker writes (m3u8-rs).
 //! - [`worker`]: runs every signal of the input folder until shutdown.
-//! - [`demux`]: pushes one downloaded segment through tsdemux and the parsers,
-//!   so the player probe can tell whether a viewer would get pictures from it.
+//!
+//! Shared pieces come from [`crate::hls`] (names, playlist facts) and
+//! [`crate::service`] (config, metrics, shutdown); never from [`crate::net`].
 
-pub mod demux;
 pub mod description;
 pub mod input;
 pub mod playlist;

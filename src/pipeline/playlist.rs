@@ -163,7 +163,7 @@ impl LivePlaylist {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::hls::PlaylistFacts;
+    use crate::hls::PlaylistFacts;
 
     fn push_n(p: &mut LivePlaylist, n: usize) -> Vec<String> {
         let mut deleted = Vec::new();

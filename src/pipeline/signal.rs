@@ -29,8 +29,8 @@ use gstreamer::prelude::*;
 use super::description;
 use super::input::Input;
 use super::playlist::LivePlaylist;
-use crate::net::metrics;
-use crate::shutdown::Shutdown;
+use crate::service::metrics;
+use crate::service::shutdown::Shutdown;
 
 /// Segment duration when none is configured (seconds).
 pub const DEFAULT_SEGMENT_SECONDS: u32 = 2;
@@ -140,7 +140,7 @@ impl SignalRunner {
             settings.playlist_length,
             settings.retained_segments,
         );
-        if let Ok(previous) = std::fs::read(dir.join(crate::net::hls::PLAYLIST_NAME)) {
+        if let Ok(previous) = std::fs::read(dir.join(crate::hls::PLAYLIST_NAME)) {
             playlist = playlist.resume(&previous);
             if playlist.next_sequence() > 0 {
                 log::info!(
@@ -454,7 +454,7 @@ impl SignalRunner {
         }
         let deletable = self.playlist.push(name.clone(), duration);
         write_atomically(
-            &self.dir.join(crate::net::hls::PLAYLIST_NAME),
+            &self.dir.join(crate::hls::PLAYLIST_NAME),
             &self.playlist.render(),
         )?;
         self.segments_written += 1;

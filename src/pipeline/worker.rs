@@ -11,7 +11,7 @@ use super::signal::{
     EncodeSettings, SignalRunner, DEFAULT_PLAYLIST_LENGTH, DEFAULT_RETAINED_SEGMENTS,
     DEFAULT_SEGMENT_SECONDS, DEFAULT_VIDEO_KBPS,
 };
-use crate::shutdown::Shutdown;
+use crate::service::shutdown::Shutdown;
 
 /// Encodes every INPUT_STREAM_PATH/<signal>.mp4 into a live HLS stream, looping it forever.
 #[derive(Debug, Clone, Parser)]
@@ -36,10 +36,10 @@ pub struct WorkerConfig {
     #[arg(long, env = "VIDEO_KBPS", default_value_t = DEFAULT_VIDEO_KBPS, value_parser = clap::value_parser!(u32).range(100..=50_000))]
     pub video_kbps: u32,
     /// Port of the worker's `/metrics` and `/healthcheck`.
-    #[arg(long, env = "WORKER_METRICS_PORT", default_value = "9100", value_parser = crate::net::config::parse_port)]
+    #[arg(long, env = "WORKER_METRICS_PORT", default_value = "9100", value_parser = crate::service::config::parse_port)]
     pub metrics_port: u16,
     #[command(flatten)]
-    pub listen: crate::net::config::ListenArgs,
+    pub listen: crate::service::config::ListenArgs,
 }
 
 fn parse_playlist_length(s: &str) -> Result<usize, String> {
@@ -60,7 +60,7 @@ pub enum WorkerError {
     #[error("signal '{0}' cannot start: {1}")]
     Signal(String, super::signal::RunError),
     #[error(transparent)]
-    Metrics(#[from] crate::net::http::ServeError),
+    Metrics(#[from] crate::service::http::ServeError),
 }
 
 impl WorkerConfig {
@@ -85,13 +85,13 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), WorkerE
     .map_err(|e| InputError::Gstreamer(e.to_string()))??;
     check_writable(&config.output)?;
     // Bind the metrics port before encoding, so a busy port fails fast.
-    let listener = crate::net::server::bind(&config.listen, config.metrics_port).await?;
+    let listener = crate::service::server::bind(&config.listen, config.metrics_port).await?;
     let metrics = tokio::spawn({
         let listen = config.listen.clone();
         let stop = shutdown.clone();
         async move {
-            let routes = crate::net::metrics::standalone_routes("worker");
-            crate::net::server::serve_on("worker", listener, &listen, routes, stop).await
+            let routes = crate::service::metrics::standalone_routes("worker");
+            crate::service::server::serve_on("worker", listener, &listen, routes, stop).await
         }
     });
 

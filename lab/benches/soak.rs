@@ -1,0 +1,237 @@
+//! The soak benchmark (`just bench-soak`): the whole stack for a set time
+//! (default 30 minutes) under random faults across every service, one at a
+//! time, with the player probe watching through the proxy the whole while.
+//! Prints the probe's verdict (stalls, failed requests, regressions) and each
+//! process's resident memory at start and end. Target: zero stalls, zero
+//! failed requests, memory flat.
+//!
+//! Faults, each followed by recovery before the next: a fault mode on packager
+//! A (stale, error500, segment404, slow, cut, reset, hang) for a while;
+//! packager A's process stopped (SIGSTOP) then continued; packager B restarted;
+//! reporter, origin or discovery killed (SIGKILL) and started again.
+//! The proxy itself is not restarted: a proxy restart is covered by
+//! tests/resilience.rs and would, by design, fail the reload in flight.
+
+use nonstop_lab::support as common;
+
+use std::time::{Duration, Instant};
+
+use common::{Probe, Service, Stack, StackOptions};
+
+const DEFAULT_MINUTES: f64 = 30.0;
+/// Seconds between the start of two faults.
+const DEFAULT_FAULT_EVERY: u64 = 25;
+/// How long a fault lasts before recovery.
+const FAULT_LASTS: Duration = Duration::from_secs(10);
+
+struct Args {
+    minutes: f64,
+    fault_every: Duration,
+    seed: u64,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        minutes: DEFAULT_MINUTES,
+        fault_every: Duration::from_secs(DEFAULT_FAULT_EVERY),
+        seed: 0x5eed,
+    };
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < raw.len() {
+        let value = raw.get(i + 1).cloned().unwrap_or_default();
+        match raw[i].as_str() {
+            "--minutes" => args.minutes = value.parse().unwrap_or_else(|_| usage("--minutes")),
+            "--fault-every" => {
+                args.fault_every =
+                    Duration::from_secs(value.parse().unwrap_or_else(|_| usage("--fault-every")))
+            }
+            "--seed" => args.seed = value.parse().unwrap_or_else(|_| usage("--seed")),
+            "--bench" => {
+                i += 1;
+                continue;
+            }
+            "--help" | "-h" => usage(""),
+            other => usage(other),
+        }
+        i += 2;
+    }
+    args
+}
+
+fn usage(bad: &str) -> ! {
+    if !bad.is_empty() {
+        eprintln!("soak: bad or unknown argument {bad}");
+    }
+    eprintln!("usage: just bench-soak [--minutes 30] [--fault-every 25] [--seed N]");
+    std::process::exit(2);
+}
+
+/// A small deterministic generator (xorshift), so a run can be replayed by seed.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, sides: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % sides as u64) as usize
+    }
+}
+
+/// Resident memory of a process in KiB, from /proc.
+fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn memory(stack: &Stack) -> Vec<(String, Option<u64>)> {
+    [
+        &stack.worker,
+        &stack.server1,
+        &stack.fault,
+        &stack.server2,
+        &stack.reporter,
+        &stack.discovery,
+        &stack.origin,
+        &stack.proxy,
+    ]
+    .iter()
+    .filter_map(|s| s.as_ref())
+    .map(|s| (s.name.clone(), rss_kib(s.pid())))
+    .collect()
+}
+
+const MODES: [&str; 7] = [
+    "stale",
+    "error500",
+    "segment404",
+    "slow",
+    "cut",
+    "reset",
+    "hang",
+];
+
+fn main() {
+    let args = args();
+    let total = Duration::from_secs_f64(args.minutes * 60.0);
+    eprintln!(
+        "soak: {:.1} min, a fault every {} s (seed {})",
+        args.minutes,
+        args.fault_every.as_secs(),
+        args.seed
+    );
+    let mut stack = Stack::start(StackOptions {
+        fault_front: true,
+        segment_seconds: 2,
+        input_seconds: 10,
+        ..StackOptions::default()
+    });
+    let probe = Probe::start(
+        &stack.proxy_url("live01/playlist.m3u8"),
+        total.as_secs() as u32,
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    let memory_start = memory(&stack);
+    let started = Instant::now();
+    let mut dice = Dice(args.seed.max(1));
+    let mut restarts = 0u32;
+    let mut faults = 0u32;
+    while started.elapsed() + args.fault_every < total {
+        std::thread::sleep(args.fault_every.saturating_sub(FAULT_LASTS));
+        faults += 1;
+        let at = started.elapsed().as_secs();
+        match dice.roll(6) {
+            0 | 1 => {
+                let mode = MODES[dice.roll(MODES.len())];
+                eprintln!(
+                    "soak: {at:>5} s  packager A: {mode} for {} s",
+                    FAULT_LASTS.as_secs()
+                );
+                stack.inject(mode);
+                std::thread::sleep(FAULT_LASTS);
+                stack.inject("none");
+            }
+            2 => {
+                eprintln!("soak: {at:>5} s  packager A process stopped (SIGSTOP)");
+                if let Some(f) = stack.fault.as_ref() {
+                    f.signal("STOP");
+                    std::thread::sleep(FAULT_LASTS);
+                    f.signal("CONT");
+                }
+            }
+            3 => {
+                eprintln!("soak: {at:>5} s  packager B restarted");
+                if let Some(mut s2) = stack.server2.take() {
+                    s2.signal("TERM");
+                    s2.wait_gone(Duration::from_secs(10));
+                }
+                std::thread::sleep(Duration::from_secs(2));
+                restarts += 1;
+                stack.server2 = Some(stack.start_again("server2", &format!("server2-{restarts}")));
+                std::thread::sleep(FAULT_LASTS - Duration::from_secs(2));
+            }
+            _ => {
+                let name = ["reporter", "origin", "discovery"][dice.roll(3)];
+                eprintln!("soak: {at:>5} s  {name} killed (SIGKILL), back in 5 s");
+                let slot: &mut Option<Service> = match name {
+                    "reporter" => &mut stack.reporter,
+                    "origin" => &mut stack.origin,
+                    _ => &mut stack.discovery,
+                };
+                if let Some(mut s) = slot.take() {
+                    s.signal("KILL");
+                    s.wait_gone(Duration::from_secs(5));
+                }
+                std::thread::sleep(Duration::from_secs(5));
+                restarts += 1;
+                let again = stack.start_again(name, &format!("{name}-{restarts}"));
+                match name {
+                    "reporter" => stack.reporter = Some(again),
+                    "origin" => stack.origin = Some(again),
+                    _ => stack.discovery = Some(again),
+                }
+                std::thread::sleep(FAULT_LASTS - Duration::from_secs(5));
+            }
+        }
+    }
+    let memory_end = memory(&stack);
+    let (report, _) = probe.finish();
+    println!(
+        "\nsoak: {:.1} min, {faults} faults, {restarts} restarts\n",
+        started.elapsed().as_secs_f64() / 60.0
+    );
+    println!("  segments played       {}", report.segments_played);
+    println!(
+        "  stalls                {} ({} ms)",
+        report.stalls, report.stall_ms
+    );
+    println!("  failed requests       {}", report.failed_requests);
+    println!("  playlist regressions  {}", report.playlist_regressions);
+    println!(
+        "  skipped / repeated    {} / {}",
+        report.skipped_segments, report.repeated_segments
+    );
+    println!("  undecodable segments  {}", report.undecodable_segments);
+    println!(
+        "\n  {:<12} {:>12} {:>12}",
+        "process", "RSS start", "RSS end"
+    );
+    for (name, start) in &memory_start {
+        let end = memory_end
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| *v);
+        let show = |v: Option<u64>| {
+            v.map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+                .unwrap_or_else(|| "restarted".into())
+        };
+        println!("  {:<12} {:>12} {:>12}", name, show(*start), show(end));
+    }
+}

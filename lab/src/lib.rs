@@ -1,0 +1,21 @@
+//! nonstop's test lab: the tools that judge the product from outside, kept out
+//! of the product crate and its image.
+//!
+//! # Layout
+//! - [`fault`]: a fault-injecting HTTP proxy put in front of a packager (dead,
+//!   hung, frozen, 500s, cut bodies, resets...), switched at run time.
+//! - [`player`]: a player probe that plays a live playlist as a viewer would and
+//!   reports stalls, failed requests, regressions, skips and repeats.
+//! - [`demux`]: pushes one segment through GStreamer's tsdemux and parsers, so
+//!   the probe can tell whether a viewer would get pictures and sound from it.
+//! - [`support`]: what the system tests and benchmarks share: free ports,
+//!   generated inputs, the real programs started as child processes, whole
+//!   stacks on free ports, and the probe driven until it says it plays.
+//!
+//! The programs in `src/bin/` (`faultproxy`, `probe`) are thin; the system
+//! tests are in `tests/`, the benchmarks (`just bench-*`) in `benches/`.
+
+pub mod demux;
+pub mod fault;
+pub mod player;
+pub mod support;

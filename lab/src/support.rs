@@ -1,0 +1,581 @@
+//! What the system tests and benchmarks share: free ports, generated inputs,
+//! the real programs started as child processes (killed on drop), whole
+//! stacks on free ports, the player probe, and waits.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+static GST_INIT: Once = Once::new();
+
+pub fn init_gst() {
+    GST_INIT.call_once(|| gst::init().expect("GStreamer initialises"));
+}
+
+/// A port nobody listens on right now.
+/// A port nobody listens on right now, never handed out twice by this
+/// process, and below the kernel's ephemeral range (32768+), so neither a
+/// parallel test nor an outgoing connection can take it before the service
+/// binds it. Each test process starts at its own place in 20000-31999.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id().wrapping_mul(7919)) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
+}
+
+/// Writes a short MP4 (320x240, 25 fps, H.264, plus AAC when `audio`) with GStreamer.
+pub fn make_input(path: &Path, seconds: u32, audio: bool) {
+    init_gst();
+    let frames = seconds * 25;
+    let mut line = format!(
+        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width=320,height=240,framerate=25/1,format=I420 \
+         ! x264enc speed-preset=ultrafast key-int-max=25 ! h264parse ! queue ! mp4mux name=mux ! filesink location={}",
+        path.display()
+    );
+    if audio {
+        let buffers = seconds * 48_000 / 1024;
+        line.push_str(&format!(
+            " audiotestsrc num-buffers={buffers} samplesperbuffer=1024 wave=ticks ! audio/x-raw,rate=48000,channels=2 \
+             ! audioconvert ! avenc_aac ! aacparse ! queue ! mux."
+        ));
+    }
+    let pipeline = gst::parse::launch(&line).expect("input pipeline parses");
+    pipeline.set_state(gst::State::Playing).expect("plays");
+    let bus = pipeline.bus().expect("bus");
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("making input failed: {}", e.error()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).expect("stops");
+}
+
+/// A running program of this crate; SIGTERM then SIGKILL on drop.
+pub struct Service {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Service {
+    /// Starts `bin` with `args` and `envs`, logging to `<logs>/<name>.log`.
+    pub fn start(
+        name: &str,
+        bin: &str,
+        args: &[String],
+        envs: &[(&str, String)],
+        logs: &Path,
+    ) -> Service {
+        let log = logs.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .env_remove("RUST_LOG")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        for key in [
+            "INPUT_STREAM_PATH",
+            "OUTPUT_STREAM_PATH",
+            "SERVER_ONE_PORT",
+            "SERVER_TWO_PORT",
+            "REPORTER_PORT",
+            "ORIGIN_PORT",
+            "PROXY_PORT",
+            "PACKAGERS",
+            "REPORTER_URL",
+            "ORIGIN_URL",
+            "WORKER_METRICS_PORT",
+            "DISCOVERY_METRICS_PORT",
+            "REPORTER_TOKEN",
+            "PROXY_URL",
+            "CONSOLE_PORT",
+            "CONSOLE_ASSETS",
+            "CONSOLE_FAULTS",
+            "CONSOLE_FAULT_TOKEN",
+        ] {
+            cmd.env_remove(key);
+        }
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        Service {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Waits for the process to be gone, however it ended (a signal included).
+    pub fn wait_gone(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(self.pid().to_string())
+                .status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.pid().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `check` until it returns Some, or None once `within` passes.
+pub fn try_wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `check` until it returns Some or `within` passes.
+pub fn wait_for<T>(within: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A blocking GET returning status and body, or None when the request failed.
+pub fn get(url: &str) -> Option<(u16, Vec<u8>)> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?;
+    let res = client.get(url).send().ok()?;
+    let status = res.status().as_u16();
+    Some((status, res.bytes().ok()?.to_vec()))
+}
+
+pub fn get_json(url: &str) -> serde_json::Value {
+    let (status, body) = get(url).unwrap_or_else(|| panic!("GET {url} failed"));
+    serde_json::from_slice(&body).unwrap_or_else(|e| {
+        panic!(
+            "GET {url} ({status}) is not JSON: {e}: {}",
+            String::from_utf8_lossy(&body)
+        )
+    })
+}
+
+/// The workspace's root folder (the product crate), where `web/`, `pipelines/`
+/// and `target/` are.
+pub fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// Every program the lab runs: the product's and the lab's own.
+pub const PROGRAMS: [&str; 11] = [
+    "worker",
+    "server1",
+    "server2",
+    "reporter",
+    "discovery",
+    "origin",
+    "proxy",
+    "status",
+    "console",
+    "faultproxy",
+    "probe",
+];
+
+/// The path of a workspace program, built beside the running test or bench
+/// (`target/<profile>/`). Cargo gives a package's tests only its own programs
+/// (`CARGO_BIN_EXE_*`), and the product's belong to another package, so they
+/// are found where cargo puts them: `cargo test --workspace` and the `just`
+/// recipes build them all first.
+pub fn bin(name: &str) -> String {
+    assert!(PROGRAMS.contains(&name), "unknown program {name}");
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` (or `just test`, which builds every program)",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+/// Options for a whole stack.
+pub struct StackOptions {
+    pub segment_seconds: u32,
+    pub input_seconds: u32,
+    pub audio: bool,
+    /// Put a fault-injecting proxy in front of server1: packager A is then the
+    /// fault proxy (the one the proxy uses first), packager B is server2.
+    pub fault_front: bool,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            segment_seconds: 1,
+            input_seconds: 4,
+            audio: true,
+            fault_front: false,
+        }
+    }
+}
+
+/// The seven services of the seed on free ports, in the seed's order.
+/// The shared token every stack's discovery and reporter use.
+pub const REPORTER_TOKEN: &str = "test-token-0123456789abcdef";
+
+pub struct Stack {
+    /// The environment every service of this stack was started with.
+    pub env: Vec<(&'static str, String)>,
+    pub logs_dir: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub output: PathBuf,
+    pub server1_port: u16,
+    pub server2_port: u16,
+    pub reporter_port: u16,
+    pub origin_port: u16,
+    pub proxy_port: u16,
+    pub worker_metrics_port: u16,
+    pub discovery_metrics_port: u16,
+    /// Packager URLs as discovery reports them (and the proxy allows).
+    pub packagers: Vec<String>,
+    /// Port of the fault proxy in front of server1, when there is one.
+    pub fault_port: Option<u16>,
+    // Dropped in reverse order of start.
+    pub fault: Option<Service>,
+    pub proxy: Option<Service>,
+    pub origin: Option<Service>,
+    pub discovery: Option<Service>,
+    pub reporter: Option<Service>,
+    pub server2: Option<Service>,
+    pub server1: Option<Service>,
+    pub worker: Option<Service>,
+}
+
+impl Stack {
+    pub fn start(options: StackOptions) -> Stack {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("input");
+        let output = dir.path().join("output");
+        let logs = dir.path().join("logs");
+        for d in [&input, &logs] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        make_input(
+            &input.join("live01.mp4"),
+            options.input_seconds,
+            options.audio,
+        );
+        let (s1, s2, rep, ori, pro) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
+        let fault_port = options.fault_front.then(free_port);
+        let (worker_metrics, discovery_metrics) = (free_port(), free_port());
+        let packager_a = fault_port.unwrap_or(s1);
+        let packagers = vec![
+            format!("http://127.0.0.1:{packager_a}"),
+            format!("http://127.0.0.1:{s2}"),
+        ];
+        let common = vec![
+            ("INPUT_STREAM_PATH", input.display().to_string()),
+            ("OUTPUT_STREAM_PATH", output.display().to_string()),
+            ("SERVER_ONE_PORT", s1.to_string()),
+            ("SERVER_TWO_PORT", s2.to_string()),
+            ("REPORTER_PORT", rep.to_string()),
+            ("ORIGIN_PORT", ori.to_string()),
+            ("PROXY_PORT", pro.to_string()),
+            ("PACKAGERS", packagers.join(",")),
+            ("REPORTER_URL", format!("http://127.0.0.1:{rep}")),
+            ("ORIGIN_URL", format!("http://127.0.0.1:{ori}")),
+            ("LISTEN_HOST", "127.0.0.1".to_string()),
+            ("SEGMENT_SECONDS", options.segment_seconds.to_string()),
+            ("DISCOVERY_INTERVAL_SECONDS", "0.5".to_string()),
+            ("REPORTER_TOKEN", REPORTER_TOKEN.to_string()),
+            ("WORKER_METRICS_PORT", worker_metrics.to_string()),
+            ("DISCOVERY_METRICS_PORT", discovery_metrics.to_string()),
+        ];
+        let start = |name: &str| Some(Service::start(name, &bin(name), &[], &common, &logs));
+        let worker = start("worker");
+        let playlist = output.join("live01/playlist.m3u8");
+        wait_for(
+            Duration::from_secs(30),
+            "the worker's first playlist",
+            || playlist.exists().then_some(()),
+        );
+        let server1 = start("server1");
+        let server2 = start("server2");
+        let reporter = start("reporter");
+        for port in [s1, s2, rep] {
+            wait_healthy(port);
+        }
+        let fault = fault_port.map(|port| {
+            let args = [
+                "--listen".to_string(),
+                format!("127.0.0.1:{port}"),
+                "--upstream".to_string(),
+                format!("http://127.0.0.1:{s1}"),
+            ];
+            let service = Service::start("faultproxy", &bin("faultproxy"), &args, &[], &logs);
+            wait_healthy(port);
+            service
+        });
+        let discovery = start("discovery");
+        let origin = start("origin");
+        let proxy = start("proxy");
+        wait_healthy(ori);
+        wait_healthy(pro);
+        let reported = try_wait_for(Duration::from_secs(30), || {
+            let (status, body) = get(&format!("http://127.0.0.1:{ori}/live/live01/packagers"))?;
+            let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            (status == 200 && v["packagers"].as_array()?.len() == 2).then_some(())
+        });
+        if reported.is_none() {
+            let logs: String = std::fs::read_dir(&logs)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| {
+                    format!(
+                        "--- {} ---\n{}",
+                        e.file_name().to_string_lossy(),
+                        std::fs::read_to_string(e.path()).unwrap_or_default()
+                    )
+                })
+                .collect();
+            panic!("timed out waiting for live01 reported with both packagers\n{logs}");
+        }
+        Stack {
+            env: common,
+            logs_dir: logs,
+            dir,
+            output,
+            server1_port: s1,
+            server2_port: s2,
+            reporter_port: rep,
+            origin_port: ori,
+            proxy_port: pro,
+            worker_metrics_port: worker_metrics,
+            discovery_metrics_port: discovery_metrics,
+            packagers,
+            fault_port,
+            fault,
+            proxy,
+            origin,
+            discovery,
+            reporter,
+            server2,
+            server1,
+            worker,
+        }
+    }
+
+    pub fn proxy_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.proxy_port)
+    }
+
+    /// Every service's log, for a failure message.
+    pub fn logs(&self) -> String {
+        [
+            &self.worker,
+            &self.server1,
+            &self.fault,
+            &self.server2,
+            &self.reporter,
+            &self.discovery,
+            &self.origin,
+            &self.proxy,
+        ]
+        .iter()
+        .filter_map(|s| s.as_ref())
+        .map(|s| format!("--- {} ---\n{}", s.name, s.log_text()))
+        .collect::<Vec<_>>()
+        .join("\n")
+    }
+
+    /// Starts another instance of service `name` with this stack's settings.
+    pub fn start_again(&self, name: &str, log_name: &str) -> Service {
+        Service::start(log_name, &bin(name), &[], &self.env, &self.logs_dir)
+    }
+
+    /// Switches the fault proxy in front of server1 to `mode` (none, stale, ...).
+    pub fn inject(&self, mode: &str) {
+        let port = self.fault_port.expect("stack started with fault_front");
+        let status = reqwest::blocking::Client::new()
+            .put(format!("http://127.0.0.1:{port}/_fault/{mode}"))
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        assert_eq!(status, 200, "cannot switch the fault proxy to {mode}");
+    }
+}
+
+pub fn wait_healthy(port: u16) {
+    wait_for(
+        Duration::from_secs(20),
+        &format!("healthcheck on {port}"),
+        || {
+            let (status, _) = get(&format!("http://127.0.0.1:{port}/healthcheck"))?;
+            (status == 200).then_some(())
+        },
+    );
+}
+
+/// The first video PTS (90 kHz) in an MPEG-TS segment: the PES with
+/// stream id 0xE0 that starts first.
+pub fn first_video_pts(ts: &[u8]) -> Option<u64> {
+    for packet in ts.chunks(188) {
+        if packet.len() < 188 || packet[0] != 0x47 || packet[1] & 0x40 == 0 {
+            continue;
+        }
+        let adaptation = (packet[3] >> 4) & 0x3;
+        let mut offset = 4;
+        if adaptation & 0x2 != 0 {
+            offset += 1 + packet[4] as usize;
+        }
+        if adaptation & 0x1 == 0 || offset + 14 > 188 {
+            continue;
+        }
+        let pes = &packet[offset..];
+        if pes[0..3] != [0, 0, 1] || pes[3] != 0xE0 || pes[7] & 0x80 == 0 {
+            continue;
+        }
+        let p = &pes[9..14];
+        let pts = (((p[0] as u64 >> 1) & 0x07) << 30)
+            | ((p[1] as u64) << 22)
+            | (((p[2] as u64) >> 1) << 15)
+            | ((p[3] as u64) << 7)
+            | ((p[4] as u64) >> 1);
+        return Some(pts);
+    }
+    None
+}
+
+/// The player probe running against a URL in the background; `finish` waits
+/// for its JSON report.
+pub struct Probe {
+    handle: std::thread::JoinHandle<std::process::Output>,
+}
+
+impl Probe {
+    pub fn start(url: &str, seconds: u32) -> Probe {
+        let mut cmd = Command::new(bin("probe"));
+        cmd.args([
+            "--url",
+            url,
+            "--duration",
+            &seconds.to_string(),
+            "--start-segments",
+            "3",
+            "--demux",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+        let handle = std::thread::spawn(move || cmd.output().expect("probe runs"));
+        Probe { handle }
+    }
+
+    pub fn finish(self) -> (crate::player::ProbeReport, String) {
+        let out = self.handle.join().expect("probe thread");
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "probe printed no report ({e}): {}\n{log}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (report, log)
+    }
+}

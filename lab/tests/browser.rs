@@ -1,0 +1,115 @@
+//! Real players no one here wrote, through the proxy, while packager A dies:
+//! hls.js in headless Chromium (Debian's chromium, playwright-core from npm),
+//! and Chromium's native HLS (the nearest to Safari here). They need
+//! `scripts/setup.sh` (chromium, `npm ci --prefix web`); without it these tests
+//! fail saying so, they are never skipped as passing.
+
+use nonstop_lab::support as common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Stack, StackOptions};
+
+/// Seconds of playback measured; packager A is killed `KILL_AT` into it.
+const WATCH_SECONDS: u32 = 20;
+const KILL_AT: Duration = Duration::from_secs(12);
+
+fn require_browser() {
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "Chromium is missing: run scripts/setup.sh (installs Debian's chromium)"
+    );
+    assert!(
+        common::repo_root().join("web/node_modules/hls.js").exists()
+            && common::repo_root()
+                .join("web/node_modules/playwright-core")
+                .exists(),
+        "web/node_modules is missing: run scripts/setup.sh (npm ci --prefix web)"
+    );
+}
+
+fn play_through_a_kill(native: bool) {
+    require_browser();
+    // The product's 2 s segments, and a viewer who joins a running stream
+    // (a full playlist window), as in production.
+    let stack = Stack::start(StackOptions {
+        fault_front: true,
+        segment_seconds: 2,
+        input_seconds: 6,
+        ..StackOptions::default()
+    });
+    common::wait_for(Duration::from_secs(30), "a full playlist window", || {
+        let (_, body) = common::get(&stack.proxy_url("live01/playlist.m3u8"))?;
+        let facts = nonstop::hls::PlaylistFacts::parse(&body).ok()?;
+        (facts.segments.len() >= 5).then_some(())
+    });
+    let artifacts = common::repo_root().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifact folder");
+    let shot = artifacts.join(if native {
+        "native-hls.png"
+    } else {
+        "hlsjs.png"
+    });
+    let mut cmd = Command::new("node");
+    cmd.arg(common::repo_root().join("web/hlsjs-player.mjs"))
+        .args(["--url", &stack.proxy_url("live01/playlist.m3u8")])
+        .args(["--duration", &WATCH_SECONDS.to_string()])
+        .arg("--screenshot")
+        .arg(&shot);
+    if native {
+        cmd.arg("--native");
+    }
+    let player = std::thread::spawn(move || cmd.output().expect("node runs"));
+    std::thread::sleep(KILL_AT);
+    if let Some(fault) = stack.fault.as_ref() {
+        fault.signal("KILL");
+    }
+    let out = player.join().expect("player thread");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no verdict ({e}): {}\n{log}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            stack.logs()
+        )
+    });
+    let context = format!("{verdict:#}\n{log}\n{}", stack.logs());
+    assert!(out.status.success(), "{context}");
+    assert_eq!(verdict["played"], true, "{context}");
+    assert_eq!(verdict["stalls"], 0, "{context}");
+    assert_eq!(verdict["fatal_errors"], 0, "{context}");
+    assert_eq!(verdict["errors"], 0, "{context}");
+    let advanced = verdict["played_s"].as_f64().unwrap_or(0.0);
+    assert!(
+        advanced >= WATCH_SECONDS as f64 - 3.0,
+        "currentTime advanced only {advanced} s\n{context}"
+    );
+    let proxy_log = stack
+        .proxy
+        .as_ref()
+        .map(common::Service::log_text)
+        .unwrap_or_default();
+    assert!(
+        proxy_log.contains("switching from"),
+        "no switch happened:\n{proxy_log}"
+    );
+}
+
+#[test]
+fn hlsjs_plays_through_a_packager_kill_without_a_stall() {
+    play_through_a_kill(false);
+}
+
+/// Chromium 156's own HLS player (experimental; canPlayType says "maybe")
+/// plays our stream across loop seams and packager kills in most runs, but
+/// sometimes fires `ended` after its first playlist window, before any fault,
+/// as if it never reloaded the live playlist. Not ours to fix blind, and not
+/// a check to count as passing: run it by hand with `cargo test --test browser
+/// -- --ignored`.
+#[test]
+#[ignore = "Chromium's experimental native HLS sometimes ends a live stream after its first window"]
+fn native_hls_plays_through_a_packager_kill_without_a_stall() {
+    play_through_a_kill(true);
+}

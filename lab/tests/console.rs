@@ -1,0 +1,228 @@
+//! The operator's console in a real browser: the whole stack with a fault
+//! proxy in front of server1, the `console` service in front of it, and
+//! `web/console-test.mjs` driving Debian's Chromium (playwright-core) through
+//! the page. The page must list the signal and play it; after the page's own
+//! "kill" button resets every connection to server1, its timeline must show the
+//! proxy switching away while the player's currentTime keeps advancing; after
+//! "restore" and a SIGKILL of server2's process, it must show the switch back,
+//! still advancing, with no stall counted by the page. A screenshot is kept
+//! in `target/test-artifacts/console.png`.
+//!
+//! Chromium, node and `web/node_modules` are required: when one is missing the
+//! test fails and says to run `scripts/setup.sh`; it is never skipped.
+
+use nonstop_lab::support as common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{bin, free_port, get, get_json, wait_healthy, Service, Stack, StackOptions};
+
+/// Debian's Chromium, as the hls.js judge uses it (never a downloaded browser).
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// The fault token the page is given (at least 16 characters).
+const TOKEN: &str = "console-test-token-0123456789";
+/// Seconds of playback the driver watches after each kill.
+const WATCH_SECONDS: u32 = 10;
+/// currentTime must advance at least this much in those seconds: playback
+/// carried on, at most a short hiccup.
+const MIN_ADVANCE_AFTER_KILL: f64 = 8.0;
+/// The longest the page's currentTime may stand still after a kill. The
+/// stream's segments are 1 s; a player that froze would exceed this.
+const MAX_FROZEN_MS: u64 = 2500;
+
+fn repo() -> &'static Path {
+    common::repo_root()
+}
+
+fn web_dir() -> PathBuf {
+    repo().join("web")
+}
+
+/// Fails, naming what is missing, unless the browser pieces are installed.
+fn require_browser() {
+    let mut missing: Vec<String> = Vec::new();
+    if !Path::new(CHROMIUM).is_file() {
+        missing.push(format!("Chromium ({CHROMIUM})"));
+    }
+    let node_ok = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !node_ok {
+        missing.push("node".into());
+    }
+    for (what, file) in [
+        ("hls.js", "node_modules/hls.js/dist/hls.min.js"),
+        (
+            "playwright-core",
+            "node_modules/playwright-core/package.json",
+        ),
+    ] {
+        if !web_dir().join(file).is_file() {
+            missing.push(format!("{what} (web/{file})"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the console test needs {}: run scripts/setup.sh (it installs Debian's chromium and runs npm ci --prefix web)",
+        missing.join(", ")
+    );
+}
+
+fn number(v: &serde_json::Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+#[test]
+fn console_shows_a_killed_packager_while_playback_carries_on() {
+    require_browser();
+    let mut stack = Stack::start(StackOptions {
+        fault_front: true,
+        ..StackOptions::default()
+    });
+    let fault_port = stack.fault_port.expect("the stack has a fault proxy");
+    let server1_base = format!("http://127.0.0.1:{fault_port}");
+    let server2_base = format!("http://127.0.0.1:{}", stack.server2_port);
+    let port = free_port();
+    let envs = [
+        ("CONSOLE_PORT", port.to_string()),
+        (
+            "PROXY_URL",
+            format!("http://127.0.0.1:{}", stack.proxy_port),
+        ),
+        (
+            "ORIGIN_URL",
+            format!("http://127.0.0.1:{}", stack.origin_port),
+        ),
+        ("CONSOLE_ASSETS", web_dir().display().to_string()),
+        ("CONSOLE_FAULTS", format!("server1={server1_base}")),
+        ("CONSOLE_FAULT_TOKEN", TOKEN.to_string()),
+        ("LISTEN_HOST", "127.0.0.1".to_string()),
+    ];
+    let console = Service::start("console", &bin("console"), &[], &envs, &stack.logs_dir);
+    wait_healthy(port);
+    let console_url = format!("http://127.0.0.1:{port}/");
+    let (status, _) = get(&console_url).expect("the console answers");
+    assert_eq!(status, 200, "the console page");
+
+    let artifacts = repo().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifact folder");
+    let screenshot = artifacts.join("console.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let server2_pid = stack.server2.as_ref().map(Service::pid).expect("server2");
+    // The page picks native HLS when the browser has it, else hls.js;
+    // CONSOLE_TEST_PLAYER=native|hlsjs forces one.
+    let player = std::env::var("CONSOLE_TEST_PLAYER").unwrap_or_else(|_| "auto".into());
+
+    let out = Command::new("node")
+        .arg(web_dir().join("console-test.mjs"))
+        .args(["--console", &console_url, "--token", TOKEN])
+        .args(["--signal", "live01", "--fault", "server1"])
+        .args(["--kill-pid", &server2_pid.to_string()])
+        .args(["--watch", &WATCH_SECONDS.to_string()])
+        .args(["--player", &player])
+        .arg("--screenshot")
+        .arg(&screenshot)
+        .stdin(Stdio::null())
+        .output()
+        .expect("node runs web/console-test.mjs");
+    let driver_log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let verdict: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let context = format!(
+        "{verdict:#}\n--- console-test ---\n{driver_log}\n--- console ---\n{}\n{}",
+        console.log_text(),
+        stack.logs()
+    );
+    eprintln!("verdict: {verdict:#}\n--- console-test ---\n{driver_log}");
+    assert!(out.status.success(), "console-test failed\n{context}");
+
+    // The page loaded, listed the signal, pushed its state and played.
+    assert_eq!(verdict["signal_shown"], true, "{context}");
+    assert_eq!(
+        verdict["transport"], "live",
+        "state pushed by SSE\n{context}"
+    );
+    assert!(
+        number(&verdict, "advanced_before_kill_s") >= 2.0,
+        "{context}"
+    );
+    // Kill from the page: the switch away from server1 is shown, with its reason.
+    assert_eq!(verdict["kill_clicked"], true, "{context}");
+    assert_eq!(verdict["switch_shown"], true, "{context}");
+    let reason = verdict["switch_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&server1_base) && reason.contains("failing"),
+        "the reason names the failing packager: {reason}\n{context}"
+    );
+    assert_eq!(
+        verdict["active_after_kill"].as_str(),
+        Some(server2_base.as_str()),
+        "{context}"
+    );
+    // SIGKILL of server2's process: the switch back is shown.
+    assert_eq!(verdict["restored_fresh"], true, "{context}");
+    assert_eq!(verdict["second_switch_shown"], true, "{context}");
+    // Playback carried on through both, with nothing counted by the page.
+    for key in ["advanced_after_kill_s", "advanced_after_second_kill_s"] {
+        assert!(
+            number(&verdict, key) >= MIN_ADVANCE_AFTER_KILL,
+            "{key} below {MIN_ADVANCE_AFTER_KILL} s\n{context}"
+        );
+    }
+    for key in [
+        "max_frozen_ms_after_kill",
+        "max_frozen_ms_after_second_kill",
+    ] {
+        assert!(
+            verdict[key].as_u64().is_some_and(|ms| ms <= MAX_FROZEN_MS),
+            "{key} above {MAX_FROZEN_MS} ms\n{context}"
+        );
+    }
+    assert_eq!(
+        verdict["stalls"], 0,
+        "stalls counted by the page\n{context}"
+    );
+    assert_eq!(verdict["player_errors"], 0, "{context}");
+    // Nothing from the internet, no script error.
+    assert_eq!(
+        verdict["external_requests"],
+        serde_json::json!([]),
+        "{context}"
+    );
+    assert_eq!(verdict["page_errors"], serde_json::json!([]), "{context}");
+
+    // "Killed" means the process is gone.
+    let mut server2 = stack.server2.take().expect("server2");
+    assert!(
+        server2.wait_gone(Duration::from_secs(5)),
+        "server2 still runs"
+    );
+    // What the page showed is what the proxy did.
+    let proxy_status = get_json(&stack.proxy_url("status"));
+    let switches = proxy_status["signals"][0]["switches"].to_string();
+    assert!(
+        switches.contains(&format!(r#""from":"{server1_base}""#)),
+        "{switches}"
+    );
+    // The console's log names the fault it set.
+    assert!(
+        console.log_text().contains("fault 'reset' set on server1"),
+        "{context}"
+    );
+    let png = std::fs::read(&screenshot).expect("the screenshot was saved");
+    assert!(
+        png.len() > 10_000 && png.starts_with(b"\x89PNG"),
+        "{} is not a PNG",
+        screenshot.display()
+    );
+}

@@ -1,0 +1,110 @@
+//! Zero downtime, proven: a fault injected mid-stream on the packager the
+//! proxy is using, while the player probe watches through the proxy. Every
+//! fault must leave the viewer with no stall, no failed request, no playlist
+//! going back in time and no skipped or repeated segment.
+
+use nonstop_lab::support as common;
+
+use std::time::Duration;
+
+use common::{Probe, Service, Stack, StackOptions};
+
+/// Seconds the probe watches; the fault comes after `FAULT_AT`.
+const WATCH_SECONDS: u32 = 22;
+const FAULT_AT: Duration = Duration::from_secs(7);
+
+enum Fault {
+    /// A mode of the fault proxy in front of server1.
+    Mode(&'static str),
+    /// A signal to the fault proxy process itself (KILL: refused; STOP: hangs).
+    Signal(&'static str),
+}
+
+fn watch_through(fault: Fault) -> (Stack, nonstop_lab::player::ProbeReport) {
+    let stack = Stack::start(StackOptions {
+        fault_front: true,
+        ..StackOptions::default()
+    });
+    let probe = Probe::start(&stack.proxy_url("live01/playlist.m3u8"), WATCH_SECONDS);
+    std::thread::sleep(FAULT_AT);
+    match fault {
+        Fault::Mode(mode) => stack.inject(mode),
+        Fault::Signal(sig) => stack.fault.as_ref().map(|f| f.signal(sig)).unwrap_or(()),
+    }
+    let (report, probe_log) = probe.finish();
+    let context = format!("{report:#?}\n--- probe ---\n{probe_log}\n{}", stack.logs());
+    assert_eq!(report.stalls, 0, "stalls\n{context}");
+    assert_eq!(report.failed_requests, 0, "failed requests\n{context}");
+    assert_eq!(report.playlist_regressions, 0, "regressions\n{context}");
+    assert_eq!(report.skipped_segments, 0, "skipped\n{context}");
+    assert_eq!(report.repeated_segments, 0, "repeated\n{context}");
+    assert_eq!(report.undecodable_segments, 0, "undecodable\n{context}");
+    assert!(report.segments_played >= 15, "too few segments\n{context}");
+    let proxy_log = stack
+        .proxy
+        .as_ref()
+        .map(Service::log_text)
+        .unwrap_or_default();
+    assert!(
+        proxy_log.contains("switching from"),
+        "no switch logged\n{context}"
+    );
+    (stack, report)
+}
+
+#[test]
+fn packager_killed() {
+    watch_through(Fault::Signal("KILL"));
+}
+
+#[test]
+fn packager_hangs() {
+    watch_through(Fault::Signal("STOP"));
+}
+
+#[test]
+fn packager_serves_a_frozen_playlist() {
+    let (stack, _) = watch_through(Fault::Mode("stale"));
+    let log = stack
+        .proxy
+        .as_ref()
+        .map(Service::log_text)
+        .unwrap_or_default();
+    assert!(
+        log.contains("behind") || log.contains("stale"),
+        "the switch names the frozen playlist:\n{log}"
+    );
+}
+
+#[test]
+fn packager_cuts_segment_bodies_short() {
+    watch_through(Fault::Mode("cut"));
+}
+
+#[test]
+fn packager_answers_500() {
+    watch_through(Fault::Mode("error500"));
+}
+
+#[test]
+fn packager_resets_connections() {
+    watch_through(Fault::Mode("reset"));
+}
+
+/// The control: the same fault seen by a player that watches packager A
+/// directly, without the proxy, is caught by the probe. So the zeros above
+/// are the proxy's doing, not a probe that cannot see failures.
+#[test]
+fn without_the_proxy_the_same_fault_reaches_the_viewer() {
+    let stack = Stack::start(StackOptions {
+        fault_front: true,
+        ..StackOptions::default()
+    });
+    let direct = format!("{}/live01/playlist.m3u8", stack.packagers[0]);
+    let probe = Probe::start(&direct, 14);
+    std::thread::sleep(FAULT_AT);
+    stack.inject("error500");
+    let (report, _) = probe.finish();
+    assert!(report.failed_requests > 0, "{report:#?}");
+    assert!(report.stalls > 0, "{report:#?}");
+}

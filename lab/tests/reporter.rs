@@ -1,0 +1,146 @@
+//! The reporter as a separate process: reports in, the seed's JSON out, expiry,
+//! and several reporters sharing one real Redis.
+
+use nonstop_lab::support as common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{bin, free_port, get_json, wait_for, wait_healthy, Service};
+
+fn post(url: &str, body: serde_json::Value) -> u16 {
+    reqwest::blocking::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+fn reporter(dir: &std::path::Path, name: &str, port: u16, store: &str, ttl: &str) -> Service {
+    Service::start(
+        name,
+        &bin("reporter"),
+        &[],
+        &[
+            ("REPORTER_PORT", port.to_string()),
+            ("REPORTER_STORE", store.to_string()),
+            ("REPORT_TTL_SECONDS", ttl.to_string()),
+            ("LISTEN_HOST", "127.0.0.1".to_string()),
+        ],
+        dir,
+    )
+}
+
+/// A throwaway redis-server on a free port, stopped on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(dir: &std::path::Path) -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/setup.sh)");
+        wait_for(Duration::from_secs(10), "redis-server", || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        });
+        Redis { child, port }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn reporters_sharing_redis_see_each_others_reports_until_they_expire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = Redis::start(dir.path());
+    let store = format!("redis://127.0.0.1:{}", redis.port);
+    let (pa, pb) = (free_port(), free_port());
+    let _a = reporter(dir.path(), "reporter-a", pa, &store, "2");
+    let _b = reporter(dir.path(), "reporter-b", pb, &store, "2");
+    wait_healthy(pa);
+    wait_healthy(pb);
+
+    let report = serde_json::json!({"signal": "live01", "packagers": ["http://localhost:8080"]});
+    assert_eq!(post(&format!("http://127.0.0.1:{pa}/ingests"), report), 200);
+    let seen = get_json(&format!("http://127.0.0.1:{pb}/ingests"));
+    assert_eq!(seen[0]["signal"], "live01", "{seen}");
+    assert_eq!(
+        seen[0]["packagers"],
+        serde_json::json!(["http://localhost:8080"])
+    );
+
+    wait_for(Duration::from_secs(10), "the report to expire", || {
+        let v = get_json(&format!("http://127.0.0.1:{pb}/ingests"));
+        (v == serde_json::json!([])).then_some(())
+    });
+}
+
+#[test]
+fn an_unreachable_store_is_one_clear_error_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dead = free_port();
+    let mut r = reporter(
+        dir.path(),
+        "reporter",
+        free_port(),
+        &format!("redis://127.0.0.1:{dead}"),
+        "15",
+    );
+    assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(1));
+    let log = r.log_text();
+    assert!(log.contains("cannot open the store"), "{log}");
+}
+
+#[test]
+fn a_port_in_use_is_one_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("addr").port();
+    let mut r = reporter(dir.path(), "reporter", port, "memory", "15");
+    assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(1));
+    assert!(
+        r.log_text().contains(&format!("port {port}")),
+        "{}",
+        r.log_text()
+    );
+}
+
+#[test]
+fn sigterm_stops_a_server_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut r = reporter(dir.path(), "reporter", port, "memory", "15");
+    wait_healthy(port);
+    r.signal("TERM");
+    assert_eq!(
+        r.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        r.log_text()
+    );
+}

@@ -1,0 +1,202 @@
+//! The whole stack end to end: seven real processes on free ports, the seed's
+//! JSON contracts, a playable stream through the proxy, and a packager killed
+//! while a client keeps watching.
+
+use nonstop_lab::support as common;
+
+use std::time::{Duration, Instant};
+
+use common::{get, get_json, Stack, StackOptions};
+use nonstop::hls::PlaylistFacts;
+
+#[test]
+fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() {
+    let stack = Stack::start(StackOptions::default());
+    let logs = || stack.logs();
+
+    // reporter: GET /ingests, the seed's shape exactly.
+    let ingests = get_json(&format!("http://127.0.0.1:{}/ingests", stack.reporter_port));
+    let entry = &ingests[0];
+    assert_eq!(entry.as_object().map(|o| o.len()), Some(3), "{ingests}");
+    assert_eq!(entry["signal"], "live01");
+    assert_eq!(
+        entry["packagers"],
+        serde_json::json!(stack.packagers),
+        "{ingests}"
+    );
+    let reported = entry["last_reported"].as_str().expect("string");
+    chrono::DateTime::parse_from_str(&format!("{reported}00"), "%a, %d %b %Y %H:%M:%S %z")
+        .unwrap_or_else(|e| panic!("last_reported '{reported}': {e}"));
+
+    // origin: /signals, /live/<name>, 404 JSON for an unknown signal.
+    let origin = format!("http://127.0.0.1:{}", stack.origin_port);
+    assert_eq!(
+        get_json(&format!("{origin}/signals")),
+        serde_json::json!(["live01"])
+    );
+    let live = get_json(&format!("{origin}/live/live01"));
+    assert_eq!(live["signal"], "live01");
+    assert_eq!(
+        live["server"],
+        format!("{}/live01/playlist.m3u8", stack.packagers[0]),
+        "{live}"
+    );
+    assert_eq!(live.as_object().map(|o| o.len()), Some(2));
+    let (status, body) = get(&format!("{origin}/live/nope")).expect("answers");
+    assert_eq!(status, 404);
+    let err: serde_json::Value = serde_json::from_slice(&body).expect("JSON error");
+    assert!(
+        err["error"].as_str().is_some_and(|e| e.contains("nope")),
+        "{err}"
+    );
+
+    // proxy: a live playlist with the right headers, growing.
+    let client = reqwest::blocking::Client::new();
+    let res = client
+        .get(stack.proxy_url("live01/playlist.m3u8"))
+        .send()
+        .expect("playlist");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/vnd.apple.mpegurl"
+    );
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+    let first = PlaylistFacts::parse(&res.bytes().expect("body")).expect("valid playlist");
+    assert!(!first.end_list);
+    assert_eq!(first.target_duration, Duration::from_secs(1));
+    let later = common::wait_for(Duration::from_secs(15), "the playlist to advance", || {
+        let (_, body) = get(&stack.proxy_url("live01/playlist.m3u8"))?;
+        let facts = PlaylistFacts::parse(&body).ok()?;
+        (facts.newest_sequence() > first.newest_sequence()).then_some(facts)
+    });
+    assert!(later.media_sequence >= first.media_sequence);
+
+    // segments through the proxy: MPEG-TS that GStreamer demuxes to H.264 and AAC.
+    let newest = later.segments.last().expect("a segment");
+    let res = client
+        .get(stack.proxy_url(&format!("live01/{}", newest.uri)))
+        .send()
+        .expect("segment");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "video/mp2t");
+    let bytes = res.bytes().expect("body");
+    let report = nonstop_lab::demux::demux_segment(&bytes)
+        .unwrap_or_else(|e| panic!("segment does not demux: {e}\n{}", logs()));
+    assert!(report.has_h264(), "{report:?}");
+    assert!(report.has_aac(), "{report:?}");
+    assert!(report.video_frames >= 20, "{report:?}");
+
+    // `status` shows the signal, its route and both packagers with the active one.
+    let out = std::process::Command::new(common::bin("status"))
+        .env("ORIGIN_URL", &origin)
+        .env("PROXY_URL", stack.proxy_url("").trim_end_matches('/'))
+        .output()
+        .expect("status runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.contains(&format!(
+            "live01 -> {}",
+            live["server"].as_str().unwrap_or_default()
+        )),
+        "{table}"
+    );
+    for p in &stack.packagers {
+        assert!(table.contains(p.as_str()), "{p} missing:\n{table}");
+    }
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("live01") && l.contains('*')),
+        "{table}"
+    );
+
+    // the proxy never redirects and refuses names outside the contract.
+    for path in [
+        "live01/..%2f..%2fetc%2fpasswd",
+        "live01/x.mp4",
+        "nope/playlist.m3u8",
+    ] {
+        let (status, _) = get(&stack.proxy_url(path)).expect("answers");
+        assert_eq!(status, 404, "{path}");
+    }
+}
+
+#[test]
+fn killing_server1_mid_stream_fails_no_client_request() {
+    let mut stack = Stack::start(StackOptions::default());
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let mut failures: Vec<String> = Vec::new();
+    let mut fetched: Vec<u64> = Vec::new();
+    let mut newest_seen = 0;
+    let started = Instant::now();
+    let mut killed = false;
+    while started.elapsed() < Duration::from_secs(12) {
+        if !killed && started.elapsed() > Duration::from_secs(3) {
+            if let Some(server1) = stack.server1.as_ref() {
+                server1.signal("KILL");
+            }
+            killed = true;
+        }
+        match client.get(stack.proxy_url("live01/playlist.m3u8")).send() {
+            Ok(res) if res.status() == 200 => {
+                let facts = PlaylistFacts::parse(&res.bytes().unwrap_or_default())
+                    .expect("the proxy serves valid playlists");
+                let newest = facts.newest_sequence().unwrap_or(0);
+                assert!(
+                    newest >= newest_seen,
+                    "playlist went back from {newest_seen} to {newest}"
+                );
+                newest_seen = newest;
+                for s in facts
+                    .segments
+                    .iter()
+                    .filter(|s| fetched.last().is_none_or(|&last| s.sequence > last))
+                    .collect::<Vec<_>>()
+                {
+                    match client
+                        .get(stack.proxy_url(&format!("live01/{}", s.uri)))
+                        .send()
+                    {
+                        Ok(r) if r.status() == 200 => {
+                            let body = r.bytes().unwrap_or_default();
+                            assert!(nonstop::hls::is_complete_transport_stream(&body));
+                            fetched.push(s.sequence);
+                        }
+                        Ok(r) => failures.push(format!("segment {}: HTTP {}", s.uri, r.status())),
+                        Err(e) => failures.push(format!("segment {}: {e}", s.uri)),
+                    }
+                }
+            }
+            Ok(res) => failures.push(format!("playlist: HTTP {}", res.status())),
+            Err(e) => failures.push(format!("playlist: {e}")),
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    if let Some(mut s1) = stack.server1.take() {
+        assert!(s1.wait_gone(Duration::from_secs(1)), "server1 was killed");
+    }
+    assert!(
+        failures.is_empty(),
+        "failed requests: {failures:?}\n{}",
+        stack.logs()
+    );
+    assert!(
+        fetched.len() >= 8,
+        "only {} segments fetched",
+        fetched.len()
+    );
+    let proxy_log = stack
+        .proxy
+        .as_ref()
+        .map(|p| p.log_text())
+        .unwrap_or_default();
+    assert!(
+        proxy_log.contains("switching from"),
+        "no switch logged:\n{proxy_log}"
+    );
+}

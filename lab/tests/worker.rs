@@ -1,0 +1,199 @@
+//! The worker as a user runs it: real GStreamer, real files, real signals.
+
+use nonstop_lab::support as common;
+
+use std::time::Duration;
+
+use common::{bin, first_video_pts, make_input, wait_for, Service};
+use nonstop::hls::PlaylistFacts;
+
+fn worker(dir: &std::path::Path, extra: &[&str]) -> Service {
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    let mut args = vec![
+        "--input".to_string(),
+        dir.join("input").display().to_string(),
+        "--output".to_string(),
+        dir.join("output").display().to_string(),
+        "--segment-seconds".to_string(),
+        "1".to_string(),
+        "--metrics-port".to_string(),
+        common::free_port().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Service::start("worker", &bin("worker"), &args, &[], &logs)
+}
+
+fn playlist(dir: &std::path::Path) -> Option<PlaylistFacts> {
+    let bytes = std::fs::read(dir.join("output/live01/playlist.m3u8")).ok()?;
+    PlaylistFacts::parse(&bytes).ok()
+}
+
+#[test]
+fn loops_the_input_forever_without_a_seam() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("input")).expect("mkdir");
+    make_input(&dir.path().join("input/live01.mp4"), 3, true);
+    let mut w = worker(dir.path(), &[]);
+
+    // A 3 s input with 1 s segments: by segment 10 it has looped three times.
+    let mut seen: Vec<(u64, String, Duration)> = Vec::new();
+    let mut last_media_sequence = 0;
+    wait_for(Duration::from_secs(40), "ten segments", || {
+        let facts = playlist(dir.path())?;
+        assert!(
+            facts.media_sequence >= last_media_sequence,
+            "media sequence went back"
+        );
+        last_media_sequence = facts.media_sequence;
+        assert_eq!(
+            facts.target_duration,
+            Duration::from_secs(1),
+            "target duration changed"
+        );
+        assert!(!facts.end_list, "EXT-X-ENDLIST while live");
+        for s in &facts.segments {
+            assert!(
+                s.duration <= facts.target_duration,
+                "{} lasts {:?}",
+                s.uri,
+                s.duration
+            );
+            // No short segment at the loop seam: the passes are one timeline.
+            assert!(
+                s.duration >= facts.target_duration.mul_f64(0.8),
+                "{} lasts only {:?}",
+                s.uri,
+                s.duration
+            );
+            if !seen.iter().any(|(q, _, _)| *q == s.sequence) {
+                // Read the segment now: old ones are deleted later.
+                seen.push((s.sequence, s.uri.clone(), s.duration));
+            }
+        }
+        (seen.len() >= 10).then_some(())
+    });
+    let mut pts = Vec::new();
+    for (sequence, uri, _) in &seen {
+        let bytes = std::fs::read(dir.path().join("output/live01").join(uri))
+            .unwrap_or_else(|e| panic!("segment {uri} (#{sequence}) unreadable: {e}"));
+        pts.push(first_video_pts(&bytes).unwrap_or_else(|| panic!("{uri} has no video PTS")));
+    }
+    // Timestamps keep growing across every loop, by about one segment each.
+    for (i, pair) in pts.windows(2).enumerate() {
+        let step = pair[1] as i64 - pair[0] as i64;
+        let expected = (seen[i].2.as_secs_f64() * 90_000.0) as i64;
+        assert!(
+            (step - expected).abs() < 9_000,
+            "PTS step {step} between {} and {} is not one segment ({expected}); all: {pts:?}\n{}",
+            seen[i].1,
+            seen[i + 1].1,
+            w.log_text()
+        );
+    }
+    w.signal("TERM");
+    assert_eq!(
+        w.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        w.log_text()
+    );
+}
+
+#[test]
+fn a_restart_continues_the_media_sequence_after_a_discontinuity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("input")).expect("mkdir");
+    make_input(&dir.path().join("input/live01.mp4"), 2, false);
+    let mut first = worker(dir.path(), &[]);
+    let before = wait_for(Duration::from_secs(30), "three segments", || {
+        let facts = playlist(dir.path())?;
+        (facts.segments.len() >= 3).then_some(facts)
+    });
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(0));
+    let newest_before = playlist(dir.path())
+        .and_then(|f| f.newest_sequence())
+        .expect("a playlist");
+    assert!(newest_before >= before.newest_sequence().unwrap_or(0));
+
+    let _second = worker(dir.path(), &[]);
+    let after = wait_for(
+        Duration::from_secs(30),
+        "a new segment after the restart",
+        || {
+            let facts = playlist(dir.path())?;
+            (facts.newest_sequence()? > newest_before).then_some(facts)
+        },
+    );
+    let resumed = after
+        .segments
+        .iter()
+        .find(|s| s.sequence == newest_before + 1)
+        .expect("the first new segment follows the last old one");
+    assert!(
+        resumed.discontinuity,
+        "a restart is marked EXT-X-DISCONTINUITY"
+    );
+    assert!(after.media_sequence >= before.media_sequence);
+}
+
+#[test]
+fn bad_inputs_are_one_clear_error_line_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&input).expect("mkdir");
+
+    let mut empty = worker(dir.path(), &[]);
+    assert_eq!(empty.wait_exit(Duration::from_secs(20)), Some(1));
+    assert!(
+        empty.log_text().contains("no inputs"),
+        "{}",
+        empty.log_text()
+    );
+
+    std::fs::write(input.join("notvideo.mp4"), b"this is not a video").expect("write");
+    let mut bad = worker(dir.path(), &[]);
+    assert_eq!(bad.wait_exit(Duration::from_secs(20)), Some(1));
+    let log = bad.log_text();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERR ")).collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    assert!(errors[0].contains("notvideo.mp4"), "{log}");
+
+    let missing = dir.path().join("nope");
+    let mut gone = Service::start(
+        "missing",
+        &bin("worker"),
+        &[
+            "--input".into(),
+            missing.display().to_string(),
+            "--metrics-port".into(),
+            common::free_port().to_string(),
+        ],
+        &[],
+        dir.path(),
+    );
+    assert_eq!(gone.wait_exit(Duration::from_secs(20)), Some(1));
+    assert!(
+        gone.log_text().contains(&missing.display().to_string()),
+        "{}",
+        gone.log_text()
+    );
+}
+
+#[test]
+fn help_describes_every_setting() {
+    let out = std::process::Command::new(bin("worker"))
+        .arg("--help")
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "INPUT_STREAM_PATH",
+        "OUTPUT_STREAM_PATH",
+        "--segment-seconds",
+    ] {
+        assert!(text.contains(flag), "{flag} missing from --help:\n{text}");
+    }
+}

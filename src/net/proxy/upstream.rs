@@ -1,0 +1,119 @@
+//! Budgeted fetches from packagers. Every failure says what went wrong and the
+//! proxy treats each as "try the other packager": a refused or reset
+//! connection, no headers within the first-byte budget, a non-2xx status, a
+//! body that stalls or ends short, or content that is not what was asked for.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::hls::{is_complete_transport_stream, PlaylistFacts};
+use crate::service::http::root_cause;
+
+/// Why a fetch from a packager failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FetchError {
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("no response within {0} ms")]
+    FirstByteTimeout(u64),
+    #[error("body not complete within {0} ms")]
+    BodyTimeout(u64),
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("body cut short: {0}")]
+    Body(String),
+    #[error("invalid content: {0}")]
+    Invalid(String),
+}
+
+impl FetchError {
+    /// One word for metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::Connect(_) => "connect",
+            FetchError::FirstByteTimeout(_) => "first_byte_timeout",
+            FetchError::BodyTimeout(_) => "body_timeout",
+            FetchError::Status(s) if *s >= 500 => "status_5xx",
+            FetchError::Status(_) => "status_4xx",
+            FetchError::Body(_) => "body_cut",
+            FetchError::Invalid(_) => "invalid",
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, FetchError::Status(404))
+    }
+}
+
+/// Time allowed for one fetch, phase by phase.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// From sending the request to having the response headers.
+    pub first_byte: Duration,
+    /// From the headers to the last byte of the body.
+    pub body: Duration,
+}
+
+/// GETs `url` within `budget` and returns the whole body.
+pub async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    budget: Budget,
+) -> Result<Bytes, FetchError> {
+    let response = tokio::time::timeout(budget.first_byte, client.get(url).send())
+        .await
+        .map_err(|_| FetchError::FirstByteTimeout(budget.first_byte.as_millis() as u64))?
+        .map_err(|e| {
+            if e.is_timeout() {
+                FetchError::FirstByteTimeout(budget.first_byte.as_millis() as u64)
+            } else {
+                FetchError::Connect(root_cause(&e))
+            }
+        })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(FetchError::Status(status.as_u16()));
+    }
+    let expected = response.content_length();
+    let body = tokio::time::timeout(budget.body, response.bytes())
+        .await
+        .map_err(|_| FetchError::BodyTimeout(budget.body.as_millis() as u64))?
+        .map_err(|e| FetchError::Body(root_cause(&e)))?;
+    if let Some(expected) = expected {
+        if body.len() as u64 != expected {
+            return Err(FetchError::Body(format!(
+                "{} of {expected} bytes",
+                body.len()
+            )));
+        }
+    }
+    Ok(body)
+}
+
+/// Fetches and parses a media playlist.
+pub async fn fetch_playlist(
+    client: &reqwest::Client,
+    url: &str,
+    budget: Budget,
+) -> Result<(Bytes, PlaylistFacts), FetchError> {
+    let body = fetch(client, url, budget).await?;
+    let facts = PlaylistFacts::parse(&body).map_err(|e| FetchError::Invalid(e.to_string()))?;
+    Ok((body, facts))
+}
+
+/// Fetches a segment and checks it is whole MPEG-TS.
+pub async fn fetch_segment(
+    client: &reqwest::Client,
+    url: &str,
+    budget: Budget,
+) -> Result<Bytes, FetchError> {
+    let body = fetch(client, url, budget).await?;
+    if !is_complete_transport_stream(&body) {
+        return Err(FetchError::Invalid(format!(
+            "{} bytes are not whole MPEG-TS packets",
+            body.len()
+        )));
+    }
+    Ok(body)
+}

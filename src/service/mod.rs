@@ -1,0 +1,16 @@
+//! What every nonstop program shares, whichever half of the data path it is on.
+//!
+//! - [`config`]: flags backed by environment variables, checked at start.
+//! - [`server`]: the HTTP accept loop every service runs (timeouts, connection
+//!   bound, drain on shutdown).
+//! - [`http`]: JSON errors, CORS, the health route and the outgoing client.
+//! - [`metrics`]: Prometheus metrics and `GET /metrics`.
+//! - [`logging`]: the seed's log line format (`2024-04-05 11:23:05 INF ...`).
+//! - [`shutdown`]: one shutdown signal shared by every task.
+
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;

@@ -1,0 +1,253 @@
+//! The HTTP server loop every service runs: warp routes served by hyper with
+//! limits a live event needs. A slow or idle client cannot hold a connection
+//! (header read and idle timeouts), headers are capped, connections are
+//! bounded (extra ones are closed at once), and on shutdown the listener stops
+//! accepting while in-flight requests finish within a bound.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use warp::{Filter, Reply};
+
+use super::config::ListenArgs;
+use super::http::{root_cause, ServeError};
+use crate::service::shutdown::Shutdown;
+
+/// Largest request head (request line and headers) accepted.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long in-flight requests may take to finish after shutdown.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often idle connections are looked for.
+const IDLE_CHECK: Duration = Duration::from_millis(500);
+
+/// Serves `routes` on `listen.addr(port)` until shutdown, then drains.
+pub async fn serve<F>(
+    service: &'static str,
+    listen: &ListenArgs,
+    port: u16,
+    routes: F,
+    shutdown: Shutdown,
+) -> Result<(), ServeError>
+where
+    F: Filter<Error = Infallible> + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+{
+    let listener = bind(listen, port).await?;
+    serve_on(service, listener, listen, routes, shutdown).await;
+    Ok(())
+}
+
+/// Binds `listen.addr(port)`, so a program can fail fast on a busy port
+/// before it starts other work.
+pub async fn bind(listen: &ListenArgs, port: u16) -> Result<TcpListener, ServeError> {
+    let addr = listen.addr(port);
+    TcpListener::bind(addr).await.map_err(|e| ServeError::Bind {
+        addr,
+        port,
+        reason: root_cause(&e),
+    })
+}
+
+/// Serves `routes` on an already bound listener until shutdown, then drains.
+pub async fn serve_on<F>(
+    service: &'static str,
+    listener: TcpListener,
+    listen: &ListenArgs,
+    routes: F,
+    shutdown: Shutdown,
+) where
+    F: Filter<Error = Infallible> + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+{
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    log::info!("{service} listening on http://{bound}");
+    let svc = warp::service(routes);
+    let permits = Arc::new(Semaphore::new(listen.max_connections));
+    let mut connections = JoinSet::new();
+    let mut refused: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off a little.
+                        log::warn!("{service}: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    refused += 1;
+                    if refused.is_power_of_two() {
+                        log::warn!(
+                            "{service}: {} connections open, closing new ones ({refused} so far)",
+                            listen.max_connections
+                        );
+                    }
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let svc = svc.clone();
+                let stop = shutdown.clone();
+                let limits = listen.clone();
+                connections.spawn(async move {
+                    let _permit = permit;
+                    serve_connection(stream, peer, svc, &limits, stop).await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    let open = connections.len();
+    if open > 0 {
+        log::info!("{service}: draining {open} connection(s)");
+    }
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        log::warn!(
+            "{service}: {} connection(s) still open after {} s, closing them",
+            connections.len(),
+            DRAIN_TIMEOUT.as_secs()
+        );
+        connections.abort_all();
+    }
+    log::info!("{service} stopped");
+}
+
+async fn serve_connection<S>(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    svc: S,
+    limits: &ListenArgs,
+    stop: Shutdown,
+) where
+    S: hyper::service::Service<
+            hyper::Request<hyper::Body>,
+            Response = hyper::Response<hyper::Body>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let activity = Activity::new();
+    let io = TrackedIo {
+        inner: stream,
+        activity: activity.clone(),
+    };
+    let conn = hyper::server::conn::Http::new()
+        .http1_only(true)
+        .http1_header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(io, svc);
+    tokio::pin!(conn);
+    let mut idle_check = tokio::time::interval(IDLE_CHECK);
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    log::debug!("connection from {peer} ended: {e}");
+                }
+                return;
+            }
+            _ = stop.wait() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn.as_mut()).await;
+                return;
+            }
+            _ = idle_check.tick() => {
+                if activity.idle_for() > limits.idle_timeout {
+                    log::debug!("closing idle connection from {peer}");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// When a connection last moved a byte.
+#[derive(Clone)]
+struct Activity {
+    started: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            started: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        self.last_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// A stream that records activity on every read and write.
+struct TrackedIo<T> {
+    inner: T,
+    activity: Activity,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
