@@ -1,0 +1,161 @@
+//! The life of one viewer request, as explicit decision points (pingora's
+//! style): each one answers "which packager next?" or "retry elsewhere or
+//! not?", so failover reads top to bottom in one place.
+//!
+//! ```text
+//!  viewer GET ─▶ pick_upstream ─▶ fetch (budgeted) ─ok─▶ admit_playlist ─yes─▶ 200
+//!                   ▲                  │error                 │no (older than served)
+//!                   └─── fetch_failed ◀┘◀─────────────────────┘
+//!  nobody left ─▶ exhausted: the last good playlist (at most one target old),
+//!                 404 when every packager said 404, else 502
+//! ```
+//!
+//! The pure state machine deciding the order ([`Failover`]) sits beside this
+//! file; this one turns its answers into fetches. Every fetch is an
+//! idempotent GET, so every failure is safe to retry on another packager
+//! within the same viewer request: the viewer never sees the failure.
+//!
+//! [`Failover`]: super::failover::Failover
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::signal::SignalState;
+use super::upstream::{Budget, FetchError};
+use super::{Proxy, Refusal, BODY_TARGETS, FIRST_BYTE_TARGETS};
+use crate::hls::{PlaylistFacts, PLAYLIST_NAME};
+use crate::service::metrics;
+
+/// A packager picked for one try: its base URL and the budget for the fetch.
+pub struct Upstream {
+    pub base: String,
+    pub budget: Budget,
+}
+
+impl Upstream {
+    /// `<base>/<path>` on this packager.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+}
+
+/// The time allowed to a fetch, in target durations.
+pub fn budget(target: Duration) -> Budget {
+    Budget {
+        first_byte: target.mul_f64(FIRST_BYTE_TARGETS),
+        body: target.mul_f64(BODY_TARGETS),
+    }
+}
+
+/// One viewer request for one signal: which packagers it has tried and what
+/// they said.
+pub struct Attempt<'a> {
+    proxy: &'a Proxy,
+    signal: &'a str,
+    state: &'a SignalState,
+    /// Packagers already tried in this request; each is tried once.
+    tried: Vec<String>,
+    /// Whether every packager tried answered 404 (then the viewer gets 404,
+    /// not 502: the object does not exist, nothing is down).
+    all_not_found: bool,
+}
+
+impl<'a> Attempt<'a> {
+    pub fn new(proxy: &'a Proxy, signal: &'a str, state: &'a SignalState) -> Self {
+        Attempt {
+            proxy,
+            signal,
+            state,
+            tried: Vec::new(),
+            all_not_found: true,
+        }
+    }
+
+    /// Decision 1, pick a packager: the best not yet tried in this request,
+    /// by a fresh plan of the failover state (which records a switch when
+    /// the best one changed). `None` when every packager has been tried.
+    pub fn pick_upstream(&mut self) -> Option<Upstream> {
+        let (order, switch, target) = self.state.plan(Instant::now());
+        if let Some(switch) = switch {
+            self.proxy.record_switch(self.signal, self.state, switch);
+        }
+        let base = order.into_iter().find(|b| !self.tried.contains(b))?;
+        self.tried.push(base.clone());
+        Some(Upstream {
+            base,
+            budget: budget(target),
+        })
+    }
+
+    /// Decision 2, a fetch failed (connect failed, no answer in budget, an
+    /// error status, a cut or invalid body): the packager is marked failing
+    /// and the request goes on to the next one.
+    pub fn fetch_failed(&mut self, upstream: &Upstream, error: &FetchError) {
+        self.all_not_found &= error.is_not_found();
+        log::warn!(
+            "Signal '{}': {} failed: {error}; trying another packager",
+            self.signal,
+            upstream.base
+        );
+        metrics::PROXY_UPSTREAM_FAILURES
+            .with_label_values(&[upstream.base.as_str(), error.kind()])
+            .inc();
+        self.state
+            .observe_failure(&upstream.base, &error.to_string());
+    }
+
+    /// Decision 3, a playlist arrived: it is observed (freshness) and served
+    /// only if its newest segment is not older than one already served for
+    /// the signal, so a viewer never goes back in time across a switch.
+    pub fn admit_playlist(
+        &mut self,
+        upstream: &Upstream,
+        body: &Bytes,
+        facts: &PlaylistFacts,
+    ) -> bool {
+        let admitted = self
+            .state
+            .observe_and_admit(&upstream.base, facts, Instant::now());
+        if admitted {
+            self.state.remember_playlist(body.clone(), Instant::now());
+        } else {
+            log::debug!(
+                "Signal '{}': {} is behind what was served; trying another",
+                self.signal,
+                upstream.base
+            );
+        }
+        admitted
+    }
+
+    /// Decision 4, nobody gave a playlist: the last good copy while it is at
+    /// most one target duration old (a viewer reloading finds nothing new,
+    /// which players ride out), else 502.
+    pub fn playlist_exhausted(self) -> Result<Bytes, Refusal> {
+        if let Some(body) = self.state.last_good_within_target() {
+            log::warn!(
+                "Signal '{}': no packager answered, serving the last good playlist",
+                self.signal
+            );
+            metrics::PROXY_FALLBACK_PLAYLISTS
+                .with_label_values(&[self.signal])
+                .inc();
+            return Ok(body);
+        }
+        Err(Refusal::Unavailable(format!(
+            "no packager could serve {}/{PLAYLIST_NAME}",
+            self.signal
+        )))
+    }
+
+    /// Decision 4 for a segment: 404 when every packager said it does not
+    /// exist, else 502.
+    pub fn segment_exhausted(self, key: &str) -> Refusal {
+        if self.all_not_found && !self.tried.is_empty() {
+            Refusal::NotFound(format!("{key} not found"))
+        } else {
+            Refusal::Unavailable(format!("no packager could serve {key}"))
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! What the proxy knows of one served signal: its failover state, the last
+//! playlist it served, its recent switches, and when a viewer last asked.
+//!
+//! Every method takes its lock for a few assignments and never across an
+//! `await`, so viewer requests and the poller share it without waiting on I/O.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::failover::{Failover, Switch, UpstreamStatus};
+use super::PLAYLIST_REUSE;
+use crate::hls::PlaylistFacts;
+
+/// Switches remembered per signal for `GET /status`.
+pub const SWITCH_HISTORY: usize = 20;
+
+/// A switch as `GET /status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchRecord {
+    pub at: String,
+    #[serde(flatten)]
+    pub switch: Switch,
+}
+
+/// One served signal.
+pub struct SignalState {
+    failover: Mutex<Failover>,
+    /// The last playlist served, and when it was fetched.
+    last_good: Mutex<Option<(Bytes, Instant)>>,
+    /// When a viewer last asked for the playlist (an idle signal is dropped).
+    last_request: Mutex<Instant>,
+    /// When the origin last confirmed the routes.
+    routes_confirmed: Mutex<Instant>,
+    switches: Mutex<VecDeque<SwitchRecord>>,
+}
+
+impl SignalState {
+    pub fn new(packagers: &[String], now: Instant) -> Self {
+        SignalState {
+            failover: Mutex::new(Failover::new(packagers)),
+            last_good: Mutex::new(None),
+            last_request: Mutex::new(now),
+            routes_confirmed: Mutex::new(now),
+            switches: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The packagers to try, best first, the switch this makes, and the
+    /// target duration to budget fetches with.
+    pub fn plan(&self, now: Instant) -> (Vec<String>, Option<Switch>, Duration) {
+        let mut f = lock(&self.failover);
+        let (order, switch) = f.plan(now);
+        (order, switch, f.target_duration())
+    }
+
+    pub fn packagers_and_target(&self) -> (Vec<String>, Duration) {
+        let f = lock(&self.failover);
+        (f.packagers(), f.target_duration())
+    }
+
+    pub fn target_duration(&self) -> Duration {
+        lock(&self.failover).target_duration()
+    }
+
+    /// A playlist was read from `base` by the poller.
+    pub fn observe_playlist(&self, base: &str, facts: &PlaylistFacts, now: Instant) {
+        lock(&self.failover).observe_playlist(
+            base,
+            facts.newest_sequence(),
+            facts.target_duration,
+            now,
+        );
+    }
+
+    /// A playlist was read from `base` for a viewer: observed, then whether
+    /// it may be served (never older than one already served).
+    pub fn observe_and_admit(&self, base: &str, facts: &PlaylistFacts, now: Instant) -> bool {
+        let newest = facts.newest_sequence();
+        let mut f = lock(&self.failover);
+        f.observe_playlist(base, newest, facts.target_duration, now);
+        f.admit_playlist(newest)
+    }
+
+    pub fn observe_failure(&self, base: &str, reason: &str) {
+        lock(&self.failover).observe_failure(base, reason);
+    }
+
+    /// Replaces the routes; true when they changed.
+    pub fn confirm_routes(&self, packagers: &[String], now: Instant) -> bool {
+        *lock(&self.routes_confirmed) = now;
+        let mut f = lock(&self.failover);
+        if f.packagers() == packagers {
+            return false;
+        }
+        f.set_packagers(packagers);
+        true
+    }
+
+    pub fn routes_confirmed_ago(&self) -> Duration {
+        lock(&self.routes_confirmed).elapsed()
+    }
+
+    /// A viewer asked for the playlist now.
+    pub fn touch(&self) {
+        *lock(&self.last_request) = Instant::now();
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        lock(&self.last_request).elapsed()
+    }
+
+    pub fn remember_playlist(&self, body: Bytes, fetched: Instant) {
+        *lock(&self.last_good) = Some((body, fetched));
+    }
+
+    /// The last served playlist if it was fetched within [`PLAYLIST_REUSE`]:
+    /// viewers asking at the same moment share one upstream fetch.
+    pub fn reusable_playlist(&self) -> Option<Bytes> {
+        lock(&self.last_good)
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < PLAYLIST_REUSE)
+            .map(|(body, _)| body.clone())
+    }
+
+    /// The last served playlist while it is at most one target duration old.
+    pub fn last_good_within_target(&self) -> Option<Bytes> {
+        let target = self.target_duration();
+        lock(&self.last_good)
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() <= target)
+            .map(|(body, _)| body.clone())
+    }
+
+    pub fn record_switch(&self, at: String, switch: Switch) {
+        let mut history = lock(&self.switches);
+        history.push_back(SwitchRecord { at, switch });
+        while history.len() > SWITCH_HISTORY {
+            history.pop_front();
+        }
+    }
+
+    pub fn status(&self, now: Instant) -> Vec<UpstreamStatus> {
+        lock(&self.failover).status(now)
+    }
+
+    pub fn switches(&self) -> Vec<SwitchRecord> {
+        lock(&self.switches).iter().cloned().collect()
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (the
+/// state stays consistent: every critical section is a few assignments).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

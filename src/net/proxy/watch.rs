@@ -1,0 +1,173 @@
+//! How the proxy learns about a signal outside viewer requests: its routes
+//! from the origin (asked on the first request, refreshed every
+//! [`ROUTE_REFRESH`], kept when the origin is down: static stability), and a
+//! poller per watched signal that reads each packager's playlist every
+//! [`POLL_TARGETS`] target durations so freshness is known before a viewer
+//! needs it. A signal nobody asked for in [`SIGNAL_IDLE`] stops being watched.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::failover::{Health, UpstreamStatus};
+use super::request::budget;
+use super::signal::SignalState;
+use super::{upstream, Proxy, Refusal, POLL_TARGETS, ROUTE_REFRESH, SIGNAL_IDLE};
+use crate::hls::PLAYLIST_NAME;
+use crate::net::origin::Packagers;
+use crate::service::{http, metrics};
+
+/// Budget for one request to the origin.
+pub const ORIGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Proxy {
+    /// The state of a signal, created (routes asked of the origin, poller
+    /// started) on its first request.
+    pub(super) async fn signal_state(
+        self: &Arc<Self>,
+        signal: &str,
+    ) -> Result<Arc<SignalState>, Refusal> {
+        if let Some(state) = self.signals().get(signal) {
+            return Ok(state.clone());
+        }
+        let packagers = self.routes_from_origin(signal).await?;
+        let state = Arc::new(SignalState::new(&packagers, Instant::now()));
+        let mut signals = self.signals_mut();
+        if let Some(existing) = signals.get(signal) {
+            return Ok(existing.clone());
+        }
+        signals.insert(signal.to_string(), state.clone());
+        drop(signals);
+        log::info!("Signal '{signal}': routes {}", packagers.join(", "));
+        tokio::spawn(self.clone().watch(signal.to_string(), state.clone()));
+        Ok(state)
+    }
+
+    /// Asks the origin for a signal's packagers, keeping only allowed ones.
+    async fn routes_from_origin(&self, signal: &str) -> Result<Vec<String>, Refusal> {
+        let url = format!("{}/live/{signal}/packagers", self.config.origin_url);
+        let res = self
+            .client
+            .get(&url)
+            .timeout(ORIGIN_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| {
+                Refusal::Unavailable(format!("origin unreachable: {}", http::root_cause(&e)))
+            })?;
+        if res.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(Refusal::NotFound(format!("signal '{signal}' is not live")));
+        }
+        if !res.status().is_success() {
+            return Err(Refusal::Unavailable(format!(
+                "origin answered {}",
+                res.status()
+            )));
+        }
+        let answer: Packagers = res
+            .json()
+            .await
+            .map_err(|e| Refusal::Unavailable(format!("origin sent unreadable JSON: {e}")))?;
+        let allowed: Vec<String> = answer
+            .packagers
+            .into_iter()
+            .filter(|p| {
+                let ok = self.config.packagers.contains(p);
+                if !ok {
+                    log::warn!("Signal '{signal}': ignoring packager {p}, not in PACKAGERS");
+                }
+                ok
+            })
+            .collect();
+        if allowed.is_empty() {
+            return Err(Refusal::Unavailable(format!(
+                "no allowed packager serves '{signal}'"
+            )));
+        }
+        Ok(allowed)
+    }
+
+    /// Background life of a served signal: polls every packager's playlist to
+    /// know its freshness, refreshes routes, and ends when nobody watches.
+    async fn watch(self: Arc<Self>, signal: String, state: Arc<SignalState>) {
+        let mut last_routes = Instant::now();
+        loop {
+            let (packagers, target) = state.packagers_and_target();
+            let polls = packagers.iter().map(|base| {
+                let url = format!("{base}/{signal}/{PLAYLIST_NAME}");
+                let client = &self.client;
+                async move {
+                    let r = upstream::fetch_playlist(client, &url, budget(target)).await;
+                    (base.clone(), r)
+                }
+            });
+            for (base, result) in futures_util::future::join_all(polls).await {
+                match result {
+                    Ok((_, facts)) => state.observe_playlist(&base, &facts, Instant::now()),
+                    Err(e) => {
+                        log::debug!("Signal '{signal}': poll of {base} failed: {e}");
+                        state.observe_failure(&base, &e.to_string());
+                    }
+                }
+            }
+            publish_freshness(&signal, &state.status(Instant::now()));
+            if last_routes.elapsed() >= ROUTE_REFRESH {
+                last_routes = Instant::now();
+                self.refresh_routes(&signal, &state).await;
+            }
+            let idle = state.idle_for();
+            if idle > SIGNAL_IDLE {
+                log::info!(
+                    "Signal '{signal}': no viewer for {} s, no longer watched",
+                    idle.as_secs()
+                );
+                self.signals_mut().remove(&signal);
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(target.mul_f64(POLL_TARGETS)) => {}
+                _ = self.shutdown.wait() => return,
+            }
+        }
+    }
+
+    /// Updates routes from the origin; on any failure keeps the known ones
+    /// (static stability: the origin, reporter or discovery may be down).
+    async fn refresh_routes(&self, signal: &str, state: &SignalState) {
+        match self.routes_from_origin(signal).await {
+            Ok(packagers) => {
+                if state.confirm_routes(&packagers, Instant::now()) {
+                    log::info!("Signal '{signal}': routes now {}", packagers.join(", "));
+                }
+            }
+            Err(refusal) => log::debug!(
+                "Signal '{signal}': origin did not confirm routes ({}); keeping those of {} s ago",
+                refusal.message(),
+                state.routes_confirmed_ago().as_secs()
+            ),
+        }
+    }
+}
+
+/// Mirrors one signal's failover view into the freshness gauges.
+fn publish_freshness(signal: &str, packagers: &[UpstreamStatus]) {
+    for p in packagers {
+        let labels = [signal, p.packager.as_str()];
+        if let Some(newest) = p.newest_sequence {
+            metrics::PROXY_NEWEST_SEQUENCE
+                .with_label_values(&labels)
+                .set(newest as i64);
+        }
+        if let Some(ms) = p.advanced_ms_ago {
+            metrics::PROXY_ADVANCE_AGE
+                .with_label_values(&labels)
+                .set(ms as f64 / 1000.0);
+        }
+        let healthy = matches!(p.health, Health::Fresh | Health::Unknown);
+        metrics::PROXY_HEALTHY
+            .with_label_values(&labels)
+            .set(healthy as i64);
+        metrics::PROXY_ACTIVE
+            .with_label_values(&labels)
+            .set(p.active as i64);
+    }
+}
