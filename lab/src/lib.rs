@@ -8,14 +8,18 @@
 //!   reports stalls, failed requests, regressions, skips and repeats.
 //! - [`demux`]: pushes one segment through GStreamer's tsdemux and parsers, so
 //!   the probe can tell whether a viewer would get pictures and sound from it.
+//! - [`validate`]: a live HLS validator (Apple's authoring rules, RFC 8216);
+//!   [`ts`] reads just enough MPEG-TS for it (first PTS, IDR first).
 //! - [`support`]: what the system tests and benchmarks share: free ports,
 //!   generated inputs, the real programs started as child processes, whole
 //!   stacks on free ports, and the probe driven until it says it plays.
 //!
-//! The programs in `src/bin/` (`faultproxy`, `probe`) are thin; the system
+//! The programs in `src/bin/` (`faultproxy`, `probe`, `validate`) are thin; the system
 //! tests are in `tests/`, the benchmarks (`just bench-*`) in `benches/`.
 
 pub mod demux;
 pub mod fault;
 pub mod player;
 pub mod support;
+pub mod ts;
+pub mod validate;
