@@ -48,7 +48,7 @@ fn segment_body() -> Vec<u8> {
 
 /// The packager stand-in. Its playlist's media sequence goes up by one on
 /// every request, so a frozen copy is easy to tell from a live one.
-fn start_upstream(shutdown: &Shutdown) -> SocketAddr {
+async fn start_upstream(shutdown: &Shutdown) -> SocketAddr {
     let counter = Arc::new(AtomicU64::new(1));
     let playlist = warp::path!("live01" / "playlist.m3u8").map(move || {
         let sequence = counter.fetch_add(1, Ordering::SeqCst);
@@ -73,8 +73,14 @@ fn start_upstream(shutdown: &Shutdown) -> SocketAddr {
         .unify()
         .and(playlist.or(segment));
     let stop = shutdown.clone();
-    let (addr, server) = warp::serve(routes)
-        .bind_with_graceful_shutdown(([127, 0, 0, 1], 0), async move { stop.wait().await });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("upstream binds a free port");
+    let addr = listener.local_addr().expect("bound address");
+    let server = warp::serve(routes)
+        .incoming(listener)
+        .graceful(async move { stop.wait().await })
+        .run();
     tokio::spawn(server);
     addr
 }
@@ -92,7 +98,7 @@ struct Setup {
 impl Setup {
     async fn start(mode: FaultMode) -> Setup {
         let shutdown = Shutdown::new();
-        let upstream = start_upstream(&shutdown);
+        let upstream = start_upstream(&shutdown).await;
         Setup::in_front_of(upstream, mode, shutdown).await
     }
 

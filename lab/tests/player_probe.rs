@@ -129,7 +129,7 @@ impl Drop for Server {
     }
 }
 
-fn serve(behaviour: Behaviour) -> Server {
+async fn serve(behaviour: Behaviour) -> Server {
     let stream = Arc::new(LiveStream {
         started: Instant::now(),
         behaviour,
@@ -139,8 +139,14 @@ fn serve(behaviour: Behaviour) -> Server {
     let routes = warp::path!("live" / String).map(move |name: String| stream.answer(&name));
     let stop = Shutdown::new();
     let stopped = stop.clone();
-    let (addr, server) = warp::serve(routes)
-        .bind_with_graceful_shutdown(([127, 0, 0, 1], 0), async move { stopped.wait().await });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("test server binds a free port");
+    let addr = listener.local_addr().expect("bound address");
+    let server = warp::serve(routes)
+        .incoming(listener)
+        .graceful(async move { stopped.wait().await })
+        .run();
     tokio::spawn(server);
     Server {
         playlist_url: format!("http://{addr}/live/playlist.m3u8"),
@@ -160,7 +166,7 @@ async fn probe(server: &Server, seconds: u64, demux: bool) -> ProbeReport {
 
 #[tokio::test]
 async fn a_healthy_stream_plays_without_a_hitch() {
-    let server = serve(Behaviour::Healthy);
+    let server = serve(Behaviour::Healthy).await;
     let report = probe(&server, 6, true).await;
     assert_eq!(report.stalls, 0, "{report:?}");
     assert_eq!(report.stall_ms, 0, "{report:?}");
@@ -184,7 +190,8 @@ async fn a_stream_that_stops_advancing_stalls_the_viewer() {
     let server = serve(Behaviour::Freeze {
         after: Duration::from_secs(1),
         pause: Duration::from_secs(4),
-    });
+    })
+    .await;
     let report = probe(&server, 8, false).await;
     assert!(report.stalls >= 1, "{report:?}");
     assert!(report.stall_ms > 0, "{report:?}");
@@ -194,7 +201,7 @@ async fn a_stream_that_stops_advancing_stalls_the_viewer() {
 
 #[tokio::test]
 async fn a_playlist_going_back_in_time_is_a_regression() {
-    let server = serve(Behaviour::RegressOnce { on_request: 3 });
+    let server = serve(Behaviour::RegressOnce { on_request: 3 }).await;
     let report = probe(&server, 4, false).await;
     assert!(report.playlist_regressions >= 1, "{report:?}");
     assert_eq!(report.failed_requests, 0, "{report:?}");
@@ -207,7 +214,8 @@ async fn a_missing_segment_is_a_failed_request() {
     let server = serve(Behaviour::Missing {
         first: FIRST_NEWEST + 1,
         last: FIRST_NEWEST + 2,
-    });
+    })
+    .await;
     let report = probe(&server, 4, false).await;
     assert!(report.failed_requests >= 1, "{report:?}");
     assert!(report.segments_played >= 3, "{report:?}");
@@ -228,7 +236,7 @@ async fn a_bad_url_is_refused_before_any_request() {
 
 #[tokio::test]
 async fn shutdown_ends_the_probe_early_with_a_report() {
-    let server = serve(Behaviour::Healthy);
+    let server = serve(Behaviour::Healthy).await;
     let shutdown = Shutdown::new();
     let mut config = ProbeConfig::new(server.playlist_url.clone());
     config.duration = Duration::from_secs(30);
@@ -248,7 +256,7 @@ async fn shutdown_ends_the_probe_early_with_a_report() {
 
 #[tokio::test]
 async fn the_cli_prints_a_json_report_or_one_error_line() {
-    let server = serve(Behaviour::Healthy);
+    let server = serve(Behaviour::Healthy).await;
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_probe"))
         .args(["--url", &server.playlist_url, "--duration", "2"])
         .env("RUST_LOG", "warn")

@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -73,7 +76,7 @@ pub async fn serve_on<F>(
         .map(|a| a.to_string())
         .unwrap_or_default();
     log::info!("{service} listening on http://{bound}");
-    let svc = warp::service(routes);
+    let svc = TowerToHyperService::new(warp::service(routes));
     let permits = Arc::new(Semaphore::new(listen.max_connections));
     let mut connections = JoinSet::new();
     let mut refused: u64 = 0;
@@ -141,21 +144,23 @@ async fn serve_connection<S>(
     stop: Shutdown,
 ) where
     S: hyper::service::Service<
-            hyper::Request<hyper::Body>,
-            Response = hyper::Response<hyper::Body>,
+            hyper::Request<hyper::body::Incoming>,
+            Response = warp::reply::Response,
             Error = Infallible,
         > + Send
         + 'static,
     S::Future: Send + 'static,
 {
     let activity = Activity::new();
-    let io = TrackedIo {
+    let io = TokioIo::new(TrackedIo {
         inner: stream,
         activity: activity.clone(),
-    };
-    let conn = hyper::server::conn::Http::new()
-        .http1_only(true)
-        .http1_header_read_timeout(limits.header_timeout)
+    });
+    // HTTP/1 only: this builder speaks nothing else. The header read timeout
+    // needs a timer to run on.
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
         .max_buf_size(MAX_HEADER_BYTES)
         .serve_connection(io, svc);
     tokio::pin!(conn);
@@ -209,7 +214,8 @@ impl Activity {
     }
 }
 
-/// A stream that records activity on every read and write.
+/// A stream that records activity on every read and write (hyper sees it
+/// through [`TokioIo`]).
 struct TrackedIo<T> {
     inner: T,
     activity: Activity,
