@@ -1,6 +1,8 @@
 //! The HTTP services, one module or folder each, in data-path order.
 //!
 //! - [`packager`]: serves the worker's output tree (server1 and server2).
+//! - [`delivery`]: how packagers and proxy answer media (types, caching,
+//!   CORS, Last-Modified, gzip playlists).
 //! - [`discovery`]: finds live signals and healthy packagers, reports them.
 //! - [`reporter`]: keeps the latest report per signal, with expiry, in memory
 //!   or in Redis; [`auth`] is the token that guards it.
@@ -13,6 +15,7 @@
 
 pub mod auth;
 pub mod console;
+pub mod delivery;
 pub mod discovery;
 pub mod origin;
 pub mod packager;

@@ -7,19 +7,15 @@ use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use warp::http::{HeaderValue, StatusCode};
+use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use crate::hls::{classify_media_file, is_valid_signal_name, MediaKind};
+use super::delivery::{accepts_gzip, media_response, Delivery};
+use crate::hls::{classify_media_file, is_valid_signal_name};
 use crate::service::config::ListenArgs;
 use crate::service::http::{self, allow_any_origin, json_error};
 use crate::service::shutdown::Shutdown;
-
-/// Playlists change every segment: caches must revalidate every time.
-pub const PLAYLIST_CACHE_CONTROL: &str = "no-cache, max-age=0";
-/// Segments never change once listed; a minute covers their time on disk.
-pub const SEGMENT_CACHE_CONTROL: &str = "public, max-age=60";
 
 /// Settings shared by server1 and server2 (each bin adds its own port).
 #[derive(Debug, Clone, clap::Args)]
@@ -62,10 +58,12 @@ pub fn routes(
     let root = Arc::new(root);
     let media = warp::path!(String / String)
         .and(warp::get().or(warp::head()).unify())
+        .and(warp::header::optional::<String>("accept-encoding"))
         .and(warp::any().map(move || root.clone()))
         .then(
-            move |signal: String, file: String, root: Arc<PathBuf>| async move {
-                serve_media(service, &root, &signal, &file).await
+            move |signal: String, file: String, encoding: Option<String>, root: Arc<PathBuf>| async move {
+                let gzip = accepts_gzip(encoding.as_deref());
+                serve_media(service, &root, &signal, &file, gzip).await
             },
         );
     http::healthcheck(service)
@@ -79,16 +77,28 @@ pub fn routes(
 
 /// Reads one playlist or segment; 404 for any name that is not a plain
 /// signal and media file name (so `..`, `%2e%2e`, `%2f`, `\` never reach the disk).
-async fn serve_media(service: &'static str, root: &Path, signal: &str, file: &str) -> Response {
+async fn serve_media(
+    service: &'static str,
+    root: &Path,
+    signal: &str,
+    file: &str,
+    gzip: bool,
+) -> Response {
     let kind = match (is_valid_signal_name(signal), classify_media_file(file)) {
         (true, Some(kind)) => kind,
         _ => return allow_any_origin(json_error(StatusCode::NOT_FOUND, "not found")),
     };
     let path = root.join(signal).join(file);
+    // The time is read before the bytes: a playlist rewritten in between is
+    // then never older than it claims.
+    let last_modified = tokio::fs::metadata(&path)
+        .await
+        .and_then(|m| m.modified())
+        .ok();
     match tokio::fs::read(&path).await {
         Ok(bytes) => {
             crate::service::metrics::count_bytes_served(service, kind, bytes.len());
-            media_response(kind, bytes.into())
+            media_response(kind, bytes.into(), Delivery { last_modified, gzip })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => allow_any_origin(json_error(
             StatusCode::NOT_FOUND,
@@ -102,25 +112,6 @@ async fn serve_media(service: &'static str, root: &Path, signal: &str, file: &st
             ))
         }
     }
-}
-
-/// A 200 answer for media bytes with the content type, caching and CORS
-/// headers players and CDNs expect. Shared with the proxy.
-pub fn media_response(kind: MediaKind, body: bytes::Bytes) -> Response {
-    let mut response = Response::new(body.into());
-    let headers = response.headers_mut();
-    headers.insert(
-        "content-type",
-        HeaderValue::from_static(kind.content_type()),
-    );
-    headers.insert(
-        "cache-control",
-        HeaderValue::from_static(match kind {
-            MediaKind::Playlist => PLAYLIST_CACHE_CONTROL,
-            MediaKind::Segment => SEGMENT_CACHE_CONTROL,
-        }),
-    );
-    allow_any_origin(response)
 }
 
 #[cfg(test)]
@@ -149,8 +140,29 @@ mod tests {
             res.headers()["content-type"],
             "application/vnd.apple.mpegurl"
         );
-        assert_eq!(res.headers()["cache-control"], PLAYLIST_CACHE_CONTROL);
+        assert_eq!(
+            res.headers()["cache-control"],
+            crate::net::delivery::PLAYLIST_CACHE_CONTROL
+        );
         assert_eq!(res.headers()["access-control-allow-origin"], "*");
+        assert!(res.headers().contains_key("last-modified"));
+        assert_eq!(res.body().as_ref(), b"#EXTM3U\n");
+        let res = warp::test::request()
+            .path("/live01/playlist.m3u8")
+            .header("accept-encoding", "gzip")
+            .reply(&api)
+            .await;
+        assert_eq!(res.headers()["content-encoding"], "gzip");
+        let mut plain = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(res.body().as_ref()), &mut plain)
+            .expect("valid gzip");
+        assert_eq!(plain, "#EXTM3U\n");
+        let res = warp::test::request()
+            .method("HEAD")
+            .path("/live01/playlist.m3u8")
+            .reply(&api)
+            .await;
+        assert_eq!(res.status(), 200, "HEAD is answered like GET");
         let res = warp::test::request()
             .path("/live01/segment000001.ts")
             .reply(&api)

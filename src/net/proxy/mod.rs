@@ -43,7 +43,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::hls::{classify_media_file, is_valid_signal_name, MediaKind, PLAYLIST_NAME};
-use crate::net::packager::media_response;
+use crate::net::delivery::{accepts_gzip, media_response, Delivery};
 use crate::service::config::{parse_base_url, parse_port, ListenArgs};
 use crate::service::http::{self, allow_any_origin, json_error, json_ok};
 use crate::service::metrics;
@@ -51,7 +51,7 @@ use crate::service::shutdown::Shutdown;
 use cache::SegmentCache;
 use failover::Switch;
 use request::Attempt;
-use signal::{lock, SignalState};
+use signal::{lock, ServedPlaylist, SignalState};
 
 /// Connecting to a packager must take well under a second (loopback or LAN).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
@@ -142,11 +142,13 @@ pub fn routes(proxy: Arc<Proxy>) -> impl Filter<Extract = (Response,), Error = I
         .and(with_proxy.clone())
         .map(|proxy: Arc<Proxy>| allow_any_origin(json_ok(&proxy.status())));
     let media = warp::path!(String / String)
-        .and(warp::get())
+        .and(warp::get().or(warp::head()).unify())
+        .and(warp::header::optional::<String>("accept-encoding"))
         .and(with_proxy)
         .then(
-            |signal: String, file: String, proxy: Arc<Proxy>| async move {
-                proxy.handle(&signal, &file).await
+            |signal: String, file: String, encoding: Option<String>, proxy: Arc<Proxy>| async move {
+                let gzip = accepts_gzip(encoding.as_deref());
+                proxy.handle(&signal, &file, gzip).await
             },
         );
     http::healthcheck("proxy")
@@ -176,21 +178,25 @@ impl Proxy {
         }
     }
 
-    /// Serves one playlist or segment request.
-    async fn handle(self: &Arc<Self>, signal: &str, file: &str) -> Response {
+    /// Serves one playlist or segment request (`gzip`: the viewer accepts
+    /// a compressed playlist).
+    async fn handle(self: &Arc<Self>, signal: &str, file: &str, gzip: bool) -> Response {
         let kind = match (is_valid_signal_name(signal), classify_media_file(file)) {
             (true, Some(kind)) => kind,
             _ => return Refusal::NotFound("not found".into()).into_response(),
         };
         let result = match kind {
-            MediaKind::Playlist if file == PLAYLIST_NAME => self.playlist(signal).await,
+            MediaKind::Playlist if file == PLAYLIST_NAME => self
+                .playlist(signal)
+                .await
+                .map(|p| (p.body, Some(p.last_modified))),
             MediaKind::Playlist => Err(Refusal::NotFound(format!("{signal}/{file} not found"))),
-            MediaKind::Segment => self.segment(signal, file).await,
+            MediaKind::Segment => self.segment(signal, file).await.map(|body| (body, None)),
         };
         match result {
-            Ok(body) => {
+            Ok((body, last_modified)) => {
                 metrics::count_bytes_served("proxy", kind, body.len());
-                media_response(kind, body)
+                media_response(kind, body, Delivery { last_modified, gzip })
             }
             Err(refusal) => refusal.into_response(),
         }
@@ -198,19 +204,19 @@ impl Proxy {
 
     /// A playlist: reused if fetched a moment ago, else from the best
     /// packager that gives one no older than what was served (see [`request`]).
-    async fn playlist(self: &Arc<Self>, signal: &str) -> Result<Bytes, Refusal> {
+    async fn playlist(self: &Arc<Self>, signal: &str) -> Result<ServedPlaylist, Refusal> {
         let state = self.signal_state(signal).await?;
         state.touch();
-        if let Some(body) = state.reusable_playlist() {
-            return Ok(body);
+        if let Some(served) = state.reusable_playlist() {
+            return Ok(served);
         }
         let mut attempt = Attempt::new(self, signal, &state);
         while let Some(upstream) = attempt.pick_upstream() {
             let url = upstream.url(&format!("{signal}/{PLAYLIST_NAME}"));
             match upstream::fetch_playlist(&self.client, &url, upstream.budget).await {
-                Ok((body, facts)) => {
-                    if attempt.admit_playlist(&upstream, &body, &facts) {
-                        return Ok(body);
+                Ok(fetched) => {
+                    if let Some(served) = attempt.admit_playlist(&upstream, fetched) {
+                        return Ok(served);
                     }
                 }
                 Err(e) => attempt.fetch_failed(&upstream, &e),

@@ -17,14 +17,12 @@
 //!
 //! [`Failover`]: super::failover::Failover
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-
-use super::signal::SignalState;
-use super::upstream::{Budget, FetchError};
+use super::signal::{ServedPlaylist, SignalState};
+use super::upstream::{Budget, FetchError, FetchedPlaylist};
 use super::{Proxy, Refusal, BODY_TARGETS, FIRST_BYTE_TARGETS};
-use crate::hls::{PlaylistFacts, PLAYLIST_NAME};
+use crate::hls::PLAYLIST_NAME;
 use crate::service::metrics;
 
 /// A packager picked for one try: its base URL and the budget for the fetch.
@@ -111,29 +109,34 @@ impl<'a> Attempt<'a> {
     pub fn admit_playlist(
         &mut self,
         upstream: &Upstream,
-        body: &Bytes,
-        facts: &PlaylistFacts,
-    ) -> bool {
-        let admitted = self
+        fetched: FetchedPlaylist,
+    ) -> Option<ServedPlaylist> {
+        let now = Instant::now();
+        if !self
             .state
-            .observe_and_admit(&upstream.base, facts, Instant::now());
-        if admitted {
-            self.state.remember_playlist(body.clone(), Instant::now());
-        } else {
+            .observe_and_admit(&upstream.base, &fetched.facts, now)
+        {
             log::debug!(
                 "Signal '{}': {} is behind what was served; trying another",
                 self.signal,
                 upstream.base
             );
+            return None;
         }
-        admitted
+        let served = ServedPlaylist {
+            body: fetched.body,
+            fetched: now,
+            last_modified: fetched.last_modified.unwrap_or_else(SystemTime::now),
+        };
+        self.state.remember_playlist(served.clone());
+        Some(served)
     }
 
     /// Decision 4, nobody gave a playlist: the last good copy while it is at
     /// most one target duration old (a viewer reloading finds nothing new,
     /// which players ride out), else 502.
-    pub fn playlist_exhausted(self) -> Result<Bytes, Refusal> {
-        if let Some(body) = self.state.last_good_within_target() {
+    pub fn playlist_exhausted(self) -> Result<ServedPlaylist, Refusal> {
+        if let Some(served) = self.state.last_good_within_target() {
             log::warn!(
                 "Signal '{}': no packager answered, serving the last good playlist",
                 self.signal
@@ -141,7 +144,7 @@ impl<'a> Attempt<'a> {
             metrics::PROXY_FALLBACK_PLAYLISTS
                 .with_label_values(&[self.signal])
                 .inc();
-            return Ok(body);
+            return Ok(served);
         }
         Err(Refusal::Unavailable(format!(
             "no packager could serve {}/{PLAYLIST_NAME}",

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -26,11 +26,21 @@ pub struct SwitchRecord {
     pub switch: Switch,
 }
 
+/// A playlist as served to viewers.
+#[derive(Debug, Clone)]
+pub struct ServedPlaylist {
+    pub body: Bytes,
+    /// When the proxy fetched it.
+    pub fetched: Instant,
+    /// When it last changed upstream (its `Last-Modified`), else when fetched.
+    pub last_modified: SystemTime,
+}
+
 /// One served signal.
 pub struct SignalState {
     failover: Mutex<Failover>,
-    /// The last playlist served, and when it was fetched.
-    last_good: Mutex<Option<(Bytes, Instant)>>,
+    /// The last playlist served.
+    last_good: Mutex<Option<ServedPlaylist>>,
     /// When a viewer last asked for the playlist (an idle signal is dropped).
     last_request: Mutex<Instant>,
     /// When the origin last confirmed the routes.
@@ -113,26 +123,26 @@ impl SignalState {
         lock(&self.last_request).elapsed()
     }
 
-    pub fn remember_playlist(&self, body: Bytes, fetched: Instant) {
-        *lock(&self.last_good) = Some((body, fetched));
+    pub fn remember_playlist(&self, served: ServedPlaylist) {
+        *lock(&self.last_good) = Some(served);
     }
 
     /// The last served playlist if it was fetched within [`PLAYLIST_REUSE`]:
     /// viewers asking at the same moment share one upstream fetch.
-    pub fn reusable_playlist(&self) -> Option<Bytes> {
+    pub fn reusable_playlist(&self) -> Option<ServedPlaylist> {
         lock(&self.last_good)
             .as_ref()
-            .filter(|(_, at)| at.elapsed() < PLAYLIST_REUSE)
-            .map(|(body, _)| body.clone())
+            .filter(|p| p.fetched.elapsed() < PLAYLIST_REUSE)
+            .cloned()
     }
 
     /// The last served playlist while it is at most one target duration old.
-    pub fn last_good_within_target(&self) -> Option<Bytes> {
+    pub fn last_good_within_target(&self) -> Option<ServedPlaylist> {
         let target = self.target_duration();
         lock(&self.last_good)
             .as_ref()
-            .filter(|(_, at)| at.elapsed() <= target)
-            .map(|(body, _)| body.clone())
+            .filter(|p| p.fetched.elapsed() <= target)
+            .cloned()
     }
 
     pub fn record_switch(&self, at: String, switch: Switch) {

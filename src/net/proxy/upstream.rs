@@ -3,11 +3,12 @@
 //! connection, no headers within the first-byte budget, a non-2xx status, a
 //! body that stalls or ends short, or content that is not what was asked for.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
 use crate::hls::{is_complete_transport_stream, PlaylistFacts};
+use crate::net::delivery::parse_http_date;
 use crate::service::http::root_cause;
 
 /// Why a fetch from a packager failed.
@@ -55,12 +56,22 @@ pub struct Budget {
     pub body: Duration,
 }
 
-/// GETs `url` within `budget` and returns the whole body.
+/// A playlist as a packager gave it.
+#[derive(Debug, Clone)]
+pub struct FetchedPlaylist {
+    pub body: Bytes,
+    pub facts: PlaylistFacts,
+    /// The packager's `Last-Modified`: when the worker last wrote it.
+    pub last_modified: Option<SystemTime>,
+}
+
+/// GETs `url` within `budget` and returns the whole body and the time the
+/// upstream says it last changed.
 pub async fn fetch(
     client: &reqwest::Client,
     url: &str,
     budget: Budget,
-) -> Result<Bytes, FetchError> {
+) -> Result<(Bytes, Option<SystemTime>), FetchError> {
     let response = tokio::time::timeout(budget.first_byte, client.get(url).send())
         .await
         .map_err(|_| FetchError::FirstByteTimeout(budget.first_byte.as_millis() as u64))?
@@ -76,6 +87,11 @@ pub async fn fetch(
         return Err(FetchError::Status(status.as_u16()));
     }
     let expected = response.content_length();
+    let last_modified = response
+        .headers()
+        .get(reqwest::header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_http_date);
     let body = tokio::time::timeout(budget.body, response.bytes())
         .await
         .map_err(|_| FetchError::BodyTimeout(budget.body.as_millis() as u64))?
@@ -88,7 +104,7 @@ pub async fn fetch(
             )));
         }
     }
-    Ok(body)
+    Ok((body, last_modified))
 }
 
 /// Fetches and parses a media playlist.
@@ -96,10 +112,14 @@ pub async fn fetch_playlist(
     client: &reqwest::Client,
     url: &str,
     budget: Budget,
-) -> Result<(Bytes, PlaylistFacts), FetchError> {
-    let body = fetch(client, url, budget).await?;
+) -> Result<FetchedPlaylist, FetchError> {
+    let (body, last_modified) = fetch(client, url, budget).await?;
     let facts = PlaylistFacts::parse(&body).map_err(|e| FetchError::Invalid(e.to_string()))?;
-    Ok((body, facts))
+    Ok(FetchedPlaylist {
+        body,
+        facts,
+        last_modified,
+    })
 }
 
 /// Fetches a segment and checks it is whole MPEG-TS.
@@ -108,7 +128,7 @@ pub async fn fetch_segment(
     url: &str,
     budget: Budget,
 ) -> Result<Bytes, FetchError> {
-    let body = fetch(client, url, budget).await?;
+    let (body, _) = fetch(client, url, budget).await?;
     if !is_complete_transport_stream(&body) {
         return Err(FetchError::Invalid(format!(
             "{} bytes are not whole MPEG-TS packets",

@@ -102,7 +102,7 @@ impl Proxy {
             });
             for (base, result) in futures_util::future::join_all(polls).await {
                 match result {
-                    Ok((_, facts)) => state.observe_playlist(&base, &facts, Instant::now()),
+                    Ok(fetched) => state.observe_playlist(&base, &fetched.facts, Instant::now()),
                     Err(e) => {
                         log::debug!("Signal '{signal}': poll of {base} failed: {e}");
                         state.observe_failure(&base, &e.to_string());
