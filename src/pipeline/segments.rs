@@ -117,7 +117,7 @@ impl Segments {
         hls.connect("delete-fragment", false, |_| None);
         let dir = self.dir.clone();
         let signal = self.signal.clone();
-        hls.connect("get-fragment-stream", false, move |_| {
+        hls.connect("get-fragment-stream", false, move |values| {
             let Ok(mut open) = open.lock() else {
                 return None;
             };
@@ -136,7 +136,23 @@ impl Segments {
                 }
                 Err(e) => {
                     log::error!("Signal '{signal}': cannot create {}: {e}", path.display());
-                    None
+                    // The error on the bus makes the runner restart the
+                    // pipeline. hlssink2 still needs a stream: a bare None
+                    // aborts the process, and a NULL stream stalls the
+                    // pipeline without an error, so the fragment goes to
+                    // memory and is never listed (its name is not queued).
+                    if let Some(hls) = values.first().and_then(|v| v.get::<gst::Element>().ok()) {
+                        gst::element_error!(
+                            hls,
+                            gst::ResourceError::OpenWrite,
+                            ("cannot create {}: {e}", path.display())
+                        );
+                    }
+                    Some(
+                        gio::MemoryOutputStream::new_resizable()
+                            .upcast::<gio::OutputStream>()
+                            .to_value(),
+                    )
                 }
             }
         });
