@@ -61,16 +61,20 @@ status *args:
 console *args:
     cargo run {{cargo_profile}} -q --bin console -- {{args}}
 
-# Run the worker's pipeline description with gst-launch-1.0 to debug it.
-pipeline file="input/live01.mp4" audio="yes":
+# Run exactly the worker's pipeline for one input with gst-launch-1.0, to debug it:
+# the line `worker --print-pipeline` prints (the worker's settings come from the
+# same flags and environment). Plays the input once; the worker alone loops it.
+pipeline file="input/live01.mp4":
     #!/usr/bin/env bash
     set -euo pipefail
-    desc=pipelines/worker-audio-video.gst
-    [ "{{audio}}" = "yes" ] || desc=pipelines/worker-video.gst
-    mkdir -p output/live01
-    line=$(grep -v '^#' "$desc" | tr '\n' ' ' | sed "s|location=input/live01.mp4|location={{file}}|")
+    signal=$(basename "{{file}}" .mp4)
+    printed=$(cargo run {{cargo_profile}} -q --bin worker -- --print-pipeline --input "$(dirname "{{file}}")" --output output)
+    line=$(printf '%s\n' "$printed" | awk -v c="# $signal: " 'index($0, c) == 1 { getline; print; exit }')
+    [ -n "$line" ] || { echo "worker --print-pipeline printed no pipeline for $signal" >&2; exit 1; }
+    printf '%s\n' "$printed" | grep -F "# $signal: "
+    mkdir -p "output/$signal"
     echo "gst-launch-1.0 -e $line"
-    eval gst-launch-1.0 -e $line
+    eval gst-launch-1.0 -e "$line"
 
 # The whole stack under random faults for a while (default 30 min) with the player probe attached.
 bench-soak *args:

@@ -4,10 +4,16 @@ use nonstop_lab::support as common;
 
 use std::time::Duration;
 
-use common::{bin, first_video_pts, make_input, wait_for, Service};
+use common::{bin, first_video_pts, get, make_input, wait_for, Service};
+use gstreamer as gst;
+use gstreamer::prelude::*;
 use nonstop::hls::PlaylistFacts;
 
 fn worker(dir: &std::path::Path, extra: &[&str]) -> Service {
+    worker_on(dir, common::free_port(), extra)
+}
+
+fn worker_on(dir: &std::path::Path, metrics_port: u16, extra: &[&str]) -> Service {
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).expect("mkdir");
     let mut args = vec![
@@ -18,7 +24,7 @@ fn worker(dir: &std::path::Path, extra: &[&str]) -> Service {
         "--segment-seconds".to_string(),
         "1".to_string(),
         "--metrics-port".to_string(),
-        common::free_port().to_string(),
+        metrics_port.to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     Service::start("worker", &bin("worker"), &args, &[], &logs)
@@ -196,4 +202,125 @@ fn help_describes_every_setting() {
     ] {
         assert!(text.contains(flag), "{flag} missing from --help:\n{text}");
     }
+}
+
+/// The worker's healthcheck: status code and JSON body.
+fn health(port: u16) -> Option<(u16, serde_json::Value)> {
+    let (status, body) = get(&format!("http://127.0.0.1:{port}/healthcheck"))?;
+    Some((status, serde_json::from_slice(&body).ok()?))
+}
+
+#[test]
+fn healthcheck_is_503_while_a_signal_retries_and_200_once_it_runs_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("input")).expect("mkdir");
+    make_input(&dir.path().join("input/live01.mp4"), 2, false);
+    let port = common::free_port();
+    let mut w = worker_on(dir.path(), port, &[]);
+    let out = dir.path().join("output/live01");
+
+    wait_for(Duration::from_secs(30), "the first playlist", || {
+        playlist(dir.path())
+    });
+    let (_, body) = wait_for(Duration::from_secs(10), "healthcheck 200", || {
+        health(port).filter(|(status, _)| *status == 200)
+    });
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(body["service"], "worker", "{body}");
+    assert_eq!(body["signals"]["live01"], "running", "{body}");
+
+    // A file where the signal's folder was: no segment or playlist can be
+    // written (even as root), so the pipeline fails and restarts with backoff.
+    std::fs::remove_dir_all(&out).expect("remove the output folder");
+    std::fs::write(&out, b"in the way").expect("write a file in its place");
+    let (_, body) = wait_for(Duration::from_secs(30), "healthcheck 503 retrying", || {
+        health(port)
+            .filter(|(status, body)| *status == 503 && body["signals"]["live01"] == "retrying")
+    });
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["service"], "worker", "{body}");
+    let log = w.log_text();
+    assert!(log.contains("Signal 'live01' pipeline failed"), "{log}");
+
+    // The folder back: the next restart runs again.
+    std::fs::remove_file(&out).expect("remove the file");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let (_, body) = wait_for(Duration::from_secs(40), "healthcheck 200 again", || {
+        health(port).filter(|(status, _)| *status == 200)
+    });
+    assert_eq!(body["signals"]["live01"], "running", "{body}");
+    assert!(playlist(dir.path()).is_some(), "a playlist after recovery");
+
+    w.signal("TERM");
+    assert_eq!(
+        w.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        w.log_text()
+    );
+}
+
+#[test]
+fn print_pipeline_prints_the_line_gst_launch_runs_and_encodes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    make_input(&input.join("live01.mp4"), 1, true);
+    let output = dir.path().join("output");
+    let run = std::process::Command::new(bin("worker"))
+        .args([
+            "--print-pipeline",
+            "--video-kbps",
+            "777",
+            "--segment-seconds",
+            "3",
+        ])
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        !output.exists(),
+        "--print-pipeline wrote {}",
+        output.display()
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("# live01: "), "{text}");
+    assert!(lines[0].contains("segment seeks"), "{text}");
+
+    common::init_gst();
+    let pipeline = gst::parse::launch(lines[1])
+        .unwrap_or_else(|e| panic!("{e}: {}", lines[1]))
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+    let element = |n: &str| pipeline.by_name(n).unwrap_or_else(|| panic!("{n}: {text}"));
+    assert_eq!(
+        element("source").property::<Option<String>>("location"),
+        Some(input.join("live01.mp4").display().to_string())
+    );
+    assert_eq!(element("video_encoder").property::<u32>("bitrate"), 777);
+    assert!(
+        pipeline.by_name("audio_encoder").is_some(),
+        "the input has audio: {text}"
+    );
+    let hls = element("hls");
+    assert_eq!(hls.property::<u32>("target-duration"), 3);
+    assert_eq!(
+        hls.property::<Option<String>>("location"),
+        Some(output.join("live01/segment%05d.ts").display().to_string())
+    );
+    // As gst-launch-1.0 reaches hlssink2's splitmuxsink: 40 ms below 3 s.
+    assert!(
+        lines[1].contains("splitmuxsink0::max-size-time=2960000000"),
+        "{text}"
+    );
 }

@@ -1,10 +1,53 @@
-//! The worker's pipeline descriptions, kept in `pipelines/` so that
-//! `gst-launch-1.0` runs the very text the worker loads.
+//! The worker's pipeline as one launch line: the description kept in
+//! `pipelines/` with the settings written into it. The worker parses this line
+//! and `worker --print-pipeline` prints it, so `gst-launch-1.0 -e` runs the
+//! very pipeline the worker runs, less what only the worker adds at run time
+//! ([`RUN_TIME_ADDITIONS`]).
+//!
+//! ```text
+//! pipelines/worker-*.gst --launch_line--+
+//!                                       +--effective_line--> gst::parse::launch   (worker)
+//! Input + folder + EncodeSettings ------+                \-> worker --print-pipeline -> gst-launch-1.0 -e
+//! ```
+
+use std::path::Path;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use super::input::Input;
+use super::settings::EncodeSettings;
 
 /// Video-only input: `filesrc -> decodebin -> x264enc -> hlssink2`.
 pub const VIDEO_ONLY: &str = include_str!("../../pipelines/worker-video.gst");
 /// Input with audio: the video branch plus `audioconvert -> avenc_aac`.
 pub const AUDIO_VIDEO: &str = include_str!("../../pipelines/worker-audio-video.gst");
+
+/// The `filesrc` reading the input.
+pub const SOURCE: &str = "source";
+/// The queue at the head of the video branch, right after the decoder.
+pub const VIDEO_QUEUE: &str = "video_queue";
+/// The queue at the head of the audio branch, right after the decoder.
+pub const AUDIO_QUEUE: &str = "audio_queue";
+/// The x264enc.
+pub const VIDEO_ENCODER: &str = "video_encoder";
+/// The hlssink2.
+pub const HLS: &str = "hls";
+/// The name GStreamer gives hlssink2's inner splitmuxsink in a fresh process
+/// (the first one made): how gst-launch reaches it with the child proxy syntax.
+pub const SPLIT_CHILD: &str = "splitmuxsink0";
+/// x264enc's `key-int-max`: keyframes come on request at segment boundaries
+/// (hlssink2 asks for them), not on a fixed cadence.
+pub const KEY_INT_MAX: u32 = 100_000;
+/// hlssink2's own segment names, used when gst-launch runs the line (the
+/// worker names segments itself through `get-fragment-stream`).
+pub const SEGMENT_PATTERN: &str = "segment%05d.ts";
+
+/// What the worker adds to the launch line at run time, printed with it.
+pub const RUN_TIME_ADDITIONS: &str = "the worker adds at run time: looping by segment seeks \
+with one continuous timeline after the decoder (so gst-launch plays the input once), its own \
+segment names (segmentNNNNNN.ts) and live playlist via hlssink2's fragment streams (so \
+gst-launch writes hlssink2's own playlist, which ends with EXT-X-ENDLIST)";
 
 /// The description for an input, with or without its audio branch.
 pub fn for_input(has_audio: bool) -> &'static str {
@@ -26,26 +69,262 @@ pub fn launch_line(description: &str) -> String {
         .join(" ")
 }
 
+/// The properties the settings give the named elements, as (element,
+/// property, launch-syntax value), in the order they are written.
+pub fn properties(
+    input: &Input,
+    dir: &Path,
+    settings: &EncodeSettings,
+) -> Vec<(&'static str, String, String)> {
+    let path = |p: &Path| quoted(&p.to_string_lossy());
+    vec![
+        (SOURCE, "location".into(), path(&input.path)),
+        (
+            VIDEO_ENCODER,
+            "bitrate".into(),
+            settings.video_kbps.to_string(),
+        ),
+        (VIDEO_ENCODER, "key-int-max".into(), KEY_INT_MAX.to_string()),
+        (
+            HLS,
+            "target-duration".into(),
+            settings.segment_seconds.to_string(),
+        ),
+        (
+            HLS,
+            "playlist-length".into(),
+            settings.playlist_length.to_string(),
+        ),
+        // The worker deletes old fragments itself, after the retention.
+        (HLS, "max-files".into(), "0".into()),
+        (HLS, "location".into(), path(&dir.join(SEGMENT_PATTERN))),
+        (
+            HLS,
+            "playlist-location".into(),
+            path(&dir.join(crate::hls::PLAYLIST_NAME)),
+        ),
+        // After target-duration, which also sets it (to the whole duration).
+        (
+            HLS,
+            format!("{SPLIT_CHILD}::max-size-time"),
+            (settings.split_at().as_nanos() as u64).to_string(),
+        ),
+    ]
+}
+
+/// The one launch line of `input`'s pipeline writing into `dir`: the
+/// description with [`properties`] written into its named elements.
+pub fn effective_line(input: &Input, dir: &Path, settings: &EncodeSettings) -> String {
+    let mut tokens = tokens(&launch_line(for_input(input.has_audio)));
+    for (element, property, value) in properties(input, dir, settings) {
+        set_property(&mut tokens, element, &property, &value);
+    }
+    tokens.join(" ")
+}
+
+/// Applies the line's splitmuxsink property to hlssink2's inner splitmuxsink
+/// whatever its name: GStreamer numbers those children per process, so in
+/// the worker (several signals, restarts) it is often not [`SPLIT_CHILD`]
+/// and gst-parse leaves the line's child property unset.
+pub fn settle_split_child(hls: &gst::Element, settings: &EncodeSettings) -> bool {
+    let Some(bin) = hls.downcast_ref::<gst::Bin>() else {
+        return false;
+    };
+    let mut found = false;
+    for child in bin.iterate_elements().into_iter().flatten() {
+        if child.factory().is_some_and(|f| f.name() == "splitmuxsink") {
+            child.set_property("max-size-time", settings.split_at().as_nanos() as u64);
+            found = true;
+        }
+    }
+    found
+}
+
+/// A string value in launch syntax: double-quoted, `\` and `"` escaped, so
+/// paths with spaces survive.
+fn quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Splits a launch line on white space outside double quotes.
+fn tokens(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let (mut in_quotes, mut escaped) = (false, false);
+    for c in line.chars() {
+        if escaped {
+            current.push(c);
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => {
+                escaped = true;
+                current.push(c);
+            }
+            '"' => {
+                in_quotes = !in_quotes;
+                current.push(c);
+            }
+            c if c.is_whitespace() && !in_quotes => {
+                if !current.is_empty() {
+                    out.push(std::mem::take(&mut current));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// The property name of a `key=value` token, if it is one.
+fn property_key(token: &str) -> Option<&str> {
+    let (key, _) = token.split_once('=')?;
+    let is_key = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == ':');
+    is_key.then_some(key)
+}
+
+/// Sets `property=value` on the element named `element`: replaces the
+/// description's value, or adds it after the element's last property.
+/// An element missing from the description is left for the parse to report
+/// (the worker looks every named element up after parsing).
+fn set_property(tokens: &mut Vec<String>, element: &str, property: &str, value: &str) {
+    let name = format!("name={element}");
+    let Some(at) = tokens.iter().position(|t| *t == name) else {
+        return;
+    };
+    let mut end = at + 1;
+    while end < tokens.len() && property_key(&tokens[end]).is_some() {
+        end += 1;
+    }
+    let assignment = format!("{property}={value}");
+    match (at + 1..end).find(|&i| property_key(&tokens[i]) == Some(property)) {
+        Some(i) => tokens[i] = assignment,
+        None => tokens.insert(end, assignment),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    fn input(path: &str, has_audio: bool) -> Input {
+        Input {
+            signal: "live01".into(),
+            path: PathBuf::from(path),
+            has_audio,
+            duration: None,
+            size: (320, 240),
+        }
+    }
 
     #[test]
     fn launch_lines_keep_the_elements_the_worker_configures() {
         for text in [VIDEO_ONLY, AUDIO_VIDEO] {
             let line = launch_line(text);
             assert!(!line.contains('#'));
-            for name in [
-                "name=source",
-                "name=hls",
-                "name=video_encoder",
-                "clocksync",
-                "hlssink2",
-            ] {
-                assert!(line.contains(name), "{name} missing in {line}");
+            for name in [SOURCE, HLS, VIDEO_ENCODER, VIDEO_QUEUE] {
+                assert!(
+                    line.contains(&format!("name={name}")),
+                    "{name} missing in {line}"
+                );
             }
+            assert!(line.contains("clocksync") && line.contains("hlssink2"));
         }
         assert!(launch_line(AUDIO_VIDEO).contains("avenc_aac"));
+        assert!(launch_line(AUDIO_VIDEO).contains(&format!("name={AUDIO_QUEUE}")));
         assert!(!launch_line(VIDEO_ONLY).contains("audio"));
+    }
+
+    #[test]
+    fn the_effective_line_parses_and_carries_every_setting() {
+        gst::init().expect("gst init");
+        let settings = EncodeSettings {
+            segment_seconds: 3,
+            playlist_length: 7,
+            retained_segments: 4,
+            video_kbps: 2345,
+        };
+        let dir = PathBuf::from("/tmp/out dir/live01");
+        for has_audio in [false, true] {
+            let input = input("/tmp/in put/live01.mp4", has_audio);
+            let line = effective_line(&input, &dir, &settings);
+            assert!(!line.contains('\n'), "{line}");
+            // The value gst-launch gives the splitmuxsink of a fresh process.
+            let split_ns = settings.split_at().as_nanos() as u64;
+            assert!(
+                line.contains(&format!("{SPLIT_CHILD}::max-size-time={split_ns}")),
+                "{line}"
+            );
+            let pipeline = gst::parse::launch(&line)
+                .unwrap_or_else(|e| panic!("{line}: {e}"))
+                .downcast::<gst::Pipeline>()
+                .expect("a pipeline");
+            let element = |n: &str| {
+                pipeline
+                    .by_name(n)
+                    .unwrap_or_else(|| panic!("{n} in {line}"))
+            };
+            assert_eq!(
+                element(SOURCE)
+                    .property::<Option<String>>("location")
+                    .as_deref(),
+                Some("/tmp/in put/live01.mp4")
+            );
+            let encoder = element(VIDEO_ENCODER);
+            assert_eq!(encoder.property::<u32>("bitrate"), 2345);
+            assert_eq!(encoder.property::<u32>("key-int-max"), KEY_INT_MAX);
+            let hls = element(HLS);
+            assert_eq!(hls.property::<u32>("target-duration"), 3);
+            assert_eq!(hls.property::<u32>("playlist-length"), 7);
+            assert_eq!(hls.property::<u32>("max-files"), 0);
+            assert_eq!(
+                hls.property::<Option<String>>("location").as_deref(),
+                Some("/tmp/out dir/live01/segment%05d.ts")
+            );
+            assert_eq!(pipeline.by_name(AUDIO_QUEUE).is_some(), has_audio);
+            // Whatever this child is called in this process, the worker's
+            // settle step gives it the line's value.
+            assert!(settle_split_child(&hls, &settings));
+            let bin = hls.downcast_ref::<gst::Bin>().expect("hlssink2 is a bin");
+            let split = bin
+                .iterate_elements()
+                .into_iter()
+                .flatten()
+                .find(|c| c.factory().is_some_and(|f| f.name() == "splitmuxsink"))
+                .expect("hlssink2 holds a splitmuxsink");
+            assert_eq!(split.property::<u64>("max-size-time"), split_ns);
+        }
+    }
+
+    #[test]
+    fn settings_replace_the_description_values_instead_of_adding_duplicates() {
+        let line = effective_line(
+            &input("in.mp4", false),
+            Path::new("out"),
+            &EncodeSettings::default(),
+        );
+        for key in [
+            "bitrate=",
+            "key-int-max=",
+            "target-duration=",
+            "max-files=",
+            "playlist-location=",
+        ] {
+            assert_eq!(
+                line.matches(&format!(" {key}")).count(),
+                1,
+                "{key} in {line}"
+            );
+        }
+        assert_eq!(line.matches(" location=").count(), 2, "{line}");
+        assert!(!line.contains("input/live01.mp4"), "{line}");
     }
 }

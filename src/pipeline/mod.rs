@@ -1,16 +1,25 @@
 //! Media: the worker's GStreamer pipelines.
 //!
 //! - [`input`]: finds `<signal>.mp4` inputs and checks them with the discoverer.
-//! - [`description`]: the pipeline texts from `pipelines/`, shared with gst-launch.
-//! - [`signal`]: one signal's pipeline, looped seamlessly, restarted with backoff.
-//! - [`playlist`]: the rolling live playlist the worker writes (m3u8-rs).
+//! - [`settings`]: what the operator configured ([`settings::EncodeSettings`]), immutable.
+//! - [`description`]: the pipeline texts from `pipelines/` and the one launch
+//!   line the worker parses and `worker --print-pipeline` prints.
+//! - [`signal`]: one signal's runner: run, restart with backoff, status.
+//! - [`looping`]: endless input by segment seeks, one continuous timeline.
+//! - [`segments`]: our segment files and the atomically written live playlist.
+//! - [`playlist`]: the rolling live playlist itself (m3u8-rs, no I/O).
+//! - [`health`]: the signals' statuses, shared with `GET /healthcheck`.
 //! - [`worker`]: runs every signal of the input folder until shutdown.
 //!
 //! Shared pieces come from [`crate::hls`] (names, playlist facts) and
 //! [`crate::service`] (config, metrics, shutdown); never from [`crate::net`].
 
 pub mod description;
+pub mod health;
 pub mod input;
+pub mod looping;
 pub mod playlist;
+pub mod segments;
+pub mod settings;
 pub mod signal;
 pub mod worker;

@@ -1,16 +1,23 @@
 //! The worker: one live signal per `<name>.mp4` in INPUT_STREAM_PATH, each on
 //! its own thread with its own pipeline, written to OUTPUT_STREAM_PATH/<name>/.
 //! A failing signal restarts alone; SIGINT/SIGTERM stop them all.
+//! `GET /healthcheck` on WORKER_METRICS_PORT answers from the signals'
+//! statuses; `--print-pipeline` prints each signal's launch line instead of
+//! encoding.
 
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
+use super::description;
+use super::health::SignalHealth;
 use super::input::{self, Input, InputError};
-use super::signal::{
-    EncodeSettings, SignalRunner, DEFAULT_PLAYLIST_LENGTH, DEFAULT_RETAINED_SEGMENTS,
-    DEFAULT_SEGMENT_SECONDS, DEFAULT_VIDEO_KBPS,
+use super::segments::signal_dir;
+use super::settings::{
+    EncodeSettings, DEFAULT_PLAYLIST_LENGTH, DEFAULT_RETAINED_SEGMENTS, DEFAULT_SEGMENT_SECONDS,
+    DEFAULT_VIDEO_KBPS,
 };
+use super::signal::SignalRunner;
 use crate::service::shutdown::Shutdown;
 
 /// Encodes every INPUT_STREAM_PATH/<signal>.mp4 into a live HLS stream, looping it forever.
@@ -38,6 +45,10 @@ pub struct WorkerConfig {
     /// Port of the worker's `/metrics` and `/healthcheck`.
     #[arg(long, env = "WORKER_METRICS_PORT", default_value = "9100", value_parser = crate::service::config::parse_port)]
     pub metrics_port: u16,
+    /// Print each signal's pipeline as a gst-launch-1.0 line (the very line the
+    /// worker parses) and exit without encoding.
+    #[arg(long)]
+    pub print_pipeline: bool,
     #[command(flatten)]
     pub listen: crate::service::config::ListenArgs,
 }
@@ -64,7 +75,7 @@ pub enum WorkerError {
 }
 
 impl WorkerConfig {
-    fn settings(&self) -> EncodeSettings {
+    pub fn settings(&self) -> EncodeSettings {
         EncodeSettings {
             segment_seconds: self.segment_seconds,
             playlist_length: self.playlist_length,
@@ -86,11 +97,16 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), WorkerE
     check_writable(&config.output)?;
     // Bind the metrics port before encoding, so a busy port fails fast.
     let listener = crate::service::server::bind(&config.listen, config.metrics_port).await?;
+    let health = SignalHealth::default();
     let metrics = tokio::spawn({
         let listen = config.listen.clone();
         let stop = shutdown.clone();
+        let health = health.clone();
         async move {
-            let routes = crate::service::metrics::standalone_routes("worker");
+            let routes = crate::service::metrics::standalone_routes_with(
+                "worker",
+                super::health::route("worker", health),
+            );
             crate::service::server::serve_on("worker", listener, &listen, routes, stop).await
         }
     });
@@ -114,8 +130,9 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), WorkerE
             }
         );
         let signal = input.signal.clone();
-        let mut runner = SignalRunner::new(input, &config.output, config.settings())
-            .map_err(|e| WorkerError::Signal(signal.clone(), e))?;
+        let mut runner =
+            SignalRunner::new(input, &config.output, config.settings(), health.clone())
+                .map_err(|e| WorkerError::Signal(signal.clone(), e))?;
         let stop = shutdown.clone();
         let thread = std::thread::Builder::new()
             .name(format!("signal-{signal}"))
@@ -136,6 +153,30 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), WorkerE
     Ok(())
 }
 
+/// What `worker --print-pipeline` prints, after checking the inputs as a
+/// start would; writes nothing.
+pub fn printed_pipelines(config: &WorkerConfig) -> Result<String, WorkerError> {
+    let inputs = check_inputs(&config.input)?;
+    Ok(pipelines_text(&inputs, &config.output, &config.settings()))
+}
+
+/// For each input, a comment naming the signal and what only the worker adds
+/// at run time, then the launch line the worker parses for it (the same
+/// function as [`SignalRunner::launch_line`]), ready for `gst-launch-1.0 -e`.
+fn pipelines_text(inputs: &[Input], output: &Path, settings: &EncodeSettings) -> String {
+    let mut text = String::new();
+    for input in inputs {
+        let dir = signal_dir(output, &input.signal);
+        text.push_str(&format!(
+            "# {}: {}\n{}\n",
+            input.signal,
+            description::RUN_TIME_ADDITIONS,
+            description::effective_line(input, &dir, settings)
+        ));
+    }
+    text
+}
+
 fn check_inputs(folder: &Path) -> Result<Vec<Input>, InputError> {
     input::list(folder)?
         .iter()
@@ -149,4 +190,47 @@ fn check_writable(output: &Path) -> Result<(), WorkerError> {
     std::fs::write(&probe, b"ok").map_err(|e| WorkerError::Output(output.to_path_buf(), e))?;
     let _ = std::fs::remove_file(probe);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_line_is_the_line_the_runner_parses() {
+        let output = tempfile::tempdir().expect("tempdir");
+        let settings = EncodeSettings {
+            segment_seconds: 1,
+            video_kbps: 900,
+            ..EncodeSettings::default()
+        };
+        let inputs: Vec<Input> = [("live01", true), ("live02", false)]
+            .into_iter()
+            .map(|(signal, has_audio)| Input {
+                signal: signal.into(),
+                path: PathBuf::from(format!("/media/{signal}.mp4")),
+                has_audio,
+                duration: None,
+                size: (320, 240),
+            })
+            .collect();
+        let text = pipelines_text(&inputs, output.path(), &settings);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        for (i, input) in inputs.into_iter().enumerate() {
+            assert!(
+                lines[2 * i].starts_with(&format!("# {}: ", input.signal)),
+                "{text}"
+            );
+            let runner = SignalRunner::new(
+                input,
+                output.path(),
+                settings.clone(),
+                SignalHealth::default(),
+            )
+            .expect("runner");
+            assert_eq!(lines[2 * i + 1], runner.launch_line());
+            assert!(lines[2 * i + 1].contains("bitrate=900"), "{text}");
+        }
+    }
 }

@@ -174,6 +174,15 @@ pub static WORKER_DRIFT: LazyLock<GaugeVec> = LazyLock::new(|| {
     )
 });
 
+/// Worker: 1 for each signal's current status (starting, running, retrying, stopped), else 0.
+pub static WORKER_SIGNAL_STATUS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    int_gauge(
+        "nonstop_worker_signal_status",
+        "1 for a signal's current pipeline status (starting, running, retrying, stopped), 0 for the others.",
+        &["signal", "status"],
+    )
+});
+
 /// Reporter: reports received, by result (accepted, rejected, unauthorized).
 pub static REPORTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
@@ -264,10 +273,22 @@ where
 pub fn standalone_routes(
     service: &'static str,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    standalone_routes_with(service, super::http::healthcheck(service))
+}
+
+/// Like [`standalone_routes`], with the program's own `/healthcheck` (the
+/// worker's answers from its signals' statuses).
+pub fn standalone_routes_with<H>(
+    service: &'static str,
+    healthcheck: H,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone
+where
+    H: Filter<Extract = (Response,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+{
     instrument(
         service,
         route()
-            .or(super::http::healthcheck(service))
+            .or(healthcheck)
             .unify()
             .recover(super::http::recover)
             .unify(),

@@ -1,0 +1,181 @@
+//! Whether the worker's signals are encoding: each runner writes its
+//! [`SignalStatus`] into the shared [`SignalHealth`], and the worker's
+//! `GET /healthcheck` reads it.
+//!
+//! ```text
+//! SignalRunner(live01) --set--+
+//! SignalRunner(live02) --set--+--> SignalHealth --> GET /healthcheck: 200 ok / 503 degraded
+//!                             +--> nonstop_worker_signal_status{signal,status}
+//! ```
+//!
+//! The answer is 200 only while every signal is running (its pipeline has
+//! written a segment since it last started), else 503 with the same JSON
+//! shape, so a load balancer or an orchestrator sees a signal that keeps
+//! failing instead of a process that merely answers.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::service::metrics;
+
+/// What a signal's pipeline is doing, as in fallbacksrc's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignalStatus {
+    /// The pipeline is being built or started and has written no segment yet.
+    Starting,
+    /// Segments are being written.
+    Running,
+    /// The pipeline failed; the runner waits out its backoff before restarting it.
+    Retrying,
+    /// The runner has ended (shutdown).
+    Stopped,
+}
+
+impl SignalStatus {
+    /// Every status, for the one-hot status gauge.
+    pub const ALL: [SignalStatus; 4] = [
+        SignalStatus::Starting,
+        SignalStatus::Running,
+        SignalStatus::Retrying,
+        SignalStatus::Stopped,
+    ];
+
+    /// The name used in JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalStatus::Starting => "starting",
+            SignalStatus::Running => "running",
+            SignalStatus::Retrying => "retrying",
+            SignalStatus::Stopped => "stopped",
+        }
+    }
+}
+
+/// The statuses of every signal, shared by the runners (writers) and the
+/// health route (reader). Cheap to clone: clones share the same map.
+#[derive(Debug, Clone, Default)]
+pub struct SignalHealth {
+    statuses: Arc<Mutex<BTreeMap<String, SignalStatus>>>,
+}
+
+impl SignalHealth {
+    /// Records `signal`'s status and mirrors it in the status gauge.
+    pub fn set(&self, signal: &str, status: SignalStatus) {
+        if let Ok(mut statuses) = self.statuses.lock() {
+            statuses.insert(signal.to_string(), status);
+        }
+        for s in SignalStatus::ALL {
+            metrics::WORKER_SIGNAL_STATUS
+                .with_label_values(&[signal, s.as_str()])
+                .set(i64::from(s == status));
+        }
+    }
+
+    /// `signal`'s last recorded status.
+    pub fn get(&self, signal: &str) -> Option<SignalStatus> {
+        self.statuses.lock().ok()?.get(signal).copied()
+    }
+
+    /// Every signal's status, by name.
+    pub fn snapshot(&self) -> BTreeMap<String, SignalStatus> {
+        self.statuses.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// The health answer for these statuses: 200 `ok` when there is at least one
+/// signal and all are running, else 503 `degraded`; the body names each
+/// signal's status either way.
+pub fn answer(
+    service: &str,
+    statuses: &BTreeMap<String, SignalStatus>,
+) -> (StatusCode, serde_json::Value) {
+    let healthy = !statuses.is_empty() && statuses.values().all(|s| *s == SignalStatus::Running);
+    let (code, status) = if healthy {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+    };
+    (
+        code,
+        serde_json::json!({ "status": status, "service": service, "signals": statuses }),
+    )
+}
+
+/// `GET /healthcheck` (and HEAD) for the worker, answered from `health`.
+pub fn route(
+    service: &'static str,
+    health: SignalHealth,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("healthcheck")
+        .and(warp::get().or(warp::head()).unify())
+        .map(move || {
+            let (code, body) = answer(service, &health.snapshot());
+            let mut response = crate::service::http::json_ok(&body);
+            *response.status_mut() = code;
+            crate::service::http::allow_any_origin(response)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn ask(health: &SignalHealth) -> (u16, serde_json::Value) {
+        let api = route("worker", health.clone());
+        let res = warp::test::request().path("/healthcheck").reply(&api).await;
+        let body = serde_json::from_slice(res.body()).expect("JSON body");
+        (res.status().as_u16(), body)
+    }
+
+    #[tokio::test]
+    async fn healthy_only_while_every_signal_runs() {
+        let health = SignalHealth::default();
+        let (code, body) = ask(&health).await;
+        assert_eq!(code, 503, "no signal is not healthy: {body}");
+
+        health.set("live01", SignalStatus::Running);
+        health.set("live02", SignalStatus::Starting);
+        let (code, body) = ask(&health).await;
+        assert_eq!(code, 503);
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["signals"]["live02"], "starting");
+
+        health.set("live02", SignalStatus::Running);
+        let (code, body) = ask(&health).await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["service"], "worker");
+        assert_eq!(body["signals"]["live01"], "running");
+        assert_eq!(body["signals"]["live02"], "running");
+
+        for bad in [SignalStatus::Retrying, SignalStatus::Stopped] {
+            health.set("live01", bad);
+            let (code, body) = ask(&health).await;
+            assert_eq!(code, 503, "{bad:?}: {body}");
+            assert_eq!(body["status"], "degraded");
+            assert_eq!(body["signals"]["live01"], bad.as_str());
+            assert_eq!(body["signals"]["live02"], "running");
+        }
+    }
+
+    #[test]
+    fn the_status_gauge_is_one_hot() {
+        let health = SignalHealth::default();
+        health.set("gauge_test", SignalStatus::Retrying);
+        health.set("gauge_test", SignalStatus::Running);
+        let value = |s: SignalStatus| {
+            metrics::WORKER_SIGNAL_STATUS
+                .with_label_values(&["gauge_test", s.as_str()])
+                .get()
+        };
+        assert_eq!(value(SignalStatus::Running), 1);
+        assert_eq!(value(SignalStatus::Retrying), 0);
+        assert_eq!(health.get("gauge_test"), Some(SignalStatus::Running));
+    }
+}

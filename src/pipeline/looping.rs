@@ -1,0 +1,214 @@
+//! Seamless looping: the input replays forever while everything after the
+//! decoder sees one continuous timeline.
+//!
+//! ```text
+//!            seek(SEGMENT) on SEGMENT_DONE
+//!          +-------------------------------+
+//!          v                               |
+//! filesrc -> decodebin -> [probe] queue -> ... -> x264enc -> hlssink2
+//!                           |
+//!                           +- each loop's new segment event -> the first one
+//!                           +- buffer timestamps shifted by the loop's offset
+//!                           +- SEGMENT_DONE consumed (encoders never drain)
+//! ```
+//!
+//! The first seek is a flushing *segment* seek, so at the end of the input the
+//! pipeline posts `SEGMENT_DONE` instead of EOS; answering it with a
+//! non-flushing segment seek to 0 replays the input while running time (and so
+//! every timestamp in the output) keeps growing. Because downstream sees no
+//! new segment, x264enc keeps its GOP and splitmuxsink its fragment: every
+//! segment still starts with an IDR frame and keeps its length across seams.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use super::description::{AUDIO_QUEUE, VIDEO_QUEUE};
+use super::signal::{stream_error, RunError};
+
+/// How long the pipeline may take to expose its decoded streams before it
+/// counts as failed.
+pub const DEFAULT_PREROLL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one look at the bus waits while the decoder's pads are awaited.
+const PAD_POLL: Duration = Duration::from_millis(10);
+
+/// The branch queues right after the decoder: where the timeline is made
+/// continuous and where the seeks enter.
+pub fn branch_queues(has_audio: bool) -> Vec<&'static str> {
+    if has_audio {
+        vec![VIDEO_QUEUE, AUDIO_QUEUE]
+    } else {
+        vec![VIDEO_QUEUE]
+    }
+}
+
+/// Keeps one continuous timeline across loops for everything after the
+/// decoder.
+///
+/// Each loop's segment seek makes the demuxer send a new segment (same media
+/// times, a later base). Downstream of the decoder that new segment would make
+/// the audio encoder drain and restart (AAC frames overlapping at the seam) and
+/// splitmuxsink cut a short segment there, which players such as Chromium's
+/// native HLS refuse. So on each branch's queue the new segment is replaced by
+/// the very first one (the same event, so the pad sees nothing new to send on)
+/// and buffer timestamps are moved by the difference: running time, and so
+/// every output timestamp, is unchanged.
+pub fn continuous_timeline(queue: &gst::Element) -> Result<(), RunError> {
+    let pad = queue
+        .static_pad("sink")
+        .ok_or_else(|| RunError::Build("queue has no sink pad".into()))?;
+    let timeline: Arc<Mutex<Timeline>> = Arc::new(Mutex::new(Timeline::default()));
+    pad.add_probe(
+        gst::PadProbeType::BUFFER
+            | gst::PadProbeType::EVENT_DOWNSTREAM
+            | gst::PadProbeType::EVENT_FLUSH,
+        move |_pad, info| {
+            let Ok(mut timeline) = timeline.lock() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let replacement = match &mut info.data {
+                // The end of each pass would make the encoders drain (and
+                // x264enc start a new GOP): downstream, the passes are one.
+                // (Handled, not Drop: the event is consumed here.)
+                Some(gst::PadProbeData::Event(event))
+                    if event.type_() == gst::EventType::SegmentDone =>
+                {
+                    return gst::PadProbeReturn::Handled;
+                }
+                Some(gst::PadProbeData::Event(event)) => timeline.on_event(event),
+                Some(gst::PadProbeData::Buffer(buffer)) => {
+                    timeline.shift(buffer);
+                    None
+                }
+                _ => None,
+            };
+            if let Some(first) = replacement {
+                info.data = Some(gst::PadProbeData::Event(first));
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    Ok(())
+}
+
+/// One branch's view of the loops: the first segment and the shift (ns) that
+/// maps the current loop's timestamps onto it.
+#[derive(Default)]
+struct Timeline {
+    first: Option<(gst::Event, gst::FormattedSegment<gst::ClockTime>)>,
+    shift: i128,
+}
+
+impl Timeline {
+    /// Returns the event to send instead of `event`, if any.
+    fn on_event(&mut self, event: &gst::Event) -> Option<gst::Event> {
+        match event.view() {
+            gst::EventView::FlushStop(_) => {
+                *self = Timeline::default();
+                None
+            }
+            gst::EventView::Segment(seg) => {
+                let segment = seg.segment().clone().downcast::<gst::ClockTime>().ok()?;
+                match &self.first {
+                    None => {
+                        // Open-ended, so later loops' timestamps stay inside it.
+                        let mut open = segment.clone();
+                        open.set_stop(gst::ClockTime::NONE);
+                        open.set_duration(gst::ClockTime::NONE);
+                        let first_event = gst::event::Segment::new(&open);
+                        self.first = Some((first_event.clone(), segment));
+                        Some(first_event)
+                    }
+                    Some((first_event, first)) => {
+                        let ns = |t: Option<gst::ClockTime>| {
+                            t.map(|t| t.nseconds() as i128).unwrap_or(0)
+                        };
+                        self.shift = ns(segment.base()) - ns(first.base()) + ns(first.start())
+                            - ns(segment.start());
+                        Some(first_event.clone())
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn shift(&self, buffer: &mut gst::Buffer) {
+        if self.shift == 0 {
+            return;
+        }
+        let shift = self.shift;
+        let moved = |t: Option<gst::ClockTime>| {
+            t.map(|t| gst::ClockTime::from_nseconds((t.nseconds() as i128 + shift).max(0) as u64))
+        };
+        let b = buffer.make_mut();
+        let (pts, dts) = (moved(b.pts()), moved(b.dts()));
+        b.set_pts(pts);
+        b.set_dts(dts);
+        // The timeline is continuous, so the seam is no discontinuity.
+        b.unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::RESYNC);
+    }
+}
+
+/// Seeks the input back to its start. The seek goes upstream from the video
+/// queue straight to the demuxer (which applies it to every stream): sent to
+/// the whole pipeline it would have to pass through hlssink2's muxer, which
+/// refuses it.
+pub fn seek_input(pipeline: &gst::Pipeline, flags: gst::SeekFlags) -> Result<(), String> {
+    let pad = pipeline
+        .by_name(VIDEO_QUEUE)
+        .and_then(|q| q.static_pad("sink"))
+        .ok_or("no video_queue sink pad")?;
+    let seek = gst::event::Seek::new(
+        1.0,
+        flags,
+        gst::SeekType::Set,
+        gst::ClockTime::ZERO,
+        gst::SeekType::None,
+        gst::ClockTime::NONE,
+    );
+    if pad.push_event(seek) {
+        Ok(())
+    } else {
+        Err("the demuxer refused the seek".into())
+    }
+}
+
+/// Waits until decodebin has linked every branch (video, and audio when the
+/// input has it), failing on a bus error or after [`DEFAULT_PREROLL_TIMEOUT`]:
+/// clocksync does not preroll, so the pipeline reports PAUSED at once, but the
+/// first seek must wait for the decoder's pads.
+pub fn wait_for_decoded_pads(
+    pipeline: &gst::Pipeline,
+    bus: &gst::Bus,
+    has_audio: bool,
+) -> Result<(), RunError> {
+    let queues = branch_queues(has_audio);
+    let pads: Vec<gst::Pad> = queues
+        .iter()
+        .filter_map(|q| pipeline.by_name(q).and_then(|e| e.static_pad("sink")))
+        .collect();
+    if pads.len() != queues.len() {
+        return Err(RunError::Build("pipeline lacks its queues".into()));
+    }
+    let deadline = Instant::now() + DEFAULT_PREROLL_TIMEOUT;
+    while !pads.iter().all(|p| p.is_linked()) {
+        if let Some(msg) = bus.timed_pop_filtered(
+            gst::ClockTime::from_nseconds(PAD_POLL.as_nanos() as u64),
+            &[gst::MessageType::Error],
+        ) {
+            if let gst::MessageView::Error(err) = msg.view() {
+                return Err(stream_error(err));
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(RunError::Start(format!(
+                "decoder exposed no stream within {} s",
+                DEFAULT_PREROLL_TIMEOUT.as_secs()
+            )));
+        }
+    }
+    Ok(())
+}
