@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
+use crate::player::Progress;
+
 static GST_INIT: Once = Once::new();
 
 pub fn init_gst() {
@@ -288,6 +290,70 @@ pub fn bin(name: &str) -> String {
     path.display().to_string()
 }
 
+/// Name of the lock file, in the target folder, that whole stacks take in turn.
+pub const STACK_LOCK_FILE: &str = "nonstop-lab-stack.lock";
+
+/// The target folder (`target/`) the running test or bench was built in:
+/// its executable sits in `target/<profile>/deps/` (tests) or
+/// `target/<profile>/` (programs).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let mut dir = exe.parent().expect("the executable is in a folder");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().expect("deps is inside target/<profile>");
+    }
+    dir.parent()
+        .expect("target/<profile> is inside target")
+        .to_path_buf()
+}
+
+/// The path of the lock whole stacks take in turn.
+pub fn stack_lock_path() -> PathBuf {
+    target_dir().join(STACK_LOCK_FILE)
+}
+
+/// The right to run several real services at once, held for a whole stack's
+/// life: an exclusive lock on one file in the target folder. Cargo runs one
+/// binary's tests in parallel threads (and nextest runs binaries in
+/// parallel); two seven-process stacks at once on a small machine make each
+/// other stall, and the tests assert zero stalls. The lock is per open file,
+/// so it serialises threads of one process as well as processes; the kernel
+/// drops it when the holder dies, so a crashed test never leaves it taken.
+#[derive(Debug)]
+pub struct ExclusiveStack {
+    /// The open, locked file; closing it (on drop) releases the lock.
+    _file: std::fs::File,
+}
+
+impl ExclusiveStack {
+    /// Waits until no other stack runs, in this process or another, and takes
+    /// the turn.
+    pub fn acquire() -> ExclusiveStack {
+        let path = stack_lock_path();
+        let file = open_lock_file(&path);
+        file.lock()
+            .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+        ExclusiveStack { _file: file }
+    }
+
+    /// Takes the turn only when nobody holds it right now.
+    pub fn try_acquire() -> Option<ExclusiveStack> {
+        let file = open_lock_file(&stack_lock_path());
+        file.try_lock()
+            .ok()
+            .map(|()| ExclusiveStack { _file: file })
+    }
+}
+
+fn open_lock_file(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
+}
+
 /// Options for a whole stack.
 pub struct StackOptions {
     pub segment_seconds: u32,
@@ -309,10 +375,10 @@ impl Default for StackOptions {
     }
 }
 
-/// The seven services of the seed on free ports, in the seed's order.
 /// The shared token every stack's discovery and reporter use.
 pub const REPORTER_TOKEN: &str = "test-token-0123456789abcdef";
 
+/// The seven services of the seed on free ports, in the seed's order.
 pub struct Stack {
     /// The environment every service of this stack was started with.
     pub env: Vec<(&'static str, String)>,
@@ -339,10 +405,16 @@ pub struct Stack {
     pub server2: Option<Service>,
     pub server1: Option<Service>,
     pub worker: Option<Service>,
+    /// This stack's turn to run; declared last so it is released only after
+    /// every service above has stopped.
+    pub exclusive: ExclusiveStack,
 }
 
 impl Stack {
+    /// Starts the seven services (and the fault proxy when asked) once no
+    /// other stack runs; see [`ExclusiveStack`].
     pub fn start(options: StackOptions) -> Stack {
+        let exclusive = ExclusiveStack::acquire();
         let dir = tempfile::tempdir().expect("tempdir");
         let input = dir.path().join("input");
         let output = dir.path().join("output");
@@ -459,6 +531,7 @@ impl Stack {
             server2,
             server1,
             worker,
+            exclusive,
         }
     }
 
@@ -543,33 +616,111 @@ pub fn first_video_pts(ts: &[u8]) -> Option<u64> {
     None
 }
 
-/// The player probe running against a URL in the background; `finish` waits
-/// for its JSON report.
+/// What the probe's stderr reader has seen so far.
+#[derive(Default)]
+struct ProbeSeen {
+    /// The probe's log, line by line.
+    log: String,
+    /// Its latest playing announcement.
+    progress: Option<Progress>,
+    /// Its stderr closed: it exited.
+    ended: bool,
+}
+
+/// The player probe running against a URL in the background. Its log is read
+/// as it comes, so a test can wait until the viewer is really watching
+/// ([`Probe::wait_playing`]) before injecting a fault; `finish` waits for its
+/// JSON report. Killed on drop if still running.
 pub struct Probe {
-    handle: std::thread::JoinHandle<std::process::Output>,
+    child: Option<Child>,
+    seen: std::sync::Arc<(std::sync::Mutex<ProbeSeen>, std::sync::Condvar)>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Probe {
     pub fn start(url: &str, seconds: u32) -> Probe {
-        let mut cmd = Command::new(bin("probe"));
-        cmd.args([
-            "--url",
-            url,
-            "--duration",
-            &seconds.to_string(),
-            "--start-segments",
-            "3",
-            "--demux",
-        ])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-        let handle = std::thread::spawn(move || cmd.output().expect("probe runs"));
-        Probe { handle }
+        let mut child = Command::new(bin("probe"))
+            .args([
+                "--url",
+                url,
+                "--duration",
+                &seconds.to_string(),
+                "--start-segments",
+                "3",
+                "--demux",
+            ])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("probe runs");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let seen = std::sync::Arc::new((
+            std::sync::Mutex::new(ProbeSeen::default()),
+            std::sync::Condvar::new(),
+        ));
+        let shared = seen.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let (lock, changed) = &*shared;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut seen = lock.lock().expect("probe log lock");
+                if let Some(progress) = Progress::parse(&line) {
+                    seen.progress = Some(progress);
+                }
+                seen.log.push_str(&line);
+                seen.log.push('\n');
+                changed.notify_all();
+            }
+            lock.lock().expect("probe log lock").ended = true;
+            changed.notify_all();
+        });
+        Probe {
+            child: Some(child),
+            seen,
+            reader: Some(reader),
+        }
     }
 
-    pub fn finish(self) -> (crate::player::ProbeReport, String) {
-        let out = self.handle.join().expect("probe thread");
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    /// Waits until the probe says it has played at least `min_media_played`
+    /// of media (zero: playback started), and returns that announcement.
+    /// Panics with the probe's log when it does not within `within`, or exits.
+    pub fn wait_playing(&self, min_media_played: Duration, within: Duration) -> Progress {
+        let deadline = Instant::now() + within;
+        let (lock, changed) = &*self.seen;
+        let mut seen = lock.lock().expect("probe log lock");
+        loop {
+            if let Some(progress) = seen.progress {
+                if progress.media_played >= min_media_played {
+                    return progress;
+                }
+            }
+            let now = Instant::now();
+            assert!(
+                !seen.ended && now < deadline,
+                "the probe did not play {:.1} s of media within {:.0} s ({}):\n{}",
+                min_media_played.as_secs_f64(),
+                within.as_secs_f64(),
+                if seen.ended { "it exited" } else { "timed out" },
+                seen.log
+            );
+            seen = changed
+                .wait_timeout(seen, deadline - now)
+                .expect("probe log lock")
+                .0;
+        }
+    }
+
+    /// Waits for the probe to end and returns its report and log.
+    pub fn finish(mut self) -> (crate::player::ProbeReport, String) {
+        let child = self.child.take().expect("the probe is running");
+        let out = child.wait_with_output().expect("probe runs");
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("probe log reader");
+        }
+        let log = std::mem::take(&mut self.seen.0.lock().expect("probe log lock").log);
         let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
                 "probe printed no report ({e}): {}\n{log}",
@@ -577,5 +728,60 @@ impl Probe {
             )
         });
         (report, log)
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether another process can take the stack lock right now, asked with
+    /// util-linux `flock`, which uses the same kind of lock as `File::lock`.
+    fn another_process_can_lock() -> bool {
+        Command::new("flock")
+            .arg("--nonblock")
+            .arg(stack_lock_path())
+            .arg("true")
+            .status()
+            .expect("flock (util-linux) runs")
+            .success()
+    }
+
+    #[test]
+    fn a_second_stack_waits_until_the_first_is_gone() {
+        let held = ExclusiveStack::acquire();
+        assert!(
+            ExclusiveStack::try_acquire().is_none(),
+            "another thread of this process got the lock"
+        );
+        assert!(!another_process_can_lock(), "another process got the lock");
+
+        let (sender, waited) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let guard = ExclusiveStack::acquire();
+            let _ = sender.send(());
+            guard
+        });
+        assert!(
+            waited.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a second acquire returned while the first guard is held"
+        );
+        drop(held);
+        waited
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the waiting acquire returns once the first guard is dropped");
+        let second = waiter.join().expect("waiter thread");
+        assert!(!another_process_can_lock());
+        drop(second);
+        assert!(another_process_can_lock(), "the lock outlived its guards");
     }
 }
