@@ -548,7 +548,7 @@ fn run_fault(
     sleep_until(t0 + options.fault_at);
     // Never before the players that say so are playing: a fault during a
     // slow start-up would measure the start-up, not the failover.
-    let announcing: Vec<(String, PathBuf, fn(&str) -> bool)> = urls
+    let announcing: Vec<(String, PathBuf, SaysPlaying)> = urls
         .iter()
         .flat_map(|(proxy, _)| {
             options.players.iter().filter_map(|&player| {
@@ -625,6 +625,9 @@ fn run_fault(
     rows
 }
 
+/// Tells from one line of a player's log that it is playing.
+type SaysPlaying = fn(&str) -> bool;
+
 /// Where a player's stderr goes for one pass.
 fn player_log(logs: &Path, proxy: Proxy, player: Player) -> PathBuf {
     logs.join(format!(
@@ -636,7 +639,7 @@ fn player_log(logs: &Path, proxy: Proxy, player: Player) -> PathBuf {
 
 /// Waits until a player's log has a line that `says_playing`; `false` after
 /// `within`.
-fn wait_announced_playing(log: &Path, says_playing: fn(&str) -> bool, within: Duration) -> bool {
+fn wait_announced_playing(log: &Path, says_playing: SaysPlaying, within: Duration) -> bool {
     common::try_wait_for(within, || {
         let text = std::fs::read_to_string(log).ok()?;
         text.lines().any(says_playing).then_some(())

@@ -63,7 +63,7 @@ impl Player {
     /// How to tell, from a line of its log, that it is playing (the probe's
     /// and hls.js's `playing ...` lines), so the fault can wait for it;
     /// `None` for players that do not say.
-    pub(crate) fn playing_announcement(self) -> Option<fn(&str) -> bool> {
+    pub(crate) fn playing_announcement(self) -> Option<SaysPlaying> {
         match self {
             Player::Probe => Some(|line| nonstop_lab::player::Progress::parse(line).is_some()),
             Player::Hlsjs => Some(|line| <BrowserProgress as PlayingLine>::parse(line).is_some()),
