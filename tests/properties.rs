@@ -1,6 +1,9 @@
 //! Property tests: playlist parsing and writing, path handling, report
 //! decoding and the failover state machine never panic on any input, and keep
-//! their promises on every input proptest can find.
+//! their promises on every input proptest can find. The failover's promise is
+//! stated as what a viewer sees: the playlists it lets through never go back
+//! in time, and one at least as new as anything shown is never held back,
+//! whatever the proxy observed, however routes changed and time passed.
 
 use std::time::{Duration, Instant};
 
@@ -113,29 +116,114 @@ proptest! {
     }
 
     #[test]
-    fn failover_never_serves_backwards_whatever_it_observes(
-        events in proptest::collection::vec((0usize..3, 0u64..50, any::<bool>(), 0u64..3000), 0..120),
+    fn a_viewer_never_sees_the_stream_go_back_and_never_misses_a_newer_playlist(
+        steps in proptest::collection::vec(failover_step(), 0..160),
     ) {
-        let packagers: Vec<String> = (0..3).map(|i| format!("http://p{i}:80")).collect();
-        let mut failover = Failover::new(&packagers);
-        let t0 = Instant::now();
-        let mut served: Option<u64> = None;
-        let mut now = t0;
-        for (who, newest, fails, step_ms) in events {
-            now += Duration::from_millis(step_ms);
-            if fails {
-                failover.observe_failure(&packagers[who], "boom");
-            } else {
-                failover.observe_playlist(&packagers[who], Some(newest), Duration::from_secs(2), now);
+        let all: Vec<String> = (0..PACKAGERS).map(|i| format!("http://p{i}:80")).collect();
+        let mut failover = Failover::new(&all);
+        let mut routed = all.clone();
+        let mut now = Instant::now();
+        // What the viewer has been shown: the newest segment of each playlist
+        // served, in order.
+        let mut shown: Vec<Option<u64>> = Vec::new();
+        for step in steps {
+            match step {
+                Step::Playlist { who, newest, target_ms } => failover.observe_playlist(
+                    &all[who],
+                    newest,
+                    Duration::from_millis(target_ms),
+                    now,
+                ),
+                Step::Failure { who } => failover.observe_failure(&all[who], "boom"),
+                Step::Routes { mask } => {
+                    routed = all
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| mask & (1 << i) != 0)
+                        .map(|(_, p)| p.clone())
+                        .collect();
+                    failover.set_packagers(&routed);
+                }
+                Step::Plan => {
+                    let (mut order, _) = failover.plan(now);
+                    order.sort();
+                    let mut expected = routed.clone();
+                    expected.sort();
+                    prop_assert_eq!(order, expected, "every routed packager is tried");
+                }
+                Step::Wait { ms } => now += Duration::from_millis(ms),
+                Step::Serve { newest } => {
+                    let newest_shown = shown.iter().flatten().max().copied();
+                    let admitted = failover.admit_playlist(newest);
+                    if admitted {
+                        shown.push(newest);
+                    }
+                    let at_least_as_new = match (newest_shown, newest) {
+                        (None, _) => true,
+                        (Some(old), Some(new)) => new >= old,
+                        (Some(_), None) => false,
+                    };
+                    prop_assert!(
+                        !at_least_as_new || admitted,
+                        "refused newest {:?} though the viewer was shown at most {:?}",
+                        newest,
+                        newest_shown
+                    );
+                }
             }
-            let (order, _) = failover.plan(now);
-            prop_assert_eq!(order.len(), 3, "every packager stays in the plan");
-            if failover.admit_playlist(Some(newest)) {
-                prop_assert!(served.is_none_or(|s| newest >= s));
-                served = Some(newest);
-            } else {
-                prop_assert!(served.is_some_and(|s| newest < s));
+            // What the viewer saw never goes back: each playlist's newest
+            // segment is at least the one before, and once a segment was
+            // shown, an empty playlist never is.
+            for pair in shown.windows(2) {
+                let ok = match (pair[0], pair[1]) {
+                    (Some(before), Some(after)) => after >= before,
+                    (Some(_), None) => false,
+                    (None, _) => true,
+                };
+                prop_assert!(ok, "the viewer was shown {:?} then {:?}", pair[0], pair[1]);
             }
         }
     }
+}
+
+/// Packagers the failover property juggles.
+const PACKAGERS: usize = 3;
+
+/// One thing that happens to a signal's failover: what the proxy observes,
+/// a route change, a plan, time passing, or a playlist offered to a viewer.
+#[derive(Debug, Clone)]
+enum Step {
+    Playlist {
+        who: usize,
+        newest: Option<u64>,
+        target_ms: u64,
+    },
+    Failure {
+        who: usize,
+    },
+    /// The routes now list the packagers whose bit is set.
+    Routes {
+        mask: u8,
+    },
+    Plan,
+    Wait {
+        ms: u64,
+    },
+    /// A playlist whose newest segment is `newest` is about to be served.
+    Serve {
+        newest: Option<u64>,
+    },
+}
+
+fn failover_step() -> impl Strategy<Value = Step> {
+    let newest = || proptest::option::weighted(0.9, 0u64..60);
+    prop_oneof![
+        4 => (0..PACKAGERS, newest(), 0u64..4000)
+            .prop_map(|(who, newest, target_ms)| Step::Playlist { who, newest, target_ms }),
+        2 => (0..PACKAGERS).prop_map(|who| Step::Failure { who }),
+        1 => (0u8..1 << PACKAGERS).prop_map(|mask| Step::Routes { mask }),
+        2 => Just(Step::Plan),
+        2 => (0u64..5000).prop_map(|ms| Step::Wait { ms }),
+        4 => newest().prop_map(|newest| Step::Serve { newest }),
+    ]
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Real-player judge: plays a live HLS URL with hls.js (or the browser's native
 // HLS with --native) in headless Chromium and prints ONE JSON object on stdout
-// with stalls, frozen time, errors and startup time. Progress goes to stderr.
+// with stalls, frozen time, errors and startup time. Progress goes to stderr,
+// including "[judge] playing <seconds> s of media" about once a second while
+// playing.
 //
 //   node web/hlsjs-player.mjs --url http://127.0.0.1:8002/live01/playlist.m3u8 \
 //        --duration 30 [--screenshot out.png] [--native]
@@ -212,6 +214,7 @@ async function main() {
   // Poll the page: wait for the first 'playing', then measure --duration.
   let startFailure = null;
   let lastProgress = 0;
+  let firstCurrentTime = null;
   for (;;) {
     if (browserGone) throw new Fail('Chromium closed or crashed during the run');
     const s = await withTimeout(page.evaluate(() => window.__judgeSnapshot()), 10000, 'page poll');
@@ -223,6 +226,10 @@ async function main() {
       await sleep(250);
       continue;
     }
+    // One line per poll, so whoever drives this script (lab/tests/browser.rs)
+    // can inject a fault once the viewer is watching, not after a guessed sleep.
+    if (firstCurrentTime === null) firstCurrentTime = s.current_time;
+    log(`playing ${Math.max(0, s.current_time - firstCurrentTime).toFixed(3)} s of media`);
     if (s.elapsed_ms - lastProgress >= 5000) {
       lastProgress = s.elapsed_ms;
       log(`t=${(s.elapsed_ms / 1000).toFixed(1)}s currentTime=${s.current_time.toFixed(2)} stalls=${s.stalls}${s.stalled ? ' (stalled now)' : ''} errors=${s.errors} fatal=${s.fatal_errors}`);

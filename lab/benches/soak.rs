@@ -16,7 +16,10 @@ use nonstop_lab::support as common;
 
 use std::time::{Duration, Instant};
 
-use common::{Probe, Service, Stack, StackOptions};
+use common::{Probe, Service, Stack, StackOptions, PLAYING_WITHIN};
+
+/// Media the viewer plays before the first fault (and the first memory reading).
+const PLAYED_BEFORE_FAULTS: Duration = Duration::from_secs(10);
 
 const DEFAULT_MINUTES: f64 = 30.0;
 /// Seconds between the start of two faults.
@@ -137,7 +140,9 @@ fn main() {
         &stack.proxy_url("live01/playlist.m3u8"),
         total.as_secs() as u32,
     );
-    std::thread::sleep(Duration::from_secs(10));
+    // The first fault comes once the viewer has watched a while, however long
+    // the stack took to settle.
+    probe.wait_playing(PLAYED_BEFORE_FAULTS, PLAYING_WITHIN);
     let memory_start = memory(&stack);
     let started = Instant::now();
     let mut dice = Dice(args.seed.max(1));

@@ -151,6 +151,47 @@ fn parse_start_segments(s: &str) -> Result<usize, String> {
     }
 }
 
+/// The word that opens the line the probe logs when playback starts and after
+/// each segment played while playing (see [`Progress`]).
+pub const PLAYING_WORD: &str = "playing";
+
+/// How far playback got, as the probe announces it on stderr in a line of its
+/// own (`playing 5 segments, 2.040 s of media`): so whoever drives the probe
+/// (the system tests, the benchmarks) can act once a viewer is really
+/// watching, instead of after a sleep guessed to be long enough.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Segments downloaded whole so far.
+    pub segments: u64,
+    /// Media the play head has gone through since playback started.
+    pub media_played: Duration,
+}
+
+impl Progress {
+    /// The announcement, as logged.
+    pub fn line(&self) -> String {
+        format!(
+            "{PLAYING_WORD} {} segments, {:.3} s of media",
+            self.segments,
+            self.media_played.as_secs_f64()
+        )
+    }
+
+    /// Reads an announcement back from a log line (whatever the logger put
+    /// before it); `None` for any other line.
+    pub fn parse(line: &str) -> Option<Progress> {
+        let start = line.find(&format!("{PLAYING_WORD} "))?;
+        let rest = line[start + PLAYING_WORD.len() + 1..].trim_end();
+        let (segments, rest) = rest.split_once(" segments, ")?;
+        let seconds = rest.strip_suffix(" s of media")?;
+        let seconds: f64 = seconds.parse().ok()?;
+        Some(Progress {
+            segments: segments.parse().ok()?,
+            media_played: Duration::try_from_secs_f64(seconds).ok()?,
+        })
+    }
+}
+
 /// Why the probe could not start (said in one line; the bin then exits 1).
 /// Once started, failures are what the probe measures: they go in the report.
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +271,8 @@ pub struct PlaybackModel {
     stalled_since: Option<Instant>,
     /// Time spent in stalls that have ended.
     stall_time: Duration,
+    /// Media the play head has gone through.
+    played: Duration,
 }
 
 impl PlaybackModel {
@@ -244,6 +287,7 @@ impl PlaybackModel {
             stalls: 0,
             stalled_since: None,
             stall_time: Duration::ZERO,
+            played: Duration::ZERO,
         }
     }
 
@@ -258,6 +302,7 @@ impl PlaybackModel {
             return;
         }
         let mut left = elapsed;
+        let played_before = self.played;
         while let Some(front) = self.buffer.front_mut() {
             if *front > left {
                 *front -= left;
@@ -267,6 +312,7 @@ impl PlaybackModel {
             left -= *front;
             self.buffer.pop_front();
         }
+        self.played = played_before + (elapsed - left);
         if self.buffer.is_empty() {
             self.state = PlayState::Stalled;
             self.stalls += 1;
@@ -315,6 +361,11 @@ impl PlaybackModel {
             .map(|since| now.saturating_duration_since(since))
             .unwrap_or_default();
         self.stall_time + ongoing
+    }
+
+    /// Media played so far; stalls and the start buffer filling add nothing.
+    pub fn played(&self) -> Duration {
+        self.played
     }
 
     /// Media buffered ahead of the play head.
@@ -662,6 +713,13 @@ impl Probe {
             Ok(body) => {
                 self.segments_played += 1;
                 self.model.segment_arrived(segment.duration, Instant::now());
+                if self.model.state() == PlayState::Playing {
+                    let progress = Progress {
+                        segments: self.segments_played,
+                        media_played: self.model.played(),
+                    };
+                    log::info!("{}", progress.line());
+                }
                 log::debug!(
                     "Segment {} played ({} bytes), buffer {:.1} s",
                     segment.sequence,
@@ -897,6 +955,43 @@ mod tests {
         model.advance(t0 + SECOND * 8);
         assert_eq!(model.stalls(), 2);
         assert_eq!(model.stall_time(t0 + SECOND * 8), SECOND * 4);
+    }
+
+    #[test]
+    fn media_played_counts_only_time_on_screen() {
+        let t0 = Instant::now();
+        let mut model = PlaybackModel::new(2, t0);
+        model.segment_arrived(SECOND, t0 + SECOND);
+        model.advance(t0 + SECOND * 3);
+        assert_eq!(model.played(), Duration::ZERO, "filling the start buffer");
+        model.segment_arrived(SECOND, t0 + SECOND * 3);
+        model.advance(t0 + SECOND * 4 + ms(500));
+        assert_eq!(model.played(), ms(1500));
+        // Dry at 5 s; the stall up to 9 s plays nothing.
+        model.advance(t0 + SECOND * 9);
+        assert_eq!(model.played(), SECOND * 2);
+        model.segment_arrived(SECOND, t0 + SECOND * 9);
+        model.advance(t0 + SECOND * 9 + ms(250));
+        assert_eq!(model.played(), ms(2250));
+    }
+
+    #[test]
+    fn the_playing_announcement_reads_back_from_a_log_line() {
+        let progress = Progress {
+            segments: 7,
+            media_played: ms(4250),
+        };
+        let logged = format!("2026-01-02 03:04:05 INF {}", progress.line());
+        assert_eq!(Progress::parse(&logged), Some(progress));
+        assert_eq!(Progress::parse(&progress.line()), Some(progress));
+        for other in [
+            "2026-01-02 03:04:05 INF Playing http://x/playlist.m3u8 for 30.0 s (start buffer 3 segments)",
+            "2026-01-02 03:04:05 WRN Segment 4 (http://x/playing.ts) failed: HTTP status 500",
+            "playing 7 segments",
+            "playing many segments, 1.000 s of media",
+        ] {
+            assert_eq!(Progress::parse(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
+use crate::player::Progress;
+
 static GST_INIT: Once = Once::new();
 
 pub fn init_gst() {
@@ -288,6 +290,70 @@ pub fn bin(name: &str) -> String {
     path.display().to_string()
 }
 
+/// Name of the lock file, in the target folder, that whole stacks take in turn.
+pub const STACK_LOCK_FILE: &str = "nonstop-lab-stack.lock";
+
+/// The target folder (`target/`) the running test or bench was built in:
+/// its executable sits in `target/<profile>/deps/` (tests) or
+/// `target/<profile>/` (programs).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let mut dir = exe.parent().expect("the executable is in a folder");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().expect("deps is inside target/<profile>");
+    }
+    dir.parent()
+        .expect("target/<profile> is inside target")
+        .to_path_buf()
+}
+
+/// The path of the lock whole stacks take in turn.
+pub fn stack_lock_path() -> PathBuf {
+    target_dir().join(STACK_LOCK_FILE)
+}
+
+/// The right to run several real services at once, held for a whole stack's
+/// life: an exclusive lock on one file in the target folder. Cargo runs one
+/// binary's tests in parallel threads (and nextest runs binaries in
+/// parallel); two seven-process stacks at once on a small machine make each
+/// other stall, and the tests assert zero stalls. The lock is per open file,
+/// so it serialises threads of one process as well as processes; the kernel
+/// drops it when the holder dies, so a crashed test never leaves it taken.
+#[derive(Debug)]
+pub struct ExclusiveStack {
+    /// The open, locked file; closing it (on drop) releases the lock.
+    _file: std::fs::File,
+}
+
+impl ExclusiveStack {
+    /// Waits until no other stack runs, in this process or another, and takes
+    /// the turn.
+    pub fn acquire() -> ExclusiveStack {
+        let path = stack_lock_path();
+        let file = open_lock_file(&path);
+        file.lock()
+            .unwrap_or_else(|e| panic!("cannot lock {}: {e}", path.display()));
+        ExclusiveStack { _file: file }
+    }
+
+    /// Takes the turn only when nobody holds it right now.
+    pub fn try_acquire() -> Option<ExclusiveStack> {
+        let file = open_lock_file(&stack_lock_path());
+        file.try_lock()
+            .ok()
+            .map(|()| ExclusiveStack { _file: file })
+    }
+}
+
+fn open_lock_file(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
+}
+
 /// Options for a whole stack.
 pub struct StackOptions {
     pub segment_seconds: u32,
@@ -309,10 +375,10 @@ impl Default for StackOptions {
     }
 }
 
-/// The seven services of the seed on free ports, in the seed's order.
 /// The shared token every stack's discovery and reporter use.
 pub const REPORTER_TOKEN: &str = "test-token-0123456789abcdef";
 
+/// The seven services of the seed on free ports, in the seed's order.
 pub struct Stack {
     /// The environment every service of this stack was started with.
     pub env: Vec<(&'static str, String)>,
@@ -339,10 +405,16 @@ pub struct Stack {
     pub server2: Option<Service>,
     pub server1: Option<Service>,
     pub worker: Option<Service>,
+    /// This stack's turn to run; declared last so it is released only after
+    /// every service above has stopped.
+    pub exclusive: ExclusiveStack,
 }
 
 impl Stack {
+    /// Starts the seven services (and the fault proxy when asked) once no
+    /// other stack runs; see [`ExclusiveStack`].
     pub fn start(options: StackOptions) -> Stack {
+        let exclusive = ExclusiveStack::acquire();
         let dir = tempfile::tempdir().expect("tempdir");
         let input = dir.path().join("input");
         let output = dir.path().join("output");
@@ -459,6 +531,7 @@ impl Stack {
             server2,
             server1,
             worker,
+            exclusive,
         }
     }
 
@@ -543,10 +616,181 @@ pub fn first_video_pts(ts: &[u8]) -> Option<u64> {
     None
 }
 
-/// The player probe running against a URL in the background; `finish` waits
-/// for its JSON report.
+/// Budget for a player to start playing and reach the media a test waits
+/// for: a stack on a busy 2-core machine can take this long to settle.
+pub const PLAYING_WITHIN: Duration = Duration::from_secs(30);
+
+/// A player's announcement that it is playing, read from one line of its
+/// stderr: the probe's [`Progress`], the browser player's [`BrowserProgress`].
+pub trait PlayingLine: Copy + Send + 'static {
+    /// The announcement in `line`, or `None` for any other line.
+    fn parse(line: &str) -> Option<Self>;
+    /// Media played by the time of the announcement.
+    fn media_played(&self) -> Duration;
+}
+
+impl PlayingLine for Progress {
+    fn parse(line: &str) -> Option<Self> {
+        Progress::parse(line)
+    }
+
+    fn media_played(&self) -> Duration {
+        self.media_played
+    }
+}
+
+/// What `web/hlsjs-player.mjs` says once per poll while playing:
+/// `[judge] playing 4.120 s of media` (currentTime advanced since the first
+/// 'playing' event).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BrowserProgress {
+    pub media_played: Duration,
+}
+
+impl PlayingLine for BrowserProgress {
+    fn parse(line: &str) -> Option<Self> {
+        let seconds = line
+            .strip_prefix("[judge] playing ")?
+            .trim_end()
+            .strip_suffix(" s of media")?;
+        let seconds: f64 = seconds.parse().ok()?;
+        Some(BrowserProgress {
+            media_played: Duration::try_from_secs_f64(seconds).ok()?,
+        })
+    }
+
+    fn media_played(&self) -> Duration {
+        self.media_played
+    }
+}
+
+/// What a player's stderr reader has seen so far.
+struct Heard<P> {
+    /// The player's log, line by line.
+    log: String,
+    /// Its latest playing announcement.
+    progress: Option<P>,
+    /// Its stderr closed: it exited.
+    ended: bool,
+}
+
+/// A player program (the probe, a browser driver) running in the background,
+/// its stderr read as it comes so a test can wait until the viewer is really
+/// watching ([`PlayerProcess::wait_playing`]) before injecting a fault,
+/// rather than sleeping for a time guessed to be long enough. Killed on drop
+/// if still running.
+pub struct PlayerProcess<P> {
+    /// What it is, for messages.
+    name: String,
+    child: Option<Child>,
+    heard: std::sync::Arc<(std::sync::Mutex<Heard<P>>, std::sync::Condvar)>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<P: PlayingLine> PlayerProcess<P> {
+    /// Starts `cmd` with stdout and stderr piped.
+    pub fn spawn(name: &str, cmd: &mut Command) -> PlayerProcess<P> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let heard = std::sync::Arc::new((
+            std::sync::Mutex::new(Heard {
+                log: String::new(),
+                progress: None,
+                ended: false,
+            }),
+            std::sync::Condvar::new(),
+        ));
+        let shared = heard.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let (lock, changed) = &*shared;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut heard = lock.lock().expect("player log lock");
+                if let Some(progress) = P::parse(&line) {
+                    heard.progress = Some(progress);
+                }
+                heard.log.push_str(&line);
+                heard.log.push('\n');
+                changed.notify_all();
+            }
+            lock.lock().expect("player log lock").ended = true;
+            changed.notify_all();
+        });
+        PlayerProcess {
+            name: name.to_string(),
+            child: Some(child),
+            heard,
+            reader: Some(reader),
+        }
+    }
+
+    /// Waits until the player says it has played at least `min_media_played`
+    /// of media (zero: playback started), and returns that announcement.
+    /// Panics with the player's log when it does not within `within`, or exits.
+    pub fn wait_playing(&self, min_media_played: Duration, within: Duration) -> P {
+        let deadline = Instant::now() + within;
+        let (lock, changed) = &*self.heard;
+        let mut heard = lock.lock().expect("player log lock");
+        loop {
+            if let Some(progress) = heard.progress {
+                if progress.media_played() >= min_media_played {
+                    return progress;
+                }
+            }
+            let now = Instant::now();
+            assert!(
+                !heard.ended && now < deadline,
+                "{} did not play {:.1} s of media within {:.0} s ({}):\n{}",
+                self.name,
+                min_media_played.as_secs_f64(),
+                within.as_secs_f64(),
+                if heard.ended {
+                    "it exited"
+                } else {
+                    "timed out"
+                },
+                heard.log
+            );
+            heard = changed
+                .wait_timeout(heard, deadline - now)
+                .expect("player log lock")
+                .0;
+        }
+    }
+
+    /// Waits for the player to end; returns its exit status, stdout and log.
+    pub fn finish(mut self) -> (std::process::ExitStatus, Vec<u8>, String) {
+        let child = self.child.take().expect("the player is running");
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("{} did not end: {e}", self.name));
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("player log reader");
+        }
+        let log = std::mem::take(&mut self.heard.0.lock().expect("player log lock").log);
+        (out.status, out.stdout, log)
+    }
+}
+
+impl<P> Drop for PlayerProcess<P> {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The player probe running against a URL in the background; `wait_playing`
+/// waits until it plays, `finish` for its JSON report.
 pub struct Probe {
-    handle: std::thread::JoinHandle<std::process::Output>,
+    process: PlayerProcess<Progress>,
 }
 
 impl Probe {
@@ -561,21 +805,108 @@ impl Probe {
             "3",
             "--demux",
         ])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-        let handle = std::thread::spawn(move || cmd.output().expect("probe runs"));
-        Probe { handle }
+        .env_remove("RUST_LOG");
+        Probe {
+            process: PlayerProcess::spawn("the probe", &mut cmd),
+        }
     }
 
+    /// See [`PlayerProcess::wait_playing`].
+    pub fn wait_playing(&self, min_media_played: Duration, within: Duration) -> Progress {
+        self.process.wait_playing(min_media_played, within)
+    }
+
+    /// Waits for the probe to end and returns its report and log.
     pub fn finish(self) -> (crate::player::ProbeReport, String) {
-        let out = self.handle.join().expect("probe thread");
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        let (_, stdout, log) = self.process.finish();
+        let report = serde_json::from_slice(&stdout).unwrap_or_else(|e| {
             panic!(
                 "probe printed no report ({e}): {}\n{log}",
-                String::from_utf8_lossy(&out.stdout)
+                String::from_utf8_lossy(&stdout)
             )
         });
         (report, log)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether another process can take the stack lock right now, asked with
+    /// util-linux `flock`, which uses the same kind of lock as `File::lock`.
+    fn another_process_can_lock() -> bool {
+        Command::new("flock")
+            .arg("--nonblock")
+            .arg(stack_lock_path())
+            .arg("true")
+            .status()
+            .expect("flock (util-linux) runs")
+            .success()
+    }
+
+    /// A stand-in player: a shell that prints `lines` on stderr, 100 ms apart.
+    fn fake_player(lines: &[&str]) -> PlayerProcess<BrowserProgress> {
+        let script: String = lines
+            .iter()
+            .map(|l| format!("echo '{l}' >&2; sleep 0.1; "))
+            .chain(std::iter::once("echo verdict".to_string()))
+            .collect();
+        PlayerProcess::spawn("a fake player", Command::new("sh").args(["-c", &script]))
+    }
+
+    #[test]
+    fn waiting_for_playback_returns_once_enough_media_played() {
+        let player = fake_player(&[
+            "[judge] starting",
+            "[judge] playing 0.000 s of media",
+            "[judge] playing 1.250 s of media",
+            "[judge] playing 2.500 s of media",
+        ]);
+        let progress = player.wait_playing(Duration::from_secs(1), Duration::from_secs(10));
+        assert_eq!(progress.media_played, Duration::from_millis(1250));
+        let (status, stdout, log) = player.finish();
+        assert!(status.success());
+        assert_eq!(String::from_utf8_lossy(&stdout), "verdict\n");
+        assert!(
+            log.contains("[judge] starting") && log.contains("2.500 s of media"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "did not play 5.0 s of media")]
+    fn a_player_that_ends_before_playing_enough_fails_the_wait() {
+        let player = fake_player(&["[judge] playing 1.000 s of media"]);
+        player.wait_playing(Duration::from_secs(5), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_second_stack_waits_until_the_first_is_gone() {
+        let held = ExclusiveStack::acquire();
+        assert!(
+            ExclusiveStack::try_acquire().is_none(),
+            "another thread of this process got the lock"
+        );
+        assert!(!another_process_can_lock(), "another process got the lock");
+
+        let (sender, waited) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let guard = ExclusiveStack::acquire();
+            let _ = sender.send(());
+            guard
+        });
+        assert!(
+            waited.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a second acquire returned while the first guard is held"
+        );
+        drop(held);
+        waited
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the waiting acquire returns once the first guard is dropped");
+        let second = waiter.join().expect("waiter thread");
+        assert!(!another_process_can_lock());
+        drop(second);
+        assert!(another_process_can_lock(), "the lock outlived its guards");
     }
 }

@@ -10,11 +10,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Stack, StackOptions};
+use common::{BrowserProgress, PlayerProcess, Stack, StackOptions};
 
-/// Seconds of playback measured; packager A is killed `KILL_AT` into it.
+/// Seconds of playback measured, from the first 'playing' event.
 const WATCH_SECONDS: u32 = 20;
-const KILL_AT: Duration = Duration::from_secs(12);
+/// Media the browser plays before packager A is killed.
+const PLAYED_BEFORE_KILL: Duration = Duration::from_secs(6);
+/// Budget for Chromium to start and the player to reach `PLAYED_BEFORE_KILL`
+/// (the script itself gives up on a start after 20 s).
+const PLAYING_WITHIN: Duration = Duration::from_secs(60);
 
 fn require_browser() {
     assert!(
@@ -61,22 +65,21 @@ fn play_through_a_kill(native: bool) {
     if native {
         cmd.arg("--native");
     }
-    let player = std::thread::spawn(move || cmd.output().expect("node runs"));
-    std::thread::sleep(KILL_AT);
+    let player = PlayerProcess::<BrowserProgress>::spawn("the browser player", &mut cmd);
+    player.wait_playing(PLAYED_BEFORE_KILL, PLAYING_WITHIN);
     if let Some(fault) = stack.fault.as_ref() {
         fault.signal("KILL");
     }
-    let out = player.join().expect("player thread");
-    let log = String::from_utf8_lossy(&out.stderr);
-    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let (status, stdout, log) = player.finish();
+    let verdict: serde_json::Value = serde_json::from_slice(&stdout).unwrap_or_else(|e| {
         panic!(
             "no verdict ({e}): {}\n{log}\n{}",
-            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&stdout),
             stack.logs()
         )
     });
     let context = format!("{verdict:#}\n{log}\n{}", stack.logs());
-    assert!(out.status.success(), "{context}");
+    assert!(status.success(), "{context}");
     assert_eq!(verdict["played"], true, "{context}");
     assert_eq!(verdict["stalls"], 0, "{context}");
     assert_eq!(verdict["fatal_errors"], 0, "{context}");

@@ -7,11 +7,13 @@ use nonstop_lab::support as common;
 
 use std::time::Duration;
 
-use common::{Probe, Service, Stack, StackOptions};
+use common::{Probe, Service, Stack, StackOptions, PLAYING_WITHIN};
 
-/// Seconds the probe watches; the fault comes after `FAULT_AT`.
+/// Seconds the probe watches.
 const WATCH_SECONDS: u32 = 22;
-const FAULT_AT: Duration = Duration::from_secs(7);
+/// Media the probe plays before the fault: the viewer is settled at the live
+/// edge, and most of the watch is left to judge the failover.
+const PLAYED_BEFORE_FAULT: Duration = Duration::from_secs(5);
 
 enum Fault {
     /// A mode of the fault proxy in front of server1.
@@ -26,7 +28,7 @@ fn watch_through(fault: Fault) -> (Stack, nonstop_lab::player::ProbeReport) {
         ..StackOptions::default()
     });
     let probe = Probe::start(&stack.proxy_url("live01/playlist.m3u8"), WATCH_SECONDS);
-    std::thread::sleep(FAULT_AT);
+    probe.wait_playing(PLAYED_BEFORE_FAULT, PLAYING_WITHIN);
     match fault {
         Fault::Mode(mode) => stack.inject(mode),
         Fault::Signal(sig) => stack.fault.as_ref().map(|f| f.signal(sig)).unwrap_or(()),
@@ -102,7 +104,7 @@ fn without_the_proxy_the_same_fault_reaches_the_viewer() {
     });
     let direct = format!("{}/live01/playlist.m3u8", stack.packagers[0]);
     let probe = Probe::start(&direct, 14);
-    std::thread::sleep(FAULT_AT);
+    probe.wait_playing(PLAYED_BEFORE_FAULT, PLAYING_WITHIN);
     stack.inject("error500");
     let (report, _) = probe.finish();
     assert!(report.failed_requests > 0, "{report:#?}");

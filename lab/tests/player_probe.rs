@@ -279,3 +279,33 @@ async fn the_cli_prints_a_json_report_or_one_error_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("invalid playlist URL"), "{stderr}");
 }
+
+/// What the system tests rely on to inject faults at the right moment: the
+/// probe program says when it plays, and how much, as it goes.
+#[tokio::test]
+async fn the_cli_announces_playback_as_it_goes() {
+    let server = serve(Behaviour::Healthy);
+    let url = server.playlist_url.clone();
+    let (progress, report, log) = tokio::task::spawn_blocking(move || {
+        let probe = nonstop_lab::support::Probe::start(&url, 6);
+        let progress = probe.wait_playing(Duration::from_secs(2), Duration::from_secs(6));
+        let (report, log) = probe.finish();
+        (progress, report, log)
+    })
+    .await
+    .expect("the probe thread");
+    assert!(progress.media_played >= Duration::from_secs(2), "{log}");
+    assert!(progress.segments >= 3, "the start buffer came first\n{log}");
+    assert!(report.segments_played >= progress.segments, "{report:?}");
+    assert!(report.startup_ms.is_some(), "{report:?}");
+    let announced: Vec<_> = log
+        .lines()
+        .filter_map(nonstop_lab::player::Progress::parse)
+        .collect();
+    assert!(
+        announced
+            .windows(2)
+            .all(|w| w[1].media_played >= w[0].media_played && w[1].segments > w[0].segments),
+        "announcements go forward\n{log}"
+    );
+}

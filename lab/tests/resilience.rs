@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{bin, get, get_json, wait_for, Probe, Service, Stack, StackOptions, REPORTER_TOKEN};
+use common::{
+    bin, get, get_json, wait_for, Probe, Service, Stack, StackOptions, PLAYING_WITHIN,
+    REPORTER_TOKEN,
+};
 
 fn assert_smooth(report: &nonstop_lab::player::ProbeReport, max_failed: u64, context: &str) {
     assert_eq!(report.stalls, 0, "stalls\n{report:#?}\n{context}");
@@ -29,7 +32,7 @@ fn the_proxy_keeps_serving_and_failing_over_with_reporter_origin_and_discovery_d
         ..StackOptions::default()
     });
     let probe = Probe::start(&stack.proxy_url("live01/playlist.m3u8"), 22);
-    std::thread::sleep(Duration::from_secs(6));
+    let before = probe.wait_playing(Duration::from_secs(4), PLAYING_WITHIN);
     for service in [
         stack.discovery.take(),
         stack.origin.take(),
@@ -40,7 +43,8 @@ fn the_proxy_keeps_serving_and_failing_over_with_reporter_origin_and_discovery_d
     {
         service.signal("KILL");
     }
-    std::thread::sleep(Duration::from_secs(5));
+    // Five seconds of playback with the control plane gone, then packager A dies.
+    probe.wait_playing(before.media_played + Duration::from_secs(5), PLAYING_WITHIN);
     if let Some(fault) = stack.fault.as_ref() {
         fault.signal("KILL");
     }
@@ -70,7 +74,7 @@ fn a_restarted_reporter_refills_within_a_discovery_period() {
 fn a_restarted_proxy_loses_no_viewer() {
     let mut stack = Stack::start(StackOptions::default());
     let probe = Probe::start(&stack.proxy_url("live01/playlist.m3u8"), 18);
-    std::thread::sleep(Duration::from_secs(7));
+    probe.wait_playing(Duration::from_secs(5), PLAYING_WITHIN);
     if let Some(mut proxy) = stack.proxy.take() {
         proxy.signal("TERM");
         assert_eq!(proxy.wait_exit(Duration::from_secs(10)), Some(0));

@@ -123,6 +123,10 @@ fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() 
     }
 }
 
+/// New segments the client follows past its first playlist before server1
+/// is killed: it is playing the live edge by then.
+const ADVANCES_BEFORE_KILL: u64 = 3;
+
 #[test]
 fn killing_server1_mid_stream_fails_no_client_request() {
     let mut stack = Stack::start(StackOptions::default());
@@ -133,10 +137,14 @@ fn killing_server1_mid_stream_fails_no_client_request() {
     let mut failures: Vec<String> = Vec::new();
     let mut fetched: Vec<u64> = Vec::new();
     let mut newest_seen = 0;
+    let mut first_newest: Option<u64> = None;
     let started = Instant::now();
     let mut killed = false;
     while started.elapsed() < Duration::from_secs(12) {
-        if !killed && started.elapsed() > Duration::from_secs(3) {
+        // The kill comes once this client is really playing, however long
+        // the first requests took.
+        if !killed && first_newest.is_some_and(|first| newest_seen >= first + ADVANCES_BEFORE_KILL)
+        {
             if let Some(server1) = stack.server1.as_ref() {
                 server1.signal("KILL");
             }
@@ -152,6 +160,7 @@ fn killing_server1_mid_stream_fails_no_client_request() {
                     "playlist went back from {newest_seen} to {newest}"
                 );
                 newest_seen = newest;
+                first_newest.get_or_insert(newest);
                 for s in facts
                     .segments
                     .iter()
@@ -177,6 +186,12 @@ fn killing_server1_mid_stream_fails_no_client_request() {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+    assert!(
+        killed,
+        "the playlist advanced {} segments, never {ADVANCES_BEFORE_KILL}: server1 was not killed\n{}",
+        newest_seen - first_newest.unwrap_or(newest_seen),
+        stack.logs()
+    );
     if let Some(mut s1) = stack.server1.take() {
         assert!(s1.wait_gone(Duration::from_secs(1)), "server1 was killed");
     }

@@ -89,37 +89,57 @@ pub async fn run(config: DiscoveryConfig, shutdown: Shutdown) -> Result<(), Stri
         }
     });
     let mut registered: BTreeSet<String> = BTreeSet::new();
-    let mut failures: u32 = 0;
     log::info!(
         "Discovery watching {} for signals, checking {}, reporting to {}",
         config.output.display(),
         config.packagers.join(", "),
         config.reporter_url
     );
+    every_round(
+        config.interval,
+        &config.reporter_url,
+        &shutdown,
+        async || round(&config, &client, token.as_ref(), &mut registered).await,
+    )
+    .await;
+    let _ = metrics.await;
+    log::info!("Discovery stopped");
+    Ok(())
+}
+
+/// Runs `round` until shutdown: one round per `interval` while the reporter
+/// takes the reports, sooner (from [`RETRY_START`], doubling up to `interval`)
+/// while it cannot, so a reporter that comes back is refilled quickly without
+/// being flooded while it is down. Apart from `round` so the pacing is tested
+/// on paused time.
+async fn every_round(
+    interval: Duration,
+    reporter_url: &str,
+    shutdown: &Shutdown,
+    mut round: impl AsyncFnMut() -> Result<(), String>,
+) {
+    let mut failures: u32 = 0;
     while !shutdown.is_triggered() {
-        let pause = match round(&config, &client, token.as_ref(), &mut registered).await {
+        let pause = match round().await {
             Ok(()) => {
                 DISCOVERY_ROUNDS.with_label_values(&["reported"]).inc();
                 if failures > 0 {
-                    log::info!("Reporter at {} is back", config.reporter_url);
+                    log::info!("Reporter at {reporter_url} is back");
                 }
                 failures = 0;
-                config.interval
+                interval
             }
             Err(e) => {
                 DISCOVERY_ROUNDS.with_label_values(&["reporter_down"]).inc();
                 failures += 1;
                 if failures == 1 {
-                    log::warn!(
-                        "Cannot report to {}: {e}; retrying with backoff",
-                        config.reporter_url
-                    );
+                    log::warn!("Cannot report to {reporter_url}: {e}; retrying with backoff");
                 } else {
                     log::debug!("Still cannot report: {e}");
                 }
                 RETRY_START
                     .saturating_mul(1 << failures.min(10))
-                    .min(config.interval)
+                    .min(interval)
             }
         };
         tokio::select! {
@@ -127,9 +147,6 @@ pub async fn run(config: DiscoveryConfig, shutdown: Shutdown) -> Result<(), Stri
             _ = shutdown.wait() => {}
         }
     }
-    let _ = metrics.await;
-    log::info!("Discovery stopped");
-    Ok(())
 }
 
 /// One round: scan, check, report. Fails only when the reporter cannot be told.
@@ -236,5 +253,72 @@ mod tests {
         let later = now + Duration::from_secs(60);
         assert!(live_signals(dir.path(), Duration::from_secs(10), later).is_empty());
         assert!(live_signals(&dir.path().join("nope"), Duration::from_secs(10), now).is_empty());
+    }
+
+    /// When each round ran, in seconds after the start: `fails(n)` says
+    /// whether round `n` (from 1) cannot reach the reporter; shutdown fires
+    /// during round `rounds`.
+    async fn round_times(interval: Duration, rounds: usize, fails: fn(usize) -> bool) -> Vec<f64> {
+        let shutdown = Shutdown::new();
+        let start = tokio::time::Instant::now();
+        let mut times = Vec::new();
+        every_round(interval, "http://reporter", &shutdown, async || {
+            times.push(start.elapsed().as_secs_f64());
+            if times.len() == rounds {
+                shutdown.trigger();
+            }
+            if fails(times.len()) {
+                Err("connection refused".to_string())
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        times
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_live_reporter_gets_one_round_per_interval() {
+        let times = round_times(Duration::from_secs(2), 4, |_| false).await;
+        assert_eq!(times, vec![0.0, 2.0, 4.0, 6.0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_down_reporter_is_retried_sooner_backing_off_to_the_interval() {
+        // Rounds 2 to 6 find the reporter down: retries after 0.5, 1, 2 s
+        // (doubling from 250 ms, capped at the interval), then the interval.
+        let times = round_times(Duration::from_secs(2), 8, |n| (2..=6).contains(&n)).await;
+        assert_eq!(times, vec![0.0, 2.0, 2.5, 3.5, 5.5, 7.5, 9.5, 11.5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_long_interval_the_retries_keep_doubling() {
+        // With a 60 s interval the retries keep doubling past 2 s.
+        let times = round_times(Duration::from_secs(60), 6, |n| n <= 5).await;
+        assert_eq!(times, vec![0.0, 0.5, 1.5, 3.5, 7.5, 15.5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_pause_at_once() {
+        let shutdown = Shutdown::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            trigger.trigger();
+        });
+        let start = tokio::time::Instant::now();
+        let mut rounds = 0;
+        every_round(
+            Duration::from_secs(60),
+            "http://reporter",
+            &shutdown,
+            async || {
+                rounds += 1;
+                Ok(())
+            },
+        )
+        .await;
+        assert_eq!(rounds, 1);
+        assert_eq!(start.elapsed(), Duration::from_millis(300));
     }
 }

@@ -1,0 +1,667 @@
+//! The failover benchmark (`just bench-failover`): every packager fault, watched
+//! by four kinds of player, through nonstop's proxy and, at the same moment,
+//! through nginx configured the conventional way, side by side.
+//!
+//! ```text
+//!                          ┌── faultproxy ── server1 ──┐  packager A (faults injected here)
+//!   worker ──▶ output/ ────┤                           │
+//!                          └── server2 ────────────────┘  packager B
+//!   probe, GStreamer, ffmpeg, hls.js ──▶ nonstop proxy ──▶ A | B   (failover state machine)
+//!   probe, GStreamer, ffmpeg, hls.js ──▶ nginx ──────────▶ A | B   (round robin, proxy_next_upstream)
+//!   watcher ──▶ each proxy's playlist every 100 ms                 (time to switch)
+//!   watcher ──▶ packager B's playlist every 100 ms                 (control: did the source pause?)
+//! ```
+//!
+//! One stack per fault. The players start together (hls.js first, the lighter
+//! ones 3 s later so they miss Chromium's start-up burst), the fault comes
+//! `--fault-at` seconds after the start, and not before the probe and hls.js
+//! say they are playing, and is cleared at `--clear-at` (a
+//! killed packager stays dead), and they all stop at `--seconds`. Each player kind is judged by
+//! its own signals; bench/README.md says exactly how. The table goes to stdout,
+//! progress to stderr, the same rows as JSON to `bench/out/failover.json` and
+//! every log to `bench/out/logs/<fault>/`. The control watcher asks packager B
+//! directly: when the worker or the machine pauses, the notes say so.
+//!
+//! The GStreamer player runs in a child process (this binary again, with
+//! `--gst-player`) so a demuxer that hangs or crashes cannot take the bench
+//! with it, and so its GStreamer log belongs to that one pipeline.
+
+mod nginx;
+mod players;
+mod table;
+mod watch;
+
+use nginx::*;
+use players::*;
+use table::*;
+use watch::*;
+
+use nonstop_lab::support as common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{
+    free_port, wait_for, BrowserProgress, PlayingLine, Service, Stack, StackOptions, PLAYING_WITHIN,
+};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// How long players watch, when the fault comes and when it is cleared.
+const DEFAULT_WATCH: Duration = Duration::from_secs(45);
+const DEFAULT_FAULT_AT: Duration = Duration::from_secs(12);
+const DEFAULT_CLEAR_AT: Duration = Duration::from_secs(30);
+/// The same for `--quick`.
+const QUICK_WATCH: Duration = Duration::from_secs(30);
+const QUICK_FAULT_AT: Duration = Duration::from_secs(8);
+const QUICK_CLEAR_AT: Duration = Duration::from_secs(20);
+/// The product's default segment (and target) duration.
+const DEFAULT_SEGMENT_SECONDS: u32 = 2;
+/// Length of the generated input the worker loops.
+const DEFAULT_INPUT_SECONDS: u32 = 10;
+/// Segments the playlist must list before players start, so every player can
+/// start at the live edge with its usual three-segment buffer.
+const LIVE_EDGE_SEGMENTS: usize = 4;
+/// A source pause longer than this gets a line under the table.
+const SOURCE_GAP_NOTE: Duration = Duration::from_millis(500);
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--gst-player") {
+        gst_player(&args[1..]);
+    }
+    let options = match Options::from_args(<Args as clap::Parser>::parse()) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("failover bench: {e} (see --help)");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = options.check_tools() {
+        eprintln!("failover bench: {e}");
+        std::process::exit(1);
+    }
+    // The fault proxy reads its `slow` delay from the environment it inherits:
+    // about one target duration, as the issue asks.
+    std::env::set_var(
+        "FAULT_SLOW_MS",
+        (u64::from(options.segment_seconds) * 1000).to_string(),
+    );
+    let out = Path::new(MANIFEST_DIR).join("bench/out");
+    if let Err(e) = std::fs::create_dir_all(out.join("logs")) {
+        eprintln!("failover bench: cannot create {}: {e}", out.display());
+        std::process::exit(1);
+    }
+    let clock = Progress::new();
+    clock.say(&format!(
+        "{} fault(s) x {} player(s) x {}; watch {} s, fault at +{} s, cleared at +{} s, {} s segments",
+        options.faults.len(),
+        options.players.len(),
+        options
+            .proxy_passes()
+            .iter()
+            .map(|pass| pass.iter().map(|p| p.name()).collect::<Vec<_>>().join("+"))
+            .collect::<Vec<_>>()
+            .join(" then "),
+        options.watch.as_secs(),
+        options.fault_at.as_secs(),
+        options.clear_at.as_secs(),
+        options.segment_seconds
+    ));
+
+    let mut rows = Vec::new();
+    for &fault in &options.faults {
+        for pass in options.proxy_passes() {
+            let logs = out.join("logs").join(fault.name());
+            let _ = std::fs::create_dir_all(&logs);
+            // One retry: a stack that does not come up (a service slow to
+            // start on a loaded machine) is not a result.
+            let attempt = || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_fault(fault, &pass, &options, &logs, &clock)
+                }))
+            };
+            let run = attempt().or_else(|_| {
+                clock.say(&format!(
+                    "{}: the run failed (see above), trying once more",
+                    fault.name()
+                ));
+                attempt()
+            });
+            match run {
+                Ok(fault_rows) => {
+                    print_table(&fault_rows, &mut std::io::stderr());
+                    rows.extend(fault_rows);
+                }
+                Err(_) => {
+                    clock.say(&format!(
+                        "{}: the run failed (see the panic above)",
+                        fault.name()
+                    ));
+                    for &proxy in &pass {
+                        for &player in &options.players {
+                            rows.push(Row::failed(fault, player, proxy, "run failed"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    rows.sort_by_key(|r| (r.fault_index, r.player_index, r.proxy_index));
+
+    println!();
+    print_table(&rows, &mut std::io::stdout());
+    println!("{}", verdict(&rows));
+    let report = json!({
+        "config": {
+            "faults": options.faults.iter().map(|f| f.name()).collect::<Vec<_>>(),
+            "players": options.players.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            "proxies": options.proxies.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            "split": options.split,
+            "watch_s": options.watch.as_secs_f64(),
+            "fault_at_s": options.fault_at.as_secs_f64(),
+            "clear_at_s": options.clear_at.as_secs_f64(),
+            "segment_seconds": options.segment_seconds,
+            "input_seconds": options.input_seconds,
+        },
+        "rows": rows,
+    });
+    let path = out.join("failover.json");
+    match serde_json::to_string_pretty(&report)
+        .map_err(|e| e.to_string())
+        .and_then(|text| std::fs::write(&path, text + "\n").map_err(|e| e.to_string()))
+    {
+        Ok(()) => println!("JSON: {}", path.display()),
+        Err(e) => eprintln!("failover bench: cannot write {}: {e}", path.display()),
+    }
+}
+
+/// The flags, each also read from `BENCH_<FLAG>` (BENCH_FAULTS=kill,stale).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "failover",
+    about = "Every packager fault, watched by four kinds of player, through nonstop's proxy and nginx side by side.",
+    override_usage = "cargo bench --bench failover -- [options]   (or: just bench-failover [options])"
+)]
+struct Args {
+    /// Faults to inject: kill,hang,stale,error500,segment404,slow,cut,reset (default: all).
+    #[arg(long, env = "BENCH_FAULTS", value_name = "LIST")]
+    faults: Option<String>,
+    /// Players: probe,gstreamer,ffmpeg,hlsjs (default: all).
+    #[arg(long, env = "BENCH_PLAYERS", value_name = "LIST")]
+    players: Option<String>,
+    /// Proxies: nonstop,nginx (default: both).
+    #[arg(long, env = "BENCH_PROXIES", value_name = "LIST")]
+    proxies: Option<String>,
+    /// One pass per proxy instead of both at once (halves the load).
+    #[arg(long, env = "BENCH_SPLIT", value_parser = clap::builder::FalseyValueParser::new())]
+    split: bool,
+    /// How long players watch, in seconds (default 45).
+    #[arg(long, env = "BENCH_SECONDS", value_name = "N", value_parser = positive_seconds)]
+    seconds: Option<Duration>,
+    /// Fault injected N s after players start, once the probe and hls.js say
+    /// they play (default 12).
+    #[arg(long, env = "BENCH_FAULT_AT", value_name = "N", value_parser = positive_seconds)]
+    fault_at: Option<Duration>,
+    /// Fault cleared N s after players start (default 30).
+    #[arg(long, env = "BENCH_CLEAR_AT", value_name = "N", value_parser = positive_seconds)]
+    clear_at: Option<Duration>,
+    /// Segment duration in seconds.
+    #[arg(long, env = "BENCH_SEGMENT_SECONDS", value_name = "N", default_value_t = DEFAULT_SEGMENT_SECONDS, value_parser = clap::value_parser!(u32).range(1..))]
+    segment_seconds: u32,
+    /// Length of the looped input in seconds.
+    #[arg(long, env = "BENCH_INPUT_SECONDS", value_name = "N", default_value_t = DEFAULT_INPUT_SECONDS, value_parser = clap::value_parser!(u32).range(1..))]
+    input_seconds: u32,
+    /// Shorter defaults: --seconds 30 --fault-at 8 --clear-at 20.
+    #[arg(long, env = "BENCH_QUICK", value_parser = clap::builder::FalseyValueParser::new())]
+    quick: bool,
+    /// Passed by `cargo bench` to benches without the libtest harness.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn positive_seconds(v: &str) -> Result<Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("'{v}' is not a positive number of seconds"))
+}
+
+/// What the user asked for.
+struct Options {
+    faults: Vec<Fault>,
+    players: Vec<Player>,
+    proxies: Vec<Proxy>,
+    split: bool,
+    watch: Duration,
+    fault_at: Duration,
+    clear_at: Duration,
+    segment_seconds: u32,
+    input_seconds: u32,
+}
+
+impl Options {
+    /// The flags checked together: names in the lists, and a schedule that
+    /// leaves the players time to start.
+    fn from_args(args: Args) -> Result<Options, String> {
+        let (watch, fault_at, clear_at) = if args.quick {
+            (QUICK_WATCH, QUICK_FAULT_AT, QUICK_CLEAR_AT)
+        } else {
+            (DEFAULT_WATCH, DEFAULT_FAULT_AT, DEFAULT_CLEAR_AT)
+        };
+        let options = Options {
+            faults: list(args.faults.as_ref(), &Fault::ALL, Fault::name)
+                .map_err(|e| format!("--faults: {e}"))?,
+            players: list(args.players.as_ref(), &Player::ALL, Player::name)
+                .map_err(|e| format!("--players: {e}"))?,
+            proxies: list(args.proxies.as_ref(), &Proxy::ALL, Proxy::name)
+                .map_err(|e| format!("--proxies: {e}"))?,
+            split: args.split,
+            watch: args.seconds.unwrap_or(watch),
+            fault_at: args.fault_at.unwrap_or(fault_at),
+            clear_at: args.clear_at.unwrap_or(clear_at),
+            segment_seconds: args.segment_seconds,
+            input_seconds: args.input_seconds,
+        };
+        if !(options.fault_at < options.clear_at && options.clear_at <= options.watch) {
+            return Err("need --fault-at < --clear-at <= --seconds".into());
+        }
+        if options.fault_at <= LIGHT_PLAYERS_DELAY + HLSJS_STARTUP_ALLOWANCE {
+            return Err(format!(
+                "--fault-at must leave the players time to start (more than {} s)",
+                (LIGHT_PLAYERS_DELAY + HLSJS_STARTUP_ALLOWANCE).as_secs()
+            ));
+        }
+        Ok(options)
+    }
+
+    /// Which proxies run together: both at once, or one after the other.
+    fn proxy_passes(&self) -> Vec<Vec<Proxy>> {
+        if self.split {
+            self.proxies.iter().map(|p| vec![*p]).collect()
+        } else {
+            vec![self.proxies.clone()]
+        }
+    }
+
+    /// Every outside program the chosen players and proxies need, checked
+    /// before any stack starts, with what to do when one is missing.
+    fn check_tools(&self) -> Result<(), String> {
+        let mut missing = Vec::new();
+        if self.proxies.contains(&Proxy::Nginx) && nginx_bin().is_none() {
+            missing.push("nginx (apt-get install nginx-light, or ./scripts/setup.sh)");
+        }
+        if self.players.contains(&Player::Ffmpeg) && !on_path("ffmpeg") {
+            missing.push("ffmpeg (apt-get install ffmpeg)");
+        }
+        if self.players.contains(&Player::Hlsjs) {
+            if !on_path("node") {
+                missing.push("node (apt-get install nodejs)");
+            }
+            if !common::repo_root().join("web/node_modules/hls.js").exists() {
+                missing.push("web/node_modules (npm ci --prefix web)");
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("missing: {}", missing.join("; ")))
+        }
+    }
+}
+
+/// Parses a comma-separated list of names, keeping the canonical order.
+fn list<T: Copy + PartialEq>(
+    given: Option<&String>,
+    all: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<Vec<T>, String> {
+    let Some(given) = given else {
+        return Ok(all.to_vec());
+    };
+    let wanted: Vec<String> = given
+        .split(',')
+        .map(|s| s.trim().to_lowercase().replace('.', ""))
+        .filter(|s| !s.is_empty())
+        .collect();
+    for w in &wanted {
+        if !all.iter().any(|t| name(*t).replace('.', "") == *w) {
+            let names: Vec<_> = all.iter().map(|t| name(*t)).collect();
+            return Err(format!("unknown '{w}' (expected {})", names.join(", ")));
+        }
+    }
+    Ok(all
+        .iter()
+        .copied()
+        .filter(|t| wanted.contains(&name(*t).replace('.', "")))
+        .collect())
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// A packager fault, as the issue lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL to packager A: connections refused from then on.
+    Kill,
+    /// SIGSTOP to packager A: connections accepted, never answered.
+    Hang,
+    /// Playlists 200 OK but frozen.
+    Stale,
+    /// HTTP 500 on everything.
+    Error500,
+    /// 404 on segments only.
+    Segment404,
+    /// Every response delayed by about one target duration.
+    Slow,
+    /// Segment bodies cut short.
+    Cut,
+    /// TCP reset once the request is read.
+    Reset,
+}
+
+impl Fault {
+    const ALL: [Fault; 8] = [
+        Fault::Kill,
+        Fault::Hang,
+        Fault::Stale,
+        Fault::Error500,
+        Fault::Segment404,
+        Fault::Slow,
+        Fault::Cut,
+        Fault::Reset,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill",
+            Fault::Hang => "hang",
+            Fault::Stale => "stale",
+            Fault::Error500 => "error500",
+            Fault::Segment404 => "segment404",
+            Fault::Slow => "slow",
+            Fault::Cut => "cut",
+            Fault::Reset => "reset",
+        }
+    }
+
+    fn inject(self, stack: &Stack) {
+        match self {
+            Fault::Kill => fault_process(stack).signal("KILL"),
+            Fault::Hang => fault_process(stack).signal("STOP"),
+            mode => stack.inject(mode.name()),
+        }
+    }
+
+    /// Ends the fault; false when there is nothing to end (a kill stays).
+    fn clear(self, stack: &Stack) -> bool {
+        match self {
+            Fault::Kill => false,
+            Fault::Hang => {
+                fault_process(stack).signal("CONT");
+                true
+            }
+            _ => {
+                stack.inject("none");
+                true
+            }
+        }
+    }
+}
+
+fn fault_process(stack: &Stack) -> &Service {
+    stack
+        .fault
+        .as_ref()
+        .expect("the stack runs a fault proxy in front of packager A")
+}
+
+/// What the players talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proxy {
+    Nonstop,
+    Nginx,
+}
+
+impl Proxy {
+    const ALL: [Proxy; 2] = [Proxy::Nonstop, Proxy::Nginx];
+
+    fn name(self) -> &'static str {
+        match self {
+            Proxy::Nonstop => "nonstop",
+            Proxy::Nginx => "nginx",
+        }
+    }
+}
+
+/// Progress lines on stderr, stamped with the time since the bench started.
+struct Progress {
+    started: Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            started: Instant::now(),
+        }
+    }
+
+    fn say(&self, what: &str) {
+        eprintln!(
+            "[bench {:>6.1}s] {what}",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// One fault against the proxies of one pass: a fresh stack, nginx beside it,
+/// every player watching, the fault in the middle.
+fn run_fault(
+    fault: Fault,
+    proxies: &[Proxy],
+    options: &Options,
+    logs: &Path,
+    clock: &Progress,
+) -> Vec<Row> {
+    let name = fault.name();
+    let pass = proxies
+        .iter()
+        .map(|p| p.name())
+        .collect::<Vec<_>>()
+        .join("+");
+    clock.say(&format!(
+        "{name} [{pass}]: starting the stack (worker, server1 behind the fault proxy, server2, reporter, discovery, origin, proxy)"
+    ));
+    let stack = Stack::start(StackOptions {
+        segment_seconds: options.segment_seconds,
+        input_seconds: options.input_seconds,
+        audio: true,
+        fault_front: true,
+    });
+    let nginx = proxies
+        .contains(&Proxy::Nginx)
+        .then(|| Nginx::start(&stack.packagers[0], &stack.packagers[1], logs));
+    let urls: Vec<(Proxy, String)> = proxies
+        .iter()
+        .map(|&proxy| {
+            let url = match (proxy, &nginx) {
+                (Proxy::Nginx, Some(nginx)) => nginx.url("live01/playlist.m3u8"),
+                _ => stack.proxy_url("live01/playlist.m3u8"),
+            };
+            (proxy, url)
+        })
+        .collect();
+    for (proxy, url) in &urls {
+        wait_for(
+            Duration::from_secs(40),
+            &format!("{LIVE_EDGE_SEGMENTS} segments listed by {}", proxy.name()),
+            || (listed_segments(url)? >= LIVE_EDGE_SEGMENTS).then_some(()),
+        );
+    }
+
+    clock.say(&format!(
+        "{name} [{pass}]: {} players watching for {} s; fault at +{} s, cleared at +{} s",
+        urls.len() * options.players.len(),
+        options.watch.as_secs(),
+        options.fault_at.as_secs(),
+        options.clear_at.as_secs()
+    ));
+    let t0 = Instant::now();
+    let watchers: Vec<(Proxy, Watcher)> = urls
+        .iter()
+        .map(|(proxy, url)| (*proxy, Watcher::start(url)))
+        .collect();
+    let source = Watcher::start(&format!("{}/live01/playlist.m3u8", stack.packagers[1]));
+    let mut players: Vec<(Proxy, Player, JoinHandle<Outcome>)> = Vec::new();
+    for (proxy, url) in &urls {
+        for &player in &options.players {
+            let url = url.clone();
+            let delay = player.delay();
+            let watch = options.watch - delay;
+            let segment = Duration::from_secs(u64::from(options.segment_seconds));
+            let log = player_log(logs, *proxy, player);
+            players.push((
+                *proxy,
+                player,
+                std::thread::spawn(move || {
+                    sleep_until(t0 + delay);
+                    let mut outcome = player.play(&url, watch, segment, &log);
+                    if let Value::Object(detail) = &mut outcome.detail {
+                        detail.insert("started_at_s".to_string(), json!(delay.as_secs_f64()));
+                    }
+                    outcome
+                }),
+            ));
+        }
+    }
+
+    sleep_until(t0 + options.fault_at);
+    // Never before the players that say so are playing: a fault during a
+    // slow start-up would measure the start-up, not the failover.
+    let announcing: Vec<(String, PathBuf, SaysPlaying)> = urls
+        .iter()
+        .flat_map(|(proxy, _)| {
+            options.players.iter().filter_map(|&player| {
+                let says_playing = player.playing_announcement()?;
+                let who = format!("{} via {}", player.name(), proxy.name());
+                Some((who, player_log(logs, *proxy, player), says_playing))
+            })
+        })
+        .collect();
+    for (who, log, says_playing) in &announcing {
+        if !wait_announced_playing(log, *says_playing, PLAYING_WITHIN) {
+            clock.say(&format!(
+                "{name} [{pass}]: {who} did not say it plays within {} s; injecting anyway",
+                PLAYING_WITHIN.as_secs()
+            ));
+        }
+    }
+    fault.inject(&stack);
+    let injected = Instant::now();
+    clock.say(&format!("{name} [{pass}]: fault injected on packager A"));
+    sleep_until(t0 + options.clear_at);
+    let cleared = Instant::now();
+    if fault.clear(&stack) {
+        clock.say(&format!("{name} [{pass}]: fault cleared, packager A back"));
+    } else {
+        clock.say(&format!("{name} [{pass}]: packager A stays dead"));
+    }
+    sleep_until(t0 + options.watch);
+    let load = load_average();
+    clock.say(&format!(
+        "{name} [{pass}]: watch over (load average {load}), collecting reports"
+    ));
+
+    let segment = Duration::from_secs(u64::from(options.segment_seconds));
+    let source_gap = longest_extra_gap(&source.finish(), segment);
+    if source_gap > SOURCE_GAP_NOTE {
+        clock.say(&format!(
+            "{name} [{pass}]: packager B's own playlist paused {:.1} s longer than a segment (worker or machine, not a proxy)",
+            source_gap.as_secs_f64()
+        ));
+    }
+    let switches: Vec<(Proxy, Option<Duration>, Value)> = watchers
+        .into_iter()
+        .map(|(proxy, watcher)| {
+            let samples = watcher.finish();
+            let switch = time_to_switch(&samples, injected, cleared, segment);
+            (proxy, switch, watch_summary(&samples, injected, cleared))
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for (proxy, player, handle) in players {
+        let mut outcome = handle
+            .join()
+            .unwrap_or_else(|_| Outcome::unmeasured("player thread panicked"));
+        let (switch, watch) = switches
+            .iter()
+            .find(|(p, _, _)| *p == proxy)
+            .map(|(_, s, w)| (*s, w.clone()))
+            .unwrap_or((None, Value::Null));
+        if let Value::Object(detail) = &mut outcome.detail {
+            detail.insert("watcher".to_string(), watch);
+            detail.insert("load_average_at_end".to_string(), json!(load));
+        }
+        let mut row = Row::new(fault, player, proxy, outcome, switch);
+        row.source_extra_gap_ms = Some(millis(source_gap));
+        rows.push(row);
+    }
+
+    // Keep what explains the numbers: every service's log.
+    let _ = std::fs::write(logs.join(format!("stack-{pass}.log")), stack.logs());
+    clock.say(&format!("{name} [{pass}]: stopping the stack"));
+    drop(nginx);
+    drop(stack);
+    rows
+}
+
+/// Tells from one line of a player's log that it is playing.
+type SaysPlaying = fn(&str) -> bool;
+
+/// Where a player's stderr goes for one pass.
+fn player_log(logs: &Path, proxy: Proxy, player: Player) -> PathBuf {
+    logs.join(format!(
+        "{}-{}.log",
+        proxy.name(),
+        player.name().replace('.', "")
+    ))
+}
+
+/// Waits until a player's log has a line that `says_playing`; `false` after
+/// `within`.
+fn wait_announced_playing(log: &Path, says_playing: SaysPlaying, within: Duration) -> bool {
+    common::try_wait_for(within, || {
+        let text = std::fs::read_to_string(log).ok()?;
+        text.lines().any(says_playing).then_some(())
+    })
+    .is_some()
+}
+
+/// The 1-minute load average, to tell a loaded machine from a failover stall.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".to_string())
+}
+
+fn sleep_until(when: Instant) {
+    let now = Instant::now();
+    if when > now {
+        std::thread::sleep(when - now);
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

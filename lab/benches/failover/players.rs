@@ -1,0 +1,682 @@
+//! The four players and how each is judged: the project's probe (its own
+//! report), hls.js in headless Chromium (web/hlsjs-player.mjs), GStreamer's
+//! playbin in a child process of this binary, and ffmpeg's HLS demuxer fed
+//! into a buffer model. Each runs as a child process killed if it outlives
+//! the bench.
+
+use super::*;
+
+/// GStreamer: a gap between two rendered video frames (40 ms apart at 25 fps)
+/// longer than this is a stall.
+pub(crate) const GST_STALL_GAP: Duration = Duration::from_millis(500);
+/// ffmpeg: how often `-progress` reports, and how much media must be read
+/// again before a stalled playhead resumes.
+pub(crate) const FFMPEG_STATS_PERIOD: &str = "0.25";
+pub(crate) const FFMPEG_RESUME_BUFFER: f64 = 0.5;
+/// hls.js measures `--duration` after its first `playing`; this much less than
+/// the watch lets it end with the others (it starts in 0.3 to 4 s).
+pub(crate) const HLSJS_STARTUP_ALLOWANCE: Duration = Duration::from_secs(4);
+pub(crate) const HLSJS_STARTUP_TIMEOUT_SECONDS: &str = "20";
+/// Probe, GStreamer and ffmpeg start this long after hls.js (see [`Player::delay`]).
+pub(crate) const LIGHT_PLAYERS_DELAY: Duration = Duration::from_secs(3);
+/// How long after the watch a player may take to report before it is killed.
+pub(crate) const PLAYER_GRACE: Duration = Duration::from_secs(40);
+/// GStreamer debug categories whose warnings name failed requests.
+pub(crate) const GST_LOG_CATEGORIES: &str = "souphttpsrc:2,adaptivedemux:2,hlsdemux:2";
+
+/// A kind of player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Player {
+    Probe,
+    Gstreamer,
+    Ffmpeg,
+    Hlsjs,
+}
+
+impl Player {
+    pub(crate) const ALL: [Player; 4] = [
+        Player::Probe,
+        Player::Gstreamer,
+        Player::Ffmpeg,
+        Player::Hlsjs,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Player::Probe => "probe",
+            Player::Gstreamer => "gstreamer",
+            Player::Ffmpeg => "ffmpeg",
+            Player::Hlsjs => "hls.js",
+        }
+    }
+
+    /// When this player starts after the others' start. Chromium is the
+    /// heaviest thing to start, so hls.js goes first and the light players
+    /// start once it is up, not all in the same CPU burst.
+    pub(crate) fn delay(self) -> Duration {
+        match self {
+            Player::Hlsjs => Duration::ZERO,
+            _ => LIGHT_PLAYERS_DELAY,
+        }
+    }
+
+    /// How to tell, from a line of its log, that it is playing (the probe's
+    /// and hls.js's `playing ...` lines), so the fault can wait for it;
+    /// `None` for players that do not say.
+    pub(crate) fn playing_announcement(self) -> Option<SaysPlaying> {
+        match self {
+            Player::Probe => Some(|line| nonstop_lab::player::Progress::parse(line).is_some()),
+            Player::Hlsjs => Some(|line| <BrowserProgress as PlayingLine>::parse(line).is_some()),
+            Player::Gstreamer | Player::Ffmpeg => None,
+        }
+    }
+
+    pub(crate) fn play(self, url: &str, watch: Duration, segment: Duration, log: &Path) -> Outcome {
+        let outcome = match self {
+            Player::Probe => play_probe(url, watch, log),
+            Player::Gstreamer => play_gstreamer(url, watch, log),
+            Player::Ffmpeg => play_ffmpeg(url, watch, segment, log),
+            Player::Hlsjs => play_hlsjs(url, watch, log),
+        };
+        outcome.unwrap_or_else(|note| Outcome::unmeasured(&note))
+    }
+}
+
+/// What one player went through.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Outcome {
+    pub(crate) stalls: Option<u64>,
+    pub(crate) stall_ms: Option<u64>,
+    pub(crate) failed_requests: Option<u64>,
+    /// Anything a reader of the table should know (died early, never started).
+    pub(crate) note: String,
+    /// The player's own report, for digging.
+    pub(crate) detail: Value,
+}
+
+impl Outcome {
+    pub(crate) fn unmeasured(note: &str) -> Outcome {
+        Outcome {
+            stalls: None,
+            stall_ms: None,
+            failed_requests: None,
+            note: note.to_string(),
+            detail: Value::Null,
+        }
+    }
+
+    pub(crate) fn clean(&self) -> bool {
+        self.stalls == Some(0) && self.failed_requests == Some(0)
+    }
+}
+
+/// A child process killed when dropped, so no player outlives the bench.
+pub(crate) struct Kid(Child);
+
+impl Kid {
+    /// Waits until `deadline`; kills the child then if it is still running.
+    /// Returns the exit status and whether it was killed.
+    pub(crate) fn wait_until(&mut self, deadline: Instant) -> (Option<ExitStatus>, bool) {
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return (Some(status), false);
+            }
+            if Instant::now() >= deadline {
+                let _ = self.0.kill();
+                return (self.0.wait().ok(), true);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub(crate) fn stdout_text(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut out) = self.0.stdout.take() {
+            let _ = out.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts `cmd` with stdout piped and stderr into `log`.
+pub(crate) fn spawn(cmd: &mut Command, log: &Path) -> Result<Kid, String> {
+    let err = std::fs::File::create(log).map_err(|e| format!("log {}: {e}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(err))
+        .spawn()
+        .map(Kid)
+        .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))
+}
+
+/// The last JSON object a program printed on stdout.
+pub(crate) fn last_json(stdout: &str) -> Option<Value> {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<Value>(l.trim())
+                .ok()
+                .filter(Value::is_object)
+        })
+        .or_else(|| serde_json::from_str::<Value>(stdout.trim()).ok())
+}
+
+/// The project's probe: its own JSON report (buffer model stalls, failed requests).
+pub(crate) fn play_probe(url: &str, watch: Duration, log: &Path) -> Result<Outcome, String> {
+    let mut kid = spawn(
+        Command::new(common::bin("probe"))
+            .args(["--url", url, "--duration"])
+            .arg(format!("{:.1}", watch.as_secs_f64()))
+            .args(["--start-segments", "3"])
+            .env("RUST_LOG", "info"),
+        log,
+    )?;
+    let (_, killed) = kid.wait_until(Instant::now() + watch + PLAYER_GRACE);
+    let report = last_json(&kid.stdout_text()).ok_or("probe printed no report")?;
+    let mut note = String::new();
+    if killed {
+        note.push_str("killed after the grace period; ");
+    }
+    if report["startup_ms"].is_null() {
+        note.push_str("never started; ");
+    }
+    for key in [
+        "playlist_regressions",
+        "skipped_segments",
+        "repeated_segments",
+    ] {
+        if let Some(n) = report[key].as_u64().filter(|n| *n > 0) {
+            note.push_str(&format!("{n} {}; ", key.replace('_', " ")));
+        }
+    }
+    Ok(Outcome {
+        stalls: report["stalls"].as_u64(),
+        stall_ms: report["stall_ms"].as_u64(),
+        failed_requests: report["failed_requests"].as_u64(),
+        note: note.trim_end_matches("; ").to_string(),
+        detail: report,
+    })
+}
+
+/// hls.js in headless Chromium through web/hlsjs-player.mjs.
+pub(crate) fn play_hlsjs(url: &str, watch: Duration, log: &Path) -> Result<Outcome, String> {
+    let script = common::repo_root().join("web/hlsjs-player.mjs");
+    let measure = watch.saturating_sub(HLSJS_STARTUP_ALLOWANCE);
+    let mut kid = spawn(
+        Command::new("node")
+            .arg(script)
+            .args(["--url", url, "--duration"])
+            .arg(format!("{:.1}", measure.as_secs_f64()))
+            .args(["--startup-timeout", HLSJS_STARTUP_TIMEOUT_SECONDS]),
+        log,
+    )?;
+    let (status, killed) = kid.wait_until(Instant::now() + watch + PLAYER_GRACE);
+    let report = last_json(&kid.stdout_text()).ok_or_else(|| {
+        format!(
+            "hls.js printed no report (exit {:?}{})",
+            status.and_then(|s| s.code()),
+            if killed { ", killed" } else { "" }
+        )
+    })?;
+    // Network failures only: *LoadError and *LoadTimeOut. bufferStalledError
+    // and friends are stalls, counted as stalls.
+    let failed: u64 = report["error_details"]
+        .as_object()
+        .map(|details| {
+            details
+                .iter()
+                .filter(|(k, _)| k.contains("Load"))
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    let mut note = Vec::new();
+    if report["played"] != Value::Bool(true) {
+        note.push("never started".to_string());
+    }
+    if let Some(n) = report["fatal_errors"].as_u64().filter(|n| *n > 0) {
+        let last = report["last_error"]["details"].as_str().unwrap_or("?");
+        note.push(format!("{n} fatal ({last})"));
+    }
+    let played = report["played"] == Value::Bool(true);
+    Ok(Outcome {
+        stalls: played.then(|| report["stalls"].as_u64()).flatten(),
+        stall_ms: played.then(|| report["stall_ms"].as_u64()).flatten(),
+        failed_requests: Some(failed),
+        note: note.join("; "),
+        detail: report,
+    })
+}
+
+/// Stalls a player went through: how many, how long in all, and each one as
+/// (start, length) in seconds since the player started.
+#[derive(Debug, Default)]
+pub(crate) struct Stalls {
+    pub(crate) count: u64,
+    pub(crate) total: Duration,
+    pub(crate) spans: Vec<(f64, f64)>,
+}
+
+impl Stalls {
+    pub(crate) fn add(&mut self, origin: Instant, from: Instant, length: Duration) {
+        self.count += 1;
+        self.total += length;
+        self.spans.push((
+            round_ms(from.saturating_duration_since(origin)),
+            round_ms(length),
+        ));
+    }
+
+    pub(crate) fn ms(&self) -> u64 {
+        millis(self.total)
+    }
+}
+
+pub(crate) fn round_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// Stalls from the instants media was rendered: every gap longer than `gap`
+/// between two renders, and from the last one to `end`, is one stall of that
+/// length. Nothing counts before the first render (startup).
+pub(crate) fn frozen_spans(
+    origin: Instant,
+    rendered: &[Instant],
+    end: Instant,
+    gap: Duration,
+) -> Stalls {
+    let mut stalls = Stalls::default();
+    let mut times = rendered.to_vec();
+    if rendered.last().is_some_and(|last| end > *last) {
+        times.push(end);
+    }
+    for pair in times.windows(2) {
+        let span = pair[1].saturating_duration_since(pair[0]);
+        if span > gap {
+            stalls.add(origin, pair[0], span);
+        }
+    }
+    stalls
+}
+
+/// A player's buffer fed by what ffmpeg's HLS demuxer has read: `reports`
+/// are (when, media seconds read so far). Playback starts once `start` seconds
+/// are read and runs in real time; when the playhead reaches the end of what
+/// was read it stalls, until [`FFMPEG_RESUME_BUFFER`] more has been read.
+/// None when playback never started.
+pub(crate) fn buffer_model(
+    origin: Instant,
+    reports: &[(Instant, f64)],
+    start: f64,
+    end: Instant,
+) -> Option<Stalls> {
+    let first = reports.iter().position(|(_, read)| *read >= start)?;
+    let mut stalls = Stalls::default();
+    let (mut now, mut read) = reports[first];
+    let mut playhead = 0.0_f64;
+    let mut stalled_since: Option<Instant> = None;
+    let tail = [(end, f64::MIN)];
+    for &(at, media) in reports[first + 1..].iter().chain(tail.iter()) {
+        let at = at.max(now);
+        if stalled_since.is_none() {
+            let left = (read - playhead).max(0.0);
+            let elapsed = (at - now).as_secs_f64();
+            if elapsed <= left {
+                playhead += elapsed;
+            } else {
+                playhead = read;
+                stalled_since = Some(now + Duration::from_secs_f64(left));
+            }
+        }
+        now = at;
+        read = read.max(media);
+        if let Some(since) = stalled_since {
+            if read - playhead >= FFMPEG_RESUME_BUFFER {
+                stalls.add(origin, since, now.saturating_duration_since(since));
+                stalled_since = None;
+            }
+        }
+    }
+    if let Some(since) = stalled_since {
+        stalls.add(origin, since, end.saturating_duration_since(since));
+    }
+    Some(stalls)
+}
+
+/// Counts failed exchanges in a player's log lines, each once: a transfer-level
+/// line (an HTTP error status, a body cut short) counts and marks one failure
+/// as told; the player-level line that follows for the same failure ("could
+/// not reload the playlist") is then not counted again, but one without a
+/// transfer-level line before it (a reset, a refused connection) is.
+#[derive(Debug, Default)]
+pub(crate) struct FailureCounter {
+    pub(crate) failed: u64,
+    pub(crate) told: bool,
+    pub(crate) lines: Vec<String>,
+}
+
+impl FailureCounter {
+    pub(crate) fn transfer(&mut self, line: &str) {
+        self.failed += 1;
+        self.told = true;
+        self.lines.push(line.to_string());
+    }
+
+    pub(crate) fn player(&mut self, line: &str) {
+        if self.told {
+            self.told = false;
+        } else {
+            self.failed += 1;
+        }
+        self.lines.push(line.to_string());
+    }
+}
+
+/// ffmpeg 5.1's HLS demuxer (as ffplay would use it: reading ahead, not
+/// `-re`), stream copy to the null muxer; `-progress` tells how much media it
+/// has read, which feeds [`buffer_model`].
+pub(crate) fn play_ffmpeg(
+    url: &str,
+    watch: Duration,
+    segment: Duration,
+    log: &Path,
+) -> Result<Outcome, String> {
+    let mut file = std::fs::File::create(log).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let deadline = started + watch;
+    let mut child = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "repeat+level+warning",
+            "-stats_period",
+            FFMPEG_STATS_PERIOD,
+            "-progress",
+            "pipe:1",
+            "-i",
+            url,
+            "-map",
+            "0",
+            "-c",
+            "copy",
+            "-f",
+            "null",
+            "-",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no ffmpeg stdout")?;
+    let stderr = child.stderr.take().ok_or("no ffmpeg stderr")?;
+    let mut kid = Kid(child);
+    let progress = std::thread::spawn(move || {
+        let mut reports = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(us) = line
+                .strip_prefix("out_time_us=")
+                .and_then(|v| v.trim().parse::<i64>().ok())
+            {
+                reports.push((Instant::now(), us.max(0) as f64 / 1e6));
+            }
+        }
+        reports
+    });
+    let errors = std::thread::spawn(move || {
+        let mut counter = FailureCounter::default();
+        let mut text = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            text.push_str(&line);
+            text.push('\n');
+            let at_least_warning =
+                line.contains("[warning]") || line.contains("[error]") || line.contains("[fatal]");
+            if !at_least_warning || line.contains("[null @") {
+                continue;
+            }
+            if line.contains("[http @") || line.contains("[tcp @") {
+                counter.transfer(&line);
+            } else if line.contains("Failed to reload playlist")
+                || line.contains("Failed to open segment")
+            {
+                counter.player(&line);
+            }
+        }
+        (counter, text)
+    });
+    let (status, killed) = kid.wait_until(deadline);
+    let ended = Instant::now();
+    let reports = progress.join().map_err(|_| "progress reader panicked")?;
+    let (counter, text) = errors.join().map_err(|_| "stderr reader panicked")?;
+    let _ = file.write_all(text.as_bytes());
+    let mut note = Vec::new();
+    if !killed {
+        note.push(format!(
+            "exited at +{:.0} s ({:?})",
+            (ended - started).as_secs_f64(),
+            status.and_then(|s| s.code())
+        ));
+    }
+    let stalls = buffer_model(
+        started,
+        &reports,
+        segment.as_secs_f64(),
+        deadline.max(ended),
+    );
+    if stalls.is_none() {
+        note.push("never played".to_string());
+    }
+    Ok(Outcome {
+        stalls: stalls.as_ref().map(|s| s.count),
+        stall_ms: stalls.as_ref().map(Stalls::ms),
+        failed_requests: Some(counter.failed),
+        note: note.join("; "),
+        detail: json!({
+            "media_seconds_read": reports.iter().map(|(_, s)| *s).fold(0.0, f64::max),
+            "progress_reports": reports.len(),
+            "stall_spans_s": stalls.map(|s| s.spans).unwrap_or_default(),
+            "failure_lines": counter.lines,
+        }),
+    })
+}
+
+/// GStreamer's playbin in a child process of this binary (`--gst-player`).
+pub(crate) fn play_gstreamer(url: &str, watch: Duration, log: &Path) -> Result<Outcome, String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut kid = spawn(
+        Command::new(me)
+            .args(["--gst-player", "--url", url, "--seconds"])
+            .arg(format!("{:.1}", watch.as_secs_f64()))
+            .env("GST_DEBUG", GST_LOG_CATEGORIES)
+            .env("GST_DEBUG_NO_COLOR", "1"),
+        log,
+    )?;
+    let (status, _) = kid.wait_until(Instant::now() + watch + PLAYER_GRACE);
+    let report = last_json(&kid.stdout_text()).ok_or_else(|| {
+        format!(
+            "GStreamer player printed no report (exit {:?})",
+            status.and_then(|s| s.code())
+        )
+    })?;
+    let started = report["started"] == Value::Bool(true);
+    let mut note = Vec::new();
+    if !started {
+        note.push("never started".to_string());
+    }
+    if let Some(e) = report["fatal_error"].as_str() {
+        note.push(format!("fatal: {e}"));
+    }
+    Ok(Outcome {
+        stalls: started.then(|| report["stalls"].as_u64()).flatten(),
+        stall_ms: started.then(|| report["stall_ms"].as_u64()).flatten(),
+        failed_requests: report["failed_requests"].as_u64(),
+        note: note.join("; "),
+        detail: report,
+    })
+}
+
+/// The GStreamer player itself (child process): playbin to fake sinks that
+/// sync on the clock, buffering handled as gst-launch and gst-play do (pause
+/// below 100 %, play again at 100 %). Prints one JSON line and exits.
+pub(crate) fn gst_player(args: &[String]) -> ! {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+
+    let mut url = String::new();
+    let mut seconds = DEFAULT_WATCH.as_secs_f64();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--url" => url = rest.next().cloned().unwrap_or_default(),
+            "--seconds" => seconds = rest.next().and_then(|s| s.parse().ok()).unwrap_or(seconds),
+            _ => {}
+        }
+    }
+    let started_at = Instant::now();
+    let deadline = started_at + Duration::from_secs_f64(seconds);
+    common::init_gst();
+
+    // Failed requests, from the warnings of the HTTP source and the demuxer.
+    let failures = Arc::new(Mutex::new(FailureCounter::default()));
+    gst::log::remove_default_log_function();
+    gst::log::set_active(true);
+    gst::log::set_threshold_from_string(GST_LOG_CATEGORIES, true);
+    let counting = failures.clone();
+    gst::log::add_log_function(
+        move |category, level, _file, _function, _line, object, message| {
+            if level > gst::DebugLevel::Warning {
+                return;
+            }
+            let text = message.get().map(|m| m.to_string()).unwrap_or_default();
+            let object = object.map(|o| o.to_string()).unwrap_or_default();
+            let line = format!("{level:?} {} <{object}> {text}", category.name());
+            eprintln!("{line}");
+            let mut counter = counting.lock().unwrap_or_else(|p| p.into_inner());
+            match category.name() {
+                "souphttpsrc" if text.contains("URL:") => counter.transfer(&line),
+                "adaptivedemux" | "hlsdemux"
+                    if text.contains("Could not update the playlist")
+                        || text.contains("Got custom error") =>
+                {
+                    counter.player(&line)
+                }
+                _ => {}
+            }
+        },
+    );
+
+    let frames: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+    let build = || -> Result<gst::Element, String> {
+        let playbin = gst::ElementFactory::make("playbin")
+            .property("uri", &url)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let video = gst::ElementFactory::make("fakesink")
+            .property("sync", true)
+            .property("signal-handoffs", true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let audio = gst::ElementFactory::make("fakesink")
+            .property("sync", true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let rendered = frames.clone();
+        video.connect("handoff", false, move |_| {
+            rendered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Instant::now());
+            None
+        });
+        playbin.set_property("video-sink", &video);
+        playbin.set_property("audio-sink", &audio);
+        Ok(playbin)
+    };
+    let playbin = match build() {
+        Ok(p) => p,
+        Err(e) => {
+            println!("{}", json!({ "started": false, "fatal_error": e }));
+            std::process::exit(1);
+        }
+    };
+    let _ = playbin.set_state(gst::State::Playing);
+    let bus = playbin.bus().expect("a pipeline has a bus");
+    let mut buffering = false;
+    let mut buffering_dips = 0u64;
+    let mut fatal: Option<String> = None;
+    let mut warnings = Vec::new();
+    let mut ended = false;
+    while Instant::now() < deadline {
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Buffering(b) => {
+                let playing = !frames.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+                if b.percent() < 100 && !buffering {
+                    buffering = true;
+                    if playing {
+                        buffering_dips += 1;
+                        eprintln!("buffering dip to {} % while playing", b.percent());
+                    }
+                    let _ = playbin.set_state(gst::State::Paused);
+                } else if b.percent() >= 100 && buffering {
+                    buffering = false;
+                    let _ = playbin.set_state(gst::State::Playing);
+                }
+            }
+            gst::MessageView::Error(e) => {
+                let text = format!(
+                    "{} ({})",
+                    e.error(),
+                    e.debug().map(|d| d.to_string()).unwrap_or_default()
+                );
+                eprintln!("ERROR message: {text}");
+                fatal.get_or_insert(text);
+            }
+            gst::MessageView::Warning(w) => {
+                eprintln!("WARNING message: {}", w.error());
+                warnings.push(w.error().to_string());
+            }
+            gst::MessageView::Eos(_) => {
+                eprintln!("end of stream");
+                ended = true;
+            }
+            _ => {}
+        }
+    }
+    let frames = frames.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let stalls = frozen_spans(started_at, &frames, deadline, GST_STALL_GAP);
+    let counter = failures.lock().unwrap_or_else(|p| p.into_inner());
+    let report = json!({
+        "player": "gstreamer playbin",
+        "url": url,
+        "started": !frames.is_empty(),
+        "startup_ms": frames.first().map(|t| millis(*t - started_at)),
+        "frames": frames.len(),
+        "stalls": stalls.count,
+        "stall_ms": stalls.ms(),
+        "stall_spans_s": stalls.spans,
+        "failed_requests": counter.failed,
+        "buffering_dips": buffering_dips,
+        "bus_warnings": warnings,
+        "fatal_error": fatal,
+        "eos": ended,
+        "failure_lines": counter.lines,
+    });
+    println!("{report}");
+    let _ = std::io::stdout().flush();
+    // No teardown: a demuxer stuck on a hung server must not hold the report.
+    std::process::exit(0);
+}
