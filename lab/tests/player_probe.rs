@@ -284,7 +284,7 @@ async fn the_cli_prints_a_json_report_or_one_error_line() {
 /// probe program says when it plays, and how much, as it goes.
 #[tokio::test]
 async fn the_cli_announces_playback_as_it_goes() {
-    let server = serve(Behaviour::Healthy);
+    let server = serve(Behaviour::Healthy).await;
     let url = server.playlist_url.clone();
     let (progress, report, log) = tokio::task::spawn_blocking(move || {
         let probe = nonstop_lab::support::Probe::start(&url, 6);
