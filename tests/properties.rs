@@ -101,7 +101,11 @@ proptest! {
                 playlist.mark_discontinuity();
             }
             let seq = playlist.next_sequence();
-            playlist.push(LivePlaylist::segment_name(seq), Duration::from_millis(ms as u64));
+            playlist.push(
+                LivePlaylist::segment_name(seq),
+                Duration::from_millis(ms as u64),
+                std::time::SystemTime::now(),
+            );
             pushed += 1;
         }
         let facts = PlaylistFacts::parse(&playlist.render()).expect("our playlist parses");

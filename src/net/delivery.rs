@@ -36,7 +36,8 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
         value.split(',').any(|item| {
             let mut parts = item.split(';').map(str::trim);
             let coding = parts.next().unwrap_or_default();
-            let refused = parts.any(|p| p.replace(' ', "") == "q=0" || p.replace(' ', "") == "q=0.0");
+            let refused =
+                parts.any(|p| p.replace(' ', "") == "q=0" || p.replace(' ', "") == "q=0.0");
             (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
         })
     })
@@ -128,14 +129,20 @@ mod tests {
         let res = media_response(MediaKind::Playlist, Bytes::from(text.clone()), delivery);
         assert_eq!(res.headers()["content-encoding"], "gzip");
         assert_eq!(res.headers()["vary"], "accept-encoding");
-        assert_eq!(res.headers()["last-modified"], "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(
+            res.headers()["last-modified"],
+            "Tue, 14 Nov 2023 22:13:20 GMT"
+        );
         assert_eq!(
             parse_http_date("Tue, 14 Nov 2023 22:13:20 GMT"),
             Some(when),
             "the proxy reads back what a packager wrote"
         );
-        let res = media_response(MediaKind::Segment, Bytes::from_static(&[0x47; 188]), delivery);
+        let res = media_response(
+            MediaKind::Segment,
+            Bytes::from_static(&[0x47; 188]),
+            delivery,
+        );
         assert!(res.headers().get("content-encoding").is_none());
     }
-
 }

@@ -56,16 +56,20 @@ pub fn routes(
     root: PathBuf,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let root = Arc::new(root);
-    let media = warp::path!(String / String)
-        .and(warp::get().or(warp::head()).unify())
-        .and(warp::header::optional::<String>("accept-encoding"))
-        .and(warp::any().map(move || root.clone()))
-        .then(
-            move |signal: String, file: String, encoding: Option<String>, root: Arc<PathBuf>| async move {
-                let gzip = accepts_gzip(encoding.as_deref());
-                serve_media(service, &root, &signal, &file, gzip).await
-            },
-        );
+    let media =
+        warp::path!(String / String)
+            .and(warp::get().or(warp::head()).unify())
+            .and(warp::header::optional::<String>("accept-encoding"))
+            .and(warp::any().map(move || root.clone()))
+            .then(
+                move |signal: String,
+                      file: String,
+                      encoding: Option<String>,
+                      root: Arc<PathBuf>| async move {
+                    let gzip = accepts_gzip(encoding.as_deref());
+                    serve_media(service, &root, &signal, &file, gzip).await
+                },
+            );
     http::healthcheck(service)
         .or(crate::service::metrics::route())
         .unify()
@@ -98,7 +102,14 @@ async fn serve_media(
     match tokio::fs::read(&path).await {
         Ok(bytes) => {
             crate::service::metrics::count_bytes_served(service, kind, bytes.len());
-            media_response(kind, bytes.into(), Delivery { last_modified, gzip })
+            media_response(
+                kind,
+                bytes.into(),
+                Delivery {
+                    last_modified,
+                    gzip,
+                },
+            )
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => allow_any_origin(json_error(
             StatusCode::NOT_FOUND,
@@ -154,8 +165,11 @@ mod tests {
             .await;
         assert_eq!(res.headers()["content-encoding"], "gzip");
         let mut plain = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(res.body().as_ref()), &mut plain)
-            .expect("valid gzip");
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(res.body().as_ref()),
+            &mut plain,
+        )
+        .expect("valid gzip");
         assert_eq!(plain, "#EXTM3U\n");
         let res = warp::test::request()
             .method("HEAD")

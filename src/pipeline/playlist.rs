@@ -7,9 +7,15 @@
 //! `EXT-X-ENDLIST` is never written. Segments leave the playlist after
 //! `window` entries and their files are kept for `retained` more before the
 //! caller is told to delete them, so a slow player can still fetch them.
+//!
+//! Every segment carries `EXT-X-PROGRAM-DATE-TIME` (Apple's authoring spec
+//! 8.4, a MUST for live): the wall-clock time of its first frame. Within a
+//! run each segment's time is the previous one's plus its duration, so the
+//! dates follow the media exactly; after a restart (or at the start) the
+//! time is read from the clock as the segment's end minus its duration.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use m3u8_rs::{MediaPlaylist, MediaSegment};
 
@@ -20,6 +26,8 @@ struct Entry {
     duration: Duration,
     /// Set on the first segment after a restart: timestamps start over there.
     discontinuity: bool,
+    /// Wall-clock time of the segment's first frame.
+    program_date_time: Option<SystemTime>,
 }
 
 /// The rolling window of a live signal's playlist.
@@ -72,6 +80,7 @@ impl LivePlaylist {
                 uri: s.uri.clone(),
                 duration: Duration::from_secs_f32(s.duration.max(0.0)),
                 discontinuity: s.discontinuity,
+                program_date_time: s.program_date_time.map(SystemTime::from),
             })
             .collect();
         self.discontinuity_pending = true;
@@ -102,13 +111,21 @@ impl LivePlaylist {
         self.target_duration
     }
 
-    /// Lists a finished segment; returns the files now old enough to delete.
-    pub fn push(&mut self, uri: String, duration: Duration) -> Vec<String> {
+    /// Lists a segment that finished at `ended_at` (wall clock); returns
+    /// the files now old enough to delete.
+    pub fn push(&mut self, uri: String, duration: Duration, ended_at: SystemTime) -> Vec<String> {
         let discontinuity = std::mem::take(&mut self.discontinuity_pending);
+        let follows = self
+            .listed
+            .back()
+            .filter(|_| !discontinuity)
+            .and_then(|prev| Some(prev.program_date_time? + prev.duration));
+        let program_date_time = follows.or_else(|| ended_at.checked_sub(duration));
         self.listed.push_back(Entry {
             uri,
             duration,
             discontinuity,
+            program_date_time,
         });
         let mut deletable = Vec::new();
         self.trim(&mut deletable);
@@ -148,6 +165,9 @@ impl LivePlaylist {
                     uri: e.uri.clone(),
                     duration: e.duration.as_secs_f32(),
                     discontinuity: e.discontinuity,
+                    program_date_time: e
+                        .program_date_time
+                        .map(|t| chrono::DateTime::<chrono::Utc>::from(t).fixed_offset()),
                     ..MediaSegment::empty()
                 })
                 .collect(),
@@ -169,7 +189,11 @@ mod tests {
         let mut deleted = Vec::new();
         for _ in 0..n {
             let seq = p.next_sequence();
-            deleted.extend(p.push(LivePlaylist::segment_name(seq), Duration::from_millis(1960)));
+            deleted.extend(p.push(
+                LivePlaylist::segment_name(seq),
+                Duration::from_millis(1960),
+                SystemTime::now(),
+            ));
         }
         deleted
     }
@@ -217,6 +241,45 @@ mod tests {
         let text = String::from_utf8(p.render()).expect("utf8");
         assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{text}");
         assert!(!text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+    }
+
+    #[test]
+    fn every_segment_is_dated_and_dates_follow_the_media() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut p = LivePlaylist::new(2, 6, 3);
+        let two = Duration::from_secs(2);
+        p.push(LivePlaylist::segment_name(0), two, t0 + two);
+        // The clock says the next one ended late: the date still follows
+        // the media, so a player's timeline has no jump.
+        p.push(
+            LivePlaylist::segment_name(1),
+            two,
+            t0 + Duration::from_millis(4300),
+        );
+        p.mark_discontinuity();
+        p.push(
+            LivePlaylist::segment_name(2),
+            two,
+            t0 + Duration::from_secs(60),
+        );
+        let text = String::from_utf8(p.render()).expect("utf8");
+        let dates: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+            .collect();
+        assert_eq!(
+            dates,
+            [
+                "2027-01-15T08:00:00.000Z",
+                "2027-01-15T08:00:02.000Z",
+                "2027-01-15T08:00:58.000Z"
+            ],
+            "{text}"
+        );
+        // A restarted worker keeps the dates it listed.
+        let resumed = LivePlaylist::new(2, 6, 3).resume(&p.render());
+        let again = String::from_utf8(resumed.render()).expect("utf8");
+        assert_eq!(again.matches("#EXT-X-PROGRAM-DATE-TIME:").count(), 3);
     }
 
     #[test]

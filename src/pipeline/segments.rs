@@ -186,7 +186,9 @@ impl Segments {
                 target.as_secs()
             );
         }
-        let deletable = self.playlist.push(name.clone(), duration);
+        let deletable = self
+            .playlist
+            .push(name.clone(), duration, std::time::SystemTime::now());
         write_atomically(
             &self.dir.join(crate::hls::PLAYLIST_NAME),
             &self.playlist.render(),

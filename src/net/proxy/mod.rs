@@ -196,7 +196,14 @@ impl Proxy {
         match result {
             Ok((body, last_modified)) => {
                 metrics::count_bytes_served("proxy", kind, body.len());
-                media_response(kind, body, Delivery { last_modified, gzip })
+                media_response(
+                    kind,
+                    body,
+                    Delivery {
+                        last_modified,
+                        gzip,
+                    },
+                )
             }
             Err(refusal) => refusal.into_response(),
         }

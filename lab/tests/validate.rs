@@ -1,0 +1,117 @@
+//! The stream as players receive it keeps Apple's HLS authoring rules and
+//! RFC 8216: the validator watches the proxy and each packager of a real
+//! stack and finds nothing; and the same validator, on a stream that breaks
+//! the rules, names each broken rule (so its zeros mean something).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use nonstop::service::shutdown::Shutdown;
+use nonstop_lab::support::{Stack, StackOptions};
+use nonstop_lab::validate::{validate, ValidateConfig, ValidationReport};
+use warp::Filter;
+
+/// Seconds each validator watches.
+const WATCH_SECONDS: u64 = 16;
+
+async fn watch(url: String) -> ValidationReport {
+    let config = ValidateConfig {
+        url: url.clone(),
+        duration: WATCH_SECONDS,
+    };
+    validate(config, Shutdown::new())
+        .await
+        .unwrap_or_else(|e| panic!("cannot validate {url}: {e}"))
+}
+
+#[test]
+fn proxy_and_packagers_keep_every_rule() {
+    // The product's segment length, and a full playlist window first.
+    let stack = Stack::start(StackOptions {
+        segment_seconds: 2,
+        input_seconds: 6,
+        ..StackOptions::default()
+    });
+    let proxy = stack.proxy_url("live01/playlist.m3u8");
+    nonstop_lab::support::wait_for(Duration::from_secs(30), "a full playlist window", || {
+        let (_, body) = nonstop_lab::support::get(&proxy)?;
+        let facts = nonstop::hls::PlaylistFacts::parse(&body).ok()?;
+        (facts.segments.len() >= 6).then_some(())
+    });
+    let urls = [
+        proxy,
+        format!("{}/live01/playlist.m3u8", stack.packagers[0]),
+        format!("{}/live01/playlist.m3u8", stack.packagers[1]),
+    ];
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let reports = runtime.block_on(futures_util::future::join_all(
+        urls.iter().cloned().map(watch),
+    ));
+    for (url, report) in urls.iter().zip(&reports) {
+        assert!(report.playlists_read >= 8, "{url}: {report:#?}");
+        assert!(report.segments_checked >= 8, "{url}: {report:#?}");
+        assert!(
+            report.violations.is_empty(),
+            "{url}: {:#?}\n{}",
+            report.summary(),
+            stack.logs()
+        );
+    }
+}
+
+/// A stream a careless packager could serve: no dates, no
+/// INDEPENDENT-SEGMENTS, three segments, one far over the target, no
+/// Last-Modified, no gzip, and segments that are not MPEG-TS video.
+#[tokio::test]
+async fn a_stream_breaking_the_rules_is_caught_rule_by_rule() {
+    let playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
+                    #EXTINF:2.0,\na.ts\n#EXTINF:3.5,\nb.ts\n#EXTINF:2.0,\nc.ts\n";
+    let routes = warp::path!("live" / String).map(move |name: String| {
+        let (body, kind) = if name.ends_with(".m3u8") {
+            (playlist.as_bytes().to_vec(), "application/vnd.apple.mpegurl")
+        } else {
+            (vec![0u8; 188], "application/octet-stream")
+        };
+        warp::http::Response::builder()
+            .header("content-type", kind)
+            .body(body)
+            .expect("response")
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("address");
+    let stop = Shutdown::new();
+    let stopped = stop.clone();
+    tokio::spawn(
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move { stopped.wait().await })
+            .run(),
+    );
+    let report = validate(
+        ValidateConfig {
+            url: format!("http://{addr}/live/playlist.m3u8"),
+            duration: 2,
+        },
+        Shutdown::new(),
+    )
+    .await
+    .expect("validates");
+    stop.trigger();
+    let rules: BTreeSet<&str> = report.violations.iter().map(|v| v.rule).collect();
+    for rule in [
+        "Apple 8.4",
+        "Apple 9.12",
+        "Apple 8.11",
+        "Apple 7.7",
+        "RFC 8216 4.3.3.1",
+        "Apple 8.24",
+        "Apple 10.1",
+        "Apple 10.4",
+        "RFC 8216 3.2",
+        "Apple 7.4",
+    ] {
+        assert!(rules.contains(rule), "{rule} not reported: {rules:?}");
+    }
+}
