@@ -42,16 +42,20 @@ RUN apt-get update \
       pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Dependencies first, in their own layer: the manifests with stub sources
-# (an empty lib, the default-run `worker` bin, an empty lib for the lab, whose
-# manifest cargo needs to load the workspace), so a source change does not
-# rebuild every dependency. The stub's own artifacts are cleaned so the real
+# Dependencies first, in their own layer: the manifests with stub sources (an
+# empty lib and the default-run `worker` bin), so a source change does not
+# rebuild every dependency. Cargo loads every workspace member, so the lab gets
+# its manifest and empty stubs for the targets it names (a lib, each [[bench]]):
+# it is never built here. The stub's own artifacts are cleaned so the real
 # sources, whose times may be older, are never taken for built.
 COPY Cargo.toml Cargo.lock ./
 COPY lab/Cargo.toml lab/
-RUN mkdir -p src/bin lab/src \
+RUN mkdir -p src/bin lab/src lab/benches \
  && touch src/lib.rs lab/src/lib.rs \
  && echo 'fn main() {}' > src/bin/worker.rs \
+ && for b in $(sed -n '/^\[\[bench\]\]/,/^name/s/^name *= *"\(.*\)"/\1/p' lab/Cargo.toml); do \
+      echo 'fn main() {}' > "lab/benches/$b.rs"; \
+    done \
  && cargo build --release --locked -p nonstop --bins \
  && cargo clean --release --locked -p nonstop \
  && rm -r src

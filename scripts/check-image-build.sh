@@ -228,7 +228,7 @@ for instruction in "${INSTRUCTIONS[@]}"; do
     COPY)
       split_copy "$args"
       [ -z "$copy_from" ] || fail "the build stage copies from another stage ($copy_from): not supported"
-      case "$copy_dest" in /*) dest=$copy_dest ;; *) dest=${workdir%/}/$copy_dest ;; esac
+      case "$copy_dest" in /*) dest=$copy_dest ;; *) dest=${workdir%/}/${copy_dest#./} ;; esac
       [ ${#copy_sources[@]} -eq 1 ] || [ "${copy_dest: -1}" = / ] \
         || fail "COPY with several sources needs a destination ending in /: COPY $args"
       for src in "${copy_sources[@]}"; do
@@ -299,7 +299,7 @@ for i in "${!shipped[@]}"; do
     programs=("$path")
   fi
   for program in "${programs[@]}"; do
-    [ -f "$program" ] && [ -x "$program" ] \
+    [[ -f $program && -x $program ]] \
       || fail "stage '${shipped_from[i]}' copies ${shipped[i]} from '$BUILD_STAGE', which the build did not make"
     name=${program##*/}
     for lab in "${lab_programs[@]}"; do

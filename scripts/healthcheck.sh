@@ -4,8 +4,12 @@
 # The service is the first argument, or else the nonstop program found among the
 # container's processes (PID 1, or its child under `docker run --init`). Its port
 # comes from the same variable as the service's own (default alike), so pass
-# ports as variables, not flags. Docker's --timeout bounds a hung service.
+# ports as variables, not flags.
 set -euo pipefail
+
+# Seconds to wait for the status line: under the Dockerfile's --timeout (3 s),
+# so a hung service fails with a message rather than by being killed.
+ANSWER_SECONDS=2
 
 SERVICES=(server1 server2 reporter discovery origin proxy console worker)
 
@@ -37,7 +41,10 @@ case "$host" in 0.0.0.0 | '::' | '[::]') host=127.0.0.1 ;; esac
 
 exec 3<>"/dev/tcp/$host/$port"
 printf 'GET /healthcheck HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n\r\n' "$host" "$port" >&3
-read -r status_line <&3
+if ! read -r -t "$ANSWER_SECONDS" status_line <&3; then
+  echo "healthcheck: $service on $host:$port did not answer within $ANSWER_SECONDS s" >&2
+  exit 1
+fi
 exec 3<&-
 case "$status_line" in
   "HTTP/1."?" 200 "*) exit 0 ;;
