@@ -65,12 +65,13 @@ RUN cargo build --release --locked -p nonstop --bins
 
 # hls.js for the console's page, from the npm registry at build time (pinned by
 # web/package-lock.json), never fetched by the page at run time.
-FROM node:20-bookworm-slim AS web
+FROM node:22-bookworm-slim AS web
 WORKDIR /web
 COPY web/package.json web/package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts
 
-# The worker: reads /app/input/<signal>.mp4, writes /app/output/<signal>/.
+# The worker: reads /app/input/<signal>.mp4, writes /app/output/<signal>/. Its
+# user has a home for GStreamer's plugin registry cache.
 FROM debian:bookworm-slim AS worker
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -78,16 +79,16 @@ RUN apt-get update \
       gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 nonstop \
- && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin nonstop \
+ && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin nonstop \
  && mkdir -p /app/input /app/output \
  && chown nonstop:nonstop /app/output
 COPY --from=build /src/target/release/worker /usr/local/bin/
 COPY scripts/healthcheck.sh /usr/local/bin/nonstop-healthcheck
+# The descriptions are compiled in; these are for gst-launch-1.0 when debugging.
 COPY pipelines /app/pipelines
 WORKDIR /app
 ENV INPUT_STREAM_PATH=/app/input OUTPUT_STREAM_PATH=/app/output LISTEN_HOST=0.0.0.0
-USER nonstop
-VOLUME ["/app/output"]
+USER 10001:10001
 # /metrics and /healthcheck (WORKER_METRICS_PORT).
 EXPOSE 9100
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["nonstop-healthcheck"]
@@ -109,7 +110,7 @@ COPY web/console.html web/console.js /app/web/
 COPY --from=web /web/node_modules/hls.js/dist/hls.min.js /app/web/node_modules/hls.js/dist/hls.min.js
 WORKDIR /app
 ENV OUTPUT_STREAM_PATH=/app/output LISTEN_HOST=0.0.0.0 CONSOLE_ASSETS=/app/web
-USER nonstop
+USER 10001:10001
 # server1, server2, reporter, origin, proxy, console; discovery's /metrics.
 EXPOSE 8080 9090 2000 8001 8002 8003 9101
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["nonstop-healthcheck"]
