@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, then format, lints and every test.
+# The test command: installs what is missing, then format, lints and every test,
+# then proves the Docker image's build stage still builds (no Docker needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 just test
+./scripts/check-image-build.sh
