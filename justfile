@@ -76,12 +76,21 @@ pipeline file="input/live01.mp4":
     echo "gst-launch-1.0 -e $line"
     eval gst-launch-1.0 -e "$line"
 
+# Watch a live HLS playlist and list every broken Apple authoring / RFC 8216 rule
+# (exit 1 if any): just validate http://localhost:8002/live01/playlist.m3u8 60
+validate url seconds="30":
+    cargo run {{cargo_profile}} -q -p nonstop-lab --bin validate -- --url {{url}} --duration {{seconds}}
+
+# Replay the Dockerfile's build stage without Docker (what CI runs after the tests).
+check-image:
+    ./scripts/check-image-build.sh
+
 # The whole stack under random faults for a while (default 30 min) with the player probe attached.
 bench-soak *args:
     cargo build --release --workspace --bins
     cargo bench -p nonstop-lab --bench soak -- {{args}}
 
-# Every packager fault x probe, GStreamer, ffmpeg and hls.js, nonstop's proxy beside nginx (bench/README.md).
+# Every packager fault x probe, GStreamer, ffmpeg and hls.js, nonstop's proxy beside nginx (lab/bench/README.md).
 bench-failover *args:
     [ -d web/node_modules ] || npm ci --prefix web
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ./scripts/setup.sh

@@ -44,9 +44,18 @@ fn proxy_and_packagers_keep_every_rule() {
         format!("{}/live01/playlist.m3u8", stack.packagers[1]),
     ];
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let reports = runtime.block_on(futures_util::future::join_all(
-        urls.iter().cloned().map(watch),
-    ));
+    let reports = runtime.block_on(async {
+        let watches: Vec<_> = urls
+            .iter()
+            .cloned()
+            .map(|u| tokio::spawn(watch(u)))
+            .collect();
+        let mut reports = Vec::new();
+        for w in watches {
+            reports.push(w.await.expect("validator task"));
+        }
+        reports
+    });
     for (url, report) in urls.iter().zip(&reports) {
         assert!(report.playlists_read >= 8, "{url}: {report:#?}");
         assert!(report.segments_checked >= 8, "{url}: {report:#?}");
@@ -68,7 +77,10 @@ async fn a_stream_breaking_the_rules_is_caught_rule_by_rule() {
                     #EXTINF:2.0,\na.ts\n#EXTINF:3.5,\nb.ts\n#EXTINF:2.0,\nc.ts\n";
     let routes = warp::path!("live" / String).map(move |name: String| {
         let (body, kind) = if name.ends_with(".m3u8") {
-            (playlist.as_bytes().to_vec(), "application/vnd.apple.mpegurl")
+            (
+                playlist.as_bytes().to_vec(),
+                "application/vnd.apple.mpegurl",
+            )
         } else {
             (vec![0u8; 188], "application/octet-stream")
         };
