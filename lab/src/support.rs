@@ -73,7 +73,10 @@ pub fn make_input(path: &Path, seconds: u32, audio: bool) {
     pipeline.set_state(gst::State::Null).expect("stops");
 }
 
-/// A running program of this crate; SIGTERM then SIGKILL on drop.
+/// How long a program may take to drain and exit after SIGTERM.
+pub const CLEAN_EXIT_WITHIN: Duration = Duration::from_secs(10);
+
+/// A running program of the workspace; SIGTERM then SIGKILL on drop.
 pub struct Service {
     pub name: String,
     pub child: Child,
@@ -157,6 +160,20 @@ impl Service {
             std::thread::sleep(Duration::from_millis(50));
         }
         None
+    }
+
+    /// SIGTERM, then asserts a clean exit (code 0 within [`CLEAN_EXIT_WITHIN`]),
+    /// showing the program's log if not: what every server promises.
+    pub fn terminate_cleanly(&mut self) {
+        self.signal("TERM");
+        let code = self.wait_exit(CLEAN_EXIT_WITHIN);
+        assert_eq!(
+            code,
+            Some(0),
+            "{} did not exit cleanly:\n{}",
+            self.name,
+            self.log_text()
+        );
     }
 
     /// Waits for the process to be gone, however it ended (a signal included).

@@ -136,11 +136,5 @@ fn sigterm_stops_a_server_cleanly() {
     let port = free_port();
     let mut r = reporter(dir.path(), "reporter", port, "memory", "15");
     wait_healthy(port);
-    r.signal("TERM");
-    assert_eq!(
-        r.wait_exit(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        r.log_text()
-    );
+    r.terminate_cleanly();
 }

@@ -58,8 +58,7 @@ fn a_restarted_reporter_refills_within_a_discovery_period() {
     let mut stack = Stack::start(StackOptions::default());
     let url = format!("http://127.0.0.1:{}/ingests", stack.reporter_port);
     if let Some(mut reporter) = stack.reporter.take() {
-        reporter.signal("TERM");
-        assert_eq!(reporter.wait_exit(Duration::from_secs(10)), Some(0));
+        reporter.terminate_cleanly();
     }
     let _again = stack.start_again("reporter", "reporter-2");
     common::wait_healthy(stack.reporter_port);
@@ -76,8 +75,7 @@ fn a_restarted_proxy_loses_no_viewer() {
     let probe = Probe::start(&stack.proxy_url("live01/playlist.m3u8"), 18);
     probe.wait_playing(Duration::from_secs(5), PLAYING_WITHIN);
     if let Some(mut proxy) = stack.proxy.take() {
-        proxy.signal("TERM");
-        assert_eq!(proxy.wait_exit(Duration::from_secs(10)), Some(0));
+        proxy.terminate_cleanly();
     }
     stack.proxy = Some(stack.start_again("proxy", "proxy-2"));
     let (report, log) = probe.finish();

@@ -97,13 +97,7 @@ fn loops_the_input_forever_without_a_seam() {
             w.log_text()
         );
     }
-    w.signal("TERM");
-    assert_eq!(
-        w.wait_exit(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        w.log_text()
-    );
+    w.terminate_cleanly();
 }
 
 #[test]
@@ -116,8 +110,7 @@ fn a_restart_continues_the_media_sequence_after_a_discontinuity() {
         let facts = playlist(dir.path())?;
         (facts.segments.len() >= 3).then_some(facts)
     });
-    first.signal("TERM");
-    assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(0));
+    first.terminate_cleanly();
     let newest_before = playlist(dir.path())
         .and_then(|f| f.newest_sequence())
         .expect("a playlist");
@@ -251,13 +244,7 @@ fn healthcheck_is_503_while_a_signal_retries_and_200_once_it_runs_again() {
     assert_eq!(body["signals"]["live01"], "running", "{body}");
     assert!(playlist(dir.path()).is_some(), "a playlist after recovery");
 
-    w.signal("TERM");
-    assert_eq!(
-        w.wait_exit(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        w.log_text()
-    );
+    w.terminate_cleanly();
 }
 
 #[test]
