@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use nonstop::hls::{classify_media_file, is_valid_signal_name, PlaylistFacts};
+use nonstop::hls::{classify_media_file, is_valid_signal_name, MediaKind, PlaylistFacts};
 use nonstop::net::proxy::failover::Failover;
 use nonstop::net::reporter::Report;
 use nonstop::pipeline::playlist::LivePlaylist;
@@ -138,7 +138,11 @@ proptest! {
                     Duration::from_millis(target_ms),
                     now,
                 ),
-                Step::Failure { who } => failover.observe_failure(&all[who], "boom"),
+                Step::Failure { who, segment } => {
+                    let kind = if segment { MediaKind::Segment } else { MediaKind::Playlist };
+                    failover.observe_failure(&all[who], kind, "boom", now)
+                }
+                Step::SegmentOk { who } => failover.observe_segment(&all[who]),
                 Step::Routes { mask } => {
                     routed = all
                         .iter()
@@ -202,7 +206,13 @@ enum Step {
         newest: Option<u64>,
         target_ms: u64,
     },
+    /// A fetch (of a segment, else a playlist) failed.
     Failure {
+        who: usize,
+        segment: bool,
+    },
+    /// A segment was fetched whole.
+    SegmentOk {
         who: usize,
     },
     /// The routes now list the packagers whose bit is set.
@@ -224,7 +234,8 @@ fn failover_step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (0..PACKAGERS, newest(), 0u64..4000)
             .prop_map(|(who, newest, target_ms)| Step::Playlist { who, newest, target_ms }),
-        2 => (0..PACKAGERS).prop_map(|who| Step::Failure { who }),
+        2 => (0..PACKAGERS, any::<bool>()).prop_map(|(who, segment)| Step::Failure { who, segment }),
+        1 => (0..PACKAGERS).prop_map(|who| Step::SegmentOk { who }),
         1 => (0u8..1 << PACKAGERS).prop_map(|mask| Step::Routes { mask }),
         2 => Just(Step::Plan),
         2 => (0u64..5000).prop_map(|ms| Step::Wait { ms }),

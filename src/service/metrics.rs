@@ -93,6 +93,34 @@ pub static PROXY_UPSTREAM_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Proxy: every fetch from a packager (polls and viewer requests), by kind
+/// (playlist, segment) and outcome (`ok` or the failure kind).
+pub static PROXY_UPSTREAM_FETCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "nonstop_proxy_upstream_fetches_total",
+        "Fetches from packagers (polls and viewer requests), by kind (playlist, segment) and outcome (ok, or the failure kind).",
+        &["kind", "outcome"],
+    )
+});
+
+/// Proxy: viewer requests answered by another request's fetch in flight.
+pub static PROXY_COLLAPSED_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "nonstop_proxy_collapsed_requests_total",
+        "Viewer requests that shared the upstream fetch another request had in flight, by kind (playlist, segment).",
+        &["kind"],
+    )
+});
+
+/// Proxy: segment requests refused without a fetch, their name unlisted.
+pub static PROXY_UNLISTED_SEGMENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "nonstop_proxy_unlisted_segments_total",
+        "Segment requests answered 404 without asking a packager: no packager listed the name recently.",
+        &["signal"],
+    )
+});
+
 /// Proxy: playlists served from the last good copy.
 pub static PROXY_FALLBACK_PLAYLISTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
@@ -201,12 +229,17 @@ pub static DISCOVERY_ROUNDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
-/// Counts media bytes answered by `service`.
-pub fn count_bytes_served(service: &str, kind: crate::hls::MediaKind, bytes: usize) {
-    let kind = match kind {
+/// The label of a media kind.
+pub fn kind_label(kind: crate::hls::MediaKind) -> &'static str {
+    match kind {
         crate::hls::MediaKind::Playlist => "playlist",
         crate::hls::MediaKind::Segment => "segment",
-    };
+    }
+}
+
+/// Counts media bytes answered by `service`.
+pub fn count_bytes_served(service: &str, kind: crate::hls::MediaKind, bytes: usize) {
+    let kind = kind_label(kind);
     BYTES_SERVED
         .with_label_values(&[service, kind])
         .inc_by(bytes as u64);

@@ -4,8 +4,11 @@
 //! in. No sockets, no clocks: the proxy feeds it and the tests drive it.
 //!
 //! A packager is, for a signal:
-//! - `Failing` after a failed request (refused, reset, timeout, 4xx/5xx, cut
-//!   body), until a playlist poll succeeds again;
+//! - `Failing` after [`FAILING_AFTER`] consecutive failed fetches of one kind
+//!   (playlists, or segments: refused, reset, timeout, 4xx/5xx, cut body),
+//!   until a good fetch of that kind, or [`FAILURE_MEMORY`] without another
+//!   failure (HAProxy's `fall`, Envoy's consecutive-error outlier detection:
+//!   one blip does not flip a packager, and no single viewer request can);
 //! - `Stale` when its newest segment has not advanced for more than
 //!   [`STALE_AFTER_TARGETS`] target durations while another packager is ahead
 //!   (a packager answering 200 with a frozen playlist);
@@ -24,11 +27,53 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::hls::MediaKind;
+
 /// Target duration assumed until a playlist says otherwise.
 pub const DEFAULT_TARGET_DURATION: Duration = Duration::from_secs(2);
 /// A packager whose playlist has not advanced for this many target durations,
 /// while another is ahead, is stale.
 pub const STALE_AFTER_TARGETS: f64 = 1.5;
+/// Consecutive failed fetches of one kind (playlists, or segments) that make a
+/// packager failing. Two, not one: a single refused connection, timeout or 404
+/// is a blip (or a viewer asking for something odd) and must not move every
+/// viewer; two in a row is a pattern. Small, because the poller reads each
+/// playlist every half target duration, so a dead packager reaches it within
+/// about one target duration. Whatever it is, a failed fetch is still retried
+/// on the next packager within the same viewer request.
+pub const FAILING_AFTER: u32 = 2;
+/// Failures further apart than this are not consecutive, and a failing
+/// packager nobody fetched from again is given another chance after it (Envoy's
+/// base ejection time): a packager failing on segments is last in the order,
+/// so no good segment fetch may come to clear it.
+pub const FAILURE_MEMORY: Duration = Duration::from_secs(30);
+
+/// Consecutive failed fetches of one kind from one packager.
+#[derive(Debug, Clone, Copy, Default)]
+struct Streak {
+    count: u32,
+    /// When the last of them failed.
+    last: Option<Instant>,
+}
+
+impl Streak {
+    fn fail(&mut self, now: Instant) {
+        if !self.recent(now) {
+            self.count = 0;
+        }
+        self.count += 1;
+        self.last = Some(now);
+    }
+
+    fn recent(&self, now: Instant) -> bool {
+        self.last
+            .is_some_and(|t| now.saturating_duration_since(t) <= FAILURE_MEMORY)
+    }
+
+    fn failing(&self, now: Instant) -> bool {
+        self.count >= FAILING_AFTER && self.recent(now)
+    }
+}
 
 /// How a packager looks for one signal, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
@@ -48,8 +93,10 @@ struct Upstream {
     newest: Option<u64>,
     /// When `newest` last grew.
     advanced_at: Option<Instant>,
-    /// Failed requests since its last good playlist.
-    failures: u32,
+    /// Failed playlist fetches since its last good playlist.
+    playlist_failures: Streak,
+    /// Failed segment fetches since its last good segment.
+    segment_failures: Streak,
     last_error: Option<String>,
 }
 
@@ -117,7 +164,8 @@ impl Failover {
                         base: base.clone(),
                         newest: None,
                         advanced_at: None,
-                        failures: 0,
+                        playlist_failures: Streak::default(),
+                        segment_failures: Streak::default(),
                         last_error: None,
                     })
             })
@@ -152,8 +200,10 @@ impl Failover {
         let Some(u) = self.upstreams.iter_mut().find(|u| u.base == base) else {
             return;
         };
-        u.failures = 0;
-        u.last_error = None;
+        u.playlist_failures = Streak::default();
+        if u.segment_failures.count == 0 {
+            u.last_error = None;
+        }
         let advanced = match (u.newest, newest) {
             (_, None) => false,
             (None, Some(_)) => true,
@@ -167,10 +217,25 @@ impl Failover {
         }
     }
 
-    /// A request to `base` failed for `reason`.
-    pub fn observe_failure(&mut self, base: &str, reason: &str) {
+    /// A segment was fetched whole from `base`: its segment failures were
+    /// a blip. (A good playlist does not clear them: a packager may list
+    /// segments and still fail to serve them.)
+    pub fn observe_segment(&mut self, base: &str) {
         if let Some(u) = self.upstreams.iter_mut().find(|u| u.base == base) {
-            u.failures += 1;
+            u.segment_failures = Streak::default();
+            if u.playlist_failures.count == 0 {
+                u.last_error = None;
+            }
+        }
+    }
+
+    /// A fetch of a `kind` from `base` failed for `reason` at `now`.
+    pub fn observe_failure(&mut self, base: &str, kind: MediaKind, reason: &str, now: Instant) {
+        if let Some(u) = self.upstreams.iter_mut().find(|u| u.base == base) {
+            match kind {
+                MediaKind::Playlist => u.playlist_failures.fail(now),
+                MediaKind::Segment => u.segment_failures.fail(now),
+            }
             u.last_error = Some(reason.to_string());
         }
     }
@@ -181,7 +246,7 @@ impl Failover {
 
     fn health_of(&self, i: usize, now: Instant) -> Health {
         let u = &self.upstreams[i];
-        if u.failures > 0 {
+        if u.playlist_failures.failing(now) || u.segment_failures.failing(now) {
             return Health::Failing;
         }
         let (Some(newest), Some(advanced_at)) = (u.newest, u.advanced_at) else {
@@ -340,14 +405,28 @@ mod tests {
         }
     }
 
+    /// `FAILING_AFTER` failed fetches of `kind` from `base`, 0.1 s apart.
+    fn fail_in_a_row(f: &mut Failover, base: &str, kind: MediaKind, reason: &str, from: Instant) {
+        for k in 0..FAILING_AFTER {
+            f.observe_failure(base, kind, reason, from + secs(0.1 * k as f64));
+        }
+    }
+
     #[test]
-    fn a_failed_request_moves_traffic_and_a_good_poll_brings_it_back() {
+    fn consecutive_failures_move_traffic_and_a_good_poll_brings_it_back() {
         let t0 = Instant::now();
         let mut f = both();
         f.observe_playlist(A, Some(5), TARGET, t0);
         f.observe_playlist(B, Some(5), TARGET, t0);
         f.plan(t0);
-        f.observe_failure(A, "connection refused");
+        f.observe_failure(A, MediaKind::Playlist, "connection refused", t0);
+        let (order, switch) = f.plan(t0 + secs(0.05));
+        assert_eq!(
+            (order[0].as_str(), switch),
+            (A, None),
+            "one blip flips nothing"
+        );
+        fail_in_a_row(&mut f, A, MediaKind::Playlist, "connection refused", t0);
         let (order, switch) = f.plan(t0 + secs(0.1));
         assert_eq!(order, vec![B, A], "A is still tried, last");
         let switch = switch.expect("a switch");
@@ -364,8 +443,87 @@ mod tests {
         assert_eq!(order, vec![B, A]);
         assert!(switch.is_none());
         // Then B fails: A is used again.
-        f.observe_failure(B, "HTTP 500");
-        assert_eq!(f.plan(t0 + secs(1.1)).0, vec![A, B]);
+        fail_in_a_row(&mut f, B, MediaKind::Segment, "HTTP 500", t0 + secs(1.1));
+        assert_eq!(f.plan(t0 + secs(1.3)).0, vec![A, B]);
+    }
+
+    #[test]
+    fn a_success_between_failures_means_they_were_blips() {
+        let t0 = Instant::now();
+        let mut f = both();
+        f.observe_playlist(A, Some(5), TARGET, t0);
+        f.plan(t0);
+        // Segments from A fail every other time: never two in a row.
+        for k in 0..10u32 {
+            let now = t0 + secs(k as f64);
+            if k % 2 == 0 {
+                f.observe_failure(A, MediaKind::Segment, "HTTP 404", now);
+            } else {
+                f.observe_segment(A);
+            }
+            assert_eq!(f.plan(now), (vec![A.to_string(), B.to_string()], None));
+        }
+        // The same for playlists, cleared by good ones.
+        for k in 0..10u32 {
+            let now = t0 + secs(10.0 + k as f64);
+            if k % 2 == 0 {
+                f.observe_failure(A, MediaKind::Playlist, "reset", now);
+            } else {
+                f.observe_playlist(A, Some(5 + k as u64), TARGET, now);
+            }
+            assert_eq!(f.plan(now).1, None, "no switch at {k}");
+        }
+        assert_eq!(f.status(t0 + secs(20.0))[0].health, Health::Fresh);
+    }
+
+    #[test]
+    fn one_failure_of_each_kind_is_not_two_in_a_row() {
+        let t0 = Instant::now();
+        let mut f = both();
+        f.plan(t0);
+        f.observe_failure(A, MediaKind::Playlist, "reset", t0);
+        f.observe_failure(A, MediaKind::Segment, "reset", t0);
+        assert_eq!(f.plan(t0).1, None);
+    }
+
+    #[test]
+    fn failing_segments_are_not_cleared_by_good_playlists_but_are_forgotten() {
+        let t0 = Instant::now();
+        let mut f = both();
+        f.observe_playlist(A, Some(5), TARGET, t0);
+        f.observe_playlist(B, Some(5), TARGET, t0);
+        f.plan(t0);
+        fail_in_a_row(&mut f, A, MediaKind::Segment, "body cut short", t0);
+        assert_eq!(f.plan(t0 + secs(0.2)).0[0], B);
+        // A keeps listing segments: it still cuts them, so it stays failing.
+        f.observe_playlist(A, Some(6), TARGET, t0 + secs(1.0));
+        f.observe_playlist(B, Some(6), TARGET, t0 + secs(1.0));
+        let status = f.status(t0 + secs(1.0));
+        assert_eq!(status[0].health, Health::Failing);
+        assert_eq!(status[0].last_error.as_deref(), Some("body cut short"));
+        // Nobody fetched a segment from it again: after FAILURE_MEMORY it is
+        // given another chance (still after B, which is active).
+        let later = t0 + secs(0.2) + FAILURE_MEMORY + secs(0.1);
+        f.observe_playlist(A, Some(20), TARGET, later);
+        f.observe_playlist(B, Some(20), TARGET, later);
+        assert_eq!(f.status(later)[0].health, Health::Fresh);
+        assert_eq!(f.plan(later), (vec![B.to_string(), A.to_string()], None));
+        // And one new failure then is a blip again, not a third in a row.
+        f.observe_failure(A, MediaKind::Segment, "HTTP 404", later);
+        assert_eq!(f.status(later)[0].health, Health::Fresh);
+    }
+
+    #[test]
+    fn failures_further_apart_than_the_memory_are_not_consecutive() {
+        let t0 = Instant::now();
+        let mut f = both();
+        f.plan(t0);
+        f.observe_failure(A, MediaKind::Segment, "timeout", t0);
+        let later = t0 + FAILURE_MEMORY + secs(1.0);
+        f.observe_failure(A, MediaKind::Segment, "timeout", later);
+        assert_eq!(f.plan(later).1, None);
+        f.observe_failure(A, MediaKind::Segment, "timeout", later + secs(1.0));
+        assert_eq!(f.plan(later + secs(1.0)).0[0], B);
     }
 
     #[test]
@@ -414,8 +572,8 @@ mod tests {
         assert!(reason.contains("stale"), "{reason}");
         // Even equally fresh by number, a stale packager ranks after a fresh one.
         f.observe_playlist(A, Some(12), TARGET, t0 + secs(3.2));
-        f.observe_failure(B, "reset");
-        assert_eq!(f.plan(t0 + secs(3.3)).0[0], A, "a failing twin ranks below");
+        fail_in_a_row(&mut f, B, MediaKind::Playlist, "reset", t0 + secs(3.2));
+        assert_eq!(f.plan(t0 + secs(3.4)).0[0], A, "a failing twin ranks below");
     }
 
     #[test]
@@ -452,7 +610,7 @@ mod tests {
         let t0 = Instant::now();
         let mut f = both();
         f.observe_playlist(B, Some(3), TARGET, t0);
-        f.observe_failure(A, "reset");
+        f.observe_failure(A, MediaKind::Segment, "reset", t0);
         f.plan(t0);
         f.set_packagers(&[B.to_string()]);
         let status = f.status(t0);

@@ -15,6 +15,11 @@
 //! and checked to be complete MPEG-TS); a playlist that no packager can give
 //! fresh is served from the last good copy for up to one target duration.
 //!
+//! Load on packagers is the proxy's, not the viewers': a segment name no
+//! packager listed recently is answered 404 without a fetch, concurrent
+//! requests for the same object share one fetch ([`flight`]), and a packager
+//! changes health only after consecutive failures of the proxy's own fetches.
+//!
 //! # Layout
 //! - this file: config, budgets, routes, and the two request handlers;
 //! - [`request`]: the decision points of one viewer request (pick a packager,
@@ -23,14 +28,21 @@
 //!   in, unit-tested without sockets);
 //! - [`signal`]: what is known per signal (failover state, last good
 //!   playlist, switches); [`watch`]: routes from the origin and the poller;
-//! - [`upstream`]: budgeted fetches from packagers; [`cache`]: segments.
+//! - [`upstream`]: budgeted fetches from packagers; [`cache`]: segments;
+//!   [`listed`]: segment names packagers listed recently; [`flight`]:
+//!   request collapsing.
 
 pub mod cache;
 pub mod failover;
+pub mod flight;
+pub mod listed;
 pub mod request;
 pub mod signal;
 pub mod upstream;
 pub mod watch;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -50,6 +62,7 @@ use crate::service::metrics;
 use crate::service::shutdown::Shutdown;
 use cache::SegmentCache;
 use failover::Switch;
+use flight::{Flights, Role};
 use request::Attempt;
 use signal::{lock, ServedPlaylist, SignalState};
 
@@ -98,10 +111,16 @@ pub struct Proxy {
     /// Signals being served, created on their first request.
     signals: RwLock<HashMap<String, Arc<SignalState>>>,
     cache: Mutex<SegmentCache>,
+    /// Segment fetches in flight, by `signal/name`, shared by every viewer
+    /// asking meanwhile.
+    segment_flights: Flights<Result<Bytes, Refusal>>,
+    /// Playlist fetches for viewers in flight, by signal.
+    playlist_flights: Flights<Result<ServedPlaylist, Refusal>>,
     shutdown: Shutdown,
 }
 
 /// Why a request cannot be answered with media.
+#[derive(Debug, Clone)]
 pub enum Refusal {
     NotFound(String),
     Unavailable(String),
@@ -162,6 +181,21 @@ pub fn routes(proxy: Arc<Proxy>) -> impl Filter<Extract = (Response,), Error = I
         .unify()
 }
 
+/// Counts a request that shared another's fetch.
+fn collapsed(kind: MediaKind, role: Role) {
+    if role == Role::Joined {
+        metrics::PROXY_COLLAPSED_REQUESTS
+            .with_label_values(&[metrics::kind_label(kind)])
+            .inc();
+    }
+}
+
+/// The refusal when a shared fetch's task died (a bug): the viewer retries.
+fn lost_flight(signal: &str, file: &str) -> Refusal {
+    log::error!("Signal '{signal}': the fetch of {file} ended without a result");
+    Refusal::Unavailable(format!("no packager could serve {signal}/{file}"))
+}
+
 fn now_text() -> String {
     chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
 }
@@ -174,6 +208,8 @@ impl Proxy {
             config,
             signals: RwLock::new(HashMap::new()),
             cache: Mutex::new(SegmentCache::new(capacity)),
+            segment_flights: Flights::default(),
+            playlist_flights: Flights::default(),
             shutdown,
         }
     }
@@ -209,15 +245,39 @@ impl Proxy {
         }
     }
 
-    /// A playlist: reused if fetched a moment ago, else from the best
-    /// packager that gives one no older than what was served (see [`request`]).
+    /// A playlist: reused if fetched a moment ago, else the one being
+    /// fetched for another viewer right now, else fetched (see
+    /// [`Proxy::fetch_playlist`]).
     async fn playlist(self: &Arc<Self>, signal: &str) -> Result<ServedPlaylist, Refusal> {
         let state = self.signal_state(signal).await?;
         state.touch();
         if let Some(served) = state.reusable_playlist() {
             return Ok(served);
         }
-        let mut attempt = Attempt::new(self, signal, &state);
+        let (proxy, name) = (self.clone(), signal.to_string());
+        let (result, role) = self
+            .playlist_flights
+            .run(signal, move || async move {
+                proxy.fetch_playlist(&name, &state).await
+            })
+            .await;
+        collapsed(MediaKind::Playlist, role);
+        result.unwrap_or_else(|| Err(lost_flight(signal, PLAYLIST_NAME)))
+    }
+
+    /// One upstream playlist fetch for every viewer waiting: from the best
+    /// packager that gives one no older than what was served (see
+    /// [`request`]).
+    async fn fetch_playlist(
+        self: &Arc<Self>,
+        signal: &str,
+        state: &SignalState,
+    ) -> Result<ServedPlaylist, Refusal> {
+        // A fetch that ended just before this one started left its playlist.
+        if let Some(served) = state.reusable_playlist() {
+            return Ok(served);
+        }
+        let mut attempt = Attempt::new(self, signal, state, MediaKind::Playlist);
         while let Some(upstream) = attempt.pick_upstream() {
             let url = upstream.url(&format!("{signal}/{PLAYLIST_NAME}"));
             match upstream::fetch_playlist(&self.client, &url, upstream.budget).await {
@@ -232,26 +292,59 @@ impl Proxy {
         attempt.playlist_exhausted()
     }
 
-    /// A segment: from the cache, else from the best packager that has it
-    /// whole (see [`request`]), then cached.
+    /// A segment: from the cache; else 404 if no packager listed it
+    /// recently; else the fetch another viewer has in flight for it; else
+    /// fetched (see [`Proxy::fetch_segment`]).
     async fn segment(self: &Arc<Self>, signal: &str, file: &str) -> Result<Bytes, Refusal> {
         let key = format!("{signal}/{file}");
         if let Some(body) = lock(&self.cache).get(&key) {
             return Ok(body);
         }
         let state = self.signal_state(signal).await?;
-        let mut attempt = Attempt::new(self, signal, &state);
+        if !state.has_listings() {
+            // No playlist read yet (a viewer resuming after a proxy restart):
+            // learn what exists before judging the name. Failures show below.
+            let _ = self.playlist(signal).await;
+        }
+        if let Some(refusal) = request::refuse_unlisted(signal, &state, file) {
+            return Err(refusal);
+        }
+        let proxy = self.clone();
+        let (name, flight_key) = (signal.to_string(), key.clone());
+        let (result, role) = self
+            .segment_flights
+            .run(&key, move || async move {
+                proxy.fetch_segment(&name, &flight_key, &state).await
+            })
+            .await;
+        collapsed(MediaKind::Segment, role);
+        result.unwrap_or_else(|| Err(lost_flight(signal, file)))
+    }
+
+    /// One upstream segment fetch for every viewer waiting: from the best
+    /// packager that has it whole (see [`request`]), then cached.
+    async fn fetch_segment(
+        self: &Arc<Self>,
+        signal: &str,
+        key: &str,
+        state: &SignalState,
+    ) -> Result<Bytes, Refusal> {
+        // A fetch that ended just before this one started cached it.
+        if let Some(body) = lock(&self.cache).get(key) {
+            return Ok(body);
+        }
+        let mut attempt = Attempt::new(self, signal, state, MediaKind::Segment);
         while let Some(upstream) = attempt.pick_upstream() {
-            match upstream::fetch_segment(&self.client, &upstream.url(&key), upstream.budget).await
-            {
+            match upstream::fetch_segment(&self.client, &upstream.url(key), upstream.budget).await {
                 Ok(body) => {
-                    lock(&self.cache).insert(key, body.clone(), Instant::now());
+                    attempt.admit_segment(&upstream);
+                    lock(&self.cache).insert(key.to_string(), body.clone(), Instant::now());
                     return Ok(body);
                 }
                 Err(e) => attempt.fetch_failed(&upstream, &e),
             }
         }
-        Err(attempt.segment_exhausted(&key))
+        Err(attempt.segment_exhausted(key))
     }
 
     /// Logs, counts and remembers a change of active packager.

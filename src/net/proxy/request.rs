@@ -1,14 +1,21 @@
 //! The life of one viewer request, as explicit decision points (pingora's
-//! style): each one answers "which packager next?" or "retry elsewhere or
-//! not?", so failover reads top to bottom in one place.
+//! style): each one answers "fetch at all?", "which packager next?" or
+//! "retry elsewhere or not?", so failover reads top to bottom in one place.
 //!
 //! ```text
+//!  segment GET ─▶ refuse_unlisted ─yes─▶ 404 (no packager asked)
+//!                    │no
 //!  viewer GET ─▶ pick_upstream ─▶ fetch (budgeted) ─ok─▶ admit_playlist ─yes─▶ 200
-//!                   ▲                  │error                 │no (older than served)
-//!                   └─── fetch_failed ◀┘◀─────────────────────┘
+//!                   ▲                  │error             / admit_segment
+//!                   └─── fetch_failed ◀┘◀─────────────────────┘no (older than served)
 //!  nobody left ─▶ exhausted: the last good playlist (at most one target old),
 //!                 404 when every packager said 404, else 502
 //! ```
+//!
+//! Only the proxy's own evidence moves a packager's health: a fetch it made
+//! for a name some packager listed. A failed fetch counts towards the
+//! packager's consecutive failures ([`FAILING_AFTER`] make it failing), and
+//! is retried on the next packager in any case.
 //!
 //! The pure state machine deciding the order ([`Failover`]) sits beside this
 //! file; this one turns its answers into fetches. Every fetch is an
@@ -16,13 +23,14 @@
 //! within the same viewer request: the viewer never sees the failure.
 //!
 //! [`Failover`]: super::failover::Failover
+//! [`FAILING_AFTER`]: super::failover::FAILING_AFTER
 
 use std::time::{Duration, Instant, SystemTime};
 
 use super::signal::{ServedPlaylist, SignalState};
 use super::upstream::{Budget, FetchError, FetchedPlaylist};
 use super::{Proxy, Refusal, BODY_TARGETS, FIRST_BYTE_TARGETS};
-use crate::hls::PLAYLIST_NAME;
+use crate::hls::{MediaKind, PLAYLIST_NAME};
 use crate::service::metrics;
 
 /// A packager picked for one try: its base URL and the budget for the fetch.
@@ -46,12 +54,28 @@ pub fn budget(target: Duration) -> Budget {
     }
 }
 
+/// Decision 0, for a segment: refused (404, nothing fetched, no packager's
+/// health touched) unless some packager listed its name recently. So no
+/// viewer can make the proxy fetch names nobody published, whatever it asks.
+pub fn refuse_unlisted(signal: &str, state: &SignalState, file: &str) -> Option<Refusal> {
+    if state.is_listed(file, Instant::now()) {
+        return None;
+    }
+    log::debug!("Signal '{signal}': {file} is listed by no packager; 404 without a fetch");
+    metrics::PROXY_UNLISTED_SEGMENTS
+        .with_label_values(&[signal])
+        .inc();
+    Some(Refusal::NotFound(format!("{signal}/{file} not found")))
+}
+
 /// One viewer request for one signal: which packagers it has tried and what
 /// they said.
 pub struct Attempt<'a> {
     proxy: &'a Proxy,
     signal: &'a str,
     state: &'a SignalState,
+    /// What is fetched (failures are counted per kind).
+    kind: MediaKind,
     /// Packagers already tried in this request; each is tried once.
     tried: Vec<String>,
     /// Whether every packager tried answered 404 (then the viewer gets 404,
@@ -60,11 +84,12 @@ pub struct Attempt<'a> {
 }
 
 impl<'a> Attempt<'a> {
-    pub fn new(proxy: &'a Proxy, signal: &'a str, state: &'a SignalState) -> Self {
+    pub fn new(proxy: &'a Proxy, signal: &'a str, state: &'a SignalState, kind: MediaKind) -> Self {
         Attempt {
             proxy,
             signal,
             state,
+            kind,
             tried: Vec::new(),
             all_not_found: true,
         }
@@ -87,8 +112,11 @@ impl<'a> Attempt<'a> {
     }
 
     /// Decision 2, a fetch failed (connect failed, no answer in budget, an
-    /// error status, a cut or invalid body): the packager is marked failing
-    /// and the request goes on to the next one.
+    /// error status, a cut or invalid body): one more failure in a row for
+    /// the packager (failing after [`FAILING_AFTER`], so one blip moves no
+    /// traffic) and the request goes on to the next one regardless.
+    ///
+    /// [`FAILING_AFTER`]: super::failover::FAILING_AFTER
     pub fn fetch_failed(&mut self, upstream: &Upstream, error: &FetchError) {
         self.all_not_found &= error.is_not_found();
         log::warn!(
@@ -100,7 +128,13 @@ impl<'a> Attempt<'a> {
             .with_label_values(&[upstream.base.as_str(), error.kind()])
             .inc();
         self.state
-            .observe_failure(&upstream.base, &error.to_string());
+            .observe_failure(&upstream.base, self.kind, &error.to_string());
+    }
+
+    /// Decision 3 for a segment, it arrived whole: served, and the
+    /// packager's segment failures so far were blips.
+    pub fn admit_segment(&mut self, upstream: &Upstream) {
+        self.state.observe_segment(&upstream.base);
     }
 
     /// Decision 3, a playlist arrived: it is observed (freshness) and served

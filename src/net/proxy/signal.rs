@@ -1,5 +1,6 @@
 //! What the proxy knows of one served signal: its failover state, the last
-//! playlist it served, its recent switches, and when a viewer last asked.
+//! playlist it served, the segment names packagers listed recently, its
+//! recent switches, and when a viewer last asked.
 //!
 //! Every method takes its lock for a few assignments and never across an
 //! `await`, so viewer requests and the poller share it without waiting on I/O.
@@ -12,8 +13,9 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::failover::{Failover, Switch, UpstreamStatus};
+use super::listed::ListedSegments;
 use super::PLAYLIST_REUSE;
-use crate::hls::PlaylistFacts;
+use crate::hls::{MediaKind, PlaylistFacts};
 
 /// Switches remembered per signal for `GET /status`.
 pub const SWITCH_HISTORY: usize = 20;
@@ -41,6 +43,8 @@ pub struct SignalState {
     failover: Mutex<Failover>,
     /// The last playlist served.
     last_good: Mutex<Option<ServedPlaylist>>,
+    /// Segment names packagers listed recently: the only ones fetched.
+    listed: Mutex<ListedSegments>,
     /// When a viewer last asked for the playlist (an idle signal is dropped).
     last_request: Mutex<Instant>,
     /// When the origin last confirmed the routes.
@@ -53,6 +57,7 @@ impl SignalState {
         SignalState {
             failover: Mutex::new(Failover::new(packagers)),
             last_good: Mutex::new(None),
+            listed: Mutex::new(ListedSegments::default()),
             last_request: Mutex::new(now),
             routes_confirmed: Mutex::new(now),
             switches: Mutex::new(VecDeque::new()),
@@ -78,6 +83,7 @@ impl SignalState {
 
     /// A playlist was read from `base` by the poller.
     pub fn observe_playlist(&self, base: &str, facts: &PlaylistFacts, now: Instant) {
+        self.learn_names(facts, now);
         lock(&self.failover).observe_playlist(
             base,
             facts.newest_sequence(),
@@ -89,14 +95,36 @@ impl SignalState {
     /// A playlist was read from `base` for a viewer: observed, then whether
     /// it may be served (never older than one already served).
     pub fn observe_and_admit(&self, base: &str, facts: &PlaylistFacts, now: Instant) -> bool {
+        self.learn_names(facts, now);
         let newest = facts.newest_sequence();
         let mut f = lock(&self.failover);
         f.observe_playlist(base, newest, facts.target_duration, now);
         f.admit_playlist(newest)
     }
 
-    pub fn observe_failure(&self, base: &str, reason: &str) {
-        lock(&self.failover).observe_failure(base, reason);
+    /// Remembers the segment names a packager listed (see [`ListedSegments`]).
+    fn learn_names(&self, facts: &PlaylistFacts, now: Instant) {
+        lock(&self.listed).record(facts.segments.iter().map(|s| s.uri.as_str()), now);
+    }
+
+    /// Whether a packager listed the segment `name` recently.
+    pub fn is_listed(&self, name: &str, now: Instant) -> bool {
+        lock(&self.listed).contains(name, now)
+    }
+
+    /// Whether any playlist of this signal was read yet.
+    pub fn has_listings(&self) -> bool {
+        lock(&self.listed).learned()
+    }
+
+    /// A fetch of a `kind` from `base` failed.
+    pub fn observe_failure(&self, base: &str, kind: MediaKind, reason: &str) {
+        lock(&self.failover).observe_failure(base, kind, reason, Instant::now());
+    }
+
+    /// A segment was fetched whole from `base`.
+    pub fn observe_segment(&self, base: &str) {
+        lock(&self.failover).observe_segment(base);
     }
 
     /// Replaces the routes; true when they changed.

@@ -7,9 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use crate::hls::{is_complete_transport_stream, PlaylistFacts};
+use crate::hls::{is_complete_transport_stream, MediaKind, PlaylistFacts};
 use crate::net::delivery::parse_http_date;
 use crate::service::http::root_cause;
+use crate::service::metrics;
 
 /// Why a fetch from a packager failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -107,19 +108,37 @@ pub async fn fetch(
     Ok((body, last_modified))
 }
 
+/// Counts one fetch of a `kind` by its outcome: every request the proxy
+/// sends a packager goes through here, so the load it puts on them is read
+/// from one metric.
+fn count<T>(kind: MediaKind, result: &Result<T, FetchError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    metrics::PROXY_UPSTREAM_FETCHES
+        .with_label_values(&[metrics::kind_label(kind), outcome])
+        .inc();
+}
+
 /// Fetches and parses a media playlist.
 pub async fn fetch_playlist(
     client: &reqwest::Client,
     url: &str,
     budget: Budget,
 ) -> Result<FetchedPlaylist, FetchError> {
-    let (body, last_modified) = fetch(client, url, budget).await?;
-    let facts = PlaylistFacts::parse(&body).map_err(|e| FetchError::Invalid(e.to_string()))?;
-    Ok(FetchedPlaylist {
-        body,
-        facts,
-        last_modified,
-    })
+    let result = async {
+        let (body, last_modified) = fetch(client, url, budget).await?;
+        let facts = PlaylistFacts::parse(&body).map_err(|e| FetchError::Invalid(e.to_string()))?;
+        Ok(FetchedPlaylist {
+            body,
+            facts,
+            last_modified,
+        })
+    }
+    .await;
+    count(MediaKind::Playlist, &result);
+    result
 }
 
 /// Fetches a segment and checks it is whole MPEG-TS.
@@ -128,12 +147,17 @@ pub async fn fetch_segment(
     url: &str,
     budget: Budget,
 ) -> Result<Bytes, FetchError> {
-    let (body, _) = fetch(client, url, budget).await?;
-    if !is_complete_transport_stream(&body) {
-        return Err(FetchError::Invalid(format!(
-            "{} bytes are not whole MPEG-TS packets",
-            body.len()
-        )));
+    let result = async {
+        let (body, _) = fetch(client, url, budget).await?;
+        if !is_complete_transport_stream(&body) {
+            return Err(FetchError::Invalid(format!(
+                "{} bytes are not whole MPEG-TS packets",
+                body.len()
+            )));
+        }
+        Ok(body)
     }
-    Ok(body)
+    .await;
+    count(MediaKind::Segment, &result);
+    result
 }

@@ -12,7 +12,7 @@ use super::failover::{Health, UpstreamStatus};
 use super::request::budget;
 use super::signal::SignalState;
 use super::{upstream, Proxy, Refusal, POLL_TARGETS, ROUTE_REFRESH, SIGNAL_IDLE};
-use crate::hls::PLAYLIST_NAME;
+use crate::hls::{MediaKind, PLAYLIST_NAME};
 use crate::net::origin::Packagers;
 use crate::service::{http, metrics};
 
@@ -105,7 +105,7 @@ impl Proxy {
                     Ok(fetched) => state.observe_playlist(&base, &fetched.facts, Instant::now()),
                     Err(e) => {
                         log::debug!("Signal '{signal}': poll of {base} failed: {e}");
-                        state.observe_failure(&base, &e.to_string());
+                        state.observe_failure(&base, MediaKind::Playlist, &e.to_string());
                     }
                 }
             }
