@@ -254,6 +254,34 @@ pub fn get(url: &str) -> Option<(u16, Vec<u8>)> {
     Some((status, res.bytes().ok()?.to_vec()))
 }
 
+/// Metrics scraped from a service's `GET /metrics`: each series (name with
+/// labels) and its value.
+pub type Scrape = std::collections::HashMap<String, f64>;
+
+/// Scrapes `http://127.0.0.1:<port>/metrics` (Prometheus text format).
+pub fn scrape(port: u16) -> Scrape {
+    let (status, body) = get(&format!("http://127.0.0.1:{port}/metrics")).expect("answers");
+    assert_eq!(status, 200);
+    String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            Some((key.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Sum of every series of `name` whose labels contain all of `having`.
+pub fn total(metrics: &Scrape, name: &str, having: &[&str]) -> f64 {
+    metrics
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("{name}{{")) || k.as_str() == name)
+        .filter(|(k, _)| having.iter().all(|h| k.contains(h)))
+        .map(|(_, v)| v)
+        .sum()
+}
+
 pub fn get_json(url: &str) -> serde_json::Value {
     let (status, body) = get(url).unwrap_or_else(|| panic!("GET {url} failed"));
     serde_json::from_slice(&body).unwrap_or_else(|e| {

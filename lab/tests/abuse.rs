@@ -6,10 +6,9 @@
 
 use nonstop_lab::support as common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{get, Probe, Service, Stack, StackOptions, PLAYING_WITHIN};
+use common::{scrape, total, Probe, Scrape, Service, Stack, StackOptions, PLAYING_WITHIN};
 use nonstop::net::proxy::POLL_TARGETS;
 
 /// Seconds the probe watches: start-up, then a quiet window and an abuse
@@ -40,28 +39,9 @@ const JUNK: [&str; 8] = [
     "../../etc/passwd",
 ];
 
-/// Parses Prometheus text into `name{labels}` -> value (comments skipped).
-fn scrape(port: u16) -> HashMap<String, f64> {
-    let (status, body) = get(&format!("http://127.0.0.1:{port}/metrics")).expect("answers");
-    assert_eq!(status, 200);
-    String::from_utf8_lossy(&body)
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            Some((key.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Sum of every series of `name` whose labels contain all of `having`.
-fn total(metrics: &HashMap<String, f64>, name: &str, having: &[&str]) -> u64 {
-    metrics
-        .iter()
-        .filter(|(k, _)| k.starts_with(&format!("{name}{{")) || k.as_str() == name)
-        .filter(|(k, _)| having.iter().all(|h| k.contains(h)))
-        .map(|(_, v)| *v)
-        .sum::<f64>() as u64
+/// A counter's value (Prometheus counters are whole numbers here).
+fn count(metrics: &Scrape, name: &str, having: &[&str]) -> u64 {
+    total(metrics, name, having) as u64
 }
 
 /// What the packagers were asked, as of one moment.
@@ -85,27 +65,27 @@ impl Load {
         let servers = [scrape(stack.server1_port), scrape(stack.server2_port)];
         let segment_route = "route=\"/:signal/:segment\"";
         Load {
-            proxy_fetches: total(&proxy, "nonstop_proxy_upstream_fetches_total", &[]),
-            proxy_segment_fetches: total(
+            proxy_fetches: count(&proxy, "nonstop_proxy_upstream_fetches_total", &[]),
+            proxy_segment_fetches: count(
                 &proxy,
                 "nonstop_proxy_upstream_fetches_total",
                 &["kind=\"segment\""],
             ),
             packager_segments: servers
                 .iter()
-                .map(|m| total(m, "nonstop_http_requests_total", &[segment_route]))
+                .map(|m| count(m, "nonstop_http_requests_total", &[segment_route]))
                 .sum(),
             packager_segment_404s: servers
                 .iter()
                 .map(|m| {
-                    total(
+                    count(
                         m,
                         "nonstop_http_requests_total",
                         &[segment_route, "status=\"404\""],
                     )
                 })
                 .sum(),
-            unlisted: total(&proxy, "nonstop_proxy_unlisted_segments_total", &[]),
+            unlisted: count(&proxy, "nonstop_proxy_unlisted_segments_total", &[]),
         }
     }
 

@@ -3,34 +3,9 @@
 
 use nonstop_lab::support as common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{get, wait_for, Stack, StackOptions};
-
-/// Parses Prometheus text into `name{labels}` -> value (comments skipped).
-fn scrape(port: u16) -> HashMap<String, f64> {
-    let (status, body) = get(&format!("http://127.0.0.1:{port}/metrics")).expect("answers");
-    assert_eq!(status, 200);
-    String::from_utf8_lossy(&body)
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            Some((key.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Sum of every series of `name` whose labels contain all of `having`.
-fn total(metrics: &HashMap<String, f64>, name: &str, having: &[&str]) -> f64 {
-    metrics
-        .iter()
-        .filter(|(k, _)| k.starts_with(&format!("{name}{{")) || k.as_str() == name)
-        .filter(|(k, _)| having.iter().all(|h| k.contains(h)))
-        .map(|(_, v)| v)
-        .sum()
-}
+use common::{get, scrape, total, wait_for, Scrape, Stack, StackOptions};
 
 #[test]
 fn every_service_exposes_metrics_that_move() {
@@ -83,7 +58,7 @@ fn every_service_exposes_metrics_that_move() {
     });
 
     // Proxy: requests by route and status, bytes, freshness per packager.
-    let requests = |m: &HashMap<String, f64>| {
+    let requests = |m: &Scrape| {
         total(
             m,
             "nonstop_http_requests_total",
