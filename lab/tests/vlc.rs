@@ -2,7 +2,8 @@
 //! while packager A is killed: headless VLC (Debian's `vlc-bin` and
 //! `vlc-plugin-base`) is asked through its remote interface, once every
 //! [`SAMPLE_EVERY`], for its position and decoding counters, and its own log
-//! is read for errors and rebuffering. Needs `scripts/setup.sh`; without VLC
+//! is read for errors and rebuffering; a control plays packager A directly
+//! to show the same judgement sees the kill when the proxy is not there. Needs `scripts/setup.sh`; without VLC
 //! this test fails saying so, it is never skipped as passing.
 
 use nonstop_lab::players::{self, Vlc, VlcSample};
@@ -15,6 +16,9 @@ use common::{Stack, StackOptions};
 
 /// Wall time VLC is watched after the kill.
 const WATCH: Duration = Duration::from_secs(20);
+/// Wall time VLC is watched after the kill in the control, long enough for
+/// VLC to use up its buffer and give up on the dead packager.
+const CONTROL_WATCH: Duration = Duration::from_secs(14);
 /// Media VLC plays before packager A is killed (VLC reports whole seconds).
 const PLAYED_BEFORE_KILL: u64 = 4;
 /// Budget for VLC to start and reach `PLAYED_BEFORE_KILL`.
@@ -60,8 +64,38 @@ fn longest_freeze(samples: &[VlcSample]) -> Duration {
     longest
 }
 
-#[test]
-fn vlc_plays_through_a_packager_kill_without_a_stall() {
+/// What VLC showed through a kill of packager A.
+struct Watch {
+    stack: Stack,
+    before: VlcSample,
+    after: VlcSample,
+    /// Wall time between the two.
+    watched: Duration,
+    /// Pictures shown in that time.
+    shown: u64,
+    freeze: Duration,
+    /// VLC's whole log.
+    log: String,
+    /// One line of figures, for messages.
+    summary: String,
+}
+
+impl Watch {
+    /// Everything a failure message needs: figures, VLC's log, the stack's.
+    fn context(&self) -> String {
+        format!(
+            "{}\n--- VLC ---\n{}\n{}",
+            self.summary,
+            self.log,
+            self.stack.logs()
+        )
+    }
+}
+
+/// Starts a stack, lets VLC play `path` (relative to the proxy, or to
+/// packager A with `direct`) until it has played [`PLAYED_BEFORE_KILL`],
+/// SIGKILLs packager A and samples VLC for `watch`.
+fn watch_through_a_kill(direct: bool, watch: Duration) -> Watch {
     require_vlc();
     // The product's 2 s segments, and a viewer who joins a running stream
     // (a full playlist window), as in production.
@@ -76,7 +110,12 @@ fn vlc_plays_through_a_packager_kill_without_a_stall() {
         let facts = nonstop::hls::PlaylistFacts::parse(&body).ok()?;
         (facts.segments.len() >= 5).then_some(())
     });
-    let vlc = Vlc::start(&stack.proxy_url("live01/playlist.m3u8"));
+    let url = if direct {
+        format!("{}/live01/playlist.m3u8", stack.packagers[0])
+    } else {
+        stack.proxy_url("live01/playlist.m3u8")
+    };
+    let vlc = Vlc::start(&url);
     let before = common::try_wait_for(PLAYING_WITHIN, || {
         let s = vlc.sample();
         (s.playing && s.time? >= PLAYED_BEFORE_KILL).then_some(s)
@@ -94,7 +133,7 @@ fn vlc_plays_through_a_packager_kill_without_a_stall() {
     }
     let killed_at = Instant::now();
     let mut samples = vec![before];
-    while killed_at.elapsed() < WATCH {
+    while killed_at.elapsed() < watch {
         std::thread::sleep(SAMPLE_EVERY);
         samples.push(vlc.sample());
     }
@@ -107,17 +146,32 @@ fn vlc_plays_through_a_packager_kill_without_a_stall() {
     let shown = stats_after
         .frames_displayed
         .saturating_sub(stats_before.frames_displayed);
-    let trouble = players::vlc_trouble(&log);
     let summary = format!(
-        "time {:?} s -> {:?} s over {watched:.1?}; pictures shown {shown}; longest freeze {freeze:.1?}; \
-         stats before {stats_before:?}, after {stats_after:?}; buffering rounds {} (before the kill {rounds_before})",
+        "VLC on {url}: time {:?} s -> {:?} s over {watched:.1?}; pictures shown {shown}; longest freeze {freeze:.1?}; \
+         playing at the end {}; stats before {stats_before:?}, after {stats_after:?}; buffering rounds {} (before the kill {rounds_before})",
         before.time,
         after.time,
+        after.playing,
         players::vlc_buffering_rounds(&log),
     );
-    eprintln!("VLC through the kill: {summary}");
-    let context = format!("{summary}\n--- VLC ---\n{log}\n{}", stack.logs());
+    eprintln!("{summary}");
+    Watch {
+        stack,
+        before,
+        after,
+        watched,
+        shown,
+        freeze,
+        log,
+        summary,
+    }
+}
 
+#[test]
+fn vlc_plays_through_a_packager_kill_without_a_stall() {
+    let w = watch_through_a_kill(false, WATCH);
+    let context = w.context();
+    let (before, after, watched, shown, freeze) = (w.before, w.after, w.watched, w.shown, w.freeze);
     assert!(after.playing, "VLC stopped playing\n{context}");
     let advanced = after
         .time
@@ -136,17 +190,20 @@ fn vlc_plays_through_a_packager_kill_without_a_stall() {
         "the picture froze for {freeze:.1?}\n{context}"
     );
     assert_eq!(
-        players::vlc_buffering_rounds(&log),
+        players::vlc_buffering_rounds(&w.log),
         1,
         "VLC ran dry and rebuffered\n{context}"
     );
+    let trouble = players::vlc_trouble(&w.log);
     assert!(
         trouble.is_empty(),
         "VLC logged trouble: {trouble:#?}\n{context}"
     );
+    let stats_after = after.stats.unwrap_or_default();
     assert_eq!(stats_after.demux_corrupted, 0, "corrupt packets\n{context}");
     assert_eq!(stats_after.discontinuities, 0, "discontinuities\n{context}");
-    let proxy_log = stack
+    let proxy_log = w
+        .stack
         .proxy
         .as_ref()
         .map(common::Service::log_text)
@@ -154,5 +211,25 @@ fn vlc_plays_through_a_packager_kill_without_a_stall() {
     assert!(
         proxy_log.contains("switching from"),
         "no switch happened:\n{proxy_log}"
+    );
+}
+
+/// The control: VLC playing packager A itself, without the proxy, is hurt
+/// by the same kill, and the judgement above sees it (VLC stops, or logs
+/// failed downloads, or the picture freezes). So the passing test is the
+/// proxy's doing, not a judge that cannot see failures.
+#[test]
+fn without_the_proxy_vlc_is_hurt_by_the_same_kill() {
+    let w = watch_through_a_kill(true, CONTROL_WATCH);
+    let trouble = players::vlc_trouble(&w.log);
+    assert!(
+        !w.after.playing || w.freeze > MAX_FREEZE,
+        "VLC played on through the kill without the proxy\n{}",
+        w.context()
+    );
+    assert!(
+        !trouble.is_empty(),
+        "VLC's log shows no trouble from the kill\n{}",
+        w.context()
     );
 }
