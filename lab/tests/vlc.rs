@@ -148,11 +148,13 @@ fn watch_through_a_kill(direct: bool, watch: Duration) -> Watch {
         .saturating_sub(stats_before.frames_displayed);
     let summary = format!(
         "VLC on {url}: time {:?} s -> {:?} s over {watched:.1?}; pictures shown {shown}; longest freeze {freeze:.1?}; \
-         playing at the end {}; stats before {stats_before:?}, after {stats_after:?}; buffering rounds {} (before the kill {rounds_before})",
+         playing at the end {}; stats before {stats_before:?}, after {stats_after:?}; buffering rounds {} (before the kill {rounds_before}); \
+         trouble {:?}",
         before.time,
         after.time,
         after.playing,
         players::vlc_buffering_rounds(&log),
+        players::vlc_trouble(&log),
     );
     eprintln!("{summary}");
     Watch {
