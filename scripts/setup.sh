@@ -37,6 +37,19 @@ if ! dpkg -s chromium >/dev/null 2>&1; then
   sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+# The players the user's document names, for lab/tests/vlc.rs and
+# lab/tests/webkit.rs: headless VLC, and WebKitGTK (Safari's engine) driven by
+# WebKitWebDriver under Xvfb.
+PLAYER_PACKAGES=(vlc-bin vlc-plugin-base webkit2gtk-driver xvfb)
+missing_players=()
+for p in "${PLAYER_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing_players+=("$p")
+done
+if [ ${#missing_players[@]} -gt 0 ]; then
+  say "installing ${missing_players[*]} (VLC and WebKit for the player tests)"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_players[@]}" >/dev/null
+fi
 if ! command -v npm >/dev/null 2>&1; then
   say "installing nodejs and npm"
   sudo_if_needed apt-get update -qq

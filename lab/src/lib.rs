@@ -10,6 +10,8 @@
 //!   the probe can tell whether a viewer would get pictures and sound from it.
 //! - [`validate`]: a live HLS validator (Apple's authoring rules, RFC 8216);
 //!   [`ts`] reads just enough MPEG-TS for it (first PTS, IDR first).
+//! - [`players`]: real players no one here wrote, driven from outside: VLC
+//!   through its remote interface, WebKit (Safari's engine) through WebDriver.
 //! - [`support`]: what the system tests and benchmarks share: free ports,
 //!   generated inputs, the real programs started as child processes, whole
 //!   stacks on free ports, and the probe driven until it says it plays.
@@ -20,6 +22,7 @@
 pub mod demux;
 pub mod fault;
 pub mod player;
+pub mod players;
 pub mod support;
 pub mod ts;
 pub mod validate;
