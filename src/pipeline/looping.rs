@@ -12,13 +12,15 @@
 //!                           +- SEGMENT_DONE consumed (encoders never drain)
 //! ```
 //!
-//! The first seek is a flushing *segment* seek, so at the end of the input the
+//! The first seek is a flushing, accurate *segment* seek to where the epoch
+//! grid says the input is ([`super::epoch`]), so at the end of the input the
 //! pipeline posts `SEGMENT_DONE` instead of EOS; answering it with a
 //! non-flushing segment seek to 0 replays the input while running time (and so
 //! every timestamp in the output) keeps growing. Because downstream sees no
 //! new segment, x264enc keeps its GOP and splitmuxsink its fragment: every
 //! segment still starts with an IDR frame and keeps its length across seams.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,11 +57,20 @@ pub fn branch_queues(has_audio: bool) -> Vec<&'static str> {
 /// the very first one (the same event, so the pad sees nothing new to send on)
 /// and buffer timestamps are moved by the difference: running time, and so
 /// every output timestamp, is unchanged.
-pub fn continuous_timeline(queue: &gst::Element) -> Result<(), RunError> {
+///
+/// `period` (ns, 0 while unknown) is the pass length the epoch grid assumes
+/// ([`pass_duration`]): when set, pass k is placed exactly k periods after
+/// the first pass's start rather than where the demuxer's new segment says
+/// (which can be a fraction of a frame shorter, the streams ending apart), so
+/// every worker maps a wall-clock instant to the same input position.
+pub fn continuous_timeline(queue: &gst::Element, period: Arc<AtomicU64>) -> Result<(), RunError> {
     let pad = queue
         .static_pad("sink")
         .ok_or_else(|| RunError::Build("queue has no sink pad".into()))?;
-    let timeline: Arc<Mutex<Timeline>> = Arc::new(Mutex::new(Timeline::default()));
+    let timeline: Arc<Mutex<Timeline>> = Arc::new(Mutex::new(Timeline {
+        period,
+        ..Timeline::default()
+    }));
     pad.add_probe(
         gst::PadProbeType::BUFFER
             | gst::PadProbeType::EVENT_DOWNSTREAM
@@ -99,6 +110,10 @@ pub fn continuous_timeline(queue: &gst::Element) -> Result<(), RunError> {
 struct Timeline {
     first: Option<(gst::Event, gst::FormattedSegment<gst::ClockTime>)>,
     shift: i128,
+    /// New segments (passes) since the first.
+    passes: u64,
+    /// The pass length in ns, 0 while unknown.
+    period: Arc<AtomicU64>,
 }
 
 impl Timeline {
@@ -106,7 +121,9 @@ impl Timeline {
     fn on_event(&mut self, event: &gst::Event) -> Option<gst::Event> {
         match event.view() {
             gst::EventView::FlushStop(_) => {
-                *self = Timeline::default();
+                self.first = None;
+                self.shift = 0;
+                self.passes = 0;
                 None
             }
             gst::EventView::Segment(seg) => {
@@ -125,8 +142,16 @@ impl Timeline {
                         let ns = |t: Option<gst::ClockTime>| {
                             t.map(|t| t.nseconds() as i128).unwrap_or(0)
                         };
-                        self.shift = ns(segment.base()) - ns(first.base()) + ns(first.start())
-                            - ns(segment.start());
+                        self.passes += 1;
+                        let period = self.period.load(Ordering::Relaxed);
+                        self.shift = if period > 0 {
+                            // Pass k starts k periods after the first pass's
+                            // input start (0 on the first pass's timeline).
+                            i128::from(self.passes) * i128::from(period) - ns(segment.start())
+                        } else {
+                            ns(segment.base()) - ns(first.base()) + ns(first.start())
+                                - ns(segment.start())
+                        };
                         Some(first_event.clone())
                     }
                 }
@@ -152,11 +177,16 @@ impl Timeline {
     }
 }
 
-/// Seeks the input back to its start. The seek goes upstream from the video
+/// Seeks the input to `position` (its start for a loop, the epoch grid's
+/// position for the first seek). The seek goes upstream from the video
 /// queue straight to the demuxer (which applies it to every stream): sent to
 /// the whole pipeline it would have to pass through hlssink2's muxer, which
 /// refuses it.
-pub fn seek_input(pipeline: &gst::Pipeline, flags: gst::SeekFlags) -> Result<(), String> {
+pub fn seek_input(
+    pipeline: &gst::Pipeline,
+    flags: gst::SeekFlags,
+    position: Duration,
+) -> Result<(), String> {
     let pad = pipeline
         .by_name(VIDEO_QUEUE)
         .and_then(|q| q.static_pad("sink"))
@@ -165,7 +195,7 @@ pub fn seek_input(pipeline: &gst::Pipeline, flags: gst::SeekFlags) -> Result<(),
         1.0,
         flags,
         gst::SeekType::Set,
-        gst::ClockTime::ZERO,
+        gst::ClockTime::from_nseconds(position.as_nanos() as u64),
         gst::SeekType::None,
         gst::ClockTime::NONE,
     );
@@ -174,6 +204,19 @@ pub fn seek_input(pipeline: &gst::Pipeline, flags: gst::SeekFlags) -> Result<(),
     } else {
         Err("the demuxer refused the seek".into())
     }
+}
+
+/// How long one pass over the input lasts as the pipeline loops it: the
+/// demuxer's duration, which ends its segment (and so sets where the next
+/// pass starts on the timeline). The discoverer's duration can differ (by
+/// the audio's last frame, say), and the epoch grid must use the very
+/// period the timeline repeats with.
+pub fn pass_duration(pipeline: &gst::Pipeline) -> Option<Duration> {
+    let pad = pipeline
+        .by_name(VIDEO_QUEUE)
+        .and_then(|q| q.static_pad("sink"))?;
+    let duration = pad.peer_query_duration::<gst::ClockTime>()?;
+    Some(Duration::from_nanos(duration.nseconds())).filter(|d| !d.is_zero())
 }
 
 /// Waits until decodebin has linked every branch (video, and audio when the
