@@ -256,6 +256,7 @@ mod tests {
             playlist_length: 7,
             retained_segments: 4,
             video_kbps: 2345,
+            ..EncodeSettings::default()
         };
         let dir = PathBuf::from("/tmp/out dir/live01");
         for has_audio in [false, true] {
