@@ -33,6 +33,9 @@ use super::signal::{stream_error, RunError};
 /// How long the pipeline may take to expose its decoded streams before it
 /// counts as failed.
 pub const DEFAULT_PREROLL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How much shorter than a frame a first video buffer must be to count as
+/// clipped by the first seek (timestamps round to the nanosecond).
+const CLIPPED_MARGIN: gst::ClockTime = gst::ClockTime::from_mseconds(1);
 /// How long one look at the bus waits while the decoder's pads are awaited.
 const PAD_POLL: Duration = Duration::from_millis(10);
 
@@ -75,7 +78,7 @@ pub fn continuous_timeline(queue: &gst::Element, period: Arc<AtomicU64>) -> Resu
         gst::PadProbeType::BUFFER
             | gst::PadProbeType::EVENT_DOWNSTREAM
             | gst::PadProbeType::EVENT_FLUSH,
-        move |_pad, info| {
+        move |pad, info| {
             let Ok(mut timeline) = timeline.lock() else {
                 return gst::PadProbeReturn::Ok;
             };
@@ -90,6 +93,9 @@ pub fn continuous_timeline(queue: &gst::Element, period: Arc<AtomicU64>) -> Resu
                 }
                 Some(gst::PadProbeData::Event(event)) => timeline.on_event(event),
                 Some(gst::PadProbeData::Buffer(buffer)) => {
+                    if timeline.is_clipped_frame(buffer, pad) {
+                        return gst::PadProbeReturn::Drop;
+                    }
                     timeline.shift(buffer);
                     None
                 }
@@ -157,6 +163,31 @@ impl Timeline {
                 }
             }
             _ => None,
+        }
+    }
+
+    /// Whether `buffer` is the remnant of a video frame that straddled the
+    /// first seek's position: the decoder clips it to start there, so it
+    /// would show the previous frame at the boundary where a worker already
+    /// running shows the next one (and put every frame after it one frame
+    /// off). Only on the first pass, only for video (whose caps say the
+    /// frame duration).
+    fn is_clipped_frame(&self, buffer: &gst::Buffer, pad: &gst::Pad) -> bool {
+        let Some((_, first)) = &self.first else {
+            return false;
+        };
+        if self.passes > 0 || buffer.pts().is_none() || buffer.pts() != first.start() {
+            return false;
+        }
+        let frame = pad.current_caps().and_then(|caps| {
+            let rate = caps.structure(0)?.get::<gst::Fraction>("framerate").ok()?;
+            let (num, den) = (rate.numer(), rate.denom());
+            (num > 0 && den > 0)
+                .then(|| gst::ClockTime::SECOND.mul_div_floor(den as u64, num as u64))?
+        });
+        match (frame, buffer.duration()) {
+            (Some(frame), Some(duration)) => duration + CLIPPED_MARGIN < frame,
+            _ => false,
         }
     }
 
