@@ -1,6 +1,7 @@
 //! Two workers that never talk, started apart on the same input, write
 //! interchangeable segments: same names, numbers, dates and timestamps, so a
-//! packager (or a player) can take segment n from one and n+1 from the other.
+//! packager (or a player) can take segment n from one and n+1 from the other;
+//! a worker killed and restarted rejoins the wall clock with the same numbers.
 
 use nonstop_lab::support as common;
 
@@ -34,6 +35,7 @@ struct Seen {
     /// `EXT-X-PROGRAM-DATE-TIME` in ms since the Unix epoch.
     pdt_ms: i64,
     start: VideoStart,
+    discontinuity: bool,
     bytes: Vec<u8>,
 }
 
@@ -78,6 +80,7 @@ fn collect(dir: &Path, seen: &mut BTreeMap<String, Seen>) {
                 duration: Duration::from_secs_f32(s.duration),
                 pdt_ms: pdt.timestamp_millis(),
                 start,
+                discontinuity: s.discontinuity,
                 bytes: ts,
             },
         );
@@ -94,37 +97,35 @@ fn pts_diff(a: u64, b: u64) -> i64 {
     }
 }
 
-#[test]
-fn two_workers_started_apart_write_interchangeable_segments() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("input");
-    std::fs::create_dir_all(&input).expect("mkdir");
-    // 3 s with audio: both branches, and loops every three segments.
-    make_input(&input.join("live01.mp4"), 3, true);
-    let out = |name: &str| -> PathBuf { dir.path().join(name) };
-
-    let mut a = worker(&input, &out("output-a"), &out("logs-a"));
-    std::thread::sleep(STAGGER);
-    let mut b = worker(&input, &out("output-b"), &out("logs-b"));
-
+/// Reads both folders until they share `at_least` segments numbered from
+/// `from` on.
+fn collect_common(
+    a: &Path,
+    b: &Path,
+    from: u64,
+    at_least: usize,
+) -> (BTreeMap<String, Seen>, BTreeMap<String, Seen>) {
     let (mut seen_a, mut seen_b) = (BTreeMap::new(), BTreeMap::new());
     wait_for(
         Duration::from_secs(60),
         "segments written by both workers",
         || {
-            collect(&out("output-a/live01"), &mut seen_a);
-            collect(&out("output-b/live01"), &mut seen_b);
-            let common = seen_a.keys().filter(|k| seen_b.contains_key(*k)).count();
-            (common >= COMMON_SEGMENTS).then_some(())
+            collect(a, &mut seen_a);
+            collect(b, &mut seen_b);
+            let common = seen_a
+                .iter()
+                .filter(|(k, s)| s.sequence >= from && seen_b.contains_key(*k))
+                .count();
+            (common >= at_least).then_some(())
         },
     );
-    a.terminate_cleanly();
-    b.terminate_cleanly();
+    (seen_a, seen_b)
+}
 
-    let logs = || format!("A:\n{}\nB:\n{}", a.log_text(), b.log_text());
+/// Checks every segment of either worker against the wall clock.
+fn check_on_the_grid(seen: &BTreeMap<String, Seen>) {
     let segment = Duration::from_secs(SEGMENT_SECONDS);
-    // Every segment of either worker is where the wall clock says.
-    for (name, s) in seen_a.iter().chain(seen_b.iter()) {
+    for (name, s) in seen {
         assert_eq!(
             s.sequence as i64,
             s.pdt_ms / (SEGMENT_SECONDS as i64 * 1000),
@@ -147,11 +148,20 @@ fn two_workers_started_apart_write_interchangeable_segments() {
             s.start.pts
         );
     }
+}
 
+/// Compares the segments both workers wrote (numbered from `from` on) and
+/// joins A(n) with B(n+1); returns how many were compared, the worst first
+/// PTS difference (ticks) and the worst EXTINF difference.
+fn compare(
+    seen_a: &BTreeMap<String, Seen>,
+    seen_b: &BTreeMap<String, Seen>,
+    from: u64,
+) -> (usize, i64, Duration) {
     let mut compared = 0;
     let mut worst_pts = 0i64;
     let mut worst_extinf = Duration::ZERO;
-    for (name, sa) in &seen_a {
+    for (name, sa) in seen_a.iter().filter(|(_, s)| s.sequence >= from) {
         let Some(sb) = seen_b.get(name) else {
             continue;
         };
@@ -170,10 +180,9 @@ fn two_workers_started_apart_write_interchangeable_segments() {
         worst_pts = worst_pts.max(pts);
         assert!(
             pts <= FRAME_TICKS,
-            "{name}: first PTS {} vs {}\n{}",
+            "{name}: first PTS {} vs {}",
             sa.start.pts,
-            sb.start.pts,
-            logs()
+            sb.start.pts
         );
 
         // A(n) then B(n+1): one continuous timeline, one playable stream.
@@ -199,12 +208,75 @@ fn two_workers_started_apart_write_interchangeable_segments() {
             assert!(report.has_aac(), "no sound joining {name} and the next");
         }
     }
+    (compared, worst_pts, worst_extinf)
+}
+
+#[test]
+fn two_workers_started_apart_write_interchangeable_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    // 3 s with audio: both branches, and loops every three segments.
+    make_input(&input.join("live01.mp4"), 3, true);
+    let path = |name: &str| -> PathBuf { dir.path().join(name) };
+    let (out_a, out_b) = (path("output-a/live01"), path("output-b/live01"));
+
+    let mut a = worker(&input, &path("output-a"), &path("logs-a"));
+    std::thread::sleep(STAGGER);
+    let mut b = worker(&input, &path("output-b"), &path("logs-b"));
+
+    let (seen_a, seen_b) = collect_common(&out_a, &out_b, 0, COMMON_SEGMENTS);
+    check_on_the_grid(&seen_a);
+    check_on_the_grid(&seen_b);
+    let (compared, worst_pts, worst_extinf) = compare(&seen_a, &seen_b, 0);
     assert!(
         compared >= COMMON_SEGMENTS,
         "only {compared} segments in common"
     );
     eprintln!(
-        "compared {compared} segments: worst first-PTS difference {worst_pts} ticks, worst EXTINF difference {:?}",
-        worst_extinf
+        "started {STAGGER:?} apart: compared {compared} segments, worst first-PTS difference {worst_pts} ticks, worst EXTINF difference {worst_extinf:?}"
     );
+
+    // kill -9 A (no clean shutdown), then start it again on its folder: it
+    // rejoins the wall clock after a discontinuity, never reusing a number.
+    a.signal("KILL");
+    assert!(
+        a.wait_gone(Duration::from_secs(10)),
+        "worker A survived kill -9"
+    );
+    // What A listed when it died (it may have written more since read).
+    let mut seen_a = seen_a;
+    collect(&out_a, &mut seen_a);
+    let newest_before = seen_a.values().map(|s| s.sequence).max().unwrap_or(0);
+    std::thread::sleep(STAGGER);
+    let mut again = worker(&input, &path("output-a"), &path("logs-a-again"));
+    let (seen_a, seen_b) = collect_common(&out_a, &out_b, newest_before + 1, COMMON_SEGMENTS);
+    let rejoined: BTreeMap<String, Seen> = seen_a
+        .into_iter()
+        .filter(|(_, s)| s.sequence > newest_before)
+        .collect();
+    let first = rejoined
+        .values()
+        .min_by_key(|s| s.sequence)
+        .expect("new segments");
+    assert!(
+        first.discontinuity,
+        "the restart is not marked EXT-X-DISCONTINUITY\n{}",
+        again.log_text()
+    );
+    assert!(
+        first.sequence > newest_before + 1,
+        "down for {STAGGER:?}: the numbers of segments missed are skipped"
+    );
+    check_on_the_grid(&rejoined);
+    let (compared, worst_pts, worst_extinf) = compare(&rejoined, &seen_b, 0);
+    assert!(
+        compared >= COMMON_SEGMENTS,
+        "only {compared} segments in common after the restart"
+    );
+    eprintln!(
+        "after kill -9 and restart: compared {compared} segments, worst first-PTS difference {worst_pts} ticks, worst EXTINF difference {worst_extinf:?}"
+    );
+    again.terminate_cleanly();
+    b.terminate_cleanly();
 }
