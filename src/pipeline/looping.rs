@@ -94,7 +94,9 @@ pub fn continuous_timeline(queue: &gst::Element, period: Arc<AtomicU64>) -> Resu
                 Some(gst::PadProbeData::Event(event)) => timeline.on_event(event),
                 Some(gst::PadProbeData::Buffer(buffer)) => {
                     if timeline.is_clipped_frame(buffer, pad) {
-                        return gst::PadProbeReturn::Drop;
+                        // Handled, not Drop: the binding has taken the
+                        // buffer, so Drop would make GStreamer unref NULL.
+                        return gst::PadProbeReturn::Handled;
                     }
                     timeline.shift(buffer);
                     None
