@@ -239,11 +239,12 @@ pub fn seek_input(
     }
 }
 
-/// How long one pass over the input lasts as the pipeline loops it: the
-/// demuxer's duration, which ends its segment (and so sets where the next
-/// pass starts on the timeline). The discoverer's duration can differ (by
-/// the audio's last frame, say), and the epoch grid must use the very
-/// period the timeline repeats with.
+/// How long one pass over the input lasts, D: the demuxer's duration. The
+/// demuxer's own next segment can start a fraction of a frame earlier (when
+/// the streams end apart, as an AAC track a little shorter than the video),
+/// which would depend on how many loops a worker has made; so the timelines
+/// place pass k exactly k·D on and the epoch grid maps wall-clock time with
+/// the same D.
 pub fn pass_duration(pipeline: &gst::Pipeline) -> Option<Duration> {
     let pad = pipeline
         .by_name(VIDEO_QUEUE)

@@ -241,8 +241,8 @@ impl SignalRunner {
         let running = grid
             .running_time(first)
             .map_err(|e| RunError::Start(e.to_string()))?;
-        // The period the timeline repeats with, which the discoverer's
-        // duration may miss by a fraction of a frame.
+        // D: the pass length the grid maps wall-clock time with, and the
+        // timelines place each pass by (see looping::continuous_timeline).
         let pass = looping::pass_duration(pipeline).or(self.input.duration);
         let position = grid.input_position(first, pass);
         self.period.store(
