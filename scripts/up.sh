@@ -3,6 +3,21 @@
 # each service to be ready, then the operator's console; prints the URL to play
 # and the console's URL; Ctrl-C stops everything.
 #
+# TOPOLOGY picks how the media is made (both keep the proxy's failover):
+#   redundant (default)  no single part left: two epoch-locked workers that
+#                        never talk, each on its own folder, each feeding its
+#                        own packager, each folder watched by its own discovery:
+#                          worker   -> OUTPUT_A (./output-a) -> server1 -+
+#                          worker-b -> OUTPUT_B (./output-b) -> server2 -+-> proxy
+#                        Both number, date and timestamp segments from the wall
+#                        clock (EPOCH, see `worker --help`), so the proxy can take
+#                        segment n from one and n+1 from the other; kill either
+#                        worker (or its disk) and viewers keep playing.
+#                        Worker B's metrics are on WORKER_B_METRICS_PORT (9110),
+#                        its discovery's on DISCOVERY_B_METRICS_PORT (9111).
+#   seed                 the seed's topology: one worker writing
+#                        OUTPUT_STREAM_PATH (./output), served by both packagers.
+#
 # CONSOLE_DEMO_FAULTS=1 puts a fault proxy (localhost only) in front of each
 # packager and turns the console's fault controls on, protected by
 # CONSOLE_FAULT_TOKEN (a random one is made and printed when it is not set).
@@ -26,6 +41,19 @@ if [ -z "${REPORTER_TOKEN:-}" ] && [ -z "${REPORTER_TOKEN_FILE:-}" ]; then
   export REPORTER_TOKEN
 fi
 : "${CONSOLE_PORT:=8003}" "${CONSOLE_DEMO_FAULTS:=0}"
+: "${TOPOLOGY:=redundant}"
+case "$TOPOLOGY" in
+  redundant)
+    : "${OUTPUT_A:=./output-a}" "${OUTPUT_B:=./output-b}"
+    : "${WORKER_B_METRICS_PORT:=9110}" "${DISCOVERY_B_METRICS_PORT:=9111}"
+    OUT_ONE="$OUTPUT_A"; OUT_TWO="$OUTPUT_B"
+    ;;
+  seed)
+    OUT_ONE="${OUTPUT_STREAM_PATH:-./output}"; OUT_TWO="$OUT_ONE"
+    ;;
+  *) echo "[up] TOPOLOGY must be redundant or seed, not '$TOPOLOGY'" >&2; exit 2 ;;
+esac
+echo "[up] topology: $TOPOLOGY"
 if [ "$CONSOLE_DEMO_FAULTS" = 1 ]; then
   : "${FAULT_ONE_PORT:=8081}" "${FAULT_TWO_PORT:=9091}"
   # Discovery and the proxy reach the packagers through the fault proxies.
@@ -53,11 +81,16 @@ stop() {
 trap stop INT TERM EXIT
 
 start() {
-  local name=$1
+  local name=$1 label=${2:-$1}
   # The service itself is the background job (so $! is its pid); its output
-  # goes through sed for the [name] prefix.
-  "$BIN/$name" > >(sed -u "s/^/[$name] /") 2>&1 &
+  # goes through sed for the [label] prefix. Variables set before the call
+  # (VAR=value start ...) reach the service only.
+  "$BIN/$name" > >(sed -u "s/^/[$label] /") 2>&1 &
   pids+=($!)
+}
+
+wait_playlist() {
+  for _ in $(seq 1 150); do [ -f "$1/live01/playlist.m3u8" ] && return 0; sleep 0.2; done
 }
 
 start_fault() {
@@ -76,10 +109,13 @@ wait_http() {
   stop
 }
 
-start worker
-for _ in $(seq 1 150); do [ -f "${OUTPUT_STREAM_PATH:-./output}/live01/playlist.m3u8" ] && break; sleep 0.2; done
-start server1;   wait_http server1 "http://localhost:$SERVER_ONE_PORT/healthcheck"
-start server2;   wait_http server2 "http://localhost:$SERVER_TWO_PORT/healthcheck"
+OUTPUT_STREAM_PATH="$OUT_ONE" start worker
+if [ "$TOPOLOGY" = redundant ]; then
+  OUTPUT_STREAM_PATH="$OUT_TWO" WORKER_METRICS_PORT="$WORKER_B_METRICS_PORT" start worker worker-b
+fi
+wait_playlist "$OUT_ONE"; wait_playlist "$OUT_TWO"
+OUTPUT_STREAM_PATH="$OUT_ONE" start server1;   wait_http server1 "http://localhost:$SERVER_ONE_PORT/healthcheck"
+OUTPUT_STREAM_PATH="$OUT_TWO" start server2;   wait_http server2 "http://localhost:$SERVER_TWO_PORT/healthcheck"
 start reporter;  wait_http reporter "http://localhost:$REPORTER_PORT/healthcheck"
 if [ "$CONSOLE_DEMO_FAULTS" = 1 ]; then
   start_fault fault1 "$FAULT_ONE_PORT" "http://localhost:$SERVER_ONE_PORT"
@@ -87,7 +123,12 @@ if [ "$CONSOLE_DEMO_FAULTS" = 1 ]; then
   wait_http fault1 "http://127.0.0.1:$FAULT_ONE_PORT/_fault"
   wait_http fault2 "http://127.0.0.1:$FAULT_TWO_PORT/_fault"
 fi
-start discovery
+# Discovery watches one folder: in the redundant topology each folder has its
+# own, so a signal stays reported while either worker writes it.
+OUTPUT_STREAM_PATH="$OUT_ONE" start discovery
+if [ "$TOPOLOGY" = redundant ]; then
+  OUTPUT_STREAM_PATH="$OUT_TWO" DISCOVERY_METRICS_PORT="$DISCOVERY_B_METRICS_PORT" start discovery discovery-b
+fi
 start origin;    wait_http origin "http://localhost:$ORIGIN_PORT/healthcheck"
 start proxy;     wait_http proxy "http://localhost:$PROXY_PORT/healthcheck"
 wait_http "live01 via the proxy" "http://localhost:$PROXY_PORT/live01/playlist.m3u8"

@@ -46,7 +46,8 @@ pub const SEGMENT_PATTERN: &str = "segment%05d.ts";
 /// What the worker adds to the launch line at run time, printed with it.
 pub const RUN_TIME_ADDITIONS: &str = "the worker adds at run time: looping by segment seeks \
 with one continuous timeline after the decoder (so gst-launch plays the input once), its own \
-segment names (segmentNNNNNN.ts) and live playlist via hlssink2's fragment streams (so \
+keyframes at the epoch grid's boundaries (instead of splitmuxsink's requests), a realtime \
+clock and running time locked to EPOCH, its own segment names (segmentNNNNNN.ts) and live playlist via hlssink2's fragment streams (so \
 gst-launch writes hlssink2's own playlist, which ends with EXT-X-ENDLIST)";
 
 /// The description for an input, with or without its audio branch.
@@ -134,6 +135,10 @@ pub fn settle_split_child(hls: &gst::Element, settings: &EncodeSettings) -> bool
     for child in bin.iterate_elements().into_iter().flatten() {
         if child.factory().is_some_and(|f| f.name() == "splitmuxsink") {
             child.set_property("max-size-time", settings.split_at().as_nanos() as u64);
+            // The worker asks for keyframes itself, at the epoch grid's
+            // boundaries: splitmuxsink's own requests (relative to each
+            // fragment's start) would drift off the grid.
+            child.set_property("send-keyframe-requests", false);
             found = true;
         }
     }
@@ -251,6 +256,7 @@ mod tests {
             playlist_length: 7,
             retained_segments: 4,
             video_kbps: 2345,
+            ..EncodeSettings::default()
         };
         let dir = PathBuf::from("/tmp/out dir/live01");
         for has_audio in [false, true] {

@@ -12,13 +12,15 @@
 //!                           +- SEGMENT_DONE consumed (encoders never drain)
 //! ```
 //!
-//! The first seek is a flushing *segment* seek, so at the end of the input the
+//! The first seek is a flushing, accurate *segment* seek to where the epoch
+//! grid says the input is ([`super::epoch`]), so at the end of the input the
 //! pipeline posts `SEGMENT_DONE` instead of EOS; answering it with a
 //! non-flushing segment seek to 0 replays the input while running time (and so
 //! every timestamp in the output) keeps growing. Because downstream sees no
 //! new segment, x264enc keeps its GOP and splitmuxsink its fragment: every
 //! segment still starts with an IDR frame and keeps its length across seams.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,9 @@ use super::signal::{stream_error, RunError};
 /// How long the pipeline may take to expose its decoded streams before it
 /// counts as failed.
 pub const DEFAULT_PREROLL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How much shorter than a frame a first video buffer must be to count as
+/// clipped by the first seek (timestamps round to the nanosecond).
+const CLIPPED_MARGIN: gst::ClockTime = gst::ClockTime::from_mseconds(1);
 /// How long one look at the bus waits while the decoder's pads are awaited.
 const PAD_POLL: Duration = Duration::from_millis(10);
 
@@ -55,16 +60,25 @@ pub fn branch_queues(has_audio: bool) -> Vec<&'static str> {
 /// the very first one (the same event, so the pad sees nothing new to send on)
 /// and buffer timestamps are moved by the difference: running time, and so
 /// every output timestamp, is unchanged.
-pub fn continuous_timeline(queue: &gst::Element) -> Result<(), RunError> {
+///
+/// `period` (ns, 0 while unknown) is the pass length the epoch grid assumes
+/// ([`pass_duration`]): when set, pass k is placed exactly k periods after
+/// the first pass's start rather than where the demuxer's new segment says
+/// (which can be a fraction of a frame shorter, the streams ending apart), so
+/// every worker maps a wall-clock instant to the same input position.
+pub fn continuous_timeline(queue: &gst::Element, period: Arc<AtomicU64>) -> Result<(), RunError> {
     let pad = queue
         .static_pad("sink")
         .ok_or_else(|| RunError::Build("queue has no sink pad".into()))?;
-    let timeline: Arc<Mutex<Timeline>> = Arc::new(Mutex::new(Timeline::default()));
+    let timeline: Arc<Mutex<Timeline>> = Arc::new(Mutex::new(Timeline {
+        period,
+        ..Timeline::default()
+    }));
     pad.add_probe(
         gst::PadProbeType::BUFFER
             | gst::PadProbeType::EVENT_DOWNSTREAM
             | gst::PadProbeType::EVENT_FLUSH,
-        move |_pad, info| {
+        move |pad, info| {
             let Ok(mut timeline) = timeline.lock() else {
                 return gst::PadProbeReturn::Ok;
             };
@@ -79,6 +93,11 @@ pub fn continuous_timeline(queue: &gst::Element) -> Result<(), RunError> {
                 }
                 Some(gst::PadProbeData::Event(event)) => timeline.on_event(event),
                 Some(gst::PadProbeData::Buffer(buffer)) => {
+                    if timeline.is_clipped_frame(buffer, pad) {
+                        // Handled, not Drop: the binding has taken the
+                        // buffer, so Drop would make GStreamer unref NULL.
+                        return gst::PadProbeReturn::Handled;
+                    }
                     timeline.shift(buffer);
                     None
                 }
@@ -99,6 +118,10 @@ pub fn continuous_timeline(queue: &gst::Element) -> Result<(), RunError> {
 struct Timeline {
     first: Option<(gst::Event, gst::FormattedSegment<gst::ClockTime>)>,
     shift: i128,
+    /// New segments (passes) since the first.
+    passes: u64,
+    /// The pass length in ns, 0 while unknown.
+    period: Arc<AtomicU64>,
 }
 
 impl Timeline {
@@ -106,7 +129,9 @@ impl Timeline {
     fn on_event(&mut self, event: &gst::Event) -> Option<gst::Event> {
         match event.view() {
             gst::EventView::FlushStop(_) => {
-                *self = Timeline::default();
+                self.first = None;
+                self.shift = 0;
+                self.passes = 0;
                 None
             }
             gst::EventView::Segment(seg) => {
@@ -125,13 +150,46 @@ impl Timeline {
                         let ns = |t: Option<gst::ClockTime>| {
                             t.map(|t| t.nseconds() as i128).unwrap_or(0)
                         };
-                        self.shift = ns(segment.base()) - ns(first.base()) + ns(first.start())
-                            - ns(segment.start());
+                        self.passes += 1;
+                        let period = self.period.load(Ordering::Relaxed);
+                        self.shift = if period > 0 {
+                            // Pass k starts k periods after the first pass's
+                            // input start (0 on the first pass's timeline).
+                            i128::from(self.passes) * i128::from(period) - ns(segment.start())
+                        } else {
+                            ns(segment.base()) - ns(first.base()) + ns(first.start())
+                                - ns(segment.start())
+                        };
                         Some(first_event.clone())
                     }
                 }
             }
             _ => None,
+        }
+    }
+
+    /// Whether `buffer` is the remnant of a video frame that straddled the
+    /// first seek's position: the decoder clips it to start there, so it
+    /// would show the previous frame at the boundary where a worker already
+    /// running shows the next one (and put every frame after it one frame
+    /// off). Only on the first pass, only for video (whose caps say the
+    /// frame duration).
+    fn is_clipped_frame(&self, buffer: &gst::Buffer, pad: &gst::Pad) -> bool {
+        let Some((_, first)) = &self.first else {
+            return false;
+        };
+        if self.passes > 0 || buffer.pts().is_none() || buffer.pts() != first.start() {
+            return false;
+        }
+        let frame = pad.current_caps().and_then(|caps| {
+            let rate = caps.structure(0)?.get::<gst::Fraction>("framerate").ok()?;
+            let (num, den) = (rate.numer(), rate.denom());
+            (num > 0 && den > 0)
+                .then(|| gst::ClockTime::SECOND.mul_div_floor(den as u64, num as u64))?
+        });
+        match (frame, buffer.duration()) {
+            (Some(frame), Some(duration)) => duration + CLIPPED_MARGIN < frame,
+            _ => false,
         }
     }
 
@@ -152,11 +210,16 @@ impl Timeline {
     }
 }
 
-/// Seeks the input back to its start. The seek goes upstream from the video
+/// Seeks the input to `position` (its start for a loop, the epoch grid's
+/// position for the first seek). The seek goes upstream from the video
 /// queue straight to the demuxer (which applies it to every stream): sent to
 /// the whole pipeline it would have to pass through hlssink2's muxer, which
 /// refuses it.
-pub fn seek_input(pipeline: &gst::Pipeline, flags: gst::SeekFlags) -> Result<(), String> {
+pub fn seek_input(
+    pipeline: &gst::Pipeline,
+    flags: gst::SeekFlags,
+    position: Duration,
+) -> Result<(), String> {
     let pad = pipeline
         .by_name(VIDEO_QUEUE)
         .and_then(|q| q.static_pad("sink"))
@@ -165,7 +228,7 @@ pub fn seek_input(pipeline: &gst::Pipeline, flags: gst::SeekFlags) -> Result<(),
         1.0,
         flags,
         gst::SeekType::Set,
-        gst::ClockTime::ZERO,
+        gst::ClockTime::from_nseconds(position.as_nanos() as u64),
         gst::SeekType::None,
         gst::ClockTime::NONE,
     );
@@ -174,6 +237,20 @@ pub fn seek_input(pipeline: &gst::Pipeline, flags: gst::SeekFlags) -> Result<(),
     } else {
         Err("the demuxer refused the seek".into())
     }
+}
+
+/// How long one pass over the input lasts, D: the demuxer's duration. The
+/// demuxer's own next segment can start a fraction of a frame earlier (when
+/// the streams end apart, as an AAC track a little shorter than the video),
+/// which would depend on how many loops a worker has made; so the timelines
+/// place pass k exactly k·D on and the epoch grid maps wall-clock time with
+/// the same D.
+pub fn pass_duration(pipeline: &gst::Pipeline) -> Option<Duration> {
+    let pad = pipeline
+        .by_name(VIDEO_QUEUE)
+        .and_then(|q| q.static_pad("sink"))?;
+    let duration = pad.peer_query_duration::<gst::ClockTime>()?;
+    Some(Duration::from_nanos(duration.nseconds())).filter(|d| !d.is_zero())
 }
 
 /// Waits until decodebin has linked every branch (video, and audio when the

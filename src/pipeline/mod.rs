@@ -5,6 +5,8 @@
 //! - [`description`]: the pipeline texts from `pipelines/` and the one launch
 //!   line the worker parses and `worker --print-pipeline` prints.
 //! - [`signal`]: one signal's runner: run, restart with backoff, status.
+//! - [`epoch`]: the wall-clock grid (sequence, date, PTS, input position) that
+//!   makes two workers' segments interchangeable.
 //! - [`looping`]: endless input by segment seeks, one continuous timeline.
 //! - [`segments`]: our segment files and the atomically written live playlist.
 //! - [`playlist`]: the rolling live playlist itself (m3u8-rs, no I/O).
@@ -15,6 +17,7 @@
 //! [`crate::service`] (config, metrics, shutdown); never from [`crate::net`].
 
 pub mod description;
+pub mod epoch;
 pub mod health;
 pub mod input;
 pub mod looping;

@@ -9,10 +9,11 @@
 //! caller is told to delete them, so a slow player can still fetch them.
 //!
 //! Every segment carries `EXT-X-PROGRAM-DATE-TIME` (Apple's authoring spec
-//! 8.4, a MUST for live): the wall-clock time of its first frame. Within a
-//! run each segment's time is the previous one's plus its duration, so the
-//! dates follow the media exactly; after a restart (or at the start) the
-//! time is read from the clock as the segment's end minus its duration.
+//! 8.4, a MUST for live): the wall-clock time of its first frame, which the
+//! caller gives from the epoch grid ([`super::epoch`]: epoch + n·L), so every
+//! worker dates a segment alike. Numbers follow that grid too: a restarted
+//! worker rejoins at the wall clock's segment ([`LivePlaylist::skip_to`]),
+//! so the numbers it missed are never listed and never reused.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
@@ -111,23 +112,48 @@ impl LivePlaylist {
         self.target_duration
     }
 
-    /// Lists a segment that finished at `ended_at` (wall clock); returns
-    /// the files now old enough to delete.
-    pub fn push(&mut self, uri: String, duration: Duration, ended_at: SystemTime) -> Vec<String> {
+    /// Lists a segment whose first frame is dated `program_date_time`;
+    /// returns the files now old enough to delete.
+    pub fn push(
+        &mut self,
+        uri: String,
+        duration: Duration,
+        program_date_time: SystemTime,
+    ) -> Vec<String> {
         let discontinuity = std::mem::take(&mut self.discontinuity_pending);
-        let follows = self
-            .listed
-            .back()
-            .filter(|_| !discontinuity)
-            .and_then(|prev| Some(prev.program_date_time? + prev.duration));
-        let program_date_time = follows.or_else(|| ended_at.checked_sub(duration));
         self.listed.push_back(Entry {
             uri,
             duration,
             discontinuity,
-            program_date_time,
+            program_date_time: Some(program_date_time),
         });
         let mut deletable = Vec::new();
+        self.trim(&mut deletable);
+        deletable
+    }
+
+    /// Makes `sequence` the number of the next segment when it is ahead of
+    /// [`Self::next_sequence`] (a worker rejoining the wall clock after a
+    /// pause): a media playlist numbers its entries consecutively, so the
+    /// listed ones leave the window (their files are retired as usual) and
+    /// the next segment is a discontinuity. Returns the files now old enough
+    /// to delete; a `sequence` not ahead changes nothing.
+    pub fn skip_to(&mut self, sequence: u64) -> Vec<String> {
+        let mut deletable = Vec::new();
+        if sequence <= self.next_sequence() {
+            return deletable;
+        }
+        let had_any = !self.listed.is_empty();
+        while let Some(gone) = self.listed.pop_front() {
+            if gone.discontinuity {
+                self.discontinuity_sequence += 1;
+            }
+            self.retired.push_back(gone.uri);
+        }
+        self.media_sequence = sequence;
+        if had_any {
+            self.discontinuity_pending = true;
+        }
         self.trim(&mut deletable);
         deletable
     }
@@ -191,8 +217,8 @@ mod tests {
             let seq = p.next_sequence();
             deleted.extend(p.push(
                 LivePlaylist::segment_name(seq),
-                Duration::from_millis(1960),
-                SystemTime::now(),
+                Duration::from_secs(2),
+                SystemTime::UNIX_EPOCH + Duration::from_secs(2 * seq),
             ));
         }
         deleted
@@ -244,24 +270,12 @@ mod tests {
     }
 
     #[test]
-    fn every_segment_is_dated_and_dates_follow_the_media() {
+    fn every_segment_is_dated_by_the_caller_and_dates_survive_a_resume() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let mut p = LivePlaylist::new(2, 6, 3);
         let two = Duration::from_secs(2);
-        p.push(LivePlaylist::segment_name(0), two, t0 + two);
-        // The clock says the next one ended late: the date still follows
-        // the media, so a player's timeline has no jump.
-        p.push(
-            LivePlaylist::segment_name(1),
-            two,
-            t0 + Duration::from_millis(4300),
-        );
-        p.mark_discontinuity();
-        p.push(
-            LivePlaylist::segment_name(2),
-            two,
-            t0 + Duration::from_secs(60),
-        );
+        p.push(LivePlaylist::segment_name(0), two, t0);
+        p.push(LivePlaylist::segment_name(1), two, t0 + two);
         let text = String::from_utf8(p.render()).expect("utf8");
         let dates: Vec<&str> = text
             .lines()
@@ -269,17 +283,39 @@ mod tests {
             .collect();
         assert_eq!(
             dates,
-            [
-                "2027-01-15T08:00:00.000Z",
-                "2027-01-15T08:00:02.000Z",
-                "2027-01-15T08:00:58.000Z"
-            ],
+            ["2027-01-15T08:00:00.000Z", "2027-01-15T08:00:02.000Z"],
             "{text}"
         );
         // A restarted worker keeps the dates it listed.
         let resumed = LivePlaylist::new(2, 6, 3).resume(&p.render());
         let again = String::from_utf8(resumed.render()).expect("utf8");
-        assert_eq!(again.matches("#EXT-X-PROGRAM-DATE-TIME:").count(), 3);
+        assert_eq!(again.matches("#EXT-X-PROGRAM-DATE-TIME:").count(), 2);
+    }
+
+    #[test]
+    fn skipping_ahead_starts_a_new_window_with_a_discontinuity() {
+        let mut p = LivePlaylist::new(2, 5, 3);
+        push_n(&mut p, 4);
+        p.mark_discontinuity();
+        push_n(&mut p, 1);
+        assert!(p.skip_to(3).is_empty(), "not ahead: nothing changes");
+        assert_eq!(p.next_sequence(), 5);
+        let deleted = p.skip_to(20);
+        assert_eq!(
+            deleted,
+            vec![
+                "segment000000.ts".to_string(),
+                "segment000001.ts".to_string()
+            ]
+        );
+        assert_eq!(p.next_sequence(), 20);
+        push_n(&mut p, 1);
+        let facts = PlaylistFacts::parse(&p.render()).expect("valid");
+        assert_eq!(facts.media_sequence, 20);
+        assert_eq!(facts.segments[0].uri, "segment000020.ts");
+        assert!(facts.segments[0].discontinuity);
+        let text = String::from_utf8(p.render()).expect("utf8");
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{text}");
     }
 
     #[test]

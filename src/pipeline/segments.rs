@@ -10,12 +10,14 @@
 //! ```
 //!
 //! Our own names mean names and the media sequence survive pipeline
-//! restarts; the rename means a packager never serves a half-written playlist.
+//! restarts and follow the epoch grid ([`super::epoch`]): segment n is
+//! `segment{n:06}.ts` in every worker. The rename means a packager never
+//! serves a half-written playlist.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use gio::prelude::*;
 use gstreamer as gst;
@@ -35,7 +37,8 @@ pub fn signal_dir(output_root: &Path, signal: &str) -> PathBuf {
 /// closes).
 #[derive(Default)]
 pub struct OpenFragments {
-    names: VecDeque<String>,
+    /// Sequence number and name of each open fragment.
+    names: VecDeque<(u64, String)>,
     /// The number the next opened fragment gets.
     next_sequence: u64,
 }
@@ -95,12 +98,33 @@ impl Segments {
         self.playlist.mark_discontinuity();
     }
 
-    /// Fragments of a new run of the pipeline, numbered on from the playlist.
+    /// The number the next segment gets, unless the grid is ahead.
+    pub fn next_sequence(&self) -> u64 {
+        self.playlist.next_sequence()
+    }
+
+    /// Fragments of a new run of the pipeline, numbered on from the playlist
+    /// until [`Self::align`] places them on the epoch grid.
     pub fn begin_run(&self) -> Arc<Mutex<OpenFragments>> {
         Arc::new(Mutex::new(OpenFragments {
             names: VecDeque::new(),
             next_sequence: self.playlist.next_sequence(),
         }))
+    }
+
+    /// Numbers the run's fragments from `first` (the epoch grid's segment
+    /// where the run starts) but never behind the playlist, so no number is
+    /// reused; a jump ahead retires the listed segments and marks a
+    /// discontinuity. Returns the number the first fragment gets.
+    pub fn align(&mut self, open: &Mutex<OpenFragments>, first: u64) -> u64 {
+        let first = first.max(self.playlist.next_sequence());
+        for old in self.playlist.skip_to(first) {
+            let _ = std::fs::remove_file(self.dir.join(old));
+        }
+        if let Ok(mut o) = open.lock() {
+            o.next_sequence = first;
+        }
+        first
     }
 
     /// Connects hlssink2's stream signals: fragments go into files we name,
@@ -130,8 +154,9 @@ impl Segments {
                 gio::Cancellable::NONE,
             ) {
                 Ok(stream) => {
+                    let sequence = open.next_sequence;
                     open.next_sequence += 1;
-                    open.names.push_back(name);
+                    open.names.push_back((sequence, name));
                     Some(stream.upcast::<gio::OutputStream>().to_value())
                 }
                 Err(e) => {
@@ -158,15 +183,16 @@ impl Segments {
         });
     }
 
-    /// The name of the oldest open fragment, which splitmuxsink just closed.
-    pub fn closed(open: &Mutex<OpenFragments>) -> Option<String> {
+    /// The sequence and name of the oldest open fragment, which splitmuxsink
+    /// just closed.
+    pub fn closed(open: &Mutex<OpenFragments>) -> Option<(u64, String)> {
         open.lock().ok().and_then(|mut o| o.names.pop_front())
     }
 
     /// Deletes the fragments a run left open: never listed, half written.
     pub fn discard_unfinished(&self, open: &Mutex<OpenFragments>) {
         let leftovers: Vec<String> = match open.lock() {
-            Ok(mut o) => o.names.drain(..).collect(),
+            Ok(mut o) => o.names.drain(..).map(|(_, name)| name).collect(),
             Err(_) => Vec::new(),
         };
         for name in leftovers {
@@ -174,21 +200,29 @@ impl Segments {
         }
     }
 
-    /// Lists a finished segment, rewrites the playlist atomically and deletes
-    /// segments past the retention.
-    pub fn publish(&mut self, name: String, duration: Duration) -> Result<(), RunError> {
-        let target = Duration::from_secs(self.playlist.target_duration());
-        if duration > target {
+    /// Lists a finished segment (first frame at `program_date_time`),
+    /// rewrites the playlist atomically and deletes segments past the
+    /// retention.
+    pub fn publish(
+        &mut self,
+        name: String,
+        duration: Duration,
+        program_date_time: SystemTime,
+    ) -> Result<(), RunError> {
+        // RFC 8216 4.3.3.1: EXTINF rounded to the nearest integer stays within
+        // the target. Cut on the epoch grid, a segment lasts L within a frame
+        // (the input's frames need not fall on the grid after a loop seam).
+        let target = self.playlist.target_duration();
+        if duration.as_secs_f64().round() as u64 > target {
             log::warn!(
-                "Signal '{}': segment {name} lasts {:.3} s, longer than the target {} s",
+                "Signal '{}': segment {name} lasts {:.3} s, longer than the target {target} s",
                 self.signal,
                 duration.as_secs_f64(),
-                target.as_secs()
             );
         }
         let deletable = self
             .playlist
-            .push(name.clone(), duration, std::time::SystemTime::now());
+            .push(name.clone(), duration, program_date_time);
         write_atomically(
             &self.dir.join(crate::hls::PLAYLIST_NAME),
             &self.playlist.render(),
@@ -233,7 +267,11 @@ mod tests {
         let open = segments.begin_run();
         let first = LivePlaylist::segment_name(0);
         segments
-            .publish(first.clone(), Duration::from_millis(1960))
+            .publish(
+                first.clone(),
+                Duration::from_secs(2),
+                SystemTime::UNIX_EPOCH,
+            )
             .expect("publish");
         let text = std::fs::read_to_string(root.path().join("live01/playlist.m3u8"))
             .expect("playlist written");
@@ -242,9 +280,15 @@ mod tests {
         assert_eq!(segments.written(), 1);
         drop(open);
 
-        let again = Segments::open("live01", root.path(), &settings).expect("reopen");
+        let mut again = Segments::open("live01", root.path(), &settings).expect("reopen");
         let open = again.begin_run();
-        let next = open.lock().expect("lock").next_sequence;
-        assert_eq!(next, 1, "numbering goes on after a restart");
+        assert_eq!(again.align(&open, 0), 1, "numbering never goes back");
+        assert_eq!(open.lock().expect("lock").next_sequence, 1);
+        assert_eq!(
+            again.align(&open, 40),
+            40,
+            "a restart rejoins the wall clock"
+        );
+        assert_eq!(open.lock().expect("lock").next_sequence, 40);
     }
 }

@@ -29,6 +29,9 @@ pub struct EncodeSettings {
     pub retained_segments: usize,
     /// x264enc's bitrate, in kbit/s.
     pub video_kbps: u32,
+    /// The epoch segments are numbered from, in seconds since the Unix
+    /// epoch (0: the Unix epoch itself); workers sharing it are interchangeable.
+    pub epoch_unix_seconds: u64,
 }
 
 impl Default for EncodeSettings {
@@ -38,6 +41,7 @@ impl Default for EncodeSettings {
             playlist_length: DEFAULT_PLAYLIST_LENGTH,
             retained_segments: DEFAULT_RETAINED_SEGMENTS,
             video_kbps: DEFAULT_VIDEO_KBPS,
+            epoch_unix_seconds: 0,
         }
     }
 }
@@ -46,6 +50,11 @@ impl EncodeSettings {
     /// The segment duration as a [`Duration`].
     pub fn segment(&self) -> Duration {
         Duration::from_secs(self.segment_seconds as u64)
+    }
+
+    /// The wall-clock grid segments are locked to.
+    pub fn grid(&self) -> super::epoch::EpochGrid {
+        super::epoch::EpochGrid::new(self.epoch_unix_seconds, self.segment())
     }
 
     /// splitmuxsink's `max-size-time`: a margin below the segment duration,

@@ -11,6 +11,15 @@
 //!       (any) --shutdown--> Stopped
 //! ```
 //!
+//! Epoch locking ([`super::epoch`]): the pipeline runs on a realtime clock
+//! with base time EPOCH + the muxer's constant; a run starts at the first
+//! segment boundary n·L far enough ahead (never behind the playlist), seeks
+//! the input to (n·L) mod D and offsets the branches' running time to n·L
+//! (clocksync then holds the first frame until that instant), and asks
+//! x264enc for a keyframe at every boundary. So a segment's number, date,
+//! PTS, content and cut depend on the wall clock alone, never on when or
+//! where the worker started.
+//!
 //! The pieces it puts together: [`super::description`] (the launch line),
 //! [`super::looping`] (endless input, one timeline), [`super::segments`] (our
 //! segment names and playlist) and [`super::health`] (the status it reports).
@@ -20,13 +29,15 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
 use super::description;
+use super::epoch::EpochGrid;
 use super::health::{SignalHealth, SignalStatus};
 use super::input::Input;
 use super::looping;
@@ -100,6 +111,8 @@ pub struct SignalRunner {
     segments: Segments,
     /// Times the input was looped since the worker started.
     loops: u64,
+    /// The current run's pass length (ns) for the timelines, set at its start.
+    period: Arc<AtomicU64>,
 }
 
 impl SignalRunner {
@@ -119,6 +132,7 @@ impl SignalRunner {
             health,
             segments,
             loops: 0,
+            period: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -171,6 +185,7 @@ impl SignalRunner {
     /// One life of the pipeline: Ok when shutdown stopped it, Err when it failed.
     fn run_once(&mut self, shutdown: &Shutdown) -> Result<(), RunError> {
         let open = self.segments.begin_run();
+        self.period = Arc::new(AtomicU64::new(0));
         let pipeline = self.build(open.clone())?;
         let result = self.drive(&pipeline, &open, shutdown);
         let _ = pipeline.set_state(gst::State::Null);
@@ -194,8 +209,9 @@ impl SignalRunner {
                 .ok_or_else(|| RunError::Build(format!("no element named '{name}'")))
         };
         for queue in looping::branch_queues(self.input.has_audio) {
-            looping::continuous_timeline(&element(queue)?)?;
+            looping::continuous_timeline(&element(queue)?, self.period.clone())?;
         }
+        keyframes_at_boundaries(&element(description::VIDEO_ENCODER)?, self.settings.grid())?;
         let hls = element(description::HLS)?;
         if !description::settle_split_child(&hls, &self.settings) {
             return Err(RunError::Build("hlssink2 holds no splitmuxsink".into()));
@@ -214,12 +230,47 @@ impl SignalRunner {
         let bus = pipeline
             .bus()
             .ok_or_else(|| RunError::Start("pipeline has no bus".into()))?;
+        let grid = self.settings.grid();
+        lock_clock(pipeline, grid);
         pipeline.set_state(gst::State::Paused).map_err(|_| {
             first_error(&bus).unwrap_or_else(|| RunError::Start("cannot pause".into()))
         })?;
         looping::wait_for_decoded_pads(pipeline, &bus, self.input.has_audio)?;
-        looping::seek_input(pipeline, gst::SeekFlags::FLUSH | gst::SeekFlags::SEGMENT)
-            .map_err(|e| RunError::Start(format!("initial segment seek refused: {e}")))?;
+        let wanted = grid.first_sequence(SystemTime::now(), self.segments.next_sequence());
+        let first = self.segments.align(open, wanted);
+        let running = grid
+            .running_time(first)
+            .map_err(|e| RunError::Start(e.to_string()))?;
+        // D: the pass length the grid maps wall-clock time with, and the
+        // timelines place each pass by (see looping::continuous_timeline).
+        let pass = looping::pass_duration(pipeline).or(self.input.duration);
+        let position = grid.input_position(first, pass);
+        self.period.store(
+            pass.map(|d| d.as_nanos() as u64).unwrap_or(0),
+            Ordering::Relaxed,
+        );
+        for queue in looping::branch_queues(self.input.has_audio) {
+            let pad = pipeline
+                .by_name(queue)
+                .and_then(|q| q.static_pad("src"))
+                .ok_or_else(|| RunError::Build(format!("no {queue} src pad")))?;
+            // After the first seek the input's running time starts at 0:
+            // the offset makes it the boundary's.
+            pad.set_offset(running.as_nanos() as i64);
+        }
+        looping::seek_input(
+            pipeline,
+            gst::SeekFlags::FLUSH | gst::SeekFlags::SEGMENT | gst::SeekFlags::ACCURATE,
+            position,
+        )
+        .map_err(|e| RunError::Start(format!("initial segment seek refused: {e}")))?;
+        log::info!(
+            "Signal '{}': starting at segment {first} ({:.3} s after the epoch, input at {:.3} s of {:.3} s)",
+            self.input.signal,
+            grid.boundary(first).as_secs_f64(),
+            position.as_secs_f64(),
+            pass.unwrap_or_default().as_secs_f64()
+        );
         pipeline.set_state(gst::State::Playing).map_err(|_| {
             first_error(&bus).unwrap_or_else(|| RunError::Start("cannot play".into()))
         })?;
@@ -265,12 +316,26 @@ impl SignalRunner {
                         }
                     } else if s.name() == "splitmuxsink-fragment-closed" {
                         let start = run.opened_at.pop_front();
-                        let name = Segments::closed(open);
-                        if let (Some(name), Some(start), Some(end)) = (name, start, running_time) {
+                        let closed = Segments::closed(open);
+                        if let (Some((sequence, name)), Some(start), Some(end)) =
+                            (closed, start, running_time)
+                        {
                             let duration =
                                 Duration::from_nanos(end.saturating_sub(start).nseconds());
                             run.media_written += duration;
-                            self.segments.publish(name, duration)?;
+                            let on_grid = grid
+                                .sequence_of_running_time(Duration::from_nanos(start.nseconds()));
+                            if on_grid != sequence {
+                                log::warn!(
+                                    "Signal '{}': segment {name} starts in the epoch grid's segment {on_grid}",
+                                    self.input.signal
+                                );
+                            }
+                            self.segments.publish(
+                                name,
+                                duration,
+                                grid.program_date_time(sequence),
+                            )?;
                             if run.first_offset.is_none() {
                                 // Segments flow: this run is healthy.
                                 self.set_status(SignalStatus::Running);
@@ -296,7 +361,7 @@ impl SignalRunner {
                         self.input.signal,
                         self.loops
                     );
-                    looping::seek_input(pipeline, gst::SeekFlags::SEGMENT)
+                    looping::seek_input(pipeline, gst::SeekFlags::SEGMENT, Duration::ZERO)
                         .map_err(|e| RunError::Start(format!("loop seek refused: {e}")))?;
                 }
                 gst::MessageView::Eos(_) => return Err(RunError::UnexpectedEos),
@@ -308,6 +373,71 @@ impl SignalRunner {
             }
         }
     }
+}
+
+/// Runs `pipeline` on a realtime clock whose running time is time since the
+/// epoch less the muxer's constant: clocksync then paces buffers to the wall
+/// clock of their epoch-locked timestamps.
+fn lock_clock(pipeline: &gst::Pipeline, grid: EpochGrid) {
+    let clock = glib::Object::builder::<gst::SystemClock>()
+        .property("clock-type", gst::ClockType::Realtime)
+        .build();
+    pipeline.use_clock(Some(&clock));
+    // No start time: the pipeline keeps the base time given here.
+    pipeline.set_start_time(gst::ClockTime::NONE);
+    pipeline.set_base_time(gst::ClockTime::from_nseconds(
+        grid.base_time().as_nanos() as u64
+    ));
+}
+
+/// Asks the video encoder for a keyframe on the first frame of every epoch
+/// grid segment, so every worker cuts (and starts its IDR) at the same
+/// instants whatever the frame rate; splitmuxsink then cuts on those
+/// keyframes only ([`description::settle_split_child`]).
+fn keyframes_at_boundaries(encoder: &gst::Element, grid: EpochGrid) -> Result<(), RunError> {
+    let pad = encoder
+        .static_pad("sink")
+        .ok_or_else(|| RunError::Build("video encoder has no sink pad".into()))?;
+    let last: Mutex<Option<u64>> = Mutex::new(None);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(pts) = buffer.pts() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(segment) = pad
+            .sticky_event::<gst::event::Segment>(0)
+            .and_then(|e| e.segment().clone().downcast::<gst::ClockTime>().ok())
+        else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let Some(running) = segment.to_running_time(pts) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let sequence = grid.sequence_of_running_time(Duration::from_nanos(running.nseconds()));
+        {
+            let Ok(mut last) = last.lock() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            if last.is_some_and(|l| sequence <= l) {
+                return gst::PadProbeReturn::Ok;
+            }
+            *last = Some(sequence);
+        }
+        // GstVideoEncoder's downstream force-key-unit event: this frame
+        // (the first at or after the boundary) becomes an IDR frame.
+        let request = gst::Structure::builder("GstForceKeyUnit")
+            .field("timestamp", pts)
+            .field("stream-time", segment.to_stream_time(pts).unwrap_or(pts))
+            .field("running-time", running)
+            .field("all-headers", true)
+            .field("count", 0u32)
+            .build();
+        pad.send_event(gst::event::CustomDownstream::new(request));
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
 }
 
 /// A bus error as a [`RunError`], naming the element that failed.

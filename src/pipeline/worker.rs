@@ -42,6 +42,12 @@ pub struct WorkerConfig {
     /// Video bitrate in kbit/s.
     #[arg(long, env = "VIDEO_KBPS", default_value_t = DEFAULT_VIDEO_KBPS, value_parser = clap::value_parser!(u32).range(100..=50_000))]
     pub video_kbps: u32,
+    /// Epoch segments are locked to, in seconds since the Unix epoch (at least
+    /// an hour ago): segment n starts at EPOCH + n x SEGMENT_SECONDS, so
+    /// workers with the same EPOCH, input and settings write interchangeable
+    /// segments (same names, dates and timestamps). 0 is the Unix epoch.
+    #[arg(long, env = "EPOCH", default_value_t = 0)]
+    pub epoch: u64,
     /// Port of the worker's `/metrics` and `/healthcheck`.
     #[arg(long, env = "WORKER_METRICS_PORT", default_value = "9100", value_parser = crate::service::config::parse_port)]
     pub metrics_port: u16,
@@ -70,6 +76,8 @@ pub enum WorkerError {
     Output(PathBuf, std::io::Error),
     #[error("signal '{0}' cannot start: {1}")]
     Signal(String, super::signal::RunError),
+    #[error("EPOCH {0}: {1}")]
+    Epoch(u64, super::epoch::EpochError),
     #[error(transparent)]
     Metrics(#[from] crate::service::http::ServeError),
 }
@@ -81,6 +89,7 @@ impl WorkerConfig {
             playlist_length: self.playlist_length,
             retained_segments: self.retained_segments,
             video_kbps: self.video_kbps,
+            epoch_unix_seconds: self.epoch,
         }
     }
 }
@@ -95,6 +104,10 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), WorkerE
     .await
     .map_err(|e| InputError::Gstreamer(e.to_string()))??;
     check_writable(&config.output)?;
+    let grid = config.settings().grid();
+    let now = grid.sequence_at(grid.since_epoch(std::time::SystemTime::now()));
+    grid.running_time(now)
+        .map_err(|e| WorkerError::Epoch(config.epoch, e))?;
     // Bind the metrics port before encoding, so a busy port fails fast.
     let listener = crate::service::server::bind(&config.listen, config.metrics_port).await?;
     let health = SignalHealth::default();
