@@ -843,6 +843,9 @@ impl Probe {
 
     fn report(&mut self) -> ProbeReport {
         let now = Instant::now();
+        // Play up to now first: a viewer frozen when the watch ends has
+        // stalled, and that stall must be counted, not only timed.
+        self.model.advance(now);
         ProbeReport {
             url: self.config.url.clone(),
             duration_ms: millis(now.saturating_duration_since(self.started)),
