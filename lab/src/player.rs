@@ -897,6 +897,7 @@ mod tests {
                 })
                 .collect(),
             end_list: false,
+            newest_program_date_time: None,
         }
     }
 
