@@ -13,9 +13,10 @@
 //!   [`STALE_AFTER_TARGETS`] target durations while another packager is ahead
 //!   (a packager answering 200 with a frozen playlist), or when its dated
 //!   newest segment (`EXT-X-PROGRAM-DATE-TIME` plus duration) ended more than
-//!   [`STALE_AFTER_TARGETS`] + [`CLOCK_SKEW_TARGETS`] target durations before
-//!   the wall clock: the live edge stopped even if no twin is ahead (the one
-//!   worker behind both packagers died, or every worker did);
+//!   [`STALE_AFTER_TARGETS`] + [`CLOCK_SKEW_TARGETS`] target durations plus
+//!   [`WORKER_LATENCY`] before the wall clock: the live edge stopped even if
+//!   no twin is ahead (the one worker behind both packagers died, or every
+//!   worker did);
 //! - `Unknown` before its first playlist;
 //! - `Fresh` otherwise.
 //!
@@ -55,6 +56,11 @@ pub const STALE_AFTER_TARGETS: f64 = 1.5;
 /// proxy (NTP keeps it to milliseconds; one target duration is generous) and
 /// the time a finished segment takes to reach a packager's playlist.
 pub const CLOCK_SKEW_TARGETS: f64 = 1.0;
+/// How long after its end a segment may first be listed: the worker encodes,
+/// muxes and closes it before its playlist names it. Measured at about 1.25 s
+/// in the lab (1 s segments, debug build, loaded machine); absolute, not in
+/// target durations, because encoder delay does not grow with segment length.
+pub const WORKER_LATENCY: Duration = Duration::from_millis(1500);
 /// Consecutive failed fetches of one kind (playlists, or segments) that make a
 /// packager failing. Two, not one: a single refused connection, timeout or 404
 /// is a blip (or a viewer asking for something odd) and must not move every
@@ -331,12 +337,11 @@ impl Failover {
         };
         let still_for = now.saturating_duration_since(advanced_at);
         let someone_ahead = self.newest_known().is_some_and(|max| max > newest);
-        let edge_stopped = self.edge_age(i, now).is_some_and(|age| {
-            age > self
-                .target
-                .mul_f64(STALE_AFTER_TARGETS + CLOCK_SKEW_TARGETS)
-        });
-        if edge_stopped || (someone_ahead && still_for > self.target.mul_f64(STALE_AFTER_TARGETS)) {
+        let frozen_behind = someone_ahead && still_for > self.target.mul_f64(STALE_AFTER_TARGETS);
+        let edge_stopped = self
+            .edge_age(i, now)
+            .is_some_and(|age| age > self.edge_stale_after());
+        if frozen_behind || edge_stopped {
             Health::Stale
         } else {
             Health::Fresh
@@ -348,6 +353,17 @@ impl Failover {
     fn edge_age(&self, i: usize, now: Instant) -> Option<Duration> {
         let (lag, read) = self.upstreams[i].edge_lag?;
         Some(lag + now.saturating_duration_since(read))
+    }
+
+    /// How far behind the wall clock a dated live edge may be before its
+    /// packager is stale: a live edge is normally up to one target duration
+    /// plus [`WORKER_LATENCY`] old (just before the next segment is listed);
+    /// [`STALE_AFTER_TARGETS`] targets instead of one, plus the clock skew
+    /// allowance, keep a slow segment from counting.
+    fn edge_stale_after(&self) -> Duration {
+        self.target
+            .mul_f64(STALE_AFTER_TARGETS + CLOCK_SKEW_TARGETS)
+            + WORKER_LATENCY
     }
 
     /// The signal as a whole: up when the active packager is fresh and at
@@ -784,7 +800,8 @@ mod tests {
         // The worker behind both stops at t0: segment 50 (ended at wall0)
         // stays the newest, each read finds it one second older.
         read_both(&mut f, t0, wall0, 5, |_| 50, f64::from);
-        let limit = (STALE_AFTER_TARGETS + CLOCK_SKEW_TARGETS) * TARGET.as_secs_f64();
+        let limit = (STALE_AFTER_TARGETS + CLOCK_SKEW_TARGETS) * TARGET.as_secs_f64()
+            + WORKER_LATENCY.as_secs_f64();
         let just_before = t0 + secs(limit - 0.1);
         assert!(f
             .status(just_before)
@@ -800,7 +817,8 @@ mod tests {
             .iter()
             .all(|s| s.health == Health::Stale));
         let reason = f.reason_out(0, after).1;
-        assert!(reason.contains("live edge 5.1 s old"), "{reason}");
+        let age = format!("live edge {:.1} s old", limit + 0.1);
+        assert!(reason.contains(&age), "{reason}");
         // The worker comes back: one read of a current edge makes them fresh.
         let back = t0 + secs(31.0);
         for base in [A, B] {
