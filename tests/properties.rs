@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use nonstop::hls::{classify_media_file, is_valid_signal_name, MediaKind, PlaylistFacts};
-use nonstop::net::proxy::failover::Failover;
+use nonstop::net::proxy::failover::{Failover, Health, LiveEdge, SignalHealth};
 use nonstop::net::reporter::Report;
 use nonstop::pipeline::playlist::LivePlaylist;
 use proptest::prelude::*;
@@ -127,15 +127,20 @@ proptest! {
         let mut failover = Failover::new(&all);
         let mut routed = all.clone();
         let mut now = Instant::now();
+        let (start, wall) = (now, std::time::SystemTime::now());
         // What the viewer has been shown: the newest segment of each playlist
         // served, in order.
         let mut shown: Vec<Option<u64>> = Vec::new();
         for step in steps {
             match step {
-                Step::Playlist { who, newest, target_ms } => failover.observe_playlist(
+                Step::Playlist { who, newest, target_ms, edge_lag_ms } => failover.observe_playlist(
                     &all[who],
                     newest,
                     Duration::from_millis(target_ms),
+                    edge_lag_ms.map(|ms| LiveEdge {
+                        newest_end: wall + (now - start) - Duration::from_millis(ms),
+                        read_at: wall + (now - start),
+                    }),
                     now,
                 ),
                 Step::Failure { who, segment } => {
@@ -158,6 +163,16 @@ proptest! {
                     let mut expected = routed.clone();
                     expected.sort();
                     prop_assert_eq!(order, expected, "every routed packager is tried");
+                    let status = failover.status(now);
+                    let nobody_serviceable = status
+                        .iter()
+                        .all(|p| matches!(p.health, Health::Stale | Health::Failing));
+                    prop_assert_eq!(
+                        failover.signal_health(now) == SignalHealth::Down,
+                        nobody_serviceable,
+                        "down exactly when every packager is stale or failing: {:?}",
+                        status
+                    );
                 }
                 Step::Wait { ms } => now += Duration::from_millis(ms),
                 Step::Serve { newest } => {
@@ -205,6 +220,9 @@ enum Step {
         who: usize,
         newest: Option<u64>,
         target_ms: u64,
+        /// How far its dated newest segment ended before the wall clock at
+        /// the read; `None` for an undated playlist.
+        edge_lag_ms: Option<u64>,
     },
     /// A fetch (of a segment, else a playlist) failed.
     Failure {
@@ -232,8 +250,8 @@ enum Step {
 fn failover_step() -> impl Strategy<Value = Step> {
     let newest = || proptest::option::weighted(0.9, 0u64..60);
     prop_oneof![
-        4 => (0..PACKAGERS, newest(), 0u64..4000)
-            .prop_map(|(who, newest, target_ms)| Step::Playlist { who, newest, target_ms }),
+        4 => (0..PACKAGERS, newest(), 0u64..4000, proptest::option::of(0u64..20_000))
+            .prop_map(|(who, newest, target_ms, edge_lag_ms)| Step::Playlist { who, newest, target_ms, edge_lag_ms }),
         2 => (0..PACKAGERS, any::<bool>()).prop_map(|(who, segment)| Step::Failure { who, segment }),
         1 => (0..PACKAGERS).prop_map(|who| Step::SegmentOk { who }),
         1 => (0u8..1 << PACKAGERS).prop_map(|mask| Step::Routes { mask }),

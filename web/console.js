@@ -74,7 +74,21 @@
     return `${Math.round(ms / 60000)} min`;
   }
 
+  // The proxy's own verdict (sig.state: up, degraded, down) wins when it is
+  // worse than what the packagers' health suggests: only the proxy knows a
+  // live edge stopped behind every packager at once.
   function signalStatus(sig) {
+    const seen = packagerStatus(sig);
+    if (sig.state === 'down') {
+      return { status: 'down', text: 'no packager is fresh: the live edge stopped; viewers see the last playlist' };
+    }
+    if (sig.state && RANK[sig.state] > RANK[seen.status]) {
+      return { status: sig.state, text: seen.text };
+    }
+    return seen;
+  }
+
+  function packagerStatus(sig) {
     if (!sig.watched) {
       return sig.live
         ? { status: 'waiting', text: 'live at the origin; the proxy serves it once a player asks' }

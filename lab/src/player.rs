@@ -900,6 +900,7 @@ mod tests {
                 })
                 .collect(),
             end_list: false,
+            newest_program_date_time: None,
         }
     }
 

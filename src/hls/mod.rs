@@ -4,7 +4,7 @@
 //! Free of I/O and GStreamer so it is unit-tested on its own; the worker's
 //! writing side lives in [`crate::pipeline::playlist`].
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// `Content-Type` of a playlist (RFC 8216 section 4).
 pub const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
@@ -72,6 +72,10 @@ pub struct PlaylistFacts {
     pub target_duration: Duration,
     pub segments: Vec<ListedSegment>,
     pub end_list: bool,
+    /// `EXT-X-PROGRAM-DATE-TIME` of the newest segment: its own tag, else
+    /// the latest dated segment's plus the durations listed since (RFC 8216
+    /// section 4.3.2.6); `None` when no segment is dated.
+    pub newest_program_date_time: Option<SystemTime>,
 }
 
 impl PlaylistFacts {
@@ -98,13 +102,38 @@ impl PlaylistFacts {
             target_duration: Duration::from_secs(playlist.target_duration),
             segments,
             end_list: playlist.end_list,
+            newest_program_date_time: newest_date(&playlist.segments),
         })
+    }
+
+    /// Wall-clock time the newest segment ends at (its date plus its
+    /// duration): where the live edge was when the playlist was written, so a
+    /// reader can tell a stopped edge from a fresh one without a twin to
+    /// compare with. `None` when the playlist is empty or undated.
+    pub fn newest_segment_end(&self) -> Option<SystemTime> {
+        let newest = self.segments.last()?;
+        Some(self.newest_program_date_time? + newest.duration)
     }
 
     /// Media sequence number of the newest listed segment; `None` when empty.
     pub fn newest_sequence(&self) -> Option<u64> {
         self.segments.last().map(|s| s.sequence)
     }
+}
+
+/// The date of the last of `segments`: walks back to the latest dated one and
+/// adds the durations of the segments after it, since a writer may date only
+/// some segments.
+fn newest_date(segments: &[m3u8_rs::MediaSegment]) -> Option<SystemTime> {
+    let dated = segments
+        .iter()
+        .rposition(|s| s.program_date_time.is_some())?;
+    let date = SystemTime::from(segments[dated].program_date_time?);
+    let since: f64 = segments[dated..segments.len() - 1]
+        .iter()
+        .map(|s| f64::from(s.duration.max(0.0)))
+        .sum();
+    Some(date + Duration::from_secs_f64(since))
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -151,6 +180,36 @@ mod tests {
         assert_eq!(facts.segments[1].uri, "segment000042.ts");
         assert!(facts.segments[2].discontinuity);
         assert!(!facts.end_list);
+    }
+
+    #[test]
+    fn reads_the_newest_segments_date_and_where_it_ends() {
+        assert_eq!(
+            PlaylistFacts::parse(LIVE.as_bytes())
+                .expect("parses")
+                .newest_segment_end(),
+            None
+        );
+        let dated = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n\
+#EXT-X-PROGRAM-DATE-TIME:2027-01-15T08:00:00.000Z\n#EXTINF:2.000,\nsegment000007.ts\n\
+#EXT-X-PROGRAM-DATE-TIME:2027-01-15T08:00:02.000Z\n#EXTINF:1.500,\nsegment000008.ts\n";
+        let facts = PlaylistFacts::parse(dated.as_bytes()).expect("parses");
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(
+            facts.newest_program_date_time,
+            Some(t0 + Duration::from_secs(2))
+        );
+        assert_eq!(
+            facts.newest_segment_end(),
+            Some(t0 + Duration::from_millis(3500))
+        );
+        // Only the first segment dated: the newest one's date follows from durations.
+        let first_only = dated.replace("#EXT-X-PROGRAM-DATE-TIME:2027-01-15T08:00:02.000Z\n", "");
+        let facts = PlaylistFacts::parse(first_only.as_bytes()).expect("parses");
+        assert_eq!(
+            facts.newest_program_date_time,
+            Some(t0 + Duration::from_secs(2))
+        );
     }
 
     #[test]

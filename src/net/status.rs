@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::proxy::failover::UpstreamStatus;
+use super::proxy::failover::{SignalHealth, UpstreamStatus};
 use crate::service::config::parse_base_url;
 
 /// Budget for each request to the stack.
@@ -35,6 +35,9 @@ pub struct SwitchView {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct SignalView {
     pub signal: String,
+    /// Absent from a proxy older than the signal states.
+    #[serde(default)]
+    pub state: Option<SignalHealth>,
     pub packagers: Vec<UpstreamStatus>,
     pub switches: Vec<SwitchView>,
 }
@@ -118,14 +121,27 @@ pub fn render(s: &Snapshot) -> String {
         }
         Ok(status) => {
             out.push_str(&format!(
-                "{:<12} {:<32} {:<8} {:<6} {:>8} {:>10}  {}\n",
-                "SIGNAL", "PACKAGER", "HEALTH", "ACTIVE", "NEWEST", "ADVANCED", "LAST ERROR"
+                "{:<12} {:<8} {:<32} {:<8} {:<6} {:>8} {:>10} {:>10}  {}\n",
+                "SIGNAL",
+                "STATE",
+                "PACKAGER",
+                "HEALTH",
+                "ACTIVE",
+                "NEWEST",
+                "ADVANCED",
+                "EDGE",
+                "LAST ERROR"
             ));
             for signal in &status.signals {
+                let state = signal
+                    .state
+                    .map(|s| s.name().to_uppercase())
+                    .unwrap_or_else(|| "-".into());
                 for p in &signal.packagers {
                     out.push_str(&format!(
-                        "{:<12} {:<32} {:<8} {:<6} {:>8} {:>10}  {}\n",
+                        "{:<12} {:<8} {:<32} {:<8} {:<6} {:>8} {:>10} {:>10}  {}\n",
                         signal.signal,
+                        state,
                         p.packager,
                         format!("{:?}", p.health).to_lowercase(),
                         if p.active { "*" } else { "" },
@@ -134,6 +150,9 @@ pub fn render(s: &Snapshot) -> String {
                             .unwrap_or_else(|| "-".into()),
                         p.advanced_ms_ago
                             .map(|ms| format!("{:.1} s ago", ms as f64 / 1000.0))
+                            .unwrap_or_else(|| "-".into()),
+                        p.edge_ms_ago
+                            .map(|ms| format!("{:.1} s old", ms as f64 / 1000.0))
                             .unwrap_or_else(|| "-".into()),
                         p.last_error.as_deref().unwrap_or("")
                     ));
@@ -178,6 +197,7 @@ mod tests {
             proxy: Ok(ProxyStatus {
                 signals: vec![SignalView {
                     signal: "live01".into(),
+                    state: Some(SignalHealth::Degraded),
                     packagers: vec![
                         UpstreamStatus {
                             packager: "http://a:8080".into(),
@@ -185,6 +205,7 @@ mod tests {
                             active: false,
                             newest_sequence: Some(41),
                             advanced_ms_ago: Some(5300),
+                            edge_ms_ago: Some(6100),
                             last_error: Some("connection refused".into()),
                         },
                         UpstreamStatus {
@@ -193,6 +214,7 @@ mod tests {
                             active: true,
                             newest_sequence: Some(44),
                             advanced_ms_ago: Some(400),
+                            edge_ms_ago: None,
                             last_error: None,
                         },
                     ],
@@ -211,6 +233,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("failing"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("live01") && l.contains("DEGRADED")),
+            "{text}"
+        );
+        assert!(text.contains("6.1 s old"), "{text}");
         assert!(text.contains("5.3 s ago"), "{text}");
         assert!(
             text.lines()

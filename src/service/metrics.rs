@@ -148,6 +148,15 @@ pub static PROXY_ADVANCE_AGE: LazyLock<GaugeVec> = LazyLock::new(|| {
     )
 });
 
+/// Proxy: 1 for the state each signal is in (up, degraded, down), 0 for the others.
+pub static PROXY_SIGNAL_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    int_gauge(
+        "nonstop_proxy_signal_state",
+        "1 for the state a signal is in (up: served with a fresh twin; degraded: served without one; down: every packager stale or failing), 0 for the others.",
+        &["signal", "state"],
+    )
+});
+
 /// Proxy: 1 when a packager is fresh (or not yet known), 0 when stale or failing.
 pub static PROXY_HEALTHY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     int_gauge(

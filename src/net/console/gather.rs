@@ -33,6 +33,7 @@ impl Console {
                         signal: name.clone(),
                         live: true,
                         watched: false,
+                        state: None,
                         packagers: Vec::new(),
                     },
                 );
@@ -49,9 +50,11 @@ impl Console {
                         signal: s.signal.clone(),
                         live: false,
                         watched: true,
+                        state: None,
                         packagers: Vec::new(),
                     });
                 view.watched = true;
+                view.state = s.state.clone();
                 let seen = known.entry(s.signal.clone()).or_default();
                 view.packagers = with_gone(seen, s.packagers.clone(), now);
                 for switch in &s.switches {

@@ -408,6 +408,7 @@ mod tests {
             active: false,
             newest_sequence: Some(1),
             advanced_ms_ago: Some(0),
+            edge_ms_ago: None,
             last_error: None,
         };
         let t0 = Instant::now();

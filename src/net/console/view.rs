@@ -39,6 +39,8 @@ pub struct SignalView {
     pub live: bool,
     /// The proxy serves it (someone asked for it): its packagers are known.
     pub watched: bool,
+    /// The proxy's verdict (up, degraded, down) while it serves the signal.
+    pub state: Option<String>,
     pub packagers: Vec<PackagerView>,
 }
 
@@ -50,6 +52,10 @@ pub struct PackagerView {
     pub active: bool,
     pub newest_sequence: Option<u64>,
     pub advanced_ms_ago: Option<u64>,
+    /// How far the live edge (newest segment's end, by its date) is behind
+    /// the wall clock; absent for undated playlists.
+    #[serde(default)]
+    pub edge_ms_ago: Option<u64>,
     #[serde(default)]
     pub last_error: Option<String>,
 }
@@ -62,6 +68,8 @@ pub(super) struct ProxyStatus {
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct ProxySignal {
     pub(super) signal: String,
+    #[serde(default)]
+    pub(super) state: Option<String>,
     #[serde(default)]
     pub(super) packagers: Vec<PackagerView>,
     #[serde(default)]
@@ -207,6 +215,7 @@ pub(super) fn with_gone(
                 active: false,
                 newest_sequence: None,
                 advanced_ms_ago: None,
+                edge_ms_ago: None,
                 last_error: Some(
                     "not in the proxy's routes any more (discovery stopped reporting it)".into(),
                 ),

@@ -11,7 +11,12 @@
 //!   one blip does not flip a packager, and no single viewer request can);
 //! - `Stale` when its newest segment has not advanced for more than
 //!   [`STALE_AFTER_TARGETS`] target durations while another packager is ahead
-//!   (a packager answering 200 with a frozen playlist);
+//!   (a packager answering 200 with a frozen playlist), or when its dated
+//!   newest segment (`EXT-X-PROGRAM-DATE-TIME` plus duration) ended more than
+//!   [`STALE_AFTER_TARGETS`] + [`CLOCK_SKEW_TARGETS`] target durations plus
+//!   [`WORKER_LATENCY`] before the wall clock: the live edge stopped even if
+//!   no twin is ahead (the one worker behind both packagers died, or every
+//!   worker did);
 //! - `Unknown` before its first playlist;
 //! - `Fresh` otherwise.
 //!
@@ -22,8 +27,20 @@
 //! before it is called stale. The proxy
 //! never serves a playlist whose newest segment is older than one it already
 //! served ([`Failover::admit_playlist`]).
+//!
+//! The signal as a whole is [`SignalHealth::Up`], `Degraded` or `Down`
+//! ([`Failover::signal_health`]): down when every packager is stale or
+//! failing. The proxy still serves what it last had; it only says so.
+//!
+//! Clock assumption: epoch-locked workers date segment n by the wall clock
+//! (`EPOCH + n·L`), and the proxy compares that date with its own wall clock,
+//! so workers and proxy are expected on NTP. Skew up to [`CLOCK_SKEW_TARGETS`]
+//! target durations is tolerated; a date in the proxy's future counts as a
+//! live edge of age zero. The age is measured once per playlist read
+//! ([`LiveEdge`]) and then grows on the monotonic clock, so a wall-clock step
+//! between reads does not move it.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
@@ -34,6 +51,16 @@ pub const DEFAULT_TARGET_DURATION: Duration = Duration::from_secs(2);
 /// A packager whose playlist has not advanced for this many target durations,
 /// while another is ahead, is stale.
 pub const STALE_AFTER_TARGETS: f64 = 1.5;
+/// Slack, in target durations, added to [`STALE_AFTER_TARGETS`] before a
+/// dated live edge is called stopped: covers clock skew between workers and
+/// proxy (NTP keeps it to milliseconds; one target duration is generous) and
+/// the time a finished segment takes to reach a packager's playlist.
+pub const CLOCK_SKEW_TARGETS: f64 = 1.0;
+/// How long after its end a segment may first be listed: the worker encodes,
+/// muxes and closes it before its playlist names it. Measured at about 1.25 s
+/// in the lab (1 s segments, debug build, loaded machine); absolute, not in
+/// target durations, because encoder delay does not grow with segment length.
+pub const WORKER_LATENCY: Duration = Duration::from_millis(1500);
 /// Consecutive failed fetches of one kind (playlists, or segments) that make a
 /// packager failing. Two, not one: a single refused connection, timeout or 404
 /// is a blip (or a viewer asking for something odd) and must not move every
@@ -85,6 +112,51 @@ pub enum Health {
     Failing,
 }
 
+/// Where a playlist's live edge was when it was read: the wall-clock end of
+/// its newest segment (`EXT-X-PROGRAM-DATE-TIME` plus duration) and the wall
+/// clock at the read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveEdge {
+    pub newest_end: SystemTime,
+    pub read_at: SystemTime,
+}
+
+impl LiveEdge {
+    /// How far behind the wall clock the edge was at the read (zero when the
+    /// date is in the reader's future: clock skew).
+    fn lag(&self) -> Duration {
+        self.read_at
+            .duration_since(self.newest_end)
+            .unwrap_or_default()
+    }
+}
+
+/// The whole signal as the proxy sees it, for `GET /status`, the console and
+/// the `nonstop_proxy_signal_state` gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignalHealth {
+    /// Served from a fresh packager, with at least one fresh twin to fail over to.
+    Up,
+    /// Served, but without a healthy twin (or not known yet).
+    Degraded,
+    /// Every packager is stale or failing: viewers get the last playlist, frozen.
+    Down,
+}
+
+impl SignalHealth {
+    pub const ALL: [SignalHealth; 3] =
+        [SignalHealth::Up, SignalHealth::Degraded, SignalHealth::Down];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SignalHealth::Up => "up",
+            SignalHealth::Degraded => "degraded",
+            SignalHealth::Down => "down",
+        }
+    }
+}
+
 /// What the state machine knows of one packager for one signal.
 #[derive(Debug, Clone)]
 struct Upstream {
@@ -93,6 +165,9 @@ struct Upstream {
     newest: Option<u64>,
     /// When `newest` last grew.
     advanced_at: Option<Instant>,
+    /// How far behind the wall clock its live edge was at its last dated
+    /// playlist, and when (monotonic) that playlist was read.
+    edge_lag: Option<(Duration, Instant)>,
     /// Failed playlist fetches since its last good playlist.
     playlist_failures: Streak,
     /// Failed segment fetches since its last good segment.
@@ -120,6 +195,10 @@ pub struct UpstreamStatus {
     pub newest_sequence: Option<u64>,
     /// Milliseconds since its playlist last advanced.
     pub advanced_ms_ago: Option<u64>,
+    /// Milliseconds its live edge (newest segment's end, by its date) is
+    /// behind the wall clock; absent for undated playlists.
+    #[serde(default)]
+    pub edge_ms_ago: Option<u64>,
     pub last_error: Option<String>,
 }
 
@@ -164,6 +243,7 @@ impl Failover {
                         base: base.clone(),
                         newest: None,
                         advanced_at: None,
+                        edge_lag: None,
                         playlist_failures: Streak::default(),
                         segment_failures: Streak::default(),
                         last_error: None,
@@ -186,12 +266,14 @@ impl Failover {
         self.target
     }
 
-    /// A playlist was read from `base` (by a poll or a viewer's request).
+    /// A playlist was read from `base` (by a poll or a viewer's request);
+    /// `edge` when its segments are dated.
     pub fn observe_playlist(
         &mut self,
         base: &str,
         newest: Option<u64>,
         target: Duration,
+        edge: Option<LiveEdge>,
         now: Instant,
     ) {
         if !target.is_zero() {
@@ -215,6 +297,7 @@ impl Failover {
         if newest.is_some() {
             u.newest = newest;
         }
+        u.edge_lag = edge.map(|e| (e.lag(), now));
     }
 
     /// A segment was fetched whole from `base`: its segment failures were
@@ -254,10 +337,55 @@ impl Failover {
         };
         let still_for = now.saturating_duration_since(advanced_at);
         let someone_ahead = self.newest_known().is_some_and(|max| max > newest);
-        if someone_ahead && still_for > self.target.mul_f64(STALE_AFTER_TARGETS) {
+        let frozen_behind = someone_ahead && still_for > self.target.mul_f64(STALE_AFTER_TARGETS);
+        let edge_stopped = self
+            .edge_age(i, now)
+            .is_some_and(|age| age > self.edge_stale_after());
+        if frozen_behind || edge_stopped {
             Health::Stale
         } else {
             Health::Fresh
+        }
+    }
+
+    /// How far behind the wall clock packager `i`'s live edge is at `now`:
+    /// its lag at the last dated read, plus the time since (monotonic).
+    fn edge_age(&self, i: usize, now: Instant) -> Option<Duration> {
+        let (lag, read) = self.upstreams[i].edge_lag?;
+        Some(lag + now.saturating_duration_since(read))
+    }
+
+    /// How far behind the wall clock a dated live edge may be before its
+    /// packager is stale: a live edge is normally up to one target duration
+    /// plus [`WORKER_LATENCY`] old (just before the next segment is listed);
+    /// [`STALE_AFTER_TARGETS`] targets instead of one, plus the clock skew
+    /// allowance, keep a slow segment from counting.
+    fn edge_stale_after(&self) -> Duration {
+        self.target
+            .mul_f64(STALE_AFTER_TARGETS + CLOCK_SKEW_TARGETS)
+            + WORKER_LATENCY
+    }
+
+    /// The signal as a whole: up when the active packager is fresh and at
+    /// least one other is too; down when every packager is stale or failing
+    /// (or none is routed); degraded otherwise (served without a healthy
+    /// twin, or not known yet).
+    pub fn signal_health(&self, now: Instant) -> SignalHealth {
+        let health: Vec<Health> = (0..self.upstreams.len())
+            .map(|i| self.health_of(i, now))
+            .collect();
+        if health
+            .iter()
+            .all(|h| matches!(h, Health::Stale | Health::Failing))
+        {
+            return SignalHealth::Down;
+        }
+        let fresh = health.iter().filter(|h| **h == Health::Fresh).count();
+        let active_fresh = self.active.is_some_and(|a| health[a] == Health::Fresh);
+        if active_fresh && fresh >= 2 {
+            SignalHealth::Up
+        } else {
+            SignalHealth::Degraded
         }
     }
 
@@ -319,12 +447,15 @@ impl Failover {
             Health::Stale => (
                 "stale",
                 format!(
-                    "{} stale: playlist stuck at segment {} for {:.1} s",
+                    "{} stale: playlist stuck at segment {} for {:.1} s{}",
                     u.base,
                     u.newest.unwrap_or(0),
                     u.advanced_at
                         .map(|t| now.saturating_duration_since(t).as_secs_f64())
-                        .unwrap_or(0.0)
+                        .unwrap_or(0.0),
+                    self.edge_age(i, now)
+                        .map(|age| format!(", live edge {:.1} s old", age.as_secs_f64()))
+                        .unwrap_or_default()
                 ),
             ),
             _ => (
@@ -365,6 +496,7 @@ impl Failover {
                     advanced_ms_ago: u
                         .advanced_at
                         .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+                    edge_ms_ago: self.edge_age(i, now).map(|age| age.as_millis() as u64),
                     last_error: u.last_error.clone(),
                 }
             })
@@ -397,8 +529,8 @@ mod tests {
         assert_eq!(switch.map(|s| s.to), Some(A.to_string()));
         for k in 0..10u64 {
             let now = t0 + secs(k as f64);
-            f.observe_playlist(A, Some(k), TARGET, now);
-            f.observe_playlist(B, Some(k), TARGET, now);
+            f.observe_playlist(A, Some(k), TARGET, None, now);
+            f.observe_playlist(B, Some(k), TARGET, None, now);
             let (order, switch) = f.plan(now);
             assert_eq!(order[0], A, "no flapping at {k}");
             assert!(switch.is_none());
@@ -416,8 +548,8 @@ mod tests {
     fn consecutive_failures_move_traffic_and_a_good_poll_brings_it_back() {
         let t0 = Instant::now();
         let mut f = both();
-        f.observe_playlist(A, Some(5), TARGET, t0);
-        f.observe_playlist(B, Some(5), TARGET, t0);
+        f.observe_playlist(A, Some(5), TARGET, None, t0);
+        f.observe_playlist(B, Some(5), TARGET, None, t0);
         f.plan(t0);
         f.observe_failure(A, MediaKind::Playlist, "connection refused", t0);
         let (order, switch) = f.plan(t0 + secs(0.05));
@@ -437,8 +569,8 @@ mod tests {
             switch.reason
         );
         // A recovers, but B is healthy: no switch back (no flapping).
-        f.observe_playlist(A, Some(6), TARGET, t0 + secs(1.0));
-        f.observe_playlist(B, Some(6), TARGET, t0 + secs(1.0));
+        f.observe_playlist(A, Some(6), TARGET, None, t0 + secs(1.0));
+        f.observe_playlist(B, Some(6), TARGET, None, t0 + secs(1.0));
         let (order, switch) = f.plan(t0 + secs(1.0));
         assert_eq!(order, vec![B, A]);
         assert!(switch.is_none());
@@ -451,7 +583,7 @@ mod tests {
     fn a_success_between_failures_means_they_were_blips() {
         let t0 = Instant::now();
         let mut f = both();
-        f.observe_playlist(A, Some(5), TARGET, t0);
+        f.observe_playlist(A, Some(5), TARGET, None, t0);
         f.plan(t0);
         // Segments from A fail every other time: never two in a row.
         for k in 0..10u32 {
@@ -469,7 +601,7 @@ mod tests {
             if k % 2 == 0 {
                 f.observe_failure(A, MediaKind::Playlist, "reset", now);
             } else {
-                f.observe_playlist(A, Some(5 + k as u64), TARGET, now);
+                f.observe_playlist(A, Some(5 + k as u64), TARGET, None, now);
             }
             assert_eq!(f.plan(now).1, None, "no switch at {k}");
         }
@@ -490,22 +622,22 @@ mod tests {
     fn failing_segments_are_not_cleared_by_good_playlists_but_are_forgotten() {
         let t0 = Instant::now();
         let mut f = both();
-        f.observe_playlist(A, Some(5), TARGET, t0);
-        f.observe_playlist(B, Some(5), TARGET, t0);
+        f.observe_playlist(A, Some(5), TARGET, None, t0);
+        f.observe_playlist(B, Some(5), TARGET, None, t0);
         f.plan(t0);
         fail_in_a_row(&mut f, A, MediaKind::Segment, "body cut short", t0);
         assert_eq!(f.plan(t0 + secs(0.2)).0[0], B);
         // A keeps listing segments: it still cuts them, so it stays failing.
-        f.observe_playlist(A, Some(6), TARGET, t0 + secs(1.0));
-        f.observe_playlist(B, Some(6), TARGET, t0 + secs(1.0));
+        f.observe_playlist(A, Some(6), TARGET, None, t0 + secs(1.0));
+        f.observe_playlist(B, Some(6), TARGET, None, t0 + secs(1.0));
         let status = f.status(t0 + secs(1.0));
         assert_eq!(status[0].health, Health::Failing);
         assert_eq!(status[0].last_error.as_deref(), Some("body cut short"));
         // Nobody fetched a segment from it again: after FAILURE_MEMORY it is
         // given another chance (still after B, which is active).
         let later = t0 + secs(0.2) + FAILURE_MEMORY + secs(0.1);
-        f.observe_playlist(A, Some(20), TARGET, later);
-        f.observe_playlist(B, Some(20), TARGET, later);
+        f.observe_playlist(A, Some(20), TARGET, None, later);
+        f.observe_playlist(B, Some(20), TARGET, None, later);
         assert_eq!(f.status(later)[0].health, Health::Fresh);
         assert_eq!(f.plan(later), (vec![B.to_string(), A.to_string()], None));
         // And one new failure then is a blip again, not a third in a row.
@@ -530,16 +662,16 @@ mod tests {
     fn the_freshest_packager_is_preferred_at_once() {
         let t0 = Instant::now();
         let mut f = both();
-        f.observe_playlist(A, Some(10), TARGET, t0);
-        f.observe_playlist(B, Some(10), TARGET, t0);
+        f.observe_playlist(A, Some(10), TARGET, None, t0);
+        f.observe_playlist(B, Some(10), TARGET, None, t0);
         f.plan(t0);
-        f.observe_playlist(B, Some(11), TARGET, t0 + secs(0.5));
+        f.observe_playlist(B, Some(11), TARGET, None, t0 + secs(0.5));
         let (order, switch) = f.plan(t0 + secs(0.5));
         assert_eq!(order, vec![B, A]);
         let reason = switch.expect("switch").reason;
         assert!(reason.contains("behind"), "{reason}");
         // A catches up: B stays active.
-        f.observe_playlist(A, Some(11), TARGET, t0 + secs(0.6));
+        f.observe_playlist(A, Some(11), TARGET, None, t0 + secs(0.6));
         assert_eq!(
             f.plan(t0 + secs(0.6)),
             (vec![B.to_string(), A.to_string()], None)
@@ -550,14 +682,14 @@ mod tests {
     fn a_frozen_playlist_goes_stale_after_one_and_a_half_targets() {
         let t0 = Instant::now();
         let mut f = both();
-        f.observe_playlist(A, Some(10), TARGET, t0);
-        f.observe_playlist(B, Some(10), TARGET, t0);
+        f.observe_playlist(A, Some(10), TARGET, None, t0);
+        f.observe_playlist(B, Some(10), TARGET, None, t0);
         f.plan(t0);
         // A keeps answering 200 with segment 10; B moves on.
         for k in 1..=4u64 {
             let now = t0 + secs(k as f64);
-            f.observe_playlist(A, Some(10), TARGET, now);
-            f.observe_playlist(B, Some(10 + k / 2), TARGET, now);
+            f.observe_playlist(A, Some(10), TARGET, None, now);
+            f.observe_playlist(B, Some(10 + k / 2), TARGET, None, now);
         }
         let health_of_a = |f: &Failover, at: f64| f.status(t0 + secs(at))[0].health;
         assert_eq!(
@@ -571,7 +703,7 @@ mod tests {
         let reason = switch.expect("switch").reason;
         assert!(reason.contains("stale"), "{reason}");
         // Even equally fresh by number, a stale packager ranks after a fresh one.
-        f.observe_playlist(A, Some(12), TARGET, t0 + secs(3.2));
+        f.observe_playlist(A, Some(12), TARGET, None, t0 + secs(3.2));
         fail_in_a_row(&mut f, B, MediaKind::Playlist, "reset", t0 + secs(3.2));
         assert_eq!(f.plan(t0 + secs(3.4)).0[0], A, "a failing twin ranks below");
     }
@@ -580,8 +712,8 @@ mod tests {
     fn when_every_packager_is_frozen_none_is_called_stale() {
         let t0 = Instant::now();
         let mut f = both();
-        f.observe_playlist(A, Some(10), TARGET, t0);
-        f.observe_playlist(B, Some(10), TARGET, t0);
+        f.observe_playlist(A, Some(10), TARGET, None, t0);
+        f.observe_playlist(B, Some(10), TARGET, None, t0);
         f.plan(t0);
         let (order, switch) = f.plan(t0 + secs(30.0));
         assert_eq!(order[0], A);
@@ -590,6 +722,142 @@ mod tests {
             .status(t0 + secs(30.0))
             .iter()
             .all(|s| s.health == Health::Fresh));
+        assert_eq!(
+            f.signal_health(t0 + secs(30.0)),
+            SignalHealth::Up,
+            "undated playlists: a stopped edge cannot be told"
+        );
+    }
+
+    /// A dated read: the newest segment ended `lag` before the wall clock
+    /// `wall` at which the playlist was read.
+    fn edge(wall: SystemTime, lag: f64) -> Option<LiveEdge> {
+        let newest_end = if lag >= 0.0 {
+            wall - secs(lag)
+        } else {
+            wall + secs(-lag)
+        };
+        Some(LiveEdge {
+            newest_end,
+            read_at: wall,
+        })
+    }
+
+    /// Both packagers read every half target from `t0` for `reads` reads,
+    /// listing the same segment `newest(k)`, dated to end `lag(k)` s before
+    /// the wall clock (one worker behind both packagers).
+    fn read_both(
+        f: &mut Failover,
+        t0: Instant,
+        wall0: SystemTime,
+        reads: u32,
+        newest: impl Fn(u32) -> u64,
+        lag: impl Fn(u32) -> f64,
+    ) {
+        for k in 0..reads {
+            let dt = secs(f64::from(k));
+            for base in [A, B] {
+                f.observe_playlist(
+                    base,
+                    Some(newest(k)),
+                    TARGET,
+                    edge(wall0 + dt, lag(k)),
+                    t0 + dt,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_live_edge_that_keeps_up_with_the_wall_clock_is_fresh_and_the_signal_up() {
+        let (t0, wall0) = (Instant::now(), SystemTime::now());
+        let mut f = both();
+        f.plan(t0);
+        // A new 2 s segment every other read: the edge lags 0.25 s, then 1.25 s.
+        read_both(
+            &mut f,
+            t0,
+            wall0,
+            10,
+            |k| 100 + u64::from(k / 2),
+            |k| 0.25 + f64::from(k % 2),
+        );
+        let now = t0 + secs(9.5);
+        let status = f.status(now);
+        assert!(
+            status.iter().all(|s| s.health == Health::Fresh),
+            "{status:?}"
+        );
+        assert_eq!(status[0].edge_ms_ago, Some(1750));
+        assert_eq!(f.signal_health(now), SignalHealth::Up);
+    }
+
+    #[test]
+    fn a_frozen_dated_playlist_is_stale_without_a_twin_ahead_and_the_signal_down() {
+        let (t0, wall0) = (Instant::now(), SystemTime::now());
+        let mut f = both();
+        f.plan(t0);
+        // The worker behind both stops at t0: segment 50 (ended at wall0)
+        // stays the newest, each read finds it one second older.
+        read_both(&mut f, t0, wall0, 5, |_| 50, f64::from);
+        let limit = (STALE_AFTER_TARGETS + CLOCK_SKEW_TARGETS) * TARGET.as_secs_f64()
+            + WORKER_LATENCY.as_secs_f64();
+        let just_before = t0 + secs(limit - 0.1);
+        assert!(f
+            .status(just_before)
+            .iter()
+            .all(|s| s.health == Health::Fresh));
+        assert_eq!(f.signal_health(just_before), SignalHealth::Up);
+        let after = t0 + secs(limit + 0.1);
+        assert!(f.status(after).iter().all(|s| s.health == Health::Stale));
+        assert_eq!(f.signal_health(after), SignalHealth::Down);
+        // Between reads the age keeps growing on the monotonic clock.
+        assert!(f
+            .status(t0 + secs(30.0))
+            .iter()
+            .all(|s| s.health == Health::Stale));
+        let reason = f.reason_out(0, after).1;
+        let age = format!("live edge {:.1} s old", limit + 0.1);
+        assert!(reason.contains(&age), "{reason}");
+        // The worker comes back: one read of a current edge makes them fresh.
+        let back = t0 + secs(31.0);
+        for base in [A, B] {
+            f.observe_playlist(base, Some(60), TARGET, edge(wall0 + secs(31.0), 0.3), back);
+        }
+        assert_eq!(f.signal_health(back), SignalHealth::Up);
+    }
+
+    #[test]
+    fn a_date_in_the_proxys_future_is_a_fresh_edge() {
+        let (t0, wall0) = (Instant::now(), SystemTime::now());
+        let mut f = both();
+        f.plan(t0);
+        read_both(&mut f, t0, wall0, 1, |_| 7, |_| -1.5);
+        assert_eq!(f.status(t0 + secs(4.0))[0].edge_ms_ago, Some(4000));
+        assert_eq!(f.status(t0 + secs(4.0))[0].health, Health::Fresh);
+    }
+
+    #[test]
+    fn one_stopped_twin_degrades_the_signal() {
+        let (t0, wall0) = (Instant::now(), SystemTime::now());
+        let mut f = both();
+        f.plan(t0);
+        read_both(&mut f, t0, wall0, 1, |_| 7, |_| 0.1);
+        assert_eq!(f.signal_health(t0), SignalHealth::Up);
+        fail_in_a_row(&mut f, B, MediaKind::Playlist, "connection refused", t0);
+        assert_eq!(f.signal_health(t0 + secs(0.2)), SignalHealth::Degraded);
+        // The active one failing too: down, though it is still what is served.
+        fail_in_a_row(&mut f, A, MediaKind::Segment, "HTTP 500", t0);
+        assert_eq!(f.signal_health(t0 + secs(0.2)), SignalHealth::Down);
+    }
+
+    #[test]
+    fn before_any_playlist_the_signal_is_degraded_not_down() {
+        let t0 = Instant::now();
+        let mut f = both();
+        f.plan(t0);
+        assert_eq!(f.signal_health(t0), SignalHealth::Degraded);
+        assert_eq!(Failover::new(&[]).signal_health(t0), SignalHealth::Down);
     }
 
     #[test]
@@ -609,7 +877,7 @@ mod tests {
     fn route_changes_keep_what_is_known() {
         let t0 = Instant::now();
         let mut f = both();
-        f.observe_playlist(B, Some(3), TARGET, t0);
+        f.observe_playlist(B, Some(3), TARGET, None, t0);
         f.observe_failure(A, MediaKind::Segment, "reset", t0);
         f.plan(t0);
         f.set_packagers(&[B.to_string()]);
@@ -641,7 +909,7 @@ mod tests {
     fn target_duration_is_learned_from_playlists() {
         let t0 = Instant::now();
         let mut f = both();
-        f.observe_playlist(A, Some(1), Duration::from_secs(6), t0);
+        f.observe_playlist(A, Some(1), Duration::from_secs(6), None, t0);
         assert_eq!(f.target_duration(), Duration::from_secs(6));
     }
 }

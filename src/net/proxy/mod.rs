@@ -371,7 +371,8 @@ impl Proxy {
         self.signals.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Per signal: each packager's freshness and the recent switches.
+    /// Per signal: up, degraded or down, each packager's freshness and the
+    /// recent switches.
     pub fn status(&self) -> serde_json::Value {
         let now = Instant::now();
         let signals = self.signals();
@@ -383,6 +384,7 @@ impl Proxy {
                 let state = &signals[name];
                 serde_json::json!({
                     "signal": name,
+                    "state": state.health(now),
                     "packagers": state.status(now),
                     "switches": state.switches(),
                 })

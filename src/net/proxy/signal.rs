@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::failover::{Failover, Switch, UpstreamStatus};
+use super::failover::{Failover, LiveEdge, SignalHealth, Switch, UpstreamStatus};
 use super::listed::ListedSegments;
 use super::PLAYLIST_REUSE;
 use crate::hls::{MediaKind, PlaylistFacts};
@@ -88,6 +88,7 @@ impl SignalState {
             base,
             facts.newest_sequence(),
             facts.target_duration,
+            live_edge(facts),
             now,
         );
     }
@@ -98,7 +99,7 @@ impl SignalState {
         self.learn_names(facts, now);
         let newest = facts.newest_sequence();
         let mut f = lock(&self.failover);
-        f.observe_playlist(base, newest, facts.target_duration, now);
+        f.observe_playlist(base, newest, facts.target_duration, live_edge(facts), now);
         f.admit_playlist(newest)
     }
 
@@ -185,9 +186,23 @@ impl SignalState {
         lock(&self.failover).status(now)
     }
 
+    /// Up, degraded or down (see [`Failover::signal_health`]).
+    pub fn health(&self, now: Instant) -> SignalHealth {
+        lock(&self.failover).signal_health(now)
+    }
+
     pub fn switches(&self) -> Vec<SwitchRecord> {
         lock(&self.switches).iter().cloned().collect()
     }
+}
+
+/// Where a just-read playlist's live edge is against the wall clock now, when
+/// its segments are dated.
+fn live_edge(facts: &PlaylistFacts) -> Option<LiveEdge> {
+    facts.newest_segment_end().map(|newest_end| LiveEdge {
+        newest_end,
+        read_at: SystemTime::now(),
+    })
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (the

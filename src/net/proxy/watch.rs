@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::failover::{Health, UpstreamStatus};
+use super::failover::{Health, SignalHealth, UpstreamStatus};
 use super::request::budget;
 use super::signal::SignalState;
 use super::{upstream, Proxy, Refusal, POLL_TARGETS, ROUTE_REFRESH, SIGNAL_IDLE};
@@ -109,7 +109,9 @@ impl Proxy {
                     }
                 }
             }
-            publish_freshness(&signal, &state.status(Instant::now()));
+            let now = Instant::now();
+            publish_freshness(&signal, &state.status(now));
+            publish_signal_health(&signal, state.health(now));
             if last_routes.elapsed() >= ROUTE_REFRESH {
                 last_routes = Instant::now();
                 self.refresh_routes(&signal, &state).await;
@@ -145,6 +147,16 @@ impl Proxy {
                 state.routes_confirmed_ago().as_secs()
             ),
         }
+    }
+}
+
+/// Mirrors one signal's state into its gauge: 1 for the state it is in, 0 for
+/// the others (so `== 1` selects it and a change shows as two series moving).
+fn publish_signal_health(signal: &str, health: SignalHealth) {
+    for state in SignalHealth::ALL {
+        metrics::PROXY_SIGNAL_STATE
+            .with_label_values(&[signal, state.name()])
+            .set(i64::from(state == health));
     }
 }
 
