@@ -352,7 +352,9 @@ fn make_sample_input(path: &Path) -> Result<(), String> {
          ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! avenc_aac bitrate=128000 ! aacparse ! queue ! mux.",
         path.display()
     );
-    run_tool(Command::new("gst-launch-1.0").args(["-q", "-e", &line])).map(|_| ())
+    // gst-launch-1.0 escapes each argument: the shell splits the line.
+    run_tool(Command::new("sh").args(["-c", &format!("exec gst-launch-1.0 -q -e {line}")]))
+        .map(|_| ())
 }
 
 /// The input's duration in seconds, by ffprobe.
