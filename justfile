@@ -101,3 +101,8 @@ bench-failover *args:
 bench-pacing *args:
     cargo build --release --workspace --bins
     cargo bench -p nonstop-lab --bench pacing -- {{args}}
+
+# The worker's CPU per minute of live output beside ffmpeg and gst-launch-1.0 at equal settings (lab/bench/README.md).
+bench-worker *args:
+    cargo build --release --workspace --bins
+    cargo bench -p nonstop-lab --bench worker -- {{args}}

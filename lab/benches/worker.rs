@@ -1,0 +1,788 @@
+//! The worker benchmark (`just bench-worker`): what the worker costs in CPU
+//! for each minute of live output, beside the ffmpeg CLI and `gst-launch-1.0`
+//! encoding the same input at the same settings, one after another in one run.
+//!
+//! ```text
+//!   worker      --input <dir>  ──▶ <out>/live01/playlist.m3u8   (loops the input itself)
+//!   ffmpeg -re -stream_loop -1 ──▶ <out>/playlist.m3u8          (libx264 + aac, HLS muxer)
+//!   gst-launch-1.0 -e <the line `worker --print-pipeline` prints>
+//!               on a stream-copied longer input ──▶ <out>/live01/playlist.m3u8
+//! ```
+//!
+//! Every contender runs for the same wall time, paced to real time (the worker
+//! and the printed line by their `clocksync`s, ffmpeg by `-re`). While it runs
+//! its playlist is polled and every new segment's EXTINF added up: the media
+//! it produced. Just before the stop signal its CPU time (user + system, all
+//! threads, from `/proc/<pid>/stat`) and peak resident memory (`VmHWM` from
+//! `/proc/<pid>/status`) are read, so CPU and media cover the same window.
+//! The figure is CPU seconds per minute of media written, and its ratio to
+//! ffmpeg's (the goal: the worker at 1.0x or less). Contenders never run at
+//! the same time; `--runs` repeats the round and the table shows medians.
+
+use nonstop_lab::support as common;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use nonstop::hls::PlaylistFacts;
+
+/// How long each contender runs by default, in seconds.
+const DEFAULT_SECONDS: f64 = 60.0;
+/// The worker's default segment duration (`SEGMENT_SECONDS`).
+const DEFAULT_SEGMENT_SECONDS: u32 = 2;
+/// The worker's default video bitrate (`VIDEO_KBPS`), in kbit/s.
+const DEFAULT_VIDEO_KBPS: u32 = 1500;
+/// The worker's default playlist length (`PLAYLIST_LENGTH`).
+const PLAYLIST_LENGTH: u32 = 6;
+/// Frame rate of the sample input (`scripts/setup.sh` makes it at 25 fps):
+/// ffmpeg's GOP is this times the segment duration.
+const INPUT_FPS: u32 = 25;
+/// x264enc's default VBV buffer (`vbv-buf-capacity`, in ms): with its default
+/// `pass=cbr`, x264enc caps the rate with a VBV of this size, so ffmpeg gets
+/// `-maxrate` = bitrate and `-bufsize` = bitrate x this.
+const X264ENC_VBV_MS: u32 = 600;
+/// Audio bitrate, the worker's `avenc_aac bitrate=128000`.
+const AUDIO_BPS: u32 = 128_000;
+/// How often the playlist is read while a contender runs; well under a
+/// segment, so no segment leaves a six-segment playlist unseen.
+const POLL: Duration = Duration::from_millis(200);
+/// How long a contender may take to exit after its stop signal before it is
+/// killed (its CPU was read before the signal: this is only cleanup).
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Extra input the gst-launch line gets beyond the run, in seconds, so it
+/// never reaches the end of its (played once) input while measured.
+const GST_INPUT_MARGIN_S: f64 = 30.0;
+/// The signal name every contender writes.
+const SIGNAL: &str = "live01";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "worker bench",
+    about = "CPU seconds per minute of live HLS output: the worker beside the ffmpeg CLI and gst-launch-1.0 at equal settings.",
+    override_usage = "cargo bench -p nonstop-lab --bench worker -- [options]   (or: just bench-worker [options])"
+)]
+struct Args {
+    /// Wall time each contender runs, in seconds.
+    #[arg(long, env = "BENCH_SECONDS", value_name = "N", default_value_t = DEFAULT_SECONDS, value_parser = positive_seconds)]
+    seconds: f64,
+    /// How many times each contender runs (the table shows medians).
+    #[arg(long, env = "BENCH_RUNS", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Segment duration in seconds (keyframes only at segment boundaries).
+    #[arg(long, env = "BENCH_SEGMENT_SECONDS", value_name = "N", default_value_t = DEFAULT_SEGMENT_SECONDS, value_parser = clap::value_parser!(u32).range(1..=30))]
+    segment_seconds: u32,
+    /// Video bitrate in kbit/s.
+    #[arg(long, env = "BENCH_VIDEO_KBPS", value_name = "N", default_value_t = DEFAULT_VIDEO_KBPS, value_parser = clap::value_parser!(u32).range(100..=50_000))]
+    video_kbps: u32,
+    /// Input .mp4 (H.264 + AAC, 25 fps). Default: input/live01.mp4 when
+    /// present, else one made like scripts/setup.sh does (30 s, 1280x720).
+    #[arg(long, env = "BENCH_INPUT", value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Contenders: worker,ffmpeg,gst-launch (default: all three).
+    #[arg(long, env = "BENCH_CONTENDERS", value_name = "LIST")]
+    contenders: Option<String>,
+    /// Passed by `cargo bench` to benches without the libtest harness.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn positive_seconds(v: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 5.0)
+        .ok_or_else(|| format!("'{v}' is not a number of seconds of at least 5"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Contender {
+    Worker,
+    Ffmpeg,
+    GstLaunch,
+}
+
+impl Contender {
+    const ALL: [Contender; 3] = [Contender::Worker, Contender::Ffmpeg, Contender::GstLaunch];
+
+    fn name(self) -> &'static str {
+        match self {
+            Contender::Worker => "worker",
+            Contender::Ffmpeg => "ffmpeg",
+            Contender::GstLaunch => "gst-launch",
+        }
+    }
+
+    /// The signal that stops it cleanly: the worker's shutdown is SIGTERM,
+    /// ffmpeg and `gst-launch-1.0 -e` finish their files on SIGINT.
+    fn stop_signal(self) -> &'static str {
+        match self {
+            Contender::Worker => "TERM",
+            Contender::Ffmpeg | Contender::GstLaunch => "INT",
+        }
+    }
+}
+
+/// One contender's run, measured.
+#[derive(Debug, Clone)]
+struct Measure {
+    /// User + system CPU seconds, all threads, from start to the stop signal.
+    cpu_s: f64,
+    /// Wall seconds from start to the stop signal.
+    wall_s: f64,
+    /// Sum of the EXTINF of every segment its playlist listed meanwhile.
+    media_s: f64,
+    /// CPU seconds and media seconds when its first segment appeared: what
+    /// start-up (probing the input, filling the first segment) cost.
+    first_cpu_s: f64,
+    first_media_s: f64,
+    segments: usize,
+    /// Peak resident memory (VmHWM), MiB.
+    rss_mib: f64,
+    /// The one-minute load average when it stopped.
+    load1: f64,
+}
+
+impl Measure {
+    /// CPU seconds per minute of media written: the figure compared.
+    fn cpu_per_output_minute(&self) -> f64 {
+        self.cpu_s / (self.media_s / 60.0)
+    }
+
+    /// The same from the first segment on, start-up left out: the cost of
+    /// carrying on once live.
+    fn steady_cpu_per_output_minute(&self) -> f64 {
+        let media = self.media_s - self.first_media_s;
+        if media > 0.0 {
+            (self.cpu_s - self.first_cpu_s) / (media / 60.0)
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// Everything a run needs: the settings, the files and the programs.
+struct Setup {
+    seconds: f64,
+    segment_seconds: u32,
+    video_kbps: u32,
+    /// The input as given to the worker and ffmpeg.
+    input: PathBuf,
+    /// The folder holding `live01.mp4` for the worker.
+    worker_input: PathBuf,
+    /// The launch line `worker --print-pipeline` printed, its output folder
+    /// placeholder not yet filled in.
+    gst_line: Option<String>,
+    scratch: PathBuf,
+    worker_bin: String,
+    clk_tck: f64,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("worker bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let contenders = parse_contenders(args.contenders.as_deref())?;
+    check_tools(&contenders)?;
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temp dir: {e}"))?;
+    let worker_input = dir.path().join("input");
+    std::fs::create_dir_all(&worker_input).map_err(|e| format!("mkdir: {e}"))?;
+    let input = worker_input.join(format!("{SIGNAL}.mp4"));
+    let sample = common::repo_root().join("input/live01.mp4");
+    match args.input.as_deref() {
+        Some(given) => copy(given, &input)?,
+        None if sample.exists() => copy(&sample, &input)?,
+        None => {
+            eprintln!("worker bench: no input/live01.mp4, making one as scripts/setup.sh does (30 s, 1280x720, H.264 + AAC)");
+            make_sample_input(&input)?;
+        }
+    }
+    let input_s = media_duration(&input)?;
+    let worker_bin = common::bin("worker");
+    let mut setup = Setup {
+        seconds: args.seconds,
+        segment_seconds: args.segment_seconds,
+        video_kbps: args.video_kbps,
+        input: input.clone(),
+        worker_input,
+        gst_line: None,
+        scratch: dir.path().to_path_buf(),
+        worker_bin,
+        clk_tck: clock_ticks(),
+    };
+    if contenders.contains(&Contender::GstLaunch) {
+        setup.gst_line = Some(gst_line(&setup, input_s)?);
+    }
+    eprintln!(
+        "worker bench: input {} ({input_s:.1} s), {} s per contender, {} run(s), {} s segments, {} kbit/s; load average {}",
+        args.input
+            .as_deref()
+            .unwrap_or(if sample.exists() { &sample } else { &input })
+            .display(),
+        args.seconds,
+        args.runs,
+        args.segment_seconds,
+        args.video_kbps,
+        load_average().unwrap_or_else(|| "?".into())
+    );
+
+    let mut results: Vec<(Contender, Vec<Measure>)> =
+        contenders.iter().map(|&c| (c, Vec::new())).collect();
+    for run in 1..=args.runs {
+        for (contender, measures) in &mut results {
+            eprintln!(
+                "worker bench: run {run}/{}: {} for {} s",
+                args.runs,
+                contender.name(),
+                args.seconds
+            );
+            let m = run_one(*contender, &setup, run)?;
+            eprintln!(
+                "worker bench:   {:.1} CPU s over {:.1} s, {} segments = {:.1} s of media -> {:.2} CPU s per output minute ({:.2} once live, from the first segment at {:.1} CPU s), peak RSS {:.1} MiB, load {:.2}",
+                m.cpu_s,
+                m.wall_s,
+                m.segments,
+                m.media_s,
+                m.cpu_per_output_minute(),
+                m.steady_cpu_per_output_minute(),
+                m.first_cpu_s,
+                m.rss_mib,
+                m.load1
+            );
+            measures.push(m);
+        }
+    }
+    print_table(&results, args.runs);
+    Ok(())
+}
+
+fn parse_contenders(list: Option<&str>) -> Result<Vec<Contender>, String> {
+    let Some(list) = list else {
+        return Ok(Contender::ALL.to_vec());
+    };
+    let mut chosen = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let c = Contender::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| format!("unknown contender '{name}' (worker, ffmpeg, gst-launch)"))?;
+        if !chosen.contains(&c) {
+            chosen.push(c);
+        }
+    }
+    if chosen.is_empty() {
+        return Err("--contenders names none".into());
+    }
+    Ok(Contender::ALL
+        .into_iter()
+        .filter(|c| chosen.contains(c))
+        .collect())
+}
+
+fn on_path(program: &str) -> bool {
+    Command::new(program)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// ffprobe measures the input and ffmpeg makes gst-launch's longer copy, so
+/// both are needed even without ffmpeg as a contender.
+fn check_tools(contenders: &[Contender]) -> Result<(), String> {
+    let mut missing = Vec::new();
+    for tool in ["ffmpeg", "ffprobe"] {
+        if !on_path(tool) {
+            missing.push(format!("{tool} (apt-get install ffmpeg)"));
+        }
+    }
+    if contenders.contains(&Contender::GstLaunch) && !on_path("gst-launch-1.0") {
+        missing.push(
+            "gst-launch-1.0 (apt-get install gstreamer1.0-tools, or ./scripts/setup.sh)".into(),
+        );
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("missing: {}", missing.join("; ")))
+    }
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+}
+
+/// Runs a tool to completion, its stderr in the error when it fails.
+fn run_tool(cmd: &mut Command) -> Result<Vec<u8>, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The sample input, made the way `scripts/setup.sh` makes input/live01.mp4,
+/// so the bench measures the same 1280x720 picture either way.
+fn make_sample_input(path: &Path) -> Result<(), String> {
+    let line = format!(
+        "videotestsrc num-buffers=750 pattern=smpte \
+         ! video/x-raw,width=1280,height=720,framerate=25/1,format=I420 \
+         ! timeoverlay halignment=center valignment=center font-desc=\"Sans 48\" \
+         ! videoconvert ! video/x-raw,format=I420 \
+         ! x264enc speed-preset=veryfast bitrate=2500 key-int-max=50 ! h264parse ! queue \
+         ! mp4mux name=mux ! filesink location=\"{}\" \
+         audiotestsrc num-buffers=1407 samplesperbuffer=1024 wave=ticks \
+         ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! avenc_aac bitrate=128000 ! aacparse ! queue ! mux.",
+        path.display()
+    );
+    // gst-launch-1.0 escapes each argument: the shell splits the line.
+    run_tool(Command::new("sh").args(["-c", &format!("exec gst-launch-1.0 -q -e {line}")]))
+        .map(|_| ())
+}
+
+/// The input's duration in seconds, by ffprobe.
+fn media_duration(path: &Path) -> Result<f64, String> {
+    let out = run_tool(Command::new("ffprobe").args([
+        "-v",
+        "error",
+        "-show_entries",
+        "format=duration",
+        "-of",
+        "default=noprint_wrappers=1:nokey=1",
+        &path.to_string_lossy(),
+    ]))?;
+    String::from_utf8_lossy(&out)
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|d| *d > 0.0)
+        .ok_or_else(|| format!("ffprobe found no duration in {}", path.display()))
+}
+
+/// The worker's own launch line for a longer copy of the input.
+///
+/// The printed line plays its input once (the worker loops by seeks the line
+/// cannot express), so gst-launch gets the input stream-copied end to end
+/// (`ffmpeg -stream_loop K -c copy`: the same frames, no re-encoding) long
+/// enough to outlast the run. The output folder is written as `@OUT@`, filled
+/// in per run.
+fn gst_line(setup: &Setup, input_s: f64) -> Result<String, String> {
+    let long_dir = setup.scratch.join("gst-input");
+    std::fs::create_dir_all(&long_dir).map_err(|e| format!("mkdir: {e}"))?;
+    let long = long_dir.join(format!("{SIGNAL}.mp4"));
+    let loops = ((setup.seconds + GST_INPUT_MARGIN_S) / input_s).ceil() as u32;
+    run_tool(Command::new("ffmpeg").args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-stream_loop",
+        &loops.saturating_sub(1).to_string(),
+        "-i",
+        &setup.input.to_string_lossy(),
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        &long.to_string_lossy(),
+    ]))?;
+    let placeholder = setup.scratch.join("@OUT@");
+    let printed = run_tool(
+        Command::new(&setup.worker_bin)
+            .args(worker_args(setup, &long_dir, &placeholder))
+            .arg("--print-pipeline")
+            .env_remove("RUST_LOG"),
+    )?;
+    let text = String::from_utf8_lossy(&printed);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .ok_or("`worker --print-pipeline` printed no launch line")?;
+    Ok(line.to_string())
+}
+
+fn worker_args(setup: &Setup, input: &Path, output: &Path) -> Vec<String> {
+    vec![
+        "--input".into(),
+        input.display().to_string(),
+        "--output".into(),
+        output.display().to_string(),
+        "--segment-seconds".into(),
+        setup.segment_seconds.to_string(),
+        "--video-kbps".into(),
+        setup.video_kbps.to_string(),
+        "--playlist-length".into(),
+        PLAYLIST_LENGTH.to_string(),
+    ]
+}
+
+/// The program and arguments of a contender writing into `out`, and the
+/// playlist it writes.
+fn command(contender: Contender, setup: &Setup, out: &Path) -> (String, Vec<String>, PathBuf) {
+    let seg = setup.segment_seconds;
+    match contender {
+        Contender::Worker => {
+            let mut args = worker_args(setup, &setup.worker_input, out);
+            args.extend(["--metrics-port".into(), common::free_port().to_string()]);
+            (
+                setup.worker_bin.clone(),
+                args,
+                out.join(SIGNAL).join("playlist.m3u8"),
+            )
+        }
+        Contender::Ffmpeg => {
+            let kbps = setup.video_kbps;
+            let args = [
+                "-hide_banner",
+                "-nostdin",
+                "-loglevel",
+                "warning",
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-i",
+                &setup.input.to_string_lossy(),
+                "-map",
+                "0:v:0",
+                "-map",
+                "0:a:0",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "superfast",
+                "-tune",
+                "zerolatency",
+                "-pix_fmt",
+                "yuv420p",
+                "-b:v",
+                &format!("{kbps}k"),
+                "-maxrate",
+                &format!("{kbps}k"),
+                "-bufsize",
+                &format!("{}k", kbps * X264ENC_VBV_MS / 1000),
+                "-g",
+                &(INPUT_FPS * seg).to_string(),
+                "-sc_threshold",
+                "0",
+                "-force_key_frames",
+                &format!("expr:gte(t,n_forced*{seg})"),
+                "-c:a",
+                "aac",
+                "-b:a",
+                &AUDIO_BPS.to_string(),
+                "-f",
+                "hls",
+                "-hls_time",
+                &seg.to_string(),
+                "-hls_list_size",
+                &PLAYLIST_LENGTH.to_string(),
+                "-hls_flags",
+                "delete_segments",
+                "-hls_segment_filename",
+                &out.join("segment%05d.ts").to_string_lossy(),
+                &out.join("playlist.m3u8").to_string_lossy(),
+            ]
+            .map(String::from)
+            .to_vec();
+            ("ffmpeg".into(), args, out.join("playlist.m3u8"))
+        }
+        Contender::GstLaunch => {
+            let line = setup.gst_line.as_deref().unwrap_or_default().replace(
+                &setup.scratch.join("@OUT@").display().to_string(),
+                &out.display().to_string(),
+            );
+            // gst-launch-1.0 escapes each argument, so the line must reach
+            // it split as a shell splits it (as `just pipeline` does with
+            // eval); `exec` keeps the pid measured gst-launch's own.
+            (
+                "sh".into(),
+                vec!["-c".into(), format!("exec gst-launch-1.0 -e {line}")],
+                out.join(SIGNAL).join("playlist.m3u8"),
+            )
+        }
+    }
+}
+
+/// Runs one contender for the set wall time and measures it.
+fn run_one(contender: Contender, setup: &Setup, run: u32) -> Result<Measure, String> {
+    let out = setup
+        .scratch
+        .join(format!("out-{}-{run}", contender.name()));
+    // hlssink2 does not make its folder; the worker and ffmpeg do not mind.
+    std::fs::create_dir_all(out.join(SIGNAL)).map_err(|e| format!("mkdir: {e}"))?;
+    let (program, args, playlist) = command(contender, setup, &out);
+    if run == 1 {
+        let shown = match contender {
+            Contender::GstLaunch => args
+                .last()
+                .cloned()
+                .unwrap_or_default()
+                .replacen("exec ", "", 1),
+            _ => shell_line(&program, &args),
+        };
+        eprintln!("worker bench:   $ {shown}");
+    }
+    let log_path = setup
+        .scratch
+        .join(format!("{}-{run}.log", contender.name()));
+    let log = File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
+    let log_err = log.try_clone().map_err(|e| format!("log file: {e}"))?;
+    let started = Instant::now();
+    let mut child = Command::new(&program)
+        .args(&args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let result = watch(&mut child, setup, &playlist, started);
+    stop(&mut child, contender);
+    let measure = result.map_err(|e| {
+        let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "{}: {e}; its log ends:\n{}",
+            contender.name(),
+            tail.join("\n")
+        )
+    })?;
+    // The segments are not needed any more: free the disk.
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_file(&log_path);
+    Ok(measure)
+}
+
+/// Polls the playlist until the wall time is up, then reads the process's CPU
+/// time and peak memory before anything stops it.
+fn watch(
+    child: &mut Child,
+    setup: &Setup,
+    playlist: &Path,
+    started: Instant,
+) -> Result<Measure, String> {
+    let total = Duration::from_secs_f64(setup.seconds);
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut media_s = 0.0;
+    let mut first: Option<(f64, f64)> = None;
+    let pid = child.id();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "exited early ({status}) after {:.1} s",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        if let Some(facts) = std::fs::read(playlist)
+            .ok()
+            .and_then(|b| PlaylistFacts::parse(&b).ok())
+        {
+            for s in facts.segments {
+                let duration = s.duration.as_secs_f64();
+                if seen.insert(s.uri) {
+                    media_s += duration;
+                }
+            }
+            if first.is_none() && !seen.is_empty() {
+                first = cpu_seconds(pid, setup.clk_tck).map(|cpu| (cpu, media_s));
+            }
+        }
+        if started.elapsed() >= total {
+            break;
+        }
+        std::thread::sleep(POLL.min(total.saturating_sub(started.elapsed())));
+    }
+    let cpu_s =
+        cpu_seconds(pid, setup.clk_tck).ok_or_else(|| format!("cannot read /proc/{pid}/stat"))?;
+    let wall_s = started.elapsed().as_secs_f64();
+    let rss_mib = peak_rss_kib(pid).unwrap_or(0.0) / 1024.0;
+    let Some((first_cpu_s, first_media_s)) = first else {
+        return Err(format!(
+            "wrote no segment to {} in {wall_s:.0} s",
+            playlist.display()
+        ));
+    };
+    Ok(Measure {
+        cpu_s,
+        wall_s,
+        media_s,
+        first_cpu_s,
+        first_media_s,
+        segments: seen.len(),
+        rss_mib,
+        load1: load_average()
+            .and_then(|l| l.split(' ').next().and_then(|v| v.parse().ok()))
+            .unwrap_or(f64::NAN),
+    })
+}
+
+/// Sends the contender its stop signal and waits for it; kills it after
+/// [`STOP_GRACE`].
+fn stop(child: &mut Child, contender: Contender) {
+    let _ = Command::new("kill")
+        .args(["-s", contender.stop_signal(), &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + STOP_GRACE;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "worker bench: {} did not stop within {} s of SIG{}, killing it",
+        contender.name(),
+        STOP_GRACE.as_secs(),
+        contender.stop_signal()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// User + system CPU seconds of every thread of `pid` so far: fields 14 and
+/// 15 of `/proc/<pid>/stat`, in clock ticks.
+fn cpu_seconds(pid: u32, clk_tck: f64) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: count fields after its closing ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / clk_tck)
+}
+
+/// Peak resident set size (`VmHWM`) of `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when it cannot say).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .filter(|t: &f64| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` says them.
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(text.split(' ').take(3).collect::<Vec<_>>().join(" "))
+}
+
+/// A command as one could paste it into a shell.
+fn shell_line(program: &str, args: &[String]) -> String {
+    let quote = |a: &str| {
+        if a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,%@".contains(c))
+        {
+            a.to_string()
+        } else {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        }
+    };
+    std::iter::once(program)
+        .chain(args.iter().map(String::as_str))
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn print_table(results: &[(Contender, Vec<Measure>)], runs: u32) {
+    let med = |ms: &[Measure], f: fn(&Measure) -> f64| {
+        let mut v: Vec<f64> = ms.iter().map(f).collect();
+        median(&mut v)
+    };
+    let ffmpeg = |f: fn(&Measure) -> f64| {
+        results
+            .iter()
+            .find(|(c, _)| *c == Contender::Ffmpeg)
+            .map(|(_, ms)| med(ms, f))
+    };
+    let ratio = |of: f64, base: Option<f64>| {
+        base.map(|b| format!("{:.2}x", of / b))
+            .unwrap_or_else(|| "-".into())
+    };
+    let (whole, live) = (
+        Measure::cpu_per_output_minute as fn(&Measure) -> f64,
+        Measure::steady_cpu_per_output_minute as fn(&Measure) -> f64,
+    );
+    println!(
+        "\n{:<12} {:>5} {:>19} {:>10} {:>17} {:>10} {:>11} {:>13} {:>8}",
+        "contender",
+        "runs",
+        "CPU s / output min",
+        "vs ffmpeg",
+        "once live, s/min",
+        "vs ffmpeg",
+        "CPU % core",
+        "media / wall",
+        "RSS MiB"
+    );
+    for (contender, ms) in results {
+        let (per_min, steady) = (med(ms, whole), med(ms, live));
+        println!(
+            "{:<12} {:>5} {:>19.2} {:>10} {:>17.2} {:>10} {:>10.0}% {:>13.3} {:>8.1}",
+            contender.name(),
+            ms.len(),
+            per_min,
+            ratio(per_min, ffmpeg(whole)),
+            steady,
+            ratio(steady, ffmpeg(live)),
+            med(ms, |m| 100.0 * m.cpu_s / m.wall_s),
+            med(ms, |m| m.media_s / m.wall_s),
+            ms.iter().map(|m| m.rss_mib).fold(0.0, f64::max),
+        );
+    }
+    if let (Some(f), Some((_, ms))) = (
+        ffmpeg(whole),
+        results.iter().find(|(c, _)| *c == Contender::Worker),
+    ) {
+        let r = med(ms, whole) / f;
+        println!(
+            "\nworker / ffmpeg: {r:.2}x CPU per output minute (goal: 1.0x or less) -> {}; median of {runs} run(s) each; load average at the end {}",
+            if r <= 1.0 { "MET" } else { "MISSED" },
+            load_average().unwrap_or_else(|| "?".into())
+        );
+    }
+}
