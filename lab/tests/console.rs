@@ -160,9 +160,12 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
     assert_eq!(verdict["kill_clicked"], true, "{context}");
     assert_eq!(verdict["switch_shown"], true, "{context}");
     let reason = verdict["switch_reason"].as_str().unwrap_or_default();
+    // A packager is called failing after two failed requests in a row (one
+    // blip flips nothing), so the switch away from the dead one may be
+    // decided first by its twin listing a newer segment ("behind").
     assert!(
-        reason.contains(&server1_base) && reason.contains("failing"),
-        "the reason names the failing packager: {reason}\n{context}"
+        reason.contains(&server1_base) && (reason.contains("failing") || reason.contains("behind")),
+        "the reason names the dead packager: {reason}\n{context}"
     );
     assert_eq!(
         verdict["active_after_kill"].as_str(),
