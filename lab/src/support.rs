@@ -73,6 +73,9 @@ pub fn make_input(path: &Path, seconds: u32, audio: bool) {
     pipeline.set_state(gst::State::Null).expect("stops");
 }
 
+/// How long a stack's proxy may take to list a full playlist window.
+pub const FULL_WINDOW_WITHIN: Duration = Duration::from_secs(30);
+
 /// How long a program may take to drain and exit after SIGTERM.
 pub const CLEAN_EXIT_WITHIN: Duration = Duration::from_secs(10);
 
@@ -409,6 +412,19 @@ pub struct StackOptions {
     pub fault_front: bool,
 }
 
+impl StackOptions {
+    /// The product's 2 s segments with a fault proxy in front of server1:
+    /// what the real-player tests run.
+    pub fn as_in_production() -> Self {
+        StackOptions {
+            fault_front: true,
+            segment_seconds: 2,
+            input_seconds: 6,
+            ..StackOptions::default()
+        }
+    }
+}
+
 impl Default for StackOptions {
     fn default() -> Self {
         StackOptions {
@@ -582,6 +598,32 @@ impl Stack {
 
     pub fn proxy_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}/{path}", self.proxy_port)
+    }
+
+    /// Waits until the proxy's live01 playlist lists `segments` segments: a
+    /// viewer then joins a running stream, as in production.
+    pub fn wait_for_window(&self, segments: usize) {
+        let url = self.proxy_url("live01/playlist.m3u8");
+        wait_for(FULL_WINDOW_WITHIN, "a full playlist window", || {
+            let (_, body) = get(&url)?;
+            let facts = nonstop::hls::PlaylistFacts::parse(&body).ok()?;
+            (facts.segments.len() >= segments).then_some(())
+        });
+    }
+
+    /// The proxy's log so far.
+    pub fn proxy_log(&self) -> String {
+        self.proxy
+            .as_ref()
+            .map(Service::log_text)
+            .unwrap_or_default()
+    }
+
+    /// Asserts the proxy logged a switch of packager (what every fault test
+    /// expects once packager A is broken).
+    pub fn assert_switched(&self) {
+        let log = self.proxy_log();
+        assert!(log.contains("switching from"), "no switch happened:\n{log}");
     }
 
     /// Every service's log, for a failure message.

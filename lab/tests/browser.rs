@@ -38,17 +38,8 @@ fn play_through_a_kill(native: bool) {
     require_browser();
     // The product's 2 s segments, and a viewer who joins a running stream
     // (a full playlist window), as in production.
-    let stack = Stack::start(StackOptions {
-        fault_front: true,
-        segment_seconds: 2,
-        input_seconds: 6,
-        ..StackOptions::default()
-    });
-    common::wait_for(Duration::from_secs(30), "a full playlist window", || {
-        let (_, body) = common::get(&stack.proxy_url("live01/playlist.m3u8"))?;
-        let facts = nonstop::hls::PlaylistFacts::parse(&body).ok()?;
-        (facts.segments.len() >= 5).then_some(())
-    });
+    let stack = Stack::start(StackOptions::as_in_production());
+    stack.wait_for_window(5);
     let artifacts = common::repo_root().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifact folder");
     let shot = artifacts.join(if native {
@@ -89,15 +80,7 @@ fn play_through_a_kill(native: bool) {
         advanced >= WATCH_SECONDS as f64 - 3.0,
         "currentTime advanced only {advanced} s\n{context}"
     );
-    let proxy_log = stack
-        .proxy
-        .as_ref()
-        .map(common::Service::log_text)
-        .unwrap_or_default();
-    assert!(
-        proxy_log.contains("switching from"),
-        "no switch happened:\n{proxy_log}"
-    );
+    stack.assert_switched();
 }
 
 #[test]

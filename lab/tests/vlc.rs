@@ -99,17 +99,8 @@ fn watch_through_a_kill(direct: bool, watch: Duration) -> Watch {
     require_vlc();
     // The product's 2 s segments, and a viewer who joins a running stream
     // (a full playlist window), as in production.
-    let stack = Stack::start(StackOptions {
-        fault_front: true,
-        segment_seconds: 2,
-        input_seconds: 6,
-        ..StackOptions::default()
-    });
-    common::wait_for(Duration::from_secs(30), "a full playlist window", || {
-        let (_, body) = common::get(&stack.proxy_url("live01/playlist.m3u8"))?;
-        let facts = nonstop::hls::PlaylistFacts::parse(&body).ok()?;
-        (facts.segments.len() >= 5).then_some(())
-    });
+    let stack = Stack::start(StackOptions::as_in_production());
+    stack.wait_for_window(5);
     let url = if direct {
         format!("{}/live01/playlist.m3u8", stack.packagers[0])
     } else {
@@ -204,16 +195,7 @@ fn vlc_plays_through_a_packager_kill_without_a_stall() {
     let stats_after = after.stats.unwrap_or_default();
     assert_eq!(stats_after.demux_corrupted, 0, "corrupt packets\n{context}");
     assert_eq!(stats_after.discontinuities, 0, "discontinuities\n{context}");
-    let proxy_log = w
-        .stack
-        .proxy
-        .as_ref()
-        .map(common::Service::log_text)
-        .unwrap_or_default();
-    assert!(
-        proxy_log.contains("switching from"),
-        "no switch happened:\n{proxy_log}"
-    );
+    w.stack.assert_switched();
 }
 
 /// The control: VLC playing packager A itself, without the proxy, is hurt
