@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nonstop::net::hls::classify_media_file;
+use nonstop::hls::classify_media_file;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(name) = std::str::from_utf8(data) {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nonstop::net::hls::PlaylistFacts;
+use nonstop::hls::PlaylistFacts;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(facts) = PlaylistFacts::parse(data) {
