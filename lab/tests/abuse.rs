@@ -8,7 +8,7 @@ use nonstop_lab::support as common;
 
 use std::time::{Duration, Instant};
 
-use common::{scrape, total, Probe, Scrape, Service, Stack, StackOptions, PLAYING_WITHIN};
+use common::{scrape, total, Probe, Scrape, Stack, StackOptions, PLAYING_WITHIN};
 use nonstop::net::proxy::POLL_TARGETS;
 
 /// Seconds the probe watches: start-up, then a quiet window and an abuse
@@ -169,11 +169,7 @@ fn an_abusive_client_cannot_move_packagers_or_load_them() {
     let abused = end.since(middle);
 
     let (report, probe_log) = probe.finish();
-    let proxy_log = stack
-        .proxy
-        .as_ref()
-        .map(Service::log_text)
-        .unwrap_or_default();
+    let proxy_log = stack.proxy_log();
     let (quiet_bound, quiet_segments) = fetches_needed(t1 - t0, target, packagers);
     let (abused_bound, abused_segments) = fetches_needed(t2 - t1, target, packagers);
     let figures = format!(

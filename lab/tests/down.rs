@@ -10,9 +10,7 @@ use nonstop_lab::support as common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{
-    get_json, scrape, total, try_wait_for, Probe, Service, Stack, StackOptions, PLAYING_WITHIN,
-};
+use common::{get_json, scrape, total, try_wait_for, Probe, Stack, StackOptions, PLAYING_WITHIN};
 
 /// Seconds the probe watches: longer than the whole test, so a viewer keeps
 /// asking (the proxy watches a signal while someone does).
@@ -186,11 +184,7 @@ fn a_stopped_worker_behind_both_packagers_is_down_then_up_again() {
         to_down.as_secs_f64(),
         to_up.as_secs_f64()
     );
-    let proxy_log = stack
-        .proxy
-        .as_ref()
-        .map(Service::log_text)
-        .unwrap_or_default();
+    let proxy_log = stack.proxy_log();
     assert!(
         !proxy_log.contains("panicked"),
         "the proxy panicked\n{}",

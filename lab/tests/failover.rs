@@ -7,7 +7,7 @@ use nonstop_lab::support as common;
 
 use std::time::Duration;
 
-use common::{Probe, Service, Stack, StackOptions, PLAYING_WITHIN};
+use common::{Probe, Stack, StackOptions, PLAYING_WITHIN};
 
 /// Seconds the probe watches.
 const WATCH_SECONDS: u32 = 22;
@@ -42,11 +42,7 @@ fn watch_through(fault: Fault) -> (Stack, nonstop_lab::player::ProbeReport) {
     assert_eq!(report.repeated_segments, 0, "repeated\n{context}");
     assert_eq!(report.undecodable_segments, 0, "undecodable\n{context}");
     assert!(report.segments_played >= 15, "too few segments\n{context}");
-    let proxy_log = stack
-        .proxy
-        .as_ref()
-        .map(Service::log_text)
-        .unwrap_or_default();
+    let proxy_log = stack.proxy_log();
     assert!(
         proxy_log.contains("switching from"),
         "no switch logged\n{context}"
@@ -67,11 +63,7 @@ fn packager_hangs() {
 #[test]
 fn packager_serves_a_frozen_playlist() {
     let (stack, _) = watch_through(Fault::Mode("stale"));
-    let log = stack
-        .proxy
-        .as_ref()
-        .map(Service::log_text)
-        .unwrap_or_default();
+    let log = stack.proxy_log();
     assert!(
         log.contains("behind") || log.contains("stale"),
         "the switch names the frozen playlist:\n{log}"

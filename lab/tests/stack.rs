@@ -205,11 +205,7 @@ fn killing_server1_mid_stream_fails_no_client_request() {
         "only {} segments fetched",
         fetched.len()
     );
-    let proxy_log = stack
-        .proxy
-        .as_ref()
-        .map(|p| p.log_text())
-        .unwrap_or_default();
+    let proxy_log = stack.proxy_log();
     assert!(
         proxy_log.contains("switching from"),
         "no switch logged:\n{proxy_log}"
