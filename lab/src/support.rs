@@ -673,6 +673,55 @@ pub fn wait_healthy(port: u16) {
     );
 }
 
+/// A throwaway `redis-server` on a free port of 127.0.0.1, saving nothing,
+/// stopped on drop: the reporter's shared store in the tests that need one.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts it with `dir` as its working folder and waits until it listens.
+    pub fn start(dir: &Path) -> RedisServer {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/setup.sh)");
+        wait_for(Duration::from_secs(10), "redis-server", || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        });
+        RedisServer { child, port }
+    }
+
+    /// `redis://127.0.0.1:<port>`, what `REPORTER_STORE` takes.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The first video PTS (90 kHz) in an MPEG-TS segment: the PES with
 /// stream id 0xE0 that starts first.
 pub fn first_video_pts(ts: &[u8]) -> Option<u64> {

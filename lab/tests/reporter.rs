@@ -3,10 +3,9 @@
 
 use nonstop_lab::support as common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{bin, free_port, get_json, wait_for, wait_healthy, Service};
+use common::{bin, free_port, get_json, wait_for, wait_healthy, RedisServer, Service};
 
 fn post(url: &str, body: serde_json::Value) -> u16 {
     reqwest::blocking::Client::new()
@@ -32,53 +31,11 @@ fn reporter(dir: &std::path::Path, name: &str, port: u16, store: &str, ttl: &str
     )
 }
 
-/// A throwaway redis-server on a free port, stopped on drop.
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start(dir: &std::path::Path) -> Redis {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/setup.sh)");
-        wait_for(Duration::from_secs(10), "redis-server", || {
-            std::net::TcpStream::connect(("127.0.0.1", port))
-                .ok()
-                .map(|_| ())
-        });
-        Redis { child, port }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn reporters_sharing_redis_see_each_others_reports_until_they_expire() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let redis = Redis::start(dir.path());
-    let store = format!("redis://127.0.0.1:{}", redis.port);
+    let redis = RedisServer::start(dir.path());
+    let store = redis.url();
     let (pa, pb) = (free_port(), free_port());
     let _a = reporter(dir.path(), "reporter-a", pa, &store, "2");
     let _b = reporter(dir.path(), "reporter-b", pb, &store, "2");
