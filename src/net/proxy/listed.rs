@@ -8,6 +8,14 @@
 //! behind the live edge still asks for segments that just left the window),
 //! and at most [`LISTED_CAPACITY`] of them, oldest out first. Pure: time is
 //! passed in.
+//!
+//! Several proxies behind one load balancer each read the packagers on their
+//! own schedule, so a viewer may get a playlist from one proxy that lists a
+//! segment the next proxy has not read yet. The names of the
+//! [`NEXT_NAMES`] segments after the newest one listed, when names carry their
+//! sequence number (the worker's `segment000042.ts`), are recognised
+//! ([`ListedSegments::may_come_next`]): the proxy reads the playlist again
+//! before judging such a name, instead of refusing a segment that exists.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -20,6 +28,10 @@ pub const LISTED_FOR: Duration = SEGMENT_CACHE_TTL;
 /// Most names remembered per signal: a minute of segments as short as 0.1 s
 /// fits, so only a playlist flooded with names (not a viewer) hits it.
 pub const LISTED_CAPACITY: usize = 600;
+/// Segments after the newest listed one whose names are recognised as
+/// possibly published already: the next one, and the one after in case this
+/// proxy's last read is a whole segment behind another's.
+pub const NEXT_NAMES: u64 = 2;
 
 /// Segment names listed recently, with when each was last listed.
 #[derive(Debug, Default)]
@@ -27,6 +39,8 @@ pub struct ListedSegments {
     last_listed: HashMap<String, Instant>,
     /// Whether any playlist was seen yet (before, nothing can be judged).
     learned: bool,
+    /// The newest segment listed so far: its sequence number and name.
+    newest: Option<(u64, String)>,
 }
 
 impl ListedSegments {
@@ -65,10 +79,50 @@ impl ListedSegments {
             .is_some_and(|at| now.saturating_duration_since(*at) <= LISTED_FOR)
     }
 
+    /// Remembers the newest segment a playlist listed (its sequence number
+    /// and name), kept only if newer than the one known.
+    pub fn record_newest(&mut self, sequence: u64, name: &str) {
+        if self
+            .newest
+            .as_ref()
+            .is_none_or(|(known, _)| sequence > *known)
+        {
+            self.newest = Some((sequence, name.to_string()));
+        }
+    }
+
+    /// Whether `name` is the name one of the [`NEXT_NAMES`] segments after
+    /// the newest listed would have: the newest name with its sequence
+    /// number, as written there, replaced by the next ones. Never true when
+    /// names do not carry their sequence number.
+    pub fn may_come_next(&self, name: &str) -> bool {
+        let Some((sequence, newest)) = &self.newest else {
+            return false;
+        };
+        (1..=NEXT_NAMES).any(|k| {
+            next_name(newest, *sequence, sequence.saturating_add(k)).as_deref() == Some(name)
+        })
+    }
+
     /// Whether any playlist was recorded yet.
     pub fn learned(&self) -> bool {
         self.learned
     }
+}
+
+/// `name` with its last run of digits, when it spells `sequence`, replaced by
+/// `next` written as wide (zero-padded like `segment%06d.ts`, or not).
+fn next_name(name: &str, sequence: u64, next: u64) -> Option<String> {
+    let end = name.rfind(|c: char| c.is_ascii_digit())? + 1;
+    let start = name[..end]
+        .rfind(|c: char| !c.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    let digits = &name[start..end];
+    if digits.parse::<u64>().ok()? != sequence {
+        return None;
+    }
+    let width = digits.len();
+    Some(format!("{}{next:0width$}{}", &name[..start], &name[end..]))
 }
 
 #[cfg(test)]
@@ -107,6 +161,34 @@ mod tests {
         // Forgotten for good once a later playlist is recorded.
         listed.record(std::iter::empty(), past);
         assert!(!listed.last_listed.contains_key("segment000000.ts"));
+    }
+
+    #[test]
+    fn the_next_names_are_recognised_only_when_names_carry_their_number() {
+        let mut listed = ListedSegments::default();
+        assert!(
+            !listed.may_come_next("segment000001.ts"),
+            "nothing read yet"
+        );
+        listed.record_newest(41, "segment000041.ts");
+        listed.record_newest(42, "segment000042.ts");
+        listed.record_newest(40, "segment000040.ts");
+        // Another proxy may already serve a playlist listing 43 (or 44).
+        assert!(listed.may_come_next("segment000043.ts"));
+        assert!(listed.may_come_next("segment000044.ts"));
+        // Beyond, behind, other spellings, other names: still unknown.
+        assert!(!listed.may_come_next("segment000045.ts"));
+        assert!(!listed.may_come_next("segment000042.ts"));
+        assert!(!listed.may_come_next("segment000041.ts"));
+        assert!(!listed.may_come_next("segment43.ts"));
+        assert!(!listed.may_come_next("segment000043.ts.ts"));
+        assert!(!listed.may_come_next("x43.ts"));
+        // Unpadded names grow a digit; the digits must be the sequence number.
+        listed.record_newest(99, "seg99.ts");
+        assert!(listed.may_come_next("seg100.ts"));
+        listed.record_newest(100, "chunk-7.ts");
+        assert!(!listed.may_come_next("chunk-8.ts"), "7 is not its number");
+        assert!(!listed.may_come_next("chunk-101.ts"));
     }
 
     #[test]

@@ -305,6 +305,13 @@ impl Proxy {
             // No playlist read yet (a viewer resuming after a proxy restart):
             // learn what exists before judging the name. Failures show below.
             let _ = self.playlist(signal).await;
+        } else if !state.is_listed(file, Instant::now()) && state.may_come_next(file) {
+            // The segment after the newest this proxy read: behind a load
+            // balancer another proxy may have served a playlist listing it
+            // already. Read the playlist now (shared with every viewer, and
+            // reused for PLAYLIST_REUSE, so at most a few reads a second
+            // whatever is asked) rather than refuse a segment that exists.
+            let _ = self.playlist(signal).await;
         }
         if let Some(refusal) = request::refuse_unlisted(signal, &state, file) {
             return Err(refusal);

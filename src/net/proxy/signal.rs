@@ -105,12 +105,22 @@ impl SignalState {
 
     /// Remembers the segment names a packager listed (see [`ListedSegments`]).
     fn learn_names(&self, facts: &PlaylistFacts, now: Instant) {
-        lock(&self.listed).record(facts.segments.iter().map(|s| s.uri.as_str()), now);
+        let mut listed = lock(&self.listed);
+        listed.record(facts.segments.iter().map(|s| s.uri.as_str()), now);
+        if let Some(newest) = facts.segments.last() {
+            listed.record_newest(newest.sequence, &newest.uri);
+        }
     }
 
     /// Whether a packager listed the segment `name` recently.
     pub fn is_listed(&self, name: &str, now: Instant) -> bool {
         lock(&self.listed).contains(name, now)
+    }
+
+    /// Whether `name` may be one of the segments right after the newest
+    /// listed (see [`ListedSegments::may_come_next`]).
+    pub fn may_come_next(&self, name: &str) -> bool {
+        lock(&self.listed).may_come_next(name)
     }
 
     /// Whether any playlist of this signal was read yet.
