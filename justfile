@@ -85,6 +85,12 @@ validate url seconds="30":
 check-image:
     ./scripts/check-image-build.sh
 
+# Check docker-compose.yml statically against the Dockerfile and the built programs,
+# and that deliberate breakages of it are caught (check-image runs this too).
+check-compose:
+    cargo build -q --bins
+    python3 scripts/check-compose.py --self-test --programs target/debug
+
 # The whole stack under random faults for a while (default 30 min) with the player probe attached.
 bench-soak *args:
     cargo build --release --workspace --bins

@@ -12,7 +12,9 @@
 # persists, so reruns only rebuild what changed. Then every program the other
 # stages copy from the build stage must exist, none may be a lab program, and
 # every product program (src/bin/) must be shipped by some stage; files they
-# copy from the build context must exist and not be excluded.
+# copy from the build context must exist and not be excluded. Last,
+# docker-compose.yml is checked against those targets and programs
+# (scripts/check-compose.py --self-test).
 # Usage: scripts/check-image-build.sh   (from anywhere; exits non-zero on failure)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -323,5 +325,13 @@ for check in "${context_checks[@]}"; do
     || fail "stage '${check%%|*}' copies '$src', which matches no file in the build context (.dockerignore applied)"
 done
 say "context files copied by the runtime stages: present"
+
+# --- the compose file -------------------------------------------------------
+# docker-compose.yml against this Dockerfile's targets and the programs just
+# built (their --help lists the variables they read), then broken on purpose
+# in known ways, each of which must be caught.
+say "checking docker-compose.yml (scripts/check-compose.py)"
+python3 scripts/check-compose.py --self-test --programs "$TARGET_DIR/release" \
+  || fail "docker-compose.yml does not match the images (above)"
 
 say "passed in $(elapsed)"

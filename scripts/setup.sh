@@ -10,6 +10,7 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   redis-server ffmpeg nginx-light
+  python3 python3-yaml
 )
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
