@@ -542,23 +542,11 @@ fn three_proxies_behind_a_balancer_keep_one_story_through_a_packager_kill() {
     stop.store(true, Ordering::SeqCst);
     let checked = checker.join().expect("checker thread");
     let switches_after: Vec<u64> = topology.proxies.iter().map(|(p, _)| switches(*p)).collect();
-    let requests: Vec<u64> = topology
-        .proxies
-        .iter()
-        .map(|(port, _)| {
-            total(
-                &scrape(*port),
-                "nonstop_http_requests_total",
-                &["service=\"proxy\"", "route=\"/:signal/"],
-            ) as u64
-        })
-        .collect();
 
     let balanced = balanced_requests(&topology.nginx.log("access.log"));
     eprintln!(
         "killed {victim} (active on {before:?}); proxies on {survivor} after {:?}; \
          switches counted per proxy {switches_before:?} -> {switches_after:?}; \
-         media requests per proxy (its /metrics) {requests:?}; \
          requests through the balancer by proxy and status {balanced:?}; \
          checker: {} playlists through the balancer by proxy {:?}, \
          {} segments compared across the {PROXIES} proxies; \
@@ -612,15 +600,16 @@ fn three_proxies_behind_a_balancer_keep_one_story_through_a_packager_kill() {
         !balanced.is_empty() && balanced.keys().all(|k| k.ends_with(" 200")),
         "a proxy answered the balancer with an error: {balanced:?}\n{context}"
     );
-    // Round robin: every proxy answered the checker, and served media.
+    // Round robin: every proxy answered the checker and the viewer.
     assert_eq!(
         checked.by_proxy.len(),
         PROXIES,
-        "not every proxy answered\n{context}"
+        "not every proxy answered the checker\n{context}"
     );
-    assert!(
-        requests.iter().all(|n| *n > 0),
-        "a proxy served nothing\n{context}"
+    assert_eq!(
+        balanced.len(),
+        PROXIES,
+        "the balancer did not use every proxy\n{context}"
     );
 
     for (i, after) in switched_after.iter().enumerate() {
