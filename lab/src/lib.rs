@@ -12,15 +12,18 @@
 //!   [`ts`] reads just enough MPEG-TS for it (first PTS, IDR first).
 //! - [`players`]: real players no one here wrote, driven from outside: VLC
 //!   through its remote interface, WebKit (Safari's engine) through WebDriver.
+//! - [`idle`]: what an idle viewer connection costs the proxy in memory
+//!   (`just bench-idle`).
 //! - [`support`]: what the system tests and benchmarks share: free ports,
 //!   generated inputs, the real programs started as child processes, whole
 //!   stacks on free ports, and the probe driven until it says it plays.
 //!
-//! The programs in `src/bin/` (`faultproxy`, `probe`, `validate`) are thin; the system
+//! The programs in `src/bin/` (`faultproxy`, `probe`, `validate`, `idleconns`) are thin; the system
 //! tests are in `tests/`, the benchmarks (`just bench-*`) in `benches/`.
 
 pub mod demux;
 pub mod fault;
+pub mod idle;
 pub mod player;
 pub mod players;
 pub mod support;
