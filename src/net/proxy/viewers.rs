@@ -75,7 +75,7 @@ pub fn client_address(
 pub struct Viewers {
     last_seen: HashMap<ViewerId, Instant>,
     /// When a full table was last swept for room: at most once per
-    /// [`FULL_SWEEP_EVERY`], so a flood of new clients costs no sweep each.
+    /// `FULL_SWEEP_EVERY`, so a flood of new clients costs no sweep each.
     swept_when_full: Option<Instant>,
 }
 
