@@ -108,6 +108,12 @@ bench-pacing *args:
     cargo build --release --workspace --bins
     cargo bench -p nonstop-lab --bench pacing -- {{args}}
 
+# Memory per idle viewer connection on the release proxy: 1,000, 5,000 and 10,000
+# keep-alive connections after one playlist request each (`--steps 2000,4000`).
+bench-idle *args:
+    cargo build --release -p nonstop -p nonstop-lab --bin proxy --bin idleconns
+    ./target/release/idleconns {{args}}
+
 # The worker's CPU per minute of live output beside ffmpeg and gst-launch-1.0 at equal settings (lab/bench/README.md).
 bench-worker *args:
     cargo build --release --workspace --bins

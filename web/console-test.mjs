@@ -121,6 +121,7 @@ for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) 
 const verdict = {
   loaded: false,
   signal_shown: false,
+  viewers_shown: null,
   player: null,
   transport: null,
   started: false,
@@ -217,6 +218,15 @@ async function main(opts) {
   verdict.player = r.mode;
   verdict.advanced_before_kill_s = +(r.ct - first).toFixed(2);
   log(`playing with ${r.mode}: currentTime ${first.toFixed(2)} -> ${r.ct.toFixed(2)}, transport ${r.transport}`);
+
+  // The page's own player is a viewer: the count the page shows for the
+  // signal (the proxy's, pushed with the state) once it plays.
+  verdict.viewers_shown = await page.waitForFunction((s) => {
+    const el = document.querySelector(`#signals li[data-signal="${s}"] .viewers`);
+    const n = el ? Number(el.dataset.viewers) : 0;
+    return n >= 1 ? n : null;
+  }, S, { timeout: LOAD_TIMEOUT_MS }).then((handle) => handle.jsonValue()).catch(() => null);
+  log(`viewers shown: ${verdict.viewers_shown}`);
 
   // Unlock the fault controls once, as an operator would.
   const row = `#faults .fault[data-fault="${sel(opts.fault)}"]`;

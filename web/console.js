@@ -166,6 +166,7 @@
       const button = h('button', { type: 'button', 'data-signal': sig.signal, 'aria-current': sig.signal === P.signal ? 'true' : 'false', title: 'play this signal' },
         h('span', { class: 'name' }, sig.signal),
         h('span', { class: 'badge', 'data-status': st.status }, st.status),
+        viewersLabel(sig),
         h('div', { class: 'dim' }, st.text));
       button.addEventListener('click', () => play(sig.signal));
       return h('li', { 'data-signal': sig.signal, 'data-status': st.status }, button);
@@ -174,10 +175,18 @@
     $('signals').replaceChildren(...items);
   }
 
+  // Viewers now through the proxy (distinct clients within two target
+  // durations); nothing while the proxy does not serve the signal.
+  function viewersLabel(sig) {
+    if (sig.viewers === null || sig.viewers === undefined) return null;
+    return h('span', { class: 'viewers', 'data-viewers': sig.viewers, title: 'distinct clients watching through the proxy (address and User-Agent, last two target durations)' },
+      `${sig.viewers} viewer${sig.viewers === 1 ? '' : 's'}`);
+  }
+
   function renderPackagers(s) {
     const sections = s.signals.map((sig) => {
       const st = signalStatus(sig);
-      const head = h('h3', {}, sig.signal, h('span', { class: 'badge', 'data-status': st.status }, st.status), h('span', { class: 'dim' }, st.text));
+      const head = h('h3', {}, sig.signal, h('span', { class: 'badge', 'data-status': st.status }, st.status), viewersLabel(sig), h('span', { class: 'dim' }, st.text));
       if (!sig.watched) return h('div', { class: 'signal-detail', 'data-signal': sig.signal }, head);
       const rows = sig.packagers.map((p) => h('tr', { 'data-packager': p.packager, 'data-health': p.health, 'data-active': p.active },
         h('td', { class: 'active', title: p.active ? 'the proxy serves from this one' : '' }, p.active ? '★' : ''),

@@ -14,15 +14,18 @@
 //!   through its remote interface, WebKit (Safari's engine) through WebDriver.
 //! - [`nginx`]: Debian's nginx run with a generated config (the failover
 //!   bench's baseline, the balancer test's round robin).
+//! - [`idle`]: what an idle viewer connection costs the proxy in memory
+//!   (`just bench-idle`).
 //! - [`support`]: what the system tests and benchmarks share: free ports,
 //!   generated inputs, the real programs started as child processes, whole
 //!   stacks on free ports, and the probe driven until it says it plays.
 //!
-//! The programs in `src/bin/` (`faultproxy`, `probe`, `validate`) are thin; the system
+//! The programs in `src/bin/` (`faultproxy`, `probe`, `validate`, `idleconns`) are thin; the system
 //! tests are in `tests/`, the benchmarks (`just bench-*`) in `benches/`.
 
 pub mod demux;
 pub mod fault;
+pub mod idle;
 pub mod nginx;
 pub mod player;
 pub mod players;

@@ -76,6 +76,10 @@ pub struct ProbeConfig {
     /// Also demux every segment and count those without H.264 frames.
     #[arg(long, env = "PROBE_DEMUX")]
     pub demux: bool,
+    /// Address to connect from (any of 127.0.0.0/8 on loopback): probes on
+    /// one machine then reach the server as viewers on distinct hosts.
+    #[arg(long, env = "PROBE_LOCAL_ADDRESS")]
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl ProbeConfig {
@@ -87,6 +91,7 @@ impl ProbeConfig {
             start_segments: DEFAULT_START_SEGMENTS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             demux: false,
+            local_address: None,
         }
     }
 
@@ -554,6 +559,7 @@ pub async fn play(config: ProbeConfig, shutdown: Shutdown) -> Result<ProbeReport
     let client = reqwest::Client::builder()
         .connect_timeout(config.request_timeout)
         .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .local_address(config.local_address)
         .build()
         .map_err(|e| ProbeError::Client(root_cause(&e)))?;
     let started = Instant::now();

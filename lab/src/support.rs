@@ -931,7 +931,16 @@ pub struct Probe {
 
 impl Probe {
     pub fn start(url: &str, seconds: u32) -> Probe {
+        Probe::start_from(url, seconds, None)
+    }
+
+    /// Like [`Probe::start`], connecting from `local` (e.g. 127.0.0.2), so
+    /// several probes reach the server as viewers on distinct hosts.
+    pub fn start_from(url: &str, seconds: u32, local: Option<std::net::IpAddr>) -> Probe {
         let mut cmd = Command::new(bin("probe"));
+        if let Some(local) = local {
+            cmd.args(["--local-address", &local.to_string()]);
+        }
         cmd.args([
             "--url",
             url,

@@ -156,6 +156,8 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
         number(&verdict, "advanced_before_kill_s") >= 2.0,
         "{context}"
     );
+    // The page's own player is the one viewer the proxy counts, shown.
+    assert_eq!(verdict["viewers_shown"], 1, "{context}");
     // Kill from the page: the switch away from server1 is shown, with its reason.
     assert_eq!(verdict["kill_clicked"], true, "{context}");
     assert_eq!(verdict["switch_shown"], true, "{context}");

@@ -62,7 +62,15 @@ fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() 
         "application/vnd.apple.mpegurl"
     );
     assert_eq!(res.headers()["access-control-allow-origin"], "*");
-    let first = PlaylistFacts::parse(&res.bytes().expect("body")).expect("valid playlist");
+    assert_eq!(
+        res.headers()["cache-control"],
+        "public, max-age=1",
+        "a CDN may keep it half the 1 s target, rounded up to a second"
+    );
+    let etag = res.headers()["etag"].to_str().expect("etag").to_string();
+    let first_body = res.bytes().expect("body");
+    revalidation_is_answered_304_until_the_playlist_changes(&stack, etag, first_body.clone());
+    let first = PlaylistFacts::parse(&first_body).expect("valid playlist");
     assert!(!first.end_list);
     assert_eq!(first.target_duration, Duration::from_secs(1));
     let later = common::wait_for(Duration::from_secs(15), "the playlist to advance", || {
@@ -121,6 +129,49 @@ fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() 
         let (status, _) = get(&stack.proxy_url(path)).expect("answers");
         assert_eq!(status, 404, "{path}");
     }
+}
+
+/// What a CDN or a browser cache does with the tag it holds: revalidates.
+/// While the playlist is unchanged the proxy answers 304 with the same tag;
+/// once it changed, 200 with the new playlist and a new tag, never a 304
+/// for a changed playlist.
+fn revalidation_is_answered_304_until_the_playlist_changes(
+    stack: &Stack,
+    mut etag: String,
+    mut body: bytes::Bytes,
+) {
+    let client = reqwest::blocking::Client::new();
+    let (mut not_modified, mut changed) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while (not_modified == 0 || changed == 0) && Instant::now() < deadline {
+        let res = client
+            .get(stack.proxy_url("live01/playlist.m3u8"))
+            .header("if-none-match", &etag)
+            .send()
+            .expect("revalidation");
+        let tag = res.headers()["etag"].to_str().expect("etag").to_string();
+        assert_eq!(res.headers()["cache-control"], "public, max-age=1");
+        match res.status().as_u16() {
+            304 => {
+                assert_eq!(tag, etag, "a 304 carries the tag it validated");
+                assert!(res.bytes().expect("body").is_empty());
+                not_modified += 1;
+            }
+            200 => {
+                let now = res.bytes().expect("body");
+                assert_ne!(now, body, "a 200 to a revalidation is a changed playlist");
+                assert_ne!(tag, etag, "a changed playlist has a new tag");
+                (etag, body) = (tag, now);
+                changed += 1;
+            }
+            other => panic!("revalidation answered {other}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        not_modified > 0 && changed > 0,
+        "within 15 s: {not_modified} answers 304, {changed} changed playlists"
+    );
 }
 
 /// New segments the client follows past its first playlist before server1

@@ -11,7 +11,10 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::delivery::{accepts_gzip, media_response, Delivery};
+use super::delivery::{
+    media_response, Delivery, Media, MediaRequest, PlaylistBody, PlaylistCaching,
+};
+use crate::hls::MediaKind;
 use crate::hls::{classify_media_file, is_valid_signal_name};
 use crate::service::config::ListenArgs;
 use crate::service::http::{self, allow_any_origin, json_error};
@@ -56,20 +59,19 @@ pub fn routes(
     root: PathBuf,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let root = Arc::new(root);
-    let media =
-        warp::path!(String / String)
-            .and(warp::get().or(warp::head()).unify())
-            .and(warp::header::optional::<String>("accept-encoding"))
-            .and(warp::any().map(move || root.clone()))
-            .then(
-                move |signal: String,
-                      file: String,
-                      encoding: Option<String>,
-                      root: Arc<PathBuf>| async move {
-                    let gzip = accepts_gzip(encoding.as_deref());
-                    serve_media(service, &root, &signal, &file, gzip).await
-                },
-            );
+    let media = warp::path!(String / String)
+        .and(warp::get().or(warp::head()).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::any().map(move || root.clone()))
+        .then(
+            move |signal: String,
+                  file: String,
+                  headers: warp::http::HeaderMap,
+                  root: Arc<PathBuf>| async move {
+                let request = MediaRequest::from_headers(&headers);
+                serve_media(service, &root, &signal, &file, &request).await
+            },
+        );
     http::healthcheck(service)
         .or(crate::service::metrics::route())
         .unify()
@@ -86,7 +88,7 @@ async fn serve_media(
     root: &Path,
     signal: &str,
     file: &str,
-    gzip: bool,
+    request: &MediaRequest,
 ) -> Response {
     let kind = match (is_valid_signal_name(signal), classify_media_file(file)) {
         (true, Some(kind)) => kind,
@@ -101,15 +103,16 @@ async fn serve_media(
         .ok();
     match tokio::fs::read(&path).await {
         Ok(bytes) => {
-            crate::service::metrics::count_bytes_served(service, kind, bytes.len());
-            media_response(
-                kind,
-                bytes.into(),
-                Delivery {
-                    last_modified,
-                    gzip,
-                },
-            )
+            let media = match kind {
+                MediaKind::Playlist => Media::Playlist(PlaylistBody::new(bytes.into())),
+                MediaKind::Segment => Media::Segment(bytes.into()),
+            };
+            let delivery = Delivery {
+                service,
+                last_modified,
+                playlist_caching: PlaylistCaching::Revalidate,
+            };
+            media_response(media, delivery, request)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => allow_any_origin(json_error(
             StatusCode::NOT_FOUND,
@@ -177,6 +180,19 @@ mod tests {
             .reply(&api)
             .await;
         assert_eq!(res.status(), 200, "HEAD is answered like GET");
+        let (etag, modified) = (
+            res.headers()["etag"].clone(),
+            res.headers()["last-modified"].clone(),
+        );
+        for (name, value) in [("if-none-match", etag), ("if-modified-since", modified)] {
+            let res = warp::test::request()
+                .path("/live01/playlist.m3u8")
+                .header(name, value)
+                .reply(&api)
+                .await;
+            assert_eq!(res.status(), 304, "{name}");
+            assert!(res.body().is_empty());
+        }
         let res = warp::test::request()
             .path("/live01/segment000001.ts")
             .reply(&api)

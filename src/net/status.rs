@@ -1,6 +1,7 @@
 //! `status`: a table of the running stack for the people running an event:
 //! every live signal, where the origin routes it, and each packager's
-//! freshness and role as the proxy sees it, plus the latest switches.
+//! freshness and role as the proxy sees it, its viewers, plus the latest
+//! switches.
 
 use std::time::Duration;
 
@@ -38,6 +39,10 @@ pub struct SignalView {
     /// Absent from a proxy older than the signal states.
     #[serde(default)]
     pub state: Option<SignalHealth>,
+    /// Distinct clients watching through the proxy; absent from a proxy
+    /// older than the count.
+    #[serde(default)]
+    pub viewers: Option<u64>,
     pub packagers: Vec<UpstreamStatus>,
     pub switches: Vec<SwitchView>,
 }
@@ -121,9 +126,10 @@ pub fn render(s: &Snapshot) -> String {
         }
         Ok(status) => {
             out.push_str(&format!(
-                "{:<12} {:<8} {:<32} {:<8} {:<6} {:>8} {:>10} {:>10}  {}\n",
+                "{:<12} {:<8} {:>7} {:<32} {:<8} {:<6} {:>8} {:>10} {:>10}  {}\n",
                 "SIGNAL",
                 "STATE",
+                "VIEWERS",
                 "PACKAGER",
                 "HEALTH",
                 "ACTIVE",
@@ -137,11 +143,16 @@ pub fn render(s: &Snapshot) -> String {
                     .state
                     .map(|s| s.name().to_uppercase())
                     .unwrap_or_else(|| "-".into());
+                let viewers = signal
+                    .viewers
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into());
                 for p in &signal.packagers {
                     out.push_str(&format!(
-                        "{:<12} {:<8} {:<32} {:<8} {:<6} {:>8} {:>10} {:>10}  {}\n",
+                        "{:<12} {:<8} {:>7} {:<32} {:<8} {:<6} {:>8} {:>10} {:>10}  {}\n",
                         signal.signal,
                         state,
+                        viewers,
                         p.packager,
                         format!("{:?}", p.health).to_lowercase(),
                         if p.active { "*" } else { "" },
@@ -198,6 +209,7 @@ mod tests {
                 signals: vec![SignalView {
                     signal: "live01".into(),
                     state: Some(SignalHealth::Degraded),
+                    viewers: Some(1234),
                     packagers: vec![
                         UpstreamStatus {
                             packager: "http://a:8080".into(),
@@ -236,6 +248,13 @@ mod tests {
         assert!(
             text.lines()
                 .any(|l| l.starts_with("live01") && l.contains("DEGRADED")),
+            "{text}"
+        );
+        assert!(text.contains("VIEWERS"), "{text}");
+        assert!(
+            text.lines()
+                .filter(|l| l.starts_with("live01 "))
+                .all(|l| l.contains(" 1234 ")),
             "{text}"
         );
         assert!(text.contains("6.1 s old"), "{text}");

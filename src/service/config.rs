@@ -4,6 +4,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+/// Connections a server holds by default: 10,000 viewers of one proxy,
+/// each with a keep-alive connection, and room for those reconnecting.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16384;
+
 /// Where a service listens (`LISTEN_HOST`: all interfaces by default, so each
 /// service can run on its own host) and the limits that keep one client from
 /// holding it.
@@ -12,8 +16,10 @@ pub struct ListenArgs {
     /// Address to listen on.
     #[arg(long = "listen-host", env = "LISTEN_HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
-    /// Most connections served at once; extra ones are closed at once.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 4096, value_parser = parse_connection_limit)]
+    /// Most connections served at once; extra ones are closed at once. The
+    /// default holds 10,000 viewers with room to spare (each needs a file
+    /// descriptor: the open-files limit is raised at start, see `limits`).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = parse_connection_limit)]
     pub max_connections: usize,
     /// Seconds a client has to send a whole request head.
     #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECONDS", default_value = "10", value_parser = parse_seconds)]
@@ -67,6 +73,22 @@ pub fn parse_base_url(s: &str) -> Result<String, String> {
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
+/// A comma-separated list of IP addresses (`TRUSTED_PROXIES`); empty is none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressList(pub Vec<IpAddr>);
+
+pub fn parse_address_list(s: &str) -> Result<AddressList, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<IpAddr>()
+                .map_err(|_| format!("'{item}' is not an IP address"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(AddressList)
+}
+
 /// A positive number of seconds (fractions allowed), as a Duration.
 pub fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
     match s.trim().parse::<f64>() {
@@ -101,6 +123,18 @@ mod tests {
         ] {
             assert!(parse_base_url(bad).is_err(), "{bad} must be refused");
         }
+    }
+
+    #[test]
+    fn address_lists_may_be_empty() {
+        assert_eq!(parse_address_list(""), Ok(AddressList::default()));
+        assert_eq!(
+            parse_address_list("10.0.0.1, ::1").map(|l| l.0.len()),
+            Ok(2)
+        );
+        assert!(parse_address_list("10.0.0.1,lb.example")
+            .unwrap_err()
+            .contains("lb.example"));
     }
 
     #[test]

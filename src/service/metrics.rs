@@ -121,6 +121,33 @@ pub static PROXY_UNLISTED_SEGMENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Proxy: route lookups at the origin, by outcome (found, unknown, failed).
+pub static PROXY_ORIGIN_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "nonstop_proxy_origin_lookups_total",
+        "Route lookups at the origin (a signal's first request and every route refresh), by outcome (found, unknown, failed).",
+        &["outcome"],
+    )
+});
+
+/// Proxy: requests refused from a remembered origin refusal, without a lookup.
+pub static PROXY_NEGATIVE_HITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "nonstop_proxy_negative_cache_hits_total",
+        "Requests for a signal the origin refused within the last second, answered from memory without asking it again, by answer (not_found, unavailable).",
+        &["answer"],
+    )
+});
+
+/// Proxy: distinct viewers per signal.
+pub static PROXY_VIEWERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    int_gauge(
+        "nonstop_proxy_viewers",
+        "Distinct clients (address and User-Agent) that asked for a signal within the last two target durations.",
+        &["signal"],
+    )
+});
+
 /// Proxy: playlists served from the last good copy.
 pub static PROXY_FALLBACK_PLAYLISTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(

@@ -3,6 +3,8 @@
 //! - [`config`]: flags backed by environment variables, checked at start.
 //! - [`server`]: the HTTP accept loop every service runs (timeouts, connection
 //!   bound, drain on shutdown).
+//! - [`limits`]: the open-files limit raised and checked against the
+//!   connections a server may hold.
 //! - [`http`]: JSON errors, CORS, the health route and the outgoing client.
 //! - [`metrics`]: Prometheus metrics and `GET /metrics`.
 //! - [`logging`]: the seed's log line format (`2024-04-05 11:23:05 INF ...`).
@@ -10,6 +12,7 @@
 
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod server;

@@ -29,8 +29,12 @@ use crate::service::shutdown::Shutdown;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// How long in-flight requests may take to finish after shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often idle connections are looked for.
-const IDLE_CHECK: Duration = Duration::from_millis(500);
+
+/// The address a request came from, as an extension of every request
+/// (`warp::ext::optional::<Peer>()`): warp's own `addr::remote()` is only
+/// filled by warp's server, not by this loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
 
 /// Serves `routes` on `listen.addr(port)` until shutdown, then drains.
 pub async fn serve<F>(
@@ -75,9 +79,10 @@ pub async fn serve_on<F>(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let capacity = super::limits::connection_capacity(service, listen.max_connections);
     log::info!("{service} listening on http://{bound}");
     let svc = TowerToHyperService::new(warp::service(routes));
-    let permits = Arc::new(Semaphore::new(listen.max_connections));
+    let permits = Arc::new(Semaphore::new(capacity));
     let mut connections = JoinSet::new();
     let mut refused: u64 = 0;
     loop {
@@ -98,8 +103,7 @@ pub async fn serve_on<F>(
                     refused += 1;
                     if refused.is_power_of_two() {
                         log::warn!(
-                            "{service}: {} connections open, closing new ones ({refused} so far)",
-                            listen.max_connections
+                            "{service}: {capacity} connections open, closing new ones ({refused} so far)"
                         );
                     }
                     drop(stream);
@@ -156,6 +160,10 @@ async fn serve_connection<S>(
         inner: stream,
         activity: activity.clone(),
     });
+    let svc = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+        request.extensions_mut().insert(Peer(peer));
+        hyper::service::Service::call(&svc, request)
+    });
     // HTTP/1 only: this builder speaks nothing else. The header read timeout
     // needs a timer to run on.
     let conn = http1::Builder::new()
@@ -164,7 +172,11 @@ async fn serve_connection<S>(
         .max_buf_size(MAX_HEADER_BYTES)
         .serve_connection(io, svc);
     tokio::pin!(conn);
-    let mut idle_check = tokio::time::interval(IDLE_CHECK);
+    // One timer per connection, due when it would have been idle too long:
+    // an idle viewer's connection costs no wake-up until then (thousands of
+    // them would otherwise keep the server busy looking at them).
+    let idle_check = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle_check);
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -178,11 +190,14 @@ async fn serve_connection<S>(
                 let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn.as_mut()).await;
                 return;
             }
-            _ = idle_check.tick() => {
-                if activity.idle_for() > limits.idle_timeout {
+            _ = &mut idle_check => {
+                let idle = activity.idle_for();
+                if idle >= limits.idle_timeout {
                     log::debug!("closing idle connection from {peer}");
                     return;
                 }
+                let due = tokio::time::Instant::now() + (limits.idle_timeout - idle);
+                idle_check.as_mut().reset(due);
             }
         }
     }

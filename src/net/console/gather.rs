@@ -34,6 +34,7 @@ impl Console {
                         live: true,
                         watched: false,
                         state: None,
+                        viewers: None,
                         packagers: Vec::new(),
                     },
                 );
@@ -51,10 +52,12 @@ impl Console {
                         live: false,
                         watched: true,
                         state: None,
+                        viewers: None,
                         packagers: Vec::new(),
                     });
                 view.watched = true;
                 view.state = s.state.clone();
+                view.viewers = s.viewers;
                 let seen = known.entry(s.signal.clone()).or_default();
                 view.packagers = with_gone(seen, s.packagers.clone(), now);
                 for switch in &s.switches {

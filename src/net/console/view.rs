@@ -41,6 +41,8 @@ pub struct SignalView {
     pub watched: bool,
     /// The proxy's verdict (up, degraded, down) while it serves the signal.
     pub state: Option<String>,
+    /// Distinct clients watching through the proxy, while it serves the signal.
+    pub viewers: Option<u64>,
     pub packagers: Vec<PackagerView>,
 }
 
@@ -70,6 +72,8 @@ pub(super) struct ProxySignal {
     pub(super) signal: String,
     #[serde(default)]
     pub(super) state: Option<String>,
+    #[serde(default)]
+    pub(super) viewers: Option<u64>,
     #[serde(default)]
     pub(super) packagers: Vec<PackagerView>,
     #[serde(default)]

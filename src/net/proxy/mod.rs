@@ -19,6 +19,12 @@
 //! packager listed recently is answered 404 without a fetch, concurrent
 //! requests for the same object share one fetch ([`flight`]), and a packager
 //! changes health only after consecutive failures of the proxy's own fetches.
+//! Load on the origin likewise: a signal it does not know is refused from
+//! memory for a second ([`negative`]).
+//!
+//! Answers are cacheable by a CDN in front (see [`crate::net::delivery`]):
+//! playlists for half a target duration with a strong `ETag`, revalidated
+//! with `304`; segments for a minute; 404s for a second.
 //!
 //! # Layout
 //! - this file: config, budgets, routes, and the two request handlers;
@@ -30,15 +36,18 @@
 //!   playlist, switches); [`watch`]: routes from the origin and the poller;
 //! - [`upstream`]: budgeted fetches from packagers; [`cache`]: segments;
 //!   [`listed`]: segment names packagers listed recently; [`flight`]:
-//!   request collapsing.
+//!   request collapsing; [`negative`]: the origin's refusals remembered;
+//! - [`viewers`]: who is watching each signal.
 
 pub mod cache;
 pub mod failover;
 pub mod flight;
 pub mod listed;
+pub mod negative;
 pub mod request;
 pub mod signal;
 pub mod upstream;
+pub mod viewers;
 pub mod watch;
 
 #[cfg(test)]
@@ -50,21 +59,29 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use warp::http::StatusCode;
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
 use crate::hls::{classify_media_file, is_valid_signal_name, MediaKind, PLAYLIST_NAME};
-use crate::net::delivery::{accepts_gzip, media_response, Delivery};
-use crate::service::config::{parse_base_url, parse_port, ListenArgs};
+use crate::net::delivery::{
+    self, media_response, Delivery, Media, MediaRequest, NOT_FOUND_CACHE_CONTROL,
+    UNAVAILABLE_CACHE_CONTROL,
+};
+use crate::service::config::{
+    parse_address_list, parse_base_url, parse_port, AddressList, ListenArgs,
+};
 use crate::service::http::{self, allow_any_origin, json_error, json_ok};
 use crate::service::metrics;
+use crate::service::server::Peer;
 use crate::service::shutdown::Shutdown;
 use cache::SegmentCache;
 use failover::Switch;
 use flight::{Flights, Role};
+use negative::NegativeCache;
 use request::Attempt;
 use signal::{lock, ServedPlaylist, SignalState};
+use viewers::{client_address, ViewerId, ViewerKeys};
 
 /// Connecting to a packager must take well under a second (loopback or LAN).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
@@ -100,6 +117,11 @@ pub struct ProxyConfig {
     /// Megabytes of segments kept in memory.
     #[arg(long, env = "PROXY_CACHE_MB", default_value_t = DEFAULT_CACHE_MB)]
     pub cache_mb: usize,
+    /// Addresses of load balancers in front of the proxy, comma-separated:
+    /// for requests from them, the viewer is the address they put in
+    /// `X-Forwarded-For` (for the viewers count only). Empty: none.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = parse_address_list)]
+    pub trusted_proxies: AddressList,
     #[command(flatten)]
     pub listen: ListenArgs,
 }
@@ -116,6 +138,12 @@ pub struct Proxy {
     segment_flights: Flights<Result<Bytes, Refusal>>,
     /// Playlist fetches for viewers in flight, by signal.
     playlist_flights: Flights<Result<ServedPlaylist, Refusal>>,
+    /// First route lookups at the origin in flight, by signal.
+    route_flights: Flights<Result<Vec<String>, Refusal>>,
+    /// Signals the origin just refused, not asked again for a moment.
+    refused: Mutex<NegativeCache>,
+    /// The key viewers are hashed with.
+    viewer_keys: ViewerKeys,
     shutdown: Shutdown,
 }
 
@@ -133,12 +161,26 @@ impl Refusal {
         }
     }
 
+    /// A label for metrics.
+    fn label(&self) -> &'static str {
+        match self {
+            Refusal::NotFound(_) => "not_found",
+            Refusal::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// The JSON error, cacheable by a CDN for a second if a 404, never if a
+    /// 502.
     fn into_response(self) -> Response {
-        let (status, msg) = match self {
-            Refusal::NotFound(m) => (StatusCode::NOT_FOUND, m),
-            Refusal::Unavailable(m) => (StatusCode::BAD_GATEWAY, m),
+        let (status, msg, caching) = match self {
+            Refusal::NotFound(m) => (StatusCode::NOT_FOUND, m, NOT_FOUND_CACHE_CONTROL),
+            Refusal::Unavailable(m) => (StatusCode::BAD_GATEWAY, m, UNAVAILABLE_CACHE_CONTROL),
         };
-        allow_any_origin(json_error(status, msg))
+        let mut response = json_error(status, msg);
+        response
+            .headers_mut()
+            .insert("cache-control", HeaderValue::from_static(caching));
+        allow_any_origin(response)
     }
 }
 
@@ -162,12 +204,18 @@ pub fn routes(proxy: Arc<Proxy>) -> impl Filter<Extract = (Response,), Error = I
         .map(|proxy: Arc<Proxy>| allow_any_origin(json_ok(&proxy.status())));
     let media = warp::path!(String / String)
         .and(warp::get().or(warp::head()).unify())
-        .and(warp::header::optional::<String>("accept-encoding"))
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<Peer>())
         .and(with_proxy)
         .then(
-            |signal: String, file: String, encoding: Option<String>, proxy: Arc<Proxy>| async move {
-                let gzip = accepts_gzip(encoding.as_deref());
-                proxy.handle(&signal, &file, gzip).await
+            |signal: String,
+             file: String,
+             headers: HeaderMap,
+             peer: Option<Peer>,
+             proxy: Arc<Proxy>| async move {
+                let request = MediaRequest::from_headers(&headers);
+                let viewer = proxy.viewer(peer, &headers);
+                proxy.handle(&signal, &file, &request, viewer).await
             },
         );
     http::healthcheck("proxy")
@@ -210,37 +258,65 @@ impl Proxy {
             cache: Mutex::new(SegmentCache::new(capacity)),
             segment_flights: Flights::default(),
             playlist_flights: Flights::default(),
+            route_flights: Flights::default(),
+            refused: Mutex::new(NegativeCache::default()),
+            viewer_keys: ViewerKeys::default(),
             shutdown,
         }
     }
 
-    /// Serves one playlist or segment request (`gzip`: the viewer accepts
-    /// a compressed playlist).
-    async fn handle(self: &Arc<Self>, signal: &str, file: &str, gzip: bool) -> Response {
+    /// Who sent a request, for the viewers count (see [`viewers`]).
+    fn viewer(&self, peer: Option<Peer>, headers: &HeaderMap) -> Option<ViewerId> {
+        let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        let address = client_address(
+            peer.map(|p| p.0.ip()),
+            forwarded,
+            &self.config.trusted_proxies.0,
+        )?;
+        let agent = headers.get("user-agent").map(HeaderValue::as_bytes);
+        Some(self.viewer_keys.id(address, agent))
+    }
+
+    /// Serves one playlist or segment request, and counts who asked as a
+    /// viewer of the signal once the signal is known.
+    async fn handle(
+        self: &Arc<Self>,
+        signal: &str,
+        file: &str,
+        request: &MediaRequest,
+        viewer: Option<ViewerId>,
+    ) -> Response {
         let kind = match (is_valid_signal_name(signal), classify_media_file(file)) {
             (true, Some(kind)) => kind,
             _ => return Refusal::NotFound("not found".into()).into_response(),
         };
         let result = match kind {
-            MediaKind::Playlist if file == PLAYLIST_NAME => self
-                .playlist(signal)
-                .await
-                .map(|p| (p.body, Some(p.last_modified))),
+            MediaKind::Playlist if file == PLAYLIST_NAME => self.playlist(signal).await.map(|p| {
+                let delivery = Delivery {
+                    service: "proxy",
+                    last_modified: Some(p.last_modified),
+                    playlist_caching: p.caching,
+                };
+                (Media::Playlist(p.body), delivery)
+            }),
             MediaKind::Playlist => Err(Refusal::NotFound(format!("{signal}/{file} not found"))),
-            MediaKind::Segment => self.segment(signal, file).await.map(|body| (body, None)),
+            MediaKind::Segment => self.segment(signal, file).await.map(|body| {
+                let delivery = Delivery {
+                    service: "proxy",
+                    last_modified: None,
+                    playlist_caching: delivery::PlaylistCaching::Revalidate,
+                };
+                (Media::Segment(body), delivery)
+            }),
         };
-        match result {
-            Ok((body, last_modified)) => {
-                metrics::count_bytes_served("proxy", kind, body.len());
-                media_response(
-                    kind,
-                    body,
-                    Delivery {
-                        last_modified,
-                        gzip,
-                    },
-                )
+        if let Some(viewer) = viewer {
+            let state = self.signals().get(signal).cloned();
+            if let Some(state) = state {
+                state.seen_viewer(viewer, Instant::now());
             }
+        }
+        match result {
+            Ok((media, delivery)) => media_response(media, delivery, request),
             Err(refusal) => refusal.into_response(),
         }
     }
@@ -378,8 +454,8 @@ impl Proxy {
         self.signals.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Per signal: up, degraded or down, each packager's freshness and the
-    /// recent switches.
+    /// Per signal: up, degraded or down, its viewers now, each packager's
+    /// freshness and the recent switches.
     pub fn status(&self) -> serde_json::Value {
         let now = Instant::now();
         let signals = self.signals();
@@ -392,6 +468,7 @@ impl Proxy {
                 serde_json::json!({
                     "signal": name,
                     "state": state.health(now),
+                    "viewers": state.viewers(now),
                     "packagers": state.status(now),
                     "switches": state.switches(),
                 })

@@ -31,6 +31,7 @@ use super::signal::{ServedPlaylist, SignalState};
 use super::upstream::{Budget, FetchError, FetchedPlaylist};
 use super::{Proxy, Refusal, BODY_TARGETS, FIRST_BYTE_TARGETS};
 use crate::hls::{MediaKind, PLAYLIST_NAME};
+use crate::net::delivery::{PlaylistBody, PlaylistCaching};
 use crate::service::metrics;
 
 /// A packager picked for one try: its base URL and the budget for the fetch.
@@ -158,7 +159,8 @@ impl<'a> Attempt<'a> {
             return None;
         }
         let served = ServedPlaylist {
-            body: fetched.body,
+            body: PlaylistBody::new(fetched.body),
+            caching: PlaylistCaching::half_target(fetched.facts.target_duration),
             fetched: now,
             last_modified: fetched.last_modified.unwrap_or_else(SystemTime::now),
         };

@@ -1,6 +1,6 @@
 //! What the proxy knows of one served signal: its failover state, the last
 //! playlist it served, the segment names packagers listed recently, its
-//! recent switches, and when a viewer last asked.
+//! recent switches, when a viewer last asked, and who is watching.
 //!
 //! Every method takes its lock for a few assignments and never across an
 //! `await`, so viewer requests and the poller share it without waiting on I/O.
@@ -9,13 +9,14 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use serde::Serialize;
 
 use super::failover::{Failover, LiveEdge, SignalHealth, Switch, UpstreamStatus};
 use super::listed::ListedSegments;
+use super::viewers::{ViewerId, Viewers, WINDOW_TARGETS};
 use super::PLAYLIST_REUSE;
 use crate::hls::{MediaKind, PlaylistFacts};
+use crate::net::delivery::{PlaylistBody, PlaylistCaching};
 
 /// Switches remembered per signal for `GET /status`.
 pub const SWITCH_HISTORY: usize = 20;
@@ -31,7 +32,10 @@ pub struct SwitchRecord {
 /// A playlist as served to viewers.
 #[derive(Debug, Clone)]
 pub struct ServedPlaylist {
-    pub body: Bytes,
+    /// The bytes, their ETag and their gzip form, shared by every viewer.
+    pub body: PlaylistBody,
+    /// How long a CDN may keep it (half its target duration).
+    pub caching: PlaylistCaching,
     /// When the proxy fetched it.
     pub fetched: Instant,
     /// When it last changed upstream (its `Last-Modified`), else when fetched.
@@ -50,6 +54,8 @@ pub struct SignalState {
     /// When the origin last confirmed the routes.
     routes_confirmed: Mutex<Instant>,
     switches: Mutex<VecDeque<SwitchRecord>>,
+    /// Distinct clients asking for this signal recently.
+    viewers: Mutex<Viewers>,
 }
 
 impl SignalState {
@@ -61,6 +67,7 @@ impl SignalState {
             last_request: Mutex::new(now),
             routes_confirmed: Mutex::new(now),
             switches: Mutex::new(VecDeque::new()),
+            viewers: Mutex::new(Viewers::default()),
         }
     }
 
@@ -199,6 +206,29 @@ impl SignalState {
     /// Up, degraded or down (see [`Failover::signal_health`]).
     pub fn health(&self, now: Instant) -> SignalHealth {
         lock(&self.failover).signal_health(now)
+    }
+
+    /// How long a viewer counts after its last request.
+    fn viewer_window(&self) -> Duration {
+        self.target_duration() * WINDOW_TARGETS
+    }
+
+    /// `viewer` asked for this signal now.
+    pub fn seen_viewer(&self, viewer: ViewerId, now: Instant) {
+        let window = self.viewer_window();
+        lock(&self.viewers).seen(viewer, now, window);
+    }
+
+    /// Viewers now (see [`Viewers`]).
+    pub fn viewers(&self, now: Instant) -> usize {
+        let window = self.viewer_window();
+        lock(&self.viewers).count(now, window)
+    }
+
+    /// Forgets viewers gone; the viewers now.
+    pub fn expire_viewers(&self, now: Instant) -> usize {
+        let window = self.viewer_window();
+        lock(&self.viewers).expire(now, window)
     }
 
     pub fn switches(&self) -> Vec<SwitchRecord> {

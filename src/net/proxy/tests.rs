@@ -1,6 +1,8 @@
 //! The proxy against synthetic packagers and origin (warp servers on free
 //! ports that count every request): what packagers see when viewers pile up
-//! on one segment, ask for names nobody published, or hit a blip.
+//! on one segment, ask for names nobody published, or hit a blip; what the
+//! origin sees when viewers ask for a signal it does not know; what a CDN
+//! revalidating a playlist gets; who the proxy counts as viewers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -96,9 +98,26 @@ async fn proxy_over(
     packagers: &[&FakePackager],
     shutdown: &Shutdown,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+    proxy_and_origin(packagers, shutdown, &[]).await.0
+}
+
+/// Like [`proxy_over`], with the requests the origin got, by path.
+async fn proxy_and_origin(
+    packagers: &[&FakePackager],
+    shutdown: &Shutdown,
+    flags: &[&str],
+) -> (
+    impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone,
+    Arc<Mutex<HashMap<String, usize>>>,
+) {
     let bases: Vec<String> = packagers.iter().map(|p| p.base.clone()).collect();
     let answer = serde_json::json!({ "signal": "live01", "packagers": bases });
+    let asked: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let counted = asked.clone();
     let origin = warp::path::tail().map(move |tail: warp::path::Tail| {
+        *super::lock(&counted)
+            .entry(tail.as_str().to_string())
+            .or_default() += 1;
         if tail.as_str() == "live/live01/packagers" {
             warp::reply::json(&answer).into_response()
         } else {
@@ -106,14 +125,20 @@ async fn proxy_over(
         }
     });
     let origin_url = serve(origin, shutdown).await;
-    let config = ProxyConfig::parse_from([
+    let packagers = bases.join(",");
+    let mut args = vec![
         "proxy",
         "--origin-url",
         &origin_url,
         "--packagers",
-        &bases.join(","),
-    ]);
-    routes(Arc::new(Proxy::new(config, shutdown.clone())))
+        &packagers,
+    ];
+    args.extend_from_slice(flags);
+    let config = ProxyConfig::parse_from(args);
+    (
+        routes(Arc::new(Proxy::new(config, shutdown.clone()))),
+        asked,
+    )
 }
 
 async fn get(
@@ -253,4 +278,202 @@ fn healths(status: &serde_json::Value) -> Vec<Health> {
         .flatten()
         .filter_map(|p| serde_json::from_value(p["health"].clone()).ok())
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cdn_revalidating_a_playlist_gets_304_and_the_caching_headers() {
+    let shutdown = Shutdown::new();
+    let a = FakePackager::start(&[], &shutdown).await;
+    let proxy = proxy_over(&[&a], &shutdown).await;
+
+    let first = warp::test::request()
+        .path("/live01/playlist.m3u8")
+        .reply(&proxy)
+        .await;
+    assert_eq!(first.status(), 200);
+    let headers = first.headers();
+    assert_eq!(
+        headers["cache-control"], "public, max-age=1",
+        "half of the 2 s target"
+    );
+    let etag = headers["etag"].to_str().expect("etag").to_string();
+    assert!(headers.contains_key("last-modified"));
+
+    // The CDN revalidates with the tag it holds: 304, no body, same tags.
+    let again = warp::test::request()
+        .path("/live01/playlist.m3u8")
+        .header("if-none-match", &etag)
+        .reply(&proxy)
+        .await;
+    assert_eq!(again.status(), 304);
+    assert!(again.body().is_empty());
+    assert_eq!(again.headers()["etag"], etag.as_str());
+    assert_eq!(again.headers()["cache-control"], "public, max-age=1");
+    // A tag of another playlist gets the playlist.
+    let other = warp::test::request()
+        .path("/live01/playlist.m3u8")
+        .header("if-none-match", "\"0000000000000000\"")
+        .reply(&proxy)
+        .await;
+    assert_eq!(other.status(), 200);
+    assert_eq!(other.body(), first.body());
+
+    // Gzip: its own tag, the same bytes for every viewer, and they unzip to
+    // the playlist.
+    let gz = |tag: Option<String>| {
+        let mut request = warp::test::request()
+            .path("/live01/playlist.m3u8")
+            .header("accept-encoding", "gzip");
+        if let Some(tag) = tag {
+            request = request.header("if-none-match", tag);
+        }
+        request.reply(&proxy)
+    };
+    let zipped = gz(None).await;
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let gz_tag = zipped.headers()["etag"].to_str().expect("etag").to_string();
+    assert_ne!(gz_tag, etag);
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(zipped.body().as_ref()),
+        &mut plain,
+    )
+    .expect("gzip");
+    assert_eq!(plain, first.body().to_vec());
+    assert_eq!(gz(Some(gz_tag)).await.status(), 304);
+
+    // Segments are kept long, 404s a second, and neither changes the tags.
+    let segment = warp::test::request()
+        .path("/live01/segment000001.ts")
+        .reply(&proxy)
+        .await;
+    assert_eq!(segment.status(), 200);
+    assert_eq!(segment.headers()["cache-control"], "public, max-age=60");
+    let missing = warp::test::request()
+        .path("/live01/segment999999.ts")
+        .reply(&proxy)
+        .await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["cache-control"], "public, max-age=1");
+    shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_the_origin_does_not_know_is_looked_up_at_most_once_a_second() {
+    let shutdown = Shutdown::new();
+    let a = FakePackager::start(&[], &shutdown).await;
+    let (proxy, origin) = proxy_and_origin(&[&a], &shutdown, &[]).await;
+    let lookups = || {
+        super::lock(&origin)
+            .get("live/nosuch/packagers")
+            .copied()
+            .unwrap_or(0)
+    };
+    let hits = || {
+        crate::service::metrics::PROXY_NEGATIVE_HITS
+            .with_label_values(&["not_found"])
+            .get()
+    };
+    let hits_before = hits();
+    let started = std::time::Instant::now();
+
+    // A crowd at once, then a steady stream for a few seconds.
+    let crowd =
+        futures_util::future::join_all((0..20).map(|_| get(&proxy, "/nosuch/playlist.m3u8"))).await;
+    assert!(crowd.iter().all(|(status, _)| *status == 404));
+    assert_eq!(lookups(), 1, "the crowd shared one lookup");
+    let mut requests = 0;
+    while started.elapsed() < Duration::from_millis(2500) {
+        for path in ["/nosuch/playlist.m3u8", "/nosuch/segment000001.ts"] {
+            let res = warp::test::request().path(path).reply(&proxy).await;
+            assert_eq!(res.status(), 404, "{path}");
+            assert_eq!(res.headers()["cache-control"], "public, max-age=1");
+            requests += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    let bound = elapsed.as_secs_f64().ceil() as usize + 1;
+    let made = lookups();
+    assert!(
+        (2..=bound).contains(&made),
+        "{made} lookups in {elapsed:?} for {requests} requests: one per second expected"
+    );
+    assert!(
+        hits() - hits_before >= (requests - made) as u64,
+        "answers from memory are counted"
+    );
+    // The known signal is unaffected.
+    assert_eq!(get(&proxy, "/live01/playlist.m3u8").await.0, 200);
+    shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_are_distinct_clients_by_address_and_user_agent() {
+    use crate::service::server::Peer;
+    let shutdown = Shutdown::new();
+    let a = FakePackager::start(&[], &shutdown).await;
+    let (proxy, _) = proxy_and_origin(&[&a], &shutdown, &["--trusted-proxies", "10.0.0.5"]).await;
+    let ask = |peer: &str, agent: &str, forwarded: Option<&str>, path: &str| {
+        let peer = Peer(std::net::SocketAddr::new(
+            peer.parse().expect("address"),
+            40000,
+        ));
+        let mut request = warp::test::request()
+            .path(path)
+            .extension(peer)
+            .header("user-agent", agent);
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        request.reply(&proxy)
+    };
+    for _ in 0..3 {
+        // Two devices behind one address, a third household, each reloading.
+        ask("192.0.2.1", "AppleCoreMedia", None, "/live01/playlist.m3u8").await;
+        ask("192.0.2.1", "Firefox", None, "/live01/playlist.m3u8").await;
+        ask(
+            "192.0.2.2",
+            "AppleCoreMedia",
+            None,
+            "/live01/segment000001.ts",
+        )
+        .await;
+        // Two viewers through the trusted balancer, one claiming a fake
+        // first hop (the balancer's own entry is the one believed).
+        ask(
+            "10.0.0.5",
+            "VLC",
+            Some("198.51.100.1"),
+            "/live01/playlist.m3u8",
+        )
+        .await;
+        ask(
+            "10.0.0.5",
+            "VLC",
+            Some("6.6.6.6, 198.51.100.2"),
+            "/live01/playlist.m3u8",
+        )
+        .await;
+        // An untrusted peer cannot pose as several viewers.
+        ask(
+            "192.0.2.3",
+            "VLC",
+            Some("198.51.100.3"),
+            "/live01/playlist.m3u8",
+        )
+        .await;
+        ask(
+            "192.0.2.3",
+            "VLC",
+            Some("198.51.100.4"),
+            "/live01/playlist.m3u8",
+        )
+        .await;
+    }
+    // Requests without a peer (in-process) are nobody.
+    assert_eq!(get(&proxy, "/live01/playlist.m3u8").await.0, 200);
+    let status = proxy_status(&proxy).await;
+    assert_eq!(status["signals"][0]["viewers"], 6, "{status}");
+    shutdown.trigger();
 }

@@ -4,12 +4,17 @@
 //! poller per watched signal that reads each packager's playlist every
 //! [`POLL_TARGETS`] target durations so freshness is known before a viewer
 //! needs it. A signal nobody asked for in [`SIGNAL_IDLE`] stops being watched.
+//!
+//! A signal the origin refuses is refused again from memory for a second
+//! ([`super::negative`]), and concurrent first requests for one signal share
+//! one lookup: viewers never drive the origin's load either.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::failover::{Health, SignalHealth, UpstreamStatus};
 use super::request::budget;
+use super::signal::lock;
 use super::signal::SignalState;
 use super::{upstream, Proxy, Refusal, POLL_TARGETS, ROUTE_REFRESH, SIGNAL_IDLE};
 use crate::hls::{MediaKind, PLAYLIST_NAME};
@@ -29,7 +34,31 @@ impl Proxy {
         if let Some(state) = self.signals().get(signal) {
             return Ok(state.clone());
         }
-        let packagers = self.routes_from_origin(signal).await?;
+        let remembered = lock(&self.refused).get(signal, Instant::now());
+        if let Some(refusal) = remembered {
+            metrics::PROXY_NEGATIVE_HITS
+                .with_label_values(&[refusal.label()])
+                .inc();
+            return Err(refusal);
+        }
+        let (proxy, name) = (self.clone(), signal.to_string());
+        let (looked_up, _) = self
+            .route_flights
+            .run(signal, move || async move {
+                let result = proxy.routes_from_origin(&name).await;
+                let mut refused = lock(&proxy.refused);
+                match &result {
+                    Ok(_) => refused.forget(&name),
+                    Err(refusal) => refused.remember(&name, refusal.clone(), Instant::now()),
+                }
+                result
+            })
+            .await;
+        let packagers = looked_up.unwrap_or_else(|| {
+            Err(Refusal::Unavailable(format!(
+                "the route lookup for '{signal}' ended without a result"
+            )))
+        })?;
         let state = Arc::new(SignalState::new(&packagers, Instant::now()));
         let mut signals = self.signals_mut();
         if let Some(existing) = signals.get(signal) {
@@ -42,8 +71,22 @@ impl Proxy {
         Ok(state)
     }
 
-    /// Asks the origin for a signal's packagers, keeping only allowed ones.
+    /// Asks the origin for a signal's packagers, keeping only allowed ones;
+    /// counted by outcome.
     async fn routes_from_origin(&self, signal: &str) -> Result<Vec<String>, Refusal> {
+        let result = self.ask_origin(signal).await;
+        let outcome = match &result {
+            Ok(_) => "found",
+            Err(Refusal::NotFound(_)) => "unknown",
+            Err(Refusal::Unavailable(_)) => "failed",
+        };
+        metrics::PROXY_ORIGIN_LOOKUPS
+            .with_label_values(&[outcome])
+            .inc();
+        result
+    }
+
+    async fn ask_origin(&self, signal: &str) -> Result<Vec<String>, Refusal> {
         let url = format!("{}/live/{signal}/packagers", self.config.origin_url);
         let res = self
             .client
@@ -110,6 +153,9 @@ impl Proxy {
                 }
             }
             let now = Instant::now();
+            metrics::PROXY_VIEWERS
+                .with_label_values(&[&signal])
+                .set(state.expire_viewers(now) as i64);
             publish_freshness(&signal, &state.status(now));
             publish_signal_health(&signal, state.health(now));
             if last_routes.elapsed() >= ROUTE_REFRESH {
@@ -123,6 +169,7 @@ impl Proxy {
                     idle.as_secs()
                 );
                 self.signals_mut().remove(&signal);
+                metrics::PROXY_VIEWERS.with_label_values(&[&signal]).set(0);
                 return;
             }
             tokio::select! {
