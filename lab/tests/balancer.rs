@@ -33,7 +33,11 @@ use common::{
 };
 use nonstop::hls::PlaylistFacts;
 use nonstop_lab::nginx::Nginx;
+use nonstop_lab::ts::{video_start, VideoStart};
 
+/// One frame of the test input (25 fps) in 90 kHz ticks: how far the same
+/// segment's first video PTS may differ between redundant workers.
+const ONE_FRAME_TICKS: u64 = 90_000 / 25;
 /// The product's segment (and target) duration.
 const SEGMENT_SECONDS: u32 = 2;
 /// Length of the generated input the workers loop.
@@ -386,6 +390,27 @@ struct Checked {
     segment_mismatches: Vec<String>,
 }
 
+/// Whether every proxy gave a segment a player can take in place of the
+/// others'. Byte-identical while the proxies read the same packager; when two
+/// proxies briefly read packagers fed by different (epoch-locked) workers the
+/// muxes differ, so the same name must then start with an IDR frame at the
+/// same video PTS, within one frame.
+fn interchangeable(bodies: &[Option<bytes::Bytes>]) -> bool {
+    if bodies.windows(2).all(|w| w[0] == w[1]) {
+        return true;
+    }
+    let starts: Option<Vec<VideoStart>> = bodies
+        .iter()
+        .map(|b| b.as_deref().and_then(video_start))
+        .collect();
+    starts.is_some_and(|starts| {
+        starts.iter().all(|s| s.idr)
+            && starts
+                .windows(2)
+                .all(|w| w[0].pts.abs_diff(w[1].pts) <= ONE_FRAME_TICKS)
+    })
+}
+
 /// Reloads the playlist through the balancer every [`CHECK_EVERY`] until
 /// `stop`, checking each against the one before; each newly listed segment
 /// is fetched from every proxy directly and the bytes compared.
@@ -468,13 +493,17 @@ fn checker(balancer: String, proxies: Vec<String>, stop: Arc<AtomicBool>) -> Joi
                             segment.uri,
                             bodies.iter().map(Option::is_some).collect::<Vec<_>>()
                         ));
-                    } else if bodies.windows(2).any(|w| w[0] != w[1]) {
+                    } else if !interchangeable(&bodies) {
                         checked.segment_mismatches.push(format!(
-                            "{}: bytes differ between proxies (sizes {:?})",
+                            "{}: not the same media from every proxy (sizes {:?}, video starts {:?})",
                             segment.uri,
                             bodies
                                 .iter()
                                 .map(|b| b.as_ref().map_or(0, |b| b.len()))
+                                .collect::<Vec<_>>(),
+                            bodies
+                                .iter()
+                                .map(|b| b.as_deref().and_then(video_start))
                                 .collect::<Vec<_>>()
                         ));
                     }
