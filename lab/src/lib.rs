@@ -12,6 +12,8 @@
 //!   [`ts`] reads just enough MPEG-TS for it (first PTS, IDR first).
 //! - [`players`]: real players no one here wrote, driven from outside: VLC
 //!   through its remote interface, WebKit (Safari's engine) through WebDriver.
+//! - [`netns`]: hosts on one machine (network namespaces on a switch) whose
+//!   links a test can cut, for faults between hosts rather than processes.
 //! - [`support`]: what the system tests and benchmarks share: free ports,
 //!   generated inputs, the real programs started as child processes, whole
 //!   stacks on free ports, and the probe driven until it says it plays.
@@ -21,6 +23,7 @@
 
 pub mod demux;
 pub mod fault;
+pub mod netns;
 pub mod player;
 pub mod players;
 pub mod support;
