@@ -8,11 +8,13 @@
 //!
 //! The player probe watches through the proxy from the root namespace. Once it
 //! plays, the host the proxy serves from fails: its link is cut (every frame
-//! dropped, so TCP sees silence, not a reset), or its worker is frozen
+//! dropped, so TCP sees silence, not a reset), its worker is frozen
 //! (SIGSTOP: its packager keeps answering with a playlist that no longer
-//! moves). The viewer must see no stall, no failed request, no regression,
-//! skip or repeat; the proxy must serve from the other host; once the fault
-//! is undone the failed host must be fresh again in the proxy's `/status`.
+//! moves), or its worker is killed (SIGKILL, no restart while the viewer
+//! watches). The viewer (the probe, and ffmpeg beside it) must see no stall,
+//! no failed request, no regression, skip or repeat; the proxy must serve
+//! from the other host; once the fault is undone (link back, SIGCONT, worker
+//! started again) the failed host must be fresh again in the proxy's `/status`.
 //!
 //! Needs root, iproute2 and nftables: where namespaces cannot be made the
 //! tests fail saying so, they are never skipped.
@@ -58,8 +60,10 @@ struct Hosts {
     _redis: Service,
     _server2: Service,
     _server1: Service,
-    worker_b: Service,
-    worker_a: Service,
+    /// Host a's worker, then host b's.
+    workers: [Service; 2],
+    /// Host a's settings, then host b's, for a worker started again.
+    envs: [Vec<(&'static str, String)>; 2],
     lab: Lab,
     /// The packagers' base URLs as discovery and the proxy know them: host a's
     /// server1, host b's server2.
@@ -203,8 +207,8 @@ impl Hosts {
             _redis: redis,
             _server2: server2,
             _server1: server1,
-            worker_b,
-            worker_a,
+            workers: [worker_a, worker_b],
+            envs: [env_a, env_b],
             lab,
             packagers,
             proxy_base,
@@ -310,39 +314,57 @@ enum Fault {
     /// Its link cut: every frame dropped at both ends.
     LinkCut,
     /// Its worker frozen (SIGSTOP): its packager still answers, with a
-    /// playlist that stops moving.
+    /// playlist that stops moving. Undone by SIGCONT.
     WorkerStopped,
+    /// Its worker killed (SIGKILL) and not restarted while the viewer
+    /// watches; undone by starting it again on the same folder.
+    WorkerKilled,
 }
 
 impl Fault {
-    fn inject(self, hosts: &Hosts, host: &str) {
+    fn inject(self, hosts: &mut Hosts, host: &str) {
+        let worker = &mut hosts.workers[index(host)];
         match self {
             Fault::LinkCut => hosts.lab.cut(host),
-            Fault::WorkerStopped => worker(hosts, host).signal("STOP"),
+            Fault::WorkerStopped => worker.signal("STOP"),
+            Fault::WorkerKilled => {
+                worker.signal("KILL");
+                assert!(
+                    worker.wait_gone(Duration::from_secs(10)),
+                    "worker {host} survived SIGKILL"
+                );
+            }
         }
     }
 
-    fn undo(self, hosts: &Hosts, host: &str) {
+    fn undo(self, hosts: &mut Hosts, host: &str) {
         match self {
             Fault::LinkCut => hosts.lab.restore(host),
-            Fault::WorkerStopped => worker(hosts, host).signal("CONT"),
+            Fault::WorkerStopped => hosts.workers[index(host)].signal("CONT"),
+            Fault::WorkerKilled => {
+                hosts.workers[index(host)] = Service::start_on(
+                    &hosts.lab.on(host),
+                    &format!("worker-{host}-again"),
+                    &bin("worker"),
+                    &[],
+                    &hosts.envs[index(host)],
+                    &hosts.logs,
+                )
+            }
         }
     }
 }
 
-fn worker<'a>(hosts: &'a Hosts, host: &str) -> &'a Service {
-    if host == "a" {
-        &hosts.worker_a
-    } else {
-        &hosts.worker_b
-    }
+/// Host a's place in [`Hosts`]' pairs, or host b's.
+fn index(host: &str) -> usize {
+    usize::from(host != "a")
 }
 
 /// Watches through the proxy, fails the host it serves from once the probe
 /// plays, checks the viewer saw nothing and the proxy moved to the other
 /// host, undoes the fault and waits for the host to be fresh again.
 fn host_fails(fault: Fault) {
-    let hosts = Hosts::start();
+    let mut hosts = Hosts::start();
     let probe = Probe::start(&hosts.playlist_url(), WATCH_SECONDS);
     let ffmpeg = Ffmpeg::start(&hosts.playlist_url(), &hosts.logs);
     probe.wait_playing(PLAYED_BEFORE_FAULT, PLAYING_WITHIN);
@@ -364,7 +386,7 @@ fn host_fails(fault: Fault) {
     let switches_before = hosts.switches();
 
     let faulted = Instant::now();
-    fault.inject(&hosts, victim);
+    fault.inject(&mut hosts, victim);
     hosts.wait(
         SWITCH_WITHIN,
         "the proxy to serve from the other host",
@@ -406,7 +428,7 @@ fn host_fails(fault: Fault) {
         .unwrap_or_default();
 
     let undone = Instant::now();
-    fault.undo(&hosts, victim);
+    fault.undo(&mut hosts, victim);
     hosts.wait(
         BACK_WITHIN,
         &format!("host {victim} fresh again in the proxy's /status"),
@@ -552,6 +574,11 @@ fn a_host_cut_off_the_network_goes_unnoticed() {
 #[test]
 fn a_host_whose_worker_freezes_goes_unnoticed() {
     host_fails(Fault::WorkerStopped);
+}
+
+#[test]
+fn a_host_whose_worker_is_killed_goes_unnoticed_and_rejoins_when_restarted() {
+    host_fails(Fault::WorkerKilled);
 }
 
 #[test]
