@@ -64,6 +64,8 @@ struct Hosts {
     workers: [Service; 2],
     /// Host a's settings, then host b's, for a worker started again.
     envs: [Vec<(&'static str, String)>; 2],
+    /// Host a's output folder, then host b's.
+    outputs: [PathBuf; 2],
     lab: Lab,
     /// The packagers' base URLs as discovery and the proxy know them: host a's
     /// server1, host b's server2.
@@ -209,6 +211,7 @@ impl Hosts {
             _server1: server1,
             workers: [worker_a, worker_b],
             envs: [env_a, env_b],
+            outputs: [path("output-a"), path("output-b")],
             lab,
             packagers,
             proxy_base,
@@ -319,6 +322,9 @@ enum Fault {
     /// Its worker killed (SIGKILL) and not restarted while the viewer
     /// watches; undone by starting it again on the same folder.
     WorkerKilled,
+    /// The signal's folder on its disk wiped (`rm -rf`) under the running
+    /// worker; nothing is done to undo it: the worker must write it again.
+    FolderWiped,
 }
 
 impl Fault {
@@ -334,6 +340,8 @@ impl Fault {
                     "worker {host} survived SIGKILL"
                 );
             }
+            Fault::FolderWiped => std::fs::remove_dir_all(hosts.outputs[index(host)].join(SIGNAL))
+                .expect("wipe the signal's folder"),
         }
     }
 
@@ -351,6 +359,7 @@ impl Fault {
                     &hosts.logs,
                 )
             }
+            Fault::FolderWiped => {}
         }
     }
 }
@@ -447,7 +456,7 @@ fn host_fails(fault: Fault) {
         "{fault:?} on host {victim} ({victim_url}) while the probe played: proxy on host {} after {:.2} s ({reason}); \
          viewer: {} stalls, {} failed of {} requests, {} regressions, {} segments played; \
          ffmpeg: {} s of media in {:.1} s, no complaint; \
-         host {victim} fresh again {:.2} s after the fault was undone; /status: {}",
+         host {victim} fresh again {:.2} s after the fault was undone ({:.1} s after the fault); /status: {}",
         if other == 0 { "a" } else { "b" },
         switch_time.as_secs_f64(),
         report.stalls,
@@ -458,6 +467,7 @@ fn host_fails(fault: Fault) {
         FFMPEG_SECONDS,
         ffmpeg_watched.as_secs_f64(),
         back_time.as_secs_f64(),
+        faulted.elapsed().as_secs_f64(),
         state["packagers"],
     );
 }
@@ -574,6 +584,11 @@ fn a_host_cut_off_the_network_goes_unnoticed() {
 #[test]
 fn a_host_whose_worker_freezes_goes_unnoticed() {
     host_fails(Fault::WorkerStopped);
+}
+
+#[test]
+fn a_host_whose_folder_is_wiped_goes_unnoticed_and_rejoins() {
+    host_fails(Fault::FolderWiped);
 }
 
 #[test]
