@@ -16,6 +16,8 @@
 //!   bench's baseline, the balancer test's round robin).
 //! - [`idle`]: what an idle viewer connection costs the proxy in memory
 //!   (`just bench-idle`).
+//! - [`netns`]: hosts on one machine (network namespaces on a switch) whose
+//!   links a test can cut, for faults between hosts rather than processes.
 //! - [`support`]: what the system tests and benchmarks share: free ports,
 //!   generated inputs, the real programs started as child processes, whole
 //!   stacks on free ports, and the probe driven until it says it plays.
@@ -26,6 +28,7 @@
 pub mod demux;
 pub mod fault;
 pub mod idle;
+pub mod netns;
 pub mod nginx;
 pub mod player;
 pub mod players;

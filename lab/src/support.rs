@@ -95,10 +95,31 @@ impl Service {
         envs: &[(&str, String)],
         logs: &Path,
     ) -> Service {
+        Service::start_on(&[], name, bin, args, envs, logs)
+    }
+
+    /// [`Service::start`] behind a command `prefix` that runs it elsewhere
+    /// and then execs it, so the process (its pid, its signals) is still the
+    /// program's: e.g. `ip netns exec <ns>` for a host of [`crate::netns`].
+    pub fn start_on(
+        prefix: &[String],
+        name: &str,
+        bin: &str,
+        args: &[String],
+        envs: &[(&str, String)],
+        logs: &Path,
+    ) -> Service {
         let log = logs.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let mut cmd = Command::new(bin);
+        let mut cmd = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(bin);
+                cmd
+            }
+            None => Command::new(bin),
+        };
         cmd.args(args)
             .env_remove("RUST_LOG")
             .env("RUST_LOG", "info")
@@ -263,7 +284,12 @@ pub type Scrape = std::collections::HashMap<String, f64>;
 
 /// Scrapes `http://127.0.0.1:<port>/metrics` (Prometheus text format).
 pub fn scrape(port: u16) -> Scrape {
-    let (status, body) = get(&format!("http://127.0.0.1:{port}/metrics")).expect("answers");
+    scrape_at(&format!("http://127.0.0.1:{port}"))
+}
+
+/// Scrapes `<base>/metrics` (Prometheus text format).
+pub fn scrape_at(base: &str) -> Scrape {
+    let (status, body) = get(&format!("{base}/metrics")).expect("answers");
     assert_eq!(status, 200);
     String::from_utf8_lossy(&body)
         .lines()
@@ -663,11 +689,16 @@ impl Stack {
 }
 
 pub fn wait_healthy(port: u16) {
+    wait_healthy_at(&format!("http://127.0.0.1:{port}"));
+}
+
+/// Waits until `<base>/healthcheck` answers 200.
+pub fn wait_healthy_at(base: &str) {
     wait_for(
         Duration::from_secs(20),
-        &format!("healthcheck on {port}"),
+        &format!("healthcheck at {base}"),
         || {
-            let (status, _) = get(&format!("http://127.0.0.1:{port}/healthcheck"))?;
+            let (status, _) = get(&format!("{base}/healthcheck"))?;
             (status == 200).then_some(())
         },
     );

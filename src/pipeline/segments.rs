@@ -89,6 +89,13 @@ impl Segments {
         &self.dir
     }
 
+    /// Makes the output folder again if it is gone (wiped under a running
+    /// worker): each run of the pipeline calls it, so the signal comes back
+    /// once its disk does, instead of failing on every restart.
+    pub fn ensure_dir(&self) -> Result<(), RunError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| RunError::Write(self.dir.clone(), e))
+    }
+
     pub fn written(&self) -> u64 {
         self.written
     }

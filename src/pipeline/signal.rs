@@ -184,6 +184,7 @@ impl SignalRunner {
 
     /// One life of the pipeline: Ok when shutdown stopped it, Err when it failed.
     fn run_once(&mut self, shutdown: &Shutdown) -> Result<(), RunError> {
+        self.segments.ensure_dir()?;
         let open = self.segments.begin_run();
         self.period = Arc::new(AtomicU64::new(0));
         let pipeline = self.build(open.clone())?;

@@ -1,0 +1,665 @@
+//! No single host left, proven across hosts rather than processes: the
+//! redundant topology spread over three network namespaces on one switch
+//! (see `nonstop_lab::netns`), as it would be over three machines:
+//!
+//! - host a: worker A (its own input copy) -> folder A -> server1, discovery A;
+//! - host b: worker B (its own input copy) -> folder B -> server2, discovery B;
+//! - host c: Redis, the reporter (on Redis), origin and the proxy.
+//!
+//! The player probe watches through the proxy from the root namespace. Once it
+//! plays, the host the proxy serves from fails: its link is cut (every frame
+//! dropped, so TCP sees silence, not a reset), its worker is frozen
+//! (SIGSTOP: its packager keeps answering with a playlist that no longer
+//! moves), or its worker is killed (SIGKILL, no restart while the viewer
+//! watches). The viewer (the probe, and ffmpeg beside it) must see no stall,
+//! no failed request, no regression, skip or repeat; the proxy must serve
+//! from the other host; once the fault is undone (link back, SIGCONT, worker
+//! started again) the failed host must be fresh again in the proxy's `/status`.
+//!
+//! Needs root, iproute2 and nftables: where namespaces cannot be made the
+//! tests fail saying so, they are never skipped.
+
+use nonstop_lab::support as common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{
+    bin, get, make_input, scrape_at, total, wait_for, wait_healthy_at, ExclusiveStack, Probe,
+    Service, PLAYING_WITHIN, REPORTER_TOKEN,
+};
+use nonstop_lab::netns::Lab;
+use nonstop_lab::player::ProbeReport;
+
+/// The product's segment length.
+const SEGMENT_SECONDS: u32 = 2;
+/// Length of the looped input (seconds).
+const INPUT_SECONDS: u32 = 6;
+/// Seconds the probe watches.
+const WATCH_SECONDS: u32 = 36;
+/// Media ffmpeg, the second viewer, reads: most of the probe's watch.
+const FFMPEG_SECONDS: u32 = WATCH_SECONDS - 8;
+/// Media the probe plays before the fault: settled at the live edge.
+const PLAYED_BEFORE_FAULT: Duration = Duration::from_secs(5);
+/// Budget for the proxy to stop serving from the failed host (a wait's
+/// limit, not a speed requirement: the viewer's zero stalls are the point).
+const SWITCH_WITHIN: Duration = Duration::from_secs(25);
+/// Budget for the failed host to be fresh again once the fault is undone.
+const BACK_WITHIN: Duration = Duration::from_secs(45);
+/// The signal the test watches.
+const SIGNAL: &str = "live01";
+
+/// The three hosts and their services; everything stops on drop, services
+/// first (fields drop in order), then the network, then the files.
+struct Hosts {
+    _proxy: Service,
+    _origin: Service,
+    _discovery_b: Service,
+    _discovery_a: Service,
+    _reporter: Service,
+    _redis: Service,
+    _server2: Service,
+    _server1: Service,
+    /// Host a's worker, then host b's.
+    workers: [Service; 2],
+    /// Host a's settings, then host b's, for a worker started again.
+    envs: [Vec<(&'static str, String)>; 2],
+    /// Host a's output folder, then host b's.
+    outputs: [PathBuf; 2],
+    lab: Lab,
+    /// The packagers' base URLs as discovery and the proxy know them: host a's
+    /// server1, host b's server2.
+    packagers: [String; 2],
+    /// The proxy's base URL, on host c.
+    proxy_base: String,
+    logs: PathBuf,
+    _dir: tempfile::TempDir,
+    _exclusive: ExclusiveStack,
+}
+
+/// One service's settings on top of the shared ones.
+fn with(
+    common: &[(&'static str, String)],
+    extra: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    common.iter().chain(extra).cloned().collect()
+}
+
+impl Hosts {
+    fn start() -> Hosts {
+        let exclusive = ExclusiveStack::acquire();
+        let lab = Lab::create(&["a", "b", "c"]);
+        let (a, b, c) = (
+            lab.host("a").addr.clone(),
+            lab.host("b").addr.clone(),
+            lab.host("c").addr.clone(),
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = |name: &str| dir.path().join(name);
+        let logs = path("logs");
+        for d in ["logs", "input-a", "input-b"] {
+            std::fs::create_dir_all(path(d)).expect("mkdir");
+        }
+        // Each host has its own copy of the input: no shared disk.
+        make_input(&path("input-a/live01.mp4"), INPUT_SECONDS, true);
+        std::fs::copy(path("input-a/live01.mp4"), path("input-b/live01.mp4"))
+            .expect("copy the input to host b");
+
+        let port = common::free_port;
+        let (s1, s2, rep, ori, pro, redis_port) = (port(), port(), port(), port(), port(), port());
+        let packagers = [format!("http://{a}:{s1}"), format!("http://{b}:{s2}")];
+        let shared = vec![
+            ("SERVER_ONE_PORT", s1.to_string()),
+            ("SERVER_TWO_PORT", s2.to_string()),
+            ("REPORTER_PORT", rep.to_string()),
+            ("ORIGIN_PORT", ori.to_string()),
+            ("PROXY_PORT", pro.to_string()),
+            ("PACKAGERS", packagers.join(",")),
+            ("REPORTER_URL", format!("http://{c}:{rep}")),
+            ("ORIGIN_URL", format!("http://{c}:{ori}")),
+            ("LISTEN_HOST", "0.0.0.0".to_string()),
+            ("SEGMENT_SECONDS", SEGMENT_SECONDS.to_string()),
+            ("DISCOVERY_INTERVAL_SECONDS", "0.5".to_string()),
+            ("REPORTER_TOKEN", REPORTER_TOKEN.to_string()),
+        ];
+        let host_env = |host: &str| {
+            with(
+                &shared,
+                &[
+                    (
+                        "INPUT_STREAM_PATH",
+                        path(&format!("input-{host}")).display().to_string(),
+                    ),
+                    (
+                        "OUTPUT_STREAM_PATH",
+                        path(&format!("output-{host}")).display().to_string(),
+                    ),
+                    ("WORKER_METRICS_PORT", port().to_string()),
+                    ("DISCOVERY_METRICS_PORT", port().to_string()),
+                ],
+            )
+        };
+        let (env_a, env_b) = (host_env("a"), host_env("b"));
+        let on = |host: &str, name: &str, program: &str, env: &[(&str, String)]| {
+            Service::start_on(&lab.on(host), name, &bin(program), &[], env, &logs)
+        };
+
+        let worker_a = on("a", "worker-a", "worker", &env_a);
+        let worker_b = on("b", "worker-b", "worker", &env_b);
+        for host in ["a", "b"] {
+            let playlist = path(&format!("output-{host}/{SIGNAL}/playlist.m3u8"));
+            wait_for(
+                Duration::from_secs(30),
+                &format!("worker {host}'s first playlist"),
+                || playlist.exists().then_some(()),
+            );
+        }
+        let server1 = on("a", "server1", "server1", &env_a);
+        let server2 = on("b", "server2", "server2", &env_b);
+        let redis = Service::start_on(
+            &lab.on("c"),
+            "redis",
+            "redis-server",
+            &[
+                "--port".to_string(),
+                redis_port.to_string(),
+                "--bind".to_string(),
+                "127.0.0.1".to_string(),
+                "--save".to_string(),
+                String::new(),
+                "--appendonly".to_string(),
+                "no".to_string(),
+                "--dir".to_string(),
+                dir.path().display().to_string(),
+            ],
+            &[],
+            &logs,
+        );
+        wait_for(Duration::from_secs(10), "redis on host c", || {
+            redis
+                .log_text()
+                .contains("Ready to accept connections")
+                .then_some(())
+        });
+        let reporter = on(
+            "c",
+            "reporter",
+            "reporter",
+            &with(
+                &shared,
+                &[("REPORTER_STORE", format!("redis://127.0.0.1:{redis_port}"))],
+            ),
+        );
+        for base in [&packagers[0], &packagers[1], &format!("http://{c}:{rep}")] {
+            wait_healthy_at(base);
+        }
+        let discovery_a = on("a", "discovery-a", "discovery", &env_a);
+        let discovery_b = on("b", "discovery-b", "discovery", &env_b);
+        let origin = on("c", "origin", "origin", &shared);
+        let proxy = on("c", "proxy", "proxy", &shared);
+        let proxy_base = format!("http://{c}:{pro}");
+        wait_healthy_at(&format!("http://{c}:{ori}"));
+        wait_healthy_at(&proxy_base);
+        let hosts = Hosts {
+            _proxy: proxy,
+            _origin: origin,
+            _discovery_b: discovery_b,
+            _discovery_a: discovery_a,
+            _reporter: reporter,
+            _redis: redis,
+            _server2: server2,
+            _server1: server1,
+            workers: [worker_a, worker_b],
+            envs: [env_a, env_b],
+            outputs: [path("output-a"), path("output-b")],
+            lab,
+            packagers,
+            proxy_base,
+            logs,
+            _dir: dir,
+            _exclusive: exclusive,
+        };
+        let routes = format!("http://{c}:{ori}/live/{SIGNAL}/packagers");
+        hosts.wait(
+            Duration::from_secs(30),
+            "origin to list both hosts' packagers",
+            || {
+                let (status, body) = get(&routes)?;
+                let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+                (status == 200 && v["packagers"].as_array()?.len() == 2).then_some(())
+            },
+        );
+        hosts
+    }
+
+    /// Like [`wait_for`], with every log in the failure message.
+    fn wait<T>(&self, within: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+        common::try_wait_for(within, check)
+            .unwrap_or_else(|| panic!("timed out waiting for {what}\n{}", self.logs()))
+    }
+
+    fn playlist_url(&self) -> String {
+        format!("{}/{SIGNAL}/playlist.m3u8", self.proxy_base)
+    }
+
+    /// The proxy's `/status` entry for the signal.
+    fn status(&self) -> Option<serde_json::Value> {
+        let (_, body) = get(&format!("{}/status", self.proxy_base))?;
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        v["signals"]
+            .as_array()?
+            .iter()
+            .find(|s| s["signal"] == SIGNAL)
+            .cloned()
+    }
+
+    /// The packager the proxy serves the signal from.
+    fn active(&self) -> Option<String> {
+        let status = self.status()?;
+        status["packagers"]
+            .as_array()?
+            .iter()
+            .find(|p| p["active"] == true)
+            .and_then(|p| p["packager"].as_str())
+            .map(String::from)
+    }
+
+    /// How the proxy rates `packager` (fresh, unknown, stale, failing), when
+    /// it lists it.
+    fn health(&self, packager: &str) -> Option<String> {
+        let status = self.status()?;
+        status["packagers"]
+            .as_array()?
+            .iter()
+            .find(|p| p["packager"] == packager)
+            .and_then(|p| p["health"].as_str())
+            .map(String::from)
+    }
+
+    fn switches(&self) -> f64 {
+        total(
+            &scrape_at(&self.proxy_base),
+            "nonstop_proxy_switches_total",
+            &[],
+        )
+    }
+
+    fn logs(&self) -> String {
+        let mut entries: Vec<_> = std::fs::read_dir(&self.logs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "--- {} ---\n{}",
+                    e.file_name().to_string_lossy(),
+                    tail(&e.path(), 60)
+                )
+            })
+            .collect()
+    }
+}
+
+/// The last `lines` lines of a log.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n") + "\n"
+}
+
+/// What happens to the host the proxy serves from.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Its link cut: every frame dropped at both ends.
+    LinkCut,
+    /// Its worker frozen (SIGSTOP): its packager still answers, with a
+    /// playlist that stops moving. Undone by SIGCONT.
+    WorkerStopped,
+    /// Its worker killed (SIGKILL) and not restarted while the viewer
+    /// watches; undone by starting it again on the same folder.
+    WorkerKilled,
+    /// The signal's folder on its disk wiped (`rm -rf`) under the running
+    /// worker; nothing is done to undo it: the worker must write it again.
+    FolderWiped,
+}
+
+impl Fault {
+    fn inject(self, hosts: &mut Hosts, host: &str) {
+        let worker = &mut hosts.workers[index(host)];
+        match self {
+            Fault::LinkCut => hosts.lab.cut(host),
+            Fault::WorkerStopped => worker.signal("STOP"),
+            Fault::WorkerKilled => {
+                worker.signal("KILL");
+                assert!(
+                    worker.wait_gone(Duration::from_secs(10)),
+                    "worker {host} survived SIGKILL"
+                );
+            }
+            Fault::FolderWiped => std::fs::remove_dir_all(hosts.outputs[index(host)].join(SIGNAL))
+                .expect("wipe the signal's folder"),
+        }
+    }
+
+    fn undo(self, hosts: &mut Hosts, host: &str) {
+        match self {
+            Fault::LinkCut => hosts.lab.restore(host),
+            Fault::WorkerStopped => hosts.workers[index(host)].signal("CONT"),
+            Fault::WorkerKilled => {
+                hosts.workers[index(host)] = Service::start_on(
+                    &hosts.lab.on(host),
+                    &format!("worker-{host}-again"),
+                    &bin("worker"),
+                    &[],
+                    &hosts.envs[index(host)],
+                    &hosts.logs,
+                )
+            }
+            Fault::FolderWiped => {}
+        }
+    }
+}
+
+/// Host a's place in [`Hosts`]' pairs, or host b's.
+fn index(host: &str) -> usize {
+    usize::from(host != "a")
+}
+
+/// Watches through the proxy, fails the host it serves from once the probe
+/// plays, checks the viewer saw nothing and the proxy moved to the other
+/// host, undoes the fault and waits for the host to be fresh again.
+fn host_fails(fault: Fault) {
+    let mut hosts = Hosts::start();
+    let probe = Probe::start(&hosts.playlist_url(), WATCH_SECONDS);
+    let ffmpeg = Ffmpeg::start(&hosts.playlist_url(), &hosts.logs);
+    probe.wait_playing(PLAYED_BEFORE_FAULT, PLAYING_WITHIN);
+    let active = hosts.wait(
+        Duration::from_secs(10),
+        "the proxy to name its packager",
+        || hosts.active(),
+    );
+    let (victim, other) = if active == hosts.packagers[0] {
+        ("a", 1)
+    } else {
+        assert_eq!(
+            active, hosts.packagers[1],
+            "the proxy serves from a packager it was not given"
+        );
+        ("b", 0)
+    };
+    let (victim_url, other_url) = (active.clone(), hosts.packagers[other].clone());
+    let switches_before = hosts.switches();
+
+    let faulted = Instant::now();
+    fault.inject(&mut hosts, victim);
+    hosts.wait(
+        SWITCH_WITHIN,
+        "the proxy to serve from the other host",
+        || (hosts.active()? == other_url).then_some(()),
+    );
+    let switch_time = faulted.elapsed();
+    if let Fault::LinkCut = fault {
+        // The cut is real: the failed host is out of reach from here too.
+        assert!(
+            get(&format!("{victim_url}/healthcheck")).is_none(),
+            "host {victim}'s packager still answers through a cut link"
+        );
+    }
+
+    let (report, probe_log) = probe.finish();
+    let context = || format!("{report:#?}\n--- probe ---\n{probe_log}\n{}", hosts.logs());
+    assert_viewer_saw_nothing(&report, &context);
+    let (ffmpeg_said, ffmpeg_watched) = ffmpeg.finish();
+    // At -re pace, FFMPEG_SECONDS of media take at least that long, less the
+    // start: an ffmpeg done sooner did not watch what it was asked to.
+    assert!(
+        ffmpeg_watched >= Duration::from_secs(FFMPEG_SECONDS as u64 - 2),
+        "ffmpeg ended after {ffmpeg_watched:?}: it did not watch {FFMPEG_SECONDS} s\n{ffmpeg_said}"
+    );
+    assert!(
+        ffmpeg_said.trim().is_empty(),
+        "ffmpeg, watching too, complained:\n{ffmpeg_said}\n{}",
+        context()
+    );
+    assert!(
+        hosts.switches() > switches_before,
+        "the proxy's switch counter did not move\n{}",
+        context()
+    );
+    let reason = hosts
+        .status()
+        .and_then(|s| s["switches"].as_array()?.last().cloned())
+        .map(|s| s["reason"].to_string())
+        .unwrap_or_default();
+
+    let undone = Instant::now();
+    fault.undo(&mut hosts, victim);
+    hosts.wait(
+        BACK_WITHIN,
+        &format!("host {victim} fresh again in the proxy's /status"),
+        || (hosts.health(&victim_url)? == "fresh").then_some(()),
+    );
+    let back_time = undone.elapsed();
+    let state = hosts.wait(
+        Duration::from_secs(10),
+        "the signal up with both hosts",
+        || {
+            let status = hosts.status()?;
+            (status["state"] == "up").then_some(status)
+        },
+    );
+    eprintln!(
+        "{fault:?} on host {victim} ({victim_url}) while the probe played: proxy on host {} after {:.2} s ({reason}); \
+         viewer: {} stalls, {} failed of {} requests, {} regressions, {} segments played; \
+         ffmpeg: {} s of media in {:.1} s, no complaint; \
+         host {victim} fresh again {:.2} s after the fault was undone ({:.1} s after the fault); /status: {}",
+        if other == 0 { "a" } else { "b" },
+        switch_time.as_secs_f64(),
+        report.stalls,
+        report.failed_requests,
+        report.playlist_requests + report.segment_requests,
+        report.playlist_regressions,
+        report.segments_played,
+        FFMPEG_SECONDS,
+        ffmpeg_watched.as_secs_f64(),
+        back_time.as_secs_f64(),
+        faulted.elapsed().as_secs_f64(),
+        state["packagers"],
+    );
+}
+
+/// A second viewer no one here wrote: ffmpeg's HLS demuxer reading the
+/// playlist at its pace (`-re`) for most of the probe's watch, packets copied
+/// to nowhere, saying only what goes wrong (warnings and errors).
+struct Ffmpeg {
+    pid: u32,
+    /// Its exit status and when, sent by the thread that waits for it.
+    ended: std::sync::mpsc::Receiver<(std::process::ExitStatus, Instant)>,
+    log: PathBuf,
+    started: Instant,
+    /// Its end was received: nothing to kill.
+    reaped: bool,
+}
+
+impl Ffmpeg {
+    fn start(url: &str, logs: &Path) -> Ffmpeg {
+        let log = logs.join("ffmpeg-viewer.log");
+        let out = std::fs::File::create(&log).expect("ffmpeg's log");
+        let mut child = std::process::Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-loglevel",
+                "warning",
+                "-re",
+                "-i",
+                url,
+            ])
+            .args([
+                "-t",
+                &FFMPEG_SECONDS.to_string(),
+                "-c",
+                "copy",
+                "-f",
+                "null",
+                "-",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("ffmpeg is installed (scripts/setup.sh)");
+        let started = Instant::now();
+        let pid = child.id();
+        let (sender, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = sender.send((status, Instant::now()));
+            }
+        });
+        Ffmpeg {
+            pid,
+            ended,
+            log,
+            started,
+            reaped: false,
+        }
+    }
+
+    /// Waits for ffmpeg to end; its complaints (or why it failed) and how
+    /// long it watched.
+    fn finish(mut self) -> (String, Duration) {
+        let said = |ended: &Result<_, _>| {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            match ended {
+                Ok((status, _)) if std::process::ExitStatus::success(status) => log,
+                Ok((status, _)) => format!("{log}\nffmpeg exited with {status}"),
+                Err(_) => format!("{log}\nffmpeg did not finish its watch"),
+            }
+        };
+        let ended = self.ended.recv_timeout(Duration::from_secs(30));
+        self.reaped = ended.is_ok();
+        let watched = match &ended {
+            Ok((_, at)) => at.duration_since(self.started),
+            Err(_) => self.started.elapsed(),
+        };
+        (said(&ended), watched)
+    }
+}
+
+impl Drop for Ffmpeg {
+    fn drop(&mut self) {
+        if !self.reaped && self.ended.try_recv().is_err() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+        }
+    }
+}
+
+fn assert_viewer_saw_nothing(report: &ProbeReport, context: &dyn Fn() -> String) {
+    assert_eq!(report.stalls, 0, "stalls\n{}", context());
+    assert_eq!(report.failed_requests, 0, "failed requests\n{}", context());
+    assert_eq!(report.playlist_regressions, 0, "regressions\n{}", context());
+    assert_eq!(report.skipped_segments, 0, "skipped\n{}", context());
+    assert_eq!(report.repeated_segments, 0, "repeated\n{}", context());
+    assert_eq!(report.undecodable_segments, 0, "undecodable\n{}", context());
+    // 36 s of 2 s segments, less the start buffer: most of the watch played.
+    assert!(
+        report.segments_played >= 12,
+        "too few segments\n{}",
+        context()
+    );
+}
+
+#[test]
+fn a_host_cut_off_the_network_goes_unnoticed() {
+    host_fails(Fault::LinkCut);
+}
+
+#[test]
+fn a_host_whose_worker_freezes_goes_unnoticed() {
+    host_fails(Fault::WorkerStopped);
+}
+
+#[test]
+fn a_host_whose_folder_is_wiped_goes_unnoticed_and_rejoins() {
+    host_fails(Fault::FolderWiped);
+}
+
+#[test]
+fn a_host_whose_worker_is_killed_goes_unnoticed_and_rejoins_when_restarted() {
+    host_fails(Fault::WorkerKilled);
+}
+
+#[test]
+fn leftovers_of_a_crashed_run_are_removed_and_a_lab_leaves_nothing() {
+    // A pid above the kernel's limit: no such process can be alive.
+    let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .expect("pid_max")
+        .trim()
+        .parse()
+        .expect("a number");
+    let dead = pid_max + 1;
+    let (netns, link, peer) = (
+        format!("{}{dead}-0-switch", nonstop_lab::netns::PREFIX),
+        format!("nst{dead}0r0"),
+        format!("nst{dead}0q0"),
+    );
+    let ip = |args: &[&str]| {
+        let status = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .expect("ip runs");
+        assert!(
+            status.success(),
+            "ip {args:?} failed (the host lab needs root and iproute2)"
+        );
+    };
+    ip(&["netns", "add", &netns]);
+    ip(&["link", "add", &link, "type", "veth", "peer", "name", &peer]);
+    let namespaces = || {
+        String::from_utf8_lossy(
+            &std::process::Command::new("ip")
+                .args(["netns", "list"])
+                .output()
+                .expect("ip runs")
+                .stdout,
+        )
+        .into_owned()
+    };
+    let links = || {
+        String::from_utf8_lossy(
+            &std::process::Command::new("ip")
+                .args(["-o", "link", "show"])
+                .output()
+                .expect("ip runs")
+                .stdout,
+        )
+        .into_owned()
+    };
+
+    let lab = Lab::create(&["a"]);
+    assert!(
+        !namespaces().contains(&netns),
+        "a dead run's namespace is left"
+    );
+    assert!(
+        !links().contains(&format!("{link}@")),
+        "a dead run's link is left"
+    );
+    let mine = lab.host("a").netns.clone();
+    let root_link = lab.root_link.clone();
+    assert!(links().contains(&format!(": {root_link}@")));
+    assert!(namespaces().contains(&mine));
+    drop(lab);
+    assert!(!namespaces().contains(&mine), "the lab left its namespace");
+    assert!(
+        !links().contains(&format!(": {root_link}@")),
+        "the lab left its link in the root namespace"
+    );
+}
