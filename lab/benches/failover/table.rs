@@ -149,7 +149,7 @@ pub(crate) fn verdict(rows: &[Row]) -> String {
             let mine: Vec<&Row> = rows.iter().filter(|r| r.proxy == p.name()).collect();
             (!mine.is_empty()).then(|| {
                 format!(
-                    "{}: {}/{} rows with 0 stalls and 0 failed requests",
+                    "{}: {}/{} clean rows (0 stalls, 0 failed requests, no failed check)",
                     p.name(),
                     mine.iter().filter(|r| r.outcome.clean()).count(),
                     mine.len()
