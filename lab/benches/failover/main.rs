@@ -258,8 +258,8 @@ struct Args {
     /// How long players watch, in seconds (default 45).
     #[arg(long, env = "BENCH_SECONDS", value_name = "N", value_parser = positive_seconds)]
     seconds: Option<Duration>,
-    /// Fault injected N s after players start, once the probe and hls.js say
-    /// they play (default 12).
+    /// Fault injected N s after players start, once every player that can
+    /// say so says it plays (default 12).
     #[arg(long, env = "BENCH_FAULT_AT", value_name = "N", value_parser = positive_seconds)]
     fault_at: Option<Duration>,
     /// Fault cleared N s after players start (default 30).
@@ -782,6 +782,12 @@ fn run_fault(
 
     // Keep what explains the numbers: every service's log.
     let _ = std::fs::write(logs.join(format!("stack-{pass}.log")), stack.logs());
+    if let Some(again) = &restarted {
+        let _ = std::fs::write(
+            logs.join(format!("{}-{pass}.log", again.name)),
+            again.log_text(),
+        );
+    }
     clock.say(&format!("{name} [{pass}]: stopping the stack"));
     drop(nginx);
     drop(restarted);
