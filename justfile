@@ -61,6 +61,25 @@ status *args:
 console *args:
     cargo run {{cargo_profile}} -q --bin console -- {{args}}
 
+# Play a signal of the running stack through the proxy (PROXY_URL or PROXY_PORT
+# picks another proxy): just play [vlc|cvlc|ffplay|webkit|url] [signal]. VLC will
+# not run as root; webkit is WebKitGTK's MiniBrowser, Safari's engine.
+play player="vlc" signal="live01":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    url="${PROXY_URL:-http://localhost:${PROXY_PORT:-8002}}/{{signal}}/playlist.m3u8"
+    case "{{player}}" in
+      vlc|cvlc) exec "{{player}}" "$url" ;;
+      ffplay) exec ffplay -hide_banner -loglevel warning "$url" ;;
+      webkit)
+        browser=$(ls /usr/lib/*/webkit2gtk-4.1/MiniBrowser 2>/dev/null | head -n 1)
+        [ -n "$browser" ] || { echo "WebKitGTK's MiniBrowser is missing: apt-get install webkit2gtk-driver" >&2; exit 1; }
+        # Without this WebKitGTK does not play HLS natively.
+        WEBKIT_GST_ENABLE_HLS_SUPPORT=1 exec "$browser" "$url" ;;
+      url) echo "$url" ;;
+      *) echo "just play [vlc|cvlc|ffplay|webkit|url] [signal]" >&2; exit 2 ;;
+    esac
+
 # Run exactly the worker's pipeline for one input with gst-launch-1.0, to debug it:
 # the line `worker --print-pipeline` prints (the worker's settings come from the
 # same flags and environment). Plays the input once; the worker alone loops it.

@@ -518,12 +518,472 @@ fn start_xvfb(logs: &Path) -> (u32, Owned) {
     (display, xvfb)
 }
 
+/// How often a driven player is asked how it is doing.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// Longest time the picture (VLC's pictures shown, a video element's
+/// `currentTime`) may stand still and still count as smooth: more is a
+/// freeze a viewer sees.
+pub const MAX_FREEZE: Duration = Duration::from_millis(2500);
+/// How far the position may fall behind the wall clock over a watch
+/// (sampling and start-up jitter, and VLC's whole seconds), in seconds.
+pub const MAX_LAG_SECONDS: f64 = 2.0;
+/// The stream's frame rate (the lab's inputs are 25 fps).
+pub const FPS: f64 = 25.0;
+/// Share of the watch's pictures VLC must show: a viewer would notice less
+/// (VLC drops late pictures rather than stalling).
+pub const MIN_SHOWN_SHARE: f64 = 0.85;
+/// Media a driven player plays before it counts as watching: the tests and
+/// the failover bench inject their fault only after this.
+pub const PLAYED_BEFORE_FAULT: f64 = 4.0;
+
+/// What is missing for VLC to play HLS here, if anything.
+pub fn vlc_missing() -> Option<&'static str> {
+    if !Path::new(CVLC).exists() {
+        return Some(
+            "VLC is missing: run scripts/setup.sh (installs Debian's vlc-bin and vlc-plugin-base)",
+        );
+    }
+    if multiarch_file(VLC_ADAPTIVE_PLUGIN).is_none() {
+        return Some(
+            "VLC's HLS reader is missing: run scripts/setup.sh (installs vlc-plugin-base)",
+        );
+    }
+    None
+}
+
+/// What is missing for WebKit to run here, if anything.
+pub fn webkit_missing() -> Option<&'static str> {
+    if !Path::new(WEBKIT_WEBDRIVER).exists() || minibrowser().is_none() {
+        return Some(
+            "WebKitGTK is missing: run scripts/setup.sh (installs Debian's webkit2gtk-driver)",
+        );
+    }
+    if !Path::new(XVFB).exists() {
+        return Some("Xvfb is missing: run scripts/setup.sh (installs Debian's xvfb)");
+    }
+    None
+}
+
+/// The stretches in which a value that should grow did not: for each
+/// `(when, value)` in order, a stretch starts at a value and lasts while the
+/// next ones are not above it. Each stretch as (start, length); stretches of
+/// zero length are left out.
+pub fn frozen_stretches(
+    points: impl IntoIterator<Item = (Instant, f64)>,
+) -> Vec<(Instant, Duration)> {
+    let mut stretches: Vec<(Instant, Duration)> = Vec::new();
+    let mut since: Option<(Instant, f64)> = None;
+    for (at, value) in points {
+        match since {
+            Some((start, before)) if value <= before => {
+                let length = at - start;
+                match stretches.last_mut() {
+                    Some(last) if last.0 == start => last.1 = length,
+                    _ => stretches.push((start, length)),
+                }
+            }
+            _ => since = Some((at, value)),
+        }
+    }
+    stretches
+}
+
+/// The longest of [`frozen_stretches`].
+pub fn longest_stretch(stretches: &[(Instant, Duration)]) -> Duration {
+    stretches
+        .iter()
+        .map(|(_, length)| *length)
+        .max()
+        .unwrap_or(Duration::ZERO)
+}
+
+/// How a viewer would judge a watch: freezes they would see, failed
+/// downloads or errors the player logged, and every other check that failed
+/// (each one line); `summary` gives the figures.
+#[derive(Debug, Clone, Default)]
+pub struct Judgement {
+    /// Freezes longer than [`MAX_FREEZE`], as (start, length).
+    pub freezes: Vec<(Instant, Duration)>,
+    /// The longest stretch without progress, a freeze or not.
+    pub longest_freeze: Duration,
+    /// Failed downloads and errors in the player's own words.
+    pub trouble: Vec<String>,
+    /// Every other failed check.
+    pub failed_checks: Vec<String>,
+    pub summary: String,
+}
+
+impl Judgement {
+    /// No freeze, no trouble, no failed check: what the tests assert.
+    pub fn passed(&self) -> bool {
+        self.freezes.is_empty() && self.trouble.is_empty() && self.failed_checks.is_empty()
+    }
+
+    /// Every failure, one per line, for a test's message.
+    pub fn failures(&self) -> Vec<String> {
+        self.freezes
+            .iter()
+            .map(|(_, length)| format!("the picture froze for {length:.1?}"))
+            .chain(self.trouble.iter().map(|t| format!("trouble: {t}")))
+            .chain(self.failed_checks.iter().cloned())
+            .collect()
+    }
+}
+
+/// Judges VLC from `samples` (the first taken once it played
+/// [`PLAYED_BEFORE_FAULT`], the fault after it) and its whole `log`: it
+/// plays at the end, its position kept up with the wall clock, it showed
+/// [`MIN_SHOWN_SHARE`] of the pictures, no freeze longer than [`MAX_FREEZE`],
+/// buffered once only (at the start), logged no trouble, met no corrupt
+/// packet or discontinuity.
+pub fn judge_vlc(samples: &[VlcSample], log: &str) -> Judgement {
+    let (Some(before), Some(after)) = (samples.first(), samples.last()) else {
+        return Judgement {
+            failed_checks: vec!["VLC was never sampled".into()],
+            ..Judgement::default()
+        };
+    };
+    let stats_before = before.stats.unwrap_or_default();
+    let stats_after = after.stats.unwrap_or_default();
+    let watched = after.at - before.at;
+    let advanced = after
+        .time
+        .unwrap_or(0)
+        .saturating_sub(before.time.unwrap_or(0));
+    let shown = stats_after
+        .frames_displayed
+        .saturating_sub(stats_before.frames_displayed);
+    let stretches = frozen_stretches(
+        samples
+            .iter()
+            .filter_map(|s| s.stats.map(|st| (s.at, st.frames_displayed as f64))),
+    );
+    let longest_freeze = longest_stretch(&stretches);
+    let rounds = vlc_buffering_rounds(log);
+    let trouble: Vec<String> = vlc_trouble(log).into_iter().map(str::to_string).collect();
+    let mut failed_checks = Vec::new();
+    if !after.playing {
+        failed_checks.push("VLC stopped playing".to_string());
+    }
+    if (advanced as f64) < watched.as_secs_f64() - MAX_LAG_SECONDS {
+        failed_checks.push(format!(
+            "VLC's position advanced {advanced} s in {watched:.1?}"
+        ));
+    }
+    if (shown as f64) < watched.as_secs_f64() * FPS * MIN_SHOWN_SHARE {
+        failed_checks.push(format!("VLC showed {shown} pictures in {watched:.1?}"));
+    }
+    if rounds != 1 {
+        failed_checks.push(format!(
+            "VLC buffered {rounds} times (ran dry and rebuffered)"
+        ));
+    }
+    if stats_after.demux_corrupted != 0 {
+        failed_checks.push(format!("{} corrupt packets", stats_after.demux_corrupted));
+    }
+    if stats_after.discontinuities != 0 {
+        failed_checks.push(format!("{} discontinuities", stats_after.discontinuities));
+    }
+    let summary = format!(
+        "VLC: time {:?} s -> {:?} s over {watched:.1?}; pictures shown {shown}; longest freeze {longest_freeze:.1?}; \
+         playing at the end {}; stats before {stats_before:?}, after {stats_after:?}; buffering rounds {rounds}; trouble {trouble:?}",
+        before.time, after.time, after.playing,
+    );
+    Judgement {
+        freezes: stretches
+            .into_iter()
+            .filter(|(_, l)| *l > MAX_FREEZE)
+            .collect(),
+        longest_freeze,
+        trouble,
+        failed_checks,
+        summary,
+    }
+}
+
+/// Builds a muted, autoplaying video element in the page and starts playback
+/// of `arguments[0]`; `arguments[1]` says whether hls.js (already in the
+/// page) plays it. The element's events go to `window.judge.events`. Returns
+/// `canPlayType('application/vnd.apple.mpegurl')`.
+pub const WEBKIT_START_PLAYER: &str = r#"
+const [url, useHlsJs] = arguments;
+document.body.innerHTML = '';
+const v = document.createElement('video');
+v.id = 'v'; v.muted = true; v.autoplay = true; v.playsInline = true;
+window.judge = { events: [] };
+const note = (event, detail) => window.judge.events.push({ event, time: v.currentTime, detail });
+for (const e of ['playing', 'waiting', 'stalled', 'error', 'ended', 'pause']) {
+  v.addEventListener(e, () => note(e, null));
+}
+document.body.appendChild(v);
+if (useHlsJs) {
+  const hls = new Hls();
+  hls.on(Hls.Events.ERROR, (_, d) => note(d.fatal ? 'hls-fatal' : 'hls-error', d.details));
+  hls.loadSource(url);
+  hls.attachMedia(v);
+} else {
+  v.src = url;
+}
+v.play().catch((e) => note('play-refused', String(e)));
+return v.canPlayType('application/vnd.apple.mpegurl');
+"#;
+
+/// What the video element says right now.
+const WEBKIT_LOOK: &str = r#"
+const v = document.getElementById('v');
+return { time: v.currentTime, paused: v.paused, readyState: v.readyState,
+         error: v.error ? v.error.code : null, events: window.judge.events };
+"#;
+
+/// Puts hls.js (`arguments[0]`, its source) into the page.
+const WEBKIT_ADD_HLS_JS: &str = r#"
+const s = document.createElement('script');
+s.textContent = arguments[0];
+document.head.appendChild(s);
+return typeof Hls === 'function' && Hls.isSupported();
+"#;
+
+/// hls.js's build the pages load (`web/node_modules`, `npm ci --prefix web`).
+pub fn hlsjs_source() -> Result<String, String> {
+    let path = crate::support::repo_root().join("web/node_modules/hls.js/dist/hls.min.js");
+    std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "{} is missing ({e}): run scripts/setup.sh (npm ci --prefix web)",
+            path.display()
+        )
+    })
+}
+
+/// One look at the page's video element.
+#[derive(Debug, Clone)]
+pub struct VideoLook {
+    pub at: Instant,
+    pub time: f64,
+    pub paused: bool,
+    pub ready_state: u64,
+    pub error: Option<u64>,
+    /// Every event so far: `{event, time, detail}`.
+    pub events: Vec<Value>,
+}
+
+impl WebKit {
+    /// Opens `page` (an http origin, [`BlankPage`]), adds hls.js when
+    /// `hls_js` holds its source, and starts playing `url` in a video
+    /// element; fails when native HLS is asked and WebKit cannot play it.
+    pub fn play(&self, page: &str, url: &str, hls_js: Option<&str>) -> Result<(), String> {
+        self.navigate(page)
+            .map_err(|e| format!("cannot open a page: {e}"))?;
+        if let Some(source) = hls_js {
+            let ready = self
+                .execute(WEBKIT_ADD_HLS_JS, &[json!(source)])
+                .map_err(|e| format!("cannot add hls.js: {e}"))?;
+            if ready != json!(true) {
+                return Err(format!("hls.js is not supported here: {ready}"));
+            }
+        }
+        let can_play = self
+            .execute(WEBKIT_START_PLAYER, &[json!(url), json!(hls_js.is_some())])
+            .map_err(|e| format!("cannot start the player: {e}"))?;
+        if hls_js.is_none() && can_play.as_str().unwrap_or("").is_empty() {
+            return Err("canPlayType('application/vnd.apple.mpegurl') is empty: WebKitGTK needs WEBKIT_GST_ENABLE_HLS_SUPPORT=1 and GStreamer's HLS plugins (gstreamer1.0-plugins-bad)".into());
+        }
+        Ok(())
+    }
+
+    /// Asks the video element started by [`WebKit::play`] how it is doing.
+    pub fn look(&self) -> Result<VideoLook, String> {
+        let v = self.execute(WEBKIT_LOOK, &[])?;
+        Ok(VideoLook {
+            at: Instant::now(),
+            time: v["time"].as_f64().unwrap_or(0.0),
+            paused: v["paused"].as_bool().unwrap_or(true),
+            ready_state: v["readyState"].as_u64().unwrap_or(0),
+            error: v["error"].as_u64(),
+            events: v["events"].as_array().cloned().unwrap_or_default(),
+        })
+    }
+}
+
+impl VideoLook {
+    /// Playing with at least [`PLAYED_BEFORE_FAULT`] of media: watching.
+    pub fn watching(&self) -> bool {
+        !self.paused && self.time >= PLAYED_BEFORE_FAULT
+    }
+
+    /// One line for a message.
+    pub fn describe(&self) -> String {
+        format!(
+            "time {} paused {} readyState {} error {:?} events {:?}",
+            self.time, self.paused, self.ready_state, self.error, self.events
+        )
+    }
+}
+
+/// Judges a video element from `looks` (the first taken once it was
+/// [`VideoLook::watching`], the fault after it): no error and never paused,
+/// `currentTime` kept up with the wall clock, no freeze longer than
+/// [`MAX_FREEZE`], and no event after the first look a viewer would notice.
+/// 'stalled' only says a download made no progress for 3 s, which a viewer
+/// does not see while the buffer lasts (freezes are judged apart), and
+/// 'playing' says frames are moving (WebKit may fire the first one late);
+/// every other event ('waiting', 'error', 'ended', 'pause', an hls.js error)
+/// is one a viewer would notice. hls.js's errors and the element's 'error'
+/// are its trouble.
+pub fn judge_video(looks: &[VideoLook]) -> Judgement {
+    let (Some(first), Some(last)) = (looks.first(), looks.last()) else {
+        return Judgement {
+            failed_checks: vec!["the video element was never looked at".into()],
+            ..Judgement::default()
+        };
+    };
+    let watched = last.at - first.at;
+    let advanced = last.time - first.time;
+    let stretches = frozen_stretches(looks.iter().map(|l| (l.at, l.time)));
+    let longest_freeze = longest_stretch(&stretches);
+    let events_before = first.events.len().min(last.events.len());
+    let later = &last.events[events_before..];
+    let is_trouble = |e: &&Value| {
+        e["event"] == "error" || e["event"] == "hls-error" || e["event"] == "hls-fatal"
+    };
+    let trouble: Vec<String> = later
+        .iter()
+        .filter(is_trouble)
+        .map(Value::to_string)
+        .collect();
+    let noticed: Vec<String> = later
+        .iter()
+        .filter(|e| e["event"] != "stalled" && e["event"] != "playing" && !is_trouble(e))
+        .map(Value::to_string)
+        .collect();
+    let mut failed_checks = Vec::new();
+    if last.error.is_some() || looks.iter().any(|l| l.error.is_some()) {
+        failed_checks.push(format!("the video element failed (error {:?})", last.error));
+    }
+    if looks.iter().any(|l| l.paused) {
+        failed_checks.push("the video paused during the watch".to_string());
+    }
+    if advanced < watched.as_secs_f64() - MAX_LAG_SECONDS {
+        failed_checks.push(format!(
+            "currentTime advanced {advanced:.2} s in {watched:.1?}"
+        ));
+    }
+    if !noticed.is_empty() {
+        failed_checks.push(format!(
+            "the player waited or ended: {}",
+            noticed.join(", ")
+        ));
+    }
+    let summary = format!(
+        "currentTime {:.2} s -> {:.2} s (advanced {advanced:.2} s in {watched:.1?}); longest freeze {longest_freeze:.1?}; \
+         paused {}, readyState {}, error {:?}; events before {:?}, after {later:?}",
+        first.time,
+        last.time,
+        last.paused,
+        last.ready_state,
+        last.error,
+        &last.events[..events_before],
+    );
+    Judgement {
+        freezes: stretches
+            .into_iter()
+            .filter(|(_, l)| *l > MAX_FREEZE)
+            .collect(),
+        longest_freeze,
+        trouble,
+        failed_checks,
+        summary,
+    }
+}
+
+/// A record a person can read or plot: one line per look at a player,
+/// seconds since it started against its position, as CSV; events (a fault
+/// injected) are lines with an empty position.
+#[derive(Debug, Default, Clone)]
+pub struct PositionRecord {
+    /// (wall seconds, position seconds, note).
+    entries: Vec<(f64, Option<f64>, String)>,
+}
+
+impl PositionRecord {
+    /// The columns: wall time since the player started, its position (its
+    /// `currentTime`, or what it reports as played), and anything else it
+    /// said at that moment.
+    pub const HEADER: &'static str = "wall_s,position_s,note";
+
+    pub fn push(&mut self, wall: Duration, position: f64, note: &str) {
+        self.entries
+            .push((wall.as_secs_f64(), Some(position), note.to_string()));
+    }
+
+    /// An event at `wall` (a fault injected or cleared).
+    pub fn mark(&mut self, wall: Duration, note: &str) {
+        self.entries
+            .push((wall.as_secs_f64(), None, note.to_string()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes the CSV to `path`, lines in time order, making its folder.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut entries = self.entries.clone();
+        entries.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut text = String::from(Self::HEADER);
+        text.push('\n');
+        for (wall, position, note) in entries {
+            let position = position.map_or(String::new(), |p| format!("{p:.3}"));
+            let note = note.replace([',', '\n', '\r'], " ");
+            text.push_str(&format!("{wall:.3},{position},{note}\n"));
+        }
+        std::fs::write(path, text)
+    }
+}
+
+/// Where a test keeps what a person can look at afterwards:
+/// `target/test-artifacts/<name>`.
+pub fn test_artifact(name: &str) -> PathBuf {
+    crate::support::repo_root()
+        .join("target/test-artifacts")
+        .join(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// VLC 3.0.24's answer to `stats` while playing our stream.
     const STATS: &str = "+----[ begin of statistical info\n+-[Incoming]\n| input bytes read :        0 KiB\n| input bitrate    :        0 kb/s\n| demux bytes read :      825 KiB\n| demux bitrate    :      470 kb/s\n| demux corrupted  :        0\n| discontinuities  :        2\n|\n+-[Video Decoding]\n| video decoded    :      731\n| frames displayed :      337\n| frames lost      :        1\n|\n+-[Audio Decoding]\n| audio decoded    :     1376\n| buffers played   :      687\n| buffers lost     :        3\n+----[ end of statistical info ]\n";
+
+    #[test]
+    fn frozen_stretches_are_where_the_value_stood_still() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let points = [
+            (at(0), 0.0),
+            (at(250), 1.0),
+            (at(500), 1.0),
+            (at(750), 1.0),
+            (at(1000), 2.0),
+            (at(1250), 3.0),
+            (at(1500), 3.0),
+        ];
+        assert_eq!(
+            frozen_stretches(points),
+            vec![
+                (at(250), Duration::from_millis(500)),
+                (at(1250), Duration::from_millis(250)),
+            ]
+        );
+        assert_eq!(
+            longest_stretch(&frozen_stretches(points)),
+            Duration::from_millis(500)
+        );
+        assert!(frozen_stretches([(at(0), 0.0), (at(250), 1.0)]).is_empty());
+    }
 
     #[test]
     fn stats_are_read_from_vlcs_answer() {

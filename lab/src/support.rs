@@ -436,6 +436,12 @@ pub struct StackOptions {
     /// Put a fault-injecting proxy in front of server1: packager A is then the
     /// fault proxy (the one the proxy uses first), packager B is server2.
     pub fault_front: bool,
+    /// The redundant topology (`just up`'s default): two epoch-locked
+    /// workers that never talk, worker A writing `output-a/` served by
+    /// server1, worker B writing `output-b/` served by server2, each folder
+    /// watched by its own discovery. Otherwise the seed's: one worker whose
+    /// `output/` both packagers serve.
+    pub redundant: bool,
 }
 
 impl StackOptions {
@@ -449,6 +455,15 @@ impl StackOptions {
             ..StackOptions::default()
         }
     }
+
+    /// [`StackOptions::as_in_production`] in the redundant topology: each
+    /// packager fed by its own worker and folder, as `just up` runs it.
+    pub fn redundant() -> Self {
+        StackOptions {
+            redundant: true,
+            ..StackOptions::as_in_production()
+        }
+    }
 }
 
 impl Default for StackOptions {
@@ -458,6 +473,7 @@ impl Default for StackOptions {
             input_seconds: 4,
             audio: true,
             fault_front: false,
+            redundant: false,
         }
     }
 }
@@ -471,7 +487,12 @@ pub struct Stack {
     pub env: Vec<(&'static str, String)>,
     pub logs_dir: PathBuf,
     pub dir: tempfile::TempDir,
+    /// The folder worker A writes (the only worker in the seed's topology).
     pub output: PathBuf,
+    /// The folder worker B writes, in the redundant topology.
+    pub output_b: Option<PathBuf>,
+    /// The environment worker B and its discovery were started with.
+    pub env_b: Option<Vec<(&'static str, String)>>,
     pub server1_port: u16,
     pub server2_port: u16,
     pub reporter_port: u16,
@@ -487,10 +508,12 @@ pub struct Stack {
     pub fault: Option<Service>,
     pub proxy: Option<Service>,
     pub origin: Option<Service>,
+    pub discovery_b: Option<Service>,
     pub discovery: Option<Service>,
     pub reporter: Option<Service>,
     pub server2: Option<Service>,
     pub server1: Option<Service>,
+    pub worker_b: Option<Service>,
     pub worker: Option<Service>,
     /// This stack's turn to run; declared last so it is released only after
     /// every service above has stopped.
@@ -504,7 +527,14 @@ impl Stack {
         let exclusive = ExclusiveStack::acquire();
         let dir = tempfile::tempdir().expect("tempdir");
         let input = dir.path().join("input");
-        let output = dir.path().join("output");
+        let (output, output_b) = if options.redundant {
+            (
+                dir.path().join("output-a"),
+                Some(dir.path().join("output-b")),
+            )
+        } else {
+            (dir.path().join("output"), None)
+        };
         let logs = dir.path().join("logs");
         for d in [&input, &logs] {
             std::fs::create_dir_all(d).expect("mkdir");
@@ -546,16 +576,39 @@ impl Stack {
             ("WORKER_METRICS_PORT", worker_metrics.to_string()),
             ("DISCOVERY_METRICS_PORT", discovery_metrics.to_string()),
         ];
+        // Worker B, server2 and discovery B see folder B (and their own
+        // metrics ports) in the redundant topology.
+        let env_b = output_b.as_ref().map(|out_b| {
+            let mut env = common.clone();
+            for (key, value) in env.iter_mut() {
+                match *key {
+                    "OUTPUT_STREAM_PATH" => *value = out_b.display().to_string(),
+                    "WORKER_METRICS_PORT" | "DISCOVERY_METRICS_PORT" => {
+                        *value = free_port().to_string()
+                    }
+                    _ => {}
+                }
+            }
+            env
+        });
         let start = |name: &str| Some(Service::start(name, &bin(name), &[], &common, &logs));
+        let start_b = |name: &str, log_name: &str| {
+            env_b
+                .as_ref()
+                .map(|env| Service::start(log_name, &bin(name), &[], env, &logs))
+        };
         let worker = start("worker");
-        let playlist = output.join("live01/playlist.m3u8");
-        wait_for(
-            Duration::from_secs(30),
-            "the worker's first playlist",
-            || playlist.exists().then_some(()),
-        );
+        let worker_b = start_b("worker", "worker-b");
+        for folder in std::iter::once(&output).chain(output_b.as_ref()) {
+            let playlist = folder.join("live01/playlist.m3u8");
+            wait_for(
+                Duration::from_secs(30),
+                "the worker's first playlist",
+                || playlist.exists().then_some(()),
+            );
+        }
         let server1 = start("server1");
-        let server2 = start("server2");
+        let server2 = start_b("server2", "server2").or_else(|| start("server2"));
         let reporter = start("reporter");
         for port in [s1, s2, rep] {
             wait_healthy(port);
@@ -572,6 +625,7 @@ impl Stack {
             service
         });
         let discovery = start("discovery");
+        let discovery_b = start_b("discovery", "discovery-b");
         let origin = start("origin");
         let proxy = start("proxy");
         wait_healthy(ori);
@@ -601,6 +655,8 @@ impl Stack {
             logs_dir: logs,
             dir,
             output,
+            output_b,
+            env_b,
             server1_port: s1,
             server2_port: s2,
             reporter_port: rep,
@@ -613,10 +669,12 @@ impl Stack {
             fault,
             proxy,
             origin,
+            discovery_b,
             discovery,
             reporter,
             server2,
             server1,
+            worker_b,
             worker,
             exclusive,
         }
@@ -656,11 +714,13 @@ impl Stack {
     pub fn logs(&self) -> String {
         [
             &self.worker,
+            &self.worker_b,
             &self.server1,
             &self.fault,
             &self.server2,
             &self.reporter,
             &self.discovery,
+            &self.discovery_b,
             &self.origin,
             &self.proxy,
         ]

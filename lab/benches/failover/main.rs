@@ -1,26 +1,36 @@
-//! The failover benchmark (`just bench-failover`): every packager fault, watched
-//! by four kinds of player, through nonstop's proxy and, at the same moment,
-//! through nginx configured the conventional way, side by side.
+//! The failover benchmark (`just bench-failover`): every packager, worker and
+//! host fault, watched by eight kinds of player, through nonstop's proxy and,
+//! at the same moment, through nginx configured the conventional way, side
+//! by side.
 //!
 //! ```text
-//!                          ┌── faultproxy ── server1 ──┐  packager A (faults injected here)
-//!   worker ──▶ output/ ────┤                           │
-//!                          └── server2 ────────────────┘  packager B
-//!   probe, GStreamer, ffmpeg, hls.js ──▶ nonstop proxy ──▶ A | B   (failover state machine)
-//!   probe, GStreamer, ffmpeg, hls.js ──▶ nginx ──────────▶ A | B   (round robin, proxy_next_upstream)
-//!   watcher ──▶ each proxy's playlist every 100 ms                 (time to switch)
-//!   watcher ──▶ packager B's playlist every 100 ms                 (control: did the source pause?)
+//!   worker A ──▶ output-a/ ── server1 ── faultproxy ──┐  packager A (faults injected here)
+//!   worker B ──▶ output-b/ ── server2 ────────────────┘  packager B
+//!   players ──▶ nonstop proxy ──▶ A | B   (failover state machine)
+//!   players ──▶ nginx ──────────▶ A | B   (round robin, proxy_next_upstream)
+//!   watcher ──▶ each proxy's playlist every 100 ms       (time to switch)
+//!   watcher ──▶ packager B's playlist every 100 ms       (control: did the source pause?)
 //! ```
 //!
-//! One stack per fault. The players start together (hls.js first, the lighter
-//! ones 3 s later so they miss Chromium's start-up burst), the fault comes
-//! `--fault-at` seconds after the start, and not before the probe and hls.js
-//! say they are playing, and is cleared at `--clear-at` (a
-//! killed packager stays dead), and they all stop at `--seconds`. Each player kind is judged by
-//! its own signals; bench/README.md says exactly how. The table goes to stdout,
-//! progress to stderr, the same rows as JSON to `bench/out/failover.json` and
-//! every log to `bench/out/logs/<fault>/`. The control watcher asks packager B
-//! directly: when the worker or the machine pauses, the notes say so.
+//! The redundant topology (`just up`'s): two epoch-locked workers, each with
+//! its own folder and packager; `--topology seed` runs the seed's instead
+//! (one worker whose folder both packagers serve). Packager faults hit the
+//! fault proxy in front of server1, worker and host faults hit worker A or
+//! its folder.
+//!
+//! One stack per fault (and per `--runs`). The players start together (the
+//! browsers first, the lighter ones 3 s later so they miss the browsers'
+//! start-up burst), the fault comes `--fault-at` seconds after the start, and
+//! not before every player that can say so says it is playing, and is
+//! cleared at `--clear-at` (a killed packager or worker stays dead), and
+//! they all stop at `--seconds`. Each player kind is judged by its own
+//! signals; bench/README.md says exactly how. The table goes to stdout,
+//! progress to stderr, the same rows as JSON to `bench/out/failover.json`,
+//! every log to `bench/out/logs/<fault>/`, and each player's position
+//! against wall time (with the fault marked) to
+//! `target/bench-failover/<fault>/<proxy>-<player>.csv`. The control watcher
+//! asks packager B directly: when the worker or the machine pauses, the notes
+//! say so.
 //!
 //! The GStreamer player runs in a child process (this binary again, with
 //! `--gst-player`) so a demuxer that hangs or crashes cannot take the bench
@@ -49,6 +59,7 @@ use std::time::{Duration, Instant};
 use common::{
     wait_for, BrowserProgress, PlayingLine, Service, Stack, StackOptions, PLAYING_WITHIN,
 };
+use nonstop_lab::players::PositionRecord;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -115,45 +126,64 @@ fn main() {
         options.segment_seconds
     ));
 
+    let root = common::repo_root();
+    let records = root
+        .canonicalize()
+        .unwrap_or_else(|_| root.to_path_buf())
+        .join("target/bench-failover");
     let mut rows = Vec::new();
-    for &fault in &options.faults {
-        for pass in options.proxy_passes() {
-            let logs = out.join("logs").join(fault.name());
-            let _ = std::fs::create_dir_all(&logs);
-            // One retry: a stack that does not come up (a service slow to
-            // start on a loaded machine) is not a result.
-            let attempt = || {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_fault(fault, &pass, &options, &logs, &clock)
-                }))
-            };
-            let run = attempt().or_else(|_| {
-                clock.say(&format!(
-                    "{}: the run failed (see above), trying once more",
-                    fault.name()
-                ));
-                attempt()
-            });
-            match run {
-                Ok(fault_rows) => {
-                    print_table(&fault_rows, &mut std::io::stderr());
-                    rows.extend(fault_rows);
-                }
-                Err(_) => {
+    for run_number in 1..=options.runs {
+        for &fault in &options.faults {
+            for pass in options.proxy_passes() {
+                let folder = if options.runs > 1 {
+                    format!("{}-run{run_number}", fault.name())
+                } else {
+                    fault.name().to_string()
+                };
+                let logs = out.join("logs").join(&folder);
+                let _ = std::fs::create_dir_all(&logs);
+                let where_ = Where {
+                    logs: &logs,
+                    records: &records.join(&folder),
+                    run: run_number,
+                };
+                // One retry: a stack that does not come up (a service slow to
+                // start on a loaded machine) is not a result.
+                let attempt = || {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_fault(fault, &pass, &options, &where_, &clock)
+                    }))
+                };
+                let run = attempt().or_else(|_| {
                     clock.say(&format!(
-                        "{}: the run failed (see the panic above)",
+                        "{}: the run failed (see above), trying once more",
                         fault.name()
                     ));
-                    for &proxy in &pass {
-                        for &player in &options.players {
-                            rows.push(Row::failed(fault, player, proxy, "run failed"));
+                    attempt()
+                });
+                match run {
+                    Ok(fault_rows) => {
+                        print_table(&fault_rows, &mut std::io::stderr());
+                        rows.extend(fault_rows);
+                    }
+                    Err(_) => {
+                        clock.say(&format!(
+                            "{}: the run failed (see the panic above)",
+                            fault.name()
+                        ));
+                        for &proxy in &pass {
+                            for &player in &options.players {
+                                let mut row = Row::failed(fault, player, proxy, "run failed");
+                                row.run = run_number;
+                                rows.push(row);
+                            }
                         }
                     }
                 }
             }
         }
     }
-    rows.sort_by_key(|r| (r.fault_index, r.player_index, r.proxy_index));
+    rows.sort_by_key(|r| (r.fault_index, r.run, r.player_index, r.proxy_index));
 
     println!();
     print_table(&rows, &mut std::io::stdout());
@@ -164,6 +194,8 @@ fn main() {
             "players": options.players.iter().map(|p| p.name()).collect::<Vec<_>>(),
             "proxies": options.proxies.iter().map(|p| p.name()).collect::<Vec<_>>(),
             "split": options.split,
+            "runs": options.runs,
+            "topology": if options.seed_topology { "seed" } else { "redundant" },
             "watch_s": options.watch.as_secs_f64(),
             "fault_at_s": options.fault_at.as_secs_f64(),
             "clear_at_s": options.clear_at.as_secs_f64(),
@@ -180,20 +212,34 @@ fn main() {
         Ok(()) => println!("JSON: {}", path.display()),
         Err(e) => eprintln!("failover bench: cannot write {}: {e}", path.display()),
     }
+    println!(
+        "Records (each player's position against wall time, the fault marked): {}/<fault>/<proxy>-<player>.csv",
+        records.display()
+    );
+}
+
+/// Where one run keeps its logs and records, and which run it is.
+struct Where<'a> {
+    logs: &'a Path,
+    records: &'a Path,
+    run: u32,
 }
 
 /// The flags, each also read from `BENCH_<FLAG>` (BENCH_FAULTS=kill,stale).
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "failover",
-    about = "Every packager fault, watched by four kinds of player, through nonstop's proxy and nginx side by side.",
+    about = "Every packager, worker and host fault, watched by eight kinds of player, through nonstop's proxy and nginx side by side.",
     override_usage = "cargo bench --bench failover -- [options]   (or: just bench-failover [options])"
 )]
 struct Args {
-    /// Faults to inject: kill,hang,stale,error500,segment404,slow,cut,reset (default: all).
+    /// Faults to inject: kill,hang,stale,error500,segment404,slow,cut,reset
+    /// (packager A), worker-kill,worker-stop,worker-restart,wipe (worker A
+    /// and its folder) (default: all).
     #[arg(long, env = "BENCH_FAULTS", value_name = "LIST")]
     faults: Option<String>,
-    /// Players: probe,gstreamer,ffmpeg,hlsjs (default: all).
+    /// Players: probe,gstreamer,ffmpeg,hlsjs,chromium,vlc,webkit,webkit-hlsjs
+    /// (default: all).
     #[arg(long, env = "BENCH_PLAYERS", value_name = "LIST")]
     players: Option<String>,
     /// Proxies: nonstop,nginx (default: both).
@@ -202,11 +248,18 @@ struct Args {
     /// One pass per proxy instead of both at once (halves the load).
     #[arg(long, env = "BENCH_SPLIT", value_parser = clap::builder::FalseyValueParser::new())]
     split: bool,
+    /// Each fault this many times, each on a fresh stack.
+    #[arg(long, env = "BENCH_RUNS", value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// redundant (two epoch-locked workers, each its own folder and
+    /// packager, as `just up`) or seed (one worker, both packagers on its folder).
+    #[arg(long, env = "BENCH_TOPOLOGY", value_name = "NAME", default_value = "redundant", value_parser = ["redundant", "seed"])]
+    topology: String,
     /// How long players watch, in seconds (default 45).
     #[arg(long, env = "BENCH_SECONDS", value_name = "N", value_parser = positive_seconds)]
     seconds: Option<Duration>,
-    /// Fault injected N s after players start, once the probe and hls.js say
-    /// they play (default 12).
+    /// Fault injected N s after players start, once every player that can
+    /// say so says it plays (default 12).
     #[arg(long, env = "BENCH_FAULT_AT", value_name = "N", value_parser = positive_seconds)]
     fault_at: Option<Duration>,
     /// Fault cleared N s after players start (default 30).
@@ -240,6 +293,8 @@ struct Options {
     players: Vec<Player>,
     proxies: Vec<Proxy>,
     split: bool,
+    runs: u32,
+    seed_topology: bool,
     watch: Duration,
     fault_at: Duration,
     clear_at: Duration,
@@ -264,6 +319,8 @@ impl Options {
             proxies: list(args.proxies.as_ref(), &Proxy::ALL, Proxy::name)
                 .map_err(|e| format!("--proxies: {e}"))?,
             split: args.split,
+            runs: args.runs,
+            seed_topology: args.topology == "seed",
             watch: args.seconds.unwrap_or(watch),
             fault_at: args.fault_at.unwrap_or(fault_at),
             clear_at: args.clear_at.unwrap_or(clear_at),
@@ -301,7 +358,16 @@ impl Options {
         if self.players.contains(&Player::Ffmpeg) && !on_path("ffmpeg") {
             missing.push("ffmpeg (apt-get install ffmpeg)");
         }
-        if self.players.contains(&Player::Hlsjs) {
+        if self.players.contains(&Player::Vlc) {
+            missing.extend(nonstop_lab::players::vlc_missing());
+        }
+        if self.players.contains(&Player::Webkit) || self.players.contains(&Player::WebkitHlsjs) {
+            missing.extend(nonstop_lab::players::webkit_missing());
+        }
+        if self.players.contains(&Player::Hlsjs)
+            || self.players.contains(&Player::ChromiumNative)
+            || self.players.contains(&Player::WebkitHlsjs)
+        {
             if !on_path("node") {
                 missing.push("node (apt-get install nodejs)");
             }
@@ -349,7 +415,8 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-/// A packager fault, as the issue lists them.
+/// A fault, as issues 4 and 8 list them: on packager A (through the fault
+/// proxy in front of server1), or on worker A and its folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     /// SIGKILL to packager A: connections refused from then on.
@@ -368,10 +435,20 @@ enum Fault {
     Cut,
     /// TCP reset once the request is read.
     Reset,
+    /// SIGKILL to worker A, never restarted: packager A serves a frozen
+    /// playlist that only its program date-time shows is stale.
+    WorkerKill,
+    /// SIGSTOP to worker A (a frozen encoder) until cleared (SIGCONT).
+    WorkerStop,
+    /// SIGKILL to worker A and a new one started at once, as a supervisor
+    /// would: it rejoins the wall clock with the same numbering.
+    WorkerRestart,
+    /// `rm -rf` of worker A's signal folder while it runs.
+    Wipe,
 }
 
 impl Fault {
-    const ALL: [Fault; 8] = [
+    const ALL: [Fault; 12] = [
         Fault::Kill,
         Fault::Hang,
         Fault::Stale,
@@ -380,6 +457,10 @@ impl Fault {
         Fault::Slow,
         Fault::Cut,
         Fault::Reset,
+        Fault::WorkerKill,
+        Fault::WorkerStop,
+        Fault::WorkerRestart,
+        Fault::Wipe,
     ];
 
     fn name(self) -> &'static str {
@@ -392,23 +473,63 @@ impl Fault {
             Fault::Slow => "slow",
             Fault::Cut => "cut",
             Fault::Reset => "reset",
+            Fault::WorkerKill => "worker-kill",
+            Fault::WorkerStop => "worker-stop",
+            Fault::WorkerRestart => "worker-restart",
+            Fault::Wipe => "wipe",
         }
     }
 
-    fn inject(self, stack: &Stack) {
+    /// What is hit, for progress lines.
+    fn target(self) -> &'static str {
+        match self {
+            Fault::WorkerKill | Fault::WorkerStop | Fault::WorkerRestart => "worker A",
+            Fault::Wipe => "worker A's folder",
+            _ => "packager A",
+        }
+    }
+
+    /// Injects the fault; returns the process it started (a restarted
+    /// worker), to keep until the stack stops.
+    fn inject(self, stack: &Stack) -> Option<Service> {
         match self {
             Fault::Kill => fault_process(stack).signal("KILL"),
             Fault::Hang => fault_process(stack).signal("STOP"),
+            Fault::WorkerKill => worker_a(stack).signal("KILL"),
+            Fault::WorkerStop => worker_a(stack).signal("STOP"),
+            Fault::WorkerRestart => {
+                worker_a(stack).signal("KILL");
+                // Reaped by the stack's own handle when it stops; wait for
+                // the kernel to have ended it before the new one starts.
+                let pid = worker_a(stack).pid();
+                common::try_wait_for(Duration::from_secs(5), || {
+                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+                    stat.is_none_or(|s| s.contains(") Z ")).then_some(())
+                });
+                return Some(stack.start_again("worker", "worker-restarted"));
+            }
+            Fault::Wipe => {
+                let folder = stack.output.join("live01");
+                if let Err(e) = std::fs::remove_dir_all(&folder) {
+                    panic!("cannot wipe {}: {e}", folder.display());
+                }
+            }
             mode => stack.inject(mode.name()),
         }
+        None
     }
 
-    /// Ends the fault; false when there is nothing to end (a kill stays).
+    /// Ends the fault; false when there is nothing to end (a kill stays, a
+    /// restart or a wipe is over when it is done).
     fn clear(self, stack: &Stack) -> bool {
         match self {
-            Fault::Kill => false,
+            Fault::Kill | Fault::WorkerKill | Fault::WorkerRestart | Fault::Wipe => false,
             Fault::Hang => {
                 fault_process(stack).signal("CONT");
+                true
+            }
+            Fault::WorkerStop => {
+                worker_a(stack).signal("CONT");
                 true
             }
             _ => {
@@ -424,6 +545,12 @@ fn fault_process(stack: &Stack) -> &Service {
         .fault
         .as_ref()
         .expect("the stack runs a fault proxy in front of packager A")
+}
+
+/// The worker whose folder packager A serves (the only one in the seed's
+/// topology).
+fn worker_a(stack: &Stack) -> &Service {
+    stack.worker.as_ref().expect("the stack runs a worker")
 }
 
 /// What the players talk to.
@@ -470,9 +597,10 @@ fn run_fault(
     fault: Fault,
     proxies: &[Proxy],
     options: &Options,
-    logs: &Path,
+    where_: &Where,
     clock: &Progress,
 ) -> Vec<Row> {
+    let logs = where_.logs;
     let name = fault.name();
     let pass = proxies
         .iter()
@@ -480,13 +608,19 @@ fn run_fault(
         .collect::<Vec<_>>()
         .join("+");
     clock.say(&format!(
-        "{name} [{pass}]: starting the stack (worker, server1 behind the fault proxy, server2, reporter, discovery, origin, proxy)"
+        "{name} [{pass}]: starting the stack ({}, server1 behind the fault proxy, server2, reporter, discovery, origin, proxy)",
+        if options.seed_topology {
+            "one worker for both packagers"
+        } else {
+            "workers A and B, each its own folder and packager"
+        }
     ));
     let stack = Stack::start(StackOptions {
         segment_seconds: options.segment_seconds,
         input_seconds: options.input_seconds,
         audio: true,
         fault_front: true,
+        redundant: !options.seed_topology,
     });
     let nginx = proxies
         .contains(&Proxy::Nginx)
@@ -522,7 +656,7 @@ fn run_fault(
         .map(|(proxy, url)| (*proxy, Watcher::start(url)))
         .collect();
     let source = Watcher::start(&format!("{}/live01/playlist.m3u8", stack.packagers[1]));
-    let mut players: Vec<(Proxy, Player, JoinHandle<Outcome>)> = Vec::new();
+    let mut players: Vec<(Proxy, Player, JoinHandle<Played>)> = Vec::new();
     for (proxy, url) in &urls {
         for &player in &options.players {
             let url = url.clone();
@@ -535,11 +669,11 @@ fn run_fault(
                 player,
                 std::thread::spawn(move || {
                     sleep_until(t0 + delay);
-                    let mut outcome = player.play(&url, watch, segment, &log);
+                    let (mut outcome, record) = player.play(&url, watch, segment, &log);
                     if let Value::Object(detail) = &mut outcome.detail {
                         detail.insert("started_at_s".to_string(), json!(delay.as_secs_f64()));
                     }
-                    outcome
+                    (outcome, record)
                 }),
             ));
         }
@@ -566,15 +700,22 @@ fn run_fault(
             ));
         }
     }
-    fault.inject(&stack);
     let injected = Instant::now();
-    clock.say(&format!("{name} [{pass}]: fault injected on packager A"));
+    let restarted = fault.inject(&stack);
+    clock.say(&format!(
+        "{name} [{pass}]: fault injected on {}",
+        fault.target()
+    ));
     sleep_until(t0 + options.clear_at);
     let cleared = Instant::now();
-    if fault.clear(&stack) {
-        clock.say(&format!("{name} [{pass}]: fault cleared, packager A back"));
+    let was_cleared = fault.clear(&stack);
+    if was_cleared {
+        clock.say(&format!(
+            "{name} [{pass}]: fault cleared, {} back",
+            fault.target()
+        ));
     } else {
-        clock.say(&format!("{name} [{pass}]: packager A stays dead"));
+        clock.say(&format!("{name} [{pass}]: nothing to clear"));
     }
     sleep_until(t0 + options.watch);
     let load = load_average();
@@ -600,9 +741,30 @@ fn run_fault(
         .collect();
     let mut rows = Vec::new();
     for (proxy, player, handle) in players {
-        let mut outcome = handle
-            .join()
-            .unwrap_or_else(|_| Outcome::unmeasured("player thread panicked"));
+        let (mut outcome, mut record) = handle.join().unwrap_or_else(|_| {
+            (
+                Outcome::unmeasured("player thread panicked"),
+                PositionRecord::default(),
+            )
+        });
+        // The fault on the player's own clock (it started `delay` after t0).
+        let player_start = t0 + player.delay();
+        let on_its_clock = |at: Instant| at.saturating_duration_since(player_start);
+        record.mark(
+            on_its_clock(injected),
+            &format!("{name} injected on {}", fault.target()),
+        );
+        if was_cleared {
+            record.mark(on_its_clock(cleared), &format!("{name} cleared"));
+        }
+        let csv = where_.records.join(format!(
+            "{}-{}.csv",
+            proxy.name(),
+            player.name().replace('.', "")
+        ));
+        if let Err(e) = record.save(&csv) {
+            clock.say(&format!("cannot save {}: {e}", csv.display()));
+        }
         let (switch, watch) = switches
             .iter()
             .find(|(p, _, _)| *p == proxy)
@@ -614,16 +776,27 @@ fn run_fault(
         }
         let mut row = Row::new(fault, player, proxy, outcome, switch);
         row.source_extra_gap_ms = Some(millis(source_gap));
+        row.run = where_.run;
         rows.push(row);
     }
 
     // Keep what explains the numbers: every service's log.
     let _ = std::fs::write(logs.join(format!("stack-{pass}.log")), stack.logs());
+    if let Some(again) = &restarted {
+        let _ = std::fs::write(
+            logs.join(format!("{}-{pass}.log", again.name)),
+            again.log_text(),
+        );
+    }
     clock.say(&format!("{name} [{pass}]: stopping the stack"));
     drop(nginx);
+    drop(restarted);
     drop(stack);
     rows
 }
+
+/// What a player thread gives back: how it went, and its position record.
+type Played = (Outcome, PositionRecord);
 
 /// Tells from one line of a player's log that it is playing.
 type SaysPlaying = fn(&str) -> bool;

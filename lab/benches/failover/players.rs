@@ -1,10 +1,18 @@
-//! The four players and how each is judged: the project's probe (its own
-//! report), hls.js in headless Chromium (web/hlsjs-player.mjs), GStreamer's
-//! playbin in a child process of this binary, and ffmpeg's HLS demuxer fed
-//! into a buffer model. Each runs as a child process killed if it outlives
-//! the bench.
+//! The players and how each is judged: the project's probe (its own
+//! report), hls.js and Chromium's native HLS in headless Chromium
+//! (web/hlsjs-player.mjs), GStreamer's playbin in a child process of this
+//! binary, ffmpeg's HLS demuxer fed into a buffer model, VLC and WebKit
+//! (native HLS and hls.js) driven from outside and judged as
+//! `tests/vlc.rs` and `tests/webkit.rs` judge them
+//! (`nonstop_lab::players::judge_vlc`, `judge_video`). Each runs as a child
+//! process killed if it outlives the bench, and leaves a CSV record of its
+//! position against wall time.
 
 use super::*;
+
+use nonstop_lab::players::{
+    self, BlankPage, Judgement, PositionRecord, VideoLook, Vlc, VlcSample, WebKit,
+};
 
 /// GStreamer: a gap between two rendered video frames (40 ms apart at 25 fps)
 /// longer than this is a stall.
@@ -21,6 +29,8 @@ pub(crate) const HLSJS_STARTUP_TIMEOUT_SECONDS: &str = "20";
 pub(crate) const LIGHT_PLAYERS_DELAY: Duration = Duration::from_secs(3);
 /// How long after the watch a player may take to report before it is killed.
 pub(crate) const PLAYER_GRACE: Duration = Duration::from_secs(40);
+/// The GStreamer player's record: pictures rendered by each step.
+pub(crate) const RECORD_STEP: Duration = Duration::from_millis(250);
 /// GStreamer debug categories whose warnings name failed requests.
 pub(crate) const GST_LOG_CATEGORIES: &str = "souphttpsrc:2,adaptivedemux:2,hlsdemux:2";
 
@@ -30,15 +40,27 @@ pub(crate) enum Player {
     Probe,
     Gstreamer,
     Ffmpeg,
+    /// hls.js in headless Chromium.
     Hlsjs,
+    /// Chromium's own HLS (`video.src = url`).
+    ChromiumNative,
+    Vlc,
+    /// WebKitGTK's own HLS, as Safari plays it.
+    Webkit,
+    /// hls.js in WebKitGTK.
+    WebkitHlsjs,
 }
 
 impl Player {
-    pub(crate) const ALL: [Player; 4] = [
+    pub(crate) const ALL: [Player; 8] = [
         Player::Probe,
         Player::Gstreamer,
         Player::Ffmpeg,
         Player::Hlsjs,
+        Player::ChromiumNative,
+        Player::Vlc,
+        Player::Webkit,
+        Player::WebkitHlsjs,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -47,6 +69,10 @@ impl Player {
             Player::Gstreamer => "gstreamer",
             Player::Ffmpeg => "ffmpeg",
             Player::Hlsjs => "hls.js",
+            Player::ChromiumNative => "chromium",
+            Player::Vlc => "vlc",
+            Player::Webkit => "webkit",
+            Player::WebkitHlsjs => "webkit-hls.js",
         }
     }
 
@@ -55,30 +81,56 @@ impl Player {
     /// start once it is up, not all in the same CPU burst.
     pub(crate) fn delay(self) -> Duration {
         match self {
-            Player::Hlsjs => Duration::ZERO,
+            Player::Hlsjs | Player::ChromiumNative | Player::Webkit | Player::WebkitHlsjs => {
+                Duration::ZERO
+            }
             _ => LIGHT_PLAYERS_DELAY,
         }
     }
 
     /// How to tell, from a line of its log, that it is playing (the probe's
-    /// and hls.js's `playing ...` lines), so the fault can wait for it;
-    /// `None` for players that do not say.
+    /// and the browsers' `playing ...` lines; VLC and WebKit get theirs
+    /// written by the bench once they played
+    /// [`players::PLAYED_BEFORE_FAULT`], as the tests wait for), so the fault
+    /// can wait for it; `None` for players that do not say.
     pub(crate) fn playing_announcement(self) -> Option<SaysPlaying> {
         match self {
             Player::Probe => Some(|line| nonstop_lab::player::Progress::parse(line).is_some()),
-            Player::Hlsjs => Some(|line| <BrowserProgress as PlayingLine>::parse(line).is_some()),
+            Player::Hlsjs
+            | Player::ChromiumNative
+            | Player::Vlc
+            | Player::Webkit
+            | Player::WebkitHlsjs => {
+                Some(|line| <BrowserProgress as PlayingLine>::parse(line).is_some())
+            }
             Player::Gstreamer | Player::Ffmpeg => None,
         }
     }
 
-    pub(crate) fn play(self, url: &str, watch: Duration, segment: Duration, log: &Path) -> Outcome {
+    /// Plays `url` for `watch`, its log in `log`; returns how it went and
+    /// the record of its position against wall time since it started.
+    pub(crate) fn play(
+        self,
+        url: &str,
+        watch: Duration,
+        segment: Duration,
+        log: &Path,
+    ) -> (Outcome, PositionRecord) {
+        let mut positions = PositionRecord::default();
         let outcome = match self {
-            Player::Probe => play_probe(url, watch, log),
-            Player::Gstreamer => play_gstreamer(url, watch, log),
-            Player::Ffmpeg => play_ffmpeg(url, watch, segment, log),
-            Player::Hlsjs => play_hlsjs(url, watch, log),
+            Player::Probe => play_probe(url, watch, log, &mut positions),
+            Player::Gstreamer => play_gstreamer(url, watch, log, &mut positions),
+            Player::Ffmpeg => play_ffmpeg(url, watch, segment, log, &mut positions),
+            Player::Hlsjs => play_hlsjs(url, watch, log, false, &mut positions),
+            Player::ChromiumNative => play_hlsjs(url, watch, log, true, &mut positions),
+            Player::Vlc => play_vlc(url, watch, log, &mut positions),
+            Player::Webkit => play_webkit(url, watch, log, false, &mut positions),
+            Player::WebkitHlsjs => play_webkit(url, watch, log, true, &mut positions),
         };
-        outcome.unwrap_or_else(|note| Outcome::unmeasured(&note))
+        (
+            outcome.unwrap_or_else(|note| Outcome::unmeasured(&note)),
+            positions,
+        )
     }
 }
 
@@ -88,6 +140,9 @@ pub(crate) struct Outcome {
     pub(crate) stalls: Option<u64>,
     pub(crate) stall_ms: Option<u64>,
     pub(crate) failed_requests: Option<u64>,
+    /// Checks a test asserts that failed besides stalls and failed requests
+    /// (VLC and WebKit: stopped, fell behind, waited...); each is in the note.
+    pub(crate) failed_checks: u64,
     /// Anything a reader of the table should know (died early, never started).
     pub(crate) note: String,
     /// The player's own report, for digging.
@@ -100,13 +155,34 @@ impl Outcome {
             stalls: None,
             stall_ms: None,
             failed_requests: None,
+            failed_checks: 0,
             note: note.to_string(),
             detail: Value::Null,
         }
     }
 
     pub(crate) fn clean(&self) -> bool {
-        self.stalls == Some(0) && self.failed_requests == Some(0)
+        self.stalls == Some(0) && self.failed_requests == Some(0) && self.failed_checks == 0
+    }
+
+    /// A viewer's judgement of VLC or WebKit as a row: freezes are stalls,
+    /// the player's trouble lines are failed requests, every other failed
+    /// check is counted and noted. Clean exactly when the test would pass.
+    pub(crate) fn judged(judgement: &Judgement, mut note: Vec<String>) -> Outcome {
+        note.extend(judgement.failed_checks.iter().cloned());
+        Outcome {
+            stalls: Some(judgement.freezes.len() as u64),
+            stall_ms: Some(judgement.freezes.iter().map(|(_, l)| millis(*l)).sum()),
+            failed_requests: Some(judgement.trouble.len() as u64),
+            failed_checks: judgement.failed_checks.len() as u64,
+            note: note.join("; "),
+            detail: json!({
+                "summary": judgement.summary,
+                "longest_freeze_ms": millis(judgement.longest_freeze),
+                "trouble": judgement.trouble,
+                "failed_checks": judgement.failed_checks,
+            }),
+        }
     }
 }
 
@@ -158,6 +234,51 @@ pub(crate) fn spawn(cmd: &mut Command, log: &Path) -> Result<Kid, String> {
         .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))
 }
 
+/// Reads a player's position from one line of its stderr, if the line says.
+pub(crate) type SaysPosition = fn(&str) -> Option<f64>;
+
+/// Like [`spawn`], with stderr read line by line as it comes: each line goes
+/// to `log` at once (so the fault can wait for a playing line), each one
+/// `position` reads goes into the record with the time since the start, and
+/// lines about trouble (stall, waiting, error, fail) become notes at the
+/// last position.
+pub(crate) fn spawn_recorded(
+    cmd: &mut Command,
+    log: &Path,
+    position: SaysPosition,
+) -> Result<(Kid, JoinHandle<PositionRecord>), String> {
+    let mut file = std::fs::File::create(log).map_err(|e| format!("log {}: {e}", log.display()))?;
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let reader = std::thread::spawn(move || {
+        let mut record = PositionRecord::default();
+        let mut last = 0.0;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(file, "{line}");
+            if let Some(p) = position(&line) {
+                last = p;
+                record.push(started.elapsed(), p, "");
+            } else {
+                let lower = line.to_lowercase();
+                if ["stall", "waiting", "error", "fail"]
+                    .iter()
+                    .any(|w| lower.contains(w))
+                {
+                    record.push(started.elapsed(), last, line.trim());
+                }
+            }
+        }
+        record
+    });
+    Ok((Kid(child), reader))
+}
+
 /// The last JSON object a program printed on stdout.
 pub(crate) fn last_json(stdout: &str) -> Option<Value> {
     stdout
@@ -172,17 +293,25 @@ pub(crate) fn last_json(stdout: &str) -> Option<Value> {
 }
 
 /// The project's probe: its own JSON report (buffer model stalls, failed requests).
-pub(crate) fn play_probe(url: &str, watch: Duration, log: &Path) -> Result<Outcome, String> {
-    let mut kid = spawn(
+pub(crate) fn play_probe(
+    url: &str,
+    watch: Duration,
+    log: &Path,
+    record: &mut PositionRecord,
+) -> Result<Outcome, String> {
+    let (mut kid, reader) = spawn_recorded(
         Command::new(common::bin("probe"))
             .args(["--url", url, "--duration"])
             .arg(format!("{:.1}", watch.as_secs_f64()))
             .args(["--start-segments", "3"])
             .env("RUST_LOG", "info"),
         log,
+        |line| nonstop_lab::player::Progress::parse(line).map(|p| p.media_played.as_secs_f64()),
     )?;
     let (_, killed) = kid.wait_until(Instant::now() + watch + PLAYER_GRACE);
-    let report = last_json(&kid.stdout_text()).ok_or("probe printed no report")?;
+    let stdout = kid.stdout_text();
+    *record = reader.join().unwrap_or_default();
+    let report = last_json(&stdout).ok_or("probe printed no report")?;
     let mut note = String::new();
     if killed {
         note.push_str("killed after the grace period; ");
@@ -203,25 +332,38 @@ pub(crate) fn play_probe(url: &str, watch: Duration, log: &Path) -> Result<Outco
         stalls: report["stalls"].as_u64(),
         stall_ms: report["stall_ms"].as_u64(),
         failed_requests: report["failed_requests"].as_u64(),
+        failed_checks: 0,
         note: note.trim_end_matches("; ").to_string(),
         detail: report,
     })
 }
 
-/// hls.js in headless Chromium through web/hlsjs-player.mjs.
-pub(crate) fn play_hlsjs(url: &str, watch: Duration, log: &Path) -> Result<Outcome, String> {
+/// hls.js in headless Chromium through web/hlsjs-player.mjs, or with
+/// `native` Chromium's own HLS (its `--native`), judged the same way.
+pub(crate) fn play_hlsjs(
+    url: &str,
+    watch: Duration,
+    log: &Path,
+    native: bool,
+    record: &mut PositionRecord,
+) -> Result<Outcome, String> {
     let script = common::repo_root().join("web/hlsjs-player.mjs");
     let measure = watch.saturating_sub(HLSJS_STARTUP_ALLOWANCE);
-    let mut kid = spawn(
-        Command::new("node")
-            .arg(script)
-            .args(["--url", url, "--duration"])
-            .arg(format!("{:.1}", measure.as_secs_f64()))
-            .args(["--startup-timeout", HLSJS_STARTUP_TIMEOUT_SECONDS]),
-        log,
-    )?;
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
+        .args(["--url", url, "--duration"])
+        .arg(format!("{:.1}", measure.as_secs_f64()))
+        .args(["--startup-timeout", HLSJS_STARTUP_TIMEOUT_SECONDS]);
+    if native {
+        cmd.arg("--native");
+    }
+    let (mut kid, reader) = spawn_recorded(&mut cmd, log, |line| {
+        <BrowserProgress as PlayingLine>::parse(line).map(|p| p.media_played.as_secs_f64())
+    })?;
     let (status, killed) = kid.wait_until(Instant::now() + watch + PLAYER_GRACE);
-    let report = last_json(&kid.stdout_text()).ok_or_else(|| {
+    let stdout = kid.stdout_text();
+    *record = reader.join().unwrap_or_default();
+    let report = last_json(&stdout).ok_or_else(|| {
         format!(
             "hls.js printed no report (exit {:?}{})",
             status.and_then(|s| s.code()),
@@ -244,15 +386,29 @@ pub(crate) fn play_hlsjs(url: &str, watch: Duration, log: &Path) -> Result<Outco
     if report["played"] != Value::Bool(true) {
         note.push("never started".to_string());
     }
+    // A fatal error ends playback without a 'waiting' event, so it is no
+    // stall: it fails a check, as would `currentTime` standing still longer
+    // than the tests allow with no stall to explain it.
+    let mut failed_checks = 0;
     if let Some(n) = report["fatal_errors"].as_u64().filter(|n| *n > 0) {
         let last = report["last_error"]["details"].as_str().unwrap_or("?");
         note.push(format!("{n} fatal ({last})"));
+        failed_checks += 1;
     }
     let played = report["played"] == Value::Bool(true);
+    let frozen = report["max_frozen_ms"].as_u64().unwrap_or(0);
+    if played && report["stalls"].as_u64() == Some(0) && frozen > millis(players::MAX_FREEZE) {
+        note.push(format!(
+            "currentTime stood still {:.1} s with no 'waiting'",
+            frozen as f64 / 1000.0
+        ));
+        failed_checks += 1;
+    }
     Ok(Outcome {
         stalls: played.then(|| report["stalls"].as_u64()).flatten(),
         stall_ms: played.then(|| report["stall_ms"].as_u64()).flatten(),
         failed_requests: Some(failed),
+        failed_checks,
         note: note.join("; "),
         detail: report,
     })
@@ -390,6 +546,7 @@ pub(crate) fn play_ffmpeg(
     watch: Duration,
     segment: Duration,
     log: &Path,
+    record: &mut PositionRecord,
 ) -> Result<Outcome, String> {
     let mut file = std::fs::File::create(log).map_err(|e| e.to_string())?;
     let started = Instant::now();
@@ -460,6 +617,10 @@ pub(crate) fn play_ffmpeg(
     let reports = progress.join().map_err(|_| "progress reader panicked")?;
     let (counter, text) = errors.join().map_err(|_| "stderr reader panicked")?;
     let _ = file.write_all(text.as_bytes());
+    // ffmpeg reads ahead: its record is media read, not a playhead.
+    for (at, read) in &reports {
+        record.push(at.saturating_duration_since(started), *read, "media read");
+    }
     let mut note = Vec::new();
     if !killed {
         note.push(format!(
@@ -481,6 +642,7 @@ pub(crate) fn play_ffmpeg(
         stalls: stalls.as_ref().map(|s| s.count),
         stall_ms: stalls.as_ref().map(Stalls::ms),
         failed_requests: Some(counter.failed),
+        failed_checks: 0,
         note: note.join("; "),
         detail: json!({
             "media_seconds_read": reports.iter().map(|(_, s)| *s).fold(0.0, f64::max),
@@ -492,7 +654,12 @@ pub(crate) fn play_ffmpeg(
 }
 
 /// GStreamer's playbin in a child process of this binary (`--gst-player`).
-pub(crate) fn play_gstreamer(url: &str, watch: Duration, log: &Path) -> Result<Outcome, String> {
+pub(crate) fn play_gstreamer(
+    url: &str,
+    watch: Duration,
+    log: &Path,
+    record: &mut PositionRecord,
+) -> Result<Outcome, String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut kid = spawn(
         Command::new(me)
@@ -509,6 +676,17 @@ pub(crate) fn play_gstreamer(url: &str, watch: Duration, log: &Path) -> Result<O
             status.and_then(|s| s.code())
         )
     })?;
+    // Pictures rendered by each quarter second, as media seconds at 25 fps.
+    if let Some(counts) = report["rendered_by_quarter_second"].as_array() {
+        for (i, n) in counts.iter().enumerate() {
+            let n = n.as_u64().unwrap_or(0);
+            record.push(
+                RECORD_STEP * i as u32,
+                n as f64 / players::FPS,
+                &format!("frames={n}"),
+            );
+        }
+    }
     let started = report["started"] == Value::Bool(true);
     let mut note = Vec::new();
     if !started {
@@ -521,9 +699,132 @@ pub(crate) fn play_gstreamer(url: &str, watch: Duration, log: &Path) -> Result<O
         stalls: started.then(|| report["stalls"].as_u64()).flatten(),
         stall_ms: started.then(|| report["stall_ms"].as_u64()).flatten(),
         failed_requests: report["failed_requests"].as_u64(),
+        failed_checks: 0,
         note: note.join("; "),
         detail: report,
     })
+}
+
+/// Writes the announcement the fault waits for ([`BrowserProgress`]'s line).
+fn announce(log: &mut std::fs::File, played: f64) {
+    let _ = writeln!(log, "[judge] playing {played:.3} s of media");
+}
+
+/// VLC (`nonstop_lab::players::Vlc`: headless, as `nobody` with its own HOME
+/// when root) sampled every [`players::SAMPLE_EVERY`] through its remote
+/// interface, judged by `players::judge_vlc` from the first sample with
+/// [`players::PLAYED_BEFORE_FAULT`] played to the end, as `tests/vlc.rs`.
+pub(crate) fn play_vlc(
+    url: &str,
+    watch: Duration,
+    log: &Path,
+    record: &mut PositionRecord,
+) -> Result<Outcome, String> {
+    if let Some(missing) = players::vlc_missing() {
+        return Err(missing.to_string());
+    }
+    let mut file = std::fs::File::create(log).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let deadline = started + watch;
+    let vlc = std::panic::catch_unwind(|| Vlc::start(url))
+        .map_err(|_| "VLC did not start (see the panic above)".to_string())?;
+    let mut samples: Vec<VlcSample> = Vec::new();
+    while Instant::now() < deadline {
+        let s = vlc.sample();
+        let time = s.time.unwrap_or(0) as f64;
+        record.push(
+            s.at.saturating_duration_since(started),
+            time,
+            &format!(
+                "playing={} shown={}",
+                s.playing,
+                s.stats.map_or(0, |st| st.frames_displayed)
+            ),
+        );
+        if !samples.is_empty() || (s.playing && time >= players::PLAYED_BEFORE_FAULT) {
+            announce(&mut file, time);
+            samples.push(s);
+        }
+        std::thread::sleep(players::SAMPLE_EVERY);
+    }
+    let vlc_log = vlc.log_text();
+    let _ = writeln!(file, "--- VLC's own log ---\n{vlc_log}");
+    drop(vlc);
+    if samples.is_empty() {
+        return Err(format!(
+            "never played {} s (see its log)",
+            players::PLAYED_BEFORE_FAULT
+        ));
+    }
+    Ok(Outcome::judged(
+        &players::judge_vlc(&samples, &vlc_log),
+        Vec::new(),
+    ))
+}
+
+/// WebKitGTK's MiniBrowser under Xvfb (`nonstop_lab::players::WebKit`, with
+/// `WEBKIT_GST_ENABLE_HLS_SUPPORT=1`), its video element playing natively or
+/// through hls.js, looked at every [`players::SAMPLE_EVERY`], judged by
+/// `players::judge_video` from the first look with
+/// [`players::PLAYED_BEFORE_FAULT`] played to the end, as `tests/webkit.rs`.
+pub(crate) fn play_webkit(
+    url: &str,
+    watch: Duration,
+    log: &Path,
+    hls_js: bool,
+    record: &mut PositionRecord,
+) -> Result<Outcome, String> {
+    if let Some(missing) = players::webkit_missing() {
+        return Err(missing.to_string());
+    }
+    let source = if hls_js {
+        Some(players::hlsjs_source()?)
+    } else {
+        None
+    };
+    let mut file = std::fs::File::create(log).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let deadline = started + watch;
+    let page = BlankPage::start();
+    let browser = std::panic::catch_unwind(WebKit::start)
+        .map_err(|_| "WebKit did not start (see the panic above)".to_string())?;
+    let outcome = (|| {
+        browser.play(&page.url, url, source.as_deref())?;
+        let mut looks: Vec<VideoLook> = Vec::new();
+        let mut lost = None;
+        while Instant::now() < deadline {
+            match browser.look() {
+                Ok(l) => {
+                    record.push(
+                        l.at.saturating_duration_since(started),
+                        l.time,
+                        &format!("paused={} readyState={}", l.paused, l.ready_state),
+                    );
+                    if !looks.is_empty() || l.watching() {
+                        announce(&mut file, l.time);
+                        looks.push(l);
+                    }
+                }
+                Err(e) => {
+                    lost = Some(format!("the page stopped answering: {e}"));
+                    break;
+                }
+            }
+            std::thread::sleep(players::SAMPLE_EVERY);
+        }
+        if looks.is_empty() {
+            let last = browser.look().map(|l| l.describe()).unwrap_or_else(|e| e);
+            return Err(format!(
+                "never played {} s: {last}",
+                players::PLAYED_BEFORE_FAULT
+            ));
+        }
+        let mut judgement = players::judge_video(&looks);
+        judgement.failed_checks.extend(lost);
+        Ok(Outcome::judged(&judgement, Vec::new()))
+    })();
+    let _ = writeln!(file, "--- WebKit's own log ---\n{}", browser.log_text());
+    outcome
 }
 
 /// The GStreamer player itself (child process): playbin to fake sinks that
@@ -659,6 +960,13 @@ pub(crate) fn gst_player(args: &[String]) -> ! {
     let frames = frames.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let stalls = frozen_spans(started_at, &frames, deadline, GST_STALL_GAP);
     let counter = failures.lock().unwrap_or_else(|p| p.into_inner());
+    let steps = (deadline - started_at).as_millis() / RECORD_STEP.as_millis();
+    let rendered_by_quarter_second: Vec<usize> = (0..=steps as u32)
+        .map(|i| {
+            let by = started_at + RECORD_STEP * i;
+            frames.partition_point(|t| *t <= by)
+        })
+        .collect();
     let report = json!({
         "player": "gstreamer playbin",
         "url": url,
@@ -674,6 +982,7 @@ pub(crate) fn gst_player(args: &[String]) -> ! {
         "fatal_error": fatal,
         "eos": ended,
         "failure_lines": counter.lines,
+        "rendered_by_quarter_second": rendered_by_quarter_second,
     });
     println!("{report}");
     let _ = std::io::stdout().flush();

@@ -18,6 +18,8 @@ pub(crate) struct Row {
     /// advance, asked directly, during the whole watch. Above zero, the worker
     /// or the machine paused, and every player and proxy saw it.
     pub(crate) source_extra_gap_ms: Option<u64>,
+    /// Which of `--runs` this row is from (1 for the first).
+    pub(crate) run: u32,
     #[serde(skip)]
     pub(crate) fault_index: usize,
     #[serde(skip)]
@@ -41,6 +43,7 @@ impl Row {
             outcome,
             time_to_switch_ms: switch.map(millis),
             source_extra_gap_ms: None,
+            run: 1,
             fault_index: Fault::ALL.iter().position(|f| *f == fault).unwrap_or(0),
             player_index: Player::ALL.iter().position(|p| *p == player).unwrap_or(0),
             proxy_index: Proxy::ALL.iter().position(|p| *p == proxy).unwrap_or(0),
@@ -54,9 +57,9 @@ impl Row {
 
 /// The table: one row per fault and player, nonstop and nginx side by side.
 pub(crate) fn print_table(rows: &[Row], out: &mut dyn Write) {
-    let mut keys: Vec<(usize, usize, &str, &str)> = rows
+    let mut keys: Vec<(usize, u32, usize, &str, &str)> = rows
         .iter()
-        .map(|r| (r.fault_index, r.player_index, r.fault, r.player))
+        .map(|r| (r.fault_index, r.run, r.player_index, r.fault, r.player))
         .collect();
     keys.sort();
     keys.dedup();
@@ -65,8 +68,9 @@ pub(crate) fn print_table(rows: &[Row], out: &mut dyn Write) {
         .filter(|p| rows.iter().any(|r| r.proxy == p.name()))
         .collect();
     let num = |v: Option<u64>| v.map_or("?".to_string(), |n| n.to_string());
-    let mut header = format!("{:<11} {:<10}", "fault", "player");
-    let mut rule = format!("{:<11} {:<10}", "", "");
+    let runs = rows.iter().map(|r| r.run).max().unwrap_or(1);
+    let mut header = format!("{:<17} {:<13}", "fault", "player");
+    let mut rule = format!("{:<17} {:<13}", "", "");
     for p in &proxies {
         header.push_str(&format!(
             " | {:<7} {:>6} {:>8} {:>6} {:>8}",
@@ -82,26 +86,30 @@ pub(crate) fn print_table(rows: &[Row], out: &mut dyn Write) {
     let _ = writeln!(out, "{rule}");
     let mut notes = Vec::new();
     let mut noted_sources = Vec::new();
-    for (_, _, fault, player) in keys {
+    for (_, run, _, fault, player) in keys {
+        let label = if runs > 1 {
+            format!("{fault} #{run}")
+        } else {
+            fault.to_string()
+        };
         let source = rows
             .iter()
-            .filter(|r| r.fault == fault)
+            .filter(|r| r.fault == fault && r.run == run)
             .filter_map(|r| r.source_extra_gap_ms)
             .max()
             .unwrap_or(0);
-        if millis(SOURCE_GAP_NOTE) < source && !noted_sources.contains(&fault) {
-            noted_sources.push(fault);
+        if millis(SOURCE_GAP_NOTE) < source && !noted_sources.contains(&label) {
+            noted_sources.push(label.clone());
             notes.push(format!(
-                "{fault}: packager B's own playlist paused {:.1} s longer than a segment (the worker or the machine, seen by every row of {fault})",
+                "{label}: packager B's own playlist paused {:.1} s longer than a segment (the worker or the machine, seen by every row of {label})",
                 source as f64 / 1000.0
             ));
         }
-        let mut line = format!("{fault:<11} {player:<10}");
+        let mut line = format!("{label:<17} {player:<13}");
         for p in &proxies {
-            match rows
-                .iter()
-                .find(|r| r.fault == fault && r.player == player && r.proxy == p.name())
-            {
+            match rows.iter().find(|r| {
+                r.fault == fault && r.run == run && r.player == player && r.proxy == p.name()
+            }) {
                 Some(r) => {
                     let o = &r.outcome;
                     let switch = r
@@ -117,7 +125,7 @@ pub(crate) fn print_table(rows: &[Row], out: &mut dyn Write) {
                         switch
                     ));
                     if !o.note.is_empty() {
-                        notes.push(format!("{fault}/{player}/{}: {}", p.name(), o.note));
+                        notes.push(format!("{label}/{player}/{}: {}", p.name(), o.note));
                     }
                 }
                 None => line.push_str(&format!(" | {:<40}", "")),
@@ -141,7 +149,7 @@ pub(crate) fn verdict(rows: &[Row]) -> String {
             let mine: Vec<&Row> = rows.iter().filter(|r| r.proxy == p.name()).collect();
             (!mine.is_empty()).then(|| {
                 format!(
-                    "{}: {}/{} rows with 0 stalls and 0 failed requests",
+                    "{}: {}/{} clean rows (0 stalls, 0 failed requests, no failed check)",
                     p.name(),
                     mine.iter().filter(|r| r.outcome.clean()).count(),
                     mine.len()
