@@ -47,7 +47,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, wait_for, BrowserProgress, PlayingLine, Service, Stack, StackOptions, PLAYING_WITHIN,
+    wait_for, BrowserProgress, PlayingLine, Service, Stack, StackOptions, PLAYING_WITHIN,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -490,7 +490,7 @@ fn run_fault(
     });
     let nginx = proxies
         .contains(&Proxy::Nginx)
-        .then(|| Nginx::start(&stack.packagers[0], &stack.packagers[1], logs));
+        .then(|| start_conventional(&stack.packagers[0], &stack.packagers[1], logs));
     let urls: Vec<(Proxy, String)> = proxies
         .iter()
         .map(|&proxy| {
