@@ -405,13 +405,22 @@ fn print_step(count: usize, phases: &[&Phase], most: usize, out: &mut dyn Write)
     }
     text.push('\n');
     type Cell = fn(&Phase, &Report, &Upstream) -> String;
-    let rows: [(&str, Cell); 15] = [
+    let rows: [(&str, Cell); 16] = [
         ("playlist p50 / p99 ms", |_, r, _| {
             format!("{:.1} / {:.1}", r.playlist.p50_ms, r.playlist.p99_ms)
         }),
         ("segment p50 / p99 ms", |_, r, _| {
             format!("{:.1} / {:.1}", r.segment.p50_ms, r.segment.p99_ms)
         }),
+        (
+            "after the join: playlist p99 / segment p99 ms",
+            |_, r, _| {
+                format!(
+                    "{:.1} / {:.1}",
+                    r.playlist_after_join.p99_ms, r.segment_after_join.p99_ms
+                )
+            },
+        ),
         ("requests: playlists / segments", |_, r, _| {
             format!("{} / {}", r.playlist.count, r.segment.count)
         }),

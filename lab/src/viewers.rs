@@ -281,6 +281,11 @@ pub struct Report {
     pub target_seconds: f64,
     pub playlist: Latency,
     pub segment: Latency,
+    /// Playlist latency without each viewer's first request (which opens its
+    /// connection while the whole crowd joins).
+    pub playlist_after_join: Latency,
+    /// Segment latency without the segments each viewer starts with.
+    pub segment_after_join: Latency,
     /// Failed requests (connection, HTTP, status other than 200, timeout, unparsable playlist).
     pub errors: u64,
     pub error_kinds: BTreeMap<String, u64>,
@@ -322,6 +327,7 @@ impl Report {
             "{} viewers on {} for {:.0} s (target duration {:.1} s)\n\
              playlist: {} requests, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
              segment:  {} requests, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
+             after the join: playlist p99 {:.1} ms, segment p99 {:.1} ms\n\
              errors {} {:?}; late {} of {} (since first listed anywhere: {}); missed {}; skipped {}; regressions {}\n\
              segments: {} new during the run, {} distinct requested; {} viewers of {} complete\n\
              generator CPU {:.1} s",
@@ -337,6 +343,8 @@ impl Report {
             self.segment.p50_ms,
             self.segment.p99_ms,
             self.segment.max_ms,
+            self.playlist_after_join.p99_ms,
+            self.segment_after_join.p99_ms,
             self.errors,
             self.error_kinds,
             self.late_segments,
@@ -369,6 +377,10 @@ impl Report {
 struct ViewerStats {
     playlist_us: Vec<u32>,
     segment_us: Vec<u32>,
+    /// Segments of the first playlist fetched whole: the first this many of
+    /// `segment_us`, as `playlist_us[0]` is the first playlist (the join, see
+    /// [`Report::playlist_after_join`]).
+    start_fetched: usize,
     errors: BTreeMap<String, u64>,
     judged: u64,
     late: u64,
@@ -753,7 +765,16 @@ pub async fn run(config: &ViewersConfig) -> Result<Report, ViewersError> {
     };
     let mut playlist_us = Vec::new();
     let mut segment_us = Vec::new();
+    let mut playlist_after_join = Vec::new();
+    let mut segment_after_join = Vec::new();
     for stats in all {
+        playlist_after_join.extend_from_slice(stats.playlist_us.get(1..).unwrap_or_default());
+        segment_after_join.extend_from_slice(
+            stats
+                .segment_us
+                .get(stats.start_fetched..)
+                .unwrap_or_default(),
+        );
         report.errors += stats.error_count();
         for (kind, n) in &stats.errors {
             *report.error_kinds.entry(kind.clone()).or_default() += n;
@@ -775,6 +796,8 @@ pub async fn run(config: &ViewersConfig) -> Result<Report, ViewersError> {
     }
     report.playlist = Latency::of(playlist_us);
     report.segment = Latency::of(segment_us);
+    report.playlist_after_join = Latency::of(playlist_after_join);
+    report.segment_after_join = Latency::of(segment_after_join);
     Ok(report)
 }
 
@@ -835,7 +858,9 @@ async fn viewer(crowd: Arc<Crowd>, start_at: Instant, mut target: Duration) -> V
                             stats.segment_us.push(micros(arrived - asked));
                             stats.segments += 1;
                             stats.bytes += length;
-                            if !listing.start {
+                            if listing.start {
+                                stats.start_fetched += 1;
+                            } else {
                                 let first_listed = crowd
                                     .first_listed
                                     .lock()
