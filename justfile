@@ -137,3 +137,9 @@ bench-idle *args:
 bench-worker *args:
     cargo build --release --workspace --bins
     cargo bench -p nonstop-lab --bench worker -- {{args}}
+
+# A crowd of simulated players (1k, 5k, 10k) against nonstop's proxy and a caching nginx, side by side (lab/bench/README.md).
+bench-viewers *args:
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ./scripts/setup.sh
+    cargo build --release --workspace --bins
+    ulimit -n "$(ulimit -Hn)"; cargo bench -p nonstop-lab --bench viewers -- {{args}}

@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`fault`]: a fault-injecting HTTP proxy put in front of a packager (dead,
 //!   hung, frozen, 500s, cut bodies, resets...), switched at run time.
+//! - [`nginx`]: nginx from Debian in front of a stack's packagers, the
+//!   baseline the benches compare the proxy with (conventional or caching).
 //! - [`player`]: a player probe that plays a live playlist as a viewer would and
 //!   reports stalls, failed requests, regressions, skips and repeats.
 //! - [`demux`]: pushes one segment through GStreamer's tsdemux and parsers, so
@@ -21,8 +23,11 @@
 //! - [`support`]: what the system tests and benchmarks share: free ports,
 //!   generated inputs, the real programs started as child processes, whole
 //!   stacks on free ports, and the probe driven until it says it plays.
+//! - [`viewers`]: a crowd of simulated players (thousands of keep-alive
+//!   connections) against one URL, for `just bench-viewers`.
 //!
-//! The programs in `src/bin/` (`faultproxy`, `probe`, `validate`, `idleconns`) are thin; the system
+//! The programs in `src/bin/` (`faultproxy`, `probe`, `validate`, `idleconns`,
+//! `viewers`) are thin; the system
 //! tests are in `tests/`, the benchmarks (`just bench-*`) in `benches/`.
 
 pub mod demux;
@@ -35,3 +40,4 @@ pub mod players;
 pub mod support;
 pub mod ts;
 pub mod validate;
+pub mod viewers;

@@ -1,14 +1,24 @@
 //! Debian's nginx as a child process, for the tests and benchmarks that put it
-//! in front of something (the failover bench's baseline in front of the
-//! packagers, the balancer test's round robin in front of the proxies): a
-//! generated config in a temp dir as its prefix (pid, temp paths, logs), run
-//! in the foreground, its logs copied to the caller's log folder when it stops.
+//! in front of something (the benches' baseline in front of the packagers, the
+//! balancer test's round robin in front of the proxies): a generated config in
+//! a temp dir as its prefix (pid, temp paths, logs), run in the foreground,
+//! its logs copied to the caller's log folder when it stops.
+//!
+//! In front of the packagers one template (`lab/bench/nginx.conf.template`)
+//! takes one of two [`NginxSettings`]: the conventional reverse proxy of the
+//! failover bench (round robin, `proxy_next_upstream`, nginx's defaults) and
+//! the caching edge of the viewers bench (`proxy_cache` with
+//! `proxy_cache_lock`, one worker per core, limits for 10k connections).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{free_port, wait_for, Service};
+use crate::support::{free_port, get, wait_for, Service};
+
+/// nginx in front of the packagers; `{{...}}` fields filled in by
+/// [`Nginx::in_front_of_packagers`].
+pub const NGINX_TEMPLATE: &str = include_str!("../bench/nginx.conf.template");
 
 /// How long nginx may take to listen once started.
 const LISTENING_WITHIN: Duration = Duration::from_secs(10);
@@ -28,6 +38,66 @@ pub fn nginx_bin() -> Option<String> {
                 .find(|p| p.is_file())
         })
         .map(|p| p.display().to_string())
+}
+
+/// What differs between the benches' nginx: lines put into the template's
+/// main, `events`, `http`, `upstream packagers` and `location /` blocks
+/// (`{{prefix}}` may be used).
+#[derive(Debug, Clone)]
+pub struct NginxSettings {
+    pub main: String,
+    pub events: String,
+    pub http: String,
+    pub upstream: String,
+    pub location: String,
+}
+
+impl NginxSettings {
+    /// A plain reverse proxy, nginx's defaults spelled out (one worker, 1024
+    /// connections, no cache): the failover bench's baseline.
+    pub fn conventional() -> NginxSettings {
+        NginxSettings {
+            main: "worker_processes 1;".into(),
+            events: "worker_connections 1024;".into(),
+            http: String::new(),
+            upstream: String::new(),
+            location: String::new(),
+        }
+    }
+
+    /// A caching edge as a CDN operator would set one up for live HLS:
+    /// `workers` worker processes, each allowed `open_files` descriptors;
+    /// segments cached for a minute, playlists for one second;
+    /// `proxy_cache_lock` so one request per object goes upstream while the
+    /// others wait, `proxy_cache_use_stale updating` so an expired playlist
+    /// is served while one request refreshes it; keep-alive to the packagers.
+    /// Cache headers from the packagers are ignored so both kinds of object
+    /// live exactly as long as said here, whatever the packagers send.
+    pub fn caching(workers: usize, open_files: u64) -> NginxSettings {
+        let connections = open_files.saturating_sub(64).clamp(1024, 65_536);
+        NginxSettings {
+            main: format!("worker_processes {workers};\nworker_rlimit_nofile {open_files};"),
+            events: format!("worker_connections {connections};"),
+            // No access log: nonstop's proxy writes none per request either.
+            http: "access_log off;\n    \
+                   proxy_cache_path {{prefix}}/cache levels=1:2 keys_zone=hls:16m max_size=1g \
+                   inactive=2m use_temp_path=off;"
+                .into(),
+            upstream: "keepalive 64;".into(),
+            location: "proxy_http_version 1.1;\n            \
+                       proxy_set_header Connection \"\";\n            \
+                       proxy_cache hls;\n            \
+                       proxy_cache_lock on;\n            \
+                       proxy_cache_use_stale updating;\n            \
+                       proxy_ignore_headers Cache-Control Expires;\n            \
+                       proxy_cache_valid 200 60s;\n            \
+                       location ~ \\.m3u8$ {\n                \
+                       proxy_pass http://packagers;\n                \
+                       proxy_cache_valid 200 1s;\n            \
+                       }"
+            .into(),
+        }
+    }
 }
 
 /// A running nginx on a free port of 127.0.0.1; stopped (TERM, then KILL) on
@@ -105,6 +175,51 @@ impl Nginx {
                 .map(|_| ())
         });
         nginx
+    }
+
+    /// nginx with [`NGINX_TEMPLATE`] and `settings` in front of packagers A
+    /// and B; waits until it serves live01's playlist.
+    pub fn in_front_of_packagers(
+        settings: &NginxSettings,
+        packager_a: &str,
+        packager_b: &str,
+        logs: &Path,
+    ) -> Nginx {
+        let host = |url: &str| {
+            url.trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string()
+        };
+        // The settings' lines first: they may hold `{{prefix}}` themselves.
+        let template = NGINX_TEMPLATE
+            .replace("{{main}}", &settings.main)
+            .replace("{{events}}", &settings.events)
+            .replace("{{http}}", &settings.http)
+            .replace("{{upstream}}", &settings.upstream)
+            .replace("{{location}}", &settings.location);
+        let nginx = Nginx::start(
+            &template,
+            &[
+                ("{{packager_a}}", host(packager_a)),
+                ("{{packager_b}}", host(packager_b)),
+            ],
+            logs,
+        );
+        let url = nginx.url("live01/playlist.m3u8");
+        wait_for(
+            Duration::from_secs(10),
+            "nginx serving the playlist",
+            || {
+                let (status, _) = get(&url)?;
+                (status == 200).then_some(())
+            },
+        );
+        nginx
+    }
+
+    /// The master process's pid (its workers are its children).
+    pub fn pid(&self) -> u32 {
+        self.service.pid()
     }
 
     /// `http://127.0.0.1:<port>/<path>`.

@@ -624,7 +624,7 @@ fn run_fault(
     });
     let nginx = proxies
         .contains(&Proxy::Nginx)
-        .then(|| start_nginx(&stack.packagers[0], &stack.packagers[1], logs));
+        .then(|| start_conventional(&stack.packagers[0], &stack.packagers[1], logs));
     let urls: Vec<(Proxy, String)> = proxies
         .iter()
         .map(|&proxy| {
