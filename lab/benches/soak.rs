@@ -5,10 +5,14 @@
 //! process's resident memory at start and end. Target: zero stalls, zero
 //! failed requests, memory flat.
 //!
+//! The stack is the redundant topology `just up` runs: worker A -> folder A ->
+//! packager A (behind the fault proxy), worker B -> folder B -> packager B.
 //! Faults, each followed by recovery before the next: a fault mode on packager
 //! A (stale, error500, segment404, slow, cut, reset, hang) for a while;
 //! packager A's process stopped (SIGSTOP) then continued; packager B restarted;
-//! reporter, origin or discovery killed (SIGKILL) and started again.
+//! reporter, origin or discovery killed (SIGKILL) and started again; worker A
+//! killed (SIGKILL) and started again, frozen (SIGSTOP) then continued, or its
+//! folder wiped (`rm -rf`) under it.
 //! The proxy itself is not restarted: a proxy restart is covered by
 //! tests/resilience.rs and would, by design, fail the reload in flight.
 
@@ -97,11 +101,13 @@ fn rss_kib(pid: u32) -> Option<u64> {
 fn memory(stack: &Stack) -> Vec<(String, Option<u64>)> {
     [
         &stack.worker,
+        &stack.worker_b,
         &stack.server1,
         &stack.fault,
         &stack.server2,
         &stack.reporter,
         &stack.discovery,
+        &stack.discovery_b,
         &stack.origin,
         &stack.proxy,
     ]
@@ -131,10 +137,8 @@ fn main() {
         args.seed
     );
     let mut stack = Stack::start(StackOptions {
-        fault_front: true,
-        segment_seconds: 2,
         input_seconds: 10,
-        ..StackOptions::default()
+        ..StackOptions::redundant()
     });
     let probe = Probe::start(
         &stack.proxy_url("live01/playlist.m3u8"),
@@ -152,7 +156,7 @@ fn main() {
         std::thread::sleep(args.fault_every.saturating_sub(FAULT_LASTS));
         faults += 1;
         let at = started.elapsed().as_secs();
-        match dice.roll(6) {
+        match dice.roll(9) {
             0 | 1 => {
                 let mode = MODES[dice.roll(MODES.len())];
                 eprintln!(
@@ -181,6 +185,33 @@ fn main() {
                 restarts += 1;
                 stack.server2 = Some(stack.start_again("server2", &format!("server2-{restarts}")));
                 std::thread::sleep(FAULT_LASTS - Duration::from_secs(2));
+            }
+            4 => {
+                eprintln!("soak: {at:>5} s  worker A killed (SIGKILL), started again in 5 s");
+                if let Some(mut w) = stack.worker.take() {
+                    w.signal("KILL");
+                    w.wait_gone(Duration::from_secs(5));
+                }
+                std::thread::sleep(Duration::from_secs(5));
+                restarts += 1;
+                stack.worker = Some(stack.start_again("worker", &format!("worker-{restarts}")));
+                std::thread::sleep(FAULT_LASTS - Duration::from_secs(5));
+            }
+            5 => {
+                eprintln!("soak: {at:>5} s  worker A frozen (SIGSTOP)");
+                if let Some(w) = stack.worker.as_ref() {
+                    w.signal("STOP");
+                    std::thread::sleep(FAULT_LASTS);
+                    w.signal("CONT");
+                }
+            }
+            6 => {
+                eprintln!("soak: {at:>5} s  worker A's folder wiped (rm -rf)");
+                let folder = stack.output.join("live01");
+                if let Err(e) = std::fs::remove_dir_all(&folder) {
+                    eprintln!("soak: cannot wipe {}: {e}", folder.display());
+                }
+                std::thread::sleep(FAULT_LASTS);
             }
             _ => {
                 let name = ["reporter", "origin", "discovery"][dice.roll(3)];
