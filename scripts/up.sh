@@ -89,6 +89,32 @@ start() {
   pids+=($!)
 }
 
+# Like start, but a program that exits on its own (a crash, kill -9, the OOM
+# killer) is started again after 1 s, then 2, 4, 8, at most 10 s between tries
+# (back to 1 s after a run of a minute). The workers run this way: a worker
+# that dies rejoins the wall-clock position with the same numbering, and the
+# proxy plays from the other worker meanwhile. In production the same job is
+# systemd's `Restart=always` or a container's `restart: unless-stopped`.
+supervise() {
+  local name=$1 label=${2:-$1}
+  (
+    child=
+    trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' INT TERM
+    delay=1
+    while true; do
+      began=$SECONDS
+      "$BIN/$name" > >(sed -u "s/^/[$label] /") 2>&1 &
+      child=$!
+      status=0; wait "$child" || status=$?
+      [ $((SECONDS - began)) -ge 60 ] && delay=1
+      echo "[up] $label exited (status $status); starting it again in ${delay} s"
+      sleep "$delay"
+      delay=$((delay * 2)); [ "$delay" -gt 10 ] && delay=10
+    done
+  ) &
+  pids+=($!)
+}
+
 wait_playlist() {
   for _ in $(seq 1 150); do [ -f "$1/live01/playlist.m3u8" ] && return 0; sleep 0.2; done
 }
@@ -109,9 +135,9 @@ wait_http() {
   stop
 }
 
-OUTPUT_STREAM_PATH="$OUT_ONE" start worker
+OUTPUT_STREAM_PATH="$OUT_ONE" supervise worker
 if [ "$TOPOLOGY" = redundant ]; then
-  OUTPUT_STREAM_PATH="$OUT_TWO" WORKER_METRICS_PORT="$WORKER_B_METRICS_PORT" start worker worker-b
+  OUTPUT_STREAM_PATH="$OUT_TWO" WORKER_METRICS_PORT="$WORKER_B_METRICS_PORT" supervise worker worker-b
 fi
 wait_playlist "$OUT_ONE"; wait_playlist "$OUT_TWO"
 OUTPUT_STREAM_PATH="$OUT_ONE" start server1;   wait_http server1 "http://localhost:$SERVER_ONE_PORT/healthcheck"
