@@ -291,7 +291,7 @@ pub fn watch(
                         .map_err(|e| e.to_string())
                         .and_then(|i| signals.start(i).map_err(|e| e.to_string()));
                     if let Err(e) = started {
-                        log::error!("{e}; not started until the file changes");
+                        log::error!("{e}; signal '{signal}' not started until its file changes");
                         inputs.refuse(&signal, fingerprint);
                     }
                 }
