@@ -326,3 +326,107 @@ fn print_pipeline_prints_the_line_gst_launch_runs_and_encodes_nothing() {
         "{text}"
     );
 }
+
+/// The number of `signal`'s newest listed segment, if it has a playlist.
+fn newest_segment(dir: &std::path::Path, signal: &str) -> Option<u64> {
+    let bytes = std::fs::read(dir.join(format!("output/{signal}/playlist.m3u8"))).ok()?;
+    let facts = PlaylistFacts::parse(&bytes).ok()?;
+    Some(facts.media_sequence + facts.segments.len() as u64)
+}
+
+/// Waits until `signal`'s newest segment is past `after`, and returns it.
+fn advances_past(dir: &std::path::Path, signal: &str, after: u64) -> u64 {
+    wait_for(
+        Duration::from_secs(30),
+        &format!("{signal} past segment {after}"),
+        || newest_segment(dir, signal).filter(|n| *n > after),
+    )
+}
+
+#[test]
+fn inputs_added_while_running_go_live_and_removed_ones_stop_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    make_input(&input.join("live01.mp4"), 2, false);
+    // Generated outside the watched folder, copied in while the worker runs.
+    let staged = dir.path().join("staged-live02.mp4");
+    make_input(&staged, 2, true);
+    let port = common::free_port();
+    let w = worker_on(dir.path(), port, &[]);
+    let first = advances_past(dir.path(), "live01", 0);
+
+    std::fs::copy(&staged, input.join("live02.mp4")).expect("copy live02 in");
+    let started = advances_past(dir.path(), "live02", 0);
+    advances_past(dir.path(), "live02", started);
+    let (_, body) = wait_for(
+        Duration::from_secs(20),
+        "healthcheck 200 with live02",
+        || {
+            health(port)
+                .filter(|(status, body)| *status == 200 && body["signals"]["live02"] == "running")
+        },
+    );
+    assert_eq!(body["signals"]["live01"], "running", "{body}");
+    // Epoch-locked like the first: the same grid, so the same newest number.
+    let (a, b) = wait_for(Duration::from_secs(20), "both signals on one grid", || {
+        let a = newest_segment(dir.path(), "live01")?;
+        let b = newest_segment(dir.path(), "live02")?;
+        (a == b).then_some((a, b))
+    });
+    assert!(
+        a > first,
+        "live01 advanced meanwhile ({a} after {first}, live02 {b})"
+    );
+
+    // A file that is no video: one error line, no retry loop, nothing else hurt.
+    std::fs::write(input.join("broken.mp4"), b"not an mp4 at all").expect("write");
+    wait_for(
+        Duration::from_secs(30),
+        "the broken input's error line",
+        || w.log_text().contains("broken.mp4").then_some(()),
+    );
+    let now = newest_segment(dir.path(), "live01").expect("live01 playlist");
+    // Five more segments of 1 s each: more than two rescans (2 s) later.
+    advances_past(dir.path(), "live01", now + 5);
+    let log = w.log_text();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("broken.mp4") && l.contains(" ERR "))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "one error line for the broken input:\n{log}"
+    );
+    assert!(
+        errors[0].contains("signal 'broken' not started until its file changes"),
+        "{log}"
+    );
+    let (_, body) = health(port).expect("healthcheck answers");
+    assert!(body["signals"].get("broken").is_none(), "{body}");
+    assert_eq!(body["signals"]["live02"], "running", "{body}");
+
+    std::fs::remove_file(input.join("live02.mp4")).expect("remove live02");
+    let (status, body) = wait_for(
+        Duration::from_secs(20),
+        "live02 gone from the healthcheck",
+        || health(port).filter(|(_, body)| body["signals"].get("live02").is_none()),
+    );
+    assert_eq!(status, 200, "live01 alone is healthy: {body}");
+    assert_eq!(body["signals"]["live01"], "running", "{body}");
+    let log = w.log_text();
+    assert!(
+        log.contains("Signal 'live02' stopped: its input") && log.contains("was removed"),
+        "{log}"
+    );
+    // live01 keeps going; live02's playlist no longer moves.
+    let last02 = newest_segment(dir.path(), "live02").expect("live02 playlist stays");
+    let now = newest_segment(dir.path(), "live01").expect("live01 playlist");
+    advances_past(dir.path(), "live01", now + 2);
+    assert_eq!(
+        newest_segment(dir.path(), "live02"),
+        Some(last02),
+        "live02 still written"
+    );
+}

@@ -77,6 +77,18 @@ impl SignalHealth {
         }
     }
 
+    /// Forgets `signal` (its input was removed): it leaves `/healthcheck`,
+    /// and its status and drift gauges leave `/metrics`.
+    pub fn remove(&self, signal: &str) {
+        if let Ok(mut statuses) = self.statuses.lock() {
+            statuses.remove(signal);
+        }
+        for s in SignalStatus::ALL {
+            let _ = metrics::WORKER_SIGNAL_STATUS.remove_label_values(&[signal, s.as_str()]);
+        }
+        let _ = metrics::WORKER_DRIFT.remove_label_values(&[signal]);
+    }
+
     /// `signal`'s last recorded status.
     pub fn get(&self, signal: &str) -> Option<SignalStatus> {
         self.statuses.lock().ok()?.get(signal).copied()
@@ -177,5 +189,21 @@ mod tests {
         assert_eq!(value(SignalStatus::Running), 1);
         assert_eq!(value(SignalStatus::Retrying), 0);
         assert_eq!(health.get("gauge_test"), Some(SignalStatus::Running));
+
+        health.remove("gauge_test");
+        assert_eq!(health.get("gauge_test"), None);
+        assert!(!health.snapshot().contains_key("gauge_test"));
+        let mut text = Vec::new();
+        prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &prometheus::gather(),
+            &mut text,
+        )
+        .expect("encode");
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            !text.contains("signal=\"gauge_test\""),
+            "the removed signal is still in /metrics: {text}"
+        );
     }
 }

@@ -45,8 +45,17 @@ pub enum InputError {
     Gstreamer(String),
 }
 
-/// The `.mp4` files of `folder`, sorted by name.
+/// The `.mp4` files of `folder`, sorted by name; at least one.
 pub fn list(folder: &Path) -> Result<Vec<PathBuf>, InputError> {
+    let files = mp4_files(folder)?;
+    if files.is_empty() {
+        return Err(InputError::Empty(folder.to_path_buf()));
+    }
+    Ok(files)
+}
+
+/// The `.mp4` files of `folder`, sorted by name; maybe none.
+pub fn mp4_files(folder: &Path) -> Result<Vec<PathBuf>, InputError> {
     if !folder.is_dir() {
         return Err(InputError::NoFolder(folder.to_path_buf()));
     }
@@ -58,18 +67,19 @@ pub fn list(folder: &Path) -> Result<Vec<PathBuf>, InputError> {
         .filter(|p| p.extension().is_some_and(|ext| ext == "mp4"))
         .collect();
     files.sort();
-    if files.is_empty() {
-        return Err(InputError::Empty(folder.to_path_buf()));
-    }
     Ok(files)
+}
+
+/// The signal an input file feeds: its name without `.mp4`.
+pub fn signal_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Opens `path` with GStreamer's discoverer and checks it has video.
 pub fn probe(path: &Path, timeout: Duration) -> Result<Input, InputError> {
-    let signal = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let signal = signal_of(path);
     if !is_valid_signal_name(&signal) {
         return Err(InputError::BadName(path.to_path_buf(), signal));
     }

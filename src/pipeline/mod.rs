@@ -11,6 +11,8 @@
 //! - [`segments`]: our segment files and the atomically written live playlist.
 //! - [`playlist`]: the rolling live playlist itself (m3u8-rs, no I/O).
 //! - [`health`]: the signals' statuses, shared with `GET /healthcheck`.
+//! - [`inputs`]: the running signals and the input folder rescan that starts
+//!   and stops them as `<signal>.mp4` files are added and removed.
 //! - [`worker`]: runs every signal of the input folder until shutdown.
 //!
 //! Shared pieces come from [`crate::hls`] (names, playlist facts) and
@@ -20,6 +22,7 @@ pub mod description;
 pub mod epoch;
 pub mod health;
 pub mod input;
+pub mod inputs;
 pub mod looping;
 pub mod playlist;
 pub mod segments;

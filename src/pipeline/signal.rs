@@ -179,7 +179,8 @@ impl SignalRunner {
             }
         }
         self.set_status(SignalStatus::Stopped);
-        log::info!("Signal '{}' stopped", self.input.signal);
+        // The worker says why at info (input removed, or "Worker stopped").
+        log::debug!("Signal '{}' stopped", self.input.signal);
     }
 
     /// One life of the pipeline: Ok when shutdown stopped it, Err when it failed.
@@ -472,7 +473,7 @@ pub fn backoff(failures: u32) -> Duration {
 }
 
 /// Sleeps `pause`, waking early when shutdown is triggered.
-fn sleep_unless(shutdown: &Shutdown, pause: Duration) {
+pub fn sleep_unless(shutdown: &Shutdown, pause: Duration) {
     let until = Instant::now() + pause;
     while Instant::now() < until && !shutdown.is_triggered() {
         std::thread::sleep(DEFAULT_BUS_POLL.min(until.saturating_duration_since(Instant::now())));

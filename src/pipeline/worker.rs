@@ -1,6 +1,8 @@
 //! The worker: one live signal per `<name>.mp4` in INPUT_STREAM_PATH, each on
 //! its own thread with its own pipeline, written to OUTPUT_STREAM_PATH/<name>/.
-//! A failing signal restarts alone; SIGINT/SIGTERM stop them all.
+//! A failing signal restarts alone; SIGINT/SIGTERM stop them all. The folder
+//! is rescanned while running ([`super::inputs`]): an MP4 added goes live, one
+//! removed stops its signal.
 //! `GET /healthcheck` on WORKER_METRICS_PORT answers from the signals'
 //! statuses; `--print-pipeline` prints each signal's launch line instead of
 //! encoding.
@@ -12,12 +14,12 @@ use clap::Parser;
 use super::description;
 use super::health::SignalHealth;
 use super::input::{self, Input, InputError};
+use super::inputs::{self, Inputs, Signals, StartError, DEFAULT_RESCAN_EVERY};
 use super::segments::signal_dir;
 use super::settings::{
     EncodeSettings, DEFAULT_PLAYLIST_LENGTH, DEFAULT_RETAINED_SEGMENTS, DEFAULT_SEGMENT_SECONDS,
     DEFAULT_VIDEO_KBPS,
 };
-use super::signal::SignalRunner;
 use crate::service::shutdown::Shutdown;
 
 /// Encodes every INPUT_STREAM_PATH/<signal>.mp4 into a live HLS stream, looping it forever.
@@ -74,8 +76,8 @@ pub enum WorkerError {
     Input(#[from] InputError),
     #[error("output folder {0} is not writable: {1}")]
     Output(PathBuf, std::io::Error),
-    #[error("signal '{0}' cannot start: {1}")]
-    Signal(String, super::signal::RunError),
+    #[error(transparent)]
+    Signal(#[from] StartError),
     #[error("EPOCH {0}: {1}")]
     Epoch(u64, super::epoch::EpochError),
     #[error(transparent)]
@@ -95,7 +97,8 @@ impl WorkerConfig {
 }
 
 /// Checks every input and the output folder, then encodes until `shutdown`.
-/// Any bad input stops the worker before anything starts.
+/// Any bad input at start stops the worker before anything starts; inputs
+/// added later are checked one by one and a bad one only logs.
 pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), WorkerError> {
     let inputs = tokio::task::spawn_blocking({
         let folder = config.input.clone();
@@ -124,40 +127,24 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), WorkerE
         }
     });
 
-    let mut threads = Vec::new();
+    let mut signals = Signals::new(&config.output, config.settings(), health.clone());
     for input in inputs {
-        log::info!(
-            "Signal '{}': {} ({}x{}, {}{})",
-            input.signal,
-            input.path.display(),
-            input.size.0,
-            input.size.1,
-            input
-                .duration
-                .map(|d| format!("{:.1} s", d.as_secs_f64()))
-                .unwrap_or_else(|| "unknown duration".into()),
-            if input.has_audio {
-                ", with audio"
-            } else {
-                ", video only"
-            }
-        );
-        let signal = input.signal.clone();
-        let mut runner =
-            SignalRunner::new(input, &config.output, config.settings(), health.clone())
-                .map_err(|e| WorkerError::Signal(signal.clone(), e))?;
-        let stop = shutdown.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("signal-{signal}"))
-            .spawn(move || runner.run(&stop))
-            .map_err(|e| WorkerError::Output(config.output.clone(), e))?;
-        threads.push(thread);
+        signals.start(input)?;
     }
+    let known = Inputs::live(signals.names());
+    // The rescan owns the running signals from here on: it starts and stops
+    // them as files come and go, and stops them all at shutdown.
+    let watcher = std::thread::Builder::new()
+        .name("inputs".into())
+        .spawn({
+            let folder = config.input.clone();
+            let stop = shutdown.clone();
+            move || inputs::watch(&folder, signals, known, &stop, DEFAULT_RESCAN_EVERY)
+        })
+        .map_err(|e| WorkerError::Output(config.output.clone(), e))?;
     shutdown.wait().await;
     tokio::task::spawn_blocking(move || {
-        for t in threads {
-            let _ = t.join();
-        }
+        let _ = watcher.join();
     })
     .await
     .ok();
@@ -175,7 +162,7 @@ pub fn printed_pipelines(config: &WorkerConfig) -> Result<String, WorkerError> {
 
 /// For each input, a comment naming the signal and what only the worker adds
 /// at run time, then the launch line the worker parses for it (the same
-/// function as [`SignalRunner::launch_line`]), ready for `gst-launch-1.0 -e`.
+/// function as [`super::signal::SignalRunner::launch_line`]), ready for `gst-launch-1.0 -e`.
 fn pipelines_text(inputs: &[Input], output: &Path, settings: &EncodeSettings) -> String {
     let mut text = String::new();
     for input in inputs {
@@ -208,6 +195,7 @@ fn check_writable(output: &Path) -> Result<(), WorkerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::signal::SignalRunner;
 
     #[test]
     fn the_printed_line_is_the_line_the_runner_parses() {
