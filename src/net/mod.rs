@@ -22,3 +22,4 @@ pub mod packager;
 pub mod proxy;
 pub mod reporter;
 pub mod status;
+pub mod workers;

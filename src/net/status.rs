@@ -1,13 +1,15 @@
 //! `status`: a table of the running stack for the people running an event:
 //! every live signal, where the origin routes it, and each packager's
 //! freshness and role as the proxy sees it, its viewers, plus the latest
-//! switches.
+//! switches; with `WORKERS`, each worker's signals, newest segment and how
+//! far behind the wall clock it is.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::proxy::failover::{SignalHealth, UpstreamStatus};
+use super::workers::{self, parse_workers, WorkerView, Workers};
 use crate::service::config::parse_base_url;
 
 /// Budget for each request to the stack.
@@ -23,6 +25,10 @@ pub struct StatusConfig {
     /// Proxy base URL.
     #[arg(long, env = "PROXY_URL", default_value = "http://localhost:8002", value_parser = parse_base_url)]
     pub proxy_url: String,
+    /// Workers to show, comma-separated base URLs of their healthcheck/metrics
+    /// port (e.g. http://localhost:9100,http://localhost:9110). Empty: none.
+    #[arg(long, env = "WORKERS", default_value = "", hide_default_value = true, value_parser = parse_workers)]
+    pub workers: Workers,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -59,6 +65,8 @@ pub struct Snapshot {
     /// Origin's route (the `server` of `/live/<name>`) per signal.
     pub routes: Vec<(String, Result<String, String>)>,
     pub proxy: Result<ProxyStatus, String>,
+    /// Each worker in `WORKERS`, in order (empty without the setting).
+    pub workers: Vec<WorkerView>,
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(
@@ -92,11 +100,16 @@ pub async fn snapshot(config: &StatusConfig) -> Snapshot {
         .map(|l| l.server);
         routes.push((name.clone(), route));
     }
-    let proxy = get_json(&client, &format!("{}/status", config.proxy_url)).await;
+    let proxy_status = format!("{}/status", config.proxy_url);
+    let (proxy, workers) = tokio::join!(
+        get_json(&client, &proxy_status),
+        workers::ask_all(&client, &config.workers)
+    );
     Snapshot {
         signals,
         routes,
         proxy,
+        workers,
     }
 }
 
@@ -189,6 +202,10 @@ pub fn render(s: &Snapshot) -> String {
             }
         }
     }
+    if !s.workers.is_empty() {
+        out.push('\n');
+        out.push_str(&workers::render(&s.workers));
+    }
     out
 }
 
@@ -238,8 +255,10 @@ mod tests {
                     }],
                 }],
             }),
+            workers: Vec::new(),
         };
         let text = render(&snapshot);
+        assert!(!text.contains("workers:"), "no WORKERS, no section: {text}");
         assert!(
             text.contains("live01 -> http://a:8080/live01/playlist.m3u8"),
             "{text}"
@@ -273,9 +292,18 @@ mod tests {
             signals: Err("connection refused".into()),
             routes: vec![],
             proxy: Err("connection refused".into()),
+            workers: vec![workers::classify(
+                "http://w:9100",
+                Err("connection refused".into()),
+            )],
         };
         let text = render(&down);
         assert!(text.contains("origin: unreachable"), "{text}");
         assert!(text.contains("proxy: unreachable"), "{text}");
+        assert!(text.contains("workers:"), "{text}");
+        assert!(
+            text.contains("http://w:9100") && text.contains("down (connection refused)"),
+            "{text}"
+        );
     }
 }

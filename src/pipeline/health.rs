@@ -8,6 +8,11 @@
 //!                             +--> nonstop_worker_signal_status{signal,status}
 //! ```
 //!
+//! Each signal's newest published segment rides along (`newest`: name,
+//! sequence, program date-time, how long ago it was written and how far its
+//! end is behind the wall clock), so `status` and the console show what a
+//! worker is producing, not only whether it answers.
+//!
 //! The answer is 200 only while every signal is running (its pipeline has
 //! written a segment since it last started), else 503 with the same JSON
 //! shape, so a load balancer or an orchestrator sees a signal that keeps
@@ -15,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use warp::http::StatusCode;
@@ -57,11 +63,42 @@ impl SignalStatus {
     }
 }
 
+/// A signal's newest published segment, as the runner recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewestSegment {
+    pub name: String,
+    pub sequence: u64,
+    /// Wall-clock time of the segment's first frame (its EXT-X-PROGRAM-DATE-TIME).
+    pub program_date_time: SystemTime,
+    pub duration: Duration,
+    /// When the worker listed it in the playlist.
+    pub written_at: SystemTime,
+}
+
+impl NewestSegment {
+    /// Its `/healthcheck` entry at `now`: `behind_ms` is how far the
+    /// segment's end is behind the wall clock, `written_ms_ago` how long ago
+    /// the worker wrote it (`duration_ms` is the segment's length).
+    pub fn to_json(&self, now: SystemTime) -> serde_json::Value {
+        let ms_since = |t: SystemTime| now.duration_since(t).unwrap_or_default().as_millis() as u64;
+        serde_json::json!({
+            "name": self.name,
+            "sequence": self.sequence,
+            "program_date_time": chrono::DateTime::<chrono::Utc>::from(self.program_date_time)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "duration_ms": self.duration.as_millis() as u64,
+            "behind_ms": ms_since(self.program_date_time + self.duration),
+            "written_ms_ago": ms_since(self.written_at),
+        })
+    }
+}
+
 /// The statuses of every signal, shared by the runners (writers) and the
 /// health route (reader). Cheap to clone: clones share the same map.
 #[derive(Debug, Clone, Default)]
 pub struct SignalHealth {
     statuses: Arc<Mutex<BTreeMap<String, SignalStatus>>>,
+    newest: Arc<Mutex<BTreeMap<String, NewestSegment>>>,
 }
 
 impl SignalHealth {
@@ -77,11 +114,26 @@ impl SignalHealth {
         }
     }
 
+    /// Records `signal`'s newest published segment.
+    pub fn segment_written(&self, signal: &str, segment: NewestSegment) {
+        if let Ok(mut newest) = self.newest.lock() {
+            newest.insert(signal.to_string(), segment);
+        }
+    }
+
+    /// Every signal's newest published segment, by name.
+    pub fn newest(&self) -> BTreeMap<String, NewestSegment> {
+        self.newest.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
     /// Forgets `signal` (its input was removed): it leaves `/healthcheck`,
     /// and its status and drift gauges leave `/metrics`.
     pub fn remove(&self, signal: &str) {
         if let Ok(mut statuses) = self.statuses.lock() {
             statuses.remove(signal);
+        }
+        if let Ok(mut newest) = self.newest.lock() {
+            newest.remove(signal);
         }
         for s in SignalStatus::ALL {
             let _ = metrics::WORKER_SIGNAL_STATUS.remove_label_values(&[signal, s.as_str()]);
@@ -102,11 +154,14 @@ impl SignalHealth {
 
 /// The health answer for these statuses: 200 `ok` when there is at least one
 /// signal and all are running, else 503 `degraded`; the body names each
-/// signal's status either way.
+/// signal's status either way, and `newest` each signal's newest segment
+/// (a signal that has written none yet is absent from it).
 pub fn answer(
     service: &str,
     statuses: &BTreeMap<String, SignalStatus>,
+    newest: &BTreeMap<String, NewestSegment>,
 ) -> (StatusCode, serde_json::Value) {
+    let now = SystemTime::now();
     let healthy = !statuses.is_empty() && statuses.values().all(|s| *s == SignalStatus::Running);
     let (code, status) = if healthy {
         (StatusCode::OK, "ok")
@@ -115,7 +170,15 @@ pub fn answer(
     };
     (
         code,
-        serde_json::json!({ "status": status, "service": service, "signals": statuses }),
+        serde_json::json!({
+            "status": status,
+            "service": service,
+            "signals": statuses,
+            "newest": newest
+                .iter()
+                .map(|(signal, n)| (signal.clone(), n.to_json(now)))
+                .collect::<serde_json::Map<_, _>>(),
+        }),
     )
 }
 
@@ -127,7 +190,7 @@ pub fn route(
     warp::path!("healthcheck")
         .and(warp::get().or(warp::head()).unify())
         .map(move || {
-            let (code, body) = answer(service, &health.snapshot());
+            let (code, body) = answer(service, &health.snapshot(), &health.newest());
             let mut response = crate::service::http::json_ok(&body);
             *response.status_mut() = code;
             crate::service::http::allow_any_origin(response)
@@ -157,6 +220,35 @@ mod tests {
         assert_eq!(code, 503);
         assert_eq!(body["status"], "degraded");
         assert_eq!(body["signals"]["live02"], "starting");
+        assert!(
+            body["newest"].as_object().is_some_and(|m| m.is_empty()),
+            "no segment written yet: {body}"
+        );
+        let now = SystemTime::now();
+        health.segment_written(
+            "live01",
+            NewestSegment {
+                name: "segment_00042.ts".into(),
+                sequence: 42,
+                program_date_time: now - Duration::from_secs(10),
+                duration: Duration::from_secs(4),
+                written_at: now - Duration::from_secs(5),
+            },
+        );
+        let (_, body) = ask(&health).await;
+        let newest = &body["newest"]["live01"];
+        assert_eq!(newest["name"], "segment_00042.ts", "{body}");
+        assert_eq!(newest["sequence"], 42, "{body}");
+        let behind = newest["behind_ms"].as_u64().expect("behind_ms");
+        assert!((6000..7000).contains(&behind), "{body}");
+        let ago = newest["written_ms_ago"].as_u64().expect("written_ms_ago");
+        assert!((5000..6000).contains(&ago), "{body}");
+        assert!(
+            newest["program_date_time"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z')),
+            "{body}"
+        );
 
         health.set("live02", SignalStatus::Running);
         let (code, body) = ask(&health).await;
@@ -190,8 +282,19 @@ mod tests {
         assert_eq!(value(SignalStatus::Retrying), 0);
         assert_eq!(health.get("gauge_test"), Some(SignalStatus::Running));
 
+        health.segment_written(
+            "gauge_test",
+            NewestSegment {
+                name: "segment_00001.ts".into(),
+                sequence: 1,
+                program_date_time: SystemTime::now(),
+                duration: Duration::from_secs(4),
+                written_at: SystemTime::now(),
+            },
+        );
         health.remove("gauge_test");
         assert_eq!(health.get("gauge_test"), None);
+        assert!(!health.newest().contains_key("gauge_test"));
         assert!(!health.snapshot().contains_key("gauge_test"));
         let mut text = Vec::new();
         prometheus::Encoder::encode(

@@ -38,7 +38,7 @@ use gstreamer::prelude::*;
 
 use super::description;
 use super::epoch::EpochGrid;
-use super::health::{SignalHealth, SignalStatus};
+use super::health::{NewestSegment, SignalHealth, SignalStatus};
 use super::input::Input;
 use super::looping;
 use super::segments::{OpenFragments, Segments};
@@ -333,11 +333,19 @@ impl SignalRunner {
                                     self.input.signal
                                 );
                             }
-                            self.segments.publish(
-                                name,
-                                duration,
-                                grid.program_date_time(sequence),
-                            )?;
+                            let program_date_time = grid.program_date_time(sequence);
+                            self.segments
+                                .publish(name.clone(), duration, program_date_time)?;
+                            self.health.segment_written(
+                                &self.input.signal,
+                                NewestSegment {
+                                    name,
+                                    sequence,
+                                    program_date_time,
+                                    duration,
+                                    written_at: std::time::SystemTime::now(),
+                                },
+                            );
                             if run.first_offset.is_none() {
                                 // Segments flow: this run is healthy.
                                 self.set_status(SignalStatus::Running);
