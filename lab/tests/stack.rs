@@ -11,7 +11,7 @@ use nonstop::hls::PlaylistFacts;
 
 #[test]
 fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() {
-    let stack = Stack::start(StackOptions::default());
+    let mut stack = Stack::start(StackOptions::default());
     let logs = || stack.logs();
 
     // reporter: GET /ingests, the seed's shape exactly.
@@ -129,6 +129,67 @@ fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() 
         let (status, _) = get(&stack.proxy_url(path)).expect("answers");
         assert_eq!(status, 404, "{path}");
     }
+
+    workers_show_in_status_until_the_worker_freezes_or_dies(&mut stack, &origin);
+}
+
+/// `status` with WORKERS names the worker, its signal encoding, its newest
+/// segment and how far behind the wall clock it is; a frozen worker (SIGSTOP)
+/// and a killed one (SIGKILL) show as down.
+fn workers_show_in_status_until_the_worker_freezes_or_dies(stack: &mut Stack, origin: &str) {
+    let worker = format!("http://127.0.0.1:{}", stack.worker_metrics_port);
+    let status = |stack: &Stack| {
+        let out = std::process::Command::new(common::bin("status"))
+            .env("ORIGIN_URL", origin)
+            .env("PROXY_URL", stack.proxy_url("").trim_end_matches('/'))
+            .env("WORKERS", &worker)
+            .output()
+            .expect("status runs");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let worker_line = |table: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&worker))
+            .unwrap_or_else(|| panic!("no line for {worker}:\n{table}"))
+            .to_string()
+    };
+    let table = status(stack);
+    assert!(table.contains("workers:"), "{table}");
+    let line = worker_line(&table);
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words.get(1), Some(&"live01"), "{table}");
+    assert_eq!(words.get(2), Some(&"encoding"), "{table}");
+    assert!(
+        words.get(3).is_some_and(|w| w.ends_with(".ts")),
+        "no newest segment: {table}"
+    );
+    assert!(
+        words.get(4).is_some_and(|w| w.starts_with('#')),
+        "no sequence: {table}"
+    );
+    let behind: f64 = words
+        .get(5)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no age in seconds: {table}"));
+    assert!(behind >= 0.0, "{table}");
+    assert_eq!(words.get(6), Some(&"s"), "{table}");
+
+    let service = stack.worker.as_mut().expect("the worker");
+    service.signal("STOP");
+    let table = status(stack);
+    assert!(
+        worker_line(&table).contains(" down ("),
+        "a frozen worker shows down:\n{table}"
+    );
+    let service = stack.worker.as_mut().expect("the worker");
+    service.signal("KILL");
+    assert!(service.wait_gone(Duration::from_secs(5)), "kill -9 worked");
+    let table = status(stack);
+    assert!(
+        worker_line(&table).contains(" down (") && table.contains("refused"),
+        "a killed worker shows down with the reason:\n{table}"
+    );
 }
 
 /// What a CDN or a browser cache does with the tag it holds: revalidates.
