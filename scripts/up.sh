@@ -47,9 +47,11 @@ case "$TOPOLOGY" in
     : "${OUTPUT_A:=./output-a}" "${OUTPUT_B:=./output-b}"
     : "${WORKER_B_METRICS_PORT:=9110}" "${DISCOVERY_B_METRICS_PORT:=9111}"
     OUT_ONE="$OUTPUT_A"; OUT_TWO="$OUTPUT_B"
+    : "${WORKERS:=http://localhost:${WORKER_METRICS_PORT:-9100},http://localhost:$WORKER_B_METRICS_PORT}"
     ;;
   seed)
     OUT_ONE="${OUTPUT_STREAM_PATH:-./output}"; OUT_TWO="$OUT_ONE"
+    : "${WORKERS:=http://localhost:${WORKER_METRICS_PORT:-9100}}"
     ;;
   *) echo "[up] TOPOLOGY must be redundant or seed, not '$TOPOLOGY'" >&2; exit 2 ;;
 esac
@@ -158,7 +160,9 @@ fi
 start origin;    wait_http origin "http://localhost:$ORIGIN_PORT/healthcheck"
 start proxy;     wait_http proxy "http://localhost:$PROXY_PORT/healthcheck"
 wait_http "live01 via the proxy" "http://localhost:$PROXY_PORT/live01/playlist.m3u8"
-# The console last: the page plays from the proxy and reads its /status.
+# The console last: the page plays from the proxy and reads its /status, and
+# each worker's /healthcheck (WORKERS, set per topology above).
+export WORKERS
 export PROXY_URL="${PROXY_URL:-http://localhost:$PROXY_PORT}"
 export CONSOLE_ORIGIN_URL="${ORIGIN_URL:-http://localhost:$ORIGIN_PORT}"
 if [ "$CONSOLE_DEMO_FAULTS" = 1 ]; then
@@ -177,6 +181,10 @@ cat <<MSG
   Operator's console (signals, packagers, failovers, a player):
 
       http://localhost:$CONSOLE_PORT/
+
+  The same as a table in a terminal (signals, packagers, workers):
+
+      WORKERS=$WORKERS just status
 
 MSG
 if [ "$CONSOLE_DEMO_FAULTS" = 1 ]; then
