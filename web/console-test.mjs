@@ -330,7 +330,11 @@ async function finish(page) {
       errors: window.__console.player.errors,
       transport: window.__console.transport,
       timeline: [...document.querySelectorAll('#timeline li')].slice(0, 8).map((li) => li.textContent),
+      workers: [...document.querySelectorAll('#workers tbody tr')].map((tr) => ({
+        worker: tr.dataset.worker, signal: tr.dataset.signal || null, state: tr.dataset.state, text: tr.textContent,
+      })),
     }));
+    verdict.workers = end.workers;
     verdict.stalls = end.stalls;
     verdict.player_errors = end.errors;
     verdict.transport = end.transport;

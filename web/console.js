@@ -124,6 +124,7 @@
     renderPackagers(s);
     renderTimeline(s);
     renderFaults(s.faults);
+    renderWorkers(s.workers || []);
     $('updated').textContent = `updated ${s.generated_at.slice(11)}`;
     $('updated').classList.remove('late');
     if (!P.signal) {
@@ -202,6 +203,45 @@
       return h('div', { class: 'signal-detail', 'data-signal': sig.signal }, head, table);
     });
     $('packagers').replaceChildren(...sections);
+  }
+
+  // A worker's signal state as a health pill: encoding is fresh, starting
+  // unknown, behind stale, restarting/stopped/down failing.
+  function workerHealth(state, behind) {
+    if (state === 'encoding') return behind ? 'stale' : 'fresh';
+    if (state === 'starting') return 'unknown';
+    return 'failing';
+  }
+
+  function renderWorkers(workers) {
+    $('workers-panel').hidden = !workers.length;
+    const rows = [];
+    for (const w of workers) {
+      if (!w.up) {
+        rows.push(h('tr', { 'data-worker': w.url, 'data-state': 'down' },
+          h('td', {}, w.url), h('td', {}, '-'),
+          h('td', {}, h('span', { class: 'health', 'data-health': 'failing' }, 'down')),
+          h('td', { class: 'error', colspan: 2 }, w.error || '')));
+        continue;
+      }
+      if (!w.signals.length) {
+        rows.push(h('tr', { 'data-worker': w.url, 'data-state': 'idle' },
+          h('td', {}, w.url), h('td', { class: 'dim' }, 'no signal'), h('td', {}, ''), h('td', {}, ''), h('td', {}, '')));
+      }
+      for (const sig of w.signals) {
+        const n = sig.newest;
+        const state = sig.behind ? `${sig.state}, behind` : sig.state;
+        rows.push(h('tr', { 'data-worker': w.url, 'data-signal': sig.signal, 'data-state': sig.state, 'data-behind': sig.behind },
+          h('td', {}, w.url), h('td', {}, sig.signal),
+          h('td', {}, h('span', { class: 'health', 'data-health': workerHealth(sig.state, sig.behind) }, state)),
+          h('td', { class: 'seq', title: n ? `sequence ${n.sequence}, program date-time ${n.program_date_time}` : '' }, n ? n.name : '-'),
+          h('td', { class: 'age' }, n ? ago(n.behind_ms) : '-')));
+      }
+    }
+    $('workers').replaceChildren(h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'worker'), h('th', {}, 'signal'), h('th', {}, 'state'),
+        h('th', {}, 'newest segment'), h('th', {}, 'behind'))),
+      h('tbody', {}, ...rows)));
   }
 
   function renderTimeline(s) {

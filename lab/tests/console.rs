@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{bin, free_port, get, get_json, wait_healthy, Service, Stack, StackOptions};
+use common::{bin, free_port, get, get_json, wait_for, wait_healthy, Service, Stack, StackOptions};
 
 /// Debian's Chromium, as the hls.js judge uses it (never a downloaded browser).
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -87,6 +87,7 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
     let fault_port = stack.fault_port.expect("the stack has a fault proxy");
     let server1_base = format!("http://127.0.0.1:{fault_port}");
     let server2_base = format!("http://127.0.0.1:{}", stack.server2_port);
+    let worker_base = format!("http://127.0.0.1:{}", stack.worker_metrics_port);
     let port = free_port();
     let envs = [
         ("CONSOLE_PORT", port.to_string()),
@@ -102,6 +103,7 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
         ("CONSOLE_FAULTS", format!("server1={server1_base}")),
         ("CONSOLE_FAULT_TOKEN", TOKEN.to_string()),
         ("LISTEN_HOST", "127.0.0.1".to_string()),
+        ("WORKERS", worker_base.clone()),
     ];
     let console = Service::start("console", &bin("console"), &[], &envs, &stack.logs_dir);
     wait_healthy(port);
@@ -224,6 +226,39 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
         console.log_text().contains("fault 'reset' set on server1"),
         "{context}"
     );
+    // The workers panel named the worker, its signal encoding and its newest
+    // segment with how far behind the wall clock it is.
+    let workers = verdict["workers"].as_array().cloned().unwrap_or_default();
+    assert!(
+        workers.iter().any(|w| {
+            let text = w["text"].as_str().unwrap_or_default();
+            w["worker"] == worker_base.as_str()
+                && w["signal"] == "live01"
+                && w["state"] == "encoding"
+                && text.contains(".ts")
+                && text.contains(" s")
+        }),
+        "the workers panel: {workers:?}\n{context}"
+    );
+    // The worker killed: the console's state shows it down, with the reason.
+    let worker = stack.worker.as_mut().expect("the worker");
+    worker.signal("KILL");
+    assert!(worker.wait_gone(Duration::from_secs(5)), "kill -9 worked");
+    let state_url = format!("{console_url}api/state");
+    let down = wait_for(
+        Duration::from_secs(10),
+        "the console to show the worker down",
+        || {
+            let state = get_json(&state_url);
+            let w = state["workers"][0].clone();
+            (w["url"] == worker_base.as_str() && w["up"] == false).then_some(w)
+        },
+    );
+    assert!(
+        down["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{down}"
+    );
+
     let png = std::fs::read(&screenshot).expect("the screenshot was saved");
     assert!(
         png.len() > 10_000 && png.starts_with(b"\x89PNG"),

@@ -103,7 +103,7 @@ pub async fn snapshot(config: &StatusConfig) -> Snapshot {
     let proxy_status = format!("{}/status", config.proxy_url);
     let (proxy, workers) = tokio::join!(
         get_json(&client, &proxy_status),
-        workers::ask_all(&client, &config.workers)
+        workers::ask_all(&client, &config.workers, workers::WORKER_TIMEOUT)
     );
     Snapshot {
         signals,

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::service::config::parse_base_url;
 
-/// Budget for each worker's answer; a frozen worker counts as down after it.
+/// `status`'s budget for each worker's answer; a frozen worker counts as
+/// down after it (the console uses its own, shorter source budget).
 pub const WORKER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A signal is "behind" once its newest segment ends this many segment
@@ -134,13 +135,13 @@ pub fn classify(url: &str, answer: Result<(u16, String), String>) -> WorkerView 
     }
 }
 
-/// Asks one worker's `/healthcheck`.
-pub async fn ask(client: &reqwest::Client, url: &str) -> WorkerView {
+/// Asks one worker's `/healthcheck`, waiting at most `timeout`.
+pub async fn ask(client: &reqwest::Client, url: &str, timeout: Duration) -> WorkerView {
     let target = format!("{url}/healthcheck");
     let answer = async {
         let res = client
             .get(&target)
-            .timeout(WORKER_TIMEOUT)
+            .timeout(timeout)
             .send()
             .await
             .map_err(|e| crate::service::http::root_cause(&e))?;
@@ -156,8 +157,12 @@ pub async fn ask(client: &reqwest::Client, url: &str) -> WorkerView {
 }
 
 /// Asks every worker at once, in the configured order.
-pub async fn ask_all(client: &reqwest::Client, workers: &Workers) -> Vec<WorkerView> {
-    futures_util::future::join_all(workers.0.iter().map(|w| ask(client, w))).await
+pub async fn ask_all(
+    client: &reqwest::Client,
+    workers: &Workers,
+    timeout: Duration,
+) -> Vec<WorkerView> {
+    futures_util::future::join_all(workers.0.iter().map(|w| ask(client, w, timeout))).await
 }
 
 /// The WORKERS section of `status`.

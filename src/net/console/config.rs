@@ -62,6 +62,11 @@ pub struct ConsoleConfig {
     /// Origin base URL, asked which signals are live.
     #[arg(long, env = "ORIGIN_URL", default_value = "http://localhost:8001", value_parser = parse_base_url)]
     pub origin_url: String,
+    /// Workers to show, comma-separated base URLs of their healthcheck/metrics
+    /// port (e.g. http://localhost:9100,http://localhost:9110); the console
+    /// asks each one's /healthcheck. Empty: no workers panel.
+    #[arg(long, env = "WORKERS", default_value = "", hide_default_value = true, value_parser = crate::net::workers::parse_workers)]
+    pub workers: crate::net::workers::Workers,
     /// Folder with console.html, console.js and node_modules/hls.js/dist/hls.min.js.
     #[arg(long, env = "CONSOLE_ASSETS", default_value = "web")]
     pub assets: PathBuf,

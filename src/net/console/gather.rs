@@ -1,5 +1,5 @@
-//! The one background loop that asks the origin, the proxy and the fault
-//! proxies every refresh and publishes the state every page receives.
+//! The one background loop that asks the origin, the proxy, the workers and
+//! the fault proxies every refresh and publishes the state every page receives.
 
 use super::*;
 
@@ -17,12 +17,14 @@ impl Console {
         }
     }
 
-    /// Asks the origin, the proxy and the fault proxies at once, and publishes.
+    /// Asks the origin, the proxy, the workers and the fault proxies at once,
+    /// and publishes.
     pub async fn refresh(&self) {
-        let (origin, proxy, controls) = tokio::join!(
+        let (origin, proxy, controls, workers) = tokio::join!(
             self.origin_signals(),
             self.proxy_status(),
-            self.fault_modes()
+            self.fault_modes(),
+            crate::net::workers::ask_all(&self.client, &self.config.workers, SOURCE_TIMEOUT)
         );
         let mut signals: BTreeMap<String, SignalView> = BTreeMap::new();
         if let Ok(names) = &origin {
@@ -83,6 +85,7 @@ impl Console {
             signals: signals.into_values().collect(),
             timeline: newest_first(&lock(&self.timeline)),
             faults: faults_view(&self.config, controls),
+            workers,
         };
         self.state.send_replace(Arc::new(state));
     }

@@ -176,6 +176,7 @@ impl Console {
             signals: Vec::new(),
             timeline: Vec::new(),
             faults: faults_view(&config, Vec::new()),
+            workers: Vec::new(),
         };
         Ok(Console {
             client: http::client(CONNECT_TIMEOUT),

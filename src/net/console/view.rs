@@ -22,6 +22,9 @@ pub struct ConsoleState {
     /// Switches and faults, newest first.
     pub timeline: Vec<TimelineEntry>,
     pub faults: FaultsView,
+    /// Each worker in `WORKERS`, in order: up or down, its signals' states,
+    /// newest segments and how far behind the wall clock (empty without it).
+    pub workers: Vec<crate::net::workers::WorkerView>,
 }
 
 #[derive(Debug, Clone, Serialize)]
