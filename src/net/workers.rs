@@ -169,7 +169,7 @@ pub async fn ask_all(
 pub fn render(workers: &[WorkerView]) -> String {
     let mut out = String::from("workers:\n");
     out.push_str(&format!(
-        "{:<28} {:<12} {:<11} {:<24} {:>12}\n",
+        "{:<28} {:<12} {:<11} {:<32} {}\n",
         "WORKER", "SIGNAL", "STATE", "NEWEST SEGMENT", "BEHIND"
     ));
     for w in workers {
@@ -197,7 +197,7 @@ pub fn render(workers: &[WorkerView]) -> String {
                 None => ("-".to_string(), "-".to_string()),
             };
             out.push_str(&format!(
-                "{:<28} {:<12} {:<11} {:<24} {:>12}\n",
+                "{:<28} {:<12} {:<11} {:<32} {}\n",
                 w.url, s.signal, s.state, newest, behind
             ));
         }
