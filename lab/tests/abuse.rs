@@ -1,7 +1,7 @@
 //! An abusive client cannot drive the proxy: while a viewer plays through the
 //! proxy, a client sends a few hundred requests for segment names nobody
 //! published (and some path junk). Every one must be a 404, no packager may
-//! be switched, the viewer must not notice, and the packagers must see no
+//! be judged failing or stale (switched for its health), the viewer must not notice, and the packagers must see no
 //! more requests than a window without abuse needs.
 
 use nonstop_lab::support as common;
@@ -193,9 +193,17 @@ fn an_abusive_client_cannot_move_packagers_or_load_them() {
         abused.unlisted, well_formed,
         "every well-formed bogus name refused as unlisted\n{context}"
     );
+    // The proxy may move to the other packager when its own poll finds that
+    // one a segment ahead ("behind": both serve one folder here, and a poll
+    // can land either side of a new segment). What abuse must never cause is
+    // a packager judged failing or stale from requests it answered 404.
+    let health_switches: Vec<&str> = proxy_log
+        .lines()
+        .filter(|l| l.contains("switching from") && !l.contains(" behind: newest segment "))
+        .collect();
     assert!(
-        !proxy_log.contains("switching from"),
-        "a switch happened\n{context}"
+        health_switches.is_empty(),
+        "a packager was switched for its health: {health_switches:?}\n{context}"
     );
     // The bound is a bound: a window without abuse stays within it.
     assert!(
