@@ -598,6 +598,10 @@ fn a_host_whose_worker_is_killed_goes_unnoticed_and_rejoins_when_restarted() {
 
 #[test]
 fn leftovers_of_a_crashed_run_are_removed_and_a_lab_leaves_nothing() {
+    // Alone, like the host tests: their labs' own clean-up would remove the
+    // leftovers this test plants, and concurrent `ip netns add` calls race on
+    // the first mount of /run/netns (one failed that way in a full run).
+    let _exclusive = ExclusiveStack::acquire();
     // A pid above the kernel's limit: no such process can be alive.
     let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
         .expect("pid_max")
