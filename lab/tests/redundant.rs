@@ -77,7 +77,9 @@ fn collect(dir: &Path, seen: &mut BTreeMap<String, Seen>) {
             s.uri.clone(),
             Seen {
                 sequence: playlist.media_sequence + i as u64,
-                duration: Duration::from_secs_f32(s.duration),
+                // EXTINF is written in milliseconds; m3u8-rs reads it as an
+                // f32 (0.96 becomes 0.959999979): back to the written value.
+                duration: Duration::from_millis((f64::from(s.duration) * 1000.0).round() as u64),
                 pdt_ms: pdt.timestamp_millis(),
                 start,
                 discontinuity: s.discontinuity,
