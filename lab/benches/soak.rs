@@ -238,7 +238,14 @@ fn main() {
         }
     }
     let memory_end = memory(&stack);
-    let (report, _) = probe.finish();
+    let (report, probe_log) = probe.finish();
+    // What happened when, kept for after the run: the probe's own log (its
+    // stalls and failed requests with times) and every service's log.
+    let kept = common::repo_root().join("target/bench-soak");
+    let _ = std::fs::create_dir_all(&kept);
+    let _ = std::fs::write(kept.join("probe.log"), &probe_log);
+    let _ = std::fs::write(kept.join("services.log"), stack.logs());
+    eprintln!("soak: logs kept in {}", kept.display());
     println!(
         "\nsoak: {:.1} min, {faults} faults, {restarts} restarts\n",
         started.elapsed().as_secs_f64() / 60.0
