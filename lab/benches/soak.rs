@@ -16,6 +16,7 @@
 //! The proxy itself is not restarted: a proxy restart is covered by
 //! tests/resilience.rs and would, by design, fail the reload in flight.
 
+use nonstop_lab::procfs::rss_kib;
 use nonstop_lab::support as common;
 
 use std::time::{Duration, Instant};
@@ -84,18 +85,6 @@ impl Dice {
         self.0 ^= self.0 << 17;
         (self.0 % sides as u64) as usize
     }
-}
-
-/// Resident memory of a process in KiB, from /proc.
-fn rss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 fn memory(stack: &Stack) -> Vec<(String, Option<u64>)> {

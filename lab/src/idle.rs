@@ -24,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use warp::{Filter, Reply};
 
+use crate::procfs::rss_kib;
 use nonstop::service::config::ListenArgs;
 use nonstop::service::shutdown::Shutdown;
 
@@ -54,16 +55,6 @@ pub struct Footprint {
     pub rss_kib: u64,
     /// Open file descriptors.
     pub descriptors: usize,
-}
-
-/// Resident memory of a process in KiB (`VmRSS`).
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
 }
 
 fn descriptors(pid: u32) -> usize {

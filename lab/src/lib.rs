@@ -20,6 +20,8 @@
 //!   (`just bench-idle`).
 //! - [`netns`]: hosts on one machine (network namespaces on a switch) whose
 //!   links a test can cut, for faults between hosts rather than processes.
+//! - [`procfs`]: what `/proc` says about a process (resident memory), for the
+//!   benches that measure servers from outside.
 //! - [`support`]: what the system tests and benchmarks share: free ports,
 //!   generated inputs, the real programs started as child processes, whole
 //!   stacks on free ports, and the probe driven until it says it plays.
@@ -37,6 +39,7 @@ pub mod netns;
 pub mod nginx;
 pub mod player;
 pub mod players;
+pub mod procfs;
 pub mod support;
 pub mod ts;
 pub mod validate;

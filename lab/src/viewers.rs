@@ -39,6 +39,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 use url::Url;
 
+use crate::procfs::rss_kib;
+
 /// Viewers simulated when not told otherwise.
 pub const DEFAULT_VIEWERS: usize = 10_000;
 /// Seconds the crowd watches when not told otherwise.
@@ -556,18 +558,6 @@ fn stat(pid: u32) -> Option<(u32, u64)> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((ppid, utime + stime))
-}
-
-/// Resident memory of a process in KiB (VmRSS), from /proc.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// CPU seconds this process has used so far.
