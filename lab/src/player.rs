@@ -247,6 +247,20 @@ pub struct ProbeReport {
     pub last_media_sequence: Option<u64>,
 }
 
+impl ProbeReport {
+    /// Asserts the viewer noticed nothing: no stall, no failed request, no
+    /// playlist regression, no skipped, repeated or undecodable segment.
+    /// `context` (logs) ends each failure message.
+    pub fn assert_unnoticed(&self, context: &str) {
+        assert_eq!(self.stalls, 0, "stalls\n{context}");
+        assert_eq!(self.failed_requests, 0, "failed requests\n{context}");
+        assert_eq!(self.playlist_regressions, 0, "regressions\n{context}");
+        assert_eq!(self.skipped_segments, 0, "skipped\n{context}");
+        assert_eq!(self.repeated_segments, 0, "repeated\n{context}");
+        assert_eq!(self.undecodable_segments, 0, "undecodable\n{context}");
+    }
+}
+
 /// Where playback stands, as a viewer would describe it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlayState {
