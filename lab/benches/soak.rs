@@ -172,7 +172,8 @@ fn main() {
                 }
                 std::thread::sleep(Duration::from_secs(2));
                 restarts += 1;
-                stack.server2 = Some(stack.start_again("server2", &format!("server2-{restarts}")));
+                stack.server2 =
+                    Some(stack.start_again_b("server2", &format!("server2-{restarts}")));
                 std::thread::sleep(FAULT_LASTS - Duration::from_secs(2));
             }
             4 => {
@@ -233,7 +234,7 @@ fn main() {
     let kept = common::repo_root().join("target/bench-soak");
     let _ = std::fs::create_dir_all(&kept);
     let _ = std::fs::write(kept.join("probe.log"), &probe_log);
-    let _ = std::fs::write(kept.join("services.log"), stack.logs());
+    let _ = std::fs::write(kept.join("services.log"), stack.all_logs());
     eprintln!("soak: logs kept in {}", kept.display());
     println!(
         "\nsoak: {:.1} min, {faults} faults, {restarts} restarts\n",

@@ -636,19 +636,10 @@ impl Stack {
             (status == 200 && v["packagers"].as_array()?.len() == 2).then_some(())
         });
         if reported.is_none() {
-            let logs: String = std::fs::read_dir(&logs)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| {
-                    format!(
-                        "--- {} ---\n{}",
-                        e.file_name().to_string_lossy(),
-                        std::fs::read_to_string(e.path()).unwrap_or_default()
-                    )
-                })
-                .collect();
-            panic!("timed out waiting for live01 reported with both packagers\n{logs}");
+            panic!(
+                "timed out waiting for live01 reported with both packagers\n{}",
+                logs_in(&logs)
+            );
         }
         Stack {
             env: common,
@@ -736,6 +727,19 @@ impl Stack {
         Service::start(log_name, &bin(name), &[], &self.env, &self.logs_dir)
     }
 
+    /// Starts another instance of a B-side service (worker B, server2,
+    /// discovery B) with B's settings: in the redundant topology they see
+    /// folder B, not A's. The same as [`Self::start_again`] otherwise.
+    pub fn start_again_b(&self, name: &str, log_name: &str) -> Service {
+        let env = self.env_b.as_ref().unwrap_or(&self.env);
+        Service::start(log_name, &bin(name), &[], env, &self.logs_dir)
+    }
+
+    /// Every log this stack's services wrote, restarted instances included.
+    pub fn all_logs(&self) -> String {
+        logs_in(&self.logs_dir)
+    }
+
     /// Switches the fault proxy in front of server1 to `mode` (none, stale, ...).
     pub fn inject(&self, mode: &str) {
         let port = self.fault_port.expect("stack started with fault_front");
@@ -746,6 +750,28 @@ impl Stack {
             .unwrap_or(0);
         assert_eq!(status, 200, "cannot switch the fault proxy to {mode}");
     }
+}
+
+/// Every log file in `dir`, by name, each under its file name.
+fn logs_in(dir: &Path) -> String {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            format!(
+                "--- {} ---\n{}",
+                path.file_name().unwrap_or_default().to_string_lossy(),
+                std::fs::read_to_string(path).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub fn wait_healthy(port: u16) {

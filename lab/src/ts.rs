@@ -1,6 +1,7 @@
 //! Just enough MPEG-TS reading to judge a segment from outside: where its
 //! video starts (first PTS) and whether it starts with an IDR frame, which is
-//! what a player joining or switching at that segment needs.
+//! what a player joining or switching at that segment needs, and where its
+//! continuity counters break (what VLC counts as discontinuities).
 
 /// MPEG-TS packets are 188 bytes, each starting with this sync byte.
 const PACKET_LEN: usize = 188;
@@ -90,6 +91,54 @@ pub fn video_start(ts: &[u8]) -> Option<VideoStart> {
     video.map(|(_, pts)| VideoStart { pts, idr: false })
 }
 
+/// A continuity counter that did not follow its PID's previous one: the
+/// packet's index, its PID, the counter expected and the one found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContinuityBreak {
+    pub packet: usize,
+    pub pid: u16,
+    pub expected: u8,
+    pub found: u8,
+}
+
+/// Every continuity-counter break in `ts` (ISO/IEC 13818-1 2.4.3.3): a packet
+/// with payload counts one up from its PID's previous packet, one without
+/// repeats it. A packet flagged discontinuous in its adaptation field starts
+/// over. Null packets are not counted.
+pub fn continuity_breaks(ts: &[u8]) -> Vec<ContinuityBreak> {
+    let mut last: std::collections::HashMap<u16, u8> = std::collections::HashMap::new();
+    let mut breaks = Vec::new();
+    for (index, packet) in ts.chunks_exact(PACKET_LEN).enumerate() {
+        if packet[0] != SYNC_BYTE {
+            continue;
+        }
+        let pid = (u16::from(packet[1] & 0x1f) << 8) | u16::from(packet[2]);
+        if pid == 0x1fff {
+            continue;
+        }
+        let control = (packet[3] >> 4) & 0x3;
+        let found = packet[3] & 0x0f;
+        let flagged = control & 0x2 != 0 && packet[4] > 0 && packet[5] & 0x80 != 0;
+        if let Some(&previous) = last.get(&pid) {
+            let expected = if control & 0x1 != 0 {
+                (previous + 1) % 16
+            } else {
+                previous
+            };
+            if found != expected && !flagged {
+                breaks.push(ContinuityBreak {
+                    packet: index,
+                    pid,
+                    expected,
+                    found,
+                });
+            }
+        }
+        last.insert(pid, found);
+    }
+    breaks
+}
+
 /// The NAL type of the first coded slice in Annex B bytes, if one is there.
 fn first_slice(bytes: &[u8]) -> Option<u8> {
     bytes
@@ -166,5 +215,29 @@ mod tests {
             })
         );
         assert_eq!(video_start(&[]), None);
+    }
+
+    #[test]
+    fn continuity_breaks_are_found_per_pid() {
+        let with_counter = |pid: u16, counter: u8| {
+            let mut p = packet(pid, false, &[1; 184]);
+            p[3] |= counter;
+            p
+        };
+        let mut ts = Vec::new();
+        for (pid, counter) in [(0x41, 14), (0x42, 3), (0x41, 15), (0x41, 0), (0x42, 4)] {
+            ts.extend(with_counter(pid, counter));
+        }
+        assert!(continuity_breaks(&ts).is_empty());
+        ts.extend(with_counter(0x41, 5));
+        assert_eq!(
+            continuity_breaks(&ts),
+            vec![ContinuityBreak {
+                packet: 5,
+                pid: 0x41,
+                expected: 1,
+                found: 5
+            }]
+        );
     }
 }

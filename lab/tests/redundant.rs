@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{bin, make_input, wait_for, Service};
 use nonstop_lab::demux::demux_segment;
-use nonstop_lab::ts::{video_start, VideoStart};
+use nonstop_lab::ts::{continuity_breaks, video_start, VideoStart};
 
 /// The segment length both workers run with (seconds).
 const SEGMENT_SECONDS: u64 = 1;
@@ -198,6 +198,13 @@ fn compare(
             );
             let mut joined = sa.bytes.clone();
             joined.extend_from_slice(&nb.bytes);
+            // Continuity counters run on across the workers, as within one
+            // (VLC counts each break as a discontinuity).
+            let breaks = continuity_breaks(&joined);
+            assert!(
+                breaks.is_empty(),
+                "{name} from A then the next from B: continuity counters break: {breaks:?}"
+            );
             let report = demux_segment(&joined).expect("A(n)+B(n+1) demuxes");
             let alone = demux_segment(&sa.bytes).expect("A(n) demuxes").video_frames
                 + demux_segment(&nb.bytes)

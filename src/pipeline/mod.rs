@@ -9,6 +9,8 @@
 //!   makes two workers' segments interchangeable.
 //! - [`looping`]: endless input by segment seeks, one continuous timeline.
 //! - [`segments`]: our segment files and the atomically written live playlist.
+//! - [`continuity`]: MPEG-TS continuity counters rewritten per segment, so
+//!   segments from different workers follow each other.
 //! - [`playlist`]: the rolling live playlist itself (m3u8-rs, no I/O).
 //! - [`health`]: the signals' statuses, shared with `GET /healthcheck`.
 //! - [`inputs`]: the running signals and the input folder rescan that starts
@@ -18,6 +20,7 @@
 //! Shared pieces come from [`crate::hls`] (names, playlist facts) and
 //! [`crate::service`] (config, metrics, shutdown); never from [`crate::net`].
 
+pub mod continuity;
 pub mod description;
 pub mod epoch;
 pub mod health;

@@ -2,19 +2,24 @@
 //! each closed fragment is listed in our live playlist, written atomically.
 //!
 //! ```text
-//! hlssink2 --get-fragment-stream--> OpenFragments: open segmentNNNNNN.ts (our numbering)
+//! hlssink2 --get-fragment-stream--> OpenFragments: memory for segmentNNNNNN.ts (our numbering)
 //!          --get-playlist-stream--> memory (hlssink2's playlist, with ENDLIST, dropped)
 //!          --delete-fragment-----> ignored (we delete after the retention)
-//! bus: splitmuxsink-fragment-closed --> Segments::publish --> LivePlaylist
-//!                                       --> playlist.m3u8.tmp --rename--> playlist.m3u8
+//! bus: splitmuxsink-fragment-closed --> Segments::publish
+//!        --> continuity::normalize --> segmentNNNNNN.ts.tmp --rename--> segmentNNNNNN.ts
+//!        --> LivePlaylist --> playlist.m3u8.tmp --rename--> playlist.m3u8
 //! ```
 //!
 //! Our own names mean names and the media sequence survive pipeline
 //! restarts and follow the epoch grid ([`super::epoch`]): segment n is
-//! `segment{n:06}.ts` in every worker. The rename means a packager never
-//! serves a half-written playlist.
+//! `segment{n:06}.ts` in every worker. A fragment stays in memory until it
+//! closes (one segment, a few hundred KiB), then its continuity counters are
+//! made worker-independent ([`super::continuity`]) and it is written whole.
+//! The renames mean a packager never serves a half-written segment or
+//! playlist, and a segment that could not be written is never listed.
 
 use std::collections::VecDeque;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -22,6 +27,7 @@ use std::time::{Duration, SystemTime};
 use gio::prelude::*;
 use gstreamer as gst;
 
+use super::continuity;
 use super::playlist::LivePlaylist;
 use super::settings::EncodeSettings;
 use super::signal::RunError;
@@ -37,10 +43,47 @@ pub fn signal_dir(output_root: &Path, signal: &str) -> PathBuf {
 /// closes).
 #[derive(Default)]
 pub struct OpenFragments {
-    /// Sequence number and name of each open fragment.
-    names: VecDeque<(u64, String)>,
+    /// Each open fragment, oldest first.
+    fragments: VecDeque<Fragment>,
     /// The number the next opened fragment gets.
     next_sequence: u64,
+}
+
+/// A fragment hlssink2 is writing or has written: its number, its file name
+/// and its bytes so far.
+pub struct Fragment {
+    pub sequence: u64,
+    pub name: String,
+    bytes: FragmentBytes,
+}
+
+impl Fragment {
+    /// The fragment's bytes (all of them once splitmuxsink closed it).
+    pub fn take_bytes(&self) -> Vec<u8> {
+        self.bytes
+            .0
+            .lock()
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default()
+    }
+}
+
+/// Where hlssink2's fragment stream writes: memory shared with the bus loop.
+#[derive(Clone, Default)]
+struct FragmentBytes(Arc<Mutex<Vec<u8>>>);
+
+impl Write for FragmentBytes {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("fragment buffer poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A signal's published segments: its folder and live playlist, kept across
@@ -114,7 +157,7 @@ impl Segments {
     /// until [`Self::align`] places them on the epoch grid.
     pub fn begin_run(&self) -> Arc<Mutex<OpenFragments>> {
         Arc::new(Mutex::new(OpenFragments {
-            names: VecDeque::new(),
+            fragments: VecDeque::new(),
             next_sequence: self.playlist.next_sequence(),
         }))
     }
@@ -146,76 +189,49 @@ impl Segments {
             )
         });
         hls.connect("delete-fragment", false, |_| None);
-        let dir = self.dir.clone();
-        let signal = self.signal.clone();
-        hls.connect("get-fragment-stream", false, move |values| {
+        hls.connect("get-fragment-stream", false, move |_| {
             let Ok(mut open) = open.lock() else {
                 return None;
             };
-            let name = LivePlaylist::segment_name(open.next_sequence);
-            let path = dir.join(&name);
-            match gio::File::for_path(&path).replace(
-                None,
-                false,
-                gio::FileCreateFlags::REPLACE_DESTINATION,
-                gio::Cancellable::NONE,
-            ) {
-                Ok(stream) => {
-                    let sequence = open.next_sequence;
-                    open.next_sequence += 1;
-                    open.names.push_back((sequence, name));
-                    Some(stream.upcast::<gio::OutputStream>().to_value())
-                }
-                Err(e) => {
-                    log::error!("Signal '{signal}': cannot create {}: {e}", path.display());
-                    // The error on the bus makes the runner restart the
-                    // pipeline. hlssink2 still needs a stream: a bare None
-                    // aborts the process, and a NULL stream stalls the
-                    // pipeline without an error, so the fragment goes to
-                    // memory and is never listed (its name is not queued).
-                    if let Some(hls) = values.first().and_then(|v| v.get::<gst::Element>().ok()) {
-                        gst::element_error!(
-                            hls,
-                            gst::ResourceError::OpenWrite,
-                            ("cannot create {}: {e}", path.display())
-                        );
-                    }
-                    Some(
-                        gio::MemoryOutputStream::new_resizable()
-                            .upcast::<gio::OutputStream>()
-                            .to_value(),
-                    )
-                }
-            }
+            let bytes = FragmentBytes::default();
+            let fragment = Fragment {
+                sequence: open.next_sequence,
+                name: LivePlaylist::segment_name(open.next_sequence),
+                bytes: bytes.clone(),
+            };
+            open.next_sequence += 1;
+            open.fragments.push_back(fragment);
+            Some(
+                gio::WriteOutputStream::new(bytes)
+                    .upcast::<gio::OutputStream>()
+                    .to_value(),
+            )
         });
     }
 
-    /// The sequence and name of the oldest open fragment, which splitmuxsink
-    /// just closed.
-    pub fn closed(open: &Mutex<OpenFragments>) -> Option<(u64, String)> {
-        open.lock().ok().and_then(|mut o| o.names.pop_front())
+    /// The oldest open fragment, which splitmuxsink just closed.
+    pub fn closed(open: &Mutex<OpenFragments>) -> Option<Fragment> {
+        open.lock().ok().and_then(|mut o| o.fragments.pop_front())
     }
 
-    /// Deletes the fragments a run left open: never listed, half written.
+    /// Drops the fragments a run left open: half written, never on disk.
     pub fn discard_unfinished(&self, open: &Mutex<OpenFragments>) {
-        let leftovers: Vec<String> = match open.lock() {
-            Ok(mut o) => o.names.drain(..).map(|(_, name)| name).collect(),
-            Err(_) => Vec::new(),
-        };
-        for name in leftovers {
-            let _ = std::fs::remove_file(self.dir.join(name));
+        if let Ok(mut o) = open.lock() {
+            o.fragments.clear();
         }
     }
 
-    /// Lists a finished segment (first frame at `program_date_time`),
-    /// rewrites the playlist atomically and deletes segments past the
-    /// retention.
+    /// Writes a finished segment (first frame at `program_date_time`) with
+    /// worker-independent continuity counters, lists it, rewrites the
+    /// playlist atomically and deletes segments past the retention.
     pub fn publish(
         &mut self,
         name: String,
+        bytes: &[u8],
         duration: Duration,
         program_date_time: SystemTime,
     ) -> Result<(), RunError> {
+        self.write_segment(&name, bytes)?;
         // RFC 8216 4.3.3.1: EXTINF rounded to the nearest integer stays within
         // the target. Cut on the epoch grid, a segment lasts L within a frame
         // (the input's frames need not fall on the grid after a loop seam).
@@ -254,6 +270,40 @@ impl Segments {
     }
 }
 
+impl Segments {
+    /// Writes a segment's file whole: continuity counters rewritten (or the
+    /// bytes as they are, with a warning, if they are not a transport
+    /// stream), through a temporary file and a rename.
+    fn write_segment(&self, name: &str, bytes: &[u8]) -> Result<(), RunError> {
+        let normalized = continuity::normalize(bytes);
+        let bytes = match &normalized {
+            Ok(n) => {
+                if !n.unpadded_pids.is_empty() {
+                    log::warn!(
+                        "Signal '{}': {name}: continuity counters of PIDs {:?} could not end on 15 \
+                         (a player switching workers after it counts one discontinuity)",
+                        self.signal,
+                        n.unpadded_pids
+                    );
+                }
+                &n.bytes[..]
+            }
+            Err(e) => {
+                log::warn!("Signal '{}': {name} left as written: {e}", self.signal);
+                bytes
+            }
+        };
+        let path = self.dir.join(name);
+        let tmp = path.with_extension("ts.tmp");
+        let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(bytes));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(RunError::Write(tmp, e));
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| RunError::Write(path, e))
+    }
+}
+
 /// Writes through a temporary file and a rename, so a packager never serves a
 /// half-written playlist.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
@@ -276,6 +326,7 @@ mod tests {
         segments
             .publish(
                 first.clone(),
+                &[],
                 Duration::from_secs(2),
                 SystemTime::UNIX_EPOCH,
             )

@@ -319,9 +319,10 @@ impl SignalRunner {
                     } else if s.name() == "splitmuxsink-fragment-closed" {
                         let start = run.opened_at.pop_front();
                         let closed = Segments::closed(open);
-                        if let (Some((sequence, name)), Some(start), Some(end)) =
+                        if let (Some(fragment), Some(start), Some(end)) =
                             (closed, start, running_time)
                         {
+                            let (sequence, name) = (fragment.sequence, fragment.name.clone());
                             let duration =
                                 Duration::from_nanos(end.saturating_sub(start).nseconds());
                             run.media_written += duration;
@@ -334,8 +335,12 @@ impl SignalRunner {
                                 );
                             }
                             let program_date_time = grid.program_date_time(sequence);
-                            self.segments
-                                .publish(name.clone(), duration, program_date_time)?;
+                            self.segments.publish(
+                                name.clone(),
+                                &fragment.take_bytes(),
+                                duration,
+                                program_date_time,
+                            )?;
                             self.health.segment_written(
                                 &self.input.signal,
                                 NewestSegment {

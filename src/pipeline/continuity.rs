@@ -1,0 +1,486 @@
+//! MPEG-TS continuity counters that do not depend on which worker wrote a
+//! segment. Every TS packet carries a 4-bit counter per PID that a demuxer
+//! expects to go up by one from packet to packet; a muxer counts from its own
+//! start, so segment n from worker A and segment n+1 from worker B do not
+//! follow each other (VLC counts a discontinuity and may drop what it holds).
+//!
+//! Each finished segment is rewritten so that, for every PID, its first
+//! packet with a payload counts 0 and its last counts 15: any segment then
+//! follows any other, from any worker, with no break. To end on 15 a PID
+//! needs a multiple of 16 payload packets; the shortfall is made up without
+//! changing what is carried:
+//! - a PES stream (audio, video): the bytes of the segment's last PES are
+//!   spread over more packets, the extra room filled with adaptation-field
+//!   stuffing (ISO/IEC 13818-1 2.4.3.5), packets carrying a PCR or other
+//!   adaptation fields left as they are;
+//! - a table (PAT, PMT): the last whole section is repeated, as a muxer
+//!   repeats its tables anyway.
+//!
+//! ```text
+//! segment bytes --packets--> per PID: pad to a multiple of 16 --> count 0..15 --> bytes
+//! ```
+
+/// MPEG-TS packets are 188 bytes, each starting with the sync byte.
+pub const PACKET_LEN: usize = 188;
+const SYNC_BYTE: u8 = 0x47;
+const HEADER_LEN: usize = 4;
+/// Room for payload in a packet without an adaptation field.
+const MAX_PAYLOAD: usize = PACKET_LEN - HEADER_LEN;
+/// Null packets carry nothing and have no counter to keep.
+const NULL_PID: u16 = 0x1fff;
+/// The counter's range: 4 bits.
+const COUNTER_MODULUS: usize = 16;
+
+/// What [`normalize`] did to a segment.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Normalized {
+    /// The rewritten segment.
+    pub bytes: Vec<u8>,
+    /// Packets added to reach a multiple of 16 per PID.
+    pub added_packets: usize,
+    /// PIDs that could not be padded: their counters start at 0 but do not
+    /// end on 15, so the next segment's first packet is a break.
+    pub unpadded_pids: Vec<u16>,
+}
+
+/// Why a segment was left as written.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotTransportStream {
+    /// The length is not a whole number of packets.
+    PartialPacket(usize),
+    /// The packet at this index does not start with the sync byte.
+    LostSync(usize),
+}
+
+impl std::fmt::Display for NotTransportStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotTransportStream::PartialPacket(len) => {
+                write!(f, "{len} bytes is not a whole number of TS packets")
+            }
+            NotTransportStream::LostSync(index) => {
+                write!(f, "packet {index} does not start with the sync byte")
+            }
+        }
+    }
+}
+
+type Packet = [u8; PACKET_LEN];
+
+fn pid(p: &Packet) -> u16 {
+    (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2])
+}
+
+fn unit_start(p: &Packet) -> bool {
+    p[1] & 0x40 != 0
+}
+
+fn has_payload(p: &Packet) -> bool {
+    (p[3] >> 4) & 0x1 != 0
+}
+
+fn has_adaptation(p: &Packet) -> bool {
+    (p[3] >> 4) & 0x2 != 0
+}
+
+/// Where the payload starts, or `None` for a packet without one.
+fn payload_offset(p: &Packet) -> Option<usize> {
+    if !has_payload(p) {
+        return None;
+    }
+    let offset = if has_adaptation(p) {
+        HEADER_LEN + 1 + p[4] as usize
+    } else {
+        HEADER_LEN
+    };
+    (offset < PACKET_LEN).then_some(offset)
+}
+
+fn payload(p: &Packet) -> &[u8] {
+    payload_offset(p).map_or(&[], |o| &p[o..])
+}
+
+/// A packet whose adaptation field, if any, holds only stuffing: its payload
+/// can move to other packets without losing anything.
+fn only_stuffing(p: &Packet) -> bool {
+    !has_adaptation(p) || p[4] == 0 || p[5] == 0
+}
+
+fn set_counter(p: &mut Packet, counter: u8) {
+    p[3] = (p[3] & 0xf0) | (counter & 0x0f);
+}
+
+/// A packet of `like`'s PID carrying `bytes` (1 to 184 of them), stuffed with
+/// an adaptation field when they do not fill it.
+fn packet_with(like: &Packet, start: bool, bytes: &[u8]) -> Packet {
+    debug_assert!(!bytes.is_empty() && bytes.len() <= MAX_PAYLOAD);
+    let mut p = [0xff; PACKET_LEN];
+    p[0] = SYNC_BYTE;
+    p[1] = (like[1] & 0x1f) | if start { 0x40 } else { 0 };
+    p[2] = like[2];
+    let scrambling = like[3] & 0xc0;
+    let room = MAX_PAYLOAD - bytes.len();
+    if room == 0 {
+        p[3] = scrambling | 0x10;
+    } else {
+        p[3] = scrambling | 0x30;
+        p[4] = (room - 1) as u8;
+        if room > 1 {
+            p[5] = 0x00;
+        }
+    }
+    p[PACKET_LEN - bytes.len()..].copy_from_slice(bytes);
+    p
+}
+
+/// Rewrites a segment's continuity counters so that every PID counts 0 to 15
+/// (see the module documentation).
+pub fn normalize(ts: &[u8]) -> Result<Normalized, NotTransportStream> {
+    if !ts.len().is_multiple_of(PACKET_LEN) {
+        return Err(NotTransportStream::PartialPacket(ts.len()));
+    }
+    let mut packets: Vec<Packet> = Vec::with_capacity(ts.len() / PACKET_LEN + 64);
+    for (i, chunk) in ts.chunks_exact(PACKET_LEN).enumerate() {
+        if chunk[0] != SYNC_BYTE {
+            return Err(NotTransportStream::LostSync(i));
+        }
+        let mut p = [0u8; PACKET_LEN];
+        p.copy_from_slice(chunk);
+        packets.push(p);
+    }
+    let mut pids: Vec<u16> = Vec::new();
+    for p in &packets {
+        let id = pid(p);
+        if id != NULL_PID && !pids.contains(&id) {
+            pids.push(id);
+        }
+    }
+    let mut out = Normalized::default();
+    for &id in &pids {
+        let carrying = packets
+            .iter()
+            .filter(|p| pid(p) == id && has_payload(p))
+            .count();
+        let missing = (COUNTER_MODULUS - carrying % COUNTER_MODULUS) % COUNTER_MODULUS;
+        if missing == 0 {
+            continue;
+        }
+        let padded = pad_pes(&mut packets, id, missing) || pad_table(&mut packets, id, missing);
+        if padded {
+            out.added_packets += missing;
+        } else {
+            out.unpadded_pids.push(id);
+        }
+    }
+    for &id in &pids {
+        // The packet before the first one counted 15: the previous segment's last.
+        let mut counter = (COUNTER_MODULUS - 1) as u8;
+        for p in packets.iter_mut().filter(|p| pid(p) == id) {
+            if has_payload(p) {
+                counter = (counter + 1) % COUNTER_MODULUS as u8;
+            }
+            // A packet without payload repeats the counter (2.4.3.3).
+            set_counter(p, counter);
+        }
+    }
+    out.bytes = packets.concat();
+    Ok(out)
+}
+
+/// Spreads the last PES of `id` over `missing` more packets. False when `id`
+/// is not a PES stream or its last PES has too few movable bytes.
+fn pad_pes(packets: &mut Vec<Packet>, id: u16, missing: usize) -> bool {
+    // The packets at the end of the PID that can be rewritten: back from the
+    // last one with a payload, up to and including the PES's first packet,
+    // stopping at one with more than stuffing in its adaptation field.
+    let mut run: Vec<usize> = Vec::new();
+    let mut header_len = 0;
+    for (i, p) in packets.iter().enumerate().rev() {
+        if pid(p) != id || !has_payload(p) {
+            continue;
+        }
+        if !only_stuffing(p) {
+            break;
+        }
+        run.push(i);
+        if unit_start(p) {
+            let body = payload(p);
+            if body.len() < 9 || body[..3] != [0, 0, 1] {
+                return false; // a table, not a PES
+            }
+            // The PES header stays whole in the first packet.
+            header_len = 9 + body[8] as usize;
+            break;
+        }
+    }
+    run.reverse();
+    let Some(&first) = run.first() else {
+        return false;
+    };
+    let starts_pes = unit_start(&packets[first]);
+    if !starts_pes && !run_follows_a_start(packets, id, first) {
+        return false;
+    }
+    let bytes: Vec<u8> = run
+        .iter()
+        .flat_map(|&i| payload(&packets[i]))
+        .copied()
+        .collect();
+    let count = run.len() + missing;
+    let first_needs = if starts_pes { header_len.max(1) } else { 1 };
+    if bytes.len() < count - 1 + first_needs || bytes.len() > count * MAX_PAYLOAD {
+        return false;
+    }
+    let like = packets[first];
+    let mut rebuilt = Vec::with_capacity(count);
+    let mut rest = &bytes[..];
+    for k in 0..count {
+        let later = count - k - 1;
+        let take = MAX_PAYLOAD.min(rest.len() - later);
+        rebuilt.push(packet_with(&like, starts_pes && k == 0, &rest[..take]));
+        rest = &rest[take..];
+    }
+    // The first `run.len()` rebuilt packets take the run's places; the extra
+    // ones follow the last, so the PES stays in order within its PID.
+    let last = *run.last().unwrap_or(&first);
+    let extra = rebuilt.split_off(run.len());
+    for (&i, p) in run.iter().zip(rebuilt) {
+        packets[i] = p;
+    }
+    packets.splice(last + 1..last + 1, extra);
+    true
+}
+
+/// Whether a PES started earlier in `id` before the packet at `index` (so the
+/// run's bytes are PES bytes, not a table's).
+fn run_follows_a_start(packets: &[Packet], id: u16, index: usize) -> bool {
+    packets[..index]
+        .iter()
+        .rev()
+        .filter(|p| pid(p) == id && has_payload(p))
+        .find(|p| unit_start(p))
+        .is_some_and(|p| payload(p).starts_with(&[0, 0, 1]))
+}
+
+/// Repeats the last whole table section of `id` `missing` times. False when
+/// `id` carries no section that fits in one packet.
+fn pad_table(packets: &mut Vec<Packet>, id: u16, missing: usize) -> bool {
+    let Some(index) = packets.iter().rposition(|p| {
+        if pid(p) != id || !unit_start(p) {
+            return false;
+        }
+        let body = payload(p);
+        // pointer_field 0, then table_id and a section_length that fits.
+        if body.len() < 4 || body[0] != 0 || body[1] == 0xff {
+            return false;
+        }
+        let section_len = (usize::from(body[2] & 0x0f) << 8) | usize::from(body[3]);
+        1 + 3 + section_len <= body.len()
+    }) else {
+        return false;
+    };
+    let copy = packets[index];
+    packets.splice(index + 1..index + 1, std::iter::repeat_n(copy, missing));
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VIDEO: u16 = 0x41;
+    const AUDIO: u16 = 0x42;
+    const PMT: u16 = 0x20;
+
+    /// A PES of `len` bytes on `id` cut into packets as a muxer would, the
+    /// last one stuffed; the first carries a PCR when asked.
+    fn pes(id: u16, len: usize, pcr: bool) -> Vec<Packet> {
+        let mut body = vec![0x00, 0x00, 0x01, 0xe0, 0, 0, 0x80, 0x80, 5, 1, 2, 3, 4, 5];
+        body.extend((0..len.saturating_sub(body.len())).map(|i| (i % 251) as u8));
+        let like = {
+            let mut p = [0u8; PACKET_LEN];
+            p[1] = (id >> 8) as u8;
+            p[2] = id as u8;
+            p
+        };
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        let mut first = true;
+        while !rest.is_empty() {
+            let room = if first && pcr {
+                MAX_PAYLOAD - 8
+            } else {
+                MAX_PAYLOAD
+            };
+            let take = room.min(rest.len());
+            let mut p = packet_with(&like, first, &rest[..take]);
+            if first && pcr {
+                // Adaptation field: length 7, PCR flag, a PCR, then payload.
+                let mut with_pcr = [0xffu8; PACKET_LEN];
+                with_pcr[..4].copy_from_slice(&p[..4]);
+                with_pcr[3] = (with_pcr[3] & 0xcf) | 0x30;
+                with_pcr[4] = (PACKET_LEN - HEADER_LEN - 1 - take) as u8;
+                with_pcr[5] = 0x10;
+                with_pcr[6..12].copy_from_slice(&[1, 2, 3, 4, 5, 6]);
+                with_pcr[PACKET_LEN - take..].copy_from_slice(&rest[..take]);
+                p = with_pcr;
+            }
+            out.push(p);
+            rest = &rest[take..];
+            first = false;
+        }
+        out
+    }
+
+    fn table(id: u16, table_id: u8) -> Packet {
+        let mut p = [0xffu8; PACKET_LEN];
+        p[0] = SYNC_BYTE;
+        p[1] = 0x40 | (id >> 8) as u8;
+        p[2] = id as u8;
+        p[3] = 0x10;
+        p[4..12].copy_from_slice(&[0, table_id, 0xb0, 13, 0, 1, 0xc1, 0]);
+        p
+    }
+
+    /// A segment as a muxer writes it, its counters running on from `from`.
+    fn segment(from: u8, video_frames: &[usize], audio_frames: &[usize]) -> Vec<u8> {
+        let mut packets = vec![table(0, 0x00), table(PMT, 0x02)];
+        let mut audio = audio_frames.iter();
+        for (i, &v) in video_frames.iter().enumerate() {
+            packets.extend(pes(VIDEO, v, i == 0));
+            if let Some(&a) = audio.next() {
+                packets.extend(pes(AUDIO, a, false));
+            }
+        }
+        let mut counters = std::collections::HashMap::new();
+        for p in &mut packets {
+            let c = counters.entry(pid(p)).or_insert(from);
+            set_counter(p, *c);
+            *c = (*c + 1) % 16;
+        }
+        packets.concat()
+    }
+
+    fn packets_of(ts: &[u8]) -> impl Iterator<Item = &Packet> {
+        ts.chunks_exact(PACKET_LEN)
+            .map(|p| <&Packet>::try_from(p).expect("whole packets"))
+    }
+
+    fn counters(ts: &[u8], id: u16) -> Vec<u8> {
+        packets_of(ts)
+            .filter(|p| pid(p) == id)
+            .map(|p| p[3] & 0x0f)
+            .collect()
+    }
+
+    /// Every PID's payload bytes, in order: what a demuxer reassembles.
+    fn carried(ts: &[u8], id: u16) -> Vec<u8> {
+        packets_of(ts)
+            .filter(|p| pid(p) == id)
+            .flat_map(|p| payload(p).to_vec())
+            .collect()
+    }
+
+    fn pes_starts(ts: &[u8], id: u16) -> usize {
+        packets_of(ts)
+            .filter(|p| pid(p) == id && unit_start(p))
+            .count()
+    }
+
+    #[test]
+    fn every_pid_counts_from_0_to_15_and_carries_the_same_bytes() {
+        let written = segment(9, &[9000, 1200, 700, 3000], &[370, 370, 370]);
+        let out = normalize(&written).expect("a transport stream");
+        assert!(out.unpadded_pids.is_empty(), "{:?}", out.unpadded_pids);
+        for id in [0, PMT, VIDEO, AUDIO] {
+            let c = counters(&out.bytes, id);
+            assert_eq!(c.first(), Some(&0), "pid {id:#x} starts at 0");
+            assert_eq!(c.last(), Some(&15), "pid {id:#x} ends at 15");
+            assert_eq!(c.len() % 16, 0, "pid {id:#x}: {c:?}");
+            for pair in c.windows(2) {
+                assert_eq!(pair[1], (pair[0] + 1) % 16, "pid {id:#x}: {c:?}");
+            }
+        }
+        for id in [VIDEO, AUDIO] {
+            assert_eq!(
+                carried(&out.bytes, id),
+                carried(&written, id),
+                "pid {id:#x}"
+            );
+            assert_eq!(pes_starts(&out.bytes, id), pes_starts(&written, id));
+        }
+        let tables = carried(&out.bytes, 0);
+        assert_eq!(tables.len() % MAX_PAYLOAD, 0);
+        assert!(tables
+            .chunks(MAX_PAYLOAD)
+            .all(|t| t == carried(&written, 0).as_slice()));
+    }
+
+    #[test]
+    fn segments_from_two_writers_follow_each_other() {
+        // The same content counted from different starts, as two workers do.
+        let a = normalize(&segment(14, &[5000, 800], &[370, 370]))
+            .expect("ts")
+            .bytes;
+        let b = normalize(&segment(1, &[5000, 800], &[370, 370]))
+            .expect("ts")
+            .bytes;
+        assert_eq!(a, b, "the same segment is the same bytes from either");
+        let mut joined = a.clone();
+        joined.extend(&b);
+        for id in [0, PMT, VIDEO, AUDIO] {
+            let c = counters(&joined, id);
+            for pair in c.windows(2) {
+                assert_eq!(pair[1], (pair[0] + 1) % 16, "pid {id:#x}: {c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_pcr_stays_where_it_was_and_short_pes_splits_after_its_header() {
+        // One small audio PES in one packet: it must split after its header.
+        let written = segment(3, &[400], &[60]);
+        let out = normalize(&written).expect("ts");
+        assert!(out.unpadded_pids.is_empty(), "{:?}", out.unpadded_pids);
+        assert_eq!(carried(&out.bytes, AUDIO), carried(&written, AUDIO));
+        let first_audio = packets_of(&out.bytes)
+            .find(|p| pid(p) == AUDIO)
+            .expect("audio");
+        assert!(
+            payload(first_audio).len() >= 14,
+            "the PES header stays whole"
+        );
+        let pcr_packets = |ts: &[u8]| {
+            ts.chunks_exact(PACKET_LEN)
+                .filter(|p| p[3] & 0x20 != 0 && p[4] > 0 && p[5] & 0x10 != 0)
+                .map(|p| p[..12].to_vec())
+                .map(|mut h| {
+                    h[3] &= 0xf0;
+                    h
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(pcr_packets(&out.bytes), pcr_packets(&written));
+    }
+
+    #[test]
+    fn a_multiple_of_16_is_renumbered_without_padding() {
+        // 16 video packets exactly: the first has a PCR, 15 full ones follow.
+        let written = segment(7, &[MAX_PAYLOAD - 8 + 15 * MAX_PAYLOAD], &[]);
+        let video = counters(&written, VIDEO).len();
+        assert_eq!(video, 16);
+        let out = normalize(&written).expect("ts");
+        assert_eq!(counters(&out.bytes, VIDEO), (0..16).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn what_is_not_a_transport_stream_is_refused() {
+        assert_eq!(
+            normalize(&[0x47; 100]),
+            Err(NotTransportStream::PartialPacket(100))
+        );
+        let mut ts = segment(0, &[400], &[]);
+        ts[PACKET_LEN] = 0;
+        assert_eq!(normalize(&ts), Err(NotTransportStream::LostSync(1)));
+    }
+}
