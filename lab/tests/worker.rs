@@ -262,6 +262,122 @@ fn healthcheck_is_503_while_a_signal_retries_and_200_once_it_runs_again() {
     w.terminate_cleanly();
 }
 
+/// A small tmpfs mounted on `at` for the test's life (needs root, as CI
+/// runs), unmounted on drop.
+struct SmallDisk {
+    at: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).expect("mkdir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs on {} (the full-disk test needs root)",
+            at.display()
+        );
+        SmallDisk {
+            at: at.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.at)
+            .status();
+    }
+}
+
+/// Fills the file system holding `path` up: writes until the disk refuses.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("create the filler");
+    let block = vec![0u8; 64 * 1024];
+    loop {
+        if let Err(e) = f.write_all(&block).and_then(|_| f.sync_data()) {
+            assert_eq!(
+                e.raw_os_error(),
+                Some(28),
+                "the filler stopped on {e}, not ENOSPC"
+            );
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_restarts_the_signal_with_backoff_and_it_comes_back_once_there_is_room() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("input")).expect("mkdir");
+    make_input(&dir.path().join("input/live01.mp4"), 2, false);
+    // The output folder on its own small disk.
+    let disk = SmallDisk::mount(&dir.path().join("output"), "32m");
+    let port = common::free_port();
+    let mut w = worker_on(dir.path(), port, &[]);
+    wait_for(Duration::from_secs(30), "the first playlist", || {
+        playlist(dir.path())
+    });
+    wait_for(Duration::from_secs(10), "healthcheck 200", || {
+        health(port).filter(|(status, _)| *status == 200)
+    });
+    let filler = disk.at.join("filler");
+    fill(&filler);
+
+    let (_, body) = wait_for(Duration::from_secs(30), "healthcheck 503 retrying", || {
+        health(port)
+            .filter(|(status, body)| *status == 503 && body["signals"]["live01"] == "retrying")
+    });
+    assert_eq!(body["status"], "degraded", "{body}");
+    let log = w.log_text();
+    assert!(
+        log.contains("Signal 'live01' pipeline failed") && log.contains("No space left on device"),
+        "one clear error naming the cause:\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    let restarts = common::total(
+        &common::scrape(port),
+        "nonstop_worker_pipeline_restarts_total",
+        &["signal=\"live01\""],
+    );
+    assert!(restarts >= 1.0, "restarts counted in /metrics: {restarts}");
+    let listed_when_full = playlist(dir.path()).map(|p| p.media_sequence + p.segments.len() as u64);
+
+    // Room again: the next restart writes segments again, numbered on.
+    std::fs::remove_file(&filler).expect("remove the filler");
+    let (_, body) = wait_for(Duration::from_secs(40), "healthcheck 200 again", || {
+        health(port).filter(|(status, _)| *status == 200)
+    });
+    assert_eq!(body["signals"]["live01"], "running", "{body}");
+    let after = wait_for(Duration::from_secs(20), "a new segment listed", || {
+        playlist(dir.path())
+            .map(|p| p.media_sequence + p.segments.len() as u64)
+            .filter(|&next| Some(next) > listed_when_full)
+    });
+    assert!(after > listed_when_full.unwrap_or(0));
+    // Every listed segment is on the disk, whole: none half written.
+    let facts = playlist(dir.path()).expect("playlist");
+    for s in &facts.segments {
+        let bytes = std::fs::read(disk.at.join("live01").join(&s.uri))
+            .unwrap_or_else(|e| panic!("{} is listed but cannot be read: {e}", s.uri));
+        assert!(
+            !bytes.is_empty() && bytes.len().is_multiple_of(188),
+            "{} is not whole TS packets ({} bytes)",
+            s.uri,
+            bytes.len()
+        );
+    }
+    w.terminate_cleanly();
+    drop(disk);
+}
+
 #[test]
 fn print_pipeline_prints_the_line_gst_launch_runs_and_encodes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
