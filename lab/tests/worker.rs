@@ -460,7 +460,7 @@ fn advances_past(dir: &std::path::Path, signal: &str, after: u64) -> u64 {
 }
 
 #[test]
-fn inputs_added_while_running_go_live_and_removed_ones_stop_alone() {
+fn inputs_added_while_running_go_live_replaced_ones_restart_and_removed_ones_stop_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("input");
     std::fs::create_dir_all(&input).expect("mkdir");
@@ -522,6 +522,39 @@ fn inputs_added_while_running_go_live_and_removed_ones_stop_alone() {
     let (_, body) = health(port).expect("healthcheck answers");
     assert!(body["signals"].get("broken").is_none(), "{body}");
     assert_eq!(body["signals"]["live02"], "running", "{body}");
+
+    // live01's file replaced in place by another input (3 s, with audio):
+    // once it has settled, the signal restarts on it and numbers on.
+    let replacement = dir.path().join("staged-live01.mp4");
+    make_input(&replacement, 3, true);
+    let before = newest_segment(dir.path(), "live01").expect("live01 playlist");
+    std::fs::copy(&replacement, input.join("live01.mp4")).expect("copy over live01");
+    wait_for(
+        Duration::from_secs(30),
+        "live01 restarted on its new file",
+        || {
+            let log = w.log_text();
+            (log.contains("Signal 'live01': its input")
+                && log.contains("was replaced; restarting on the new file"))
+            .then_some(())
+        },
+    );
+    let log = w.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("Signal 'live01': ") && l.contains("3.0 s, with audio")),
+        "the new file is the one encoded:\n{log}"
+    );
+    let after = advances_past(dir.path(), "live01", before);
+    advances_past(dir.path(), "live01", after);
+    let facts = playlist(dir.path()).expect("live01 playlist");
+    assert!(
+        facts.segments.iter().any(|s| s.discontinuity),
+        "the restart on the new file is marked EXT-X-DISCONTINUITY"
+    );
+    wait_for(Duration::from_secs(20), "live01 running again", || {
+        health(port).filter(|(_, body)| body["signals"]["live01"] == "running")
+    });
 
     std::fs::remove_file(input.join("live02.mp4")).expect("remove live02");
     let (status, body) = wait_for(

@@ -3,10 +3,11 @@
 //! `<name>.mp4` files.
 //!
 //! ```text
-//! every 2 s: list *.mp4 + size/mtime --> Inputs::scan (pure) --> Start / Stop
-//!                                                                  |      |
-//!        probe, SignalRunner on its own thread (same settings) <---+      |
-//!        stop flag, pipeline to NULL, thread joined, health forgotten <---+
+//! every 2 s: list *.mp4 + size/mtime --> Inputs::scan (pure) --> Start / Stop / Restart
+//!                                                                  |      |      |
+//!        probe, SignalRunner on its own thread (same settings) <---+      |      |
+//!        stop flag, pipeline to NULL, thread joined, health forgotten <---+      |
+//!        probe the new file; if it plays: stop, then start on it <--------------+
 //! ```
 //!
 //! - A new file starts once it has settled: the same size and modification
@@ -19,8 +20,11 @@
 //!   keep the last playlist, which goes stale).
 //! - Signals started here share the worker's [`EncodeSettings`], so they are
 //!   epoch-locked ([`super::epoch`]) like the ones started with the worker.
-//! - A file replaced while its signal runs is not restarted (the pipeline
-//!   keeps the file it opened); remove it and add it back to switch.
+//! - A file replaced while its signal runs (copied over, or a new file moved
+//!   onto its name) restarts its signal on the new file once that has settled,
+//!   with one INFO line; the epoch grid keeps the numbering, so players see one
+//!   discontinuity. A replacement that fails its probe is refused with one
+//!   error line and the signal keeps running as it is.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +73,9 @@ pub enum Decision {
     Start(String, Fingerprint),
     /// The file is gone: stop its signal.
     Stop(String),
+    /// The file of a running signal was replaced and has settled: probe it,
+    /// then restart the signal on it.
+    Restart(String, Fingerprint),
 }
 
 /// What the scans know of one file.
@@ -76,8 +83,12 @@ pub enum Decision {
 enum Seen {
     /// Seen once with this fingerprint; starts if the next scan sees the same.
     Settling(Fingerprint),
-    /// Its signal was started.
-    Live,
+    /// Its signal runs, on the file as this fingerprint says (`None` until a
+    /// scan has seen it, for signals the worker started itself).
+    Live(Option<Fingerprint>),
+    /// Its signal runs, but the file changed to this; restarts if the next
+    /// scan sees the same.
+    Replaced(Fingerprint),
     /// Failed to start with this fingerprint; waits until the file changes.
     Refused(Fingerprint),
 }
@@ -95,7 +106,7 @@ impl Inputs {
         Inputs {
             seen: signals
                 .into_iter()
-                .map(|s| (s.to_string(), Seen::Live))
+                .map(|s| (s.to_string(), Seen::Live(None)))
                 .collect(),
         }
     }
@@ -105,7 +116,7 @@ impl Inputs {
         let mut decisions = Vec::new();
         self.seen.retain(|signal, seen| {
             let present = listing.contains_key(signal);
-            if !present && *seen == Seen::Live {
+            if !present && matches!(seen, Seen::Live(_) | Seen::Replaced(_)) {
                 decisions.push(Decision::Stop(signal.clone()));
             }
             present
@@ -113,10 +124,17 @@ impl Inputs {
         for (signal, &now) in listing {
             let next = match self.seen.get(signal) {
                 None => Seen::Settling(now),
-                Some(Seen::Live) => Seen::Live,
+                Some(Seen::Live(None)) => Seen::Live(Some(now)),
+                Some(Seen::Live(Some(running))) if *running == now => Seen::Live(Some(now)),
+                Some(Seen::Live(Some(_))) => Seen::Replaced(now),
+                Some(Seen::Replaced(before)) if *before == now => {
+                    decisions.push(Decision::Restart(signal.clone(), now));
+                    Seen::Live(Some(now))
+                }
+                Some(Seen::Replaced(_)) => Seen::Replaced(now),
                 Some(Seen::Settling(before)) if *before == now => {
                     decisions.push(Decision::Start(signal.clone(), now));
-                    Seen::Live
+                    Seen::Live(Some(now))
                 }
                 Some(Seen::Settling(_)) => Seen::Settling(now),
                 Some(Seen::Refused(before)) if *before == now => Seen::Refused(now),
@@ -205,16 +223,35 @@ impl Signals {
     /// Stops `signal` because its input was removed: pipeline to NULL,
     /// thread joined, health and status gauges forgotten, one INFO line.
     pub fn stop(&mut self, signal: &str) {
-        let Some(running) = self.running.remove(signal) else {
-            return;
-        };
+        if let Some(path) = self.halt(signal) {
+            log::info!(
+                "Signal '{signal}' stopped: its input {} was removed",
+                path.display()
+            );
+        }
+    }
+
+    /// Restarts `signal` on `input`, the file that replaced its input: the
+    /// old pipeline stops, then the new one starts, with one INFO line.
+    pub fn restart(&mut self, input: Input) -> Result<(), StartError> {
+        if self.halt(&input.signal).is_some() {
+            log::info!(
+                "Signal '{}': its input {} was replaced; restarting on the new file",
+                input.signal,
+                input.path.display()
+            );
+        }
+        self.start(input)
+    }
+
+    /// Stops `signal`'s pipeline and thread and forgets its health; the path
+    /// it was playing, or `None` if it was not running.
+    fn halt(&mut self, signal: &str) -> Option<PathBuf> {
+        let running = self.running.remove(signal)?;
         running.stop.trigger();
         let _ = running.thread.join();
         self.health.remove(signal);
-        log::info!(
-            "Signal '{signal}' stopped: its input {} was removed",
-            running.path.display()
-        );
+        Some(running.path)
     }
 
     /// Stops every signal (worker shutdown): all flags first, then the joins,
@@ -285,6 +322,19 @@ pub fn watch(
         for decision in inputs.scan(&listed) {
             match decision {
                 Decision::Stop(signal) => signals.stop(&signal),
+                Decision::Restart(signal, _) => {
+                    let path = folder.join(format!("{signal}.mp4"));
+                    match input::probe(&path, input::DEFAULT_PROBE_TIMEOUT) {
+                        Ok(replacement) => {
+                            if let Err(e) = signals.restart(replacement) {
+                                log::error!("{e}");
+                            }
+                        }
+                        Err(e) => log::error!(
+                            "{e}; signal '{signal}' keeps running as it is and its replaced input is not used until the file changes again"
+                        ),
+                    }
+                }
                 Decision::Start(signal, fingerprint) => {
                     let path = folder.join(format!("{signal}.mp4"));
                     let started = input::probe(&path, input::DEFAULT_PROBE_TIMEOUT)
@@ -338,14 +388,35 @@ mod tests {
             inputs.scan(&list(&[("live01", one), ("live02", fp(500, 22))])),
             vec![Decision::Start("live02".into(), fp(500, 22))]
         );
-        // Running: nothing more, even if the file is touched.
+        // Running: nothing more while the file stays as it is.
         assert_eq!(
             inputs.scan(&list(&[("live01", one), ("live02", fp(500, 22))])),
             vec![]
         );
+    }
+
+    #[test]
+    fn a_replaced_file_restarts_its_signal_once_it_has_settled() {
+        // Started by the worker: the first scan learns its file.
+        let mut inputs = Inputs::live(["live01"]);
+        let first = fp(100, 1);
+        assert_eq!(inputs.scan(&list(&[("live01", first)])), vec![]);
+        assert_eq!(inputs.scan(&list(&[("live01", first)])), vec![]);
+        // Copied over: it changes twice while being written, then settles.
+        assert_eq!(inputs.scan(&list(&[("live01", fp(10, 5))])), vec![]);
+        assert_eq!(inputs.scan(&list(&[("live01", fp(80, 6))])), vec![]);
+        let second = fp(90, 7);
+        assert_eq!(inputs.scan(&list(&[("live01", second)])), vec![]);
         assert_eq!(
-            inputs.scan(&list(&[("live01", one), ("live02", fp(600, 30))])),
-            vec![]
+            inputs.scan(&list(&[("live01", second)])),
+            vec![Decision::Restart("live01".into(), second)]
+        );
+        assert_eq!(inputs.scan(&list(&[("live01", second)])), vec![], "once");
+        // Removed while a replacement settles: stopped, as it still runs.
+        assert_eq!(inputs.scan(&list(&[("live01", fp(1, 9))])), vec![]);
+        assert_eq!(
+            inputs.scan(&list(&[])),
+            vec![Decision::Stop("live01".into())]
         );
     }
 
