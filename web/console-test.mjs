@@ -5,7 +5,7 @@
 //
 //   node web/console-test.mjs --console http://127.0.0.1:8003 --token T \
 //        [--signal live01] [--fault server1] [--kill-pid PID] [--watch 10] \
-//        [--screenshot target/test-artifacts/console.png]
+//        [--kill-worker-pid PID] [--screenshot target/test-artifacts/console.png]
 //
 // Steps: the page loads and lists the signal; its player's currentTime
 // advances; the token is entered once and the fault control's "kill" button is
@@ -14,6 +14,8 @@
 // With --kill-pid: "restore" is clicked, and once the page shows that packager
 // fresh again, the process PID (the other packager) gets SIGKILL; the timeline
 // must show the switch back, playback still advancing.
+// With --kill-worker-pid: last, that worker gets SIGKILL and the page's overall
+// badge must leave "stream up" and name the worker.
 //
 // Exit 0: every step ran (judge the JSON). Exit 1: a step failed or could not
 // run; one "error: ..." line on stderr, and the JSON (with "failed") is still
@@ -40,7 +42,8 @@ const SWITCH_TIMEOUT_MS = 20000;  // a kill must show as a switch within this
 const RECOVER_TIMEOUT_MS = 40000; // a restored packager must show fresh within this
 
 const USAGE = `usage: node console-test.mjs --console URL --token TOKEN [--signal live01] [--fault server1]
-        [--kill-pid PID] [--watch SECONDS] [--screenshot FILE.png] [--player auto|native|hlsjs]
+        [--kill-pid PID] [--kill-worker-pid PID] [--watch SECONDS] [--screenshot FILE.png]
+        [--player auto|native|hlsjs]
         [--timeout SECONDS] [--chromium PATH]`;
 
 const log = (msg) => process.stderr.write(`[console-test] ${msg}\n`);
@@ -59,6 +62,7 @@ function parseCli(argv) {
         signal: { type: 'string', default: 'live01' },
         fault: { type: 'string', default: 'server1' },
         'kill-pid': { type: 'string' },
+        'kill-worker-pid': { type: 'string' },
         watch: { type: 'string', default: '10' },
         screenshot: { type: 'string' },
         player: { type: 'string', default: 'auto' },
@@ -81,11 +85,13 @@ function parseCli(argv) {
   if (!Number.isFinite(timeout) || timeout <= 0) throw new Fail(`bad --timeout '${o.timeout}'`);
   const killPid = o['kill-pid'] === undefined ? null : Number(o['kill-pid']);
   if (killPid !== null && !(Number.isInteger(killPid) && killPid > 1)) throw new Fail(`bad --kill-pid '${o['kill-pid']}'`);
+  const killWorkerPid = o['kill-worker-pid'] === undefined ? null : Number(o['kill-worker-pid']);
+  if (killWorkerPid !== null && !(Number.isInteger(killWorkerPid) && killWorkerPid > 1)) throw new Fail(`bad --kill-worker-pid '${o['kill-worker-pid']}'`);
   if (!['auto', 'native', 'hlsjs'].includes(o.player)) throw new Fail(`bad --player '${o.player}'`);
   const url = new URL(o.console);
   if (o.player !== 'auto') url.searchParams.set('player', o.player);
   return {
-    url: url.href, token: o.token, signal: o.signal, fault: o.fault, killPid,
+    url: url.href, token: o.token, signal: o.signal, fault: o.fault, killPid, killWorkerPid,
     watchMs: Math.round(watch * 1000), timeoutMs: Math.round(timeout * 1000),
     screenshot: o.screenshot ? path.resolve(o.screenshot) : null, chromium: o.chromium,
   };
@@ -320,6 +326,32 @@ async function main(opts) {
     log(`after SIGKILL: currentTime +${p2.advanced} s, longest freeze ${p2.maxFrozen} ms`);
     if (!p2.shown) throw new Fail(`the page showed no switch back to ${base} within ${SWITCH_TIMEOUT_MS / 1000} s of the SIGKILL`);
   }
+
+  // Phase 3: the worker killed; the overall badge must say so.
+  if (opts.killWorkerPid !== null) {
+    verdict.workers_before_worker_kill = await readWorkers(page);
+    try { process.kill(opts.killWorkerPid, 'SIGKILL'); } catch (e) { throw new Fail(`cannot kill worker pid ${opts.killWorkerPid}: ${e.message}`); }
+    verdict.worker_kill_pid = opts.killWorkerPid;
+    const t3 = Date.now();
+    await page.waitForFunction(() => {
+      const el = document.getElementById('overall');
+      return el.dataset.status !== 'up' && document.getElementById('overall-text').textContent.includes('worker');
+    }, null, { timeout: SWITCH_TIMEOUT_MS })
+      .catch(() => { throw new Fail(`the overall badge did not name the killed worker within ${SWITCH_TIMEOUT_MS / 1000} s`); });
+    verdict.worker_badge = await page.evaluate(() => ({
+      status: document.getElementById('overall').dataset.status,
+      text: document.getElementById('overall-text').textContent,
+    }));
+    verdict.worker_badge_after_ms = Date.now() - t3;
+    log(`worker killed: badge ${verdict.worker_badge.status} (${verdict.worker_badge.text}) after ${verdict.worker_badge_after_ms} ms`);
+  }
+}
+
+// The workers panel's rows as the operator sees them.
+function readWorkers(page) {
+  return page.evaluate(() => [...document.querySelectorAll('#workers tbody tr')].map((tr) => ({
+    worker: tr.dataset.worker, signal: tr.dataset.signal || null, state: tr.dataset.state, text: tr.textContent,
+  })));
 }
 
 async function finish(page) {
@@ -330,11 +362,8 @@ async function finish(page) {
       errors: window.__console.player.errors,
       transport: window.__console.transport,
       timeline: [...document.querySelectorAll('#timeline li')].slice(0, 8).map((li) => li.textContent),
-      workers: [...document.querySelectorAll('#workers tbody tr')].map((tr) => ({
-        worker: tr.dataset.worker, signal: tr.dataset.signal || null, state: tr.dataset.state, text: tr.textContent,
-      })),
     }));
-    verdict.workers = end.workers;
+    verdict.workers = await readWorkers(page);
     verdict.stalls = end.stalls;
     verdict.player_errors = end.errors;
     verdict.transport = end.transport;

@@ -112,6 +112,21 @@
 
   const RANK = { up: 0, waiting: 1, degraded: 2, down: 3 };
 
+  // What the workers panel shows wrong: a worker down, or one of its signals
+  // not encoding or behind the wall clock. Viewers still play from the other
+  // worker, so an otherwise up stream is degraded: its redundancy is gone.
+  function workerTrouble(workers) {
+    const trouble = [];
+    for (const w of workers) {
+      if (!w.up) { trouble.push(`worker ${w.url} down`); continue; }
+      for (const sig of w.signals) {
+        if (sig.state !== 'encoding') trouble.push(`worker ${w.url} ${sig.signal} ${sig.state}`);
+        else if (sig.behind) trouble.push(`worker ${w.url} ${sig.signal} behind`);
+      }
+    }
+    return trouble;
+  }
+
   // ---- rendering -----------------------------------------------------------
 
   function render(s) {
@@ -148,6 +163,11 @@
       const n = s.signals.length;
       text = status === 'up' ? `${n} signal${n > 1 ? 's' : ''} up` : worst.text;
       if (!s.origin.ok) { status = status === 'up' ? 'degraded' : status; text += ` · origin ${s.origin.error}`; }
+    }
+    const trouble = workerTrouble(s.workers || []);
+    if (trouble.length) {
+      if (status === 'up') status = 'degraded';
+      text = `${text} · ${trouble.join(', ')}`;
     }
     const el = $('overall');
     el.dataset.status = status;

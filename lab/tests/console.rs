@@ -116,6 +116,7 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
     let screenshot = artifacts.join("console.png");
     let _ = std::fs::remove_file(&screenshot);
     let server2_pid = stack.server2.as_ref().map(Service::pid).expect("server2");
+    let worker_pid = stack.worker.as_ref().map(Service::pid).expect("the worker");
     // The page picks native HLS when the browser has it, else hls.js;
     // CONSOLE_TEST_PLAYER=native|hlsjs forces one.
     let player = std::env::var("CONSOLE_TEST_PLAYER").unwrap_or_else(|_| "auto".into());
@@ -125,6 +126,7 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
         .args(["--console", &console_url, "--token", TOKEN])
         .args(["--signal", "live01", "--fault", "server1"])
         .args(["--kill-pid", &server2_pid.to_string()])
+        .args(["--kill-worker-pid", &worker_pid.to_string()])
         .args(["--watch", &WATCH_SECONDS.to_string()])
         .args(["--player", &player])
         .arg("--screenshot")
@@ -227,8 +229,12 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
         "{context}"
     );
     // The workers panel named the worker, its signal encoding and its newest
-    // segment with how far behind the wall clock it is.
-    let workers = verdict["workers"].as_array().cloned().unwrap_or_default();
+    // segment with how far behind the wall clock it is (read just before the
+    // worker's kill).
+    let workers = verdict["workers_before_worker_kill"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert!(
         workers.iter().any(|w| {
             let text = w["text"].as_str().unwrap_or_default();
@@ -240,9 +246,18 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
         }),
         "the workers panel: {workers:?}\n{context}"
     );
-    // The worker killed: the console's state shows it down, with the reason.
+    // The worker killed (by the page's driver, last): the overall badge left
+    // "stream up" and named the worker, and the console's state shows it down,
+    // with the reason.
+    let badge = &verdict["worker_badge"];
+    assert!(
+        ["degraded", "down"].contains(&badge["status"].as_str().unwrap_or_default())
+            && badge["text"]
+                .as_str()
+                .is_some_and(|t| t.contains(&format!("worker {worker_base} down"))),
+        "the overall badge after the worker's kill: {badge}\n{context}"
+    );
     let worker = stack.worker.as_mut().expect("the worker");
-    worker.signal("KILL");
     assert!(worker.wait_gone(Duration::from_secs(5)), "kill -9 worked");
     let state_url = format!("{console_url}api/state");
     let down = wait_for(
