@@ -55,6 +55,17 @@ pub struct NginxSettings {
 impl NginxSettings {
     /// A plain reverse proxy, nginx's defaults spelled out (one worker, 1024
     /// connections, no cache): the failover bench's baseline.
+    /// [`NGINX_TEMPLATE`] with these settings' lines in; the settings go in
+    /// first since they may hold `{{prefix}}` themselves.
+    pub fn packagers_template(&self) -> String {
+        NGINX_TEMPLATE
+            .replace("{{main}}", &self.main)
+            .replace("{{events}}", &self.events)
+            .replace("{{http}}", &self.http)
+            .replace("{{upstream}}", &self.upstream)
+            .replace("{{location}}", &self.location)
+    }
+
     pub fn conventional() -> NginxSettings {
         NginxSettings {
             main: "worker_processes 1;".into(),
@@ -113,6 +124,26 @@ pub struct Nginx {
     logs: PathBuf,
 }
 
+/// `template` with each `("{{name}}", value)` of `fields` filled in, or an
+/// error naming a field left in a directive (comments may mention `{{...}}`).
+pub fn fill(template: &str, fields: &[(&str, String)]) -> Result<String, String> {
+    let mut config = template.to_string();
+    for (field, value) in fields {
+        config = config.replace(field, value);
+    }
+    let unfilled: Vec<&str> = config
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#') && line.contains("{{"))
+        .collect();
+    if unfilled.is_empty() {
+        Ok(config)
+    } else {
+        Err(format!(
+            "fields of the nginx template are not filled in: {unfilled:?}"
+        ))
+    }
+}
+
 impl Nginx {
     /// Starts nginx with `template`, a whole `nginx.conf` in which
     /// `{{user}}` (a `user root;` line when running as root, since nginx
@@ -128,24 +159,18 @@ impl Nginx {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
             .unwrap_or(false);
-        let mut config = template
-            .replace(
-                "{{user}}",
-                if running_as_root {
-                    "user root;"
-                } else {
-                    "# (not root: no user directive)"
-                },
-            )
-            .replace("{{prefix}}", &prefix)
-            .replace("{{port}}", &port.to_string());
-        for (field, value) in fields {
-            config = config.replace(field, value);
-        }
-        assert!(
-            !config.contains("{{"),
-            "a field of the nginx template is not filled in:\n{config}"
-        );
+        let user = if running_as_root {
+            "user root;"
+        } else {
+            "# (not root: no user directive)"
+        };
+        let mut all = vec![
+            ("{{user}}", user.to_string()),
+            ("{{prefix}}", prefix.clone()),
+            ("{{port}}", port.to_string()),
+        ];
+        all.extend(fields.iter().cloned());
+        let config = fill(template, &all).unwrap_or_else(|e| panic!("{e}"));
         let conf = dir.path().join("nginx.conf");
         std::fs::write(&conf, &config).expect("nginx.conf written");
         let _ = std::fs::write(logs.join("nginx.conf"), &config);
@@ -190,15 +215,8 @@ impl Nginx {
                 .trim_end_matches('/')
                 .to_string()
         };
-        // The settings' lines first: they may hold `{{prefix}}` themselves.
-        let template = NGINX_TEMPLATE
-            .replace("{{main}}", &settings.main)
-            .replace("{{events}}", &settings.events)
-            .replace("{{http}}", &settings.http)
-            .replace("{{upstream}}", &settings.upstream)
-            .replace("{{location}}", &settings.location);
         let nginx = Nginx::start(
-            &template,
+            &settings.packagers_template(),
             &[
                 ("{{packager_a}}", host(packager_a)),
                 ("{{packager_b}}", host(packager_b)),
@@ -248,5 +266,42 @@ impl Drop for Nginx {
             );
         }
         // `service` then stops nginx (TERM, then KILL), before `dir` goes.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What [`Nginx::start`] and [`Nginx::in_front_of_packagers`] fill in.
+    fn every_field() -> Vec<(&'static str, String)> {
+        vec![
+            ("{{user}}", "user root;".into()),
+            ("{{prefix}}", "/tmp/x".into()),
+            ("{{port}}", "8000".into()),
+            ("{{packager_a}}", "127.0.0.1:1".into()),
+            ("{{packager_b}}", "127.0.0.1:2".into()),
+        ]
+    }
+
+    #[test]
+    fn both_settings_fill_every_field_of_the_packagers_template() {
+        for settings in [
+            NginxSettings::conventional(),
+            NginxSettings::caching(2, 4096),
+        ] {
+            let config = fill(&settings.packagers_template(), &every_field())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(config.contains("server 127.0.0.1:1;"), "{config}");
+            assert!(config.contains("listen 127.0.0.1:8000;"), "{config}");
+        }
+    }
+
+    #[test]
+    fn a_field_left_in_a_directive_is_refused_but_comments_may_name_fields() {
+        let template = "# fills the {{...}} fields\nlisten {{port}};\nroot {{root}};\n";
+        let err = fill(template, &every_field()).expect_err("{{root}} is not filled");
+        assert!(err.contains("root {{root}};"), "{err}");
+        assert!(!err.contains("fills the"), "{err}");
     }
 }
