@@ -9,10 +9,12 @@
 //! follows any other, from any worker, with no break. To end on 15 a PID
 //! needs a multiple of 16 payload packets; the shortfall is made up without
 //! changing what is carried:
-//! - a PES stream (audio, video): the bytes of the segment's last PES are
-//!   spread over more packets, the extra room filled with adaptation-field
-//!   stuffing (ISO/IEC 13818-1 2.4.3.5), packets carrying a PCR or other
-//!   adaptation fields left as they are;
+//! - a PES stream (audio, video): the bytes of the segment's last PES (or
+//!   last few, when they are tiny) are spread over more packets, the extra
+//!   room filled with adaptation-field stuffing (ISO/IEC 13818-1 2.4.3.5);
+//!   each PES keeps its header whole in its first packet, with that packet's
+//!   adaptation field (random-access flag, PCR), and packets after it that
+//!   carry a PCR stay as they are;
 //! - a table (PAT, PMT): the last whole section is repeated, as a muxer
 //!   repeats its tables anyway.
 //!
@@ -106,14 +108,44 @@ fn only_stuffing(p: &Packet) -> bool {
     !has_adaptation(p) || p[4] == 0 || p[5] == 0
 }
 
+/// What a packet's adaptation field carries besides stuffing: its flags byte
+/// and the fields the flags announce (PCR, OPCR, splice countdown, private
+/// data, extension), in order; empty for none or stuffing only. `None` when
+/// the announced fields do not fit in the field's length.
+fn adaptation_content(p: &Packet) -> Option<Vec<u8>> {
+    if only_stuffing(p) {
+        return Some(Vec::new());
+    }
+    let end = HEADER_LEN + 1 + p[4] as usize;
+    let flags = p[5];
+    let mut at = HEADER_LEN + 2;
+    if flags & 0x10 != 0 {
+        at += 6; // PCR
+    }
+    if flags & 0x08 != 0 {
+        at += 6; // OPCR
+    }
+    if flags & 0x04 != 0 {
+        at += 1; // splice countdown
+    }
+    if flags & 0x02 != 0 {
+        at += 1 + *p.get(at)? as usize; // private data
+    }
+    if flags & 0x01 != 0 {
+        at += 1 + *p.get(at)? as usize; // extension
+    }
+    (at <= end).then(|| p[HEADER_LEN + 1..at].to_vec())
+}
+
 fn set_counter(p: &mut Packet, counter: u8) {
     p[3] = (p[3] & 0xf0) | (counter & 0x0f);
 }
 
-/// A packet of `like`'s PID carrying `bytes` (1 to 184 of them), stuffed with
-/// an adaptation field when they do not fill it.
-fn packet_with(like: &Packet, start: bool, bytes: &[u8]) -> Packet {
-    debug_assert!(!bytes.is_empty() && bytes.len() <= MAX_PAYLOAD);
+/// A packet of `like`'s PID carrying `bytes` (1 to 184 of them, fewer when
+/// `adaptation` is not empty), with an adaptation field holding `adaptation`
+/// (see [`adaptation_content`]) and stuffing for the room `bytes` leave.
+fn packet_with(like: &Packet, start: bool, adaptation: &[u8], bytes: &[u8]) -> Packet {
+    debug_assert!(!bytes.is_empty() && bytes.len() <= room_for(adaptation));
     let mut p = [0xff; PACKET_LEN];
     p[0] = SYNC_BYTE;
     p[1] = (like[1] & 0x1f) | if start { 0x40 } else { 0 };
@@ -127,10 +159,20 @@ fn packet_with(like: &Packet, start: bool, bytes: &[u8]) -> Packet {
         p[4] = (room - 1) as u8;
         if room > 1 {
             p[5] = 0x00;
+            p[5..5 + adaptation.len()].copy_from_slice(adaptation);
         }
     }
     p[PACKET_LEN - bytes.len()..].copy_from_slice(bytes);
     p
+}
+
+/// Room for payload beside an adaptation field carrying `adaptation`.
+fn room_for(adaptation: &[u8]) -> usize {
+    if adaptation.is_empty() {
+        MAX_PAYLOAD
+    } else {
+        MAX_PAYLOAD - 1 - adaptation.len()
+    }
 }
 
 /// Rewrites a segment's continuity counters so that every PID counts 0 to 15
@@ -187,79 +229,155 @@ pub fn normalize(ts: &[u8]) -> Result<Normalized, NotTransportStream> {
     Ok(out)
 }
 
-/// Spreads the last PES of `id` over `missing` more packets. False when `id`
-/// is not a PES stream or its last PES has too few movable bytes.
-fn pad_pes(packets: &mut Vec<Packet>, id: u16, missing: usize) -> bool {
-    // The packets at the end of the PID that can be rewritten: back from the
-    // last one with a payload, up to and including the PES's first packet,
-    // stopping at one with more than stuffing in its adaptation field.
+/// How many trailing PES units [`pad_pes`] may spread before giving up.
+const MAX_PES_TO_SPREAD: usize = 16;
+
+/// The movable end of one PES: the packets whose bytes can be spread over
+/// more packets.
+struct PesRun {
+    /// Indices of the packets, in stream order.
+    packets: Vec<usize>,
+    /// Whether the first of them starts the PES (its header must stay whole).
+    starts_pes: bool,
+    /// The PES header's length, when `starts_pes`.
+    header_len: usize,
+    /// What the first packet's adaptation field carries besides stuffing.
+    kept: Vec<u8>,
+    /// The payload bytes of the run.
+    bytes: usize,
+    /// Index of the packet that starts this PES: the next run ends before it.
+    pes_start: usize,
+}
+
+impl PesRun {
+    /// How many packets the run's bytes can fill at most.
+    fn most_packets(&self) -> usize {
+        let first_needs = if self.starts_pes {
+            self.header_len.max(1)
+        } else {
+            1
+        };
+        if first_needs > room_for(&self.kept) || self.bytes < first_needs {
+            return self.packets.len();
+        }
+        (self.bytes - first_needs + 1).max(self.packets.len())
+    }
+
+    /// How many packets can be added.
+    fn spare(&self) -> usize {
+        self.most_packets() - self.packets.len()
+    }
+}
+
+/// The movable end of the last PES of `id` among `packets[..end]`: back from
+/// its last packet with a payload up to and including its first packet
+/// (whose adaptation field, a random-access flag or a PCR, is kept), or up to
+/// a packet after it with more than stuffing in its adaptation field. `None`
+/// when there is no such PES (no packet, or `id` carries tables).
+fn last_pes(packets: &[Packet], id: u16, end: usize) -> Option<PesRun> {
     let mut run: Vec<usize> = Vec::new();
-    let mut header_len = 0;
-    for (i, p) in packets.iter().enumerate().rev() {
+    let mut blocked = false;
+    for i in (0..end).rev() {
+        let p = &packets[i];
         if pid(p) != id || !has_payload(p) {
             continue;
         }
-        if !only_stuffing(p) {
-            break;
+        if !unit_start(p) && !only_stuffing(p) {
+            blocked = true;
         }
-        run.push(i);
+        if !blocked {
+            run.push(i);
+        }
         if unit_start(p) {
             let body = payload(p);
             if body.len() < 9 || body[..3] != [0, 0, 1] {
-                return false; // a table, not a PES
+                return None; // a table, not a PES
             }
-            // The PES header stays whole in the first packet.
-            header_len = 9 + body[8] as usize;
-            break;
+            run.reverse();
+            let first = *run.first()?;
+            let starts_pes = first == i;
+            let kept = adaptation_content(&packets[first])?;
+            let bytes = run.iter().map(|&k| payload(&packets[k]).len()).sum();
+            return Some(PesRun {
+                packets: run,
+                starts_pes,
+                header_len: 9 + body[8] as usize,
+                kept,
+                bytes,
+                pes_start: i,
+            });
         }
     }
-    run.reverse();
-    let Some(&first) = run.first() else {
-        return false;
-    };
-    let starts_pes = unit_start(&packets[first]);
-    if !starts_pes && !run_follows_a_start(packets, id, first) {
+    None
+}
+
+/// Spreads the last PES units of `id` over `missing` more packets, the last
+/// one first. False (and nothing changed) when `id` is not a PES stream or
+/// its last [`MAX_PES_TO_SPREAD`] PES units have too few movable bytes.
+fn pad_pes(packets: &mut Vec<Packet>, id: u16, missing: usize) -> bool {
+    let mut plan: Vec<(PesRun, usize)> = Vec::new();
+    let mut left = missing;
+    let mut end = packets.len();
+    while left > 0 && plan.len() < MAX_PES_TO_SPREAD {
+        let Some(run) = last_pes(packets, id, end) else {
+            break;
+        };
+        end = run.pes_start;
+        let add = run.spare().min(left);
+        left -= add;
+        if add > 0 {
+            plan.push((run, add));
+        }
+    }
+    if left > 0 {
         return false;
     }
+    // Later runs first: inserting after them leaves earlier indices valid.
+    for (run, add) in plan {
+        spread(packets, &run, add);
+    }
+    true
+}
+
+/// Rewrites `run`'s bytes over `add` more packets: the first ones take the
+/// run's places, the extra ones follow its last, so the PES stays in order
+/// within its PID.
+fn spread(packets: &mut Vec<Packet>, run: &PesRun, add: usize) {
+    let Some(&first) = run.packets.first() else {
+        return;
+    };
     let bytes: Vec<u8> = run
+        .packets
         .iter()
         .flat_map(|&i| payload(&packets[i]))
         .copied()
         .collect();
-    let count = run.len() + missing;
-    let first_needs = if starts_pes { header_len.max(1) } else { 1 };
-    if bytes.len() < count - 1 + first_needs || bytes.len() > count * MAX_PAYLOAD {
-        return false;
-    }
+    let count = run.packets.len() + add;
     let like = packets[first];
     let mut rebuilt = Vec::with_capacity(count);
     let mut rest = &bytes[..];
     for k in 0..count {
         let later = count - k - 1;
-        let take = MAX_PAYLOAD.min(rest.len() - later);
-        rebuilt.push(packet_with(&like, starts_pes && k == 0, &rest[..take]));
+        let (adaptation, room) = if k == 0 {
+            (&run.kept[..], room_for(&run.kept))
+        } else {
+            (&[][..], MAX_PAYLOAD)
+        };
+        let take = room.min(rest.len() - later);
+        rebuilt.push(packet_with(
+            &like,
+            run.starts_pes && k == 0,
+            adaptation,
+            &rest[..take],
+        ));
         rest = &rest[take..];
     }
-    // The first `run.len()` rebuilt packets take the run's places; the extra
-    // ones follow the last, so the PES stays in order within its PID.
-    let last = *run.last().unwrap_or(&first);
-    let extra = rebuilt.split_off(run.len());
-    for (&i, p) in run.iter().zip(rebuilt) {
+    let last = *run.packets.last().unwrap_or(&first);
+    let extra = rebuilt.split_off(run.packets.len());
+    for (&i, p) in run.packets.iter().zip(rebuilt) {
         packets[i] = p;
     }
     packets.splice(last + 1..last + 1, extra);
-    true
-}
-
-/// Whether a PES started earlier in `id` before the packet at `index` (so the
-/// run's bytes are PES bytes, not a table's).
-fn run_follows_a_start(packets: &[Packet], id: u16, index: usize) -> bool {
-    packets[..index]
-        .iter()
-        .rev()
-        .filter(|p| pid(p) == id && has_payload(p))
-        .find(|p| unit_start(p))
-        .is_some_and(|p| payload(p).starts_with(&[0, 0, 1]))
 }
 
 /// Repeats the last whole table section of `id` `missing` times. False when
@@ -313,7 +431,7 @@ mod tests {
                 MAX_PAYLOAD
             };
             let take = room.min(rest.len());
-            let mut p = packet_with(&like, first, &rest[..take]);
+            let mut p = packet_with(&like, first, &[], &rest[..take]);
             if first && pcr {
                 // Adaptation field: length 7, PCR flag, a PCR, then payload.
                 let mut with_pcr = [0xffu8; PACKET_LEN];
@@ -461,6 +579,51 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(pcr_packets(&out.bytes), pcr_packets(&written));
+    }
+
+    #[test]
+    fn a_short_pes_whose_first_packet_has_flags_is_split_keeping_them() {
+        // Audio as mpegtsmux writes it: each PES's first packet has an
+        // adaptation field (here a PCR), and the last PES is short: its one
+        // continuation packet carries 10 bytes, too few for 14 more packets.
+        let mut packets = vec![table(0, 0x00), table(PMT, 0x02)];
+        packets.extend(pes(AUDIO, 176 + 10, true));
+        assert_eq!(packets.len(), 4);
+        let written: Vec<u8> = packets.concat();
+        let out = normalize(&written).expect("ts");
+        assert!(out.unpadded_pids.is_empty(), "{:?}", out.unpadded_pids);
+        assert_eq!(counters(&out.bytes, AUDIO), (0..16).collect::<Vec<u8>>());
+        assert_eq!(carried(&out.bytes, AUDIO), carried(&written, AUDIO));
+        let first = packets_of(&out.bytes)
+            .find(|p| pid(p) == AUDIO)
+            .expect("audio");
+        assert!(unit_start(first));
+        assert_eq!(first[5], 0x10, "the PCR flag stays");
+        assert_eq!(&first[6..12], &[1, 2, 3, 4, 5, 6], "the PCR stays");
+        assert!(payload(first).len() >= 14, "the PES header stays whole");
+    }
+
+    #[test]
+    fn tiny_pes_units_at_the_end_share_the_padding() {
+        // Near-silent audio at an input's end: one-packet PES units of 27
+        // bytes (a 14-byte header and 13 of AAC), each able to take 13 more
+        // packets at most: the last two share the 15 missing.
+        let mut packets = vec![table(0, 0x00), table(PMT, 0x02)];
+        for _ in 0..17 {
+            packets.extend(pes(AUDIO, 27, false));
+        }
+        let written: Vec<u8> = packets.concat();
+        let out = normalize(&written).expect("ts");
+        assert!(out.unpadded_pids.is_empty(), "{:?}", out.unpadded_pids);
+        let c = counters(&out.bytes, AUDIO);
+        assert_eq!(c.len(), 32);
+        assert_eq!((c[0], c[31]), (0, 15));
+        assert_eq!(carried(&out.bytes, AUDIO), carried(&written, AUDIO));
+        assert_eq!(pes_starts(&out.bytes, AUDIO), 17);
+        // Every PES still starts with its whole header in its first packet.
+        for p in packets_of(&out.bytes).filter(|p| pid(p) == AUDIO && unit_start(p)) {
+            assert!(payload(p).len() >= 14, "{:?}", payload(p));
+        }
     }
 
     #[test]
