@@ -286,6 +286,14 @@ fn two_workers_started_apart_write_interchangeable_segments() {
     eprintln!(
         "after kill -9 and restart: compared {compared} segments, worst first-PTS difference {worst_pts} ticks, worst EXTINF difference {worst_extinf:?}"
     );
+    // Every segment's counters ended on 15 (the worker warns when one cannot).
+    for (name, worker) in [("A", &again), ("B", &b)] {
+        let log = worker.log_text();
+        assert!(
+            !log.contains("could not end on 15"),
+            "worker {name} left a segment's continuity counters unpadded:\n{log}"
+        );
+    }
     again.terminate_cleanly();
     b.terminate_cleanly();
 }
