@@ -150,9 +150,14 @@ fn main() {
                 // One retry: a stack that does not come up (a service slow to
                 // start on a loaded machine) is not a result.
                 let attempt = || {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         run_fault(fault, &pass, &options, &where_, &clock)
-                    }))
+                    }));
+                    // A run that panicked mid-fault leaves no cut link behind.
+                    if fault == Fault::LinkCut {
+                        link_cut::restore();
+                    }
+                    run
                 };
                 let run = attempt().or_else(|_| {
                     clock.say(&format!(
@@ -235,7 +240,8 @@ struct Where<'a> {
 struct Args {
     /// Faults to inject: kill,hang,stale,error500,segment404,slow,cut,reset
     /// (packager A), worker-kill,worker-stop,worker-restart,wipe (worker A
-    /// and its folder) (default: all).
+    /// and its folder), link-cut (host A's link: packets to packager A
+    /// dropped; needs root and nftables) (default: all).
     #[arg(long, env = "BENCH_FAULTS", value_name = "LIST")]
     faults: Option<String>,
     /// Players: probe,gstreamer,ffmpeg,hlsjs,chromium,vlc,webkit,webkit-hlsjs
@@ -445,10 +451,15 @@ enum Fault {
     WorkerRestart,
     /// `rm -rf` of worker A's signal folder while it runs.
     Wipe,
+    /// Host A's link cut: every packet to and from packager A dropped
+    /// (nftables), so connections go silent instead of being refused, until
+    /// cleared. The network namespaces of `tests/hosts.rs` do this per host;
+    /// here packager A's port on loopback stands for its host.
+    LinkCut,
 }
 
 impl Fault {
-    const ALL: [Fault; 12] = [
+    const ALL: [Fault; 13] = [
         Fault::Kill,
         Fault::Hang,
         Fault::Stale,
@@ -461,6 +472,7 @@ impl Fault {
         Fault::WorkerStop,
         Fault::WorkerRestart,
         Fault::Wipe,
+        Fault::LinkCut,
     ];
 
     fn name(self) -> &'static str {
@@ -477,6 +489,7 @@ impl Fault {
             Fault::WorkerStop => "worker-stop",
             Fault::WorkerRestart => "worker-restart",
             Fault::Wipe => "wipe",
+            Fault::LinkCut => "link-cut",
         }
     }
 
@@ -485,6 +498,7 @@ impl Fault {
         match self {
             Fault::WorkerKill | Fault::WorkerStop | Fault::WorkerRestart => "worker A",
             Fault::Wipe => "worker A's folder",
+            Fault::LinkCut => "host A's link",
             _ => "packager A",
         }
     }
@@ -508,6 +522,7 @@ impl Fault {
                 });
                 return Some(stack.start_again("worker", "worker-restarted"));
             }
+            Fault::LinkCut => link_cut::cut(packager_a_port(stack)),
             Fault::Wipe => {
                 let folder = stack.output.join("live01");
                 if let Err(e) = std::fs::remove_dir_all(&folder) {
@@ -532,11 +547,66 @@ impl Fault {
                 worker_a(stack).signal("CONT");
                 true
             }
+            Fault::LinkCut => {
+                link_cut::restore();
+                true
+            }
             _ => {
                 stack.inject("none");
                 true
             }
         }
+    }
+}
+
+/// The port the proxies reach packager A on (its fault proxy's).
+fn packager_a_port(stack: &Stack) -> u16 {
+    stack
+        .fault_port
+        .expect("the stack runs a fault proxy in front of packager A")
+}
+
+/// Packets to and from one loopback port dropped with nftables, as a cut
+/// link drops them: no reset, no refusal, silence.
+mod link_cut {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    /// The table holding the drop rules; one cut at a time.
+    const TABLE: &str = "nonstop_bench_link_cut";
+
+    pub(super) fn cut(port: u16) {
+        restore();
+        let rules = format!(
+            "table inet {TABLE} {{\n\
+             \tchain output {{ type filter hook output priority 0; tcp dport {port} drop; tcp sport {port} drop; }}\n\
+             }}\n"
+        );
+        let mut child = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run nft (the link-cut fault needs root and nftables from scripts/setup.sh): {e}")
+            });
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(rules.as_bytes()).expect("nft reads its rules");
+        }
+        let out = child.wait_with_output().expect("nft ends");
+        assert!(
+            out.status.success(),
+            "nft refused the link-cut rules (needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Removes the cut, if there is one.
+    pub(super) fn restore() {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", TABLE])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
