@@ -591,7 +591,9 @@ mod link_cut {
                 panic!("cannot run nft (the link-cut fault needs root and nftables from scripts/setup.sh): {e}")
             });
         if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(rules.as_bytes()).expect("nft reads its rules");
+            stdin
+                .write_all(rules.as_bytes())
+                .expect("nft reads its rules");
         }
         let out = child.wait_with_output().expect("nft ends");
         assert!(
