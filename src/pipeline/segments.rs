@@ -19,7 +19,6 @@
 //! playlist, and a segment that could not be written is never listed.
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -72,7 +71,7 @@ impl Fragment {
 #[derive(Clone, Default)]
 struct FragmentBytes(Arc<Mutex<Vec<u8>>>);
 
-impl Write for FragmentBytes {
+impl std::io::Write for FragmentBytes {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0
             .lock()
@@ -268,12 +267,10 @@ impl Segments {
         }
         Ok(())
     }
-}
 
-impl Segments {
     /// Writes a segment's file whole: continuity counters rewritten (or the
     /// bytes as they are, with a warning, if they are not a transport
-    /// stream), through a temporary file and a rename.
+    /// stream), through [`write_atomically`].
     fn write_segment(&self, name: &str, bytes: &[u8]) -> Result<(), RunError> {
         let normalized = continuity::normalize(bytes);
         let bytes = match &normalized {
@@ -293,22 +290,21 @@ impl Segments {
                 bytes
             }
         };
-        let path = self.dir.join(name);
-        let tmp = path.with_extension("ts.tmp");
-        let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(bytes));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(RunError::Write(tmp, e));
-        }
-        std::fs::rename(&tmp, &path).map_err(|e| RunError::Write(path, e))
+        write_atomically(&self.dir.join(name), bytes)
     }
 }
 
-/// Writes through a temporary file and a rename, so a packager never serves a
-/// half-written playlist.
+/// Writes through a temporary file beside `path` (its name plus `.tmp`) and a
+/// rename, so a packager never serves a half-written segment or playlist; a
+/// failed write removes the temporary file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
-    let tmp = path.with_extension("m3u8.tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| RunError::Write(tmp.clone(), e))?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(RunError::Write(tmp, e));
+    }
     std::fs::rename(&tmp, path).map_err(|e| RunError::Write(path.to_path_buf(), e))
 }
 
