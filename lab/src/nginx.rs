@@ -53,8 +53,6 @@ pub struct NginxSettings {
 }
 
 impl NginxSettings {
-    /// A plain reverse proxy, nginx's defaults spelled out (one worker, 1024
-    /// connections, no cache): the failover bench's baseline.
     /// [`NGINX_TEMPLATE`] with these settings' lines in; the settings go in
     /// first since they may hold `{{prefix}}` themselves.
     pub fn packagers_template(&self) -> String {
@@ -66,6 +64,8 @@ impl NginxSettings {
             .replace("{{location}}", &self.location)
     }
 
+    /// A plain reverse proxy, nginx's defaults spelled out (one worker, 1024
+    /// connections, no cache): the failover bench's baseline.
     pub fn conventional() -> NginxSettings {
         NginxSettings {
             main: "worker_processes 1;".into(),
