@@ -168,13 +168,8 @@ async fn probe(server: &Server, seconds: u64, demux: bool) -> ProbeReport {
 async fn a_healthy_stream_plays_without_a_hitch() {
     let server = serve(Behaviour::Healthy).await;
     let report = probe(&server, 6, true).await;
-    assert_eq!(report.stalls, 0, "{report:?}");
+    report.assert_unnoticed(&format!("{report:?}"));
     assert_eq!(report.stall_ms, 0, "{report:?}");
-    assert_eq!(report.failed_requests, 0, "{report:?}");
-    assert_eq!(report.playlist_regressions, 0, "{report:?}");
-    assert_eq!(report.skipped_segments, 0, "{report:?}");
-    assert_eq!(report.repeated_segments, 0, "{report:?}");
-    assert_eq!(report.undecodable_segments, 0, "{report:?}");
     assert!(report.segments_played >= 4, "{report:?}");
     assert!(report.startup_ms.is_some(), "{report:?}");
     assert_eq!(
