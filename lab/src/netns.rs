@@ -37,6 +37,40 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Loads nftables `rules` (`nft -f -`), inside network namespace `netns`
+/// when given, else in the root namespace; returns stderr on failure.
+pub fn load_rules(netns: Option<&str>, rules: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut command = match netns {
+        Some(netns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", netns, "nft"]);
+            c
+        }
+        None => Command::new("nft"),
+    };
+    let mut child = command
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run nft: {e}"))?;
+    child
+        .stdin
+        .take()
+        .ok_or("nft has no stdin")?
+        .write_all(rules.as_bytes())
+        .map_err(|e| format!("nft did not read its rules: {e}"))?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("nft did not end: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
 /// Like [`run`], panicking with a message that says what the lab needs.
 fn must(program: &str, args: &[&str]) {
     if let Err(e) = run(program, args) {
@@ -244,25 +278,9 @@ impl Lab {
             let rules = format!(
                 "table netdev {CUT_TABLE} {{\n chain drop_all {{\n  type filter hook ingress device \"{dev}\" priority 0; policy drop;\n }}\n}}\n"
             );
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", netns, "nft", "-f", "-"])
-                .stdin(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("ip netns exec runs");
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin is piped")
-                .write_all(rules.as_bytes())
-                .expect("nft reads its rules");
-            let out = child.wait_with_output().expect("nft ends");
-            assert!(
-                out.status.success(),
-                "cannot cut {name}'s link in {netns}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            if let Err(e) = load_rules(Some(netns), &rules) {
+                panic!("cannot cut {name}'s link in {netns}: {e}");
+            }
         }
     }
 

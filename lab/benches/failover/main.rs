@@ -569,7 +569,6 @@ fn packager_a_port(stack: &Stack) -> u16 {
 /// Packets to and from one loopback port dropped with nftables, as a cut
 /// link drops them: no reset, no refusal, silence.
 mod link_cut {
-    use std::io::Write;
     use std::process::{Command, Stdio};
 
     /// The table holding the drop rules; one cut at a time.
@@ -582,25 +581,9 @@ mod link_cut {
              \tchain output {{ type filter hook output priority 0; tcp dport {port} drop; tcp sport {port} drop; }}\n\
              }}\n"
         );
-        let mut child = Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run nft (the link-cut fault needs root and nftables from scripts/setup.sh): {e}")
-            });
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(rules.as_bytes())
-                .expect("nft reads its rules");
+        if let Err(e) = nonstop_lab::netns::load_rules(None, &rules) {
+            panic!("nft refused the link-cut rules (the link-cut fault needs root and nftables from scripts/setup.sh): {e}");
         }
-        let out = child.wait_with_output().expect("nft ends");
-        assert!(
-            out.status.success(),
-            "nft refused the link-cut rules (needs root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 
     /// Removes the cut, if there is one.
