@@ -77,6 +77,12 @@ pub fn signal_of(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// The input file that feeds `signal` in `folder`: `<signal>.mp4`, the
+/// inverse of [`signal_of`].
+pub fn path_of(folder: &Path, signal: &str) -> PathBuf {
+    folder.join(format!("{signal}.mp4"))
+}
+
 /// Opens `path` with GStreamer's discoverer and checks it has video.
 pub fn probe(path: &Path, timeout: Duration) -> Result<Input, InputError> {
     let signal = signal_of(path);

@@ -75,7 +75,7 @@ pub enum Decision {
     Stop(String),
     /// The file of a running signal was replaced and has settled: probe it,
     /// then restart the signal on it.
-    Restart(String, Fingerprint),
+    Restart(String),
 }
 
 /// What the scans know of one file.
@@ -128,7 +128,7 @@ impl Inputs {
                 Some(Seen::Live(Some(running))) if *running == now => Seen::Live(Some(now)),
                 Some(Seen::Live(Some(_))) => Seen::Replaced(now),
                 Some(Seen::Replaced(before)) if *before == now => {
-                    decisions.push(Decision::Restart(signal.clone(), now));
+                    decisions.push(Decision::Restart(signal.clone()));
                     Seen::Live(Some(now))
                 }
                 Some(Seen::Replaced(_)) => Seen::Replaced(now),
@@ -322,9 +322,8 @@ pub fn watch(
         for decision in inputs.scan(&listed) {
             match decision {
                 Decision::Stop(signal) => signals.stop(&signal),
-                Decision::Restart(signal, _) => {
-                    let path = folder.join(format!("{signal}.mp4"));
-                    match input::probe(&path, input::DEFAULT_PROBE_TIMEOUT) {
+                Decision::Restart(signal) => {
+                    match input::probe(&input::path_of(folder, &signal), input::DEFAULT_PROBE_TIMEOUT) {
                         Ok(replacement) => {
                             if let Err(e) = signals.restart(replacement) {
                                 log::error!("{e}");
@@ -336,10 +335,12 @@ pub fn watch(
                     }
                 }
                 Decision::Start(signal, fingerprint) => {
-                    let path = folder.join(format!("{signal}.mp4"));
-                    let started = input::probe(&path, input::DEFAULT_PROBE_TIMEOUT)
-                        .map_err(|e| e.to_string())
-                        .and_then(|i| signals.start(i).map_err(|e| e.to_string()));
+                    let started = input::probe(
+                        &input::path_of(folder, &signal),
+                        input::DEFAULT_PROBE_TIMEOUT,
+                    )
+                    .map_err(|e| e.to_string())
+                    .and_then(|i| signals.start(i).map_err(|e| e.to_string()));
                     if let Err(e) = started {
                         log::error!("{e}; signal '{signal}' not started until its file changes");
                         inputs.refuse(&signal, fingerprint);
@@ -409,7 +410,7 @@ mod tests {
         assert_eq!(inputs.scan(&list(&[("live01", second)])), vec![]);
         assert_eq!(
             inputs.scan(&list(&[("live01", second)])),
-            vec![Decision::Restart("live01".into(), second)]
+            vec![Decision::Restart("live01".into())]
         );
         assert_eq!(inputs.scan(&list(&[("live01", second)])), vec![], "once");
         // Removed while a replacement settles: stopped, as it still runs.
