@@ -322,7 +322,8 @@ impl SignalRunner {
                         if let (Some(fragment), Some(start), Some(end)) =
                             (closed, start, running_time)
                         {
-                            let (sequence, name) = (fragment.sequence, fragment.name.clone());
+                            let bytes = fragment.take_bytes();
+                            let (sequence, name) = (fragment.sequence, fragment.name);
                             let duration =
                                 Duration::from_nanos(end.saturating_sub(start).nseconds());
                             run.media_written += duration;
@@ -337,7 +338,7 @@ impl SignalRunner {
                             let program_date_time = grid.program_date_time(sequence);
                             self.segments.publish(
                                 name.clone(),
-                                &fragment.take_bytes(),
+                                &bytes,
                                 duration,
                                 program_date_time,
                             )?;
