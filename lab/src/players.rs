@@ -614,6 +614,35 @@ pub struct Judgement {
 }
 
 impl Judgement {
+    /// The judgement of a watch whose progress stood still over `stretches`
+    /// (from [`frozen_stretches`]): the longer than [`MAX_FREEZE`] are its
+    /// freezes.
+    fn of_watch(
+        stretches: Vec<(Instant, Duration)>,
+        trouble: Vec<String>,
+        failed_checks: Vec<String>,
+        summary: String,
+    ) -> Self {
+        Judgement {
+            longest_freeze: longest_stretch(&stretches),
+            freezes: stretches
+                .into_iter()
+                .filter(|(_, l)| *l > MAX_FREEZE)
+                .collect(),
+            trouble,
+            failed_checks,
+            summary,
+        }
+    }
+
+    /// A watch the player could not be observed in at all.
+    fn unobserved(why: &str) -> Self {
+        Judgement {
+            failed_checks: vec![why.to_string()],
+            ..Judgement::default()
+        }
+    }
+
     /// No freeze, no trouble, no failed check: what the tests assert.
     pub fn passed(&self) -> bool {
         self.freezes.is_empty() && self.trouble.is_empty() && self.failed_checks.is_empty()
@@ -638,10 +667,7 @@ impl Judgement {
 /// packet or discontinuity.
 pub fn judge_vlc(samples: &[VlcSample], log: &str) -> Judgement {
     let (Some(before), Some(after)) = (samples.first(), samples.last()) else {
-        return Judgement {
-            failed_checks: vec!["VLC was never sampled".into()],
-            ..Judgement::default()
-        };
+        return Judgement::unobserved("VLC was never sampled");
     };
     let stats_before = before.stats.unwrap_or_default();
     let stats_after = after.stats.unwrap_or_default();
@@ -689,16 +715,7 @@ pub fn judge_vlc(samples: &[VlcSample], log: &str) -> Judgement {
          playing at the end {}; stats before {stats_before:?}, after {stats_after:?}; buffering rounds {rounds}; trouble {trouble:?}",
         before.time, after.time, after.playing,
     );
-    Judgement {
-        freezes: stretches
-            .into_iter()
-            .filter(|(_, l)| *l > MAX_FREEZE)
-            .collect(),
-        longest_freeze,
-        trouble,
-        failed_checks,
-        summary,
-    }
+    Judgement::of_watch(stretches, trouble, failed_checks, summary)
 }
 
 /// Builds a muted, autoplaying video element in the page and starts playback
@@ -831,10 +848,7 @@ impl VideoLook {
 /// are its trouble.
 pub fn judge_video(looks: &[VideoLook]) -> Judgement {
     let (Some(first), Some(last)) = (looks.first(), looks.last()) else {
-        return Judgement {
-            failed_checks: vec!["the video element was never looked at".into()],
-            ..Judgement::default()
-        };
+        return Judgement::unobserved("the video element was never looked at");
     };
     let watched = last.at - first.at;
     let advanced = last.time - first.time;
@@ -883,16 +897,7 @@ pub fn judge_video(looks: &[VideoLook]) -> Judgement {
         last.error,
         &last.events[..events_before],
     );
-    Judgement {
-        freezes: stretches
-            .into_iter()
-            .filter(|(_, l)| *l > MAX_FREEZE)
-            .collect(),
-        longest_freeze,
-        trouble,
-        failed_checks,
-        summary,
-    }
+    Judgement::of_watch(stretches, trouble, failed_checks, summary)
 }
 
 /// A record a person can read or plot: one line per look at a player,
