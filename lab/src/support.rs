@@ -481,6 +481,61 @@ impl Default for StackOptions {
 /// The shared token every stack's discovery and reporter use.
 pub const REPORTER_TOKEN: &str = "test-token-0123456789abcdef";
 
+/// The ports a stack's services listen on, each free when chosen.
+#[derive(Debug, Clone, Copy)]
+pub struct StackPorts {
+    pub server_one: u16,
+    pub server_two: u16,
+    pub reporter: u16,
+    pub origin: u16,
+    pub proxy: u16,
+}
+
+impl StackPorts {
+    pub fn free() -> Self {
+        StackPorts {
+            server_one: free_port(),
+            server_two: free_port(),
+            reporter: free_port(),
+            origin: free_port(),
+            proxy: free_port(),
+        }
+    }
+
+    /// The settings every program of a stack shares, whatever host it runs
+    /// on: these ports, the packagers' URLs, where the reporter and origin
+    /// are reached (`services_host`), the listen address and the segment
+    /// length. Each host adds its folders and metrics ports.
+    pub fn shared_env(
+        &self,
+        packagers: &[String],
+        services_host: &str,
+        listen_host: &str,
+        segment_seconds: u32,
+    ) -> Vec<(&'static str, String)> {
+        vec![
+            ("SERVER_ONE_PORT", self.server_one.to_string()),
+            ("SERVER_TWO_PORT", self.server_two.to_string()),
+            ("REPORTER_PORT", self.reporter.to_string()),
+            ("ORIGIN_PORT", self.origin.to_string()),
+            ("PROXY_PORT", self.proxy.to_string()),
+            ("PACKAGERS", packagers.join(",")),
+            (
+                "REPORTER_URL",
+                format!("http://{services_host}:{}", self.reporter),
+            ),
+            (
+                "ORIGIN_URL",
+                format!("http://{services_host}:{}", self.origin),
+            ),
+            ("LISTEN_HOST", listen_host.to_string()),
+            ("SEGMENT_SECONDS", segment_seconds.to_string()),
+            ("DISCOVERY_INTERVAL_SECONDS", "0.5".to_string()),
+            ("REPORTER_TOKEN", REPORTER_TOKEN.to_string()),
+        ]
+    }
+}
+
 /// The seven services of the seed on free ports, in the seed's order.
 pub struct Stack {
     /// The environment every service of this stack was started with.
@@ -544,13 +599,14 @@ impl Stack {
             options.input_seconds,
             options.audio,
         );
-        let (s1, s2, rep, ori, pro) = (
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-        );
+        let ports = StackPorts::free();
+        let StackPorts {
+            server_one: s1,
+            server_two: s2,
+            reporter: rep,
+            origin: ori,
+            proxy: pro,
+        } = ports;
         let fault_port = options.fault_front.then(free_port);
         let (worker_metrics, discovery_metrics) = (free_port(), free_port());
         let packager_a = fault_port.unwrap_or(s1);
@@ -558,24 +614,18 @@ impl Stack {
             format!("http://127.0.0.1:{packager_a}"),
             format!("http://127.0.0.1:{s2}"),
         ];
-        let common = vec![
+        let mut common = vec![
             ("INPUT_STREAM_PATH", input.display().to_string()),
             ("OUTPUT_STREAM_PATH", output.display().to_string()),
-            ("SERVER_ONE_PORT", s1.to_string()),
-            ("SERVER_TWO_PORT", s2.to_string()),
-            ("REPORTER_PORT", rep.to_string()),
-            ("ORIGIN_PORT", ori.to_string()),
-            ("PROXY_PORT", pro.to_string()),
-            ("PACKAGERS", packagers.join(",")),
-            ("REPORTER_URL", format!("http://127.0.0.1:{rep}")),
-            ("ORIGIN_URL", format!("http://127.0.0.1:{ori}")),
-            ("LISTEN_HOST", "127.0.0.1".to_string()),
-            ("SEGMENT_SECONDS", options.segment_seconds.to_string()),
-            ("DISCOVERY_INTERVAL_SECONDS", "0.5".to_string()),
-            ("REPORTER_TOKEN", REPORTER_TOKEN.to_string()),
             ("WORKER_METRICS_PORT", worker_metrics.to_string()),
             ("DISCOVERY_METRICS_PORT", discovery_metrics.to_string()),
         ];
+        common.extend(ports.shared_env(
+            &packagers,
+            "127.0.0.1",
+            "127.0.0.1",
+            options.segment_seconds,
+        ));
         // Worker B, server2 and discovery B see folder B (and their own
         // metrics ports) in the redundant topology.
         let env_b = output_b.as_ref().map(|out_b| {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     bin, get, make_input, scrape_at, total, wait_for, wait_healthy_at, ExclusiveStack, Probe,
-    Service, PLAYING_WITHIN, REPORTER_TOKEN,
+    Service, StackPorts, PLAYING_WITHIN,
 };
 use nonstop_lab::netns::Lab;
 use nonstop_lab::player::ProbeReport;
@@ -106,22 +106,17 @@ impl Hosts {
             .expect("copy the input to host b");
 
         let port = common::free_port;
-        let (s1, s2, rep, ori, pro, redis_port) = (port(), port(), port(), port(), port(), port());
+        let ports = StackPorts::free();
+        let StackPorts {
+            server_one: s1,
+            server_two: s2,
+            reporter: rep,
+            origin: ori,
+            proxy: pro,
+        } = ports;
+        let redis_port = port();
         let packagers = [format!("http://{a}:{s1}"), format!("http://{b}:{s2}")];
-        let shared = vec![
-            ("SERVER_ONE_PORT", s1.to_string()),
-            ("SERVER_TWO_PORT", s2.to_string()),
-            ("REPORTER_PORT", rep.to_string()),
-            ("ORIGIN_PORT", ori.to_string()),
-            ("PROXY_PORT", pro.to_string()),
-            ("PACKAGERS", packagers.join(",")),
-            ("REPORTER_URL", format!("http://{c}:{rep}")),
-            ("ORIGIN_URL", format!("http://{c}:{ori}")),
-            ("LISTEN_HOST", "0.0.0.0".to_string()),
-            ("SEGMENT_SECONDS", SEGMENT_SECONDS.to_string()),
-            ("DISCOVERY_INTERVAL_SECONDS", "0.5".to_string()),
-            ("REPORTER_TOKEN", REPORTER_TOKEN.to_string()),
-        ];
+        let shared = ports.shared_env(&packagers, &c, "0.0.0.0", SEGMENT_SECONDS);
         let host_env = |host: &str| {
             with(
                 &shared,
