@@ -124,17 +124,18 @@ impl PlaylistBody {
     }
 }
 
-/// What is answered: a playlist (with its validators) or a segment.
+/// What is answered: a playlist (with its validators and how long shared
+/// caches may keep it) or a segment (whose caching never changes).
 #[derive(Debug, Clone)]
 pub enum Media {
-    Playlist(PlaylistBody),
+    Playlist(PlaylistBody, PlaylistCaching),
     Segment(Bytes),
 }
 
 impl Media {
     pub fn kind(&self) -> MediaKind {
         match self {
-            Media::Playlist(_) => MediaKind::Playlist,
+            Media::Playlist(..) => MediaKind::Playlist,
             Media::Segment(_) => MediaKind::Segment,
         }
     }
@@ -147,8 +148,6 @@ pub struct Delivery {
     pub service: &'static str,
     /// When the bytes last changed (the file's time, or the upstream's).
     pub last_modified: Option<SystemTime>,
-    /// How long shared caches may keep a playlist.
-    pub playlist_caching: PlaylistCaching,
 }
 
 /// The request headers that change a media answer.
@@ -238,12 +237,19 @@ pub fn parse_http_date(value: &str) -> Option<SystemTime> {
 /// CDN refreshes its copy's lifetime from it).
 pub fn media_response(media: Media, delivery: Delivery, request: &MediaRequest) -> Response {
     let kind = media.kind();
-    let (body, etag, gzipped) = match media {
-        Media::Playlist(playlist) => match request.gzip.then(|| playlist.gzipped()).flatten() {
-            Some(compressed) => (compressed, Some(playlist.etag_gzip), true),
-            None => (playlist.plain, Some(playlist.etag), false),
-        },
-        Media::Segment(bytes) => (bytes, None, false),
+    let (body, etag, gzipped, cache_control) = match media {
+        Media::Playlist(playlist, caching) => {
+            match request.gzip.then(|| playlist.gzipped()).flatten() {
+                Some(compressed) => (compressed, Some(playlist.etag_gzip), true, caching.header()),
+                None => (playlist.plain, Some(playlist.etag), false, caching.header()),
+            }
+        }
+        Media::Segment(bytes) => (
+            bytes,
+            None,
+            false,
+            HeaderValue::from_static(SEGMENT_CACHE_CONTROL),
+        ),
     };
     let current = request.is_current(
         etag.as_ref().and_then(|e| e.to_str().ok()),
@@ -267,13 +273,7 @@ pub fn media_response(media: Media, delivery: Delivery, request: &MediaRequest) 
         response
     };
     let headers = response.headers_mut();
-    headers.insert(
-        "cache-control",
-        match kind {
-            MediaKind::Playlist => delivery.playlist_caching.header(),
-            MediaKind::Segment => HeaderValue::from_static(SEGMENT_CACHE_CONTROL),
-        },
-    );
+    headers.insert("cache-control", cache_control);
     if kind == MediaKind::Playlist {
         headers.insert("vary", HeaderValue::from_static("accept-encoding"));
     }
@@ -317,7 +317,6 @@ mod tests {
         Delivery {
             service: "test",
             last_modified: Some(at(WHEN)),
-            playlist_caching: PlaylistCaching::half_target(Duration::from_secs(6)),
         }
     }
 
@@ -329,8 +328,14 @@ mod tests {
         MediaRequest::from_headers(&map)
     }
 
+    /// A playlist as the proxy answers it (shared caching for half a
+    /// six-second target).
     fn playlist() -> Media {
-        Media::Playlist(PlaylistBody::new(Bytes::from(playlist_text())))
+        playlist_cached(PlaylistCaching::half_target(Duration::from_secs(6)))
+    }
+
+    fn playlist_cached(caching: PlaylistCaching) -> Media {
+        Media::Playlist(PlaylistBody::new(Bytes::from(playlist_text())), caching)
     }
 
     #[test]
@@ -402,11 +407,11 @@ mod tests {
         assert_eq!(max_age(1.0), 1, "at least one second");
         let res = media_response(playlist(), proxy_delivery(), &MediaRequest::default());
         assert_eq!(res.headers()["cache-control"], "public, max-age=3");
-        let packager = Delivery {
-            playlist_caching: PlaylistCaching::Revalidate,
-            ..proxy_delivery()
-        };
-        let res = media_response(playlist(), packager, &MediaRequest::default());
+        let res = media_response(
+            playlist_cached(PlaylistCaching::Revalidate),
+            proxy_delivery(),
+            &MediaRequest::default(),
+        );
         assert_eq!(res.headers()["cache-control"], PLAYLIST_CACHE_CONTROL);
     }
 

@@ -104,13 +104,14 @@ async fn serve_media(
     match tokio::fs::read(&path).await {
         Ok(bytes) => {
             let media = match kind {
-                MediaKind::Playlist => Media::Playlist(PlaylistBody::new(bytes.into())),
+                MediaKind::Playlist => {
+                    Media::Playlist(PlaylistBody::new(bytes.into()), PlaylistCaching::Revalidate)
+                }
                 MediaKind::Segment => Media::Segment(bytes.into()),
             };
             let delivery = Delivery {
                 service,
                 last_modified,
-                playlist_caching: PlaylistCaching::Revalidate,
             };
             media_response(media, delivery, request)
         }

@@ -65,7 +65,7 @@ use warp::Filter;
 
 use crate::hls::{classify_media_file, is_valid_signal_name, MediaKind, PLAYLIST_NAME};
 use crate::net::delivery::{
-    self, media_response, Delivery, Media, MediaRequest, NOT_FOUND_CACHE_CONTROL,
+    media_response, Delivery, Media, MediaRequest, NOT_FOUND_CACHE_CONTROL,
     UNAVAILABLE_CACHE_CONTROL,
 };
 use crate::service::config::{
@@ -295,16 +295,14 @@ impl Proxy {
                 let delivery = Delivery {
                     service: "proxy",
                     last_modified: Some(p.last_modified),
-                    playlist_caching: p.caching,
                 };
-                (Media::Playlist(p.body), delivery)
+                (Media::Playlist(p.body, p.caching), delivery)
             }),
             MediaKind::Playlist => Err(Refusal::NotFound(format!("{signal}/{file} not found"))),
             MediaKind::Segment => self.segment(signal, file).await.map(|body| {
                 let delivery = Delivery {
                     service: "proxy",
                     last_modified: None,
-                    playlist_caching: delivery::PlaylistCaching::Revalidate,
                 };
                 (Media::Segment(body), delivery)
             }),
