@@ -25,10 +25,11 @@ pub const AUDIO_VIDEO: &str = include_str!("../../pipelines/worker-audio-video.g
 
 /// The `filesrc` reading the input.
 pub const SOURCE: &str = "source";
-/// The queue at the head of the video branch, right after the decoder.
-pub const VIDEO_QUEUE: &str = "video_queue";
-/// The queue at the head of the audio branch, right after the decoder.
-pub const AUDIO_QUEUE: &str = "audio_queue";
+/// The identity at the head of the video branch, right after the decoder:
+/// where the worker keeps one timeline across loops.
+pub const VIDEO_TIMELINE: &str = "video_timeline";
+/// The identity at the head of the audio branch, right after the decoder.
+pub const AUDIO_TIMELINE: &str = "audio_timeline";
 /// The x264enc.
 pub const VIDEO_ENCODER: &str = "video_encoder";
 /// The hlssink2.
@@ -46,7 +47,8 @@ pub const SEGMENT_PATTERN: &str = "segment%05d.ts";
 /// What the worker adds to the launch line at run time, printed with it.
 pub const RUN_TIME_ADDITIONS: &str = "the worker adds at run time: looping by segment seeks \
 with one continuous timeline after the decoder (so gst-launch plays the input once), its own \
-keyframes at the epoch grid's boundaries (instead of splitmuxsink's requests), a realtime \
+keyframes at the epoch grid's boundaries (instead of splitmuxsink's requests), the decoder's \
+threads (CODEC_THREADS, as x264enc's threads in the line), a realtime \
 clock and running time locked to EPOCH, its own segment names (segmentNNNNNN.ts) and live playlist via hlssink2's fragment streams (so \
 gst-launch writes hlssink2's own playlist, which ends with EXT-X-ENDLIST)";
 
@@ -86,6 +88,11 @@ pub fn properties(
             settings.video_kbps.to_string(),
         ),
         (VIDEO_ENCODER, "key-int-max".into(), KEY_INT_MAX.to_string()),
+        (
+            VIDEO_ENCODER,
+            "threads".into(),
+            settings.codec_threads.to_string(),
+        ),
         (
             HLS,
             "target-duration".into(),
@@ -143,6 +150,24 @@ pub fn settle_split_child(hls: &gst::Element, settings: &EncodeSettings) -> bool
         }
     }
     found
+}
+
+/// Gives every decoder decodebin makes in `pipeline` the configured threads
+/// (`max-threads`, 0 for the codec's own choice), as the launch line gives
+/// x264enc: decodebin picks its decoder at run time, so the line cannot.
+pub fn limit_decoder_threads(pipeline: &gst::Pipeline, settings: &EncodeSettings) {
+    let threads = i32::try_from(settings.codec_threads).unwrap_or(0);
+    pipeline.connect_deep_element_added(move |_, _, element| {
+        let is_decoder = element
+            .factory()
+            .is_some_and(|f| f.has_type(gst::ElementFactoryType::DECODER));
+        let takes_threads = element
+            .find_property("max-threads")
+            .is_some_and(|p| p.value_type() == i32::static_type());
+        if is_decoder && takes_threads {
+            element.set_property("max-threads", threads);
+        }
+    });
 }
 
 /// A string value in launch syntax: double-quoted, `\` and `"` escaped, so
@@ -235,7 +260,7 @@ mod tests {
         for text in [VIDEO_ONLY, AUDIO_VIDEO] {
             let line = launch_line(text);
             assert!(!line.contains('#'));
-            for name in [SOURCE, HLS, VIDEO_ENCODER, VIDEO_QUEUE] {
+            for name in [SOURCE, HLS, VIDEO_ENCODER, VIDEO_TIMELINE] {
                 assert!(
                     line.contains(&format!("name={name}")),
                     "{name} missing in {line}"
@@ -244,7 +269,7 @@ mod tests {
             assert!(line.contains("clocksync") && line.contains("hlssink2"));
         }
         assert!(launch_line(AUDIO_VIDEO).contains("avenc_aac"));
-        assert!(launch_line(AUDIO_VIDEO).contains(&format!("name={AUDIO_QUEUE}")));
+        assert!(launch_line(AUDIO_VIDEO).contains(&format!("name={AUDIO_TIMELINE}")));
         assert!(!launch_line(VIDEO_ONLY).contains("audio"));
     }
 
@@ -256,6 +281,7 @@ mod tests {
             playlist_length: 7,
             retained_segments: 4,
             video_kbps: 2345,
+            codec_threads: 3,
             ..EncodeSettings::default()
         };
         let dir = PathBuf::from("/tmp/out dir/live01");
@@ -287,6 +313,7 @@ mod tests {
             let encoder = element(VIDEO_ENCODER);
             assert_eq!(encoder.property::<u32>("bitrate"), 2345);
             assert_eq!(encoder.property::<u32>("key-int-max"), KEY_INT_MAX);
+            assert_eq!(encoder.property::<u32>("threads"), 3);
             let hls = element(HLS);
             assert_eq!(hls.property::<u32>("target-duration"), 3);
             assert_eq!(hls.property::<u32>("playlist-length"), 7);
@@ -295,7 +322,7 @@ mod tests {
                 hls.property::<Option<String>>("location").as_deref(),
                 Some("/tmp/out dir/live01/segment%05d.ts")
             );
-            assert_eq!(pipeline.by_name(AUDIO_QUEUE).is_some(), has_audio);
+            assert_eq!(pipeline.by_name(AUDIO_TIMELINE).is_some(), has_audio);
             // Whatever this child is called in this process, the worker's
             // settle step gives it the line's value.
             assert!(settle_split_child(&hls, &settings));
@@ -320,6 +347,7 @@ mod tests {
         for key in [
             "bitrate=",
             "key-int-max=",
+            "threads=",
             "target-duration=",
             "max-files=",
             "playlist-location=",

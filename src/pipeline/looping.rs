@@ -5,7 +5,7 @@
 //!            seek(SEGMENT) on SEGMENT_DONE
 //!          +-------------------------------+
 //!          v                               |
-//! filesrc -> decodebin -> [probe] queue -> ... -> x264enc -> hlssink2
+//! filesrc -> decodebin -> [probe] identity -> ... -> x264enc -> hlssink2
 //!                           |
 //!                           +- each loop's new segment event -> the first one
 //!                           +- buffer timestamps shifted by the loop's offset
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use super::description::{AUDIO_QUEUE, VIDEO_QUEUE};
+use super::description::{AUDIO_TIMELINE, VIDEO_TIMELINE};
 use super::signal::{stream_error, RunError};
 
 /// How long the pipeline may take to expose its decoded streams before it
@@ -39,13 +39,13 @@ const CLIPPED_MARGIN: gst::ClockTime = gst::ClockTime::from_mseconds(1);
 /// How long one look at the bus waits while the decoder's pads are awaited.
 const PAD_POLL: Duration = Duration::from_millis(10);
 
-/// The branch queues right after the decoder: where the timeline is made
-/// continuous and where the seeks enter.
-pub fn branch_queues(has_audio: bool) -> Vec<&'static str> {
+/// The identities at the head of each branch, right after the decoder:
+/// where the timeline is made continuous and where the seeks enter.
+pub fn branch_heads(has_audio: bool) -> Vec<&'static str> {
     if has_audio {
-        vec![VIDEO_QUEUE, AUDIO_QUEUE]
+        vec![VIDEO_TIMELINE, AUDIO_TIMELINE]
     } else {
-        vec![VIDEO_QUEUE]
+        vec![VIDEO_TIMELINE]
     }
 }
 
@@ -56,7 +56,7 @@ pub fn branch_queues(has_audio: bool) -> Vec<&'static str> {
 /// times, a later base). Downstream of the decoder that new segment would make
 /// the audio encoder drain and restart (AAC frames overlapping at the seam) and
 /// splitmuxsink cut a short segment there, which players such as Chromium's
-/// native HLS refuse. So on each branch's queue the new segment is replaced by
+/// native HLS refuse. So at each branch's head the new segment is replaced by
 /// the very first one (the same event, so the pad sees nothing new to send on)
 /// and buffer timestamps are moved by the difference: running time, and so
 /// every output timestamp, is unchanged.
@@ -66,10 +66,10 @@ pub fn branch_queues(has_audio: bool) -> Vec<&'static str> {
 /// the first pass's start rather than where the demuxer's new segment says
 /// (which can be a fraction of a frame shorter, the streams ending apart), so
 /// every worker maps a wall-clock instant to the same input position.
-pub fn continuous_timeline(queue: &gst::Element, period: Arc<AtomicU64>) -> Result<(), RunError> {
-    let pad = queue
+pub fn continuous_timeline(head: &gst::Element, period: Arc<AtomicU64>) -> Result<(), RunError> {
+    let pad = head
         .static_pad("sink")
-        .ok_or_else(|| RunError::Build("queue has no sink pad".into()))?;
+        .ok_or_else(|| RunError::Build("branch head has no sink pad".into()))?;
     let timeline: Arc<Mutex<Timeline>> = Arc::new(Mutex::new(Timeline {
         period,
         ..Timeline::default()
@@ -212,7 +212,7 @@ impl Timeline {
 
 /// Seeks the input to `position` (its start for a loop, the epoch grid's
 /// position for the first seek). The seek goes upstream from the video
-/// queue straight to the demuxer (which applies it to every stream): sent to
+/// branch's head straight to the demuxer (which applies it to every stream): sent to
 /// the whole pipeline it would have to pass through hlssink2's muxer, which
 /// refuses it.
 pub fn seek_input(
@@ -221,9 +221,9 @@ pub fn seek_input(
     position: Duration,
 ) -> Result<(), String> {
     let pad = pipeline
-        .by_name(VIDEO_QUEUE)
-        .and_then(|q| q.static_pad("sink"))
-        .ok_or("no video_queue sink pad")?;
+        .by_name(VIDEO_TIMELINE)
+        .and_then(|e| e.static_pad("sink"))
+        .ok_or("no video_timeline sink pad")?;
     let seek = gst::event::Seek::new(
         1.0,
         flags,
@@ -247,8 +247,8 @@ pub fn seek_input(
 /// the same D.
 pub fn pass_duration(pipeline: &gst::Pipeline) -> Option<Duration> {
     let pad = pipeline
-        .by_name(VIDEO_QUEUE)
-        .and_then(|q| q.static_pad("sink"))?;
+        .by_name(VIDEO_TIMELINE)
+        .and_then(|e| e.static_pad("sink"))?;
     let duration = pad.peer_query_duration::<gst::ClockTime>()?;
     Some(Duration::from_nanos(duration.nseconds())).filter(|d| !d.is_zero())
 }
@@ -262,13 +262,13 @@ pub fn wait_for_decoded_pads(
     bus: &gst::Bus,
     has_audio: bool,
 ) -> Result<(), RunError> {
-    let queues = branch_queues(has_audio);
-    let pads: Vec<gst::Pad> = queues
+    let heads = branch_heads(has_audio);
+    let pads: Vec<gst::Pad> = heads
         .iter()
-        .filter_map(|q| pipeline.by_name(q).and_then(|e| e.static_pad("sink")))
+        .filter_map(|h| pipeline.by_name(h).and_then(|e| e.static_pad("sink")))
         .collect();
-    if pads.len() != queues.len() {
-        return Err(RunError::Build("pipeline lacks its queues".into()));
+    if pads.len() != heads.len() {
+        return Err(RunError::Build("pipeline lacks its branch heads".into()));
     }
     let deadline = Instant::now() + DEFAULT_PREROLL_TIMEOUT;
     while !pads.iter().all(|p| p.is_linked()) {

@@ -14,6 +14,10 @@ pub const DEFAULT_PLAYLIST_LENGTH: usize = 6;
 pub const DEFAULT_RETAINED_SEGMENTS: usize = 10;
 /// Video bitrate in kbit/s.
 pub const DEFAULT_VIDEO_KBPS: u32 = 1500;
+/// Threads each encoder and decoder runs: one, since a worker's parallelism
+/// comes from its signals and one thread per codec spends the least CPU per
+/// minute of output (`just bench-worker`).
+pub const DEFAULT_CODEC_THREADS: u32 = 1;
 /// How far below the segment duration keyframes are requested, so a segment
 /// ending on the first frame at or after the request stays within the target.
 pub const DEFAULT_SEGMENT_MARGIN: Duration = Duration::from_millis(40);
@@ -29,6 +33,8 @@ pub struct EncodeSettings {
     pub retained_segments: usize,
     /// x264enc's bitrate, in kbit/s.
     pub video_kbps: u32,
+    /// Threads of x264enc and of the video decoder (0: the codec's choice).
+    pub codec_threads: u32,
     /// The epoch segments are numbered from, in seconds since the Unix
     /// epoch (0: the Unix epoch itself); workers sharing it are interchangeable.
     pub epoch_unix_seconds: u64,
@@ -41,6 +47,7 @@ impl Default for EncodeSettings {
             playlist_length: DEFAULT_PLAYLIST_LENGTH,
             retained_segments: DEFAULT_RETAINED_SEGMENTS,
             video_kbps: DEFAULT_VIDEO_KBPS,
+            codec_threads: DEFAULT_CODEC_THREADS,
             epoch_unix_seconds: 0,
         }
     }

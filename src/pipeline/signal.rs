@@ -2,8 +2,8 @@
 //! it, and restarts it with backoff when it fails.
 //!
 //! ```text
-//! filesrc -> decodebin -+-> videoconvert -> clocksync -> x264enc -> h264parse --+-> hlssink2
-//!                       +-> audioconvert -> clocksync -> avenc_aac -> aacparse --+   (segments)
+//! filesrc -> decodebin -+-> videoconvert -> x264enc -> clocksync -> h264parse --+-> hlssink2
+//!                       +-> audioconvert -> avenc_aac -> clocksync -> aacparse --+   (segments)
 //!                                                                                 |
 //!       bus: splitmuxsink-fragment-closed --> Segments::publish --> playlist.m3u8 <+
 //!
@@ -210,9 +210,10 @@ impl SignalRunner {
                 .by_name(name)
                 .ok_or_else(|| RunError::Build(format!("no element named '{name}'")))
         };
-        for queue in looping::branch_queues(self.input.has_audio) {
-            looping::continuous_timeline(&element(queue)?, self.period.clone())?;
+        for head in looping::branch_heads(self.input.has_audio) {
+            looping::continuous_timeline(&element(head)?, self.period.clone())?;
         }
+        description::limit_decoder_threads(&pipeline, &self.settings);
         keyframes_at_boundaries(&element(description::VIDEO_ENCODER)?, self.settings.grid())?;
         let hls = element(description::HLS)?;
         if !description::settle_split_child(&hls, &self.settings) {
@@ -251,11 +252,11 @@ impl SignalRunner {
             pass.map(|d| d.as_nanos() as u64).unwrap_or(0),
             Ordering::Relaxed,
         );
-        for queue in looping::branch_queues(self.input.has_audio) {
+        for head in looping::branch_heads(self.input.has_audio) {
             let pad = pipeline
-                .by_name(queue)
+                .by_name(head)
                 .and_then(|q| q.static_pad("src"))
-                .ok_or_else(|| RunError::Build(format!("no {queue} src pad")))?;
+                .ok_or_else(|| RunError::Build(format!("no {head} src pad")))?;
             // After the first seek the input's running time starts at 0:
             // the offset makes it the boundary's.
             pad.set_offset(running.as_nanos() as i64);

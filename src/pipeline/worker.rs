@@ -17,8 +17,8 @@ use super::input::{self, Input, InputError};
 use super::inputs::{self, Inputs, Signals, StartError, DEFAULT_RESCAN_EVERY};
 use super::segments::signal_dir;
 use super::settings::{
-    EncodeSettings, DEFAULT_PLAYLIST_LENGTH, DEFAULT_RETAINED_SEGMENTS, DEFAULT_SEGMENT_SECONDS,
-    DEFAULT_VIDEO_KBPS,
+    EncodeSettings, DEFAULT_CODEC_THREADS, DEFAULT_PLAYLIST_LENGTH, DEFAULT_RETAINED_SEGMENTS,
+    DEFAULT_SEGMENT_SECONDS, DEFAULT_VIDEO_KBPS,
 };
 use crate::service::shutdown::Shutdown;
 
@@ -44,6 +44,11 @@ pub struct WorkerConfig {
     /// Video bitrate in kbit/s.
     #[arg(long, env = "VIDEO_KBPS", default_value_t = DEFAULT_VIDEO_KBPS, value_parser = clap::value_parser!(u32).range(100..=50_000))]
     pub video_kbps: u32,
+    /// Threads of each signal's video encoder and decoder; 0 lets the codecs
+    /// choose (one per core or more). One costs the least CPU per minute of
+    /// output: a worker's parallelism comes from its signals.
+    #[arg(long, env = "CODEC_THREADS", default_value_t = DEFAULT_CODEC_THREADS, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub codec_threads: u32,
     /// Epoch segments are locked to, in seconds since the Unix epoch (at least
     /// an hour ago): segment n starts at EPOCH + n x SEGMENT_SECONDS, so
     /// workers with the same EPOCH, input and settings write interchangeable
@@ -91,6 +96,7 @@ impl WorkerConfig {
             playlist_length: self.playlist_length,
             retained_segments: self.retained_segments,
             video_kbps: self.video_kbps,
+            codec_threads: self.codec_threads,
             epoch_unix_seconds: self.epoch,
         }
     }
