@@ -5,6 +5,7 @@
 //! ```text
 //!   worker      --input <dir>  ──▶ <out>/live01/playlist.m3u8   (loops the input itself)
 //!   ffmpeg -re -stream_loop -1 ──▶ <out>/playlist.m3u8          (libx264 + aac, HLS muxer)
+//!   ffmpeg-1t: the same with -threads 1 for the decoder and the encoder
 //!   gst-launch-1.0 -e <the line `worker --print-pipeline` prints>
 //!               on a stream-copied longer input ──▶ <out>/live01/playlist.m3u8
 //! ```
@@ -16,7 +17,9 @@
 //! threads, from `/proc/<pid>/stat`) and peak resident memory (`VmHWM` from
 //! `/proc/<pid>/status`) are read, so CPU and media cover the same window.
 //! The figure is CPU seconds per minute of media written, and its ratio to
-//! ffmpeg's (the goal: the worker at 1.0x or less). Contenders never run at
+//! ffmpeg's (the goal: the worker at 1.0x or less). `ffmpeg-1t` is ffmpeg given
+//! the worker's default of one thread per codec (`CODEC_THREADS`), so the
+//! table shows how much of the difference is that choice. Contenders never run at
 //! the same time; `--runs` repeats the round and the table shows medians.
 
 use nonstop_lab::support as common;
@@ -82,7 +85,7 @@ struct Args {
     /// present, else one made like scripts/setup.sh does (30 s, 1280x720).
     #[arg(long, env = "BENCH_INPUT", value_name = "FILE")]
     input: Option<PathBuf>,
-    /// Contenders: worker,ffmpeg,gst-launch (default: all three).
+    /// Contenders: worker,ffmpeg,ffmpeg-1t,gst-launch (default: all four).
     #[arg(long, env = "BENCH_CONTENDERS", value_name = "LIST")]
     contenders: Option<String>,
     /// Passed by `cargo bench` to benches without the libtest harness.
@@ -101,16 +104,24 @@ fn positive_seconds(v: &str) -> Result<f64, String> {
 enum Contender {
     Worker,
     Ffmpeg,
+    /// ffmpeg with one thread per codec, the worker's default.
+    FfmpegOneThread,
     GstLaunch,
 }
 
 impl Contender {
-    const ALL: [Contender; 3] = [Contender::Worker, Contender::Ffmpeg, Contender::GstLaunch];
+    const ALL: [Contender; 4] = [
+        Contender::Worker,
+        Contender::Ffmpeg,
+        Contender::FfmpegOneThread,
+        Contender::GstLaunch,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Contender::Worker => "worker",
             Contender::Ffmpeg => "ffmpeg",
+            Contender::FfmpegOneThread => "ffmpeg-1t",
             Contender::GstLaunch => "gst-launch",
         }
     }
@@ -120,7 +131,7 @@ impl Contender {
     fn stop_signal(self) -> &'static str {
         match self {
             Contender::Worker => "TERM",
-            Contender::Ffmpeg | Contender::GstLaunch => "INT",
+            Contender::Ffmpeg | Contender::FfmpegOneThread | Contender::GstLaunch => "INT",
         }
     }
 }
@@ -272,7 +283,9 @@ fn parse_contenders(list: Option<&str>) -> Result<Vec<Contender>, String> {
         let c = Contender::ALL
             .into_iter()
             .find(|c| c.name() == name)
-            .ok_or_else(|| format!("unknown contender '{name}' (worker, ffmpeg, gst-launch)"))?;
+            .ok_or_else(|| {
+                format!("unknown contender '{name}' (worker, ffmpeg, ffmpeg-1t, gst-launch)")
+            })?;
         if !chosen.contains(&c) {
             chosen.push(c);
         }
@@ -448,9 +461,9 @@ fn command(contender: Contender, setup: &Setup, out: &Path) -> (String, Vec<Stri
                 out.join(SIGNAL).join("playlist.m3u8"),
             )
         }
-        Contender::Ffmpeg => {
+        Contender::Ffmpeg | Contender::FfmpegOneThread => {
             let kbps = setup.video_kbps;
-            let args = [
+            let mut args: Vec<String> = [
                 "-hide_banner",
                 "-nostdin",
                 "-loglevel",
@@ -502,6 +515,14 @@ fn command(contender: Contender, setup: &Setup, out: &Path) -> (String, Vec<Stri
             ]
             .map(String::from)
             .to_vec();
+            if contender == Contender::FfmpegOneThread {
+                // Before -i for the decoder, before -f for the encoders.
+                for option in ["-f", "-i"] {
+                    if let Some(at) = args.iter().position(|a| a == option) {
+                        args.splice(at..at, ["-threads".to_string(), "1".to_string()]);
+                    }
+                }
+            }
             ("ffmpeg".into(), args, out.join("playlist.m3u8"))
         }
         Contender::GstLaunch => {
