@@ -107,15 +107,11 @@ impl Hosts {
 
         let port = common::free_port;
         let ports = StackPorts::free();
-        let StackPorts {
-            server_one: s1,
-            server_two: s2,
-            reporter: rep,
-            origin: ori,
-            proxy: pro,
-        } = ports;
         let redis_port = port();
-        let packagers = [format!("http://{a}:{s1}"), format!("http://{b}:{s2}")];
+        let packagers = [
+            format!("http://{a}:{}", ports.server_one),
+            format!("http://{b}:{}", ports.server_two),
+        ];
         let shared = ports.shared_env(&packagers, &c, "0.0.0.0", SEGMENT_SECONDS);
         let host_env = |host: &str| {
             with(
@@ -185,15 +181,19 @@ impl Hosts {
                 &[("REPORTER_STORE", format!("redis://127.0.0.1:{redis_port}"))],
             ),
         );
-        for base in [&packagers[0], &packagers[1], &format!("http://{c}:{rep}")] {
+        for base in [
+            &packagers[0],
+            &packagers[1],
+            &format!("http://{c}:{}", ports.reporter),
+        ] {
             wait_healthy_at(base);
         }
         let discovery_a = on("a", "discovery-a", "discovery", &env_a);
         let discovery_b = on("b", "discovery-b", "discovery", &env_b);
         let origin = on("c", "origin", "origin", &shared);
         let proxy = on("c", "proxy", "proxy", &shared);
-        let proxy_base = format!("http://{c}:{pro}");
-        wait_healthy_at(&format!("http://{c}:{ori}"));
+        let proxy_base = format!("http://{c}:{}", ports.proxy);
+        wait_healthy_at(&format!("http://{c}:{}", ports.origin));
         wait_healthy_at(&proxy_base);
         let hosts = Hosts {
             _proxy: proxy,
@@ -214,7 +214,7 @@ impl Hosts {
             _dir: dir,
             _exclusive: exclusive,
         };
-        let routes = format!("http://{c}:{ori}/live/{SIGNAL}/packagers");
+        let routes = format!("http://{c}:{}/live/{SIGNAL}/packagers", ports.origin);
         hosts.wait(
             Duration::from_secs(30),
             "origin to list both hosts' packagers",
