@@ -338,6 +338,45 @@ mod tests {
     }
 
     #[test]
+    fn decoders_decodebin_makes_get_the_configured_threads() {
+        gst::init().expect("gst init");
+        let pipeline = gst::parse::launch(
+            "videotestsrc num-buffers=3 ! video/x-raw,width=64,height=48 ! x264enc \
+             ! h264parse ! decodebin ! fakesink",
+        )
+        .expect("test pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+        let settings = EncodeSettings {
+            codec_threads: 3,
+            ..EncodeSettings::default()
+        };
+        limit_decoder_threads(&pipeline, &settings);
+        pipeline.set_state(gst::State::Playing).expect("playing");
+        let bus = pipeline.bus().expect("bus");
+        let end = bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        let decoder = pipeline
+            .iterate_recurse()
+            .into_iter()
+            .flatten()
+            .find(|e| e.factory().is_some_and(|f| f.name().starts_with("avdec_")))
+            .expect("decodebin made a libav decoder");
+        let threads = decoder.property::<i32>("max-threads");
+        pipeline.set_state(gst::State::Null).expect("null");
+        assert!(
+            matches!(
+                end.as_ref().map(|m| m.view()),
+                Some(gst::MessageView::Eos(_))
+            ),
+            "the test stream did not play to its end: {end:?}"
+        );
+        assert_eq!(threads, 3);
+    }
+
+    #[test]
     fn settings_replace_the_description_values_instead_of_adding_duplicates() {
         let line = effective_line(
             &input("in.mp4", false),
