@@ -239,10 +239,11 @@ pub fn media_response(media: Media, delivery: Delivery, request: &MediaRequest) 
     let kind = media.kind();
     let (body, etag, gzipped, cache_control) = match media {
         Media::Playlist(playlist, caching) => {
-            match request.gzip.then(|| playlist.gzipped()).flatten() {
-                Some(compressed) => (compressed, Some(playlist.etag_gzip), true, caching.header()),
-                None => (playlist.plain, Some(playlist.etag), false, caching.header()),
-            }
+            let (body, etag, gzipped) = match request.gzip.then(|| playlist.gzipped()).flatten() {
+                Some(compressed) => (compressed, playlist.etag_gzip, true),
+                None => (playlist.plain, playlist.etag, false),
+            };
+            (body, Some(etag), gzipped, caching.header())
         }
         Media::Segment(bytes) => (
             bytes,
