@@ -616,12 +616,11 @@ pub struct Judgement {
 impl Judgement {
     /// The judgement of a watch whose progress stood still over `stretches`
     /// (from [`frozen_stretches`]): the longer than [`MAX_FREEZE`] are its
-    /// freezes.
+    /// freezes. The caller writes the summary, with the longest stretch.
     fn of_watch(
         stretches: Vec<(Instant, Duration)>,
         trouble: Vec<String>,
         failed_checks: Vec<String>,
-        summary: String,
     ) -> Self {
         Judgement {
             longest_freeze: longest_stretch(&stretches),
@@ -631,7 +630,7 @@ impl Judgement {
                 .collect(),
             trouble,
             failed_checks,
-            summary,
+            summary: String::new(),
         }
     }
 
@@ -684,7 +683,6 @@ pub fn judge_vlc(samples: &[VlcSample], log: &str) -> Judgement {
             .iter()
             .filter_map(|s| s.stats.map(|st| (s.at, st.frames_displayed as f64))),
     );
-    let longest_freeze = longest_stretch(&stretches);
     let rounds = vlc_buffering_rounds(log);
     let trouble: Vec<String> = vlc_trouble(log).into_iter().map(str::to_string).collect();
     let mut failed_checks = Vec::new();
@@ -710,12 +708,13 @@ pub fn judge_vlc(samples: &[VlcSample], log: &str) -> Judgement {
     if stats_after.discontinuities != 0 {
         failed_checks.push(format!("{} discontinuities", stats_after.discontinuities));
     }
-    let summary = format!(
-        "VLC: time {:?} s -> {:?} s over {watched:.1?}; pictures shown {shown}; longest freeze {longest_freeze:.1?}; \
-         playing at the end {}; stats before {stats_before:?}, after {stats_after:?}; buffering rounds {rounds}; trouble {trouble:?}",
-        before.time, after.time, after.playing,
+    let mut judgement = Judgement::of_watch(stretches, trouble, failed_checks);
+    judgement.summary = format!(
+        "VLC: time {:?} s -> {:?} s over {watched:.1?}; pictures shown {shown}; longest freeze {:.1?}; \
+         playing at the end {}; stats before {stats_before:?}, after {stats_after:?}; buffering rounds {rounds}; trouble {:?}",
+        before.time, after.time, judgement.longest_freeze, after.playing, judgement.trouble,
     );
-    Judgement::of_watch(stretches, trouble, failed_checks, summary)
+    judgement
 }
 
 /// Builds a muted, autoplaying video element in the page and starts playback
@@ -853,7 +852,6 @@ pub fn judge_video(looks: &[VideoLook]) -> Judgement {
     let watched = last.at - first.at;
     let advanced = last.time - first.time;
     let stretches = frozen_stretches(looks.iter().map(|l| (l.at, l.time)));
-    let longest_freeze = longest_stretch(&stretches);
     let events_before = first.events.len().min(last.events.len());
     let later = &last.events[events_before..];
     let is_trouble = |e: &&Value| {
@@ -887,17 +885,19 @@ pub fn judge_video(looks: &[VideoLook]) -> Judgement {
             noticed.join(", ")
         ));
     }
-    let summary = format!(
-        "currentTime {:.2} s -> {:.2} s (advanced {advanced:.2} s in {watched:.1?}); longest freeze {longest_freeze:.1?}; \
+    let mut judgement = Judgement::of_watch(stretches, trouble, failed_checks);
+    judgement.summary = format!(
+        "currentTime {:.2} s -> {:.2} s (advanced {advanced:.2} s in {watched:.1?}); longest freeze {:.1?}; \
          paused {}, readyState {}, error {:?}; events before {:?}, after {later:?}",
         first.time,
         last.time,
+        judgement.longest_freeze,
         last.paused,
         last.ready_state,
         last.error,
         &last.events[..events_before],
     );
-    Judgement::of_watch(stretches, trouble, failed_checks, summary)
+    judgement
 }
 
 /// A record a person can read or plot: one line per look at a player,
