@@ -2,6 +2,8 @@
 //! interchangeable segments: same names, numbers, dates and timestamps, so a
 //! packager (or a player) can take segment n from one and n+1 from the other;
 //! a worker killed and restarted rejoins the wall clock with the same numbers.
+//! The two run different codec threads (`CODEC_THREADS` 1 and 0, the codecs'
+//! choice): a fleet upgraded one host at a time still interchanges.
 
 use nonstop_lab::support as common;
 
@@ -39,7 +41,12 @@ struct Seen {
     bytes: Vec<u8>,
 }
 
-fn worker(input: &Path, output: &Path, logs: &Path) -> Service {
+/// Worker A's codec threads: the default, one per codec.
+const THREADS_A: &str = "1";
+/// Worker B's codec threads: 0, the codecs choose (x264 slices its frames).
+const THREADS_B: &str = "0";
+
+fn worker(input: &Path, output: &Path, logs: &Path, codec_threads: &str) -> Service {
     std::fs::create_dir_all(logs).expect("mkdir logs");
     let args = vec![
         "--input".to_string(),
@@ -50,6 +57,8 @@ fn worker(input: &Path, output: &Path, logs: &Path) -> Service {
         SEGMENT_SECONDS.to_string(),
         "--metrics-port".to_string(),
         common::free_port().to_string(),
+        "--codec-threads".to_string(),
+        codec_threads.to_string(),
     ];
     Service::start("worker", &bin("worker"), &args, &[], logs)
 }
@@ -230,9 +239,9 @@ fn two_workers_started_apart_write_interchangeable_segments() {
     let path = |name: &str| -> PathBuf { dir.path().join(name) };
     let (out_a, out_b) = (path("output-a/live01"), path("output-b/live01"));
 
-    let mut a = worker(&input, &path("output-a"), &path("logs-a"));
+    let mut a = worker(&input, &path("output-a"), &path("logs-a"), THREADS_A);
     std::thread::sleep(STAGGER);
-    let mut b = worker(&input, &path("output-b"), &path("logs-b"));
+    let mut b = worker(&input, &path("output-b"), &path("logs-b"), THREADS_B);
 
     let (seen_a, seen_b) = collect_common(&out_a, &out_b, 0, COMMON_SEGMENTS);
     check_on_the_grid(&seen_a);
@@ -258,7 +267,7 @@ fn two_workers_started_apart_write_interchangeable_segments() {
     collect(&out_a, &mut seen_a);
     let newest_before = seen_a.values().map(|s| s.sequence).max().unwrap_or(0);
     std::thread::sleep(STAGGER);
-    let mut again = worker(&input, &path("output-a"), &path("logs-a-again"));
+    let mut again = worker(&input, &path("output-a"), &path("logs-a-again"), THREADS_A);
     let (seen_a, seen_b) = collect_common(&out_a, &out_b, newest_before + 1, COMMON_SEGMENTS);
     let rejoined: BTreeMap<String, Seen> = seen_a
         .into_iter()
