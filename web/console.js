@@ -74,11 +74,14 @@
     return `${Math.round(ms / 60000)} min`;
   }
 
-  // The proxy's own verdict (sig.state: up, degraded, down) wins when it is
-  // worse than what the packagers' health suggests: only the proxy knows a
-  // live edge stopped behind every packager at once.
+  // The proxy's own verdict (sig.state: up, degraded, ended, down) wins when
+  // it is worse than what the packagers' health suggests: only the proxy
+  // knows a live edge stopped behind every packager at once.
   function signalStatus(sig) {
     const seen = packagerStatus(sig);
+    if (sig.state === 'ended') {
+      return { status: 'ended', text: 'the stream ended (EXT-X-ENDLIST): its input was removed and no packager is live; viewers played to its end' };
+    }
     if (sig.state === 'down') {
       return { status: 'down', text: 'no packager is fresh: the live edge stopped; viewers see the last playlist' };
     }
@@ -110,7 +113,7 @@
     return { status: 'up', text: where };
   }
 
-  const RANK = { up: 0, waiting: 1, degraded: 2, down: 3 };
+  const RANK = { up: 0, waiting: 1, degraded: 2, ended: 3, down: 4 };
 
   // What the workers panel shows wrong: a worker down, or one of its signals
   // not encoding or behind the wall clock. Viewers still play from the other

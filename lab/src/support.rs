@@ -437,10 +437,11 @@ pub struct StackOptions {
     /// fault proxy (the one the proxy uses first), packager B is server2.
     pub fault_front: bool,
     /// The redundant topology (`just up`'s default): two epoch-locked
-    /// workers that never talk, worker A writing `output-a/` served by
-    /// server1, worker B writing `output-b/` served by server2, each folder
-    /// watched by its own discovery. Otherwise the seed's: one worker whose
-    /// `output/` both packagers serve.
+    /// workers that never talk, each reading its own copy of the input
+    /// (`input/`, `input-b/`: separate hosts), worker A writing `output-a/`
+    /// served by server1, worker B writing `output-b/` served by server2, each
+    /// folder watched by its own discovery. Otherwise the seed's: one worker
+    /// reading `input/` whose `output/` both packagers serve.
     pub redundant: bool,
 }
 
@@ -542,6 +543,10 @@ pub struct Stack {
     pub env: Vec<(&'static str, String)>,
     pub logs_dir: PathBuf,
     pub dir: tempfile::TempDir,
+    /// The folder worker A reads (the only worker in the seed's topology).
+    pub input: PathBuf,
+    /// Worker B's own copy of the input, in the redundant topology.
+    pub input_b: Option<PathBuf>,
     /// The folder worker A writes (the only worker in the seed's topology).
     pub output: PathBuf,
     /// The folder worker B writes, in the redundant topology.
@@ -590,6 +595,7 @@ impl Stack {
         } else {
             (dir.path().join("output"), None)
         };
+        let input_b = options.redundant.then(|| dir.path().join("input-b"));
         let logs = dir.path().join("logs");
         for d in [&input, &logs] {
             std::fs::create_dir_all(d).expect("mkdir");
@@ -599,6 +605,11 @@ impl Stack {
             options.input_seconds,
             options.audio,
         );
+        if let Some(input_b) = &input_b {
+            std::fs::create_dir_all(input_b).expect("mkdir input-b");
+            std::fs::copy(input.join("live01.mp4"), input_b.join("live01.mp4"))
+                .expect("copy the input for worker B");
+        }
         let ports = StackPorts::free();
         let StackPorts {
             server_one: s1,
@@ -626,21 +637,25 @@ impl Stack {
             "127.0.0.1",
             options.segment_seconds,
         ));
-        // Worker B, server2 and discovery B see folder B (and their own
+        // Worker B, server2 and discovery B see folders B (and their own
         // metrics ports) in the redundant topology.
-        let env_b = output_b.as_ref().map(|out_b| {
-            let mut env = common.clone();
-            for (key, value) in env.iter_mut() {
-                match *key {
-                    "OUTPUT_STREAM_PATH" => *value = out_b.display().to_string(),
-                    "WORKER_METRICS_PORT" | "DISCOVERY_METRICS_PORT" => {
-                        *value = free_port().to_string()
+        let env_b = output_b
+            .as_ref()
+            .zip(input_b.as_ref())
+            .map(|(out_b, in_b)| {
+                let mut env = common.clone();
+                for (key, value) in env.iter_mut() {
+                    match *key {
+                        "INPUT_STREAM_PATH" => *value = in_b.display().to_string(),
+                        "OUTPUT_STREAM_PATH" => *value = out_b.display().to_string(),
+                        "WORKER_METRICS_PORT" | "DISCOVERY_METRICS_PORT" => {
+                            *value = free_port().to_string()
+                        }
+                        _ => {}
                     }
-                    _ => {}
                 }
-            }
-            env
-        });
+                env
+            });
         let start = |name: &str| Some(Service::start(name, &bin(name), &[], &common, &logs));
         let start_b = |name: &str, log_name: &str| {
             env_b
@@ -695,6 +710,8 @@ impl Stack {
             env: common,
             logs_dir: logs,
             dir,
+            input,
+            input_b,
             output,
             output_b,
             env_b,

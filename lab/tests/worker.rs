@@ -569,7 +569,20 @@ fn inputs_added_while_running_go_live_replaced_ones_restart_and_removed_ones_sto
         log.contains("Signal 'live02' stopped: its input") && log.contains("was removed"),
         "{log}"
     );
-    // live01 keeps going; live02's playlist no longer moves.
+    // live02's playlist ends there (players stop instead of waiting)...
+    let bytes = std::fs::read(dir.path().join("output/live02/playlist.m3u8"))
+        .expect("live02's playlist stays");
+    let facts = PlaylistFacts::parse(&bytes).expect("live02's playlist parses");
+    assert!(
+        facts.end_list && !facts.segments.is_empty(),
+        "live02's playlist lists its last segments and ends (EXT-X-ENDLIST):\n{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert!(
+        !playlist(dir.path()).expect("live01 playlist").end_list,
+        "live01 goes on"
+    );
+    // ...while live01 keeps going; live02's playlist no longer moves.
     let last02 = newest_segment(dir.path(), "live02").expect("live02 playlist stays");
     let now = newest_segment(dir.path(), "live01").expect("live01 playlist");
     advances_past(dir.path(), "live01", now + 2);

@@ -6,7 +6,8 @@
 //! every 2 s: list *.mp4 + size/mtime --> Inputs::scan (pure) --> Start / Stop / Restart
 //!                                                                  |      |      |
 //!        probe, SignalRunner on its own thread (same settings) <---+      |      |
-//!        stop flag, pipeline to NULL, thread joined, health forgotten <---+      |
+//!        stop flag, pipeline to NULL, thread joined, health forgotten, <--+      |
+//!        playlist ended (EXT-X-ENDLIST)                                         |
 //!        probe the new file; if it plays: stop, then start on it <--------------+
 //! ```
 //!
@@ -16,8 +17,12 @@
 //! - A file that fails its probe (or whose signal cannot start) is refused
 //!   with one error line and tried again only once it changes: no tight loop.
 //! - A removed file stops its signal with one INFO line; its `/healthcheck`
-//!   entry and status gauges go. Its output folder stays as it was (packagers
-//!   keep the last playlist, which goes stale).
+//!   entry and status gauges go. Its playlist keeps its last segments and
+//!   gets `EXT-X-ENDLIST`: the event is over, so players play to its end and
+//!   stop instead of waiting. (A proxy in front of redundant workers prefers
+//!   a twin still live: a file removed on one host ends nothing for viewers.)
+//!   Added back, the file starts the signal again: the playlist goes on
+//!   after a discontinuity.
 //! - Signals started here share the worker's [`EncodeSettings`], so they are
 //!   epoch-locked ([`super::epoch`]) like the ones started with the worker.
 //! - A file replaced while its signal runs (copied over, or a new file moved
@@ -153,10 +158,11 @@ impl Inputs {
     }
 }
 
-/// One running signal: its own stop flag and thread.
+/// One running signal: its own stop flag and thread (which hands its
+/// runner back when it ends).
 struct Running {
     stop: Shutdown,
-    thread: JoinHandle<()>,
+    thread: JoinHandle<SignalRunner>,
     path: PathBuf,
 }
 
@@ -210,7 +216,10 @@ impl Signals {
             .name(format!("signal-{signal}"))
             .spawn({
                 let stop = stop.clone();
-                move || runner.run(&stop)
+                move || {
+                    runner.run(&stop);
+                    runner
+                }
             })
             .map_err(|e| {
                 self.health.remove(&signal);
@@ -221,11 +230,16 @@ impl Signals {
     }
 
     /// Stops `signal` because its input was removed: pipeline to NULL,
-    /// thread joined, health and status gauges forgotten, one INFO line.
+    /// thread joined, health and status gauges forgotten, its playlist ended
+    /// (`EXT-X-ENDLIST`: the event is over, players stop cleanly), one INFO
+    /// line.
     pub fn stop(&mut self, signal: &str) {
-        if let Some(path) = self.halt(signal) {
+        if let Some((path, runner)) = self.halt(signal) {
+            if let Some(Err(e)) = runner.map(|mut r| r.end_stream()) {
+                log::error!("Signal '{signal}': cannot end its playlist: {e}");
+            }
             log::info!(
-                "Signal '{signal}' stopped: its input {} was removed",
+                "Signal '{signal}' stopped: its input {} was removed; its playlist ends there (EXT-X-ENDLIST)",
                 path.display()
             );
         }
@@ -245,13 +259,14 @@ impl Signals {
     }
 
     /// Stops `signal`'s pipeline and thread and forgets its health; the path
-    /// it was playing, or `None` if it was not running.
-    fn halt(&mut self, signal: &str) -> Option<PathBuf> {
+    /// it was playing and its runner (unless its thread panicked), or `None`
+    /// if it was not running.
+    fn halt(&mut self, signal: &str) -> Option<(PathBuf, Option<SignalRunner>)> {
         let running = self.running.remove(signal)?;
         running.stop.trigger();
-        let _ = running.thread.join();
+        let runner = running.thread.join().ok();
         self.health.remove(signal);
-        Some(running.path)
+        Some((running.path, runner))
     }
 
     /// Stops every signal (worker shutdown): all flags first, then the joins,
@@ -319,11 +334,17 @@ pub fn watch(
                 continue;
             }
         };
+        let probe = |signal: &str| {
+            input::probe(
+                &input::path_of(folder, signal),
+                input::DEFAULT_PROBE_TIMEOUT,
+            )
+        };
         for decision in inputs.scan(&listed) {
             match decision {
                 Decision::Stop(signal) => signals.stop(&signal),
                 Decision::Restart(signal) => {
-                    match input::probe(&input::path_of(folder, &signal), input::DEFAULT_PROBE_TIMEOUT) {
+                    match probe(&signal) {
                         Ok(replacement) => {
                             if let Err(e) = signals.restart(replacement) {
                                 log::error!("{e}");
@@ -335,10 +356,7 @@ pub fn watch(
                     }
                 }
                 Decision::Start(signal, fingerprint) => {
-                    let started = input::probe(
-                        &input::path_of(folder, &signal),
-                        input::DEFAULT_PROBE_TIMEOUT,
-                    )
+                    let started = probe(&signal)
                     .map_err(|e| e.to_string())
                     .and_then(|i| signals.start(i).map_err(|e| e.to_string()));
                     if let Err(e) = started {

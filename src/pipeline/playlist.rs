@@ -3,8 +3,11 @@
 //! hlssink2 writes the segments; this type decides their names and writes the
 //! playlist (with m3u8-rs) so that, unlike hlssink2's own, it survives pipeline
 //! restarts: the media sequence and segment numbers keep growing, a restart is
-//! marked with `EXT-X-DISCONTINUITY`, the target duration never changes and
-//! `EXT-X-ENDLIST` is never written. Segments leave the playlist after
+//! marked with `EXT-X-DISCONTINUITY` and the target duration never changes.
+//! `EXT-X-ENDLIST` is written only when the signal's input was removed (the
+//! event is over: players stop cleanly instead of waiting for a segment that
+//! never comes), never on a worker's restart or shutdown; an input added back
+//! continues the stream after a discontinuity. Segments leave the playlist after
 //! `window` entries and their files are kept for `retained` more before the
 //! caller is told to delete them, so a slow player can still fetch them.
 //!
@@ -49,6 +52,8 @@ pub struct LivePlaylist {
     retired: VecDeque<String>,
     /// The next segment added starts after a restart.
     discontinuity_pending: bool,
+    /// The stream is over (`EXT-X-ENDLIST`) until a segment is added again.
+    ended: bool,
 }
 
 impl LivePlaylist {
@@ -62,11 +67,13 @@ impl LivePlaylist {
             listed: VecDeque::new(),
             retired: VecDeque::new(),
             discontinuity_pending: false,
+            ended: false,
         }
     }
 
     /// Continues a playlist an earlier run left on disk: numbering goes on from
-    /// it and the next segment is marked as a discontinuity. A playlist that
+    /// it and the next segment is marked as a discontinuity. One that ended
+    /// (`EXT-X-ENDLIST`) goes on too: the stream is live again. A playlist that
     /// does not parse is ignored (the stream then starts at sequence 0).
     pub fn resume(mut self, previous: &[u8]) -> Self {
         let Ok(old) = m3u8_rs::parse_media_playlist_res(previous) else {
@@ -91,11 +98,23 @@ impl LivePlaylist {
         self
     }
 
+    /// Ends the stream: the playlist is rendered with `EXT-X-ENDLIST` until a
+    /// segment is added again (which follows a discontinuity).
+    pub fn end(&mut self) {
+        self.ended = true;
+        self.mark_discontinuity();
+    }
+
     /// Marks the next segment as following a restart of the pipeline.
     pub fn mark_discontinuity(&mut self) {
         if !self.listed.is_empty() {
             self.discontinuity_pending = true;
         }
+    }
+
+    /// No segment is listed.
+    pub fn is_empty(&self) -> bool {
+        self.listed.is_empty()
     }
 
     /// Sequence number the next added segment will get.
@@ -121,6 +140,7 @@ impl LivePlaylist {
         program_date_time: SystemTime,
     ) -> Vec<String> {
         let discontinuity = std::mem::take(&mut self.discontinuity_pending);
+        self.ended = false;
         self.listed.push_back(Entry {
             uri,
             duration,
@@ -183,7 +203,7 @@ impl LivePlaylist {
             media_sequence: self.media_sequence,
             discontinuity_sequence: self.discontinuity_sequence,
             independent_segments: true,
-            end_list: false,
+            end_list: self.ended,
             segments: self
                 .listed
                 .iter()
@@ -316,6 +336,38 @@ mod tests {
         assert!(facts.segments[0].discontinuity);
         let text = String::from_utf8(p.render()).expect("utf8");
         assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{text}");
+    }
+
+    #[test]
+    fn an_ended_stream_lists_endlist_and_goes_on_when_resumed() {
+        let mut p = LivePlaylist::new(2, 5, 3);
+        push_n(&mut p, 3);
+        p.end();
+        let ended = p.render();
+        let facts = PlaylistFacts::parse(&ended).expect("valid");
+        assert!(facts.end_list, "{}", String::from_utf8_lossy(&ended));
+        assert_eq!(facts.segments.len(), 3, "the last segments stay listed");
+
+        // The input comes back (or the worker restarts with it): live again,
+        // numbering on, the first new segment after a discontinuity.
+        let mut resumed = LivePlaylist::new(2, 5, 3).resume(&ended);
+        assert!(
+            !PlaylistFacts::parse(&resumed.render())
+                .expect("valid")
+                .end_list
+        );
+        push_n(&mut resumed, 1);
+        let facts = PlaylistFacts::parse(&resumed.render()).expect("valid");
+        assert!(!facts.end_list);
+        let last = facts.segments.last().expect("segments");
+        assert_eq!(last.uri, "segment000003.ts");
+        assert!(last.discontinuity);
+
+        // Within one run too: a segment after the end takes it back.
+        push_n(&mut p, 1);
+        let facts = PlaylistFacts::parse(&p.render()).expect("valid");
+        assert!(!facts.end_list);
+        assert!(facts.segments.last().expect("segments").discontinuity);
     }
 
     #[test]

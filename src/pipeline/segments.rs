@@ -147,6 +147,21 @@ impl Segments {
         self.playlist.mark_discontinuity();
     }
 
+    /// Ends the stream (its input was removed): the playlist is rewritten
+    /// with `EXT-X-ENDLIST`, so players stop after its last segment instead
+    /// of waiting for more. Nothing is written for a signal that never
+    /// listed a segment.
+    pub fn end(&mut self) -> Result<(), RunError> {
+        if self.playlist.is_empty() {
+            return Ok(());
+        }
+        self.playlist.end();
+        write_atomically(
+            &self.dir.join(crate::hls::PLAYLIST_NAME),
+            &self.playlist.render(),
+        )
+    }
+
     /// The number the next segment gets, unless the grid is ahead.
     pub fn next_sequence(&self) -> u64 {
         self.playlist.next_sequence()

@@ -150,6 +150,12 @@ impl SignalRunner {
         description::effective_line(&self.input, self.segments.dir(), &self.settings)
     }
 
+    /// Ends the stream after [`Self::run`] returned because the signal's input
+    /// was removed: its playlist gets `EXT-X-ENDLIST` ([`Segments::end`]).
+    pub fn end_stream(&mut self) -> Result<(), RunError> {
+        self.segments.end()
+    }
+
     /// Runs until `shutdown`, restarting the pipeline with backoff on errors.
     pub fn run(&mut self, shutdown: &Shutdown) {
         let mut failures: u32 = 0;

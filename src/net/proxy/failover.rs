@@ -17,6 +17,11 @@
 //!   [`WORKER_LATENCY`] before the wall clock: the live edge stopped even if
 //!   no twin is ahead (the one worker behind both packagers died, or every
 //!   worker did);
+//! - `Ended` when its playlist ends (`EXT-X-ENDLIST`: the signal's input was
+//!   removed behind it), unless failing: after any packager still live, so
+//!   one host's input removed ends nothing while a twin goes on, and before
+//!   stale ones, so when no packager is live viewers get the end of the
+//!   stream and stop cleanly instead of waiting on a frozen playlist;
 //! - `Unknown` before its first playlist;
 //! - `Fresh` otherwise.
 //!
@@ -28,9 +33,10 @@
 //! never serves a playlist whose newest segment is older than one it already
 //! served ([`Failover::admit_playlist`]).
 //!
-//! The signal as a whole is [`SignalHealth::Up`], `Degraded` or `Down`
-//! ([`Failover::signal_health`]): down when every packager is stale or
-//! failing. The proxy still serves what it last had; it only says so.
+//! The signal as a whole is [`SignalHealth::Up`], `Degraded`, `Ended` or
+//! `Down` ([`Failover::signal_health`]): ended when no packager is live and
+//! one ended its stream, down when every packager is stale or failing. The
+//! proxy still serves what it last had; it only says so.
 //!
 //! Clock assumption: epoch-locked workers date segment n by the wall clock
 //! (`EPOCH + n·L`), and the proxy compares that date with its own wall clock,
@@ -108,6 +114,7 @@ impl Streak {
 pub enum Health {
     Fresh,
     Unknown,
+    Ended,
     Stale,
     Failing,
 }
@@ -140,18 +147,26 @@ pub enum SignalHealth {
     Up,
     /// Served, but without a healthy twin (or not known yet).
     Degraded,
+    /// No packager is live and one ended its stream (`EXT-X-ENDLIST`): the
+    /// event is over, viewers play to its end and stop.
+    Ended,
     /// Every packager is stale or failing: viewers get the last playlist, frozen.
     Down,
 }
 
 impl SignalHealth {
-    pub const ALL: [SignalHealth; 3] =
-        [SignalHealth::Up, SignalHealth::Degraded, SignalHealth::Down];
+    pub const ALL: [SignalHealth; 4] = [
+        SignalHealth::Up,
+        SignalHealth::Degraded,
+        SignalHealth::Ended,
+        SignalHealth::Down,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             SignalHealth::Up => "up",
             SignalHealth::Degraded => "degraded",
+            SignalHealth::Ended => "ended",
             SignalHealth::Down => "down",
         }
     }
@@ -168,6 +183,8 @@ struct Upstream {
     /// How far behind the wall clock its live edge was at its last dated
     /// playlist, and when (monotonic) that playlist was read.
     edge_lag: Option<(Duration, Instant)>,
+    /// Its last playlist ended the stream (`EXT-X-ENDLIST`).
+    ended: bool,
     /// Failed playlist fetches since its last good playlist.
     playlist_failures: Streak,
     /// Failed segment fetches since its last good segment.
@@ -244,6 +261,7 @@ impl Failover {
                         newest: None,
                         advanced_at: None,
                         edge_lag: None,
+                        ended: false,
                         playlist_failures: Streak::default(),
                         segment_failures: Streak::default(),
                         last_error: None,
@@ -300,6 +318,22 @@ impl Failover {
         u.edge_lag = edge.map(|e| (e.lag(), now));
     }
 
+    /// Whether the playlist just read from `base` ended its stream
+    /// (`EXT-X-ENDLIST`); a live playlist read later takes it back.
+    pub fn observe_end(&mut self, base: &str, ended: bool) {
+        if let Some(u) = self.upstreams.iter_mut().find(|u| u.base == base) {
+            u.ended = ended;
+        }
+    }
+
+    /// Whether a packager other than `base` is fresh at `now`: an ended
+    /// playlist from `base` is then not served (the viewer would stop while
+    /// the stream goes on elsewhere).
+    pub fn has_fresh_twin(&self, base: &str, now: Instant) -> bool {
+        (0..self.upstreams.len())
+            .any(|i| self.upstreams[i].base != base && self.health_of(i, now) == Health::Fresh)
+    }
+
     /// A segment was fetched whole from `base`: its segment failures were
     /// a blip. (A good playlist does not clear them: a packager may list
     /// segments and still fail to serve them.)
@@ -331,6 +365,9 @@ impl Failover {
         let u = &self.upstreams[i];
         if u.playlist_failures.failing(now) || u.segment_failures.failing(now) {
             return Health::Failing;
+        }
+        if u.ended {
+            return Health::Ended;
         }
         let (Some(newest), Some(advanced_at)) = (u.newest, u.advanced_at) else {
             return Health::Unknown;
@@ -367,13 +404,18 @@ impl Failover {
     }
 
     /// The signal as a whole: up when the active packager is fresh and at
-    /// least one other is too; down when every packager is stale or failing
-    /// (or none is routed); degraded otherwise (served without a healthy
-    /// twin, or not known yet).
+    /// least one other is too; ended when none is fresh or unknown and one
+    /// ended its stream; down when every packager is stale or failing (or
+    /// none is routed); degraded otherwise (served without a healthy twin,
+    /// or not known yet).
     pub fn signal_health(&self, now: Instant) -> SignalHealth {
         let health: Vec<Health> = (0..self.upstreams.len())
             .map(|i| self.health_of(i, now))
             .collect();
+        let live = |h: &Health| matches!(h, Health::Fresh | Health::Unknown);
+        if !health.iter().any(live) && health.contains(&Health::Ended) {
+            return SignalHealth::Ended;
+        }
         if health
             .iter()
             .all(|h| matches!(h, Health::Stale | Health::Failing))
@@ -443,6 +485,10 @@ impl Failover {
                     u.base,
                     u.last_error.as_deref().unwrap_or("request failed")
                 ),
+            ),
+            Health::Ended => (
+                "ended",
+                format!("{} ended its stream (EXT-X-ENDLIST)", u.base),
             ),
             Health::Stale => (
                 "stale",
@@ -849,6 +895,61 @@ mod tests {
         // The active one failing too: down, though it is still what is served.
         fail_in_a_row(&mut f, A, MediaKind::Segment, "HTTP 500", t0);
         assert_eq!(f.signal_health(t0 + secs(0.2)), SignalHealth::Down);
+    }
+
+    #[test]
+    fn an_ended_packager_gives_way_to_a_live_twin_and_ends_the_signal_last() {
+        let (t0, wall0) = (Instant::now(), SystemTime::now());
+        let mut f = both();
+        f.plan(t0);
+        read_both(&mut f, t0, wall0, 1, |_| 7, |_| 0.1);
+        assert_eq!(f.plan(t0).0[0], A);
+        // A's input is removed: its playlist ends at segment 7 while B goes on.
+        f.observe_end(A, true);
+        let (order, switch) = f.plan(t0 + secs(0.1));
+        assert_eq!(order, vec![B, A], "the live twin first");
+        let switch = switch.expect("a switch away from the ended packager");
+        assert_eq!(switch.kind, "ended", "{switch:?}");
+        assert!(switch.reason.contains("EXT-X-ENDLIST"), "{switch:?}");
+        assert_eq!(f.status(t0)[0].health, Health::Ended);
+        assert_eq!(f.signal_health(t0 + secs(0.1)), SignalHealth::Degraded);
+        assert!(f.has_fresh_twin(A, t0), "A's end must not reach viewers");
+        assert!(!f.has_fresh_twin(B, t0));
+        // Long after, A is still ended (not stale): ended ranks above stale.
+        f.observe_playlist(
+            B,
+            Some(20),
+            TARGET,
+            edge(wall0 + secs(30.0), 0.1),
+            t0 + secs(30.0),
+        );
+        assert_eq!(f.status(t0 + secs(30.0))[0].health, Health::Ended);
+        // B's stops too, with no end: A's end is what viewers get, and the
+        // signal says ended rather than down.
+        let late = t0 + secs(60.0);
+        assert_eq!(f.status(late)[1].health, Health::Stale);
+        assert_eq!(
+            f.plan(late).0[0],
+            A,
+            "the end of the stream before a frozen one"
+        );
+        assert_eq!(f.signal_health(late), SignalHealth::Ended);
+        // B ends as well, further on: its end is served (newest first).
+        f.observe_end(B, true);
+        assert_eq!(f.plan(late).0[0], B);
+        assert_eq!(f.signal_health(late), SignalHealth::Ended);
+        // The input comes back behind A: a live playlist takes the end back.
+        f.observe_playlist(
+            A,
+            Some(40),
+            TARGET,
+            edge(wall0 + secs(70.0), 0.1),
+            t0 + secs(70.0),
+        );
+        f.observe_end(A, false);
+        assert_eq!(f.status(t0 + secs(70.0))[0].health, Health::Fresh);
+        assert_eq!(f.plan(t0 + secs(70.0)).0[0], A);
+        assert_eq!(f.signal_health(t0 + secs(70.0)), SignalHealth::Degraded);
     }
 
     #[test]

@@ -140,7 +140,9 @@ impl<'a> Attempt<'a> {
 
     /// Decision 3, a playlist arrived: it is observed (freshness) and served
     /// only if its newest segment is not older than one already served for
-    /// the signal, so a viewer never goes back in time across a switch.
+    /// the signal, so a viewer never goes back in time across a switch, and
+    /// only if it does not end the stream while another packager is fresh
+    /// (one host's input removed must not stop viewers).
     pub fn admit_playlist(
         &mut self,
         upstream: &Upstream,
@@ -152,7 +154,7 @@ impl<'a> Attempt<'a> {
             .observe_and_admit(&upstream.base, &fetched.facts, now)
         {
             log::debug!(
-                "Signal '{}': {} is behind what was served; trying another",
+                "Signal '{}': {} is behind what was served, or ended while another is fresh; trying another",
                 self.signal,
                 upstream.base
             );

@@ -91,22 +91,29 @@ impl SignalState {
     /// A playlist was read from `base` by the poller.
     pub fn observe_playlist(&self, base: &str, facts: &PlaylistFacts, now: Instant) {
         self.learn_names(facts, now);
-        lock(&self.failover).observe_playlist(
+        let mut f = lock(&self.failover);
+        f.observe_playlist(
             base,
             facts.newest_sequence(),
             facts.target_duration,
             live_edge(facts),
             now,
         );
+        f.observe_end(base, facts.end_list);
     }
 
     /// A playlist was read from `base` for a viewer: observed, then whether
-    /// it may be served (never older than one already served).
+    /// it may be served: never older than one already served, and never an
+    /// ended one (`EXT-X-ENDLIST`) while another packager is fresh.
     pub fn observe_and_admit(&self, base: &str, facts: &PlaylistFacts, now: Instant) -> bool {
         self.learn_names(facts, now);
         let newest = facts.newest_sequence();
         let mut f = lock(&self.failover);
         f.observe_playlist(base, newest, facts.target_duration, live_edge(facts), now);
+        f.observe_end(base, facts.end_list);
+        if facts.end_list && f.has_fresh_twin(base, now) {
+            return false;
+        }
         f.admit_playlist(newest)
     }
 
