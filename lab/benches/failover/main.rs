@@ -241,7 +241,8 @@ struct Args {
     /// Faults to inject: kill,hang,stale,error500,segment404,slow,cut,reset
     /// (packager A), worker-kill,worker-stop,worker-restart,wipe (worker A
     /// and its folder), link-cut (host A's link: packets to packager A
-    /// dropped; needs root and nftables) (default: all).
+    /// dropped; needs root and nftables), input-removed (worker A's input
+    /// file moved aside) (default: all).
     #[arg(long, env = "BENCH_FAULTS", value_name = "LIST")]
     faults: Option<String>,
     /// Players: probe,gstreamer,ffmpeg,hlsjs,chromium,vlc,webkit,webkit-hlsjs
@@ -456,10 +457,15 @@ enum Fault {
     /// cleared. The network namespaces of `tests/hosts.rs` do this per host;
     /// here packager A's port on loopback stands for its host.
     LinkCut,
+    /// Worker A's input file removed (moved aside) on its host: worker A
+    /// ends its playlist (`EXT-X-ENDLIST`) while worker B goes on; cleared by
+    /// putting the file back (A starts again after a discontinuity). In the
+    /// seed's topology the one worker's input: the stream ends for real.
+    InputRemoved,
 }
 
 impl Fault {
-    const ALL: [Fault; 13] = [
+    const ALL: [Fault; 14] = [
         Fault::Kill,
         Fault::Hang,
         Fault::Stale,
@@ -473,6 +479,7 @@ impl Fault {
         Fault::WorkerRestart,
         Fault::Wipe,
         Fault::LinkCut,
+        Fault::InputRemoved,
     ];
 
     fn name(self) -> &'static str {
@@ -490,6 +497,7 @@ impl Fault {
             Fault::WorkerRestart => "worker-restart",
             Fault::Wipe => "wipe",
             Fault::LinkCut => "link-cut",
+            Fault::InputRemoved => "input-removed",
         }
     }
 
@@ -499,6 +507,7 @@ impl Fault {
             Fault::WorkerKill | Fault::WorkerStop | Fault::WorkerRestart => "worker A",
             Fault::Wipe => "worker A's folder",
             Fault::LinkCut => "host A's link",
+            Fault::InputRemoved => "worker A's input",
             _ => "packager A",
         }
     }
@@ -529,6 +538,12 @@ impl Fault {
                     panic!("cannot wipe {}: {e}", folder.display());
                 }
             }
+            Fault::InputRemoved => {
+                let (input, aside) = input_a(stack);
+                if let Err(e) = std::fs::rename(&input, &aside) {
+                    panic!("cannot move {} aside: {e}", input.display());
+                }
+            }
             mode => stack.inject(mode.name()),
         }
         None
@@ -551,12 +566,28 @@ impl Fault {
                 link_cut::restore();
                 true
             }
+            Fault::InputRemoved => {
+                let (input, aside) = input_a(stack);
+                if let Err(e) = std::fs::rename(&aside, &input) {
+                    panic!("cannot put {} back: {e}", input.display());
+                }
+                true
+            }
             _ => {
                 stack.inject("none");
                 true
             }
         }
     }
+}
+
+/// Worker A's input file, and where the `input-removed` fault moves it (a
+/// name the worker does not read).
+fn input_a(stack: &Stack) -> (PathBuf, PathBuf) {
+    (
+        stack.input.join("live01.mp4"),
+        stack.input.join("live01.mp4.removed"),
+    )
 }
 
 /// The port the proxies reach packager A on (its fault proxy's).
