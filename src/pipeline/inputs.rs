@@ -357,8 +357,8 @@ pub fn watch(
                 }
                 Decision::Start(signal, fingerprint) => {
                     let started = probe(&signal)
-                    .map_err(|e| e.to_string())
-                    .and_then(|i| signals.start(i).map_err(|e| e.to_string()));
+                        .map_err(|e| e.to_string())
+                        .and_then(|i| signals.start(i).map_err(|e| e.to_string()));
                     if let Err(e) = started {
                         log::error!("{e}; signal '{signal}' not started until its file changes");
                         inputs.refuse(&signal, fingerprint);
