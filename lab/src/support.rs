@@ -753,6 +753,23 @@ impl Stack {
         });
     }
 
+    /// The proxy's view of `signal` in its `GET /status`: the signal's state
+    /// (up, degraded, ended, down) and each packager's health, in order.
+    pub fn proxy_view(&self, signal: &str) -> Option<(String, Vec<String>)> {
+        let status = get_json(&self.proxy_url("status"));
+        let entry = status["signals"]
+            .as_array()?
+            .iter()
+            .find(|s| s["signal"] == signal)?
+            .clone();
+        let health = entry["packagers"]
+            .as_array()?
+            .iter()
+            .map(|p| p["health"].as_str().unwrap_or("?").to_string())
+            .collect();
+        Some((entry["state"].as_str()?.to_string(), health))
+    }
+
     /// The proxy's log so far.
     pub fn proxy_log(&self) -> String {
         self.proxy

@@ -43,22 +43,6 @@ impl Drop for ResumeOnDrop {
     }
 }
 
-/// The proxy's view of `live01`: its state and each packager's health.
-fn live01(stack: &Stack) -> Option<(String, Vec<String>)> {
-    let status = get_json(&stack.proxy_url("status"));
-    let signal = status["signals"]
-        .as_array()?
-        .iter()
-        .find(|s| s["signal"] == "live01")?
-        .clone();
-    let health = signal["packagers"]
-        .as_array()?
-        .iter()
-        .map(|p| p["health"].as_str().unwrap_or("?").to_string())
-        .collect();
-    Some((signal["state"].as_str()?.to_string(), health))
-}
-
 /// Polls `/status` until `live01` is in `state`; how long it took and what
 /// the proxy said then, or None (with the last answer) after `within`.
 fn time_until(
@@ -69,7 +53,7 @@ fn time_until(
     let start = Instant::now();
     let mut last = None;
     while start.elapsed() < within {
-        last = live01(stack);
+        last = stack.proxy_view("live01");
         if last.as_ref().is_some_and(|(s, _)| s == state) {
             return (Some(start.elapsed()), last);
         }

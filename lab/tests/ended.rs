@@ -9,7 +9,7 @@ use nonstop_lab::support as common;
 
 use std::time::{Duration, Instant};
 
-use common::{get, get_json, wait_for, Probe, Stack, StackOptions, PLAYING_WITHIN};
+use common::{get, wait_for, Probe, Stack, StackOptions, PLAYING_WITHIN};
 use nonstop::hls::PlaylistFacts;
 
 /// Longer than the test: the probe must stop on the stream's end, not on this.
@@ -30,22 +30,6 @@ const STOPS_WITHIN: Duration = Duration::from_secs(30);
 fn ended(folder: &std::path::Path) -> Option<()> {
     let body = std::fs::read(folder.join("live01/playlist.m3u8")).ok()?;
     PlaylistFacts::parse(&body).ok()?.end_list.then_some(())
-}
-
-/// `live01`'s state and its packagers' health, as the proxy's `/status` says.
-fn proxy_view(stack: &Stack) -> Option<(String, Vec<String>)> {
-    let status = get_json(&stack.proxy_url("status"));
-    let signal = status["signals"]
-        .as_array()?
-        .iter()
-        .find(|s| s["signal"] == "live01")?
-        .clone();
-    let health = signal["packagers"]
-        .as_array()?
-        .iter()
-        .map(|p| p["health"].as_str().unwrap_or("?").to_string())
-        .collect();
-    Some((signal["state"].as_str()?.to_string(), health))
 }
 
 #[test]
@@ -92,7 +76,9 @@ fn removing_the_input_on_one_host_ends_nothing_and_on_every_host_ends_the_stream
         context()
     );
     probe.wait_playing(playing.media_played + PLAYED_AFTER_A_ENDED, PLAYING_WITHIN);
-    let (state, health) = proxy_view(&stack).expect("live01 in the proxy's status");
+    let (state, health) = stack
+        .proxy_view("live01")
+        .expect("live01 in the proxy's status");
     assert_eq!(
         (state.as_str(), health[0].as_str()),
         ("degraded", "ended"),
@@ -125,7 +111,9 @@ fn removing_the_input_on_one_host_ends_nothing_and_on_every_host_ends_the_stream
         "the probe stopped {stopped_after:?} after the last removal\n{log}"
     );
     report.assert_unnoticed(&format!("{log}\n{}", context()));
-    let (state, health) = proxy_view(&stack).expect("live01 in the proxy's status");
+    let (state, health) = stack
+        .proxy_view("live01")
+        .expect("live01 in the proxy's status");
     assert_eq!(
         state,
         "ended",
