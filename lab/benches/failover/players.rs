@@ -29,6 +29,9 @@ pub(crate) const HLSJS_STARTUP_TIMEOUT_SECONDS: &str = "20";
 pub(crate) const LIGHT_PLAYERS_DELAY: Duration = Duration::from_secs(3);
 /// How long after the watch a player may take to report before it is killed.
 pub(crate) const PLAYER_GRACE: Duration = Duration::from_secs(40);
+/// A probe that played this much less than the watch stopped early: the
+/// stream ended for it (an `EXT-X-ENDLIST` passed on) while it went on.
+const PROBE_EARLY_STOP: Duration = Duration::from_secs(2);
 /// The GStreamer player's record: pictures rendered by each step.
 pub(crate) const RECORD_STEP: Duration = Duration::from_millis(250);
 /// GStreamer debug categories whose warnings name failed requests.
@@ -328,11 +331,22 @@ pub(crate) fn play_probe(
             note.push_str(&format!("{n} {}; ", key.replace('_', " ")));
         }
     }
+    // The probe stops on `EXT-X-ENDLIST`, as a player does: before the
+    // watch is over, that is a viewer whose stream ended while it went on.
+    let played = Duration::from_millis(report["duration_ms"].as_u64().unwrap_or(0));
+    let stopped_early = !killed && played + PROBE_EARLY_STOP < watch;
+    if stopped_early {
+        note.push_str(&format!(
+            "stopped after {:.1} s of a {:.0} s watch (the playlist it was given ended); ",
+            played.as_secs_f64(),
+            watch.as_secs_f64()
+        ));
+    }
     Ok(Outcome {
         stalls: report["stalls"].as_u64(),
         stall_ms: report["stall_ms"].as_u64(),
         failed_requests: report["failed_requests"].as_u64(),
-        failed_checks: 0,
+        failed_checks: u64::from(stopped_early),
         note: note.trim_end_matches("; ").to_string(),
         detail: report,
     })
