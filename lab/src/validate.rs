@@ -12,7 +12,9 @@
 //!
 //! Rules are named as the specifications number them (Apple's "HLS authoring
 //! specification for Apple devices", RFC 8216), so a violation says where to
-//! read why it matters.
+//! read why it matters. A playlist that ends (`EXT-X-ENDLIST`: the event is
+//! over, as when nonstop's input is removed) ends the watch; it is said, not
+//! counted as a violation.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -72,6 +74,8 @@ pub struct Violation {
 pub struct ValidationReport {
     pub playlists_read: u64,
     pub segments_checked: u64,
+    /// The playlist ended the stream (`EXT-X-ENDLIST`): the watch stopped.
+    pub ended: bool,
     pub violations: Vec<Violation>,
 }
 
@@ -157,7 +161,7 @@ pub async fn validate(
             }
         };
         reads += 1;
-        if Instant::now() >= deadline {
+        if report.ended || Instant::now() >= deadline {
             return Ok(report);
         }
         let pause = (target / 2).min(deadline.saturating_duration_since(Instant::now()));
@@ -219,13 +223,8 @@ async fn read_playlist(
             format!("playlist Content-Type is '{content_type}'"),
         );
     }
-    if playlist.end_list {
-        violation(
-            "RFC 8216 6.2.1",
-            at,
-            "EXT-X-ENDLIST in a live playlist".into(),
-        );
-    }
+    // The stream is over: this read is checked, then the watch stops.
+    report.ended |= playlist.end_list;
     if !playlist.independent_segments {
         violation("Apple 9.12", at, "no EXT-X-INDEPENDENT-SEGMENTS".into());
     }

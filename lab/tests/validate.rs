@@ -53,6 +53,7 @@ fn proxy_and_packagers_keep_every_rule() {
     });
     for (url, report) in urls.iter().zip(&reports) {
         assert!(report.playlists_read >= 8, "{url}: {report:#?}");
+        assert!(!report.ended, "{url}: a live stream ended: {report:#?}");
         assert!(report.segments_checked >= 8, "{url}: {report:#?}");
         assert!(
             report.violations.is_empty(),
@@ -63,13 +64,9 @@ fn proxy_and_packagers_keep_every_rule() {
     }
 }
 
-/// A stream a careless packager could serve: no dates, no
-/// INDEPENDENT-SEGMENTS, three segments, one far over the target, no
-/// Last-Modified, no gzip, and segments that are not MPEG-TS video.
-#[tokio::test]
-async fn a_stream_breaking_the_rules_is_caught_rule_by_rule() {
-    let playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
-                    #EXTINF:2.0,\na.ts\n#EXTINF:3.5,\nb.ts\n#EXTINF:2.0,\nc.ts\n";
+/// Serves `playlist` at `/live/playlist.m3u8` and 188 zero bytes (not a
+/// transport stream) for any other name, until the returned flag fires.
+async fn serve(playlist: &'static str) -> (std::net::SocketAddr, Shutdown) {
     let routes = warp::path!("live" / String).map(move |name: String| {
         let (body, kind) = if name.ends_with(".m3u8") {
             (
@@ -96,6 +93,17 @@ async fn a_stream_breaking_the_rules_is_caught_rule_by_rule() {
             .graceful(async move { stopped.wait().await })
             .run(),
     );
+    (addr, stop)
+}
+
+/// A stream a careless packager could serve: no dates, no
+/// INDEPENDENT-SEGMENTS, three segments, one far over the target, no
+/// Last-Modified, no gzip, and segments that are not MPEG-TS video.
+#[tokio::test]
+async fn a_stream_breaking_the_rules_is_caught_rule_by_rule() {
+    let playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
+                    #EXTINF:2.0,\na.ts\n#EXTINF:3.5,\nb.ts\n#EXTINF:2.0,\nc.ts\n";
+    let (addr, stop) = serve(playlist).await;
     let report = validate(
         ValidateConfig {
             url: format!("http://{addr}/live/playlist.m3u8"),
@@ -106,6 +114,7 @@ async fn a_stream_breaking_the_rules_is_caught_rule_by_rule() {
     .await
     .expect("validates");
     stop.trigger();
+    assert!(!report.ended);
     let rules: BTreeSet<&str> = report.violations.iter().map(|v| v.rule).collect();
     for rule in [
         "Apple 8.4",
@@ -121,4 +130,33 @@ async fn a_stream_breaking_the_rules_is_caught_rule_by_rule() {
     ] {
         assert!(rules.contains(rule), "{rule} not reported: {rules:?}");
     }
+}
+
+/// A stream that ended (`EXT-X-ENDLIST`, as nonstop writes when an input is
+/// removed) ends the watch at once, and the end itself breaks no rule.
+#[tokio::test]
+async fn an_ended_stream_ends_the_watch_without_a_violation() {
+    let playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
+                    #EXTINF:2.0,\na.ts\n#EXT-X-ENDLIST\n";
+    let (addr, stop) = serve(playlist).await;
+    let report = validate(
+        ValidateConfig {
+            url: format!("http://{addr}/live/playlist.m3u8"),
+            duration: 30,
+        },
+        Shutdown::new(),
+    )
+    .await
+    .expect("validates");
+    stop.trigger();
+    assert!(report.ended, "{report:#?}");
+    assert_eq!(report.playlists_read, 1, "the watch stopped at the end");
+    assert!(
+        report
+            .violations
+            .iter()
+            .all(|v| !v.message.contains("ENDLIST")),
+        "{:#?}",
+        report.violations
+    );
 }

@@ -23,6 +23,9 @@ async fn main() {
         report.segments_checked,
         report.violations.len()
     );
+    if report.ended {
+        println!("{url}: the stream ended (EXT-X-ENDLIST); the watch stopped there");
+    }
     for (times, v) in report.summary() {
         println!("  [{}] {} ({times}x, e.g. {})", v.rule, v.message, v.at);
     }
