@@ -90,6 +90,25 @@ impl SignalState {
 
     /// A playlist was read from `base` by the poller.
     pub fn observe_playlist(&self, base: &str, facts: &PlaylistFacts, now: Instant) {
+        drop(self.observe(base, facts, now));
+    }
+
+    /// A playlist was read from `base` for a viewer: observed, then whether
+    /// it may be served: never older than one already served, and never an
+    /// ended one (`EXT-X-ENDLIST`) while another packager is fresh.
+    pub fn observe_and_admit(&self, base: &str, facts: &PlaylistFacts, now: Instant) -> bool {
+        let mut f = self.observe(base, facts, now);
+        if facts.end_list && f.has_fresh_twin(base, now) {
+            return false;
+        }
+        f.admit_playlist(facts.newest_sequence())
+    }
+
+    /// What every playlist read tells: the names it lists, and to the
+    /// failover state its newest segment, target, live edge and whether it
+    /// ended. Returns the failover state, still locked, for a decision on
+    /// the same read.
+    fn observe(&self, base: &str, facts: &PlaylistFacts, now: Instant) -> MutexGuard<'_, Failover> {
         self.learn_names(facts, now);
         let mut f = lock(&self.failover);
         f.observe_playlist(
@@ -100,21 +119,7 @@ impl SignalState {
             now,
         );
         f.observe_end(base, facts.end_list);
-    }
-
-    /// A playlist was read from `base` for a viewer: observed, then whether
-    /// it may be served: never older than one already served, and never an
-    /// ended one (`EXT-X-ENDLIST`) while another packager is fresh.
-    pub fn observe_and_admit(&self, base: &str, facts: &PlaylistFacts, now: Instant) -> bool {
-        self.learn_names(facts, now);
-        let newest = facts.newest_sequence();
-        let mut f = lock(&self.failover);
-        f.observe_playlist(base, newest, facts.target_duration, live_edge(facts), now);
-        f.observe_end(base, facts.end_list);
-        if facts.end_list && f.has_fresh_twin(base, now) {
-            return false;
-        }
-        f.admit_playlist(newest)
+        f
     }
 
     /// Remembers the segment names a packager listed (see [`ListedSegments`]).
