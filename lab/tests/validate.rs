@@ -13,10 +13,11 @@ use warp::Filter;
 /// Seconds each validator watches.
 const WATCH_SECONDS: u64 = 16;
 
-async fn watch(url: String) -> ValidationReport {
+/// Runs the validator on `url` for `seconds` (or until the stream ends).
+async fn watch(url: String, seconds: u64) -> ValidationReport {
     let config = ValidateConfig {
         url: url.clone(),
-        duration: WATCH_SECONDS,
+        duration: seconds,
     };
     validate(config, Shutdown::new())
         .await
@@ -43,7 +44,7 @@ fn proxy_and_packagers_keep_every_rule() {
         let watches: Vec<_> = urls
             .iter()
             .cloned()
-            .map(|u| tokio::spawn(watch(u)))
+            .map(|u| tokio::spawn(watch(u, WATCH_SECONDS)))
             .collect();
         let mut reports = Vec::new();
         for w in watches {
@@ -65,8 +66,9 @@ fn proxy_and_packagers_keep_every_rule() {
 }
 
 /// Serves `playlist` at `/live/playlist.m3u8` and 188 zero bytes (not a
-/// transport stream) for any other name, until the returned flag fires.
-async fn serve(playlist: &'static str) -> (std::net::SocketAddr, Shutdown) {
+/// transport stream) for any other name while the validator watches it for
+/// `seconds`.
+async fn validate_served(playlist: &'static str, seconds: u64) -> ValidationReport {
     let routes = warp::path!("live" / String).map(move |name: String| {
         let (body, kind) = if name.ends_with(".m3u8") {
             (
@@ -93,7 +95,9 @@ async fn serve(playlist: &'static str) -> (std::net::SocketAddr, Shutdown) {
             .graceful(async move { stopped.wait().await })
             .run(),
     );
-    (addr, stop)
+    let report = watch(format!("http://{addr}/live/playlist.m3u8"), seconds).await;
+    stop.trigger();
+    report
 }
 
 /// A stream a careless packager could serve: no dates, no
@@ -103,17 +107,7 @@ async fn serve(playlist: &'static str) -> (std::net::SocketAddr, Shutdown) {
 async fn a_stream_breaking_the_rules_is_caught_rule_by_rule() {
     let playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
                     #EXTINF:2.0,\na.ts\n#EXTINF:3.5,\nb.ts\n#EXTINF:2.0,\nc.ts\n";
-    let (addr, stop) = serve(playlist).await;
-    let report = validate(
-        ValidateConfig {
-            url: format!("http://{addr}/live/playlist.m3u8"),
-            duration: 2,
-        },
-        Shutdown::new(),
-    )
-    .await
-    .expect("validates");
-    stop.trigger();
+    let report = validate_served(playlist, 2).await;
     assert!(!report.ended);
     let rules: BTreeSet<&str> = report.violations.iter().map(|v| v.rule).collect();
     for rule in [
@@ -138,17 +132,7 @@ async fn a_stream_breaking_the_rules_is_caught_rule_by_rule() {
 async fn an_ended_stream_ends_the_watch_without_a_violation() {
     let playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n\
                     #EXTINF:2.0,\na.ts\n#EXT-X-ENDLIST\n";
-    let (addr, stop) = serve(playlist).await;
-    let report = validate(
-        ValidateConfig {
-            url: format!("http://{addr}/live/playlist.m3u8"),
-            duration: 30,
-        },
-        Shutdown::new(),
-    )
-    .await
-    .expect("validates");
-    stop.trigger();
+    let report = validate_served(playlist, 30).await;
     assert!(report.ended, "{report:#?}");
     assert_eq!(report.playlists_read, 1, "the watch stopped at the end");
     assert!(
