@@ -1,6 +1,6 @@
 //! The worker benchmark (`just bench-worker`): what the worker costs in CPU
 //! for each minute of live output, beside the ffmpeg CLI and `gst-launch-1.0`
-//! encoding the same input at the same settings, one after another in one run.
+//! encoding the same input at the same settings, in one run.
 //!
 //! ```text
 //!   worker      --input <dir>  ──▶ <out>/live01/playlist.m3u8   (loops the input itself)
@@ -8,7 +8,17 @@
 //!   ffmpeg-1t: the same with -threads 1 for the decoder and the encoder
 //!   gst-launch-1.0 -e <the line `worker --print-pipeline` prints>
 //!               on a stream-copied longer input ──▶ <out>/live01/playlist.m3u8
+//!   gst-lean: gst-launch-1.0 -e, the leanest GStreamer arrangement of the same
+//!               work on the same longer input  ──▶ <out>/live01/playlist.m3u8
 //! ```
+//!
+//! `gst-lean` is not the worker's pipeline: it shows what GStreamer's elements
+//! cost at the least. One streaming thread (the demuxer's) decodes, encodes and
+//! paces both streams, as ffmpeg's one loop does; no decodebin (its multiqueue
+//! adds a thread per stream), no splitmuxsink (its queues add two more and it
+//! cannot take both streams from one thread); mpegtsmux cuts where the segment
+//! sink asks for keyframes. It needs an H.264 + AAC input and does none of
+//! what the worker adds (looping, the epoch grid, its own playlist).
 //!
 //! Every contender runs for the same wall time, paced to real time (the worker
 //! and the printed line by their `clocksync`s, ffmpeg by `-re`). While it runs
@@ -19,8 +29,10 @@
 //! The figure is CPU seconds per minute of media written, and its ratio to
 //! ffmpeg's (the goal: the worker at 1.0x or less). `ffmpeg-1t` is ffmpeg given
 //! the worker's default of one thread per codec (`CODEC_THREADS`), so the
-//! table shows how much of the difference is that choice. Contenders never run at
-//! the same time; `--runs` repeats the round and the table shows medians.
+//! table shows how much of the difference is that choice. Contenders run one
+//! after another, or with `--together` all at once (each then meets the same
+//! machine over the same minutes: steadier ratios on a noisy VM); `--runs`
+//! repeats the round and the table shows medians.
 
 use nonstop_lab::support as common;
 
@@ -85,9 +97,16 @@ struct Args {
     /// present, else one made like scripts/setup.sh does (30 s, 1280x720).
     #[arg(long, env = "BENCH_INPUT", value_name = "FILE")]
     input: Option<PathBuf>,
-    /// Contenders: worker,ffmpeg,ffmpeg-1t,gst-launch (default: all four).
+    /// Contenders: worker,ffmpeg,ffmpeg-1t,gst-launch,gst-lean (default: all five).
     #[arg(long, env = "BENCH_CONTENDERS", value_name = "LIST")]
     contenders: Option<String>,
+    /// Run the contenders at the same time instead of one after another:
+    /// each then sees the same machine (other load, CPU frequency, the VM's
+    /// neighbours) over the same minutes, which steadies their ratios. They
+    /// share the cores: fine while all of them together need well under
+    /// them (each needs about 15% of one core here).
+    #[arg(long, env = "BENCH_TOGETHER")]
+    together: bool,
     /// Passed by `cargo bench` to benches without the libtest harness.
     #[arg(long, hide = true)]
     bench: bool,
@@ -107,14 +126,17 @@ enum Contender {
     /// ffmpeg with one thread per codec, the worker's default.
     FfmpegOneThread,
     GstLaunch,
+    /// The same work in the leanest GStreamer arrangement ([`lean_line`]).
+    GstLean,
 }
 
 impl Contender {
-    const ALL: [Contender; 4] = [
+    const ALL: [Contender; 5] = [
         Contender::Worker,
         Contender::Ffmpeg,
         Contender::FfmpegOneThread,
         Contender::GstLaunch,
+        Contender::GstLean,
     ];
 
     fn name(self) -> &'static str {
@@ -123,6 +145,7 @@ impl Contender {
             Contender::Ffmpeg => "ffmpeg",
             Contender::FfmpegOneThread => "ffmpeg-1t",
             Contender::GstLaunch => "gst-launch",
+            Contender::GstLean => "gst-lean",
         }
     }
 
@@ -131,7 +154,10 @@ impl Contender {
     fn stop_signal(self) -> &'static str {
         match self {
             Contender::Worker => "TERM",
-            Contender::Ffmpeg | Contender::FfmpegOneThread | Contender::GstLaunch => "INT",
+            Contender::Ffmpeg
+            | Contender::FfmpegOneThread
+            | Contender::GstLaunch
+            | Contender::GstLean => "INT",
         }
     }
 }
@@ -186,6 +212,9 @@ struct Setup {
     /// The launch line `worker --print-pipeline` printed, its output folder
     /// placeholder not yet filled in.
     gst_line: Option<String>,
+    /// The leanest arrangement's launch line ([`lean_line`]), placeholder
+    /// likewise.
+    lean_line: Option<String>,
     scratch: PathBuf,
     worker_bin: String,
     clk_tck: f64,
@@ -224,12 +253,20 @@ fn run(args: Args) -> Result<(), String> {
         input: input.clone(),
         worker_input,
         gst_line: None,
+        lean_line: None,
         scratch: dir.path().to_path_buf(),
         worker_bin,
         clk_tck: clock_ticks(),
     };
-    if contenders.contains(&Contender::GstLaunch) {
-        setup.gst_line = Some(gst_line(&setup, input_s)?);
+    let launched = [Contender::GstLaunch, Contender::GstLean];
+    if contenders.iter().any(|c| launched.contains(c)) {
+        let long = long_input(&setup, input_s)?;
+        if contenders.contains(&Contender::GstLaunch) {
+            setup.gst_line = Some(gst_line(&setup, &long)?);
+        }
+        if contenders.contains(&Contender::GstLean) {
+            setup.lean_line = Some(lean_line(&setup, &long));
+        }
     }
     eprintln!(
         "worker bench: input {} ({input_s:.1} s), {} s per contender, {} run(s), {} s segments, {} kbit/s; load average {}",
@@ -247,27 +284,9 @@ fn run(args: Args) -> Result<(), String> {
     let mut results: Vec<(Contender, Vec<Measure>)> =
         contenders.iter().map(|&c| (c, Vec::new())).collect();
     for run in 1..=args.runs {
-        for (contender, measures) in &mut results {
-            eprintln!(
-                "worker bench: run {run}/{}: {} for {} s",
-                args.runs,
-                contender.name(),
-                args.seconds
-            );
-            let m = run_one(*contender, &setup, run)?;
-            eprintln!(
-                "worker bench:   {:.1} CPU s over {:.1} s, {} segments = {:.1} s of media -> {:.2} CPU s per output minute ({:.2} once live, from the first segment at {:.1} CPU s), peak RSS {:.1} MiB, load {:.2}",
-                m.cpu_s,
-                m.wall_s,
-                m.segments,
-                m.media_s,
-                m.cpu_per_output_minute(),
-                m.steady_cpu_per_output_minute(),
-                m.first_cpu_s,
-                m.rss_mib,
-                m.load1
-            );
-            measures.push(m);
+        let measures = run_round(&contenders, &setup, run, args.together)?;
+        for ((_, all), m) in results.iter_mut().zip(measures) {
+            all.push(m);
         }
     }
     print_table(&results, args.runs);
@@ -284,7 +303,9 @@ fn parse_contenders(list: Option<&str>) -> Result<Vec<Contender>, String> {
             .into_iter()
             .find(|c| c.name() == name)
             .ok_or_else(|| {
-                format!("unknown contender '{name}' (worker, ffmpeg, ffmpeg-1t, gst-launch)")
+                format!(
+                    "unknown contender '{name}' (worker, ffmpeg, ffmpeg-1t, gst-launch, gst-lean)"
+                )
             })?;
         if !chosen.contains(&c) {
             chosen.push(c);
@@ -317,7 +338,8 @@ fn check_tools(contenders: &[Contender]) -> Result<(), String> {
             missing.push(format!("{tool} (apt-get install ffmpeg)"));
         }
     }
-    if contenders.contains(&Contender::GstLaunch) && !on_path("gst-launch-1.0") {
+    let launched = [Contender::GstLaunch, Contender::GstLean];
+    if contenders.iter().any(|c| launched.contains(c)) && !on_path("gst-launch-1.0") {
         missing.push(
             "gst-launch-1.0 (apt-get install gstreamer1.0-tools, or ./scripts/setup.sh)".into(),
         );
@@ -389,14 +411,13 @@ fn media_duration(path: &Path) -> Result<f64, String> {
         .ok_or_else(|| format!("ffprobe found no duration in {}", path.display()))
 }
 
-/// The worker's own launch line for a longer copy of the input.
+/// A longer copy of the input, in its own folder, for the launch lines.
 ///
-/// The printed line plays its input once (the worker loops by seeks the line
+/// A launch line plays its input once (the worker loops by seeks a line
 /// cannot express), so gst-launch gets the input stream-copied end to end
 /// (`ffmpeg -stream_loop K -c copy`: the same frames, no re-encoding) long
-/// enough to outlast the run. The output folder is written as `@OUT@`, filled
-/// in per run.
-fn gst_line(setup: &Setup, input_s: f64) -> Result<String, String> {
+/// enough to outlast the run.
+fn long_input(setup: &Setup, input_s: f64) -> Result<PathBuf, String> {
     let long_dir = setup.scratch.join("gst-input");
     std::fs::create_dir_all(&long_dir).map_err(|e| format!("mkdir: {e}"))?;
     let long = long_dir.join(format!("{SIGNAL}.mp4"));
@@ -416,10 +437,17 @@ fn gst_line(setup: &Setup, input_s: f64) -> Result<String, String> {
         "copy",
         &long.to_string_lossy(),
     ]))?;
+    Ok(long)
+}
+
+/// The worker's own launch line for the longer input `long`. The output
+/// folder is written as `@OUT@`, filled in per run.
+fn gst_line(setup: &Setup, long: &Path) -> Result<String, String> {
+    let long_dir = long.parent().ok_or("the longer input has no folder")?;
     let placeholder = setup.scratch.join("@OUT@");
     let printed = run_tool(
         Command::new(&setup.worker_bin)
-            .args(worker_args(setup, &long_dir, &placeholder))
+            .args(worker_args(setup, long_dir, &placeholder))
             .arg("--print-pipeline")
             .env_remove("RUST_LOG"),
     )?;
@@ -430,6 +458,36 @@ fn gst_line(setup: &Setup, input_s: f64) -> Result<String, String> {
         .find(|l| !l.is_empty() && !l.starts_with('#'))
         .ok_or("`worker --print-pipeline` printed no launch line")?;
     Ok(line.to_string())
+}
+
+/// How much the muxer may hold per stream in the lean line, in ns: one thread
+/// feeds both of mpegtsmux's pads, so each pad must take a buffer while the
+/// other waits for its next one (with none, the thread blocks on a full pad
+/// that the muxer cannot drain until the other pad has data).
+const LEAN_MUX_LATENCY_NS: u64 = 500_000_000;
+
+/// The same work as the worker's line (same decoders, encoders and settings,
+/// one thread per codec, each stream paced after its encoder) in the leanest
+/// GStreamer arrangement: everything before the muxer on the demuxer's one
+/// thread, mpegtsmux into hlssink, which asks for a keyframe every segment.
+/// Output folder `@OUT@` as in [`gst_line`].
+fn lean_line(setup: &Setup, long: &Path) -> String {
+    let out = setup.scratch.join("@OUT@").join(SIGNAL);
+    format!(
+        "filesrc location=\"{input}\" ! qtdemux name=demux \
+         demux.video_0 ! h264parse ! avdec_h264 max-threads=1 ! videoconvert ! video/x-raw,format=I420 \
+         ! x264enc tune=zerolatency speed-preset=superfast bitrate={kbps} key-int-max=100000 threads=1 option-string=scenecut=0 \
+         ! clocksync ! h264parse ! mux. \
+         demux.audio_0 ! aacparse ! avdec_aac ! audioconvert ! audioresample ! avenc_aac bitrate={AUDIO_BPS} \
+         ! clocksync ! aacparse ! mux. \
+         mpegtsmux name=mux latency={LEAN_MUX_LATENCY_NS} \
+         ! hlssink target-duration={seg} playlist-length={PLAYLIST_LENGTH} max-files=10 \
+         location=\"{out}/segment%05d.ts\" playlist-location=\"{out}/playlist.m3u8\"",
+        input = long.display(),
+        kbps = setup.video_kbps,
+        seg = setup.segment_seconds,
+        out = out.display(),
+    )
 }
 
 fn worker_args(setup: &Setup, input: &Path, output: &Path) -> Vec<String> {
@@ -525,8 +583,13 @@ fn command(contender: Contender, setup: &Setup, out: &Path) -> (String, Vec<Stri
             }
             ("ffmpeg".into(), args, out.join("playlist.m3u8"))
         }
-        Contender::GstLaunch => {
-            let line = setup.gst_line.as_deref().unwrap_or_default().replace(
+        Contender::GstLaunch | Contender::GstLean => {
+            let line = if contender == Contender::GstLaunch {
+                &setup.gst_line
+            } else {
+                &setup.lean_line
+            };
+            let line = line.as_deref().unwrap_or_default().replace(
                 &setup.scratch.join("@OUT@").display().to_string(),
                 &out.display().to_string(),
             );
@@ -542,118 +605,250 @@ fn command(contender: Contender, setup: &Setup, out: &Path) -> (String, Vec<Stri
     }
 }
 
-/// Runs one contender for the set wall time and measures it.
-fn run_one(contender: Contender, setup: &Setup, run: u32) -> Result<Measure, String> {
-    let out = setup
-        .scratch
-        .join(format!("out-{}-{run}", contender.name()));
-    // hlssink2 does not make its folder; the worker and ffmpeg do not mind.
-    std::fs::create_dir_all(out.join(SIGNAL)).map_err(|e| format!("mkdir: {e}"))?;
-    let (program, args, playlist) = command(contender, setup, &out);
-    if run == 1 {
-        let shown = match contender {
-            Contender::GstLaunch => args
-                .last()
-                .cloned()
-                .unwrap_or_default()
-                .replacen("exec ", "", 1),
-            _ => shell_line(&program, &args),
-        };
-        eprintln!("worker bench:   $ {shown}");
-    }
-    let log_path = setup
-        .scratch
-        .join(format!("{}-{run}.log", contender.name()));
-    let log = File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
-    let log_err = log.try_clone().map_err(|e| format!("log file: {e}"))?;
-    let started = Instant::now();
-    let mut child = Command::new(&program)
-        .args(&args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .spawn()
-        .map_err(|e| format!("cannot start {program}: {e}"))?;
-    let result = watch(&mut child, setup, &playlist, started);
-    stop(&mut child, contender);
-    let measure = result.map_err(|e| {
-        let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let tail: Vec<&str> = tail.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!(
-            "{}: {e}; its log ends:\n{}",
-            contender.name(),
-            tail.join("\n")
-        )
-    })?;
-    // The segments are not needed any more: free the disk.
-    let _ = std::fs::remove_dir_all(&out);
-    let _ = std::fs::remove_file(&log_path);
-    Ok(measure)
+/// A contender started, writing its stream, and what has been seen of it.
+struct Running {
+    contender: Contender,
+    child: Child,
+    out: PathBuf,
+    log_path: PathBuf,
+    playlist: PathBuf,
+    started: Instant,
+    /// Segment names already counted.
+    seen: HashSet<String>,
+    media_s: f64,
+    /// CPU and media seconds when its first segment appeared.
+    first: Option<(f64, f64)>,
 }
 
-/// Polls the playlist until the wall time is up, then reads the process's CPU
-/// time and peak memory before anything stops it.
-fn watch(
-    child: &mut Child,
-    setup: &Setup,
-    playlist: &Path,
-    started: Instant,
-) -> Result<Measure, String> {
-    let total = Duration::from_secs_f64(setup.seconds);
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut media_s = 0.0;
-    let mut first: Option<(f64, f64)> = None;
-    let pid = child.id();
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
+impl Running {
+    /// Starts `contender` writing into its own folder for round `run`
+    /// (printing its command line in the first round).
+    fn start(contender: Contender, setup: &Setup, run: u32) -> Result<Running, String> {
+        let out = setup
+            .scratch
+            .join(format!("out-{}-{run}", contender.name()));
+        // hlssink2 does not make its folder; the worker and ffmpeg do not mind.
+        std::fs::create_dir_all(out.join(SIGNAL)).map_err(|e| format!("mkdir: {e}"))?;
+        let (program, args, playlist) = command(contender, setup, &out);
+        if run == 1 {
+            let shown = match contender {
+                Contender::GstLaunch | Contender::GstLean => args
+                    .last()
+                    .cloned()
+                    .unwrap_or_default()
+                    .replacen("exec ", "", 1),
+                _ => shell_line(&program, &args),
+            };
+            eprintln!("worker bench:   $ {shown}");
+        }
+        let log_path = setup
+            .scratch
+            .join(format!("{}-{run}.log", contender.name()));
+        let log = File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
+        let log_err = log.try_clone().map_err(|e| format!("log file: {e}"))?;
+        let started = Instant::now();
+        let child = Command::new(&program)
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| format!("cannot start {program}: {e}"))?;
+        Ok(Running {
+            contender,
+            child,
+            out,
+            log_path,
+            playlist,
+            started,
+            seen: HashSet::new(),
+            media_s: 0.0,
+            first: None,
+        })
+    }
+
+    /// Reads its playlist once, counting new segments; an error when it has
+    /// exited.
+    fn poll(&mut self, clk_tck: f64) -> Result<(), String> {
+        if let Ok(Some(status)) = self.child.try_wait() {
             return Err(format!(
                 "exited early ({status}) after {:.1} s",
-                started.elapsed().as_secs_f64()
+                self.started.elapsed().as_secs_f64()
             ));
         }
-        if let Some(facts) = std::fs::read(playlist)
+        if let Some(facts) = std::fs::read(&self.playlist)
             .ok()
             .and_then(|b| PlaylistFacts::parse(&b).ok())
         {
             for s in facts.segments {
                 let duration = s.duration.as_secs_f64();
-                if seen.insert(s.uri) {
-                    media_s += duration;
+                if self.seen.insert(s.uri) {
+                    self.media_s += duration;
                 }
             }
-            if first.is_none() && !seen.is_empty() {
-                first = cpu_seconds(pid, setup.clk_tck).map(|cpu| (cpu, media_s));
+            if self.first.is_none() && !self.seen.is_empty() {
+                self.first = cpu_seconds(self.child.id(), clk_tck).map(|cpu| (cpu, self.media_s));
             }
         }
+        Ok(())
+    }
+
+    /// Its CPU time and peak memory now, with the media seen: read before
+    /// anything stops it.
+    fn measure(&self, clk_tck: f64) -> Result<Measure, String> {
+        let pid = self.child.id();
+        let cpu_s =
+            cpu_seconds(pid, clk_tck).ok_or_else(|| format!("cannot read /proc/{pid}/stat"))?;
+        let wall_s = self.started.elapsed().as_secs_f64();
+        let rss_mib = peak_rss_kib(pid).unwrap_or(0.0) / 1024.0;
+        let Some((first_cpu_s, first_media_s)) = self.first else {
+            return Err(format!(
+                "wrote no segment to {} in {wall_s:.0} s",
+                self.playlist.display()
+            ));
+        };
+        Ok(Measure {
+            cpu_s,
+            wall_s,
+            media_s: self.media_s,
+            first_cpu_s,
+            first_media_s,
+            segments: self.seen.len(),
+            rss_mib,
+            load1: load_average()
+                .and_then(|l| l.split(' ').next().and_then(|v| v.parse().ok()))
+                .unwrap_or(f64::NAN),
+        })
+    }
+
+    /// Stops it; on a failed `result`, adds its log's last lines; then frees
+    /// its segments and log.
+    fn finish(mut self, result: Result<Measure, String>) -> Result<Measure, String> {
+        stop(&mut self.child, self.contender);
+        let measure = result.map_err(|e| {
+            let tail = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!(
+                "{}: {e}; its log ends:\n{}",
+                self.contender.name(),
+                tail.join("\n")
+            )
+        })?;
+        let _ = std::fs::remove_dir_all(&self.out);
+        let _ = std::fs::remove_file(&self.log_path);
+        Ok(measure)
+    }
+}
+
+/// Runs `contenders` for the set wall time, one after another or (with
+/// `together`) all at once, and measures each.
+fn run_round(
+    contenders: &[Contender],
+    setup: &Setup,
+    run: u32,
+    together: bool,
+) -> Result<Vec<Measure>, String> {
+    if !together {
+        return contenders
+            .iter()
+            .map(|&c| {
+                eprintln!(
+                    "worker bench: run {run}: {} for {} s",
+                    c.name(),
+                    setup.seconds
+                );
+                let measures = run_watched(vec![Running::start(c, setup, run)?], setup)?;
+                report(c, &measures[0]);
+                Ok(measures[0].clone())
+            })
+            .collect();
+    }
+    eprintln!(
+        "worker bench: run {run}: {} together for {} s",
+        contenders
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        setup.seconds
+    );
+    let mut running = Vec::new();
+    for &c in contenders {
+        match Running::start(c, setup, run) {
+            Ok(r) => running.push(r),
+            Err(e) => {
+                for r in running {
+                    let _ = r.finish(Err(String::new()));
+                }
+                return Err(e);
+            }
+        }
+    }
+    let measures = run_watched(running, setup)?;
+    for (c, m) in contenders.iter().zip(&measures) {
+        report(*c, m);
+    }
+    Ok(measures)
+}
+
+/// Polls every running contender's playlist until the wall time is up, then
+/// measures each before stopping any.
+fn run_watched(mut running: Vec<Running>, setup: &Setup) -> Result<Vec<Measure>, String> {
+    let total = Duration::from_secs_f64(setup.seconds);
+    let started = Instant::now();
+    let failed = loop {
+        if let Some(e) = running
+            .iter_mut()
+            .find_map(|r| r.poll(setup.clk_tck).err().map(|e| (r.contender, e)))
+        {
+            break Some(e);
+        }
         if started.elapsed() >= total {
-            break;
+            break None;
         }
         std::thread::sleep(POLL.min(total.saturating_sub(started.elapsed())));
-    }
-    let cpu_s =
-        cpu_seconds(pid, setup.clk_tck).ok_or_else(|| format!("cannot read /proc/{pid}/stat"))?;
-    let wall_s = started.elapsed().as_secs_f64();
-    let rss_mib = peak_rss_kib(pid).unwrap_or(0.0) / 1024.0;
-    let Some((first_cpu_s, first_media_s)) = first else {
-        return Err(format!(
-            "wrote no segment to {} in {wall_s:.0} s",
-            playlist.display()
-        ));
     };
-    Ok(Measure {
-        cpu_s,
-        wall_s,
-        media_s,
-        first_cpu_s,
-        first_media_s,
-        segments: seen.len(),
-        rss_mib,
-        load1: load_average()
-            .and_then(|l| l.split(' ').next().and_then(|v| v.parse().ok()))
-            .unwrap_or(f64::NAN),
-    })
+    let results: Vec<Result<Measure, String>> = running
+        .iter()
+        .map(|r| match &failed {
+            Some((c, e)) if *c == r.contender => Err(e.clone()),
+            Some((c, _)) => Err(format!("stopped: {} failed", c.name())),
+            None => r.measure(setup.clk_tck),
+        })
+        .collect();
+    let mut measures = Vec::new();
+    let mut first_error = None;
+    for (r, result) in running.into_iter().zip(results) {
+        match r.finish(result) {
+            Ok(m) => measures.push(m),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(measures),
+    }
+}
+
+/// One contender's figures, as the run goes.
+fn report(contender: Contender, m: &Measure) {
+    eprintln!(
+        "worker bench:   {}: {:.1} CPU s over {:.1} s, {} segments = {:.1} s of media -> {:.2} CPU s per output minute ({:.2} once live, from the first segment at {:.1} CPU s), peak RSS {:.1} MiB, load {:.2}",
+        contender.name(),
+        m.cpu_s,
+        m.wall_s,
+        m.segments,
+        m.media_s,
+        m.cpu_per_output_minute(),
+        m.steady_cpu_per_output_minute(),
+        m.first_cpu_s,
+        m.rss_mib,
+        m.load1
+    );
 }
 
 /// Sends the contender its stop signal and waits for it; kills it after
