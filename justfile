@@ -133,7 +133,7 @@ bench-idle *args:
     cargo build --release -p nonstop -p nonstop-lab --bin proxy --bin idleconns
     ./target/release/idleconns {{args}}
 
-# The worker's CPU per minute of live output beside ffmpeg and gst-launch-1.0 at equal settings (lab/bench/README.md).
+# The worker's CPU per minute of live output beside ffmpeg and gst-launch-1.0 (its own line and the leanest) at equal settings; --together runs them at once (lab/bench/README.md).
 bench-worker *args:
     cargo build --release --workspace --bins
     cargo bench -p nonstop-lab --bench worker -- {{args}}
