@@ -284,7 +284,7 @@ fn run(args: Args) -> Result<(), String> {
     let mut results: Vec<(Contender, Vec<Measure>)> =
         contenders.iter().map(|&c| (c, Vec::new())).collect();
     for run in 1..=args.runs {
-        let measures = run_round(&contenders, &setup, run, args.together)?;
+        let measures = run_round(&contenders, &setup, (run, args.runs), args.together)?;
         for ((_, all), m) in results.iter_mut().zip(measures) {
             all.push(m);
         }
@@ -747,7 +747,7 @@ impl Running {
 fn run_round(
     contenders: &[Contender],
     setup: &Setup,
-    run: u32,
+    (run, runs): (u32, u32),
     together: bool,
 ) -> Result<Vec<Measure>, String> {
     if !together {
@@ -755,7 +755,7 @@ fn run_round(
             .iter()
             .map(|&c| {
                 eprintln!(
-                    "worker bench: run {run}: {} for {} s",
+                    "worker bench: run {run}/{runs}: {} for {} s",
                     c.name(),
                     setup.seconds
                 );
@@ -766,7 +766,7 @@ fn run_round(
             .collect();
     }
     eprintln!(
-        "worker bench: run {run}: {} together for {} s",
+        "worker bench: run {run}/{runs}: {} together for {} s",
         contenders
             .iter()
             .map(|c| c.name())
