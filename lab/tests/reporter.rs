@@ -32,7 +32,7 @@ fn reporter(dir: &std::path::Path, name: &str, port: u16, store: &str, ttl: &str
 }
 
 #[test]
-fn reporters_sharing_redis_see_each_others_reports_until_they_expire() {
+fn reporters_sharing_redis_add_up_each_others_reports_until_they_expire() {
     let dir = tempfile::tempdir().expect("tempdir");
     let redis = RedisServer::start(dir.path());
     let store = redis.url();
@@ -50,6 +50,19 @@ fn reporters_sharing_redis_see_each_others_reports_until_they_expire() {
         seen[0]["packagers"],
         serde_json::json!(["http://localhost:8080"])
     );
+    // Another host's discovery, through the other reporter, names only its
+    // own packager (as when the two hosts cannot reach each other): the
+    // signal keeps both, seen the same from either reporter.
+    let other = serde_json::json!({"signal": "live01", "packagers": ["http://localhost:9090"]});
+    assert_eq!(post(&format!("http://127.0.0.1:{pb}/ingests"), other), 200);
+    for port in [pa, pb] {
+        let seen = get_json(&format!("http://127.0.0.1:{port}/ingests"));
+        assert_eq!(
+            seen[0]["packagers"],
+            serde_json::json!(["http://localhost:8080", "http://localhost:9090"]),
+            "{seen}"
+        );
+    }
 
     wait_for(Duration::from_secs(10), "the report to expire", || {
         let v = get_json(&format!("http://127.0.0.1:{pb}/ingests"));

@@ -1,5 +1,6 @@
-//! The reporter: keeps discovery's latest report per signal (with expiry) and
-//! exposes it. `POST /ingests` takes `{"signal":..,"packagers":[..]}`;
+//! The reporter: keeps, per signal, every packager discovery reported serving
+//! it within the TTL (the union of recent reports: see [`store`]) and exposes
+//! them. `POST /ingests` takes `{"signal":..,"packagers":[..]}`;
 //! `GET /ingests` answers the seed's shape:
 //! `[{"signal":"live01","packagers":[...],"last_reported":"Fri, 05 Apr 2024 11:23:45 -03"}]`.
 
@@ -27,14 +28,15 @@ pub const DEFAULT_REPORT_TTL: &str = "15";
 /// Most packagers one report may list.
 const MAX_PACKAGERS_PER_REPORT: usize = 16;
 
-/// Keeps the latest report per signal and serves `GET /ingests`.
+/// Keeps each signal's recently reported packagers and serves `GET /ingests`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "reporter", version)]
 pub struct ReporterConfig {
     /// Port to listen on.
     #[arg(long, env = "REPORTER_PORT", default_value = "2000", value_parser = parse_port)]
     pub port: u16,
-    /// Seconds after which a signal no longer reported disappears.
+    /// Seconds after which a packager no report names any more leaves its
+    /// signal's list (and a signal left with none disappears).
     #[arg(long, env = "REPORT_TTL_SECONDS", default_value = DEFAULT_REPORT_TTL, value_parser = parse_seconds)]
     pub ttl: Duration,
     /// Where reports are kept: `memory`, or a `redis://host:port` URL to share
