@@ -154,6 +154,8 @@ pub struct Lab {
 
 /// The nftables table that cuts a link.
 const CUT_TABLE: &str = "nonstop_cut";
+/// The nftables table that parts two hosts.
+const PARTITION_TABLE: &str = "nonstop_partition";
 
 impl Lab {
     /// Makes one namespace per name in `hosts` (loopback up), a switch, a
@@ -295,6 +297,51 @@ impl Lab {
                 ],
             );
         }
+    }
+
+    /// Parts hosts `x` and `y`: each drops every packet from or to the other
+    /// (silence, not a reset), while both still reach every other host.
+    pub fn partition(&self, x: &str, y: &str) {
+        for (host, other) in [(self.host(x), self.host(y)), (self.host(y), self.host(x))] {
+            let peer = &other.addr;
+            let rules = format!(
+                "table inet {PARTITION_TABLE} {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  ip saddr {peer} drop\n }}\n chain output {{\n  type filter hook output priority 0; policy accept;\n  ip daddr {peer} drop\n }}\n}}\n"
+            );
+            if let Err(e) = load_rules(Some(&host.netns), &rules) {
+                panic!("cannot part {x} from {y} in {}: {e}", host.netns);
+            }
+        }
+    }
+
+    /// Undoes [`Lab::partition`].
+    pub fn heal(&self, x: &str, y: &str) {
+        for host in [self.host(x), self.host(y)] {
+            must(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &host.netns,
+                    "nft",
+                    "delete",
+                    "table",
+                    "inet",
+                    PARTITION_TABLE,
+                ],
+            );
+        }
+    }
+
+    /// Whether a TCP connection from host `from` to `addr:port` opens within
+    /// 3 s.
+    pub fn connects(&self, from: &str, addr: &str, port: u16) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", &self.host(from).netns, "timeout", "3"])
+            .args(["bash", "-c", &format!("exec 3<>/dev/tcp/{addr}/{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
 }
 

@@ -72,6 +72,8 @@ struct Hosts {
     packagers: [String; 2],
     /// The proxy's base URL, on host c.
     proxy_base: String,
+    /// The origin's routes for the signal, on host c.
+    routes: String,
     logs: PathBuf,
     _dir: tempfile::TempDir,
     _exclusive: ExclusiveStack,
@@ -210,21 +212,29 @@ impl Hosts {
             lab,
             packagers,
             proxy_base,
+            routes: format!("http://{c}:{}/live/{SIGNAL}/packagers", ports.origin),
             logs,
             _dir: dir,
             _exclusive: exclusive,
         };
-        let routes = format!("http://{c}:{}/live/{SIGNAL}/packagers", ports.origin);
         hosts.wait(
             Duration::from_secs(30),
             "origin to list both hosts' packagers",
-            || {
-                let (status, body) = get(&routes)?;
-                let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-                (status == 200 && v["packagers"].as_array()?.len() == 2).then_some(())
-            },
+            || (hosts.routes()?.len() == 2).then_some(()),
         );
         hosts
+    }
+
+    /// The packagers the origin routes the signal to.
+    fn routes(&self) -> Option<Vec<String>> {
+        let (status, body) = get(&self.routes)?;
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let list = v["packagers"].as_array()?;
+        (status == 200).then(|| {
+            list.iter()
+                .filter_map(|p| p.as_str().map(String::from))
+                .collect()
+        })
     }
 
     /// Like [`wait_for`], with every log in the failure message.
@@ -584,6 +594,94 @@ fn a_host_whose_folder_is_wiped_goes_unnoticed_and_rejoins() {
 #[test]
 fn a_host_whose_worker_is_killed_goes_unnoticed_and_rejoins_when_restarted() {
     host_fails(Fault::WorkerKilled);
+}
+
+/// Hosts a and b parted from each other (each drops the other's packets)
+/// while both still reach host c and the viewer: the workers never talk, so
+/// nothing may change. The viewer sees nothing; the origin keeps routing to
+/// both packagers, though each host's discovery now finds only its own; the
+/// proxy keeps both fresh and does not switch.
+#[test]
+fn hosts_a_and_b_parted_from_each_other_change_nothing() {
+    let hosts = Hosts::start();
+    let probe = Probe::start(&hosts.playlist_url(), WATCH_SECONDS);
+    let started = Instant::now();
+    probe.wait_playing(PLAYED_BEFORE_FAULT, PLAYING_WITHIN);
+    let switches_before = hosts.switches();
+    let b_port: u16 = hosts.packagers[1]
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("server2's port");
+    let b_addr = hosts.lab.host("b").addr.clone();
+    assert!(
+        hosts.lab.connects("a", &b_addr, b_port),
+        "host a cannot reach server2 before the partition"
+    );
+    hosts.lab.partition("a", "b");
+    let parted = Instant::now();
+    assert!(
+        !hosts.lab.connects("a", &b_addr, b_port),
+        "host a still reaches server2 through the partition"
+    );
+    // Until the probe is nearly done: every read of the routes and of the
+    // proxy's view while parted.
+    let (mut reads, mut short_routes, mut not_fresh) = (0, Vec::new(), Vec::new());
+    let until = started + Duration::from_secs(u64::from(WATCH_SECONDS) - 4);
+    while Instant::now() < until {
+        reads += 1;
+        match hosts.routes() {
+            Some(r) if r.len() == 2 => {}
+            other => short_routes.push(format!(
+                "{:.1} s: {other:?}",
+                started.elapsed().as_secs_f64()
+            )),
+        }
+        for packager in &hosts.packagers {
+            let health = hosts.health(packager);
+            if health.as_deref() != Some("fresh") {
+                not_fresh.push(format!(
+                    "{:.1} s: {packager} {health:?}",
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (report, probe_log) = probe.finish();
+    let context = || format!("{report:#?}\n--- probe ---\n{probe_log}\n{}", hosts.logs());
+    assert_viewer_saw_nothing(&report, &context);
+    assert!(
+        short_routes.is_empty(),
+        "the origin dropped a packager while hosts a and b were parted, {} of {reads} reads: {short_routes:?}\n{}",
+        short_routes.len(),
+        context()
+    );
+    assert!(
+        not_fresh.is_empty(),
+        "the proxy did not rate both packagers fresh while hosts a and b were parted: {not_fresh:?}\n{}",
+        context()
+    );
+    assert_eq!(
+        hosts.switches(),
+        switches_before,
+        "the proxy switched packagers while nothing failed\n{}",
+        context()
+    );
+    hosts.lab.heal("a", "b");
+    assert!(
+        hosts.lab.connects("a", &b_addr, b_port),
+        "host a cannot reach server2 after the partition healed"
+    );
+    eprintln!(
+        "hosts a and b parted for {:.0} s while the probe played: {reads} reads, routes always both packagers, both fresh, no switch; \
+         viewer: {} stalls, {} failed requests, {} regressions, {} segments played",
+        parted.elapsed().as_secs_f64(),
+        report.stalls,
+        report.failed_requests,
+        report.playlist_regressions,
+        report.segments_played,
+    );
 }
 
 #[test]
