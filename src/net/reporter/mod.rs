@@ -65,7 +65,9 @@ pub struct ReporterState {
     /// When set, reports (and, with `protect_reads`, reads) need it.
     pub token: Option<Token>,
     pub protect_reads: bool,
-    /// Origins (`scheme://host:port`) a reported packager must have.
+    /// Origins (`scheme://host:port`) a reported packager must have, in the
+    /// configured order, which is also the order a signal's packagers are
+    /// listed in (the origin's first is its answer to `GET /live/<signal>`).
     pub allowed_origins: Vec<String>,
 }
 
@@ -89,6 +91,16 @@ impl ReporterState {
             protect_reads,
             allowed_origins: allowed.iter().filter_map(|a| origin_of(a)).collect(),
         }
+    }
+
+    /// Puts `packagers` in the configured order (as discovery, iterating the
+    /// same list, reports them), whatever the order reports arrived in.
+    fn in_configured_order(&self, packagers: &mut [String]) {
+        packagers.sort_by_key(|p| {
+            origin_of(p)
+                .and_then(|o| self.allowed_origins.iter().position(|a| *a == o))
+                .unwrap_or(usize::MAX)
+        });
     }
 
     fn authorized(&self, header: Option<&str>) -> bool {
@@ -217,7 +229,7 @@ pub fn routes(
                 if state.protect_reads && !state.authorized(auth.as_deref()) {
                     return unauthorized();
                 }
-                list_ingests(&state.store).await
+                list_ingests(&state).await
             },
         );
     let report = warp::path!("ingests")
@@ -262,10 +274,16 @@ fn unauthorized() -> Response {
     response
 }
 
-async fn list_ingests(store: &IngestStore) -> Response {
-    match store.list().await {
+async fn list_ingests(state: &ReporterState) -> Response {
+    match state.store.list().await {
         Ok(list) => {
-            let ingests: Vec<Ingest> = list.into_iter().map(Ingest::from).collect();
+            let ingests: Vec<Ingest> = list
+                .into_iter()
+                .map(|mut entry| {
+                    state.in_configured_order(&mut entry.packagers);
+                    Ingest::from(entry)
+                })
+                .collect();
             allow_any_origin(json_ok(&ingests))
         }
         Err(e) => {
@@ -419,6 +437,38 @@ mod tests {
         chrono::DateTime::parse_from_str(&format!("{when}00"), "%a, %d %b %Y %H:%M:%S %z")
             .unwrap_or_else(|e| panic!("'{when}' is not in the seed's format: {e}"));
         assert_eq!(entry.as_object().map(|o| o.len()), Some(3));
+    }
+
+    /// Two discoveries each report one packager (their hosts parted): the
+    /// signal lists both, in the configured order, not in URL or arrival
+    /// order.
+    #[tokio::test]
+    async fn packagers_reported_apart_are_listed_together_in_the_configured_order() {
+        let state = Arc::new(ReporterState::new(
+            IngestStore::Memory(MemoryStore::new(Duration::from_secs(15))),
+            None,
+            false,
+            &[
+                "http://10.0.0.2:9090".to_string(),
+                "http://10.0.0.1:8080".to_string(),
+            ],
+        ));
+        let api = routes(state);
+        for packager in ["http://10.0.0.1:8080", "http://10.0.0.2:9090"] {
+            let res = warp::test::request()
+                .method("POST")
+                .path("/ingests")
+                .json(&serde_json::json!({"signal":"live01","packagers":[packager]}))
+                .reply(&api)
+                .await;
+            assert_eq!(res.status(), 200, "{:?}", res.body());
+        }
+        let res = warp::test::request().path("/ingests").reply(&api).await;
+        let body: serde_json::Value = serde_json::from_slice(res.body()).expect("json");
+        assert_eq!(
+            body[0]["packagers"],
+            serde_json::json!(["http://10.0.0.2:9090", "http://10.0.0.1:8080"])
+        );
     }
 
     #[tokio::test]

@@ -26,8 +26,8 @@ const REDIS_PACKAGERS_PREFIX: &str = "nonstop:packagers:";
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredIngest {
     pub signal: String,
-    /// Sorted, so the order (and the origin's first packager) does not
-    /// change with the order reports arrive in.
+    /// Sorted by URL, whatever the order reports arrived in (the reporter
+    /// then puts them in its configured order).
     pub packagers: Vec<String>,
     /// When it was last reported, as milliseconds since the Unix epoch.
     pub reported_at_ms: u64,
