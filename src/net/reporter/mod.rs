@@ -44,7 +44,8 @@ pub struct ReporterConfig {
     #[arg(long, env = "REPORTER_STORE", default_value = "memory")]
     pub store: String,
     /// The packagers a report may name, comma-separated (scheme, host and port
-    /// are compared); defaults to PACKAGERS.
+    /// are compared), in the order a signal's packagers are listed (the
+    /// origin answers with the first); defaults to PACKAGERS.
     #[arg(long, env = "REPORTER_ALLOWED_PACKAGERS", value_delimiter = ',', value_parser = parse_base_url)]
     pub allowed_packagers: Option<Vec<String>>,
     /// The configured packagers, the default allow-list.
