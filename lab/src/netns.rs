@@ -71,6 +71,17 @@ pub fn load_rules(netns: Option<&str>, rules: &str) -> Result<(), String> {
     }
 }
 
+/// Deletes the nftables table `family` `table` in namespace `netns` (what
+/// [`load_rules`] loaded there), panicking as [`must`] does.
+fn delete_table(netns: &str, family: &str, table: &str) {
+    must(
+        "ip",
+        &[
+            "netns", "exec", netns, "nft", "delete", "table", family, table,
+        ],
+    );
+}
+
 /// Like [`run`], panicking with a message that says what the lab needs.
 fn must(program: &str, args: &[&str]) {
     if let Err(e) = run(program, args) {
@@ -290,12 +301,7 @@ impl Lab {
     pub fn restore(&self, name: &str) {
         let host = self.host(name);
         for netns in [&host.netns, &self.switch] {
-            must(
-                "ip",
-                &[
-                    "netns", "exec", netns, "nft", "delete", "table", "netdev", CUT_TABLE,
-                ],
-            );
+            delete_table(netns, "netdev", CUT_TABLE);
         }
     }
 
@@ -316,19 +322,7 @@ impl Lab {
     /// Undoes [`Lab::partition`].
     pub fn heal(&self, x: &str, y: &str) {
         for host in [self.host(x), self.host(y)] {
-            must(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &host.netns,
-                    "nft",
-                    "delete",
-                    "table",
-                    "inet",
-                    PARTITION_TABLE,
-                ],
-            );
+            delete_table(&host.netns, "inet", PARTITION_TABLE);
         }
     }
 

@@ -272,13 +272,7 @@ impl Hosts {
     /// How the proxy rates `packager` (fresh, unknown, stale, failing), when
     /// it lists it.
     fn health(&self, packager: &str) -> Option<String> {
-        let status = self.status()?;
-        status["packagers"]
-            .as_array()?
-            .iter()
-            .find(|p| p["packager"] == packager)
-            .and_then(|p| p["health"].as_str())
-            .map(String::from)
+        health_in(&self.status()?, packager)
     }
 
     fn switches(&self) -> f64 {
@@ -307,6 +301,16 @@ impl Hosts {
             })
             .collect()
     }
+}
+
+/// How the `/status` entry `status` rates `packager`, when it lists it.
+fn health_in(status: &serde_json::Value, packager: &str) -> Option<String> {
+    status["packagers"]
+        .as_array()?
+        .iter()
+        .find(|p| p["packager"] == packager)
+        .and_then(|p| p["health"].as_str())
+        .map(String::from)
 }
 
 /// The last `lines` lines of a log.
@@ -637,8 +641,10 @@ fn hosts_a_and_b_parted_from_each_other_change_nothing() {
                 started.elapsed().as_secs_f64()
             )),
         }
+        // One /status read rates both packagers at the same instant.
+        let status = hosts.status();
         for packager in &hosts.packagers {
-            let health = hosts.health(packager);
+            let health = status.as_ref().and_then(|s| health_in(s, packager));
             if health.as_deref() != Some("fresh") {
                 not_fresh.push(format!(
                     "{:.1} s: {packager} {health:?}",
