@@ -149,6 +149,11 @@ impl Contender {
         }
     }
 
+    /// Whether it is a `gst-launch-1.0` line on the longer input.
+    fn is_launch_line(self) -> bool {
+        matches!(self, Contender::GstLaunch | Contender::GstLean)
+    }
+
     /// The signal that stops it cleanly: the worker's shutdown is SIGTERM,
     /// ffmpeg and `gst-launch-1.0 -e` finish their files on SIGINT.
     fn stop_signal(self) -> &'static str {
@@ -258,8 +263,7 @@ fn run(args: Args) -> Result<(), String> {
         worker_bin,
         clk_tck: clock_ticks(),
     };
-    let launched = [Contender::GstLaunch, Contender::GstLean];
-    if contenders.iter().any(|c| launched.contains(c)) {
+    if contenders.iter().any(|c| c.is_launch_line()) {
         let long = long_input(&setup, input_s)?;
         if contenders.contains(&Contender::GstLaunch) {
             setup.gst_line = Some(gst_line(&setup, &long)?);
@@ -338,8 +342,7 @@ fn check_tools(contenders: &[Contender]) -> Result<(), String> {
             missing.push(format!("{tool} (apt-get install ffmpeg)"));
         }
     }
-    let launched = [Contender::GstLaunch, Contender::GstLean];
-    if contenders.iter().any(|c| launched.contains(c)) && !on_path("gst-launch-1.0") {
+    if contenders.iter().any(|c| c.is_launch_line()) && !on_path("gst-launch-1.0") {
         missing.push(
             "gst-launch-1.0 (apt-get install gstreamer1.0-tools, or ./scripts/setup.sh)".into(),
         );
@@ -631,13 +634,13 @@ impl Running {
         std::fs::create_dir_all(out.join(SIGNAL)).map_err(|e| format!("mkdir: {e}"))?;
         let (program, args, playlist) = command(contender, setup, &out);
         if run == 1 {
-            let shown = match contender {
-                Contender::GstLaunch | Contender::GstLean => args
-                    .last()
+            let shown = if contender.is_launch_line() {
+                args.last()
                     .cloned()
                     .unwrap_or_default()
-                    .replacen("exec ", "", 1),
-                _ => shell_line(&program, &args),
+                    .replacen("exec ", "", 1)
+            } else {
+                shell_line(&program, &args)
             };
             eprintln!("worker bench:   $ {shown}");
         }
@@ -722,11 +725,17 @@ impl Running {
         })
     }
 
-    /// Stops it; on a failed `result`, adds its log's last lines; then frees
-    /// its segments and log.
-    fn finish(mut self, result: Result<Measure, String>) -> Result<Measure, String> {
+    /// Stops it and frees its segments and log.
+    fn discard(mut self) {
         stop(&mut self.child, self.contender);
-        let measure = result.map_err(|e| {
+        let _ = std::fs::remove_dir_all(&self.out);
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+
+    /// Stops it; a failed `result` gets its log's last lines, read before
+    /// the log is freed with its segments.
+    fn finish(self, result: Result<Measure, String>) -> Result<Measure, String> {
+        let result = result.map_err(|e| {
             let tail = std::fs::read_to_string(&self.log_path).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(15).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -735,10 +744,9 @@ impl Running {
                 self.contender.name(),
                 tail.join("\n")
             )
-        })?;
-        let _ = std::fs::remove_dir_all(&self.out);
-        let _ = std::fs::remove_file(&self.log_path);
-        Ok(measure)
+        });
+        self.discard();
+        result
     }
 }
 
@@ -750,88 +758,76 @@ fn run_round(
     (run, runs): (u32, u32),
     together: bool,
 ) -> Result<Vec<Measure>, String> {
-    if !together {
-        return contenders
-            .iter()
-            .map(|&c| {
-                eprintln!(
-                    "worker bench: run {run}/{runs}: {} for {} s",
-                    c.name(),
-                    setup.seconds
-                );
-                let measures = run_watched(vec![Running::start(c, setup, run)?], setup)?;
-                report(c, &measures[0]);
-                Ok(measures[0].clone())
-            })
-            .collect();
-    }
-    eprintln!(
-        "worker bench: run {run}/{runs}: {} together for {} s",
-        contenders
-            .iter()
-            .map(|c| c.name())
-            .collect::<Vec<_>>()
-            .join(", "),
-        setup.seconds
-    );
-    let mut running = Vec::new();
-    for &c in contenders {
-        match Running::start(c, setup, run) {
-            Ok(r) => running.push(r),
-            Err(e) => {
-                for r in running {
-                    let _ = r.finish(Err(String::new()));
+    let groups: Vec<&[Contender]> = if together {
+        vec![contenders]
+    } else {
+        contenders.chunks(1).collect()
+    };
+    let mut measures = Vec::new();
+    for group in groups {
+        let names: Vec<&str> = group.iter().map(|c| c.name()).collect();
+        eprintln!(
+            "worker bench: run {run}/{runs}: {}{} for {} s",
+            names.join(", "),
+            if group.len() > 1 { " together" } else { "" },
+            setup.seconds
+        );
+        let mut running = Vec::new();
+        for &c in group {
+            match Running::start(c, setup, run) {
+                Ok(r) => running.push(r),
+                Err(e) => {
+                    running.into_iter().for_each(Running::discard);
+                    return Err(e);
                 }
-                return Err(e);
             }
         }
-    }
-    let measures = run_watched(running, setup)?;
-    for (c, m) in contenders.iter().zip(&measures) {
-        report(*c, m);
+        let group_measures = run_watched(running, setup)?;
+        for (c, m) in group.iter().zip(&group_measures) {
+            report(*c, m);
+        }
+        measures.extend(group_measures);
     }
     Ok(measures)
 }
 
 /// Polls every running contender's playlist until the wall time is up, then
-/// measures each before stopping any.
+/// measures each before stopping any. When one exits early, the others are
+/// stopped and its error (with its log's end) is the round's.
 fn run_watched(mut running: Vec<Running>, setup: &Setup) -> Result<Vec<Measure>, String> {
     let total = Duration::from_secs_f64(setup.seconds);
     let started = Instant::now();
-    let failed = loop {
-        if let Some(e) = running
+    // The last poll comes at the deadline, so no segment finished in time
+    // goes uncounted.
+    loop {
+        let failed = running
             .iter_mut()
-            .find_map(|r| r.poll(setup.clk_tck).err().map(|e| (r.contender, e)))
-        {
-            break Some(e);
+            .find_map(|r| r.poll(setup.clk_tck).err().map(|e| (r.contender, e)));
+        if let Some((contender, e)) = failed {
+            let mut error = e.clone();
+            for r in running {
+                if r.contender == contender {
+                    error = r.finish(Err(e.clone())).err().unwrap_or(error);
+                } else {
+                    r.discard();
+                }
+            }
+            return Err(error);
         }
         if started.elapsed() >= total {
-            break None;
+            break;
         }
         std::thread::sleep(POLL.min(total.saturating_sub(started.elapsed())));
-    };
-    let results: Vec<Result<Measure, String>> = running
-        .iter()
-        .map(|r| match &failed {
-            Some((c, e)) if *c == r.contender => Err(e.clone()),
-            Some((c, _)) => Err(format!("stopped: {} failed", c.name())),
-            None => r.measure(setup.clk_tck),
-        })
+    }
+    let results: Vec<Result<Measure, String>> =
+        running.iter().map(|r| r.measure(setup.clk_tck)).collect();
+    // Every contender is stopped before the first error is returned.
+    let finished: Vec<Result<Measure, String>> = running
+        .into_iter()
+        .zip(results)
+        .map(|(r, result)| r.finish(result))
         .collect();
-    let mut measures = Vec::new();
-    let mut first_error = None;
-    for (r, result) in running.into_iter().zip(results) {
-        match r.finish(result) {
-            Ok(m) => measures.push(m),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(measures),
-    }
+    finished.into_iter().collect()
 }
 
 /// One contender's figures, as the run goes.
@@ -854,6 +850,10 @@ fn report(contender: Contender, m: &Measure) {
 /// Sends the contender its stop signal and waits for it; kills it after
 /// [`STOP_GRACE`].
 fn stop(child: &mut Child, contender: Contender) {
+    // One that exited is reaped already: its pid may be another's by now.
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
     let _ = Command::new("kill")
         .args(["-s", contender.stop_signal(), &child.id().to_string()])
         .status();
