@@ -13,7 +13,7 @@
 //! packager routes on a static playlist, and a one-route origin), so only
 //! the proxy is measured. Connections are opened in steps (1,000, 5,000,
 //! 10,000 by default) and the memory growth per connection is printed for
-//! each: a figure for the README, never a pass/fail.
+//! each: a figure for docs/BENCHMARKS.md, never a pass/fail.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
