@@ -19,7 +19,7 @@ setup:
 up:
     ./scripts/up.sh
 
-# Format check, lints and every test (what CI runs).
+# Format check, lints and every test (CI runs this, then check-image).
 test:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
@@ -115,7 +115,7 @@ bench-soak *args:
     cargo build --release --workspace --bins
     cargo bench -p nonstop-lab --bench soak -- {{args}}
 
-# Every packager fault x probe, GStreamer, ffmpeg and hls.js, nonstop's proxy beside nginx (lab/bench/README.md).
+# Every fault (packager, worker, host, input removed) x every player, nonstop's proxy beside nginx (lab/bench/README.md).
 bench-failover *args:
     [ -d web/node_modules ] || npm ci --prefix web
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ./scripts/setup.sh
