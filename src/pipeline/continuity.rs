@@ -175,9 +175,102 @@ fn room_for(adaptation: &[u8]) -> usize {
     }
 }
 
+/// Payload packets per PID since the start of the segment being written:
+/// what a part's counters go on from ([`normalize_part`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SegmentCounters {
+    /// (PID, payload packets so far), in order of first appearance.
+    carried: Vec<(u16, usize)>,
+}
+
+impl SegmentCounters {
+    fn so_far(&self, id: u16) -> usize {
+        self.carried
+            .iter()
+            .find(|(p, _)| *p == id)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    fn add(&mut self, id: u16, more: usize) {
+        match self.carried.iter_mut().find(|(p, _)| *p == id) {
+            Some((_, n)) => *n += more,
+            None => self.carried.push((id, more)),
+        }
+    }
+}
+
 /// Rewrites a segment's continuity counters so that every PID counts 0 to 15
 /// (see the module documentation).
 pub fn normalize(ts: &[u8]) -> Result<Normalized, NotTransportStream> {
+    normalize_part(ts, &mut SegmentCounters::default(), true)
+}
+
+/// Rewrites one part of a segment whose earlier parts `counters` counted:
+/// each PID's counters go on from them, and the segment's last part is
+/// padded so that every PID of the segment ends on 15. The parts of a
+/// segment, normalized in order, concatenate to the segment [`normalize`]
+/// would make of their concatenation's packets, counted 0 to 15 per PID.
+pub fn normalize_part(
+    ts: &[u8],
+    counters: &mut SegmentCounters,
+    last: bool,
+) -> Result<Normalized, NotTransportStream> {
+    let mut packets = packets_of(ts)?;
+    let mut pids: Vec<u16> = Vec::new();
+    for p in &packets {
+        let id = pid(p);
+        if id != NULL_PID && !pids.contains(&id) {
+            pids.push(id);
+        }
+    }
+    let carrying = |packets: &[Packet], id: u16| {
+        packets
+            .iter()
+            .filter(|p| pid(p) == id && has_payload(p))
+            .count()
+    };
+    let mut out = Normalized::default();
+    if last {
+        for &id in &pids {
+            let total = counters.so_far(id) + carrying(&packets, id);
+            let missing = (COUNTER_MODULUS - total % COUNTER_MODULUS) % COUNTER_MODULUS;
+            if missing == 0 {
+                continue;
+            }
+            let padded = pad_pes(&mut packets, id, missing) || pad_table(&mut packets, id, missing);
+            if padded {
+                out.added_packets += missing;
+            } else {
+                out.unpadded_pids.push(id);
+            }
+        }
+        // A PID of earlier parts that this one lacks has nothing to pad with.
+        for &(id, carried) in &counters.carried {
+            if !pids.contains(&id) && !carried.is_multiple_of(COUNTER_MODULUS) {
+                out.unpadded_pids.push(id);
+            }
+        }
+    }
+    for &id in &pids {
+        // The packet before the first one: the previous part's last (or,
+        // at a segment's start, the previous segment's last, which ended on 15).
+        let before = counters.so_far(id) + COUNTER_MODULUS - 1;
+        let mut counter = (before % COUNTER_MODULUS) as u8;
+        for p in packets.iter_mut().filter(|p| pid(p) == id) {
+            if has_payload(p) {
+                counter = (counter + 1) % COUNTER_MODULUS as u8;
+            }
+            // A packet without payload repeats the counter (2.4.3.3).
+            set_counter(p, counter);
+        }
+        counters.add(id, carrying(&packets, id));
+    }
+    out.bytes = packets.concat();
+    Ok(out)
+}
+
+/// The packets of a transport stream, checked whole and in sync.
+fn packets_of(ts: &[u8]) -> Result<Vec<Packet>, NotTransportStream> {
     if !ts.len().is_multiple_of(PACKET_LEN) {
         return Err(NotTransportStream::PartialPacket(ts.len()));
     }
@@ -190,43 +283,7 @@ pub fn normalize(ts: &[u8]) -> Result<Normalized, NotTransportStream> {
         p.copy_from_slice(chunk);
         packets.push(p);
     }
-    let mut pids: Vec<u16> = Vec::new();
-    for p in &packets {
-        let id = pid(p);
-        if id != NULL_PID && !pids.contains(&id) {
-            pids.push(id);
-        }
-    }
-    let mut out = Normalized::default();
-    for &id in &pids {
-        let carrying = packets
-            .iter()
-            .filter(|p| pid(p) == id && has_payload(p))
-            .count();
-        let missing = (COUNTER_MODULUS - carrying % COUNTER_MODULUS) % COUNTER_MODULUS;
-        if missing == 0 {
-            continue;
-        }
-        let padded = pad_pes(&mut packets, id, missing) || pad_table(&mut packets, id, missing);
-        if padded {
-            out.added_packets += missing;
-        } else {
-            out.unpadded_pids.push(id);
-        }
-    }
-    for &id in &pids {
-        // The packet before the first one counted 15: the previous segment's last.
-        let mut counter = (COUNTER_MODULUS - 1) as u8;
-        for p in packets.iter_mut().filter(|p| pid(p) == id) {
-            if has_payload(p) {
-                counter = (counter + 1) % COUNTER_MODULUS as u8;
-            }
-            // A packet without payload repeats the counter (2.4.3.3).
-            set_counter(p, counter);
-        }
-    }
-    out.bytes = packets.concat();
-    Ok(out)
+    Ok(packets)
 }
 
 /// How many trailing PES units [`pad_pes`] may spread before giving up.
@@ -503,6 +560,59 @@ mod tests {
         packets_of(ts)
             .filter(|p| pid(p) == id && unit_start(p))
             .count()
+    }
+
+    #[test]
+    fn parts_normalized_in_order_make_the_normalized_segment() {
+        // A segment cut into three parts at packet boundaries, each part
+        // starting with the tables again (as the worker's parts do).
+        let tables = [table(0, 0x00), table(PMT, 0x02)].concat();
+        let first = segment(3, &[9000, 1200], &[370, 370]);
+        let second = [
+            tables.clone(),
+            segment(5, &[700, 700], &[370, 370])[2 * PACKET_LEN..].to_vec(),
+        ]
+        .concat();
+        let third = [
+            tables,
+            segment(7, &[3000, 650], &[370, 370])[2 * PACKET_LEN..].to_vec(),
+        ]
+        .concat();
+        let mut so_far = SegmentCounters::default();
+        let parts: Vec<Vec<u8>> = [(&first, false), (&second, false), (&third, true)]
+            .into_iter()
+            .map(|(part, last)| {
+                let out = normalize_part(part, &mut so_far, last).expect("ts");
+                assert!(out.unpadded_pids.is_empty(), "{:?}", out.unpadded_pids);
+                assert_eq!(out.added_packets > 0, last, "only the last part is padded");
+                out.bytes
+            })
+            .collect();
+        let joined = parts.concat();
+        for id in [0, PMT, VIDEO, AUDIO] {
+            let c = counters(&joined, id);
+            assert_eq!(c.first(), Some(&0), "pid {id:#x} starts at 0");
+            assert_eq!(c.last(), Some(&15), "pid {id:#x} ends at 15");
+            for pair in c.windows(2) {
+                assert_eq!(pair[1], (pair[0] + 1) % 16, "pid {id:#x}: {c:?}");
+            }
+            // Each part goes on from the one before.
+            let ends: Vec<u8> = parts
+                .iter()
+                .map(|p| *counters(p, id).last().expect("pid in part"))
+                .collect();
+            let starts: Vec<u8> = parts.iter().map(|p| counters(p, id)[0]).collect();
+            assert_eq!(starts[1], (ends[0] + 1) % 16, "pid {id:#x}");
+            assert_eq!(starts[2], (ends[1] + 1) % 16, "pid {id:#x}");
+        }
+        let whole = [first.clone(), second.clone(), third.clone()].concat();
+        for id in [VIDEO, AUDIO] {
+            assert_eq!(
+                carried(&joined, id),
+                carried(&whole, id),
+                "pid {id:#x} carries the same bytes"
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! [`crate::service`] (config, metrics, shutdown); never from [`crate::net`].
 
 pub mod continuity;
+pub mod cutter;
 pub mod description;
 pub mod epoch;
 pub mod health;
