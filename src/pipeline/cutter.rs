@@ -488,7 +488,7 @@ mod tests {
                 out.extend(pat());
                 out.extend(pmt());
             }
-            out.extend(pes(VIDEO, t, t % segment == 0));
+            out.extend(pes(VIDEO, t, t.is_multiple_of(segment)));
             out.extend(header(VIDEO, false));
             out.extend(pes(AUDIO, t + 100, false));
         }

@@ -10,8 +10,6 @@
 //! Input + folder + EncodeSettings ------+                \-> worker --print-pipeline -> gst-launch-1.0 -e
 //! ```
 
-use std::path::Path;
-
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
@@ -32,25 +30,23 @@ pub const VIDEO_TIMELINE: &str = "video_timeline";
 pub const AUDIO_TIMELINE: &str = "audio_timeline";
 /// The x264enc.
 pub const VIDEO_ENCODER: &str = "video_encoder";
-/// The hlssink2.
-pub const HLS: &str = "hls";
-/// The name GStreamer gives hlssink2's inner splitmuxsink in a fresh process
-/// (the first one made): how gst-launch reaches it with the child proxy syntax.
-pub const SPLIT_CHILD: &str = "splitmuxsink0";
-/// x264enc's `key-int-max`: keyframes come on request at segment boundaries
-/// (hlssink2 asks for them), not on a fixed cadence.
+/// The mpegtsmux every branch ends in.
+pub const MUX: &str = "mux";
+/// The appsink taking the muxed stream: the worker's publisher cuts it into
+/// parts and segments ([`super::publisher`]).
+pub const SEGMENTER: &str = "segmenter";
+/// x264enc's `key-int-max`: keyframes come only where the worker asks, at
+/// the epoch grid's segment boundaries, not on a fixed cadence.
 pub const KEY_INT_MAX: u32 = 100_000;
-/// hlssink2's own segment names, used when gst-launch runs the line (the
-/// worker names segments itself through `get-fragment-stream`).
-pub const SEGMENT_PATTERN: &str = "segment%05d.ts";
 
 /// What the worker adds to the launch line at run time, printed with it.
 pub const RUN_TIME_ADDITIONS: &str = "the worker adds at run time: looping by segment seeks \
-with one continuous timeline after the decoder (so gst-launch plays the input once), its own \
-keyframes at the epoch grid's boundaries (instead of splitmuxsink's requests), the decoder's \
-threads (CODEC_THREADS, as x264enc's threads in the line), a realtime \
-clock and running time locked to EPOCH, its own segment names (segmentNNNNNN.ts) and live playlist via hlssink2's fragment streams (so \
-gst-launch writes hlssink2's own playlist, which ends with EXT-X-ENDLIST)";
+with one continuous timeline after the decoder (so gst-launch plays the input once), keyframes \
+at the epoch grid's segment boundaries, the decoder's threads (CODEC_THREADS, as x264enc's \
+threads in the line), a realtime clock and running time locked to EPOCH, and the segmenter: \
+the appsink's muxed stream cut into parts and segments (segmentNNNNNN.ts, \
+segmentNNNNNN_partK.ts) listed in its own live playlist (under gst-launch the appsink drops \
+what it gets)";
 
 /// The description for an input, with or without its audio branch.
 pub fn for_input(has_audio: bool) -> &'static str {
@@ -74,14 +70,13 @@ pub fn launch_line(description: &str) -> String {
 
 /// The properties the settings give the named elements, as (element,
 /// property, launch-syntax value), in the order they are written.
-pub fn properties(
-    input: &Input,
-    dir: &Path,
-    settings: &EncodeSettings,
-) -> Vec<(&'static str, String, String)> {
-    let path = |p: &Path| quoted(&p.to_string_lossy());
+pub fn properties(input: &Input, settings: &EncodeSettings) -> Vec<(&'static str, String, String)> {
     vec![
-        (SOURCE, "location".into(), path(&input.path)),
+        (
+            SOURCE,
+            "location".into(),
+            quoted(&input.path.to_string_lossy()),
+        ),
         (
             VIDEO_ENCODER,
             "bitrate".into(),
@@ -93,63 +88,17 @@ pub fn properties(
             "threads".into(),
             settings.codec_threads.to_string(),
         ),
-        (
-            HLS,
-            "target-duration".into(),
-            settings.segment_seconds.to_string(),
-        ),
-        (
-            HLS,
-            "playlist-length".into(),
-            settings.playlist_length.to_string(),
-        ),
-        // The worker deletes old fragments itself, after the retention.
-        (HLS, "max-files".into(), "0".into()),
-        (HLS, "location".into(), path(&dir.join(SEGMENT_PATTERN))),
-        (
-            HLS,
-            "playlist-location".into(),
-            path(&dir.join(crate::hls::PLAYLIST_NAME)),
-        ),
-        // After target-duration, which also sets it (to the whole duration).
-        (
-            HLS,
-            format!("{SPLIT_CHILD}::max-size-time"),
-            (settings.split_at().as_nanos() as u64).to_string(),
-        ),
     ]
 }
 
-/// The one launch line of `input`'s pipeline writing into `dir`: the
-/// description with [`properties`] written into its named elements.
-pub fn effective_line(input: &Input, dir: &Path, settings: &EncodeSettings) -> String {
+/// The one launch line of `input`'s pipeline: the description with
+/// [`properties`] written into its named elements.
+pub fn effective_line(input: &Input, settings: &EncodeSettings) -> String {
     let mut tokens = tokens(&launch_line(for_input(input.has_audio)));
-    for (element, property, value) in properties(input, dir, settings) {
+    for (element, property, value) in properties(input, settings) {
         set_property(&mut tokens, element, &property, &value);
     }
     tokens.join(" ")
-}
-
-/// Applies the line's splitmuxsink property to hlssink2's inner splitmuxsink
-/// whatever its name: GStreamer numbers those children per process, so in
-/// the worker (several signals, restarts) it is often not [`SPLIT_CHILD`]
-/// and gst-parse leaves the line's child property unset.
-pub fn settle_split_child(hls: &gst::Element, settings: &EncodeSettings) -> bool {
-    let Some(bin) = hls.downcast_ref::<gst::Bin>() else {
-        return false;
-    };
-    let mut found = false;
-    for child in bin.iterate_elements().into_iter().flatten() {
-        if child.factory().is_some_and(|f| f.name() == "splitmuxsink") {
-            child.set_property("max-size-time", settings.split_at().as_nanos() as u64);
-            // The worker asks for keyframes itself, at the epoch grid's
-            // boundaries: splitmuxsink's own requests (relative to each
-            // fragment's start) would drift off the grid.
-            child.set_property("send-keyframe-requests", false);
-            found = true;
-        }
-    }
-    found
 }
 
 /// Gives every decoder decodebin makes in `pipeline` the configured threads
@@ -260,13 +209,17 @@ mod tests {
         for text in [VIDEO_ONLY, AUDIO_VIDEO] {
             let line = launch_line(text);
             assert!(!line.contains('#'));
-            for name in [SOURCE, HLS, VIDEO_ENCODER, VIDEO_TIMELINE] {
+            for name in [SOURCE, MUX, SEGMENTER, VIDEO_ENCODER, VIDEO_TIMELINE] {
                 assert!(
                     line.contains(&format!("name={name}")),
                     "{name} missing in {line}"
                 );
             }
-            assert!(line.contains("clocksync") && line.contains("hlssink2"));
+            assert!(
+                line.contains("clocksync")
+                    && line.contains("mpegtsmux")
+                    && line.contains("appsink")
+            );
         }
         assert!(launch_line(AUDIO_VIDEO).contains("avenc_aac"));
         assert!(launch_line(AUDIO_VIDEO).contains(&format!("name={AUDIO_TIMELINE}")));
@@ -284,17 +237,10 @@ mod tests {
             codec_threads: 3,
             ..EncodeSettings::default()
         };
-        let dir = PathBuf::from("/tmp/out dir/live01");
         for has_audio in [false, true] {
             let input = input("/tmp/in put/live01.mp4", has_audio);
-            let line = effective_line(&input, &dir, &settings);
+            let line = effective_line(&input, &settings);
             assert!(!line.contains('\n'), "{line}");
-            // The value gst-launch gives the splitmuxsink of a fresh process.
-            let split_ns = settings.split_at().as_nanos() as u64;
-            assert!(
-                line.contains(&format!("{SPLIT_CHILD}::max-size-time={split_ns}")),
-                "{line}"
-            );
             let pipeline = gst::parse::launch(&line)
                 .unwrap_or_else(|e| panic!("{line}: {e}"))
                 .downcast::<gst::Pipeline>()
@@ -314,26 +260,15 @@ mod tests {
             assert_eq!(encoder.property::<u32>("bitrate"), 2345);
             assert_eq!(encoder.property::<u32>("key-int-max"), KEY_INT_MAX);
             assert_eq!(encoder.property::<u32>("threads"), 3);
-            let hls = element(HLS);
-            assert_eq!(hls.property::<u32>("target-duration"), 3);
-            assert_eq!(hls.property::<u32>("playlist-length"), 7);
-            assert_eq!(hls.property::<u32>("max-files"), 0);
             assert_eq!(
-                hls.property::<Option<String>>("location").as_deref(),
-                Some("/tmp/out dir/live01/segment%05d.ts")
+                element(MUX)
+                    .factory()
+                    .map(|f| f.name().to_string())
+                    .as_deref(),
+                Some("mpegtsmux")
             );
+            assert!(element(SEGMENTER).is::<gstreamer_app::AppSink>(), "{line}");
             assert_eq!(pipeline.by_name(AUDIO_TIMELINE).is_some(), has_audio);
-            // Whatever this child is called in this process, the worker's
-            // settle step gives it the line's value.
-            assert!(settle_split_child(&hls, &settings));
-            let bin = hls.downcast_ref::<gst::Bin>().expect("hlssink2 is a bin");
-            let split = bin
-                .iterate_elements()
-                .into_iter()
-                .flatten()
-                .find(|c| c.factory().is_some_and(|f| f.name() == "splitmuxsink"))
-                .expect("hlssink2 holds a splitmuxsink");
-            assert_eq!(split.property::<u64>("max-size-time"), split_ns);
         }
     }
 
@@ -378,26 +313,15 @@ mod tests {
 
     #[test]
     fn settings_replace_the_description_values_instead_of_adding_duplicates() {
-        let line = effective_line(
-            &input("in.mp4", false),
-            Path::new("out"),
-            &EncodeSettings::default(),
-        );
-        for key in [
-            "bitrate=",
-            "key-int-max=",
-            "threads=",
-            "target-duration=",
-            "max-files=",
-            "playlist-location=",
-        ] {
+        let line = effective_line(&input("in.mp4", false), &EncodeSettings::default());
+        for key in ["bitrate=", "key-int-max=", "threads="] {
             assert_eq!(
                 line.matches(&format!(" {key}")).count(),
                 1,
                 "{key} in {line}"
             );
         }
-        assert_eq!(line.matches(" location=").count(), 2, "{line}");
+        assert_eq!(line.matches(" location=").count(), 1, "{line}");
         assert!(!line.contains("input/live01.mp4"), "{line}");
     }
 }

@@ -36,10 +36,11 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+use super::error::RunError;
 use super::health::SignalHealth;
 use super::input::{self, Input, InputError};
 use super::settings::EncodeSettings;
-use super::signal::{sleep_unless, RunError, SignalRunner};
+use super::signal::{sleep_unless, SignalRunner};
 use crate::service::shutdown::Shutdown;
 
 /// How often the input folder is listed again.

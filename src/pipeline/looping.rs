@@ -28,7 +28,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 
 use super::description::{AUDIO_TIMELINE, VIDEO_TIMELINE};
-use super::signal::{stream_error, RunError};
+use super::error::{stream_error, RunError};
 
 /// How long the pipeline may take to expose its decoded streams before it
 /// counts as failed.

@@ -8,7 +8,12 @@
 //! - [`epoch`]: the wall-clock grid (sequence, date, PTS, input position) that
 //!   makes two workers' segments interchangeable.
 //! - [`looping`]: endless input by segment seeks, one continuous timeline.
-//! - [`segments`]: our segment files and the atomically written live playlist.
+//! - [`epoch_lock`]: the pipeline's clock and keyframes locked to that grid.
+//! - [`cutter`]: the muxed MPEG-TS cut into LL-HLS parts and segments on the
+//!   grid (no GStreamer, no I/O).
+//! - [`publisher`]: parts, segments and the live playlist written whole on
+//!   disk, fed by the appsink on the muxer's thread.
+//! - [`error`]: why a run of a pipeline ended.
 //! - [`continuity`]: MPEG-TS continuity counters rewritten per segment, so
 //!   segments from different workers follow each other.
 //! - [`playlist`]: the rolling live playlist itself (m3u8-rs, no I/O).
@@ -24,12 +29,14 @@ pub mod continuity;
 pub mod cutter;
 pub mod description;
 pub mod epoch;
+pub mod epoch_lock;
+pub mod error;
 pub mod health;
 pub mod input;
 pub mod inputs;
 pub mod looping;
 pub mod playlist;
-pub mod segments;
+pub mod publisher;
 pub mod settings;
 pub mod signal;
 pub mod worker;

@@ -1,15 +1,16 @@
 //! The worker's rolling live playlist, free of GStreamer and I/O.
 //!
-//! hlssink2 writes the segments; this type decides their names and writes the
-//! playlist (with m3u8-rs) so that, unlike hlssink2's own, it survives pipeline
-//! restarts: the media sequence and segment numbers keep growing, a restart is
-//! marked with `EXT-X-DISCONTINUITY` and the target duration never changes.
-//! `EXT-X-ENDLIST` is written only when the signal's input was removed (the
-//! event is over: players stop cleanly instead of waiting for a segment that
-//! never comes), never on a worker's restart or shutdown; an input added back
-//! continues the stream after a discontinuity. Segments leave the playlist after
-//! `window` entries and their files are kept for `retained` more before the
-//! caller is told to delete them, so a slow player can still fetch them.
+//! The worker cuts segments (and, for low latency, their parts) itself; this
+//! type decides their names and writes the playlist so that it survives
+//! pipeline restarts: the media sequence and segment numbers keep growing, a
+//! restart is marked with `EXT-X-DISCONTINUITY` and the target duration
+//! never changes. `EXT-X-ENDLIST` is written only when the signal's input was
+//! removed (the event is over: players stop cleanly instead of waiting for a
+//! segment that never comes), never on a worker's restart or shutdown; an
+//! input added back continues the stream after a discontinuity. Segments
+//! leave the playlist after `window` entries and their files are kept for
+//! `retained` more before the caller is told to delete them, so a slow
+//! player can still fetch them.
 //!
 //! Every segment carries `EXT-X-PROGRAM-DATE-TIME` (Apple's authoring spec
 //! 8.4, a MUST for live): the wall-clock time of its first frame, which the
@@ -17,11 +18,53 @@
 //! worker dates a segment alike. Numbers follow that grid too: a restarted
 //! worker rejoins at the wall clock's segment ([`LivePlaylist::skip_to`]),
 //! so the numbers it missed are never listed and never reused.
+//!
+//! Low latency (Apple's LL-HLS, RFC 8216bis), when parts are configured:
+//! each segment's parts are listed before it (`EXT-X-PART`, `INDEPENDENT=YES`
+//! on the one starting with a keyframe) for the last [`PARTS_LISTED_FOR`]
+//! segments, the parts of the segment being made follow the last segment,
+//! then `EXT-X-PRELOAD-HINT` names the next part; the header says
+//! `EXT-X-PART-INF:PART-TARGET` and `EXT-X-SERVER-CONTROL` (blocking reload,
+//! `PART-HOLD-BACK` of [`PART_HOLD_BACK_TARGETS`] part targets, `HOLD-BACK`
+//! of three target durations). Players that know nothing of parts read the
+//! same playlist as before: the tags they do not know are skipped.
+//!
+//! ```text
+//! #EXT-X-PROGRAM-DATE-TIME:...   segment n-1, its parts listed before it
+//! #EXT-X-PART:DURATION=0.40000,URI="segment000041_part0.ts",INDEPENDENT=YES
+//! ...
+//! #EXTINF:2.000,
+//! segment000041.ts
+//! #EXT-X-PROGRAM-DATE-TIME:...   segment n, being made: its parts so far
+//! #EXT-X-PART:DURATION=0.40000,URI="segment000042_part0.ts",INDEPENDENT=YES
+//! #EXT-X-PRELOAD-HINT:TYPE=PART,URI="segment000042_part1.ts"
+//! ```
+//!
+//! m3u8-rs (which the worker uses to read a playlist back) has no LL-HLS
+//! tags to write (m3u8-rs#89), so the text is written here.
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use m3u8_rs::{MediaPlaylist, MediaSegment};
+/// Segments whose parts stay listed, besides the one being made: two
+/// complete segments keep every listed part within three target durations
+/// of the playlist's end, as RFC 8216bis 6.2.2 asks.
+pub const PARTS_LISTED_FOR: usize = 2;
+/// `PART-HOLD-BACK` in part targets: RFC 8216bis asks for at least two,
+/// Apple recommends three.
+pub const PART_HOLD_BACK_TARGETS: u32 = 3;
+/// `HOLD-BACK` in target durations: the RFC's minimum.
+pub const HOLD_BACK_TARGETS: u32 = 3;
+
+/// A listed part of a segment.
+#[derive(Debug, Clone, PartialEq)]
+struct PartEntry {
+    uri: String,
+    duration: Duration,
+    /// It starts with a keyframe.
+    independent: bool,
+}
 
 /// One listed segment.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +75,26 @@ struct Entry {
     discontinuity: bool,
     /// Wall-clock time of the segment's first frame.
     program_date_time: Option<SystemTime>,
+    /// Its parts (low latency), listed while it is among the last few.
+    parts: Vec<PartEntry>,
+}
+
+/// The parts of the segment being made, listed after the last segment.
+#[derive(Debug, Clone, PartialEq)]
+struct Trailing {
+    sequence: u64,
+    program_date_time: SystemTime,
+    parts: Vec<PartEntry>,
+}
+
+/// The low-latency settings of a playlist.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PartSettings {
+    /// `PART-TARGET`: no part lasts longer.
+    pub target: Duration,
+    /// Parts per segment on the grid: the next part hinted after part k is
+    /// k+1 below this, else part 0 of the next segment.
+    pub per_segment: u32,
 }
 
 /// The rolling window of a live signal's playlist.
@@ -43,17 +106,37 @@ pub struct LivePlaylist {
     window: usize,
     /// How many segments stay on disk after they leave the playlist.
     retained: usize,
+    /// Prepended to every segment and part name (a rendition's, or none).
+    prefix: String,
+    /// Low latency: parts listed, blocking reload announced.
+    parts: Option<PartSettings>,
     /// Media sequence number of the first listed segment.
     media_sequence: u64,
     /// `EXT-X-DISCONTINUITY-SEQUENCE`: discontinuities that left the window.
     discontinuity_sequence: u64,
     listed: VecDeque<Entry>,
-    /// Files that left the playlist, oldest first, still kept on disk.
-    retired: VecDeque<String>,
+    /// The segment being made, when some of its parts are out.
+    trailing: Option<Trailing>,
+    /// Files that left the playlist, oldest first, still kept on disk
+    /// (a segment and its parts).
+    retired: VecDeque<Vec<String>>,
     /// The next segment added starts after a restart.
     discontinuity_pending: bool,
+    /// A number may have had parts published that no playlist lists now
+    /// (an earlier run's unfinished segment): the next run starts after it.
+    reserved: bool,
     /// The stream is over (`EXT-X-ENDLIST`) until a segment is added again.
     ended: bool,
+}
+
+/// The file name of segment `sequence`, after `prefix`.
+pub fn segment_name(prefix: &str, sequence: u64) -> String {
+    format!("{prefix}segment{sequence:06}.ts")
+}
+
+/// The file name of part `index` of segment `sequence`, after `prefix`.
+pub fn part_name(prefix: &str, sequence: u64, index: u32) -> String {
+    format!("{prefix}segment{sequence:06}_part{index}.ts")
 }
 
 impl LivePlaylist {
@@ -62,13 +145,29 @@ impl LivePlaylist {
             target_duration: target_duration.max(1),
             window: window.max(1),
             retained,
+            prefix: String::new(),
+            parts: None,
             media_sequence: 0,
             discontinuity_sequence: 0,
             listed: VecDeque::new(),
+            trailing: None,
             retired: VecDeque::new(),
             discontinuity_pending: false,
+            reserved: false,
             ended: false,
         }
+    }
+
+    /// Lists parts (low latency) with these settings.
+    pub fn with_parts(mut self, parts: PartSettings) -> Self {
+        self.parts = Some(parts);
+        self
+    }
+
+    /// Names every segment and part after `prefix` (a rendition's).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_string();
+        self
     }
 
     /// Continues a playlist an earlier run left on disk: numbering goes on from
@@ -89,9 +188,17 @@ impl LivePlaylist {
                 duration: Duration::from_secs_f32(s.duration.max(0.0)),
                 discontinuity: s.discontinuity,
                 program_date_time: s.program_date_time.map(SystemTime::from),
+                parts: s
+                    .unknown_tags
+                    .iter()
+                    .filter(|t| t.tag == "X-PART")
+                    .filter_map(|t| parse_part(t.rest.as_deref().unwrap_or("")))
+                    .collect(),
             })
             .collect();
         self.discontinuity_pending = true;
+        // Parts of the segment the old run was making may be out: skip it.
+        self.reserved = String::from_utf8_lossy(previous).contains("#EXT-X-PRELOAD-HINT");
         // Keep the window rule if the old run listed more than we do.
         let mut dropped = Vec::new();
         self.trim(&mut dropped);
@@ -122,30 +229,112 @@ impl LivePlaylist {
         self.media_sequence + self.listed.len() as u64
     }
 
-    /// The file name for the segment with sequence number `sequence`.
+    /// The first number no part or segment was published under: a new run
+    /// starts there or later, so no name is reused for other media.
+    pub fn first_unused(&self) -> u64 {
+        let next = self.next_sequence();
+        match &self.trailing {
+            Some(t) => next.max(t.sequence + 1),
+            None if self.reserved => next + 1,
+            None => next,
+        }
+    }
+
+    /// The file name for the segment with sequence number `sequence` (a
+    /// single rendition's: no prefix).
     pub fn segment_name(sequence: u64) -> String {
-        format!("segment{sequence:06}.ts")
+        segment_name("", sequence)
+    }
+
+    /// This playlist's name for segment `sequence`.
+    pub fn segment_uri(&self, sequence: u64) -> String {
+        segment_name(&self.prefix, sequence)
+    }
+
+    /// This playlist's name for part `index` of segment `sequence`.
+    pub fn part_uri(&self, sequence: u64, index: u32) -> String {
+        part_name(&self.prefix, sequence, index)
     }
 
     pub fn target_duration(&self) -> u64 {
         self.target_duration
     }
 
-    /// Lists a segment whose first frame is dated `program_date_time`;
-    /// returns the files now old enough to delete.
+    /// Whether parts are listed.
+    pub fn lists_parts(&self) -> bool {
+        self.parts.is_some()
+    }
+
+    /// Lists part `index` of segment `sequence` (being made, its first frame
+    /// dated `program_date_time`). Parts of another segment left unfinished
+    /// (a run that ended mid-segment) are dropped from the playlist: their
+    /// names are returned for deletion.
+    pub fn push_part(
+        &mut self,
+        sequence: u64,
+        index: u32,
+        duration: Duration,
+        independent: bool,
+        program_date_time: SystemTime,
+    ) -> Vec<String> {
+        let stale = match &self.trailing {
+            Some(t) if t.sequence != sequence => self.discard_trailing(),
+            _ => Vec::new(),
+        };
+        let uri = self.part_uri(sequence, index);
+        let trailing = self.trailing.get_or_insert(Trailing {
+            sequence,
+            program_date_time,
+            parts: Vec::new(),
+        });
+        trailing.parts.push(PartEntry {
+            uri,
+            duration,
+            independent,
+        });
+        self.ended = false;
+        stale
+    }
+
+    /// Drops the parts of a segment that will never be finished (its run
+    /// ended); returns their names for deletion.
+    pub fn discard_trailing(&mut self) -> Vec<String> {
+        match self.trailing.take() {
+            Some(t) => {
+                self.reserved = true;
+                t.parts.into_iter().map(|p| p.uri).collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Lists a segment whose first frame is dated `program_date_time`, with
+    /// the parts already listed for it; returns the files now old enough to
+    /// delete.
     pub fn push(
         &mut self,
         uri: String,
         duration: Duration,
         program_date_time: SystemTime,
     ) -> Vec<String> {
+        let sequence = self.next_sequence();
+        let parts = match self.trailing.take() {
+            Some(t) if t.sequence == sequence => t.parts,
+            Some(t) => {
+                self.trailing = Some(t);
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
         let discontinuity = std::mem::take(&mut self.discontinuity_pending);
         self.ended = false;
+        self.reserved = false;
         self.listed.push_back(Entry {
             uri,
             duration,
             discontinuity,
             program_date_time: Some(program_date_time),
+            parts,
         });
         let mut deletable = Vec::new();
         self.trim(&mut deletable);
@@ -163,19 +352,27 @@ impl LivePlaylist {
         if sequence <= self.next_sequence() {
             return deletable;
         }
+        deletable.extend(self.discard_trailing());
         let had_any = !self.listed.is_empty();
         while let Some(gone) = self.listed.pop_front() {
             if gone.discontinuity {
                 self.discontinuity_sequence += 1;
             }
-            self.retired.push_back(gone.uri);
+            self.retire(gone);
         }
         self.media_sequence = sequence;
+        self.reserved = false;
         if had_any {
             self.discontinuity_pending = true;
         }
         self.trim(&mut deletable);
         deletable
+    }
+
+    fn retire(&mut self, gone: Entry) {
+        let mut files = vec![gone.uri];
+        files.extend(gone.parts.into_iter().map(|p| p.uri));
+        self.retired.push_back(files);
     }
 
     fn trim(&mut self, deletable: &mut Vec<String>) {
@@ -185,45 +382,159 @@ impl LivePlaylist {
                 if gone.discontinuity {
                     self.discontinuity_sequence += 1;
                 }
-                self.retired.push_back(gone.uri);
+                self.retire(gone);
             }
         }
         while self.retired.len() > self.retained {
             if let Some(old) = self.retired.pop_front() {
-                deletable.push(old);
+                deletable.extend(old);
             }
         }
     }
 
-    /// The playlist text (RFC 8216, version 3).
-    pub fn render(&self) -> Vec<u8> {
-        let playlist = MediaPlaylist {
-            version: Some(3),
-            target_duration: self.target_duration,
-            media_sequence: self.media_sequence,
-            discontinuity_sequence: self.discontinuity_sequence,
-            independent_segments: true,
-            end_list: self.ended,
-            segments: self
-                .listed
-                .iter()
-                .map(|e| MediaSegment {
-                    uri: e.uri.clone(),
-                    duration: e.duration.as_secs_f32(),
-                    discontinuity: e.discontinuity,
-                    program_date_time: e
-                        .program_date_time
-                        .map(|t| chrono::DateTime::<chrono::Utc>::from(t).fixed_offset()),
-                    ..MediaSegment::empty()
-                })
-                .collect(),
-            ..MediaPlaylist::default()
-        };
-        let mut out = Vec::with_capacity(512);
-        // Writing into a Vec cannot fail.
-        let _ = playlist.write_to(&mut out);
-        out
+    /// The part hinted as the next one after part `index` of `sequence`.
+    fn next_part(&self, sequence: u64, index: u32) -> Option<String> {
+        let parts = self.parts?;
+        Some(if index + 1 < parts.per_segment {
+            self.part_uri(sequence, index + 1)
+        } else {
+            self.part_uri(sequence + 1, 0)
+        })
     }
+
+    /// The playlist text (RFC 8216, version 3; version 6 with parts, RFC 8216bis).
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = String::with_capacity(1024);
+        let version = if self.parts.is_some() { 6 } else { 3 };
+        let _ = writeln!(out, "#EXTM3U\n#EXT-X-VERSION:{version}");
+        out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+        let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.target_duration);
+        if let Some(parts) = self.parts {
+            let hold_back = self.target_duration * u64::from(HOLD_BACK_TARGETS);
+            let part_hold_back = parts.target * PART_HOLD_BACK_TARGETS;
+            let _ = writeln!(
+                out,
+                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3},HOLD-BACK={hold_back}.000",
+                part_hold_back.as_secs_f64()
+            );
+            let _ = writeln!(
+                out,
+                "#EXT-X-PART-INF:PART-TARGET={:.5}",
+                parts.target.as_secs_f64()
+            );
+        }
+        if self.media_sequence != 0 {
+            let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence);
+        }
+        if self.discontinuity_sequence != 0 {
+            let _ = writeln!(
+                out,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.discontinuity_sequence
+            );
+        }
+        let with_parts = self.listed.len().saturating_sub(PARTS_LISTED_FOR);
+        for (i, e) in self.listed.iter().enumerate() {
+            write_dates(&mut out, e.discontinuity, e.program_date_time);
+            if self.parts.is_some() && i >= with_parts {
+                write_parts(&mut out, &e.parts);
+            }
+            let _ = writeln!(out, "#EXTINF:{:.3},\n{}", e.duration.as_secs_f64(), e.uri);
+        }
+        if self.ended {
+            out.push_str("#EXT-X-ENDLIST\n");
+            return out.into_bytes();
+        }
+        if self.parts.is_none() {
+            return out.into_bytes();
+        }
+        let hint = match &self.trailing {
+            Some(t) => {
+                write_dates(
+                    &mut out,
+                    self.discontinuity_pending,
+                    Some(t.program_date_time),
+                );
+                write_parts(&mut out, &t.parts);
+                self.next_part(t.sequence, t.parts.len().saturating_sub(1) as u32)
+            }
+            None => Some(self.part_uri(self.first_unused(), 0)),
+        };
+        if let Some(hint) = hint {
+            let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{hint}\"");
+        }
+        out.into_bytes()
+    }
+}
+
+/// A segment's discontinuity and date lines.
+fn write_dates(out: &mut String, discontinuity: bool, date: Option<SystemTime>) {
+    if discontinuity {
+        out.push_str("#EXT-X-DISCONTINUITY\n");
+    }
+    if let Some(t) = date {
+        let _ = writeln!(
+            out,
+            "#EXT-X-PROGRAM-DATE-TIME:{}",
+            chrono::DateTime::<chrono::Utc>::from(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+    }
+}
+
+/// `EXT-X-PART` lines.
+fn write_parts(out: &mut String, parts: &[PartEntry]) {
+    for p in parts {
+        let _ = write!(
+            out,
+            "#EXT-X-PART:DURATION={:.5},URI=\"{}\"",
+            p.duration.as_secs_f64(),
+            p.uri
+        );
+        out.push_str(if p.independent {
+            ",INDEPENDENT=YES\n"
+        } else {
+            "\n"
+        });
+    }
+}
+
+/// A part from an `EXT-X-PART` line's attributes (after the colon).
+fn parse_part(attributes: &str) -> Option<PartEntry> {
+    let mut uri = None;
+    let mut duration = None;
+    let mut independent = false;
+    for attribute in split_attributes(attributes) {
+        match attribute.split_once('=') {
+            Some(("URI", v)) => uri = Some(v.trim_matches('"').to_string()),
+            Some(("DURATION", v)) => duration = v.parse::<f64>().ok(),
+            Some(("INDEPENDENT", v)) => independent = v == "YES",
+            _ => {}
+        }
+    }
+    Some(PartEntry {
+        uri: uri?,
+        duration: Duration::from_secs_f64(duration?.max(0.0)),
+        independent,
+    })
+}
+
+/// An attribute list split on the commas outside quotes.
+pub fn split_attributes(list: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in list.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(&list[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&list[start..]);
+    out
 }
 
 #[cfg(test)]
@@ -368,6 +679,130 @@ mod tests {
         let facts = PlaylistFacts::parse(&p.render()).expect("valid");
         assert!(!facts.end_list);
         assert!(facts.segments.last().expect("segments").discontinuity);
+    }
+
+    fn low_latency() -> LivePlaylist {
+        LivePlaylist::new(2, 6, 2).with_parts(PartSettings {
+            target: Duration::from_millis(400),
+            per_segment: 5,
+        })
+    }
+
+    /// Lists segment `seq` as the worker does: its five parts, then itself.
+    fn push_with_parts(p: &mut LivePlaylist, seq: u64) -> Vec<String> {
+        let date = SystemTime::UNIX_EPOCH + Duration::from_secs(2 * seq);
+        let mut deleted = Vec::new();
+        for k in 0..5 {
+            deleted.extend(p.push_part(seq, k, Duration::from_millis(400), k == 0, date));
+        }
+        deleted.extend(p.push(p.segment_uri(seq), Duration::from_secs(2), date));
+        deleted
+    }
+
+    #[test]
+    fn parts_are_listed_before_their_segment_for_the_last_segments_then_the_hint() {
+        let mut p = low_latency();
+        for seq in 0..4 {
+            push_with_parts(&mut p, seq);
+        }
+        let date = SystemTime::UNIX_EPOCH + Duration::from_secs(8);
+        p.push_part(4, 0, Duration::from_millis(400), true, date);
+        p.push_part(4, 1, Duration::from_millis(400), false, date);
+        let text = String::from_utf8(p.render()).expect("utf8");
+        assert!(text.contains("#EXT-X-VERSION:6\n"), "{text}");
+        assert!(
+            text.contains(
+                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.200,HOLD-BACK=6.000\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("#EXT-X-PART-INF:PART-TARGET=0.40000\n"),
+            "{text}"
+        );
+        // Segments 0 and 1 without parts; 2 and 3 with theirs, before them.
+        assert!(!text.contains("segment000001_part"), "{text}");
+        let three = "#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:06.000Z\n\
+#EXT-X-PART:DURATION=0.40000,URI=\"segment000003_part0.ts\",INDEPENDENT=YES\n\
+#EXT-X-PART:DURATION=0.40000,URI=\"segment000003_part1.ts\"\n";
+        assert!(text.contains(three), "{text}");
+        assert!(
+            text.contains("segment000003_part4.ts\"\n#EXTINF:2.000,\nsegment000003.ts\n"),
+            "{text}"
+        );
+        // Segment 4 is being made: its two parts, then the third hinted.
+        assert!(
+            text.ends_with(
+                "#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:08.000Z\n\
+#EXT-X-PART:DURATION=0.40000,URI=\"segment000004_part0.ts\",INDEPENDENT=YES\n\
+#EXT-X-PART:DURATION=0.40000,URI=\"segment000004_part1.ts\"\n\
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"segment000004_part2.ts\"\n"
+            ),
+            "{text}"
+        );
+        // A reader that knows no parts still reads the segments.
+        let facts = PlaylistFacts::parse(text.as_bytes()).expect("valid");
+        assert_eq!(facts.segments.len(), 4);
+        assert_eq!(facts.newest_sequence(), Some(3));
+        // After a segment's last part the next segment's first is hinted.
+        push_with_parts(&mut p, 4);
+        let text = String::from_utf8(p.render()).expect("utf8");
+        assert!(
+            text.ends_with(
+                "segment000004.ts\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"segment000005_part0.ts\"\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn parts_leave_the_disk_with_their_segment_and_unfinished_ones_are_never_reused() {
+        let mut p = low_latency();
+        let mut deleted = Vec::new();
+        for seq in 0..9 {
+            deleted.extend(push_with_parts(&mut p, seq));
+        }
+        // 6 listed, 2 retained: segment 0 and its parts are gone.
+        assert!(
+            deleted.contains(&"segment000000.ts".to_string()),
+            "{deleted:?}"
+        );
+        assert!(
+            deleted.contains(&"segment000000_part4.ts".to_string()),
+            "{deleted:?}"
+        );
+        assert!(
+            !deleted.iter().any(|d| d.starts_with("segment000001")),
+            "{deleted:?}"
+        );
+
+        // A run ends mid-segment: its parts leave the playlist, the number is not reused.
+        let date = SystemTime::UNIX_EPOCH + Duration::from_secs(18);
+        p.push_part(9, 0, Duration::from_millis(400), true, date);
+        assert_eq!(p.next_sequence(), 9);
+        assert_eq!(p.first_unused(), 10);
+        assert_eq!(
+            p.discard_trailing(),
+            vec!["segment000009_part0.ts".to_string()]
+        );
+        assert!(!String::from_utf8(p.render())
+            .expect("utf8")
+            .contains("segment000009_part0"));
+        assert_eq!(p.first_unused(), 10);
+
+        // A worker restarted on a playlist a running one left (parts out):
+        // the segment it was making is skipped too, and the parts listed
+        // are known (to be deleted in time).
+        let date = SystemTime::UNIX_EPOCH + Duration::from_secs(18);
+        let mut q = low_latency();
+        for seq in 0..3 {
+            push_with_parts(&mut q, seq);
+        }
+        q.push_part(3, 0, Duration::from_millis(400), true, date);
+        let resumed = low_latency().resume(&q.render());
+        assert_eq!(resumed.next_sequence(), 3);
+        assert_eq!(resumed.first_unused(), 4);
+        assert_eq!(resumed.listed.back().map(|e| e.parts.len()), Some(5));
     }
 
     #[test]

@@ -18,9 +18,12 @@ pub const DEFAULT_VIDEO_KBPS: u32 = 1500;
 /// comes from its signals and one thread per codec spends the least CPU per
 /// minute of output (`just bench-worker`).
 pub const DEFAULT_CODEC_THREADS: u32 = 1;
-/// How far below the segment duration keyframes are requested, so a segment
-/// ending on the first frame at or after the request stays within the target.
-pub const DEFAULT_SEGMENT_MARGIN: Duration = Duration::from_millis(40);
+/// Longest part (LL-HLS partial segment, `PART-TARGET`): 0.4 s divides the
+/// 2 s segment into five and is a whole number of frames at 25 and 30 fps.
+pub const DEFAULT_PART: Duration = Duration::from_millis(400);
+/// Shortest part allowed: Apple advises against parts under 0.2 s (players
+/// then spend more on requests than on media).
+pub const MIN_PART: Duration = Duration::from_millis(200);
 
 /// What the operator configured for every signal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +41,8 @@ pub struct EncodeSettings {
     /// The epoch segments are numbered from, in seconds since the Unix
     /// epoch (0: the Unix epoch itself); workers sharing it are interchangeable.
     pub epoch_unix_seconds: u64,
+    /// Longest part for low-latency HLS; zero lists no parts.
+    pub part: Duration,
 }
 
 impl Default for EncodeSettings {
@@ -49,6 +54,7 @@ impl Default for EncodeSettings {
             video_kbps: DEFAULT_VIDEO_KBPS,
             codec_threads: DEFAULT_CODEC_THREADS,
             epoch_unix_seconds: 0,
+            part: DEFAULT_PART,
         }
     }
 }
@@ -64,13 +70,19 @@ impl EncodeSettings {
         super::epoch::EpochGrid::new(self.epoch_unix_seconds, self.segment())
     }
 
-    /// splitmuxsink's `max-size-time`: a margin below the segment duration,
-    /// because it cuts on the first keyframe at or after this time and the
-    /// segment must not outlast the target duration.
-    pub fn split_at(&self) -> Duration {
-        self.segment()
-            .saturating_sub(DEFAULT_SEGMENT_MARGIN)
-            .max(DEFAULT_SEGMENT_MARGIN)
+    /// The part target, when parts are listed (low latency); never longer
+    /// than a segment.
+    pub fn part_target(&self) -> Option<Duration> {
+        (!self.part.is_zero()).then(|| self.part.min(self.segment()))
+    }
+
+    /// Parts per segment on the grid: the segment divided by the part target,
+    /// rounded up (1 without parts).
+    pub fn parts_per_segment(&self) -> u32 {
+        match self.part_target() {
+            Some(part) => self.segment().as_nanos().div_ceil(part.as_nanos()) as u32,
+            None => 1,
+        }
     }
 }
 
@@ -79,12 +91,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn segments_are_cut_a_margin_before_the_target() {
-        let s = EncodeSettings {
-            segment_seconds: 1,
+    fn parts_divide_the_segment_and_zero_turns_them_off() {
+        let s = EncodeSettings::default();
+        assert_eq!(s.part_target(), Some(Duration::from_millis(400)));
+        assert_eq!(s.parts_per_segment(), 5);
+        let odd = EncodeSettings {
+            part: Duration::from_millis(300),
             ..EncodeSettings::default()
         };
-        assert_eq!(s.split_at(), Duration::from_millis(960));
-        assert!(s.split_at() < s.segment());
+        assert_eq!(
+            odd.parts_per_segment(),
+            7,
+            "six of 0.3 s and a shorter last one"
+        );
+        let off = EncodeSettings {
+            part: Duration::ZERO,
+            ..EncodeSettings::default()
+        };
+        assert_eq!((off.part_target(), off.parts_per_segment()), (None, 1));
+        let long = EncodeSettings {
+            part: Duration::from_secs(9),
+            ..EncodeSettings::default()
+        };
+        assert_eq!(long.part_target(), Some(Duration::from_secs(2)));
     }
 }

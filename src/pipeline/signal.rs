@@ -2,10 +2,10 @@
 //! it, and restarts it with backoff when it fails.
 //!
 //! ```text
-//! filesrc -> decodebin -+-> videoconvert -> x264enc -> clocksync -> h264parse --+-> hlssink2
-//!                       +-> audioconvert -> avenc_aac -> clocksync -> aacparse --+   (segments)
-//!                                                                                 |
-//!       bus: splitmuxsink-fragment-closed --> Segments::publish --> playlist.m3u8 <+
+//! filesrc -> decodebin -+-> videoconvert -> x264enc -> clocksync -> h264parse --+-> mpegtsmux -> appsink
+//!                       +-> audioconvert -> avenc_aac -> clocksync -> aacparse --+        |
+//!                                                                                  Publisher::push
+//!                                                       (parts, segments, playlist.m3u8) <-+
 //!
 //! run:  Starting --first segment--> Running --error--> Retrying --backoff--> Starting ...
 //!       (any) --shutdown--> Stopped
@@ -13,35 +13,35 @@
 //!
 //! Epoch locking ([`super::epoch`]): the pipeline runs on a realtime clock
 //! with base time EPOCH + the muxer's constant; a run starts at the first
-//! segment boundary n·L far enough ahead (never behind the playlist), seeks
-//! the input to (n·L) mod D and offsets the branches' running time to n·L
-//! (clocksync then holds the first frame until that instant), and asks
-//! x264enc for a keyframe at every boundary. So a segment's number, date,
-//! PTS, content and cut depend on the wall clock alone, never on when or
-//! where the worker started.
+//! segment boundary n·L far enough ahead (never behind what was published),
+//! seeks the input to (n·L) mod D and offsets the branches' running time to
+//! n·L (clocksync then holds the first frame until that instant), and asks
+//! x264enc for a keyframe at every boundary ([`super::epoch_lock`]). So a
+//! segment's number, date, PTS, content and cut depend on the wall clock
+//! alone, never on when or where the worker started.
 //!
 //! The pieces it puts together: [`super::description`] (the launch line),
-//! [`super::looping`] (endless input, one timeline), [`super::segments`] (our
-//! segment names and playlist) and [`super::health`] (the status it reports).
-//! As in gst-plugins-rs, the operator's [`EncodeSettings`] stay immutable and
-//! apart from the mutable state: [`Segments`] and loop count across runs,
-//! [`RunState`] within one run.
+//! [`super::looping`] (endless input, one timeline), [`super::publisher`]
+//! (parts, segments and playlist, fed by the appsink on the muxer's thread)
+//! and [`super::health`] (the status it reports). As in gst-plugins-rs, the
+//! operator's [`EncodeSettings`] stay immutable and apart from the mutable
+//! state: the [`Publisher`] and loop count across runs.
 
-use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
 
 use super::description;
-use super::epoch::EpochGrid;
-use super::health::{NewestSegment, SignalHealth, SignalStatus};
+use super::epoch_lock::{keyframes_at_boundaries, lock_clock};
+use super::error::{first_error, stream_error, RunError};
+use super::health::{SignalHealth, SignalStatus};
 use super::input::Input;
 use super::looping;
-use super::segments::{OpenFragments, Segments};
+use super::publisher::Publisher;
 use super::settings::EncodeSettings;
 use crate::service::metrics;
 use crate::service::shutdown::Shutdown;
@@ -57,49 +57,6 @@ pub const DEFAULT_HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// How often progress is logged at info.
 pub const DEFAULT_PROGRESS_EVERY: Duration = Duration::from_secs(60);
 
-/// Why one run of the pipeline ended.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("cannot build the pipeline: {0}")]
-    Build(String),
-    #[error("pipeline did not start: {0}")]
-    Start(String),
-    #[error("{source_element}: {message}{}", debug.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
-    Stream {
-        source_element: String,
-        message: String,
-        debug: Option<String>,
-    },
-    #[error("input ended unexpectedly (EOS instead of a loop)")]
-    UnexpectedEos,
-    #[error("cannot write {0}: {1}")]
-    Write(PathBuf, std::io::Error),
-}
-
-/// What one run of the pipeline knows, from its start to its end.
-struct RunState {
-    started: Instant,
-    /// Running times of the fragments splitmuxsink opened and has not closed.
-    opened_at: VecDeque<gst::ClockTime>,
-    /// Media time of the segments this run published.
-    media_written: Duration,
-    /// Media minus wall time at the first segment: start-up latency, not drift.
-    first_offset: Option<f64>,
-    last_progress: Instant,
-}
-
-impl RunState {
-    fn new() -> Self {
-        RunState {
-            started: Instant::now(),
-            opened_at: VecDeque::new(),
-            media_written: Duration::ZERO,
-            first_offset: None,
-            last_progress: Instant::now(),
-        }
-    }
-}
-
 /// Runs one signal until shutdown: builds, loops and restarts its pipeline.
 pub struct SignalRunner {
     input: Input,
@@ -107,8 +64,9 @@ pub struct SignalRunner {
     settings: EncodeSettings,
     /// Where this runner reports its status.
     health: SignalHealth,
-    /// The signal's folder and playlist, kept across restarts.
-    segments: Segments,
+    /// The signal's published stream, kept across restarts; the appsink's
+    /// callback feeds it on the muxer's thread while a run lasts.
+    publisher: Arc<Mutex<Publisher>>,
     /// Times the input was looped since the worker started.
     loops: u64,
     /// The current run's pass length (ns) for the timelines, set at its start.
@@ -120,17 +78,17 @@ impl SignalRunner {
     /// and reports the signal as starting.
     pub fn new(
         input: Input,
-        output_root: &Path,
+        output_root: &std::path::Path,
         settings: EncodeSettings,
         health: SignalHealth,
     ) -> Result<Self, RunError> {
-        let segments = Segments::open(&input.signal, output_root, &settings)?;
+        let publisher = Publisher::open(&input.signal, output_root, &settings, health.clone())?;
         health.set(&input.signal, SignalStatus::Starting);
         Ok(SignalRunner {
             input,
             settings,
             health,
-            segments,
+            publisher: Arc::new(Mutex::new(publisher)),
             loops: 0,
             period: Arc::new(AtomicU64::new(0)),
         })
@@ -144,16 +102,20 @@ impl SignalRunner {
         self.health.set(&self.input.signal, status);
     }
 
+    fn publisher(&self) -> MutexGuard<'_, Publisher> {
+        self.publisher.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The launch line this runner's pipeline is built from, as
     /// `worker --print-pipeline` prints it.
     pub fn launch_line(&self) -> String {
-        description::effective_line(&self.input, self.segments.dir(), &self.settings)
+        description::effective_line(&self.input, &self.settings)
     }
 
     /// Ends the stream after [`Self::run`] returned because the signal's input
-    /// was removed: its playlist gets `EXT-X-ENDLIST` ([`Segments::end`]).
+    /// was removed: its playlist gets `EXT-X-ENDLIST` ([`Publisher::end`]).
     pub fn end_stream(&mut self) -> Result<(), RunError> {
-        self.segments.end()
+        self.publisher().end()
     }
 
     /// Runs until `shutdown`, restarting the pipeline with backoff on errors.
@@ -179,7 +141,7 @@ impl SignalRunner {
                         self.input.signal,
                         pause.as_secs_f32()
                     );
-                    self.segments.mark_discontinuity();
+                    self.publisher().mark_discontinuity();
                     sleep_unless(shutdown, pause);
                 }
             }
@@ -191,20 +153,22 @@ impl SignalRunner {
 
     /// One life of the pipeline: Ok when shutdown stopped it, Err when it failed.
     fn run_once(&mut self, shutdown: &Shutdown) -> Result<(), RunError> {
-        self.segments.ensure_dir()?;
-        let open = self.segments.begin_run();
+        self.publisher().ensure_dir()?;
         self.period = Arc::new(AtomicU64::new(0));
-        let pipeline = self.build(open.clone())?;
-        let result = self.drive(&pipeline, &open, shutdown);
+        let pipeline = self.build()?;
+        let result = self
+            .start(&pipeline)
+            .and_then(|bus| self.drive(&pipeline, &bus, shutdown));
         let _ = pipeline.set_state(gst::State::Null);
-        // A fragment still open was never listed: its file is half written.
-        self.segments.discard_unfinished(&open);
+        // The segment being made was never listed; its parts leave the playlist.
+        self.publisher().end_run();
         result
     }
 
     /// Parses the launch line, then adds what only the worker does: the
-    /// continuous timeline on each branch and our fragment streams.
-    fn build(&self, open: Arc<Mutex<OpenFragments>>) -> Result<gst::Pipeline, RunError> {
+    /// continuous timeline on each branch, keyframes on the grid and the
+    /// publisher behind the appsink.
+    fn build(&self) -> Result<gst::Pipeline, RunError> {
         gst::init().map_err(|e| RunError::Build(e.to_string()))?;
         let line = self.launch_line();
         let pipeline = gst::parse::launch(&line)
@@ -221,21 +185,17 @@ impl SignalRunner {
         }
         description::limit_decoder_threads(&pipeline, &self.settings);
         keyframes_at_boundaries(&element(description::VIDEO_ENCODER)?, self.settings.grid())?;
-        let hls = element(description::HLS)?;
-        if !description::settle_split_child(&hls, &self.settings) {
-            return Err(RunError::Build("hlssink2 holds no splitmuxsink".into()));
-        }
-        self.segments.attach(&hls, open);
+        let sink = element(description::SEGMENTER)?
+            .downcast::<gst_app::AppSink>()
+            .map_err(|_| RunError::Build("the segmenter is not an appsink".into()))?;
+        feed_publisher(&sink, self.publisher.clone());
         Ok(pipeline)
     }
 
-    /// Starts the pipeline and handles its bus until shutdown or failure.
-    fn drive(
-        &mut self,
-        pipeline: &gst::Pipeline,
-        open: &Arc<Mutex<OpenFragments>>,
-        shutdown: &Shutdown,
-    ) -> Result<(), RunError> {
+    /// Starts the pipeline on the epoch grid: pauses it, waits for the
+    /// decoder's streams, places the run at the first segment boundary far
+    /// enough ahead, seeks the input there and plays.
+    fn start(&mut self, pipeline: &gst::Pipeline) -> Result<gst::Bus, RunError> {
         let bus = pipeline
             .bus()
             .ok_or_else(|| RunError::Start("pipeline has no bus".into()))?;
@@ -245,8 +205,11 @@ impl SignalRunner {
             first_error(&bus).unwrap_or_else(|| RunError::Start("cannot pause".into()))
         })?;
         looping::wait_for_decoded_pads(pipeline, &bus, self.input.has_audio)?;
-        let wanted = grid.first_sequence(SystemTime::now(), self.segments.next_sequence());
-        let first = self.segments.align(open, wanted);
+        let wanted = {
+            let publisher = self.publisher();
+            grid.first_sequence(SystemTime::now(), publisher.first_unused())
+        };
+        let first = self.publisher().begin_run(wanted);
         let running = grid
             .running_time(first)
             .map_err(|e| RunError::Start(e.to_string()))?;
@@ -287,26 +250,28 @@ impl SignalRunner {
             "Encoding signal '{}' from {} into {}",
             self.input.signal,
             self.input.path.display(),
-            self.segments.dir().display()
+            self.publisher().dir().display()
         );
+        Ok(bus)
+    }
 
-        let mut run = RunState::new();
+    /// Handles the bus until shutdown (Ok) or a failure (Err): loops the
+    /// input at each pass's end and logs progress.
+    fn drive(
+        &mut self,
+        pipeline: &gst::Pipeline,
+        bus: &gst::Bus,
+        shutdown: &Shutdown,
+    ) -> Result<(), RunError> {
+        let started = Instant::now();
+        let mut last_progress = Instant::now();
         loop {
             if shutdown.is_triggered() {
                 return Ok(());
             }
-            if run.last_progress.elapsed() >= DEFAULT_PROGRESS_EVERY {
-                run.last_progress = Instant::now();
-                let wall = run.started.elapsed();
-                log::info!(
-                    "Signal '{}': {} segments written, {} loops, media {:.1} s in {:.1} s wall (drift since the first segment {:+.2} s)",
-                    self.input.signal,
-                    self.segments.written(),
-                    self.loops,
-                    run.media_written.as_secs_f64(),
-                    wall.as_secs_f64(),
-                    run.media_written.as_secs_f64() - wall.as_secs_f64() - run.first_offset.unwrap_or(0.0)
-                );
+            if last_progress.elapsed() >= DEFAULT_PROGRESS_EVERY {
+                last_progress = Instant::now();
+                self.log_progress(started);
             }
             let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(
                 DEFAULT_BUS_POLL.as_nanos() as u64,
@@ -314,79 +279,7 @@ impl SignalRunner {
                 continue;
             };
             match msg.view() {
-                gst::MessageView::Element(element) => {
-                    let Some(s) = element.structure() else {
-                        continue;
-                    };
-                    let running_time = s.get::<gst::ClockTime>("running-time").ok();
-                    if s.name() == "splitmuxsink-fragment-opened" {
-                        if let Some(rt) = running_time {
-                            run.opened_at.push_back(rt);
-                        }
-                    } else if s.name() == "splitmuxsink-fragment-closed" {
-                        let start = run.opened_at.pop_front();
-                        let closed = Segments::closed(open);
-                        if let (Some(fragment), Some(start), Some(end)) =
-                            (closed, start, running_time)
-                        {
-                            let bytes = fragment.take_bytes();
-                            let (sequence, name) = (fragment.sequence, fragment.name);
-                            let duration =
-                                Duration::from_nanos(end.saturating_sub(start).nseconds());
-                            run.media_written += duration;
-                            let on_grid = grid
-                                .sequence_of_running_time(Duration::from_nanos(start.nseconds()));
-                            if on_grid != sequence {
-                                log::warn!(
-                                    "Signal '{}': segment {name} starts in the epoch grid's segment {on_grid}",
-                                    self.input.signal
-                                );
-                            }
-                            let program_date_time = grid.program_date_time(sequence);
-                            self.segments.publish(
-                                name.clone(),
-                                &bytes,
-                                duration,
-                                program_date_time,
-                            )?;
-                            self.health.segment_written(
-                                &self.input.signal,
-                                NewestSegment {
-                                    name,
-                                    sequence,
-                                    program_date_time,
-                                    duration,
-                                    written_at: std::time::SystemTime::now(),
-                                },
-                            );
-                            if run.first_offset.is_none() {
-                                // Segments flow: this run is healthy.
-                                self.set_status(SignalStatus::Running);
-                            }
-                            // Drift since the first segment: the pipeline's
-                            // start-up latency is an offset, not a drift.
-                            let ahead = run.media_written.as_secs_f64()
-                                - run.started.elapsed().as_secs_f64();
-                            let offset = *run.first_offset.get_or_insert(ahead);
-                            metrics::WORKER_DRIFT
-                                .with_label_values(&[&self.input.signal])
-                                .set(ahead - offset);
-                        }
-                    }
-                }
-                gst::MessageView::SegmentDone(_) => {
-                    self.loops += 1;
-                    metrics::WORKER_LOOPS
-                        .with_label_values(&[&self.input.signal])
-                        .inc();
-                    log::debug!(
-                        "Signal '{}' looping (loop {})",
-                        self.input.signal,
-                        self.loops
-                    );
-                    looping::seek_input(pipeline, gst::SeekFlags::SEGMENT, Duration::ZERO)
-                        .map_err(|e| RunError::Start(format!("loop seek refused: {e}")))?;
-                }
+                gst::MessageView::SegmentDone(_) => self.loop_input(pipeline)?,
                 gst::MessageView::Eos(_) => return Err(RunError::UnexpectedEos),
                 gst::MessageView::Error(err) => return Err(stream_error(err)),
                 gst::MessageView::Warning(w) => {
@@ -396,93 +289,59 @@ impl SignalRunner {
             }
         }
     }
-}
 
-/// Runs `pipeline` on a realtime clock whose running time is time since the
-/// epoch less the muxer's constant: clocksync then paces buffers to the wall
-/// clock of their epoch-locked timestamps.
-fn lock_clock(pipeline: &gst::Pipeline, grid: EpochGrid) {
-    let clock = glib::Object::builder::<gst::SystemClock>()
-        .property("clock-type", gst::ClockType::Realtime)
-        .build();
-    pipeline.use_clock(Some(&clock));
-    // No start time: the pipeline keeps the base time given here.
-    pipeline.set_start_time(gst::ClockTime::NONE);
-    pipeline.set_base_time(gst::ClockTime::from_nseconds(
-        grid.base_time().as_nanos() as u64
-    ));
-}
+    /// The input's pass ended: seek back to its start without a flush, so
+    /// the timeline goes on ([`looping`]).
+    fn loop_input(&mut self, pipeline: &gst::Pipeline) -> Result<(), RunError> {
+        self.loops += 1;
+        metrics::WORKER_LOOPS
+            .with_label_values(&[&self.input.signal])
+            .inc();
+        log::debug!(
+            "Signal '{}' looping (loop {})",
+            self.input.signal,
+            self.loops
+        );
+        looping::seek_input(pipeline, gst::SeekFlags::SEGMENT, Duration::ZERO)
+            .map_err(|e| RunError::Start(format!("loop seek refused: {e}")))
+    }
 
-/// Asks the video encoder for a keyframe on the first frame of every epoch
-/// grid segment, so every worker cuts (and starts its IDR) at the same
-/// instants whatever the frame rate; splitmuxsink then cuts on those
-/// keyframes only ([`description::settle_split_child`]).
-fn keyframes_at_boundaries(encoder: &gst::Element, grid: EpochGrid) -> Result<(), RunError> {
-    let pad = encoder
-        .static_pad("sink")
-        .ok_or_else(|| RunError::Build("video encoder has no sink pad".into()))?;
-    let last: Mutex<Option<u64>> = Mutex::new(None);
-    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-        let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else {
-            return gst::PadProbeReturn::Ok;
-        };
-        let Some(pts) = buffer.pts() else {
-            return gst::PadProbeReturn::Ok;
-        };
-        let Some(segment) = pad
-            .sticky_event::<gst::event::Segment>(0)
-            .and_then(|e| e.segment().clone().downcast::<gst::ClockTime>().ok())
-        else {
-            return gst::PadProbeReturn::Ok;
-        };
-        let Some(running) = segment.to_running_time(pts) else {
-            return gst::PadProbeReturn::Ok;
-        };
-        let sequence = grid.sequence_of_running_time(Duration::from_nanos(running.nseconds()));
-        {
-            let Ok(mut last) = last.lock() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            if last.is_some_and(|l| sequence <= l) {
-                return gst::PadProbeReturn::Ok;
-            }
-            *last = Some(sequence);
-        }
-        // GstVideoEncoder's downstream force-key-unit event: this frame
-        // (the first at or after the boundary) becomes an IDR frame.
-        let request = gst::Structure::builder("GstForceKeyUnit")
-            .field("timestamp", pts)
-            .field("stream-time", segment.to_stream_time(pts).unwrap_or(pts))
-            .field("running-time", running)
-            .field("all-headers", true)
-            .field("count", 0u32)
-            .build();
-        pad.send_event(gst::event::CustomDownstream::new(request));
-        gst::PadProbeReturn::Ok
-    });
-    Ok(())
-}
-
-/// A bus error as a [`RunError`], naming the element that failed.
-pub fn stream_error(err: &gst::message::Error) -> RunError {
-    RunError::Stream {
-        source_element: err
-            .src()
-            .map(|s| s.path_string().to_string())
-            .unwrap_or_else(|| "pipeline".into()),
-        message: err.error().to_string(),
-        debug: err.debug().map(|d| d.to_string()),
+    fn log_progress(&self, started: Instant) {
+        let (written, media, drift) = self.publisher().progress();
+        log::info!(
+            "Signal '{}': {written} segments written, {} loops, media {:.1} s in {:.1} s wall (drift since the first segment {drift:+.2} s)",
+            self.input.signal,
+            self.loops,
+            media.as_secs_f64(),
+            started.elapsed().as_secs_f64(),
+        );
     }
 }
 
-/// The first error already on the bus, if any: it says why a state change failed.
-fn first_error(bus: &gst::Bus) -> Option<RunError> {
-    while let Some(msg) = bus.pop() {
-        if let gst::MessageView::Error(err) = msg.view() {
-            return Some(stream_error(err));
-        }
-    }
-    None
+/// Hands every buffer the muxer writes to the publisher, on the muxer's
+/// thread: a part is published as soon as the frame after it is muxed. A
+/// file that cannot be written fails the run with the reason (an element
+/// error the bus loop reports).
+fn feed_publisher(sink: &gst_app::AppSink, publisher: Arc<Mutex<Publisher>>) {
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                let mut publisher = publisher.lock().unwrap_or_else(|p| p.into_inner());
+                match publisher.push(map.as_slice()) {
+                    Ok(()) => Ok(gst::FlowSuccess::Ok),
+                    Err(e) => {
+                        gst::element_error!(sink, gst::ResourceError::Write, ["{}", e]);
+                        Err(gst::FlowError::Error)
+                    }
+                }
+            })
+            .build(),
+    );
 }
 
 /// Pause before restart number `failures` (1-based): doubling, capped.

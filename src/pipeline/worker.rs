@@ -15,10 +15,9 @@ use super::description;
 use super::health::SignalHealth;
 use super::input::{self, Input, InputError};
 use super::inputs::{self, Inputs, Signals, StartError, DEFAULT_RESCAN_EVERY};
-use super::segments::signal_dir;
 use super::settings::{
-    EncodeSettings, DEFAULT_CODEC_THREADS, DEFAULT_PLAYLIST_LENGTH, DEFAULT_RETAINED_SEGMENTS,
-    DEFAULT_SEGMENT_SECONDS, DEFAULT_VIDEO_KBPS,
+    EncodeSettings, DEFAULT_CODEC_THREADS, DEFAULT_PART, DEFAULT_PLAYLIST_LENGTH,
+    DEFAULT_RETAINED_SEGMENTS, DEFAULT_SEGMENT_SECONDS, DEFAULT_VIDEO_KBPS, MIN_PART,
 };
 use crate::service::shutdown::Shutdown;
 
@@ -55,6 +54,11 @@ pub struct WorkerConfig {
     /// segments (same names, dates and timestamps). 0 is the Unix epoch.
     #[arg(long, env = "EPOCH", default_value_t = 0)]
     pub epoch: u64,
+    /// Longest low-latency part (LL-HLS partial segment) in seconds, at least
+    /// 0.2; 0 lists no parts (standard HLS only). Players that know nothing
+    /// of parts play the same playlist either way.
+    #[arg(long, env = "PART_SECONDS", default_value_t = DEFAULT_PART.as_secs_f64(), value_parser = parse_part_seconds)]
+    pub part_seconds: f64,
     /// Port of the worker's `/metrics` and `/healthcheck`.
     #[arg(long, env = "WORKER_METRICS_PORT", default_value = "9100", value_parser = crate::service::config::parse_port)]
     pub metrics_port: u16,
@@ -64,6 +68,20 @@ pub struct WorkerConfig {
     pub print_pipeline: bool,
     #[command(flatten)]
     pub listen: crate::service::config::ListenArgs,
+}
+
+fn parse_part_seconds(s: &str) -> Result<f64, String> {
+    let seconds: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if seconds == 0.0 || (MIN_PART.as_secs_f64()..=30.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!(
+            "{s} s: parts last {} s to 30 s (0 turns them off)",
+            MIN_PART.as_secs_f64()
+        ))
+    }
 }
 
 fn parse_playlist_length(s: &str) -> Result<usize, String> {
@@ -98,6 +116,7 @@ impl WorkerConfig {
             video_kbps: self.video_kbps,
             codec_threads: self.codec_threads,
             epoch_unix_seconds: self.epoch,
+            part: std::time::Duration::from_secs_f64(self.part_seconds),
         }
     }
 }
@@ -163,21 +182,20 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), WorkerE
 /// start would; writes nothing.
 pub fn printed_pipelines(config: &WorkerConfig) -> Result<String, WorkerError> {
     let inputs = check_inputs(&config.input)?;
-    Ok(pipelines_text(&inputs, &config.output, &config.settings()))
+    Ok(pipelines_text(&inputs, &config.settings()))
 }
 
 /// For each input, a comment naming the signal and what only the worker adds
 /// at run time, then the launch line the worker parses for it (the same
 /// function as [`super::signal::SignalRunner::launch_line`]), ready for `gst-launch-1.0 -e`.
-fn pipelines_text(inputs: &[Input], output: &Path, settings: &EncodeSettings) -> String {
+fn pipelines_text(inputs: &[Input], settings: &EncodeSettings) -> String {
     let mut text = String::new();
     for input in inputs {
-        let dir = signal_dir(output, &input.signal);
         text.push_str(&format!(
             "# {}: {}\n{}\n",
             input.signal,
             description::RUN_TIME_ADDITIONS,
-            description::effective_line(input, &dir, settings)
+            description::effective_line(input, settings)
         ));
     }
     text
@@ -221,7 +239,7 @@ mod tests {
                 size: (320, 240),
             })
             .collect();
-        let text = pipelines_text(&inputs, output.path(), &settings);
+        let text = pipelines_text(&inputs, &settings);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         for (i, input) in inputs.into_iter().enumerate() {
