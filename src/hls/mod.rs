@@ -6,6 +6,11 @@
 
 use std::time::{Duration, SystemTime};
 
+pub mod blocking;
+pub mod parts;
+
+pub use parts::{ListedPart, PartFacts};
+
 /// `Content-Type` of a playlist (RFC 8216 section 4).
 pub const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 /// `Content-Type` of an MPEG-TS segment.
@@ -76,6 +81,8 @@ pub struct PlaylistFacts {
     /// the latest dated segment's plus the durations listed since (RFC 8216
     /// section 4.3.2.6); `None` when no segment is dated.
     pub newest_program_date_time: Option<SystemTime>,
+    /// Its parts and blocking-reload support, when it is low latency.
+    pub low_latency: Option<PartFacts>,
 }
 
 impl PlaylistFacts {
@@ -103,6 +110,7 @@ impl PlaylistFacts {
             segments,
             end_list: playlist.end_list,
             newest_program_date_time: newest_date(&playlist.segments),
+            low_latency: PartFacts::read(&String::from_utf8_lossy(bytes), playlist.media_sequence),
         })
     }
 
@@ -113,6 +121,12 @@ impl PlaylistFacts {
     pub fn newest_segment_end(&self) -> Option<SystemTime> {
         let newest = self.segments.last()?;
         Some(self.newest_program_date_time? + newest.duration)
+    }
+
+    /// The number the next segment will have: the one being made, whose
+    /// parts a low-latency playlist may already list.
+    pub fn next_sequence(&self) -> u64 {
+        self.media_sequence + self.segments.len() as u64
     }
 
     /// Media sequence number of the newest listed segment; `None` when empty.

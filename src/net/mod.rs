@@ -1,6 +1,7 @@
 //! The HTTP services, one module or folder each, in data-path order.
 //!
 //! - [`packager`]: serves the worker's output tree (server1 and server2).
+//! - [`playlist_watch`]: playlists on disk watched for blocking reloads.
 //! - [`delivery`]: how packagers and proxy answer media (types, caching,
 //!   CORS, Last-Modified, gzip playlists).
 //! - [`discovery`]: finds live signals and healthy packagers, reports them.
@@ -19,6 +20,7 @@ pub mod delivery;
 pub mod discovery;
 pub mod origin;
 pub mod packager;
+pub mod playlist_watch;
 pub mod proxy;
 pub mod reporter;
 pub mod status;

@@ -47,6 +47,8 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use crate::hls::PartFacts;
+
 /// Segments whose parts stay listed, besides the one being made: two
 /// complete segments keep every listed part within three target durations
 /// of the playlist's end, as RFC 8216bis 6.2.2 asks.
@@ -180,25 +182,37 @@ impl LivePlaylist {
         };
         self.media_sequence = old.media_sequence;
         self.discontinuity_sequence = old.discontinuity_sequence;
+        let parts = PartFacts::read(&String::from_utf8_lossy(previous), old.media_sequence);
+        let parts_of = |sequence: u64| -> Vec<PartEntry> {
+            parts
+                .iter()
+                .flat_map(|f| f.of_segment(sequence))
+                .map(|p| PartEntry {
+                    uri: p.uri.clone(),
+                    duration: p.duration,
+                    independent: p.independent,
+                })
+                .collect()
+        };
         self.listed = old
             .segments
             .iter()
-            .map(|s| Entry {
+            .enumerate()
+            .map(|(i, s)| Entry {
                 uri: s.uri.clone(),
                 duration: Duration::from_secs_f32(s.duration.max(0.0)),
                 discontinuity: s.discontinuity,
                 program_date_time: s.program_date_time.map(SystemTime::from),
-                parts: s
-                    .unknown_tags
-                    .iter()
-                    .filter(|t| t.tag == "X-PART")
-                    .filter_map(|t| parse_part(t.rest.as_deref().unwrap_or("")))
-                    .collect(),
+                parts: parts_of(old.media_sequence + i as u64),
             })
             .collect();
         self.discontinuity_pending = true;
         // Parts of the segment the old run was making may be out: skip it.
-        self.reserved = String::from_utf8_lossy(previous).contains("#EXT-X-PRELOAD-HINT");
+        self.reserved = parts.is_some_and(|f| {
+            f.preload_hint.is_some()
+                || f.newest()
+                    .is_some_and(|(seq, _)| seq >= old.media_sequence + old.segments.len() as u64)
+        });
         // Keep the window rule if the old run listed more than we do.
         let mut dropped = Vec::new();
         self.trim(&mut dropped);
@@ -497,44 +511,6 @@ fn write_parts(out: &mut String, parts: &[PartEntry]) {
             "\n"
         });
     }
-}
-
-/// A part from an `EXT-X-PART` line's attributes (after the colon).
-fn parse_part(attributes: &str) -> Option<PartEntry> {
-    let mut uri = None;
-    let mut duration = None;
-    let mut independent = false;
-    for attribute in split_attributes(attributes) {
-        match attribute.split_once('=') {
-            Some(("URI", v)) => uri = Some(v.trim_matches('"').to_string()),
-            Some(("DURATION", v)) => duration = v.parse::<f64>().ok(),
-            Some(("INDEPENDENT", v)) => independent = v == "YES",
-            _ => {}
-        }
-    }
-    Some(PartEntry {
-        uri: uri?,
-        duration: Duration::from_secs_f64(duration?.max(0.0)),
-        independent,
-    })
-}
-
-/// An attribute list split on the commas outside quotes.
-pub fn split_attributes(list: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut start, mut quoted) = (0, false);
-    for (i, c) in list.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                out.push(&list[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&list[start..]);
-    out
 }
 
 #[cfg(test)]
