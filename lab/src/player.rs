@@ -921,6 +921,7 @@ mod tests {
                 .collect(),
             end_list: false,
             newest_program_date_time: None,
+            low_latency: None,
         }
     }
 

@@ -128,7 +128,7 @@ pub fn split_attributes(list: &str) -> Vec<&str> {
 
 fn seconds(value: &str) -> Option<Duration> {
     let s: f64 = value.parse().ok()?;
-    (s.is_finite() && s >= 0.0 && s < 1e6).then(|| Duration::from_secs_f64(s))
+    (0.0..1e6).contains(&s).then(|| Duration::from_secs_f64(s))
 }
 
 #[cfg(test)]
