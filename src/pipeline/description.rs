@@ -20,6 +20,10 @@ use super::settings::EncodeSettings;
 pub const VIDEO_ONLY: &str = include_str!("../../pipelines/worker-video.gst");
 /// Input with audio: the video branch plus `audioconvert -> avenc_aac`.
 pub const AUDIO_VIDEO: &str = include_str!("../../pipelines/worker-audio-video.gst");
+/// A ladder, video-only input: rung 0's lines repeated per rung.
+pub const LADDER_VIDEO_ONLY: &str = include_str!("../../pipelines/worker-ladder-video.gst");
+/// A ladder, input with audio (encoded once, muxed into every rung).
+pub const LADDER_AUDIO_VIDEO: &str = include_str!("../../pipelines/worker-ladder-audio-video.gst");
 
 /// The `filesrc` reading the input.
 pub const SOURCE: &str = "source";
@@ -28,13 +32,17 @@ pub const SOURCE: &str = "source";
 pub const VIDEO_TIMELINE: &str = "video_timeline";
 /// The identity at the head of the audio branch, right after the decoder.
 pub const AUDIO_TIMELINE: &str = "audio_timeline";
-/// The x264enc.
+/// The x264enc (a ladder's: `video_encoder_<rung>`).
 pub const VIDEO_ENCODER: &str = "video_encoder";
+/// A ladder rung's capsfilter giving its picture size: `video_size_<rung>`.
+pub const VIDEO_SIZE: &str = "video_size";
 /// The mpegtsmux every branch ends in.
 pub const MUX: &str = "mux";
 /// The appsink taking the muxed stream: the worker's publisher cuts it into
-/// parts and segments ([`super::publisher`]).
+/// parts and segments ([`super::publisher`]); a ladder's: `segmenter_<rung>`.
 pub const SEGMENTER: &str = "segmenter";
+/// What marks rung 0's element names in a ladder description.
+const RUNG_ZERO: &str = "_0";
 /// x264enc's `key-int-max`: keyframes come only where the worker asks, at
 /// the epoch grid's segment boundaries, not on a fixed cadence.
 pub const KEY_INT_MAX: u32 = 100_000;
@@ -48,13 +56,20 @@ the appsink's muxed stream cut into parts and segments (segmentNNNNNN.ts, \
 segmentNNNNNN_partK.ts) listed in its own live playlist (under gst-launch the appsink drops \
 what it gets)";
 
-/// The description for an input, with or without its audio branch.
-pub fn for_input(has_audio: bool) -> &'static str {
-    if has_audio {
-        AUDIO_VIDEO
-    } else {
-        VIDEO_ONLY
+/// The description for an input, with or without its audio branch, as one
+/// rendition or a ladder.
+pub fn for_input(has_audio: bool, ladder: bool) -> &'static str {
+    match (has_audio, ladder) {
+        (true, false) => AUDIO_VIDEO,
+        (false, false) => VIDEO_ONLY,
+        (true, true) => LADDER_AUDIO_VIDEO,
+        (false, true) => LADDER_VIDEO_ONLY,
     }
+}
+
+/// The name of element `base` in rung `rung` of a ladder: `video_encoder_1`.
+pub fn rung_element(base: &str, rung: usize) -> String {
+    format!("{base}_{rung}")
 }
 
 /// The launch line of a description: comment lines dropped, the rest joined
@@ -68,35 +83,103 @@ pub fn launch_line(description: &str) -> String {
         .join(" ")
 }
 
-/// The properties the settings give the named elements, as (element,
-/// property, launch-syntax value), in the order they are written.
-pub fn properties(input: &Input, settings: &EncodeSettings) -> Vec<(&'static str, String, String)> {
-    vec![
-        (
-            SOURCE,
-            "location".into(),
-            quoted(&input.path.to_string_lossy()),
-        ),
-        (
-            VIDEO_ENCODER,
-            "bitrate".into(),
-            settings.video_kbps.to_string(),
-        ),
-        (VIDEO_ENCODER, "key-int-max".into(), KEY_INT_MAX.to_string()),
-        (
-            VIDEO_ENCODER,
-            "threads".into(),
-            settings.codec_threads.to_string(),
-        ),
-    ]
+/// A ladder description's launch line for `rungs` rungs: the lines naming
+/// rung 0 (`..._0`) repeated once per rung with the names renumbered.
+pub fn ladder_line(description: &str, rungs: usize) -> String {
+    let lines: Vec<&str> = description
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    let names_rung_zero = |line: &str| tokens(line).iter().any(|t| rung_token(t).is_some());
+    let mut out: Vec<String> = lines
+        .iter()
+        .filter(|l| !names_rung_zero(l))
+        .map(|l| l.to_string())
+        .collect();
+    for rung in 0..rungs {
+        for line in lines.iter().filter(|l| names_rung_zero(l)) {
+            let renamed: Vec<String> = tokens(line)
+                .into_iter()
+                .map(|t| match rung_token(&t) {
+                    Some((stem, tail)) => format!("{stem}_{rung}{tail}"),
+                    None => t,
+                })
+                .collect();
+            out.push(renamed.join(" "));
+        }
+    }
+    out.join(" ")
 }
 
-/// The one launch line of `input`'s pipeline: the description with
-/// [`properties`] written into its named elements.
+/// A token naming rung 0 (`name=video_encoder_0`, `mux_0.`): the part before
+/// `_0` and what follows it.
+fn rung_token(token: &str) -> Option<(&str, &str)> {
+    let (body, tail) = match token.strip_suffix('.') {
+        Some(body) => (body, "."),
+        None => (token, ""),
+    };
+    let stem = body.strip_suffix(RUNG_ZERO)?;
+    stem.chars()
+        .last()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        .then_some((stem, tail))
+}
+
+/// The properties the settings give the named elements, as (element,
+/// property, launch-syntax value), in the order they are written.
+pub fn properties(input: &Input, settings: &EncodeSettings) -> Vec<(String, String, String)> {
+    let encoder = |name: String, kbps: u32| {
+        vec![
+            (name.clone(), "bitrate".to_string(), kbps.to_string()),
+            (
+                name.clone(),
+                "key-int-max".to_string(),
+                KEY_INT_MAX.to_string(),
+            ),
+            (
+                name,
+                "threads".to_string(),
+                settings.codec_threads.to_string(),
+            ),
+        ]
+    };
+    let mut out = vec![(
+        SOURCE.to_string(),
+        "location".to_string(),
+        quoted(&input.path.to_string_lossy()),
+    )];
+    match settings.ladder.rungs_for(input.size) {
+        None => out.extend(encoder(VIDEO_ENCODER.to_string(), settings.video_kbps)),
+        Some(rungs) => {
+            for (i, rung) in rungs.iter().enumerate() {
+                out.push((
+                    rung_element(VIDEO_SIZE, i),
+                    "caps".to_string(),
+                    quoted(&format!(
+                        "video/x-raw,width={},height={},pixel-aspect-ratio=1/1",
+                        rung.width, rung.height
+                    )),
+                ));
+                out.extend(encoder(rung_element(VIDEO_ENCODER, i), rung.kbps));
+            }
+        }
+    }
+    out
+}
+
+/// The one launch line of `input`'s pipeline: the description (repeated per
+/// rung for a ladder) with [`properties`] written into its named elements.
 pub fn effective_line(input: &Input, settings: &EncodeSettings) -> String {
-    let mut tokens = tokens(&launch_line(for_input(input.has_audio)));
+    let rungs = settings.ladder.rungs_for(input.size);
+    let description = for_input(input.has_audio, rungs.is_some());
+    let line = match &rungs {
+        Some(rungs) => ladder_line(description, rungs.len()),
+        None => launch_line(description),
+    };
+    let mut tokens = tokens(&line);
     for (element, property, value) in properties(input, settings) {
-        set_property(&mut tokens, element, &property, &value);
+        set_property(&mut tokens, &element, &property, &value);
     }
     tokens.join(" ")
 }
@@ -192,6 +275,7 @@ fn set_property(tokens: &mut Vec<String>, element: &str, property: &str, value: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::ladder::Ladder;
     use std::path::PathBuf;
 
     fn input(path: &str, has_audio: bool) -> Input {
@@ -201,6 +285,7 @@ mod tests {
             has_audio,
             duration: None,
             size: (320, 240),
+            frame_rate: Some(25.0),
         }
     }
 
@@ -235,6 +320,7 @@ mod tests {
             retained_segments: 4,
             video_kbps: 2345,
             codec_threads: 3,
+            ladder: Ladder::Single,
             ..EncodeSettings::default()
         };
         for has_audio in [false, true] {
@@ -270,6 +356,61 @@ mod tests {
             assert!(element(SEGMENTER).is::<gstreamer_app::AppSink>(), "{line}");
             assert_eq!(pipeline.by_name(AUDIO_TIMELINE).is_some(), has_audio);
         }
+    }
+
+    #[test]
+    fn a_ladder_repeats_rung_zero_per_rung_with_its_size_and_rate() {
+        gst::init().expect("gst init");
+        let settings = EncodeSettings {
+            ladder: "1280x720@2800,854x480@1400,640x360@800"
+                .parse()
+                .expect("ladder"),
+            ..EncodeSettings::default()
+        };
+        let mut input = input("/media/live01.mp4", true);
+        input.size = (854, 480);
+        let line = effective_line(&input, &settings);
+        let pipeline = gst::parse::launch(&line)
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+            .downcast::<gst::Pipeline>()
+            .expect("a pipeline");
+        let element = |n: String| {
+            pipeline
+                .by_name(&n)
+                .unwrap_or_else(|| panic!("{n} in {line}"))
+        };
+        // 720p would upscale: two rungs, 480p then 360p.
+        assert!(pipeline.by_name("video_encoder_2").is_none(), "{line}");
+        for (rung, (width, kbps)) in [(854, 1400u32), (640, 800)].into_iter().enumerate() {
+            assert_eq!(
+                element(rung_element(VIDEO_ENCODER, rung)).property::<u32>("bitrate"),
+                kbps
+            );
+            let caps = element(rung_element(VIDEO_SIZE, rung)).property::<gst::Caps>("caps");
+            let size = caps
+                .structure(0)
+                .expect("caps")
+                .get::<i32>("width")
+                .expect("width");
+            assert_eq!(size, width);
+            assert!(element(rung_element(SEGMENTER, rung)).is::<gstreamer_app::AppSink>());
+            assert!(
+                pipeline
+                    .by_name(&rung_element("audio_queue", rung))
+                    .is_some(),
+                "{line}"
+            );
+        }
+        // One decode, one audio encode.
+        assert_eq!(line.matches("decodebin").count(), 1, "{line}");
+        assert_eq!(line.matches("avenc_aac").count(), 1, "{line}");
+        assert_eq!(line.matches("x264enc").count(), 2, "{line}");
+        // A single rendition is the seed's line, no tee.
+        let single = EncodeSettings {
+            ladder: Ladder::Single,
+            ..settings
+        };
+        assert!(!effective_line(&input, &single).contains("tee"));
     }
 
     #[test]

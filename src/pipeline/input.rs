@@ -23,6 +23,8 @@ pub struct Input {
     pub duration: Option<Duration>,
     /// Width and height of the first video stream.
     pub size: (u32, u32),
+    /// Its frames per second, when the container says.
+    pub frame_rate: Option<f64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,5 +118,10 @@ pub fn probe(path: &Path, timeout: Duration) -> Result<Input, InputError> {
         has_audio: !info.audio_streams().is_empty(),
         duration: info.duration().map(|d| Duration::from_nanos(d.nseconds())),
         size: (first_video.width(), first_video.height()),
+        frame_rate: {
+            let rate = first_video.framerate();
+            (rate.numer() > 0 && rate.denom() > 0)
+                .then(|| f64::from(rate.numer()) / f64::from(rate.denom()))
+        },
     })
 }

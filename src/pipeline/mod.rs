@@ -8,6 +8,8 @@
 //! - [`epoch`]: the wall-clock grid (sequence, date, PTS, input position) that
 //!   makes two workers' segments interchangeable.
 //! - [`looping`]: endless input by segment seeks, one continuous timeline.
+//! - [`ladder`]: the bit-rate ladder (`LADDER`): rungs, never upscaled.
+//! - [`multivariant`]: a ladder's shared facts and its multivariant playlist.
 //! - [`epoch_lock`]: the pipeline's clock and keyframes locked to that grid.
 //! - [`cutter`]: the muxed MPEG-TS cut into LL-HLS parts and segments on the
 //!   grid (no GStreamer, no I/O).
@@ -34,7 +36,9 @@ pub mod error;
 pub mod health;
 pub mod input;
 pub mod inputs;
+pub mod ladder;
 pub mod looping;
+pub mod multivariant;
 pub mod playlist;
 pub mod publisher;
 pub mod settings;

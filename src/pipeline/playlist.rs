@@ -47,6 +47,7 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use super::multivariant::RenditionReport;
 use crate::hls::PartFacts;
 
 /// Segments whose parts stay listed, besides the one being made: two
@@ -129,6 +130,8 @@ pub struct LivePlaylist {
     reserved: bool,
     /// The stream is over (`EXT-X-ENDLIST`) until a segment is added again.
     ended: bool,
+    /// Where the sibling renditions are (a ladder's, low latency).
+    reports: Vec<RenditionReport>,
 }
 
 /// The file name of segment `sequence`, after `prefix`.
@@ -157,7 +160,14 @@ impl LivePlaylist {
             discontinuity_pending: false,
             reserved: false,
             ended: false,
+            reports: Vec::new(),
         }
+    }
+
+    /// The sibling renditions' newest parts, reported after the hint
+    /// (`EXT-X-RENDITION-REPORT`) in the next render.
+    pub fn set_reports(&mut self, reports: Vec<RenditionReport>) {
+        self.reports = reports;
     }
 
     /// Lists parts (low latency) with these settings.
@@ -477,6 +487,19 @@ impl LivePlaylist {
         if let Some(hint) = hint {
             let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{hint}\"");
         }
+        for report in &self.reports {
+            let _ = write!(
+                out,
+                "#EXT-X-RENDITION-REPORT:URI=\"{}\",LAST-MSN={}",
+                report.uri, report.last_msn
+            );
+            match report.last_part {
+                Some(part) => {
+                    let _ = writeln!(out, ",LAST-PART={part}");
+                }
+                None => out.push('\n'),
+            }
+        }
         out.into_bytes()
     }
 }
@@ -726,6 +749,39 @@ mod tests {
         assert!(
             text.ends_with(
                 "segment000004.ts\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"segment000005_part0.ts\"\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_ladders_rendition_reports_its_siblings_after_the_hint() {
+        let mut p = low_latency().with_prefix("720p_");
+        push_with_parts(&mut p, 0);
+        p.set_reports(vec![
+            RenditionReport {
+                uri: "480p.m3u8".into(),
+                last_msn: 1,
+                last_part: Some(0),
+            },
+            RenditionReport {
+                uri: "360p.m3u8".into(),
+                last_msn: 0,
+                last_part: None,
+            },
+        ]);
+        let text = String::from_utf8(p.render()).expect("utf8");
+        assert!(
+            text.contains(
+                "URI=\"720p_segment000000_part4.ts\"\n#EXTINF:2.000,\n720p_segment000000.ts\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"720p_segment000001_part0.ts\"\n\
+#EXT-X-RENDITION-REPORT:URI=\"480p.m3u8\",LAST-MSN=1,LAST-PART=0\n\
+#EXT-X-RENDITION-REPORT:URI=\"360p.m3u8\",LAST-MSN=0\n"
             ),
             "{text}"
         );

@@ -24,6 +24,7 @@
 //! a run on the grid and [`Publisher::end_run`] drops what a run left unfinished.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::continuity::{self, SegmentCounters};
@@ -31,6 +32,8 @@ use super::cutter::{Cutter, Part};
 use super::epoch::EpochGrid;
 use super::error::RunError;
 use super::health::{NewestSegment, SignalHealth, SignalStatus};
+use super::ladder::Rung;
+use super::multivariant::{name_prefix, playlist_name, LadderFacts};
 use super::playlist::{LivePlaylist, PartSettings};
 use super::settings::EncodeSettings;
 use crate::service::metrics;
@@ -60,8 +63,25 @@ struct RunStats {
     first_offset: Option<f64>,
 }
 
-/// A signal's published stream: its folder, live playlist and the run
-/// being cut, kept across pipeline restarts.
+/// Which rendition of a ladder a publisher writes, and the ladder's shared
+/// facts it reports to.
+#[derive(Clone)]
+pub struct Rendition {
+    /// Its place in the ladder, highest first: the first reports the
+    /// signal's health.
+    pub index: usize,
+    pub rung: Rung,
+    pub ladder: Arc<Mutex<LadderFacts>>,
+}
+
+impl Rendition {
+    fn ladder(&self) -> std::sync::MutexGuard<'_, LadderFacts> {
+        self.ladder.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A signal's published stream (one rendition of it, in a ladder): its
+/// folder, live playlist and the run being cut, kept across pipeline restarts.
 pub struct Publisher {
     signal: String,
     /// The signal's output folder: `<OUTPUT_STREAM_PATH>/<signal>`.
@@ -78,26 +98,36 @@ pub struct Publisher {
     run: Option<RunStats>,
     /// Segments written since the worker started (for progress lines).
     written: u64,
-    /// Where the signal's status and newest segment are reported.
-    health: SignalHealth,
+    /// Where the signal's status and newest segment are reported (by a
+    /// ladder's first rendition only).
+    health: Option<SignalHealth>,
+    /// The rendition of a ladder it writes; none for a single rendition.
+    rendition: Option<Rendition>,
 }
 
 impl Publisher {
-    /// Prepares the output folder and picks up a playlist left by an earlier run.
+    /// Prepares the output folder and picks up a playlist left by an earlier
+    /// run: the signal's `playlist.m3u8` for a single rendition, a ladder
+    /// rendition's own media playlist (`720p.m3u8`, its files named `720p_...`).
     pub fn open(
         signal: &str,
         output_root: &Path,
         settings: &EncodeSettings,
         health: SignalHealth,
+        rendition: Option<Rendition>,
     ) -> Result<Self, RunError> {
         let dir = signal_dir(output_root, signal);
         std::fs::create_dir_all(&dir).map_err(|e| RunError::Write(dir.clone(), e))?;
-        let playlist_name = crate::hls::PLAYLIST_NAME.to_string();
+        let (playlist_name, prefix) = match &rendition {
+            Some(r) => (playlist_name(&r.rung), name_prefix(&r.rung)),
+            None => (crate::hls::PLAYLIST_NAME.to_string(), String::new()),
+        };
         let mut playlist = LivePlaylist::new(
             settings.segment_seconds as u64,
             settings.playlist_length,
             settings.retained_segments,
-        );
+        )
+        .with_prefix(&prefix);
         if let Some(target) = settings.part_target() {
             playlist = playlist.with_parts(PartSettings {
                 target,
@@ -124,7 +154,11 @@ impl Publisher {
             open: OpenSegment::default(),
             run: None,
             written: 0,
-            health,
+            health: rendition
+                .as_ref()
+                .is_none_or(|r| r.index == 0)
+                .then_some(health),
+            rendition,
         })
     }
 
@@ -190,6 +224,12 @@ impl Publisher {
         self.open = OpenSegment::default();
         self.run = None;
         let unfinished = self.playlist.discard_trailing();
+        if let (Some(r), false) = (&self.rendition, self.playlist.is_empty()) {
+            // Siblings report this rendition's last whole segment, not the
+            // parts just dropped.
+            let last = self.playlist.next_sequence() - 1;
+            r.ladder().listed(r.index, last, None);
+        }
         if !unfinished.is_empty() {
             if let Err(e) = self.write_playlist() {
                 log::warn!("Signal '{}': {e}", self.signal);
@@ -252,6 +292,9 @@ impl Publisher {
                 date,
             );
             self.delete(stale);
+            if let Some(r) = &self.rendition {
+                r.ladder().listed(r.index, sequence, Some(part.index));
+            }
         }
         self.open.bytes.extend_from_slice(&bytes);
         self.open.duration += part.duration;
@@ -312,6 +355,13 @@ impl Publisher {
             );
         }
         let deletable = self.playlist.push(name.clone(), open.duration, date);
+        if let Some(r) = &self.rendition {
+            let mut ladder = r.ladder();
+            if !self.playlist.lists_parts() {
+                ladder.listed(r.index, sequence, None);
+            }
+            ladder.segment_published(r.index, &open.bytes, open.duration)?;
+        }
         self.written += 1;
         metrics::WORKER_SEGMENTS
             .with_label_values(&[&self.signal])
@@ -322,22 +372,24 @@ impl Publisher {
             open.duration.as_secs_f64()
         );
         self.delete(deletable);
-        self.health.segment_written(
-            &self.signal,
-            NewestSegment {
-                name,
-                sequence,
-                program_date_time: date,
-                duration: open.duration,
-                written_at: SystemTime::now(),
-            },
-        );
+        if let Some(health) = &self.health {
+            health.segment_written(
+                &self.signal,
+                NewestSegment {
+                    name,
+                    sequence,
+                    program_date_time: date,
+                    duration: open.duration,
+                    written_at: SystemTime::now(),
+                },
+            );
+        }
         if let Some(run) = self.run.as_mut() {
             run.media_written += open.duration;
             let ahead = run.media_written.as_secs_f64() - run.started.elapsed().as_secs_f64();
-            if run.first_offset.is_none() {
+            if let (None, Some(health)) = (run.first_offset, &self.health) {
                 // Segments flow: this run is healthy.
-                self.health.set(&self.signal, SignalStatus::Running);
+                health.set(&self.signal, SignalStatus::Running);
             }
             // Drift since the first segment: the pipeline's start-up latency
             // is an offset, not a drift.
@@ -349,7 +401,12 @@ impl Publisher {
         Ok(())
     }
 
-    fn write_playlist(&self) -> Result<(), RunError> {
+    fn write_playlist(&mut self) -> Result<(), RunError> {
+        if let Some(r) = &self.rendition {
+            if self.playlist.lists_parts() {
+                self.playlist.set_reports(r.ladder().reports_for(r.index));
+            }
+        }
         write_atomically(&self.dir.join(&self.playlist_name), &self.playlist.render())
     }
 
@@ -368,7 +425,7 @@ impl Publisher {
 /// Writes through a temporary file beside `path` (its name plus `.tmp`) and a
 /// rename, so a packager never serves a half-written file; a failed write
 /// removes the temporary file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(".tmp");
     let tmp = path.with_file_name(tmp_name);

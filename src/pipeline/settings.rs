@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use super::ladder::Ladder;
+
 /// Segment duration when none is configured (seconds).
 pub const DEFAULT_SEGMENT_SECONDS: u32 = 2;
 /// Segments listed in the playlist.
@@ -43,6 +45,8 @@ pub struct EncodeSettings {
     pub epoch_unix_seconds: u64,
     /// Longest part for low-latency HLS; zero lists no parts.
     pub part: Duration,
+    /// The renditions encoded from each input.
+    pub ladder: Ladder,
 }
 
 impl Default for EncodeSettings {
@@ -55,6 +59,7 @@ impl Default for EncodeSettings {
             codec_threads: DEFAULT_CODEC_THREADS,
             epoch_unix_seconds: 0,
             part: DEFAULT_PART,
+            ladder: Ladder::default(),
         }
     }
 }

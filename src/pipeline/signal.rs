@@ -41,7 +41,8 @@ use super::error::{first_error, stream_error, RunError};
 use super::health::{SignalHealth, SignalStatus};
 use super::input::Input;
 use super::looping;
-use super::publisher::Publisher;
+use super::multivariant::LadderFacts;
+use super::publisher::{signal_dir, Publisher, Rendition};
 use super::settings::EncodeSettings;
 use crate::service::metrics;
 use crate::service::shutdown::Shutdown;
@@ -64,9 +65,10 @@ pub struct SignalRunner {
     settings: EncodeSettings,
     /// Where this runner reports its status.
     health: SignalHealth,
-    /// The signal's published stream, kept across restarts; the appsink's
-    /// callback feeds it on the muxer's thread while a run lasts.
-    publisher: Arc<Mutex<Publisher>>,
+    /// The signal's published streams, one per rendition (one alone
+    /// without a ladder), kept across restarts; each appsink's callback
+    /// feeds its own on its muxer's thread while a run lasts.
+    publishers: Vec<Arc<Mutex<Publisher>>>,
     /// Times the input was looped since the worker started.
     loops: u64,
     /// The current run's pass length (ns) for the timelines, set at its start.
@@ -82,13 +84,50 @@ impl SignalRunner {
         settings: EncodeSettings,
         health: SignalHealth,
     ) -> Result<Self, RunError> {
-        let publisher = Publisher::open(&input.signal, output_root, &settings, health.clone())?;
+        let publishers = match settings.ladder.rungs_for(input.size) {
+            None => vec![Publisher::open(
+                &input.signal,
+                output_root,
+                &settings,
+                health.clone(),
+                None,
+            )?],
+            Some(rungs) => {
+                let ladder = Arc::new(Mutex::new(LadderFacts::new(
+                    signal_dir(output_root, &input.signal).join(crate::hls::PLAYLIST_NAME),
+                    &rungs,
+                    input.has_audio,
+                    input.frame_rate,
+                )));
+                rungs
+                    .iter()
+                    .enumerate()
+                    .map(|(index, rung)| {
+                        let rendition = Rendition {
+                            index,
+                            rung: *rung,
+                            ladder: ladder.clone(),
+                        };
+                        Publisher::open(
+                            &input.signal,
+                            output_root,
+                            &settings,
+                            health.clone(),
+                            Some(rendition),
+                        )
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        };
         health.set(&input.signal, SignalStatus::Starting);
         Ok(SignalRunner {
             input,
             settings,
             health,
-            publisher: Arc::new(Mutex::new(publisher)),
+            publishers: publishers
+                .into_iter()
+                .map(|p| Arc::new(Mutex::new(p)))
+                .collect(),
             loops: 0,
             period: Arc::new(AtomicU64::new(0)),
         })
@@ -102,8 +141,16 @@ impl SignalRunner {
         self.health.set(&self.input.signal, status);
     }
 
-    fn publisher(&self) -> MutexGuard<'_, Publisher> {
-        self.publisher.lock().unwrap_or_else(|p| p.into_inner())
+    /// Every rendition's publisher, locked in turn.
+    fn each_publisher(&self) -> impl Iterator<Item = MutexGuard<'_, Publisher>> {
+        self.publishers
+            .iter()
+            .map(|p| p.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The first (top) rendition's publisher: the one that reports health.
+    fn first_publisher(&self) -> Option<MutexGuard<'_, Publisher>> {
+        self.each_publisher().next()
     }
 
     /// The launch line this runner's pipeline is built from, as
@@ -115,7 +162,7 @@ impl SignalRunner {
     /// Ends the stream after [`Self::run`] returned because the signal's input
     /// was removed: its playlist gets `EXT-X-ENDLIST` ([`Publisher::end`]).
     pub fn end_stream(&mut self) -> Result<(), RunError> {
-        self.publisher().end()
+        self.each_publisher().try_for_each(|mut p| p.end())
     }
 
     /// Runs until `shutdown`, restarting the pipeline with backoff on errors.
@@ -141,7 +188,8 @@ impl SignalRunner {
                         self.input.signal,
                         pause.as_secs_f32()
                     );
-                    self.publisher().mark_discontinuity();
+                    self.each_publisher()
+                        .for_each(|mut p| p.mark_discontinuity());
                     sleep_unless(shutdown, pause);
                 }
             }
@@ -153,7 +201,7 @@ impl SignalRunner {
 
     /// One life of the pipeline: Ok when shutdown stopped it, Err when it failed.
     fn run_once(&mut self, shutdown: &Shutdown) -> Result<(), RunError> {
-        self.publisher().ensure_dir()?;
+        self.each_publisher().try_for_each(|p| p.ensure_dir())?;
         self.period = Arc::new(AtomicU64::new(0));
         let pipeline = self.build()?;
         let result = self
@@ -161,7 +209,7 @@ impl SignalRunner {
             .and_then(|bus| self.drive(&pipeline, &bus, shutdown));
         let _ = pipeline.set_state(gst::State::Null);
         // The segment being made was never listed; its parts leave the playlist.
-        self.publisher().end_run();
+        self.each_publisher().for_each(|mut p| p.end_run());
         result
     }
 
@@ -184,11 +232,24 @@ impl SignalRunner {
             looping::continuous_timeline(&element(head)?, self.period.clone())?;
         }
         description::limit_decoder_threads(&pipeline, &self.settings);
-        keyframes_at_boundaries(&element(description::VIDEO_ENCODER)?, self.settings.grid())?;
-        let sink = element(description::SEGMENTER)?
-            .downcast::<gst_app::AppSink>()
-            .map_err(|_| RunError::Build("the segmenter is not an appsink".into()))?;
-        feed_publisher(&sink, self.publisher.clone());
+        let ladder = self.settings.ladder.rungs_for(self.input.size).is_some();
+        for (rung, publisher) in self.publishers.iter().enumerate() {
+            let name = |base: &str| {
+                if ladder {
+                    description::rung_element(base, rung)
+                } else {
+                    base.to_string()
+                }
+            };
+            keyframes_at_boundaries(
+                &element(&name(description::VIDEO_ENCODER))?,
+                self.settings.grid(),
+            )?;
+            let sink = element(&name(description::SEGMENTER))?
+                .downcast::<gst_app::AppSink>()
+                .map_err(|_| RunError::Build("the segmenter is not an appsink".into()))?;
+            feed_publisher(&sink, publisher.clone());
+        }
         Ok(pipeline)
     }
 
@@ -205,11 +266,17 @@ impl SignalRunner {
             first_error(&bus).unwrap_or_else(|| RunError::Start("cannot pause".into()))
         })?;
         looping::wait_for_decoded_pads(pipeline, &bus, self.input.has_audio)?;
-        let wanted = {
-            let publisher = self.publisher();
-            grid.first_sequence(SystemTime::now(), publisher.first_unused())
-        };
-        let first = self.publisher().begin_run(wanted);
+        // Every rendition starts on the same segment, past any name any of
+        // them published.
+        let unused = self
+            .each_publisher()
+            .map(|p| p.first_unused())
+            .max()
+            .unwrap_or(0);
+        let first = grid.first_sequence(SystemTime::now(), unused);
+        self.each_publisher().for_each(|mut p| {
+            p.begin_run(first);
+        });
         let running = grid
             .running_time(first)
             .map_err(|e| RunError::Start(e.to_string()))?;
@@ -246,11 +313,14 @@ impl SignalRunner {
         pipeline.set_state(gst::State::Playing).map_err(|_| {
             first_error(&bus).unwrap_or_else(|| RunError::Start("cannot play".into()))
         })?;
+        let dir = self
+            .first_publisher()
+            .map(|p| p.dir().display().to_string())
+            .unwrap_or_default();
         log::info!(
-            "Encoding signal '{}' from {} into {}",
+            "Encoding signal '{}' from {} into {dir}",
             self.input.signal,
             self.input.path.display(),
-            self.publisher().dir().display()
         );
         Ok(bus)
     }
@@ -307,7 +377,10 @@ impl SignalRunner {
     }
 
     fn log_progress(&self, started: Instant) {
-        let (written, media, drift) = self.publisher().progress();
+        let (written, media, drift) = self
+            .first_publisher()
+            .map(|p| p.progress())
+            .unwrap_or_default();
         log::info!(
             "Signal '{}': {written} segments written, {} loops, media {:.1} s in {:.1} s wall (drift since the first segment {drift:+.2} s)",
             self.input.signal,

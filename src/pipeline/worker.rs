@@ -15,6 +15,7 @@ use super::description;
 use super::health::SignalHealth;
 use super::input::{self, Input, InputError};
 use super::inputs::{self, Inputs, Signals, StartError, DEFAULT_RESCAN_EVERY};
+use super::ladder::{Ladder, DEFAULT_LADDER};
 use super::settings::{
     EncodeSettings, DEFAULT_CODEC_THREADS, DEFAULT_PART, DEFAULT_PLAYLIST_LENGTH,
     DEFAULT_RETAINED_SEGMENTS, DEFAULT_SEGMENT_SECONDS, DEFAULT_VIDEO_KBPS, MIN_PART,
@@ -59,6 +60,14 @@ pub struct WorkerConfig {
     /// of parts play the same playlist either way.
     #[arg(long, env = "PART_SECONDS", default_value_t = DEFAULT_PART.as_secs_f64(), value_parser = parse_part_seconds)]
     pub part_seconds: f64,
+    /// The bit-rate ladder each input is encoded into: comma-separated
+    /// WIDTHxHEIGHT@KBPS rungs (one decode, one encode per rung, never above
+    /// the input's size), each its own rendition (`720p.m3u8`) named in a
+    /// multivariant `playlist.m3u8`; or `single`: one rendition at the
+    /// input's size and VIDEO_KBPS, `playlist.m3u8` its media playlist (the
+    /// seed's output).
+    #[arg(long, env = "LADDER", default_value = DEFAULT_LADDER, value_parser = parse_ladder)]
+    pub ladder: Ladder,
     /// Port of the worker's `/metrics` and `/healthcheck`.
     #[arg(long, env = "WORKER_METRICS_PORT", default_value = "9100", value_parser = crate::service::config::parse_port)]
     pub metrics_port: u16,
@@ -68,6 +77,10 @@ pub struct WorkerConfig {
     pub print_pipeline: bool,
     #[command(flatten)]
     pub listen: crate::service::config::ListenArgs,
+}
+
+fn parse_ladder(s: &str) -> Result<Ladder, String> {
+    s.parse()
 }
 
 fn parse_part_seconds(s: &str) -> Result<f64, String> {
@@ -117,6 +130,7 @@ impl WorkerConfig {
             codec_threads: self.codec_threads,
             epoch_unix_seconds: self.epoch,
             part: std::time::Duration::from_secs_f64(self.part_seconds),
+            ladder: self.ladder.clone(),
         }
     }
 }
@@ -227,6 +241,7 @@ mod tests {
         let settings = EncodeSettings {
             segment_seconds: 1,
             video_kbps: 900,
+            ladder: crate::pipeline::ladder::Ladder::Single,
             ..EncodeSettings::default()
         };
         let inputs: Vec<Input> = [("live01", true), ("live02", false)]
@@ -237,6 +252,7 @@ mod tests {
                 has_audio,
                 duration: None,
                 size: (320, 240),
+                frame_rate: Some(25.0),
             })
             .collect();
         let text = pipelines_text(&inputs, &settings);
