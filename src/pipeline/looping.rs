@@ -153,9 +153,17 @@ impl Timeline {
                         self.passes += 1;
                         let period = self.period.load(Ordering::Relaxed);
                         self.shift = if period > 0 {
-                            // Pass k starts k periods after the first pass's
-                            // input start (0 on the first pass's timeline).
-                            i128::from(self.passes) * i128::from(period) - ns(segment.start())
+                            // Pass k's stream time is k periods after the
+                            // first pass's. A demuxer may stamp a track a
+                            // constant apart from its stream time (qtdemux
+                            // puts a video track with an edit list at +80 ms:
+                            // start 0.08 for time 0), so buffers are placed
+                            // by stream time, not by the segment's start.
+                            let offset = |s: &gst::FormattedSegment<gst::ClockTime>| {
+                                ns(s.time()) - ns(s.start())
+                            };
+                            i128::from(self.passes) * i128::from(period) + offset(&segment)
+                                - offset(first)
                         } else {
                             ns(segment.base()) - ns(first.base()) + ns(first.start())
                                 - ns(segment.start())
