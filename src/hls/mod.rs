@@ -7,6 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 pub mod blocking;
+pub mod multivariant;
 pub mod parts;
 
 pub use parts::{ListedPart, PartFacts};
