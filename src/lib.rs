@@ -24,6 +24,7 @@
 //! The test lab (fault proxy, player probe, system tests, benchmarks) is the
 //! workspace member `lab/`, never part of this crate.
 
+pub mod api;
 pub mod hls;
 pub mod net;
 pub mod pipeline;

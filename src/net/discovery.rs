@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::auth::{Token, TokenArgs};
-use super::reporter::Report;
+use crate::api::Report;
 use crate::hls::{is_valid_signal_name, PLAYLIST_NAME};
 use crate::service::config::{parse_base_url, parse_seconds};
 use crate::service::metrics::DISCOVERY_ROUNDS;

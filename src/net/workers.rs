@@ -5,13 +5,14 @@
 //! wall clock it is), or the worker down with the reason.
 //!
 //! ```text
-//! WORKERS=http://a:9100,http://b:9110 --GET /healthcheck--> WorkerView { up/down, signals[] }
+//! WORKERS=http://a:9100,http://b:9110 --GET /healthcheck (WorkerHealth)--> WorkerView { up/down, signals[] }
 //! ```
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::api::{SegmentReport, SignalStatus, WorkerHealth};
 use crate::service::config::parse_base_url;
 
 /// `status`'s budget for each worker's answer; a frozen worker counts as
@@ -54,40 +55,18 @@ pub struct WorkerSignal {
     /// Plain state: encoding, starting, restarting, stopped (or what the
     /// worker said, if it is newer than this reader).
     pub state: String,
-    pub newest: Option<NewestView>,
+    pub newest: Option<SegmentReport>,
     /// The newest segment ends more than [`BEHIND_FACTOR`] segment lengths
     /// behind the wall clock.
     pub behind: bool,
 }
 
-/// A signal's newest segment as the worker reported it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NewestView {
-    pub name: String,
-    pub sequence: u64,
-    pub program_date_time: String,
-    #[serde(default)]
-    pub duration_ms: u64,
-    pub behind_ms: u64,
-    #[serde(default)]
-    pub written_ms_ago: u64,
-}
-
-/// The worker's `/healthcheck` body (200 or 503 alike).
-#[derive(Debug, Deserialize)]
-struct HealthBody {
-    signals: std::collections::BTreeMap<String, String>,
-    /// Absent from a worker older than the newest-segment report.
-    #[serde(default)]
-    newest: std::collections::BTreeMap<String, NewestView>,
-}
-
-/// The worker's status name in plain words.
-pub fn plain_state(status: &str) -> &str {
+/// The worker's status in plain words.
+pub fn plain_state(status: &SignalStatus) -> &str {
     match status {
-        "running" => "encoding",
-        "retrying" => "restarting",
-        other => other,
+        SignalStatus::Running => "encoding",
+        SignalStatus::Retrying => "restarting",
+        other => other.as_str(),
     }
 }
 
@@ -103,7 +82,7 @@ pub fn classify(url: &str, answer: Result<(u16, String), String>) -> WorkerView 
         Ok(a) => a,
         Err(e) => return down(e),
     };
-    let health: HealthBody = match serde_json::from_str(&body) {
+    let health: WorkerHealth = match serde_json::from_str(&body) {
         Ok(h) => h,
         Err(_) => {
             return down(format!(

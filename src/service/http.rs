@@ -10,6 +10,8 @@ use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use crate::api::{ErrorBody, HealthStatus, ServiceHealth};
+
 /// Largest JSON body any service accepts (a report is a few hundred bytes).
 pub const MAX_JSON_BODY_BYTES: u64 = 16 * 1024;
 
@@ -24,13 +26,7 @@ pub enum ServeError {
     },
 }
 
-/// The JSON body of every error answer: `{"error": "..."}`.
-#[derive(Debug, Serialize, serde::Deserialize, PartialEq)]
-pub struct ErrorBody {
-    pub error: String,
-}
-
-/// A JSON error answer with the given status.
+/// A JSON error answer with the given status ([`ErrorBody`]).
 pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = ErrorBody {
         error: message.into(),
@@ -96,9 +92,10 @@ pub fn healthcheck(
     warp::path!("healthcheck")
         .and(warp::get().or(warp::head()).unify())
         .map(move || {
-            allow_any_origin(json_ok(
-                &serde_json::json!({ "status": "ok", "service": service }),
-            ))
+            allow_any_origin(json_ok(&ServiceHealth {
+                service: service.to_string(),
+                status: HealthStatus::Ok,
+            }))
         })
 }
 

@@ -3,6 +3,7 @@
 //! pure functions that build it.
 
 use super::*;
+use crate::api::PackagerStatus;
 
 /// What the page shows, gathered every [`REFRESH_INTERVAL`].
 #[derive(Debug, Clone, Serialize)]
@@ -49,46 +50,34 @@ pub struct SignalView {
     pub packagers: Vec<PackagerView>,
 }
 
-/// One packager of a signal, as the proxy's `GET /status` reports it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One packager of a signal, as the proxy's `GET /status` reports it
+/// ([`PackagerStatus`]), or [`GONE`] when it left the routes.
+#[derive(Debug, Clone, Serialize)]
 pub struct PackagerView {
     pub packager: String,
+    /// The proxy's word ([`crate::api::PackagerHealth`]), or [`GONE`].
     pub health: String,
     pub active: bool,
     pub newest_sequence: Option<u64>,
     pub advanced_ms_ago: Option<u64>,
     /// How far the live edge (newest segment's end, by its date) is behind
     /// the wall clock; absent for undated playlists.
-    #[serde(default)]
     pub edge_ms_ago: Option<u64>,
-    #[serde(default)]
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub(super) struct ProxyStatus {
-    pub(super) signals: Vec<ProxySignal>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub(super) struct ProxySignal {
-    pub(super) signal: String,
-    #[serde(default)]
-    pub(super) state: Option<String>,
-    #[serde(default)]
-    pub(super) viewers: Option<u64>,
-    #[serde(default)]
-    pub(super) packagers: Vec<PackagerView>,
-    #[serde(default)]
-    pub(super) switches: Vec<ProxySwitch>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub(super) struct ProxySwitch {
-    pub(super) at: String,
-    pub(super) from: Option<String>,
-    pub(super) to: String,
-    pub(super) reason: String,
+impl From<&PackagerStatus> for PackagerView {
+    fn from(p: &PackagerStatus) -> Self {
+        PackagerView {
+            packager: p.packager.clone(),
+            health: p.health.name().to_string(),
+            active: p.active,
+            newest_sequence: p.newest_sequence,
+            advanced_ms_ago: p.advanced_ms_ago,
+            edge_ms_ago: p.edge_ms_ago,
+            last_error: p.last_error.clone(),
+        }
+    }
 }
 
 /// Something that happened: the proxy switched packagers, or someone

@@ -63,6 +63,7 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
+use crate::api::{ProxyStatus, Switch};
 use crate::hls::{classify_media_file, is_valid_signal_name, MediaKind, PLAYLIST_NAME};
 use crate::net::delivery::{
     media_response, Delivery, Media, MediaRequest, NOT_FOUND_CACHE_CONTROL,
@@ -76,7 +77,6 @@ use crate::service::metrics;
 use crate::service::server::Peer;
 use crate::service::shutdown::Shutdown;
 use cache::SegmentCache;
-use failover::Switch;
 use flight::{Flights, Role};
 use negative::NegativeCache;
 use request::Attempt;
@@ -431,7 +431,7 @@ impl Proxy {
     /// Logs, counts and remembers a change of active packager.
     fn record_switch(&self, signal: &str, state: &SignalState, switch: Switch) {
         metrics::PROXY_SWITCHES
-            .with_label_values(&[signal, switch.kind])
+            .with_label_values(&[signal, switch.kind.name()])
             .inc();
         match &switch.from {
             Some(from) => log::info!(
@@ -452,26 +452,18 @@ impl Proxy {
         self.signals.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Per signal: up, degraded or down, its viewers now, each packager's
-    /// freshness and the recent switches.
-    pub fn status(&self) -> serde_json::Value {
+    /// Per signal, by name: its serving state, viewers now, each
+    /// packager's freshness and the recent switches.
+    pub fn status(&self) -> ProxyStatus {
         let now = Instant::now();
         let signals = self.signals();
         let mut names: Vec<&String> = signals.keys().collect();
         names.sort();
-        let entries: Vec<serde_json::Value> = names
-            .into_iter()
-            .map(|name| {
-                let state = &signals[name];
-                serde_json::json!({
-                    "signal": name,
-                    "state": state.health(now),
-                    "viewers": state.viewers(now),
-                    "packagers": state.status(now),
-                    "switches": state.switches(),
-                })
-            })
-            .collect();
-        serde_json::json!({ "signals": entries })
+        ProxyStatus {
+            signals: names
+                .into_iter()
+                .map(|name| signals[name].report(name, now))
+                .collect(),
+        }
     }
 }

@@ -9,25 +9,16 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
-
-use super::failover::{Failover, LiveEdge, SignalHealth, Switch, UpstreamStatus};
+use super::failover::{Failover, LiveEdge};
 use super::listed::ListedSegments;
 use super::viewers::{ViewerId, Viewers, WINDOW_TARGETS};
 use super::PLAYLIST_REUSE;
+use crate::api::{PackagerStatus, ProxySignal, ServingState, Switch, SwitchRecord};
 use crate::hls::{MediaKind, PlaylistFacts};
 use crate::net::delivery::{PlaylistBody, PlaylistCaching};
 
 /// Switches remembered per signal for `GET /status`.
 pub const SWITCH_HISTORY: usize = 20;
-
-/// A switch as `GET /status` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct SwitchRecord {
-    pub at: String,
-    #[serde(flatten)]
-    pub switch: Switch,
-}
 
 /// A playlist as served to viewers.
 #[derive(Debug, Clone)]
@@ -211,13 +202,25 @@ impl SignalState {
         }
     }
 
-    pub fn status(&self, now: Instant) -> Vec<UpstreamStatus> {
+    pub fn status(&self, now: Instant) -> Vec<PackagerStatus> {
         lock(&self.failover).status(now)
     }
 
-    /// Up, degraded or down (see [`Failover::signal_health`]).
-    pub fn health(&self, now: Instant) -> SignalHealth {
+    /// Up, degraded, ended or down (see [`Failover::signal_health`]).
+    pub fn health(&self, now: Instant) -> ServingState {
         lock(&self.failover).signal_health(now)
+    }
+
+    /// The signal's entry in `GET /status`: its serving state, viewers now,
+    /// each packager's freshness and the recent switches.
+    pub fn report(&self, signal: &str, now: Instant) -> ProxySignal {
+        ProxySignal {
+            packagers: self.status(now),
+            signal: signal.to_string(),
+            state: Some(self.health(now)),
+            switches: self.switches(),
+            viewers: Some(self.viewers(now) as u64),
+        }
     }
 
     /// How long a viewer counts after its last request.

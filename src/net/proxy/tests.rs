@@ -14,7 +14,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
 use super::{routes, Proxy, ProxyConfig};
-use crate::net::proxy::failover::Health;
+use crate::api::PackagerHealth;
 use crate::service::shutdown::Shutdown;
 
 /// Segments the fake packagers list.
@@ -211,7 +211,9 @@ async fn names_no_packager_listed_are_404_without_a_fetch() {
     let status = proxy_status(&proxy).await;
     assert_eq!(switches(&status), 1, "only the first choice: {status}");
     assert!(
-        healths(&status).iter().all(|h| *h != Health::Failing),
+        healths(&status)
+            .iter()
+            .all(|h| *h != PackagerHealth::Failing),
         "{status}"
     );
     shutdown.trigger();
@@ -238,7 +240,7 @@ async fn one_404_for_a_listed_segment_is_retried_elsewhere_and_flips_nothing() {
     );
     let status = proxy_status(&proxy).await;
     assert_eq!(switches(&status), 1, "one 404 moves no traffic: {status}");
-    assert_eq!(healths(&status)[0], Health::Fresh, "{status}");
+    assert_eq!(healths(&status)[0], PackagerHealth::Fresh, "{status}");
 
     // A second failure in a row does: the viewer is still served by B, and
     // B is the active packager from then on.
@@ -246,7 +248,7 @@ async fn one_404_for_a_listed_segment_is_retried_elsewhere_and_flips_nothing() {
     assert_eq!(code, 200);
     let status = proxy_status(&proxy).await;
     assert_eq!(switches(&status), 2, "{status}");
-    assert_eq!(healths(&status)[0], Health::Failing, "{status}");
+    assert_eq!(healths(&status)[0], PackagerHealth::Failing, "{status}");
     assert_eq!(status["signals"][0]["switches"][1]["to"], b.base.as_str());
     shutdown.trigger();
 }
@@ -271,7 +273,7 @@ fn switches(status: &serde_json::Value) -> usize {
         .unwrap_or(0)
 }
 
-fn healths(status: &serde_json::Value) -> Vec<Health> {
+fn healths(status: &serde_json::Value) -> Vec<PackagerHealth> {
     status["signals"][0]["packagers"]
         .as_array()
         .into_iter()

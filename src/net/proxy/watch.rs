@@ -12,13 +12,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::failover::{Health, SignalHealth, UpstreamStatus};
 use super::request::budget;
 use super::signal::lock;
 use super::signal::SignalState;
 use super::{upstream, Proxy, Refusal, POLL_TARGETS, ROUTE_REFRESH, SIGNAL_IDLE};
+use crate::api::{PackagerHealth, PackagerStatus, Packagers, ServingState};
 use crate::hls::{MediaKind, PLAYLIST_NAME};
-use crate::net::origin::Packagers;
 use crate::service::{http, metrics};
 
 /// Budget for one request to the origin.
@@ -199,8 +198,8 @@ impl Proxy {
 
 /// Mirrors one signal's state into its gauge: 1 for the state it is in, 0 for
 /// the others (so `== 1` selects it and a change shows as two series moving).
-fn publish_signal_health(signal: &str, health: SignalHealth) {
-    for state in SignalHealth::ALL {
+fn publish_signal_health(signal: &str, health: ServingState) {
+    for state in ServingState::ALL {
         metrics::PROXY_SIGNAL_STATE
             .with_label_values(&[signal, state.name()])
             .set(i64::from(state == health));
@@ -208,7 +207,7 @@ fn publish_signal_health(signal: &str, health: SignalHealth) {
 }
 
 /// Mirrors one signal's failover view into the freshness gauges.
-fn publish_freshness(signal: &str, packagers: &[UpstreamStatus]) {
+fn publish_freshness(signal: &str, packagers: &[PackagerStatus]) {
     for p in packagers {
         let labels = [signal, p.packager.as_str()];
         if let Some(newest) = p.newest_sequence {
@@ -221,7 +220,7 @@ fn publish_freshness(signal: &str, packagers: &[UpstreamStatus]) {
                 .with_label_values(&labels)
                 .set(ms as f64 / 1000.0);
         }
-        let healthy = matches!(p.health, Health::Fresh | Health::Unknown);
+        let healthy = matches!(p.health, PackagerHealth::Fresh | PackagerHealth::Unknown);
         metrics::PROXY_HEALTHY
             .with_label_values(&labels)
             .set(healthy as i64);

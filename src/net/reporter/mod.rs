@@ -10,12 +10,12 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
 use super::auth::{Token, TokenArgs};
+use crate::api::{Ingest, Report, ReportAccepted};
 use crate::hls::is_valid_signal_name;
 use crate::service::config::{parse_base_url, parse_port, parse_seconds, ListenArgs};
 use crate::service::http::{self, allow_any_origin, json_error, json_ok, MAX_JSON_BODY_BYTES};
@@ -107,22 +107,6 @@ impl ReporterState {
     fn authorized(&self, header: Option<&str>) -> bool {
         self.token.as_ref().is_none_or(|t| t.admits(header))
     }
-}
-
-/// What discovery POSTs for one signal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Report {
-    pub signal: String,
-    pub packagers: Vec<String>,
-}
-
-/// One entry of `GET /ingests`, exactly the seed's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ingest {
-    pub signal: String,
-    pub packagers: Vec<String>,
-    pub last_reported: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -311,7 +295,9 @@ async fn accept_report(report: Report, state: &ReporterState) -> Response {
                 report.signal,
                 report.packagers.join(", ")
             );
-            json_ok(&serde_json::json!({ "accepted": report.signal }))
+            json_ok(&ReportAccepted {
+                accepted: report.signal,
+            })
         }
         Err(e) => {
             log::error!("Cannot store report for '{}': {e}", report.signal);
