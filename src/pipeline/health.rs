@@ -26,8 +26,8 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
+use super::metrics;
 use crate::api::{HealthStatus, SegmentReport, WorkerHealth};
-use crate::service::metrics;
 
 /// What a signal's pipeline is doing: the wire word of `/healthcheck`,
 /// defined with the other contracts.

@@ -13,6 +13,7 @@
 //!   segments from different workers follow each other.
 //! - [`playlist`]: the rolling live playlist itself (m3u8-rs, no I/O).
 //! - [`health`]: the signals' statuses, shared with `GET /healthcheck`.
+//! - [`metrics`]: the worker's Prometheus metrics.
 //! - [`inputs`]: the running signals and the input folder rescan that starts
 //!   and stops them as `<signal>.mp4` files are added and removed.
 //! - [`worker`]: runs every signal of the input folder until shutdown.
@@ -27,6 +28,7 @@ pub mod health;
 pub mod input;
 pub mod inputs;
 pub mod looping;
+pub mod metrics;
 pub mod playlist;
 pub mod segments;
 pub mod settings;

@@ -27,10 +27,10 @@ use gio::prelude::*;
 use gstreamer as gst;
 
 use super::continuity;
+use super::metrics;
 use super::playlist::LivePlaylist;
 use super::settings::EncodeSettings;
 use super::signal::RunError;
-use crate::service::metrics;
 
 /// The output folder of `signal`: `<OUTPUT_STREAM_PATH>/<signal>`.
 pub fn signal_dir(output_root: &Path, signal: &str) -> PathBuf {

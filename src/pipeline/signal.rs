@@ -41,9 +41,9 @@ use super::epoch::EpochGrid;
 use super::health::{NewestSegment, SignalHealth, SignalStatus};
 use super::input::Input;
 use super::looping;
+use super::metrics;
 use super::segments::{OpenFragments, Segments};
 use super::settings::EncodeSettings;
-use crate::service::metrics;
 use crate::service::shutdown::Shutdown;
 
 /// How often the bus loop wakes to look at the shutdown flag.

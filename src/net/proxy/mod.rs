@@ -43,6 +43,7 @@ pub mod cache;
 pub mod failover;
 pub mod flight;
 pub mod listed;
+pub mod metrics;
 pub mod negative;
 pub mod request;
 pub mod signal;
@@ -73,7 +74,7 @@ use crate::service::config::{
     parse_address_list, parse_base_url, parse_port, AddressList, ListenArgs,
 };
 use crate::service::http::{self, allow_any_origin, json_error, json_ok};
-use crate::service::metrics;
+use crate::service::metrics::kind_label;
 use crate::service::server::Peer;
 use crate::service::shutdown::Shutdown;
 use cache::SegmentCache;
@@ -233,7 +234,7 @@ pub fn routes(proxy: Arc<Proxy>) -> impl Filter<Extract = (Response,), Error = I
 fn collapsed(kind: MediaKind, role: Role) {
     if role == Role::Joined {
         metrics::PROXY_COLLAPSED_REQUESTS
-            .with_label_values(&[metrics::kind_label(kind)])
+            .with_label_values(&[kind_label(kind)])
             .inc();
     }
 }

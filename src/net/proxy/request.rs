@@ -27,12 +27,12 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use super::metrics;
 use super::signal::{ServedPlaylist, SignalState};
 use super::upstream::{Budget, FetchError, FetchedPlaylist};
 use super::{Proxy, Refusal, BODY_TARGETS, FIRST_BYTE_TARGETS};
 use crate::hls::{MediaKind, PLAYLIST_NAME};
 use crate::net::delivery::{PlaylistBody, PlaylistCaching};
-use crate::service::metrics;
 
 /// A packager picked for one try: its base URL and the budget for the fetch.
 pub struct Upstream {

@@ -372,7 +372,7 @@ async fn a_signal_the_origin_does_not_know_is_looked_up_at_most_once_a_second() 
             .unwrap_or(0)
     };
     let hits = || {
-        crate::service::metrics::PROXY_NEGATIVE_HITS
+        super::metrics::PROXY_NEGATIVE_HITS
             .with_label_values(&["not_found"])
             .get()
     };

@@ -7,10 +7,11 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+use super::metrics;
 use crate::hls::{is_complete_transport_stream, MediaKind, PlaylistFacts};
 use crate::net::delivery::parse_http_date;
 use crate::service::http::root_cause;
-use crate::service::metrics;
+use crate::service::metrics::kind_label;
 
 /// Why a fetch from a packager failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -117,7 +118,7 @@ fn count<T>(kind: MediaKind, result: &Result<T, FetchError>) {
         Err(e) => e.kind(),
     };
     metrics::PROXY_UPSTREAM_FETCHES
-        .with_label_values(&[metrics::kind_label(kind), outcome])
+        .with_label_values(&[kind_label(kind), outcome])
         .inc();
 }
 

@@ -12,13 +12,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::metrics;
 use super::request::budget;
 use super::signal::lock;
 use super::signal::SignalState;
 use super::{upstream, Proxy, Refusal, POLL_TARGETS, ROUTE_REFRESH, SIGNAL_IDLE};
 use crate::api::{PackagerHealth, PackagerStatus, Packagers, ServingState};
 use crate::hls::{MediaKind, PLAYLIST_NAME};
-use crate::service::{http, metrics};
+use crate::service::http;
 
 /// Budget for one request to the origin.
 pub const ORIGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);

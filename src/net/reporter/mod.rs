@@ -4,6 +4,7 @@
 //! `GET /ingests` answers the seed's shape:
 //! `[{"signal":"live01","packagers":[...],"last_reported":"Fri, 05 Apr 2024 11:23:45 -03"}]`.
 
+pub mod metrics;
 pub mod store;
 
 use std::convert::Infallible;
@@ -19,8 +20,8 @@ use crate::api::{Ingest, Report, ReportAccepted};
 use crate::hls::is_valid_signal_name;
 use crate::service::config::{parse_base_url, parse_port, parse_seconds, ListenArgs};
 use crate::service::http::{self, allow_any_origin, json_error, json_ok, MAX_JSON_BODY_BYTES};
-use crate::service::metrics::REPORTS;
 use crate::service::shutdown::Shutdown;
+use metrics::REPORTS;
 use store::{IngestStore, StoreError, StoredIngest};
 
 /// A signal not reported again within this long disappears.
