@@ -91,15 +91,6 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
         };
         (flight.await, role)
     }
-
-    /// Works in flight now.
-    pub fn len(&self) -> usize {
-        lock(&self.in_flight).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -128,7 +119,7 @@ mod tests {
         assert!(results.iter().all(|(v, _)| *v == Some(1)));
         let led = results.iter().filter(|(_, r)| *r == Role::Led).count();
         assert_eq!(led, 1);
-        assert!(flights.is_empty(), "removed when done");
+        assert!(lock(&flights.in_flight).is_empty(), "removed when done");
         let (again, role) = ask(flights.clone(), started.clone()).await;
         assert_eq!((again, role), (Some(2), Role::Led));
     }

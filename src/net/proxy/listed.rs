@@ -33,6 +33,18 @@ pub const LISTED_CAPACITY: usize = 600;
 /// proxy's last read is a whole segment behind another's.
 pub const NEXT_NAMES: u64 = 2;
 
+/// What is known of a segment name a viewer asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// A packager listed it recently: it may be fetched.
+    Listed,
+    /// Not known yet: no playlist was read, or it is one of the
+    /// [`NEXT_NAMES`] after the newest listed. Read the playlist, then judge.
+    ReadFirst,
+    /// Nobody listed it: refused without a fetch.
+    Unlisted,
+}
+
 /// Segment names listed recently, with when each was last listed.
 #[derive(Debug, Default)]
 pub struct ListedSegments {
@@ -104,9 +116,17 @@ impl ListedSegments {
         })
     }
 
-    /// Whether any playlist was recorded yet.
-    pub fn learned(&self) -> bool {
-        self.learned
+    /// What is known of `name` at `now` (see [`Listing`]).
+    pub fn listing(&self, name: &str, now: Instant) -> Listing {
+        if !self.learned {
+            Listing::ReadFirst
+        } else if self.contains(name, now) {
+            Listing::Listed
+        } else if self.may_come_next(name) {
+            Listing::ReadFirst
+        } else {
+            Listing::Unlisted
+        }
     }
 }
 
@@ -137,9 +157,9 @@ mod tests {
     fn knows_what_was_listed_and_nothing_else() {
         let t0 = Instant::now();
         let mut listed = ListedSegments::default();
-        assert!(!listed.learned());
+        assert!(!listed.learned);
         listed.record(names(0..5).iter().map(String::as_str), t0);
-        assert!(listed.learned());
+        assert!(listed.learned);
         assert!(listed.contains("segment000004.ts", t0));
         assert!(!listed.contains("segment000005.ts", t0), "not listed yet");
         assert!(!listed.contains("segment999999.ts", t0));
@@ -189,6 +209,25 @@ mod tests {
         listed.record_newest(100, "chunk-7.ts");
         assert!(!listed.may_come_next("chunk-8.ts"), "7 is not its number");
         assert!(!listed.may_come_next("chunk-101.ts"));
+    }
+
+    #[test]
+    fn a_name_is_listed_read_first_or_unlisted() {
+        let t0 = Instant::now();
+        let mut listed = ListedSegments::default();
+        assert_eq!(
+            listed.listing("segment000001.ts", t0),
+            Listing::ReadFirst,
+            "nothing read yet: learn what exists first"
+        );
+        listed.record(names(1..4).iter().map(String::as_str), t0);
+        listed.record_newest(3, "segment000003.ts");
+        assert_eq!(listed.listing("segment000002.ts", t0), Listing::Listed);
+        assert_eq!(listed.listing("segment000004.ts", t0), Listing::ReadFirst);
+        assert_eq!(listed.listing("segment000005.ts", t0), Listing::ReadFirst);
+        assert_eq!(listed.listing("segment000006.ts", t0), Listing::Unlisted);
+        assert_eq!(listed.listing("segment000000.ts", t0), Listing::Unlisted);
+        assert_eq!(listed.listing("../playlist.m3u8", t0), Listing::Unlisted);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::Refusal;
+use super::refusal::Refusal;
 
 /// How long a refusal is remembered: about a second, the 404's `max-age`.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(1);
@@ -50,14 +50,6 @@ impl NegativeCache {
     pub fn forget(&mut self, signal: &str) {
         self.entries.remove(signal);
     }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -89,9 +81,9 @@ mod tests {
         for i in 0..MAX_REMEMBERED + 10 {
             cache.remember(&format!("s{i}"), Refusal::NotFound(String::new()), t0);
         }
-        assert_eq!(cache.len(), MAX_REMEMBERED);
+        assert_eq!(cache.entries.len(), MAX_REMEMBERED);
         // Expired names make room.
         cache.remember("late", Refusal::NotFound(String::new()), t0 + NEGATIVE_TTL);
-        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.entries.len(), 1);
     }
 }

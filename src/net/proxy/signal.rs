@@ -9,10 +9,10 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::budgets::PLAYLIST_REUSE;
 use super::failover::{Failover, LiveEdge};
-use super::listed::ListedSegments;
+use super::listed::{ListedSegments, Listing};
 use super::viewers::{ViewerId, Viewers, WINDOW_TARGETS};
-use super::PLAYLIST_REUSE;
 use crate::api::{PackagerStatus, ProxySignal, ServingState, Switch, SwitchRecord};
 use crate::hls::{MediaKind, PlaylistFacts};
 use crate::net::delivery::{PlaylistBody, PlaylistCaching};
@@ -122,20 +122,10 @@ impl SignalState {
         }
     }
 
-    /// Whether a packager listed the segment `name` recently.
-    pub fn is_listed(&self, name: &str, now: Instant) -> bool {
-        lock(&self.listed).contains(name, now)
-    }
-
-    /// Whether `name` may be one of the segments right after the newest
-    /// listed (see [`ListedSegments::may_come_next`]).
-    pub fn may_come_next(&self, name: &str) -> bool {
-        lock(&self.listed).may_come_next(name)
-    }
-
-    /// Whether any playlist of this signal was read yet.
-    pub fn has_listings(&self) -> bool {
-        lock(&self.listed).learned()
+    /// What is known of the segment `name` now: listed by a packager
+    /// recently, worth a playlist read first, or unlisted (see [`Listing`]).
+    pub fn listing(&self, name: &str, now: Instant) -> Listing {
+        lock(&self.listed).listing(name, now)
     }
 
     /// A fetch of a `kind` from `base` failed.

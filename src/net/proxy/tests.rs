@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
+use super::signal::lock;
 use super::{routes, Proxy, ProxyConfig};
 use crate::api::PackagerHealth;
 use crate::service::shutdown::Shutdown;
@@ -39,7 +40,7 @@ impl FakePackager {
             let counted = counted.clone();
             async move {
                 let path = tail.as_str().to_string();
-                *super::lock(&counted).entry(path.clone()).or_default() += 1;
+                *lock(&counted).entry(path.clone()).or_default() += 1;
                 tokio::time::sleep(ANSWER_DELAY).await;
                 let name = path.strip_prefix("live01/").unwrap_or("");
                 let (status, body) = if name == "playlist.m3u8" {
@@ -64,12 +65,12 @@ impl FakePackager {
 
     /// Requests received for `path`.
     fn count(&self, path: &str) -> usize {
-        super::lock(&self.requests).get(path).copied().unwrap_or(0)
+        lock(&self.requests).get(path).copied().unwrap_or(0)
     }
 
     /// Segment requests received, any name.
     fn segment_requests(&self) -> usize {
-        super::lock(&self.requests)
+        lock(&self.requests)
             .iter()
             .filter(|(p, _)| p.ends_with(".ts"))
             .map(|(_, n)| n)
@@ -115,9 +116,7 @@ async fn proxy_and_origin(
     let asked: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let counted = asked.clone();
     let origin = warp::path::tail().map(move |tail: warp::path::Tail| {
-        *super::lock(&counted)
-            .entry(tail.as_str().to_string())
-            .or_default() += 1;
+        *lock(&counted).entry(tail.as_str().to_string()).or_default() += 1;
         if tail.as_str() == "live/live01/packagers" {
             warp::reply::json(&answer).into_response()
         } else {
@@ -366,7 +365,7 @@ async fn a_signal_the_origin_does_not_know_is_looked_up_at_most_once_a_second() 
     let a = FakePackager::start(&[], &shutdown).await;
     let (proxy, origin) = proxy_and_origin(&[&a], &shutdown, &[]).await;
     let lookups = || {
-        super::lock(&origin)
+        lock(&origin)
             .get("live/nosuch/packagers")
             .copied()
             .unwrap_or(0)

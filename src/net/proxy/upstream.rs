@@ -3,10 +3,11 @@
 //! connection, no headers within the first-byte budget, a non-2xx status, a
 //! body that stalls or ends short, or content that is not what was asked for.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use super::budgets::Budget;
 use super::metrics;
 use crate::hls::{is_complete_transport_stream, MediaKind, PlaylistFacts};
 use crate::net::delivery::parse_http_date;
@@ -47,15 +48,6 @@ impl FetchError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, FetchError::Status(404))
     }
-}
-
-/// Time allowed for one fetch, phase by phase.
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    /// From sending the request to having the response headers.
-    pub first_byte: Duration,
-    /// From the headers to the last byte of the body.
-    pub body: Duration,
 }
 
 /// A playlist as a packager gave it.

@@ -114,11 +114,6 @@ impl Viewers {
             .filter(|at| now.saturating_duration_since(**at) <= window)
             .count()
     }
-
-    /// Clients held, counted or not (for the memory bound).
-    pub fn held(&self) -> usize {
-        self.last_seen.len()
-    }
 }
 
 #[cfg(test)]
@@ -159,7 +154,7 @@ mod tests {
         let later = t0 + Duration::from_secs(6);
         assert_eq!(viewers.count(later, WINDOW), 2);
         assert_eq!(viewers.expire(later, WINDOW), 2);
-        assert_eq!(viewers.held(), 2, "forgotten, not only uncounted");
+        assert_eq!(viewers.last_seen.len(), 2, "forgotten, not only uncounted");
         assert_eq!(viewers.expire(t0 + Duration::from_secs(60), WINDOW), 0);
     }
 
@@ -172,12 +167,12 @@ mod tests {
             let address = IpAddr::from(i.to_be_bytes());
             viewers.seen(keys.id(address, None), t0, WINDOW);
         }
-        assert_eq!(viewers.held(), MAX_TRACKED);
+        assert_eq!(viewers.last_seen.len(), MAX_TRACKED);
         // Once the crowd's window passed, new clients are counted again.
         let later = t0 + WINDOW * 2;
         viewers.seen(keys.id(ip("192.0.2.1"), None), later, WINDOW);
         assert_eq!(viewers.count(later, WINDOW), 1);
-        assert_eq!(viewers.held(), 1);
+        assert_eq!(viewers.last_seen.len(), 1);
     }
 
     #[test]
