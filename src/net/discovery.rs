@@ -26,7 +26,7 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 const RETRY_START: Duration = Duration::from_millis(250);
 
 /// Discovery's metric: rounds, by result (reported, reporter_down).
-pub static DISCOVERY_ROUNDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static DISCOVERY_ROUNDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_discovery_rounds_total",
         "Discovery rounds, by result (reported, reporter_down).",
@@ -63,7 +63,7 @@ pub struct DiscoveryConfig {
 }
 
 /// Signals whose playlist was written within `fresh_within` of `now`.
-pub fn live_signals(output: &Path, fresh_within: Duration, now: SystemTime) -> Vec<String> {
+pub(crate) fn live_signals(output: &Path, fresh_within: Duration, now: SystemTime) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(output) else {
         return Vec::new();
     };

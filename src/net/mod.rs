@@ -13,13 +13,13 @@
 //!   state, with fault controls for localhost demos.
 //! - [`status`]: the operator's table of the running stack, for a terminal.
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod console;
-pub mod delivery;
+pub(crate) mod delivery;
 pub mod discovery;
 pub mod origin;
 pub mod packager;
 pub mod proxy;
 pub mod reporter;
 pub mod status;
-pub mod workers;
+pub(crate) mod workers;

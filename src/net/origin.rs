@@ -53,7 +53,7 @@ struct View {
 }
 
 /// Reads the reporter through a short cache, keeping the last good view.
-pub struct ReporterView {
+pub(crate) struct ReporterView {
     client: reqwest::Client,
     reporter_url: String,
     cache_for: Duration,
@@ -63,7 +63,7 @@ pub struct ReporterView {
 }
 
 impl ReporterView {
-    pub fn new(reporter_url: String, cache_for: Duration, token: Option<Token>) -> Self {
+    pub(crate) fn new(reporter_url: String, cache_for: Duration, token: Option<Token>) -> Self {
         ReporterView {
             client: http::client(REPORTER_TIMEOUT),
             reporter_url,
@@ -74,7 +74,7 @@ impl ReporterView {
     }
 
     /// The current ingests: cached, fresh, or (reporter down) the last known.
-    pub async fn ingests(&self) -> Result<Vec<Ingest>, String> {
+    pub(crate) async fn ingests(&self) -> Result<Vec<Ingest>, String> {
         let mut last = self.last.lock().await;
         if let Some(view) = last.as_ref() {
             if view.fetched_at.elapsed() < self.cache_for {
@@ -149,7 +149,7 @@ pub async fn run(config: OriginConfig, shutdown: Shutdown) -> Result<(), OriginE
     Ok(())
 }
 
-pub fn routes(
+pub(crate) fn routes(
     view: Arc<ReporterView>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let with_view = warp::any().map(move || view.clone());

@@ -17,18 +17,18 @@ use crate::service::config::parse_base_url;
 
 /// `status`'s budget for each worker's answer; a frozen worker counts as
 /// down after it (the console uses its own, shorter source budget).
-pub const WORKER_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const WORKER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A signal is "behind" once its newest segment ends this many segment
 /// lengths behind the wall clock (a healthy one stays within about one).
-pub const BEHIND_FACTOR: u64 = 3;
+pub(crate) const BEHIND_FACTOR: u64 = 3;
 
 /// The workers to ask: `WORKERS`, comma-separated base URLs; empty for none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Workers(pub Vec<String>);
 
 /// Parses `WORKERS` (`http://host:9100,http://host:9110`; empty: none).
-pub fn parse_workers(s: &str) -> Result<Workers, String> {
+pub(crate) fn parse_workers(s: &str) -> Result<Workers, String> {
     s.split(',')
         .map(str::trim)
         .filter(|w| !w.is_empty())
@@ -62,7 +62,7 @@ pub struct WorkerSignal {
 }
 
 /// The worker's status in plain words.
-pub fn plain_state(status: &SignalStatus) -> &str {
+pub(crate) fn plain_state(status: &SignalStatus) -> &str {
     match status {
         SignalStatus::Running => "encoding",
         SignalStatus::Retrying => "restarting",
@@ -71,7 +71,7 @@ pub fn plain_state(status: &SignalStatus) -> &str {
 }
 
 /// Reads a worker's answer: `Ok((http code, body))` or the transport error.
-pub fn classify(url: &str, answer: Result<(u16, String), String>) -> WorkerView {
+pub(crate) fn classify(url: &str, answer: Result<(u16, String), String>) -> WorkerView {
     let down = |error: String| WorkerView {
         url: url.to_string(),
         up: false,
@@ -115,7 +115,7 @@ pub fn classify(url: &str, answer: Result<(u16, String), String>) -> WorkerView 
 }
 
 /// Asks one worker's `/healthcheck`, waiting at most `timeout`.
-pub async fn ask(client: &reqwest::Client, url: &str, timeout: Duration) -> WorkerView {
+pub(crate) async fn ask(client: &reqwest::Client, url: &str, timeout: Duration) -> WorkerView {
     let target = format!("{url}/healthcheck");
     let answer = async {
         let res = client
@@ -136,7 +136,7 @@ pub async fn ask(client: &reqwest::Client, url: &str, timeout: Duration) -> Work
 }
 
 /// Asks every worker at once, in the configured order.
-pub async fn ask_all(
+pub(crate) async fn ask_all(
     client: &reqwest::Client,
     workers: &Workers,
     timeout: Duration,
@@ -145,7 +145,7 @@ pub async fn ask_all(
 }
 
 /// The WORKERS section of `status`.
-pub fn render(workers: &[WorkerView]) -> String {
+pub(crate) fn render(workers: &[WorkerView]) -> String {
     let mut out = String::from("workers:\n");
     out.push_str(&format!(
         "{:<28} {:<12} {:<11} {:<32} {}\n",

@@ -85,7 +85,7 @@ impl SignalHealth {
     }
 
     /// Records `signal`'s newest published segment.
-    pub fn segment_written(&self, signal: &str, segment: NewestSegment) {
+    pub(crate) fn segment_written(&self, signal: &str, segment: NewestSegment) {
         if let Ok(mut newest) = self.newest.lock() {
             newest.insert(signal.to_string(), segment);
         }

@@ -28,7 +28,7 @@ pub mod health;
 pub mod input;
 pub mod inputs;
 pub mod looping;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod playlist;
 pub mod segments;
 pub mod settings;

@@ -13,7 +13,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::api::{ErrorBody, HealthStatus, ServiceHealth};
 
 /// Largest JSON body any service accepts (a report is a few hundred bytes).
-pub const MAX_JSON_BODY_BYTES: u64 = 16 * 1024;
+pub(crate) const MAX_JSON_BODY_BYTES: u64 = 16 * 1024;
 
 /// Why a server could not start: said in one line, then the program exits non-zero.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum ServeError {
 }
 
 /// A JSON error answer with the given status ([`ErrorBody`]).
-pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = ErrorBody {
         error: message.into(),
     };
@@ -35,13 +35,13 @@ pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// A JSON answer with status 200.
-pub fn json_ok<T: Serialize>(value: &T) -> Response {
+pub(crate) fn json_ok<T: Serialize>(value: &T) -> Response {
     warp::reply::json(value).into_response()
 }
 
 /// Adds `Access-Control-Allow-Origin: *` so a page on another origin can play
 /// the stream or read the JSON (the routes are public and carry no cookies).
-pub fn allow_any_origin(mut response: Response) -> Response {
+pub(crate) fn allow_any_origin(mut response: Response) -> Response {
     response
         .headers_mut()
         .insert("access-control-allow-origin", HeaderValue::from_static("*"));

@@ -43,7 +43,7 @@ pub(crate) fn int_gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec 
 }
 
 /// Requests answered, by service, route template and status.
-pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_http_requests_total",
         "HTTP requests answered, by service, route template and status.",
@@ -52,7 +52,7 @@ pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Request latency, by service and route template.
-pub static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+pub(crate) static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     let name = "nonstop_http_request_duration_seconds";
     register(
         name,
@@ -70,7 +70,7 @@ pub static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
 });
 
 /// Media bytes served to clients (packagers and proxy), by service and kind.
-pub static BYTES_SERVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static BYTES_SERVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_bytes_served_total",
         "Playlist and segment bytes served, by service and kind.",
@@ -79,7 +79,7 @@ pub static BYTES_SERVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// The label of a media kind.
-pub fn kind_label(kind: crate::hls::MediaKind) -> &'static str {
+pub(crate) fn kind_label(kind: crate::hls::MediaKind) -> &'static str {
     match kind {
         crate::hls::MediaKind::Playlist => "playlist",
         crate::hls::MediaKind::Segment => "segment",
@@ -87,7 +87,7 @@ pub fn kind_label(kind: crate::hls::MediaKind) -> &'static str {
 }
 
 /// Counts media bytes answered by `service`.
-pub fn count_bytes_served(service: &str, kind: crate::hls::MediaKind, bytes: usize) {
+pub(crate) fn count_bytes_served(service: &str, kind: crate::hls::MediaKind, bytes: usize) {
     let kind = kind_label(kind);
     BYTES_SERVED
         .with_label_values(&[service, kind])
@@ -95,7 +95,7 @@ pub fn count_bytes_served(service: &str, kind: crate::hls::MediaKind, bytes: usi
 }
 
 /// The route template of a request path, for labels.
-pub fn route_label(path: &str) -> &'static str {
+pub(crate) fn route_label(path: &str) -> &'static str {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["healthcheck"] => "/healthcheck",
@@ -113,7 +113,7 @@ pub fn route_label(path: &str) -> &'static str {
 }
 
 /// `GET /metrics`: every registered metric in Prometheus text format.
-pub fn route() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+pub(crate) fn route() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("metrics").and(warp::get()).map(|| {
         let mut body = Vec::new();
         let families = prometheus::gather();
@@ -130,7 +130,7 @@ pub fn route() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + 
 }
 
 /// Wraps a service's routes so every answer is counted and timed.
-pub fn instrument<F>(
+pub(crate) fn instrument<F>(
     service: &'static str,
     routes: F,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone
@@ -152,7 +152,7 @@ where
 
 /// A server for a program that has no other HTTP routes (worker, discovery):
 /// `GET /metrics` and `GET /healthcheck`.
-pub fn standalone_routes(
+pub(crate) fn standalone_routes(
     service: &'static str,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     standalone_routes_with(service, super::http::healthcheck(service))
@@ -160,7 +160,7 @@ pub fn standalone_routes(
 
 /// Like [`standalone_routes`], with the program's own `/healthcheck` (the
 /// worker's answers from its signals' statuses).
-pub fn standalone_routes_with<H>(
+pub(crate) fn standalone_routes_with<H>(
     service: &'static str,
     healthcheck: H,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone

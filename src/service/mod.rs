@@ -14,6 +14,6 @@ pub mod config;
 pub mod http;
 pub mod limits;
 pub mod logging;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod server;
 pub mod shutdown;

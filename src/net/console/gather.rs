@@ -1,8 +1,19 @@
 //! The one background loop that asks the origin, the proxy, the workers and
 //! the fault proxies every refresh and publishes the state every page receives.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use super::view::{
+    faults_view, newest_first, remember, source_view, with_gone, ConsoleState, ControlView,
+    PackagerView, SignalView, TimelineEntry,
+};
+use super::{lock, now_text, Console, REFRESH_INTERVAL, SOURCE_TIMEOUT};
 use crate::api::{ProxyStatus, SignalNames};
+use crate::service::http;
 
 impl Console {
     /// Gathers and publishes the state every [`REFRESH_INTERVAL`] (sooner when
@@ -20,7 +31,7 @@ impl Console {
 
     /// Asks the origin, the proxy, the workers and the fault proxies at once,
     /// and publishes.
-    pub async fn refresh(&self) {
+    pub(crate) async fn refresh(&self) {
         let (origin, proxy, controls, workers) = tokio::join!(
             self.origin_signals(),
             self.proxy_status(),

@@ -2,12 +2,18 @@
 //! sources, timeline, fault controls) as the JSON the page reads, and the
 //! pure functions that build it.
 
-use super::*;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::config::{ConsoleConfig, DemoFault, CONSOLE_MODES};
+use super::{GONE, GONE_SHOWN_FOR, TIMELINE_CAPACITY};
 use crate::api::PackagerStatus;
 
-/// What the page shows, gathered every [`REFRESH_INTERVAL`].
+/// What the page shows, gathered every [`REFRESH_INTERVAL`](super::REFRESH_INTERVAL).
 #[derive(Debug, Clone, Serialize)]
-pub struct ConsoleState {
+pub(crate) struct ConsoleState {
     /// Local time of the gathering, `YYYY-MM-DD HH:MM:SS`.
     pub generated_at: String,
     /// Milliseconds between two states, so the page knows when one is late.
@@ -29,7 +35,7 @@ pub struct ConsoleState {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct SourceView {
+pub(crate) struct SourceView {
     pub url: String,
     pub ok: bool,
     pub error: Option<String>,
@@ -37,7 +43,7 @@ pub struct SourceView {
 
 /// One signal as the console sees it.
 #[derive(Debug, Clone, Serialize)]
-pub struct SignalView {
+pub(crate) struct SignalView {
     pub signal: String,
     /// The origin lists it (discovery found it live on some packager).
     pub live: bool,
@@ -53,7 +59,7 @@ pub struct SignalView {
 /// One packager of a signal, as the proxy's `GET /status` reports it
 /// ([`PackagerStatus`]), or [`GONE`] when it left the routes.
 #[derive(Debug, Clone, Serialize)]
-pub struct PackagerView {
+pub(crate) struct PackagerView {
     pub packager: String,
     /// The proxy's word ([`crate::api::PackagerHealth`]), or [`GONE`].
     pub health: String,
@@ -84,7 +90,7 @@ impl From<&PackagerStatus> for PackagerView {
 /// triggered a fault from the console.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum TimelineEntry {
+pub(crate) enum TimelineEntry {
     Switch {
         at: String,
         signal: String,
@@ -110,14 +116,14 @@ impl TimelineEntry {
 
 /// The fault controls as the page needs them.
 #[derive(Debug, Clone, Serialize)]
-pub struct FaultsView {
+pub(crate) struct FaultsView {
     pub enabled: bool,
     pub modes: Vec<ModeView>,
     pub controls: Vec<ControlView>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ModeView {
+pub(crate) struct ModeView {
     pub mode: &'static str,
     /// The button's label.
     pub label: &'static str,
@@ -125,7 +131,7 @@ pub struct ModeView {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ControlView {
+pub(crate) struct ControlView {
     pub name: String,
     pub control: String,
     /// The fault proxy's current mode, when it answered.

@@ -6,25 +6,25 @@
 use std::time::Duration;
 
 /// Connecting to a packager must take well under a second (loopback or LAN).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 /// Response headers must arrive within this fraction of the target duration.
-pub const FIRST_BYTE_TARGETS: f64 = 0.5;
+pub(super) const FIRST_BYTE_TARGETS: f64 = 0.5;
 /// A body must be complete within this many target durations.
-pub const BODY_TARGETS: f64 = 1.5;
+pub(super) const BODY_TARGETS: f64 = 1.5;
 /// Each packager's playlist is polled every this fraction of the target.
 pub const POLL_TARGETS: f64 = 0.5;
 /// Playlists fetched this recently are reused for other viewers.
-pub const PLAYLIST_REUSE: Duration = Duration::from_millis(250);
+pub(super) const PLAYLIST_REUSE: Duration = Duration::from_millis(250);
 /// Routes are asked of the origin again this often.
-pub const ROUTE_REFRESH: Duration = Duration::from_secs(5);
+pub(super) const ROUTE_REFRESH: Duration = Duration::from_secs(5);
 /// A signal nobody asked for this long stops being polled.
-pub const SIGNAL_IDLE: Duration = Duration::from_secs(120);
+pub(super) const SIGNAL_IDLE: Duration = Duration::from_secs(120);
 /// Budget for one request to the origin.
-pub const ORIGIN_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const ORIGIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Time allowed for one fetch from a packager, phase by phase.
 #[derive(Debug, Clone, Copy)]
-pub struct Budget {
+pub(super) struct Budget {
     /// From sending the request to having the response headers.
     pub first_byte: Duration,
     /// From the headers to the last byte of the body.
@@ -34,7 +34,7 @@ pub struct Budget {
 impl Budget {
     /// The time allowed to a fetch for a signal whose target duration is
     /// `target`: [`FIRST_BYTE_TARGETS`] and [`BODY_TARGETS`] of it.
-    pub fn for_target(target: Duration) -> Budget {
+    pub(super) fn for_target(target: Duration) -> Budget {
         Budget {
             first_byte: target.mul_f64(FIRST_BYTE_TARGETS),
             body: target.mul_f64(BODY_TARGETS),

@@ -52,20 +52,20 @@ use crate::api::{PackagerHealth, PackagerStatus, ServingState, Switch, SwitchKin
 use crate::hls::MediaKind;
 
 /// Target duration assumed until a playlist says otherwise.
-pub const DEFAULT_TARGET_DURATION: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_TARGET_DURATION: Duration = Duration::from_secs(2);
 /// A packager whose playlist has not advanced for this many target durations,
 /// while another is ahead, is stale.
-pub const STALE_AFTER_TARGETS: f64 = 1.5;
+pub(crate) const STALE_AFTER_TARGETS: f64 = 1.5;
 /// Slack, in target durations, added to [`STALE_AFTER_TARGETS`] before a
 /// dated live edge is called stopped: covers clock skew between workers and
 /// proxy (NTP keeps it to milliseconds; one target duration is generous) and
 /// the time a finished segment takes to reach a packager's playlist.
-pub const CLOCK_SKEW_TARGETS: f64 = 1.0;
+pub(crate) const CLOCK_SKEW_TARGETS: f64 = 1.0;
 /// How long after its end a segment may first be listed: the worker encodes,
 /// muxes and closes it before its playlist names it. Measured at about 1.25 s
 /// in the lab (1 s segments, debug build, loaded machine); absolute, not in
 /// target durations, because encoder delay does not grow with segment length.
-pub const WORKER_LATENCY: Duration = Duration::from_millis(1500);
+pub(crate) const WORKER_LATENCY: Duration = Duration::from_millis(1500);
 /// Consecutive failed fetches of one kind (playlists, or segments) that make a
 /// packager failing. Two, not one: a single refused connection, timeout or 404
 /// is a blip (or a viewer asking for something odd) and must not move every
@@ -73,12 +73,12 @@ pub const WORKER_LATENCY: Duration = Duration::from_millis(1500);
 /// playlist every half target duration, so a dead packager reaches it within
 /// about one target duration. Whatever it is, a failed fetch is still retried
 /// on the next packager within the same viewer request.
-pub const FAILING_AFTER: u32 = 2;
+pub(crate) const FAILING_AFTER: u32 = 2;
 /// Failures further apart than this are not consecutive, and a failing
 /// packager nobody fetched from again is given another chance after it (Envoy's
 /// base ejection time): a packager failing on segments is last in the order,
 /// so no good segment fetch may come to clear it.
-pub const FAILURE_MEMORY: Duration = Duration::from_secs(30);
+pub(crate) const FAILURE_MEMORY: Duration = Duration::from_secs(30);
 
 /// Consecutive failed fetches of one kind from one packager.
 #[derive(Debug, Clone, Copy, Default)]
@@ -247,7 +247,7 @@ impl Failover {
 
     /// Whether the playlist just read from `base` ended its stream
     /// (`EXT-X-ENDLIST`); a live playlist read later takes it back.
-    pub fn observe_end(&mut self, base: &str, ended: bool) {
+    pub(crate) fn observe_end(&mut self, base: &str, ended: bool) {
         if let Some(u) = self.packagers.iter_mut().find(|u| u.base == base) {
             u.ended = ended;
         }
@@ -256,7 +256,7 @@ impl Failover {
     /// Whether a packager other than `base` is fresh at `now`: an ended
     /// playlist from `base` is then not served (the viewer would stop while
     /// the stream goes on elsewhere).
-    pub fn has_fresh_twin(&self, base: &str, now: Instant) -> bool {
+    pub(crate) fn has_fresh_twin(&self, base: &str, now: Instant) -> bool {
         (0..self.packagers.len()).any(|i| {
             self.packagers[i].base != base && self.health_of(i, now) == PackagerHealth::Fresh
         })

@@ -27,7 +27,7 @@ type Flight<V> = Shared<BoxFuture<'static, Option<V>>>;
 
 /// How a request got its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(super) enum Role {
     /// It started the work.
     Led,
     /// It joined work another request had started (a collapsed request).
@@ -35,7 +35,7 @@ pub enum Role {
 }
 
 /// Works in flight, by key.
-pub struct Flights<V: Clone> {
+pub(super) struct Flights<V: Clone> {
     in_flight: Arc<Mutex<HashMap<String, Flight<V>>>>,
 }
 
@@ -63,7 +63,7 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
     /// The result of the work for `key`: the one already in flight, else the
     /// one `start` makes now (run in its own task). Must be called within a
     /// tokio runtime.
-    pub async fn run<F>(&self, key: &str, start: impl FnOnce() -> F) -> (Option<V>, Role)
+    pub(super) async fn run<F>(&self, key: &str, start: impl FnOnce() -> F) -> (Option<V>, Role)
     where
         F: Future<Output = V> + Send + 'static,
     {

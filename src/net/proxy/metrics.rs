@@ -10,7 +10,7 @@ use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec};
 use crate::service::metrics::{counter, gauge, int_gauge};
 
 /// Proxy: switches of active packager, by signal and reason kind.
-pub static PROXY_SWITCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(super) static PROXY_SWITCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_proxy_switches_total",
         "Changes of the packager a signal is served from, by reason (first, failing, stale, behind, unrouted).",
@@ -19,7 +19,7 @@ pub static PROXY_SWITCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Proxy: failed fetches from packagers, retried elsewhere.
-pub static PROXY_UPSTREAM_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(super) static PROXY_UPSTREAM_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_proxy_upstream_failures_total",
         "Fetches from a packager that failed and were retried on another, by packager and kind.",
@@ -29,7 +29,7 @@ pub static PROXY_UPSTREAM_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// Proxy: every fetch from a packager (polls and viewer requests), by kind
 /// (playlist, segment) and outcome (`ok` or the failure kind).
-pub static PROXY_UPSTREAM_FETCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(super) static PROXY_UPSTREAM_FETCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_proxy_upstream_fetches_total",
         "Fetches from packagers (polls and viewer requests), by kind (playlist, segment) and outcome (ok, or the failure kind).",
@@ -38,7 +38,7 @@ pub static PROXY_UPSTREAM_FETCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Proxy: viewer requests answered by another request's fetch in flight.
-pub static PROXY_COLLAPSED_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(super) static PROXY_COLLAPSED_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_proxy_collapsed_requests_total",
         "Viewer requests that shared the upstream fetch another request had in flight, by kind (playlist, segment).",
@@ -47,7 +47,7 @@ pub static PROXY_COLLAPSED_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| 
 });
 
 /// Proxy: segment requests refused without a fetch, their name unlisted.
-pub static PROXY_UNLISTED_SEGMENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(super) static PROXY_UNLISTED_SEGMENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_proxy_unlisted_segments_total",
         "Segment requests answered 404 without asking a packager: no packager listed the name recently.",
@@ -56,7 +56,7 @@ pub static PROXY_UNLISTED_SEGMENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Proxy: route lookups at the origin, by outcome (found, unknown, failed).
-pub static PROXY_ORIGIN_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(super) static PROXY_ORIGIN_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_proxy_origin_lookups_total",
         "Route lookups at the origin (a signal's first request and every route refresh), by outcome (found, unknown, failed).",
@@ -65,7 +65,7 @@ pub static PROXY_ORIGIN_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Proxy: requests refused from a remembered origin refusal, without a lookup.
-pub static PROXY_NEGATIVE_HITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(super) static PROXY_NEGATIVE_HITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_proxy_negative_cache_hits_total",
         "Requests for a signal the origin refused within the last second, answered from memory without asking it again, by answer (not_found, unavailable).",
@@ -74,7 +74,7 @@ pub static PROXY_NEGATIVE_HITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Proxy: distinct viewers per signal.
-pub static PROXY_VIEWERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+pub(super) static PROXY_VIEWERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     int_gauge(
         "nonstop_proxy_viewers",
         "Distinct clients (address and User-Agent) that asked for a signal within the last two target durations.",
@@ -83,7 +83,7 @@ pub static PROXY_VIEWERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 /// Proxy: playlists served from the last good copy.
-pub static PROXY_FALLBACK_PLAYLISTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(super) static PROXY_FALLBACK_PLAYLISTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_proxy_last_good_playlists_total",
         "Playlists served from the last good copy because no packager answered.",
@@ -92,7 +92,7 @@ pub static PROXY_FALLBACK_PLAYLISTS: LazyLock<IntCounterVec> = LazyLock::new(|| 
 });
 
 /// Proxy: newest segment each packager lists, per signal.
-pub static PROXY_NEWEST_SEQUENCE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+pub(super) static PROXY_NEWEST_SEQUENCE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     int_gauge(
         "nonstop_proxy_packager_newest_sequence",
         "Media sequence number of the newest segment a packager lists.",
@@ -101,7 +101,7 @@ pub static PROXY_NEWEST_SEQUENCE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 /// Proxy: seconds since each packager's playlist last advanced.
-pub static PROXY_ADVANCE_AGE: LazyLock<GaugeVec> = LazyLock::new(|| {
+pub(super) static PROXY_ADVANCE_AGE: LazyLock<GaugeVec> = LazyLock::new(|| {
     gauge(
         "nonstop_proxy_packager_advance_age_seconds",
         "Seconds since a packager's playlist last advanced, per signal.",
@@ -110,7 +110,7 @@ pub static PROXY_ADVANCE_AGE: LazyLock<GaugeVec> = LazyLock::new(|| {
 });
 
 /// Proxy: 1 for the state each signal is in (up, degraded, down), 0 for the others.
-pub static PROXY_SIGNAL_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+pub(super) static PROXY_SIGNAL_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     int_gauge(
         "nonstop_proxy_signal_state",
         "1 for the state a signal is in (up: served with a fresh twin; degraded: served without one; down: every packager stale or failing), 0 for the others.",
@@ -119,7 +119,7 @@ pub static PROXY_SIGNAL_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 /// Proxy: 1 when a packager is fresh (or not yet known), 0 when stale or failing.
-pub static PROXY_HEALTHY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+pub(super) static PROXY_HEALTHY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     int_gauge(
         "nonstop_proxy_packager_healthy",
         "1 when a packager is fresh for a signal, 0 when stale or failing.",
@@ -128,7 +128,7 @@ pub static PROXY_HEALTHY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 /// Proxy: 1 for the packager a signal is served from.
-pub static PROXY_ACTIVE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+pub(super) static PROXY_ACTIVE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     int_gauge(
         "nonstop_proxy_packager_active",
         "1 for the packager a signal is currently served from.",

@@ -94,7 +94,7 @@ use viewers::{client_address, ViewerId, ViewerKeys};
 use watch::Poller;
 
 /// Default megabytes of segments kept in memory.
-pub const DEFAULT_CACHE_MB: usize = 64;
+pub(crate) const DEFAULT_CACHE_MB: usize = 64;
 
 /// Reverse proxy with freshness-aware failover between packagers.
 #[derive(Debug, Clone, clap::Parser)]

@@ -15,19 +15,19 @@ use std::time::{Duration, Instant};
 use super::refusal::Refusal;
 
 /// How long a refusal is remembered: about a second, the 404's `max-age`.
-pub const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+pub(super) const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 /// Most signal names remembered at once.
-pub const MAX_REMEMBERED: usize = 10_000;
+pub(super) const MAX_REMEMBERED: usize = 10_000;
 
 /// Refusals by signal name, with when the origin gave them.
 #[derive(Debug, Default)]
-pub struct NegativeCache {
+pub(super) struct NegativeCache {
     entries: HashMap<String, (Refusal, Instant)>,
 }
 
 impl NegativeCache {
     /// The refusal remembered for `signal`, if still fresh.
-    pub fn get(&self, signal: &str, now: Instant) -> Option<Refusal> {
+    pub(super) fn get(&self, signal: &str, now: Instant) -> Option<Refusal> {
         self.entries
             .get(signal)
             .filter(|(_, at)| now.saturating_duration_since(*at) < NEGATIVE_TTL)
@@ -35,7 +35,7 @@ impl NegativeCache {
     }
 
     /// Remembers that the origin refused `signal` now.
-    pub fn remember(&mut self, signal: &str, refusal: Refusal, now: Instant) {
+    pub(super) fn remember(&mut self, signal: &str, refusal: Refusal, now: Instant) {
         if self.entries.len() >= MAX_REMEMBERED {
             self.entries
                 .retain(|_, (_, at)| now.saturating_duration_since(*at) < NEGATIVE_TTL);
@@ -47,7 +47,7 @@ impl NegativeCache {
     }
 
     /// Forgets `signal` (it was found live).
-    pub fn forget(&mut self, signal: &str) {
+    pub(super) fn forget(&mut self, signal: &str) {
         self.entries.remove(signal);
     }
 }

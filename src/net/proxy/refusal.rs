@@ -11,20 +11,20 @@ use crate::service::http::{allow_any_origin, json_error};
 
 /// Why a request cannot be answered with media.
 #[derive(Debug, Clone)]
-pub enum Refusal {
+pub(super) enum Refusal {
     NotFound(String),
     Unavailable(String),
 }
 
 impl Refusal {
-    pub fn message(&self) -> &str {
+    pub(super) fn message(&self) -> &str {
         match self {
             Refusal::NotFound(m) | Refusal::Unavailable(m) => m,
         }
     }
 
     /// A label for metrics.
-    pub fn label(&self) -> &'static str {
+    pub(super) fn label(&self) -> &'static str {
         match self {
             Refusal::NotFound(_) => "not_found",
             Refusal::Unavailable(_) => "unavailable",
@@ -33,7 +33,7 @@ impl Refusal {
 
     /// The JSON error, cacheable by a CDN for a second if a 404, never if a
     /// 502.
-    pub fn into_response(self) -> Response {
+    pub(super) fn into_response(self) -> Response {
         let (status, msg, caching) = match self {
             Refusal::NotFound(m) => (StatusCode::NOT_FOUND, m, NOT_FOUND_CACHE_CONTROL),
             Refusal::Unavailable(m) => (StatusCode::BAD_GATEWAY, m, UNAVAILABLE_CACHE_CONTROL),

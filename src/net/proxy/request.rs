@@ -57,7 +57,7 @@ use crate::service::metrics::kind_label;
 
 /// What every viewer request's life uses: the routes, the segment cache and
 /// the fetches in flight that concurrent viewers share.
-pub struct Requests {
+pub(super) struct Requests {
     client: reqwest::Client,
     routing: Arc<Routing>,
     /// Started on a signal's first request.
@@ -72,7 +72,7 @@ pub struct Requests {
 
 impl Requests {
     /// `cache_bytes`: most bytes of segments kept in memory.
-    pub fn new(
+    pub(super) fn new(
         client: reqwest::Client,
         routing: Arc<Routing>,
         poller: Poller,
@@ -90,7 +90,10 @@ impl Requests {
 
     /// A playlist request: reused if fetched a moment ago, else the fetch
     /// another viewer has in flight, else fetched from the packagers.
-    pub async fn playlist(self: &Arc<Self>, signal: &str) -> Result<ServedPlaylist, Refusal> {
+    pub(super) async fn playlist(
+        self: &Arc<Self>,
+        signal: &str,
+    ) -> Result<ServedPlaylist, Refusal> {
         let state = self.route(signal).await?;
         state.touch();
         if let Some(served) = state.reusable_playlist() {
@@ -119,7 +122,11 @@ impl Requests {
     /// A segment request: from the cache; else 404 unless a packager listed
     /// it recently ([`Requests::may_serve`]); else the fetch another viewer
     /// has in flight for it; else fetched from the packagers, then cached.
-    pub async fn segment(self: &Arc<Self>, signal: &str, file: &str) -> Result<Bytes, Refusal> {
+    pub(super) async fn segment(
+        self: &Arc<Self>,
+        signal: &str,
+        file: &str,
+    ) -> Result<Bytes, Refusal> {
         let key = format!("{signal}/{file}");
         if let Some(body) = lock(&self.cache).get(&key) {
             return Ok(body);
@@ -371,21 +378,21 @@ impl Object for Segment<'_> {
 }
 
 /// A packager picked for one try: its base URL and the budget for the fetch.
-pub struct Pick {
+pub(super) struct Pick {
     pub base: String,
     pub budget: Budget,
 }
 
 impl Pick {
     /// `<base>/<path>` on this packager.
-    pub fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
     }
 }
 
 /// One viewer request for one signal: which packagers it has tried and what
 /// they said.
-pub struct Attempt<'a> {
+pub(super) struct Attempt<'a> {
     signal: &'a str,
     state: &'a SignalState,
     /// What is fetched (failures are counted per kind).

@@ -34,13 +34,13 @@ use crate::service::http;
 
 /// A signal's state, and whether this lookup created it (then its poller
 /// must be started).
-pub enum Lookup {
+pub(super) enum Lookup {
     Known(Arc<SignalState>),
     New(Arc<SignalState>),
 }
 
 /// The signals being served and where they are routed.
-pub struct Routing {
+pub(super) struct Routing {
     client: reqwest::Client,
     /// Asked where each signal lives.
     origin_url: String,
@@ -55,7 +55,7 @@ pub struct Routing {
 }
 
 impl Routing {
-    pub fn new(client: reqwest::Client, origin_url: String, allowed: Vec<String>) -> Self {
+    pub(super) fn new(client: reqwest::Client, origin_url: String, allowed: Vec<String>) -> Self {
         Routing {
             client,
             origin_url,
@@ -68,7 +68,7 @@ impl Routing {
 
     /// The state of a signal, created with its routes from the origin on its
     /// first request.
-    pub async fn lookup(self: &Arc<Self>, signal: &str) -> Result<Lookup, Refusal> {
+    pub(super) async fn lookup(self: &Arc<Self>, signal: &str) -> Result<Lookup, Refusal> {
         if let Some(state) = self.watched(signal) {
             return Ok(Lookup::Known(state));
         }
@@ -109,12 +109,12 @@ impl Routing {
     }
 
     /// The state of a signal being served, if it is.
-    pub fn watched(&self, signal: &str) -> Option<Arc<SignalState>> {
+    pub(super) fn watched(&self, signal: &str) -> Option<Arc<SignalState>> {
         self.signals().get(signal).cloned()
     }
 
     /// Every signal being served, by name.
-    pub fn all(&self) -> Vec<(String, Arc<SignalState>)> {
+    pub(super) fn all(&self) -> Vec<(String, Arc<SignalState>)> {
         let mut all: Vec<(String, Arc<SignalState>)> = self
             .signals()
             .iter()
@@ -126,13 +126,13 @@ impl Routing {
 
     /// Stops serving `signal` (nobody watches it); its next request looks
     /// it up again.
-    pub fn forget(&self, signal: &str) {
+    pub(super) fn forget(&self, signal: &str) {
         self.signals_mut().remove(signal);
     }
 
     /// Updates routes from the origin; on any failure keeps the known ones
     /// (static stability: the origin, reporter or discovery may be down).
-    pub async fn refresh(&self, signal: &str, state: &SignalState) {
+    pub(super) async fn refresh(&self, signal: &str, state: &SignalState) {
         match self.routes_from_origin(signal).await {
             Ok(packagers) => {
                 if state.confirm_routes(&packagers, Instant::now()) {

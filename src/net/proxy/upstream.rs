@@ -16,7 +16,7 @@ use crate::service::metrics::kind_label;
 
 /// Why a fetch from a packager failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum FetchError {
+pub(super) enum FetchError {
     #[error("connection failed: {0}")]
     Connect(String),
     #[error("no response within {0} ms")]
@@ -33,7 +33,7 @@ pub enum FetchError {
 
 impl FetchError {
     /// One word for metrics labels.
-    pub fn kind(&self) -> &'static str {
+    pub(super) fn kind(&self) -> &'static str {
         match self {
             FetchError::Connect(_) => "connect",
             FetchError::FirstByteTimeout(_) => "first_byte_timeout",
@@ -45,14 +45,14 @@ impl FetchError {
         }
     }
 
-    pub fn is_not_found(&self) -> bool {
+    pub(super) fn is_not_found(&self) -> bool {
         matches!(self, FetchError::Status(404))
     }
 }
 
 /// A playlist as a packager gave it.
 #[derive(Debug, Clone)]
-pub struct FetchedPlaylist {
+pub(super) struct FetchedPlaylist {
     pub body: Bytes,
     pub facts: PlaylistFacts,
     /// The packager's `Last-Modified`: when the worker last wrote it.
@@ -61,7 +61,7 @@ pub struct FetchedPlaylist {
 
 /// GETs `url` within `budget` and returns the whole body and the time the
 /// upstream says it last changed.
-pub async fn fetch(
+pub(super) async fn fetch(
     client: &reqwest::Client,
     url: &str,
     budget: Budget,
@@ -115,7 +115,7 @@ fn count<T>(kind: MediaKind, result: &Result<T, FetchError>) {
 }
 
 /// Fetches and parses a media playlist.
-pub async fn fetch_playlist(
+pub(super) async fn fetch_playlist(
     client: &reqwest::Client,
     url: &str,
     budget: Budget,
@@ -135,7 +135,7 @@ pub async fn fetch_playlist(
 }
 
 /// Fetches a segment and checks it is whole MPEG-TS.
-pub async fn fetch_segment(
+pub(super) async fn fetch_segment(
     client: &reqwest::Client,
     url: &str,
     budget: Budget,

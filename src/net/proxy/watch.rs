@@ -27,14 +27,14 @@ use crate::service::shutdown::Shutdown;
 
 /// Starts one watch per signal the routing learns.
 #[derive(Clone)]
-pub struct Poller {
+pub(super) struct Poller {
     client: reqwest::Client,
     routing: Arc<Routing>,
     shutdown: Shutdown,
 }
 
 impl Poller {
-    pub fn new(client: reqwest::Client, routing: Arc<Routing>, shutdown: Shutdown) -> Self {
+    pub(super) fn new(client: reqwest::Client, routing: Arc<Routing>, shutdown: Shutdown) -> Self {
         Poller {
             client,
             routing,
@@ -44,7 +44,7 @@ impl Poller {
 
     /// Watches `signal` in a task of its own until it is idle or the proxy
     /// shuts down.
-    pub fn start(&self, signal: &str, state: Arc<SignalState>) {
+    pub(super) fn start(&self, signal: &str, state: Arc<SignalState>) {
         tokio::spawn(self.clone().watch(signal.to_string(), state));
     }
 

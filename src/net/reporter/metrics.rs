@@ -7,7 +7,7 @@ use prometheus::IntCounterVec;
 use crate::service::metrics::counter;
 
 /// Reporter: reports received, by result (accepted, rejected, unauthorized).
-pub static REPORTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(super) static REPORTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_reporter_reports_total",
         "Reports received, by result (accepted, rejected, unauthorized).",

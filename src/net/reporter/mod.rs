@@ -4,8 +4,8 @@
 //! `GET /ingests` answers the seed's shape:
 //! `[{"signal":"live01","packagers":[...],"last_reported":"Fri, 05 Apr 2024 11:23:45 -03"}]`.
 
-pub mod metrics;
-pub mod store;
+mod metrics;
+mod store;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use metrics::REPORTS;
 use store::{IngestStore, StoreError, StoredIngest};
 
 /// A signal not reported again within this long disappears.
-pub const DEFAULT_REPORT_TTL: &str = "15";
+pub(crate) const DEFAULT_REPORT_TTL: &str = "15";
 /// Most packagers one report may list.
 const MAX_PACKAGERS_PER_REPORT: usize = 16;
 
@@ -62,7 +62,7 @@ pub struct ReporterConfig {
 }
 
 /// What the reporter's routes share.
-pub struct ReporterState {
+pub(crate) struct ReporterState {
     pub store: IngestStore,
     /// When set, reports (and, with `protect_reads`, reads) need it.
     pub token: Option<Token>,
@@ -81,7 +81,7 @@ fn origin_of(url: &str) -> Option<String> {
 }
 
 impl ReporterState {
-    pub fn new(
+    pub(crate) fn new(
         store: IngestStore,
         token: Option<Token>,
         protect_reads: bool,
@@ -147,7 +147,7 @@ impl Report {
 }
 
 /// Formats a report time as the seed does: `Fri, 05 Apr 2024 11:23:45 -03`.
-pub fn format_report_time(unix_ms: u64) -> String {
+pub(crate) fn format_report_time(unix_ms: u64) -> String {
     let utc = chrono::DateTime::from_timestamp_millis(unix_ms as i64).unwrap_or_default();
     utc.with_timezone(&chrono::Local)
         .format("%a, %d %b %Y %H:%M:%S %:::z")
@@ -201,7 +201,7 @@ pub async fn run(config: ReporterConfig, shutdown: Shutdown) -> Result<(), Repor
     Ok(())
 }
 
-pub fn routes(
+pub(crate) fn routes(
     state: Arc<ReporterState>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let with_state = warp::any().map(move || state.clone());
