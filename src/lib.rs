@@ -32,6 +32,11 @@
 //! The test lab (fault proxy, player probe, system tests, benchmarks) is the
 //! workspace member `lab/`, never part of this crate.
 
+// An application crate: its internals are documented for the people working
+// on it (`cargo doc --document-private-items`), so public docs may link to
+// the private parts they are made of.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod api;
 pub mod hls;
 pub mod net;

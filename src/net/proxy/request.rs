@@ -228,7 +228,7 @@ impl Requests {
 }
 
 /// What a viewer request fetches, and how what arrives is judged: the only
-/// places a playlist and a segment differ in [`Requests::fetch`].
+/// places a playlist and a segment differ in [`Requests::fetch_from_packagers`].
 trait Object: Sync {
     /// What a packager gives.
     type Fetched: Send;
