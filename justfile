@@ -1,8 +1,9 @@
 # nonstop: `just --list` shows every recipe.
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-profile := env("PROFILE", "release")
-cargo_profile := if profile == "release" { "--release" } else { "" }
+# Where the programs are: the one build every recipe and `just up` share
+# (scripts/build.sh: the workspace's programs, PROFILE=release by default, or dev).
+bin := `./scripts/build.sh --bin-dir`
 
 # List the recipes.
 default:
@@ -19,47 +20,53 @@ setup:
 up:
     ./scripts/up.sh
 
-# Format check, lints and every test (CI runs this, then check-image).
+# Build every program as `just up` does (the recipes below run what it builds,
+# so switching between them never rebuilds): PROFILE=dev for a debug build;
+# `just build --check-fresh` fails if that build still had anything to compile.
+build *args:
+    ./scripts/build.sh {{args}}
+
+# Format check, lints and every test (CI runs this, then check-build and check-image).
 test:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo test --workspace --no-fail-fast
 
 # The GStreamer worker: INPUT_STREAM_PATH/<signal>.mp4 -> OUTPUT_STREAM_PATH/<signal>/.
-worker *args:
-    cargo run {{cargo_profile}} -q --bin worker -- {{args}}
+worker *args: build
+    exec "{{bin}}/worker" {{args}}
 
 # Packager one, on SERVER_ONE_PORT (8080).
-server1 *args:
-    cargo run {{cargo_profile}} -q --bin server1 -- {{args}}
+server1 *args: build
+    exec "{{bin}}/server1" {{args}}
 
 # Packager two, on SERVER_TWO_PORT (9090).
-server2 *args:
-    cargo run {{cargo_profile}} -q --bin server2 -- {{args}}
+server2 *args: build
+    exec "{{bin}}/server2" {{args}}
 
 # The reporter, on REPORTER_PORT (2000).
-reporter *args:
-    cargo run {{cargo_profile}} -q --bin reporter -- {{args}}
+reporter *args: build
+    exec "{{bin}}/reporter" {{args}}
 
 # Discovery: reports live signals and healthy packagers to the reporter.
-discovery *args:
-    cargo run {{cargo_profile}} -q --bin discovery -- {{args}}
+discovery *args: build
+    exec "{{bin}}/discovery" {{args}}
 
 # The origin, on ORIGIN_PORT (8001).
-origin *args:
-    cargo run {{cargo_profile}} -q --bin origin -- {{args}}
+origin *args: build
+    exec "{{bin}}/origin" {{args}}
 
 # The proxy players use, on PROXY_PORT (8002).
-proxy *args:
-    cargo run {{cargo_profile}} -q --bin proxy -- {{args}}
+proxy *args: build
+    exec "{{bin}}/proxy" {{args}}
 
 # Signals, routes and packager freshness of the running stack.
-status *args:
-    cargo run {{cargo_profile}} -q --bin status -- {{args}}
+status *args: build
+    exec "{{bin}}/status" {{args}}
 
 # The operator's console, on CONSOLE_PORT (8003): open http://localhost:8003/.
-console *args:
-    cargo run {{cargo_profile}} -q --bin console -- {{args}}
+console *args: build
+    exec "{{bin}}/console" {{args}}
 
 # Play a signal of the running stack through the proxy (PROXY_URL or PROXY_PORT
 # picks another proxy): just play [vlc|cvlc|ffplay|webkit|url] [signal]. VLC will
@@ -83,11 +90,11 @@ play player="vlc" signal="live01":
 # Run exactly the worker's pipeline for one input with gst-launch-1.0, to debug it:
 # the line `worker --print-pipeline` prints (the worker's settings come from the
 # same flags and environment). Plays the input once; the worker alone loops it.
-pipeline file="input/live01.mp4":
+pipeline file="input/live01.mp4": build
     #!/usr/bin/env bash
     set -euo pipefail
     signal=$(basename "{{file}}" .mp4)
-    printed=$(cargo run {{cargo_profile}} -q --bin worker -- --print-pipeline --input "$(dirname "{{file}}")" --output output)
+    printed=$("{{bin}}/worker" --print-pipeline --input "$(dirname "{{file}}")" --output output)
     line=$(printf '%s\n' "$printed" | awk -v c="# $signal: " 'index($0, c) == 1 { getline; print; exit }')
     [ -n "$line" ] || { echo "worker --print-pipeline printed no pipeline for $signal" >&2; exit 1; }
     printf '%s\n' "$printed" | grep -F "# $signal: "
@@ -97,8 +104,8 @@ pipeline file="input/live01.mp4":
 
 # Watch a live HLS playlist and list every broken Apple authoring / RFC 8216 rule
 # (exit 1 if any): just validate http://localhost:8002/live01/playlist.m3u8 60
-validate url seconds="30":
-    cargo run {{cargo_profile}} -q -p nonstop-lab --bin validate -- --url {{url}} --duration {{seconds}}
+validate url seconds="30": build
+    exec "{{bin}}/validate" --url {{url}} --duration {{seconds}}
 
 # Replay the Dockerfile's build stage without Docker (what CI runs after the tests).
 check-image:
@@ -106,40 +113,39 @@ check-image:
 
 # Check docker-compose.yml statically against the Dockerfile and the built programs,
 # and that deliberate breakages of it are caught (check-image runs this too).
-check-compose:
-    cargo build -q --bins
-    python3 scripts/check-compose.py --self-test --programs target/debug
+check-compose: build
+    python3 scripts/check-compose.py --self-test --programs "{{bin}}"
 
 # The whole stack under random faults for a while (default 30 min) with the player probe attached.
 bench-soak *args:
-    cargo build --release --workspace --bins
+    PROFILE=release ./scripts/build.sh
     cargo bench -p nonstop-lab --bench soak -- {{args}}
 
 # Every fault (packager, worker, host, input removed) x every player, nonstop's proxy beside nginx (lab/bench/README.md).
 bench-failover *args:
     [ -d web/node_modules ] || npm ci --prefix web
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ./scripts/setup.sh
-    cargo build --release --workspace --bins
+    PROFILE=release ./scripts/build.sh
     cargo bench -p nonstop-lab --bench failover -- {{args}}
 
 # The worker alone for a while (default 10 min): media time written against wall time.
 bench-pacing *args:
-    cargo build --release --workspace --bins
+    PROFILE=release ./scripts/build.sh
     cargo bench -p nonstop-lab --bench pacing -- {{args}}
 
 # Memory per idle viewer connection on the release proxy: 1,000, 5,000 and 10,000
 # keep-alive connections after one playlist request each (`--steps 2000,4000`).
 bench-idle *args:
-    cargo build --release -p nonstop -p nonstop-lab --bin proxy --bin idleconns
-    ./target/release/idleconns {{args}}
+    PROFILE=release ./scripts/build.sh
+    "$(PROFILE=release ./scripts/build.sh --bin-dir)/idleconns" {{args}}
 
 # The worker's CPU per minute of live output beside ffmpeg and gst-launch-1.0 (its own line and the leanest) at equal settings; --together runs them at once (lab/bench/README.md).
 bench-worker *args:
-    cargo build --release --workspace --bins
+    PROFILE=release ./scripts/build.sh
     cargo bench -p nonstop-lab --bench worker -- {{args}}
 
 # A crowd of simulated players (1k, 5k, 10k) against nonstop's proxy and a caching nginx, side by side (lab/bench/README.md).
 bench-viewers *args:
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ./scripts/setup.sh
-    cargo build --release --workspace --bins
+    PROFILE=release ./scripts/build.sh
     ulimit -n "$(ulimit -Hn)"; cargo bench -p nonstop-lab --bench viewers -- {{args}}

@@ -18,19 +18,31 @@
 #   seed                 the seed's topology: one worker writing
 #                        OUTPUT_STREAM_PATH (./output), served by both packagers.
 #
+# PROFILE=dev builds and runs a debug build instead of the release one.
+#
 # CONSOLE_DEMO_FAULTS=1 puts a fault proxy (localhost only) in front of each
 # packager and turns the console's fault controls on, protected by
 # CONSOLE_FAULT_TOKEN (a random one is made and printed when it is not set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-PROFILE="${PROFILE:-release}"
-echo "[up] building ($PROFILE)"
-if [ "$PROFILE" = release ]; then cargo build --release --workspace --bins -q; else cargo build --workspace --bins -q; fi
-TARGET="${CARGO_TARGET_DIR:-target}"
-BIN="$TARGET/$PROFILE"
-[ "$PROFILE" = dev ] && BIN="$TARGET/debug"
+# The build every `just` recipe runs too (scripts/build.sh), so switching
+# between `just up` and `just proxy` never rebuilds; PROFILE picks release
+# (default) or dev.
+export PROFILE="${PROFILE:-release}"
+build() {
+  echo "[up] building ($PROFILE)"
+  ./scripts/build.sh
+}
+case "${1:-}" in
+  "") ;;
+  # The build step alone (scripts/check-build.sh proves the recipes share it).
+  --build-only) build; exit 0 ;;
+  *) echo "usage: scripts/up.sh [--build-only]" >&2; exit 2 ;;
+esac
+./scripts/setup.sh
+build
+BIN=$(./scripts/build.sh --bin-dir)
 
 : "${SERVER_ONE_PORT:=8080}" "${SERVER_TWO_PORT:=9090}" "${REPORTER_PORT:=2000}"
 : "${ORIGIN_PORT:=8001}" "${PROXY_PORT:=8002}"

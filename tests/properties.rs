@@ -7,9 +7,10 @@
 
 use std::time::{Duration, Instant};
 
+use nonstop::api::Report;
+use nonstop::api::{PackagerHealth, ServingState};
 use nonstop::hls::{classify_media_file, is_valid_signal_name, MediaKind, PlaylistFacts};
-use nonstop::net::proxy::failover::{Failover, Health, LiveEdge, SignalHealth};
-use nonstop::net::reporter::Report;
+use nonstop::net::proxy::failover::{Failover, LiveEdge};
 use nonstop::pipeline::playlist::LivePlaylist;
 use proptest::prelude::*;
 
@@ -166,9 +167,9 @@ proptest! {
                     let status = failover.status(now);
                     let nobody_serviceable = status
                         .iter()
-                        .all(|p| matches!(p.health, Health::Stale | Health::Failing));
+                        .all(|p| matches!(p.health, PackagerHealth::Stale | PackagerHealth::Failing));
                     prop_assert_eq!(
-                        failover.signal_health(now) == SignalHealth::Down,
+                        failover.signal_health(now) == ServingState::Down,
                         nobody_serviceable,
                         "down exactly when every packager is stale or failing: {:?}",
                         status

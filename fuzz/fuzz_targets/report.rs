@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nonstop::net::reporter::Report;
+use nonstop::api::Report;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(report) = serde_json::from_slice::<Report>(data) {

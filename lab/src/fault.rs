@@ -50,7 +50,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use url::Url;
 
-use nonstop::service::http::{self, ErrorBody, ServeError};
+use nonstop::api::ErrorBody;
+use nonstop::service::http::{self, ServeError};
 use nonstop::service::shutdown::Shutdown;
 
 /// Where the proxy listens when `--listen` is not given: next to a packager's 9090.

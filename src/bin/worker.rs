@@ -1,4 +1,4 @@
-//! `worker`: encodes INPUT_STREAM_PATH/<signal>.mp4 into live HLS (see `--help`).
+//! `worker`: encodes `INPUT_STREAM_PATH/<signal>.mp4` into live HLS (see `--help`).
 
 use clap::Parser;
 use nonstop::pipeline::worker::{self, WorkerConfig};

@@ -17,7 +17,7 @@ pub const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 /// `Content-Type` of an MPEG-TS segment.
 pub const SEGMENT_CONTENT_TYPE: &str = "video/mp2t";
 /// The playlist every signal publishes, as in the seed's URLs.
-pub const PLAYLIST_NAME: &str = "playlist.m3u8";
+pub(crate) const PLAYLIST_NAME: &str = "playlist.m3u8";
 /// MPEG-TS packets are 188 bytes, each starting with this sync byte.
 const TS_PACKET_LEN: usize = 188;
 const TS_SYNC_BYTE: u8 = 0x47;
@@ -119,7 +119,7 @@ impl PlaylistFacts {
     /// duration): where the live edge was when the playlist was written, so a
     /// reader can tell a stopped edge from a fresh one without a twin to
     /// compare with. `None` when the playlist is empty or undated.
-    pub fn newest_segment_end(&self) -> Option<SystemTime> {
+    pub(crate) fn newest_segment_end(&self) -> Option<SystemTime> {
         let newest = self.segments.last()?;
         Some(self.newest_program_date_time? + newest.duration)
     }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 /// Shortest token accepted: a guessable token protects nothing.
-pub const MIN_TOKEN_LEN: usize = 16;
+pub(crate) const MIN_TOKEN_LEN: usize = 16;
 
 /// Where the token comes from; flattened into the configs that need it.
 #[derive(Clone, clap::Args)]

@@ -33,22 +33,22 @@ use crate::service::metrics;
 
 /// Packagers' playlists: whatever sits between a packager and the proxy must
 /// revalidate every time, or the proxy would judge a stale copy's freshness.
-pub const PLAYLIST_CACHE_CONTROL: &str = "no-cache, max-age=0";
+pub(crate) const PLAYLIST_CACHE_CONTROL: &str = "no-cache, max-age=0";
 /// Segments never change once listed; a minute covers their time on disk.
-pub const SEGMENT_CACHE_CONTROL: &str = "public, max-age=60";
+pub(crate) const SEGMENT_CACHE_CONTROL: &str = "public, max-age=60";
 /// The proxy's 404s: a CDN answers the same question from its copy for a
 /// second, so a crowd asking for a missing object reaches the proxy once a
 /// second, and an object that appears is found a second later at most.
-pub const NOT_FOUND_CACHE_CONTROL: &str = "public, max-age=1";
+pub(crate) const NOT_FOUND_CACHE_CONTROL: &str = "public, max-age=1";
 /// The proxy's 502s: an outage is never kept.
-pub const UNAVAILABLE_CACHE_CONTROL: &str = "no-store";
+pub(crate) const UNAVAILABLE_CACHE_CONTROL: &str = "no-store";
 /// Shortest time a CDN may keep a proxy playlist: `max-age` counts whole
 /// seconds, and 0 would let a CDN send every viewer's reload through.
-pub const MIN_PLAYLIST_MAX_AGE: u64 = 1;
+pub(crate) const MIN_PLAYLIST_MAX_AGE: u64 = 1;
 
 /// How long a shared cache may keep a playlist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlaylistCaching {
+pub(crate) enum PlaylistCaching {
     /// Every use revalidated (the packagers': see the module doc).
     Revalidate,
     /// `public, max-age=<seconds>` (the proxy's: half a target duration).
@@ -58,7 +58,7 @@ pub enum PlaylistCaching {
 impl PlaylistCaching {
     /// The proxy's caching for a playlist of `target` duration: half of it,
     /// rounded down to whole seconds, at least [`MIN_PLAYLIST_MAX_AGE`].
-    pub fn half_target(target: Duration) -> Self {
+    pub(crate) fn half_target(target: Duration) -> Self {
         let max_age = (target.as_secs_f64() / 2.0).floor() as u64;
         PlaylistCaching::Shared {
             max_age: max_age.max(MIN_PLAYLIST_MAX_AGE),
@@ -82,7 +82,7 @@ impl PlaylistCaching {
 /// on first demand, its gzip form (so a crowd of viewers accepting gzip
 /// costs one compression per playlist, not one per request).
 #[derive(Debug, Clone)]
-pub struct PlaylistBody {
+pub(crate) struct PlaylistBody {
     plain: Bytes,
     /// `"<hash>"`: the plain representation's tag.
     etag: HeaderValue,
@@ -95,7 +95,7 @@ pub struct PlaylistBody {
 }
 
 impl PlaylistBody {
-    pub fn new(plain: Bytes) -> Self {
+    pub(crate) fn new(plain: Bytes) -> Self {
         let digest = Sha1::digest(&plain);
         let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         PlaylistBody {
@@ -108,18 +108,8 @@ impl PlaylistBody {
         }
     }
 
-    /// The uncompressed bytes.
-    pub fn plain(&self) -> &Bytes {
-        &self.plain
-    }
-
-    /// The strong entity tag of the plain bytes, quoted.
-    pub fn etag(&self) -> &str {
-        self.etag.to_str().unwrap_or_default()
-    }
-
     /// The bytes gzip-compressed, compressed on the first call only.
-    pub fn gzipped(&self) -> Option<Bytes> {
+    pub(crate) fn gzipped(&self) -> Option<Bytes> {
         self.gzipped.get_or_init(|| gzip(&self.plain)).clone()
     }
 }
@@ -127,13 +117,13 @@ impl PlaylistBody {
 /// What is answered: a playlist (with its validators and how long shared
 /// caches may keep it) or a segment (whose caching never changes).
 #[derive(Debug, Clone)]
-pub enum Media {
+pub(crate) enum Media {
     Playlist(PlaylistBody, PlaylistCaching),
     Segment(Bytes),
 }
 
 impl Media {
-    pub fn kind(&self) -> MediaKind {
+    pub(crate) fn kind(&self) -> MediaKind {
         match self {
             Media::Playlist(..) => MediaKind::Playlist,
             Media::Segment(_) => MediaKind::Segment,
@@ -143,7 +133,7 @@ impl Media {
 
 /// What a media answer says besides its bytes.
 #[derive(Debug, Clone, Copy)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// The service answering, for the bytes-served counter.
     pub service: &'static str,
     /// When the bytes last changed (the file's time, or the upstream's).
@@ -152,7 +142,7 @@ pub struct Delivery {
 
 /// The request headers that change a media answer.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct MediaRequest {
+pub(crate) struct MediaRequest {
     /// The client accepts gzip (only playlists are compressed: segments are
     /// already compressed media).
     pub gzip: bool,
@@ -163,7 +153,7 @@ pub struct MediaRequest {
 }
 
 impl MediaRequest {
-    pub fn from_headers(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         MediaRequest {
             gzip: accepts_gzip(text("accept-encoding")),
@@ -176,7 +166,7 @@ impl MediaRequest {
     /// `If-None-Match` when sent (weak comparison, `*` matches anything),
     /// else by `If-Modified-Since` against `last_modified` at the one-second
     /// resolution of HTTP dates.
-    pub fn is_current(&self, etag: Option<&str>, last_modified: Option<SystemTime>) -> bool {
+    pub(crate) fn is_current(&self, etag: Option<&str>, last_modified: Option<SystemTime>) -> bool {
         if let Some(tags) = &self.if_none_match {
             return etag.is_some_and(|ours| etag_listed(tags, ours));
         }
@@ -205,7 +195,7 @@ fn whole_seconds(time: SystemTime) -> u64 {
 }
 
 /// Whether an `Accept-Encoding` header value accepts gzip (`gzip;q=0` does not).
-pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+pub(crate) fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     accept_encoding.is_some_and(|value| {
         value.split(',').any(|item| {
             let mut parts = item.split(';').map(str::trim);
@@ -218,14 +208,14 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
 }
 
 /// An HTTP date (`Wed, 25 Nov 2026 12:00:00 GMT`).
-pub fn http_date(time: SystemTime) -> String {
+pub(crate) fn http_date(time: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(time)
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string()
 }
 
 /// Reads an HTTP date, as a packager's `Last-Modified` comes to the proxy.
-pub fn parse_http_date(value: &str) -> Option<SystemTime> {
+pub(crate) fn parse_http_date(value: &str) -> Option<SystemTime> {
     chrono::DateTime::parse_from_rfc2822(value)
         .ok()
         .map(SystemTime::from)
@@ -235,7 +225,7 @@ pub fn parse_http_date(value: &str) -> Option<SystemTime> {
 /// with the bytes, or 304 without them when the client's copy is current
 /// (with the same `ETag`, `Cache-Control`, `Last-Modified` and `Vary`, so a
 /// CDN refreshes its copy's lifetime from it).
-pub fn media_response(media: Media, delivery: Delivery, request: &MediaRequest) -> Response {
+pub(crate) fn media_response(media: Media, delivery: Delivery, request: &MediaRequest) -> Response {
     let kind = media.kind();
     let (body, etag, gzipped, cache_control) = match media {
         Media::Playlist(playlist, caching) => {
@@ -416,15 +406,20 @@ mod tests {
         assert_eq!(res.headers()["cache-control"], PLAYLIST_CACHE_CONTROL);
     }
 
+    /// The strong entity tag of a playlist's plain bytes, quoted.
+    fn tag(body: &PlaylistBody) -> &str {
+        body.etag.to_str().unwrap_or_default()
+    }
+
     #[test]
     fn etags_are_strong_hashes_of_the_bytes_per_representation() {
         let a = PlaylistBody::new(Bytes::from_static(b"#EXTM3U\nA\n"));
         let a_again = PlaylistBody::new(Bytes::from_static(b"#EXTM3U\nA\n"));
         let b = PlaylistBody::new(Bytes::from_static(b"#EXTM3U\nB\n"));
-        assert_eq!(a.etag(), a_again.etag(), "same bytes, same tag anywhere");
-        assert_ne!(a.etag(), b.etag());
-        assert!(a.etag().starts_with('"') && a.etag().ends_with('"'));
-        assert!(!a.etag().starts_with("W/"), "strong");
+        assert_eq!(tag(&a), tag(&a_again), "same bytes, same tag anywhere");
+        assert_ne!(tag(&a), tag(&b));
+        assert!(tag(&a).starts_with('"') && tag(&a).ends_with('"'));
+        assert!(!tag(&a).starts_with("W/"), "strong");
         let plain = media_response(playlist(), proxy_delivery(), &MediaRequest::default());
         let gz = media_response(
             playlist(),

@@ -6,13 +6,16 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
+use prometheus::IntCounterVec;
+
 use super::auth::{Token, TokenArgs};
-use super::reporter::Report;
+use crate::api::Report;
 use crate::hls::{is_valid_signal_name, PLAYLIST_NAME};
 use crate::service::config::{parse_base_url, parse_seconds};
-use crate::service::metrics::DISCOVERY_ROUNDS;
+use crate::service::metrics::counter;
 use crate::service::shutdown::Shutdown;
 
 /// Budget for one packager check (health or playlist).
@@ -21,6 +24,15 @@ const PACKAGER_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// First retry pause while the reporter is down; doubles up to the interval.
 const RETRY_START: Duration = Duration::from_millis(250);
+
+/// Discovery's metric: rounds, by result (reported, reporter_down).
+pub(crate) static DISCOVERY_ROUNDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "nonstop_discovery_rounds_total",
+        "Discovery rounds, by result (reported, reporter_down).",
+        &["result"],
+    )
+});
 
 /// Finds live signals and healthy packagers and reports them.
 #[derive(Debug, Clone, clap::Parser)]
@@ -51,7 +63,7 @@ pub struct DiscoveryConfig {
 }
 
 /// Signals whose playlist was written within `fresh_within` of `now`.
-pub fn live_signals(output: &Path, fresh_within: Duration, now: SystemTime) -> Vec<String> {
+pub(crate) fn live_signals(output: &Path, fresh_within: Duration, now: SystemTime) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(output) else {
         return Vec::new();
     };

@@ -8,15 +8,16 @@
 //! - [`reporter`]: keeps the latest report per signal, with expiry, in memory
 //!   or in Redis; [`auth`] is the token that guards it.
 //! - [`origin`]: answers which packager serves a signal.
-//! - [`proxy`]: what players talk to; its failover state machine, budgeted
-//!   upstream fetches and segment cache live in its folder.
+//! - [`proxy`]: what players talk to; a request's life, routes from the
+//!   origin, the poller, its failover state machine, budgeted upstream
+//!   fetches and segment cache live in its folder.
 //! - [`console`]: the operator's live web page over the proxy's failover
 //!   state, with fault controls for localhost demos.
 //! - [`status`]: the operator's table of the running stack, for a terminal.
 
-pub mod auth;
+pub(crate) mod auth;
 pub mod console;
-pub mod delivery;
+pub(crate) mod delivery;
 pub mod discovery;
 pub mod origin;
 pub mod packager;
@@ -24,4 +25,4 @@ pub mod playlist_watch;
 pub mod proxy;
 pub mod reporter;
 pub mod status;
-pub mod workers;
+pub(crate) mod workers;

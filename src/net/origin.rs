@@ -1,8 +1,9 @@
 //! The origin: answers where a signal lives, from the reporter's view.
 //! `GET /signals` -> `["live01"]`; `GET /live/<name>` ->
-//! `{"signal":"live01","server":"http://localhost:8080/live01/playlist.m3u8"}`;
-//! `GET /live/<name>/packagers` -> every packager serving it (what the proxy
-//! fails over between). An unknown signal is a 404 with a JSON error.
+//! `{"signal":"live01","server":"http://localhost:8080/live01/playlist.m3u8"}`
+//! ([`Location`]); `GET /live/<name>/packagers` -> every packager serving it
+//! (what the proxy fails over between: [`Packagers`]). An unknown signal is a
+//! 404 with a JSON error ([`crate::api::ErrorBody`]).
 //!
 //! Static stability: the last good answer from the reporter is kept and used,
 //! with a warning, while the reporter cannot be reached.
@@ -11,14 +12,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
 use super::auth::{Token, TokenArgs};
-use super::reporter::Ingest;
+use crate::api::{Ingest, Location, Packagers, SignalNames};
 use crate::hls::{is_valid_signal_name, PLAYLIST_NAME};
 use crate::service::config::{parse_base_url, parse_port, parse_seconds, ListenArgs};
 use crate::service::http::{self, allow_any_origin, json_error, json_ok};
@@ -46,20 +46,6 @@ pub struct OriginConfig {
     pub listen: ListenArgs,
 }
 
-/// `GET /live/<name>`, the seed's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Location {
-    pub signal: String,
-    pub server: String,
-}
-
-/// `GET /live/<name>/packagers`: every packager serving the signal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Packagers {
-    pub signal: String,
-    pub packagers: Vec<String>,
-}
-
 /// The reporter's view as the origin last saw it.
 struct View {
     ingests: Vec<Ingest>,
@@ -67,7 +53,7 @@ struct View {
 }
 
 /// Reads the reporter through a short cache, keeping the last good view.
-pub struct ReporterView {
+pub(crate) struct ReporterView {
     client: reqwest::Client,
     reporter_url: String,
     cache_for: Duration,
@@ -77,7 +63,7 @@ pub struct ReporterView {
 }
 
 impl ReporterView {
-    pub fn new(reporter_url: String, cache_for: Duration, token: Option<Token>) -> Self {
+    pub(crate) fn new(reporter_url: String, cache_for: Duration, token: Option<Token>) -> Self {
         ReporterView {
             client: http::client(REPORTER_TIMEOUT),
             reporter_url,
@@ -88,7 +74,7 @@ impl ReporterView {
     }
 
     /// The current ingests: cached, fresh, or (reporter down) the last known.
-    pub async fn ingests(&self) -> Result<Vec<Ingest>, String> {
+    pub(crate) async fn ingests(&self) -> Result<Vec<Ingest>, String> {
         let mut last = self.last.lock().await;
         if let Some(view) = last.as_ref() {
             if view.fetched_at.elapsed() < self.cache_for {
@@ -163,7 +149,7 @@ pub async fn run(config: OriginConfig, shutdown: Shutdown) -> Result<(), OriginE
     Ok(())
 }
 
-pub fn routes(
+pub(crate) fn routes(
     view: Arc<ReporterView>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let with_view = warp::any().map(move || view.clone());
@@ -173,7 +159,7 @@ pub fn routes(
         .then(|view: Arc<ReporterView>| async move {
             match view.ingests().await {
                 Ok(ingests) => {
-                    let names: Vec<String> = ingests.into_iter().map(|i| i.signal).collect();
+                    let names: SignalNames = ingests.into_iter().map(|i| i.signal).collect();
                     allow_any_origin(json_ok(&names))
                 }
                 Err(e) => unavailable(e),

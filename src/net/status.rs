@@ -6,10 +6,8 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use super::proxy::failover::{SignalHealth, UpstreamStatus};
 use super::workers::{self, parse_workers, WorkerView, Workers};
+use crate::api::{Location, ProxyStatus, SignalNames, SwitchRecord};
 use crate::service::config::parse_base_url;
 
 /// Budget for each request to the stack.
@@ -31,37 +29,10 @@ pub struct StatusConfig {
     pub workers: Workers,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct SwitchView {
-    pub at: String,
-    pub from: Option<String>,
-    pub to: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct SignalView {
-    pub signal: String,
-    /// Absent from a proxy older than the signal states.
-    #[serde(default)]
-    pub state: Option<SignalHealth>,
-    /// Distinct clients watching through the proxy; absent from a proxy
-    /// older than the count.
-    #[serde(default)]
-    pub viewers: Option<u64>,
-    pub packagers: Vec<UpstreamStatus>,
-    pub switches: Vec<SwitchView>,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct ProxyStatus {
-    pub signals: Vec<SignalView>,
-}
-
 /// What the stack said; each part may be missing when its service is down.
 #[derive(Debug)]
 pub struct Snapshot {
-    pub signals: Result<Vec<String>, String>,
+    pub signals: Result<SignalNames, String>,
     /// Origin's route (the `server` of `/live/<name>`) per signal.
     pub routes: Vec<(String, Result<String, String>)>,
     pub proxy: Result<ProxyStatus, String>,
@@ -88,16 +59,13 @@ async fn get_json<T: serde::de::DeserializeOwned>(
 /// Asks the origin and the proxy.
 pub async fn snapshot(config: &StatusConfig) -> Snapshot {
     let client = crate::service::http::client(REQUEST_TIMEOUT);
-    let signals: Result<Vec<String>, String> =
+    let signals: Result<SignalNames, String> =
         get_json(&client, &format!("{}/signals", config.origin_url)).await;
     let mut routes = Vec::new();
     for name in signals.as_deref().unwrap_or_default() {
-        let route = get_json::<super::origin::Location>(
-            &client,
-            &format!("{}/live/{name}", config.origin_url),
-        )
-        .await
-        .map(|l| l.server);
+        let route = get_json::<Location>(&client, &format!("{}/live/{name}", config.origin_url))
+            .await
+            .map(|l| l.server);
         routes.push((name.clone(), route));
     }
     let proxy_status = format!("{}/status", config.proxy_url);
@@ -167,7 +135,7 @@ pub fn render(s: &Snapshot) -> String {
                         state,
                         viewers,
                         p.packager,
-                        format!("{:?}", p.health).to_lowercase(),
+                        p.health.name(),
                         if p.active { "*" } else { "" },
                         p.newest_sequence
                             .map(|n| n.to_string())
@@ -182,7 +150,7 @@ pub fn render(s: &Snapshot) -> String {
                     ));
                 }
             }
-            let mut switches: Vec<(&str, &SwitchView)> = status
+            let mut switches: Vec<(&str, &SwitchRecord)> = status
                 .signals
                 .iter()
                 .flat_map(|s| s.switches.iter().map(move |w| (s.signal.as_str(), w)))
@@ -194,9 +162,9 @@ pub fn render(s: &Snapshot) -> String {
                     out.push_str(&format!(
                         "  {} {signal}: {} -> {} ({})\n",
                         w.at,
-                        w.from.as_deref().unwrap_or("-"),
-                        w.to,
-                        w.reason
+                        w.switch.from.as_deref().unwrap_or("-"),
+                        w.switch.to,
+                        w.switch.reason
                     ));
                 }
             }
@@ -212,7 +180,9 @@ pub fn render(s: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::proxy::failover::Health;
+    use crate::api::{
+        PackagerHealth, PackagerStatus, ProxySignal, ServingState, Switch, SwitchKind,
+    };
 
     #[test]
     fn renders_packagers_switches_and_outages() {
@@ -223,23 +193,23 @@ mod tests {
                 Ok("http://a:8080/live01/playlist.m3u8".into()),
             )],
             proxy: Ok(ProxyStatus {
-                signals: vec![SignalView {
+                signals: vec![ProxySignal {
                     signal: "live01".into(),
-                    state: Some(SignalHealth::Degraded),
+                    state: Some(ServingState::Degraded),
                     viewers: Some(1234),
                     packagers: vec![
-                        UpstreamStatus {
+                        PackagerStatus {
                             packager: "http://a:8080".into(),
-                            health: Health::Failing,
+                            health: PackagerHealth::Failing,
                             active: false,
                             newest_sequence: Some(41),
                             advanced_ms_ago: Some(5300),
                             edge_ms_ago: Some(6100),
                             last_error: Some("connection refused".into()),
                         },
-                        UpstreamStatus {
+                        PackagerStatus {
                             packager: "http://b:9090".into(),
-                            health: Health::Fresh,
+                            health: PackagerHealth::Fresh,
                             active: true,
                             newest_sequence: Some(44),
                             advanced_ms_ago: Some(400),
@@ -247,11 +217,14 @@ mod tests {
                             last_error: None,
                         },
                     ],
-                    switches: vec![SwitchView {
+                    switches: vec![SwitchRecord {
                         at: "2026-11-25 12:00:00".into(),
-                        from: Some("http://a:8080".into()),
-                        to: "http://b:9090".into(),
-                        reason: "http://a:8080 failing: connection refused".into(),
+                        switch: Switch {
+                            from: Some("http://a:8080".into()),
+                            kind: SwitchKind::Failing,
+                            reason: "http://a:8080 failing: connection refused".into(),
+                            to: "http://b:9090".into(),
+                        },
                     }],
                 }],
             }),

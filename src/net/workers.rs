@@ -5,29 +5,30 @@
 //! wall clock it is), or the worker down with the reason.
 //!
 //! ```text
-//! WORKERS=http://a:9100,http://b:9110 --GET /healthcheck--> WorkerView { up/down, signals[] }
+//! WORKERS=http://a:9100,http://b:9110 --GET /healthcheck (WorkerHealth)--> WorkerView { up/down, signals[] }
 //! ```
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::api::{SegmentReport, SignalStatus, WorkerHealth};
 use crate::service::config::parse_base_url;
 
 /// `status`'s budget for each worker's answer; a frozen worker counts as
 /// down after it (the console uses its own, shorter source budget).
-pub const WORKER_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const WORKER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A signal is "behind" once its newest segment ends this many segment
 /// lengths behind the wall clock (a healthy one stays within about one).
-pub const BEHIND_FACTOR: u64 = 3;
+pub(crate) const BEHIND_FACTOR: u64 = 3;
 
 /// The workers to ask: `WORKERS`, comma-separated base URLs; empty for none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Workers(pub Vec<String>);
 
 /// Parses `WORKERS` (`http://host:9100,http://host:9110`; empty: none).
-pub fn parse_workers(s: &str) -> Result<Workers, String> {
+pub(crate) fn parse_workers(s: &str) -> Result<Workers, String> {
     s.split(',')
         .map(str::trim)
         .filter(|w| !w.is_empty())
@@ -54,45 +55,23 @@ pub struct WorkerSignal {
     /// Plain state: encoding, starting, restarting, stopped (or what the
     /// worker said, if it is newer than this reader).
     pub state: String,
-    pub newest: Option<NewestView>,
+    pub newest: Option<SegmentReport>,
     /// The newest segment ends more than [`BEHIND_FACTOR`] segment lengths
     /// behind the wall clock.
     pub behind: bool,
 }
 
-/// A signal's newest segment as the worker reported it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NewestView {
-    pub name: String,
-    pub sequence: u64,
-    pub program_date_time: String,
-    #[serde(default)]
-    pub duration_ms: u64,
-    pub behind_ms: u64,
-    #[serde(default)]
-    pub written_ms_ago: u64,
-}
-
-/// The worker's `/healthcheck` body (200 or 503 alike).
-#[derive(Debug, Deserialize)]
-struct HealthBody {
-    signals: std::collections::BTreeMap<String, String>,
-    /// Absent from a worker older than the newest-segment report.
-    #[serde(default)]
-    newest: std::collections::BTreeMap<String, NewestView>,
-}
-
-/// The worker's status name in plain words.
-pub fn plain_state(status: &str) -> &str {
+/// The worker's status in plain words.
+pub(crate) fn plain_state(status: &SignalStatus) -> &str {
     match status {
-        "running" => "encoding",
-        "retrying" => "restarting",
-        other => other,
+        SignalStatus::Running => "encoding",
+        SignalStatus::Retrying => "restarting",
+        other => other.as_str(),
     }
 }
 
 /// Reads a worker's answer: `Ok((http code, body))` or the transport error.
-pub fn classify(url: &str, answer: Result<(u16, String), String>) -> WorkerView {
+pub(crate) fn classify(url: &str, answer: Result<(u16, String), String>) -> WorkerView {
     let down = |error: String| WorkerView {
         url: url.to_string(),
         up: false,
@@ -103,7 +82,7 @@ pub fn classify(url: &str, answer: Result<(u16, String), String>) -> WorkerView 
         Ok(a) => a,
         Err(e) => return down(e),
     };
-    let health: HealthBody = match serde_json::from_str(&body) {
+    let health: WorkerHealth = match serde_json::from_str(&body) {
         Ok(h) => h,
         Err(_) => {
             return down(format!(
@@ -136,7 +115,7 @@ pub fn classify(url: &str, answer: Result<(u16, String), String>) -> WorkerView 
 }
 
 /// Asks one worker's `/healthcheck`, waiting at most `timeout`.
-pub async fn ask(client: &reqwest::Client, url: &str, timeout: Duration) -> WorkerView {
+pub(crate) async fn ask(client: &reqwest::Client, url: &str, timeout: Duration) -> WorkerView {
     let target = format!("{url}/healthcheck");
     let answer = async {
         let res = client
@@ -157,7 +136,7 @@ pub async fn ask(client: &reqwest::Client, url: &str, timeout: Duration) -> Work
 }
 
 /// Asks every worker at once, in the configured order.
-pub async fn ask_all(
+pub(crate) async fn ask_all(
     client: &reqwest::Client,
     workers: &Workers,
     timeout: Duration,
@@ -166,7 +145,7 @@ pub async fn ask_all(
 }
 
 /// The WORKERS section of `status`.
-pub fn render(workers: &[WorkerView]) -> String {
+pub(crate) fn render(workers: &[WorkerView]) -> String {
     let mut out = String::from("workers:\n");
     out.push_str(&format!(
         "{:<28} {:<12} {:<11} {:<32} {}\n",

@@ -22,46 +22,16 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use crate::service::metrics;
+use super::metrics;
+use crate::api::{HealthStatus, SegmentReport, WorkerHealth};
 
-/// What a signal's pipeline is doing, as in fallbacksrc's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SignalStatus {
-    /// The pipeline is being built or started and has written no segment yet.
-    Starting,
-    /// Segments are being written.
-    Running,
-    /// The pipeline failed; the runner waits out its backoff before restarting it.
-    Retrying,
-    /// The runner has ended (shutdown).
-    Stopped,
-}
-
-impl SignalStatus {
-    /// Every status, for the one-hot status gauge.
-    pub const ALL: [SignalStatus; 4] = [
-        SignalStatus::Starting,
-        SignalStatus::Running,
-        SignalStatus::Retrying,
-        SignalStatus::Stopped,
-    ];
-
-    /// The name used in JSON and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignalStatus::Starting => "starting",
-            SignalStatus::Running => "running",
-            SignalStatus::Retrying => "retrying",
-            SignalStatus::Stopped => "stopped",
-        }
-    }
-}
+/// What a signal's pipeline is doing: the wire word of `/healthcheck`,
+/// defined with the other contracts.
+pub use crate::api::SignalStatus;
 
 /// A signal's newest published segment, as the runner recorded it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,17 +49,17 @@ impl NewestSegment {
     /// Its `/healthcheck` entry at `now`: `behind_ms` is how far the
     /// segment's end is behind the wall clock, `written_ms_ago` how long ago
     /// the worker wrote it (`duration_ms` is the segment's length).
-    pub fn to_json(&self, now: SystemTime) -> serde_json::Value {
+    pub fn report(&self, now: SystemTime) -> SegmentReport {
         let ms_since = |t: SystemTime| now.duration_since(t).unwrap_or_default().as_millis() as u64;
-        serde_json::json!({
-            "name": self.name,
-            "sequence": self.sequence,
-            "program_date_time": chrono::DateTime::<chrono::Utc>::from(self.program_date_time)
+        SegmentReport {
+            behind_ms: ms_since(self.program_date_time + self.duration),
+            duration_ms: self.duration.as_millis() as u64,
+            name: self.name.clone(),
+            program_date_time: chrono::DateTime::<chrono::Utc>::from(self.program_date_time)
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "duration_ms": self.duration.as_millis() as u64,
-            "behind_ms": ms_since(self.program_date_time + self.duration),
-            "written_ms_ago": ms_since(self.written_at),
-        })
+            sequence: self.sequence,
+            written_ms_ago: ms_since(self.written_at),
+        }
     }
 }
 
@@ -104,18 +74,18 @@ pub struct SignalHealth {
 impl SignalHealth {
     /// Records `signal`'s status and mirrors it in the status gauge.
     pub fn set(&self, signal: &str, status: SignalStatus) {
-        if let Ok(mut statuses) = self.statuses.lock() {
-            statuses.insert(signal.to_string(), status);
-        }
         for s in SignalStatus::ALL {
             metrics::WORKER_SIGNAL_STATUS
                 .with_label_values(&[signal, s.as_str()])
                 .set(i64::from(s == status));
         }
+        if let Ok(mut statuses) = self.statuses.lock() {
+            statuses.insert(signal.to_string(), status);
+        }
     }
 
     /// Records `signal`'s newest published segment.
-    pub fn segment_written(&self, signal: &str, segment: NewestSegment) {
+    pub(crate) fn segment_written(&self, signal: &str, segment: NewestSegment) {
         if let Ok(mut newest) = self.newest.lock() {
             newest.insert(signal.to_string(), segment);
         }
@@ -143,7 +113,7 @@ impl SignalHealth {
 
     /// `signal`'s last recorded status.
     pub fn get(&self, signal: &str) -> Option<SignalStatus> {
-        self.statuses.lock().ok()?.get(signal).copied()
+        self.statuses.lock().ok()?.get(signal).cloned()
     }
 
     /// Every signal's status, by name.
@@ -158,28 +128,26 @@ impl SignalHealth {
 /// (a signal that has written none yet is absent from it).
 pub fn answer(
     service: &str,
-    statuses: &BTreeMap<String, SignalStatus>,
+    statuses: BTreeMap<String, SignalStatus>,
     newest: &BTreeMap<String, NewestSegment>,
-) -> (StatusCode, serde_json::Value) {
+) -> (StatusCode, WorkerHealth) {
     let now = SystemTime::now();
     let healthy = !statuses.is_empty() && statuses.values().all(|s| *s == SignalStatus::Running);
     let (code, status) = if healthy {
-        (StatusCode::OK, "ok")
+        (StatusCode::OK, HealthStatus::Ok)
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+        (StatusCode::SERVICE_UNAVAILABLE, HealthStatus::Degraded)
     };
-    (
-        code,
-        serde_json::json!({
-            "status": status,
-            "service": service,
-            "signals": statuses,
-            "newest": newest
-                .iter()
-                .map(|(signal, n)| (signal.clone(), n.to_json(now)))
-                .collect::<serde_json::Map<_, _>>(),
-        }),
-    )
+    let health = WorkerHealth {
+        newest: newest
+            .iter()
+            .map(|(signal, n)| (signal.clone(), n.report(now)))
+            .collect(),
+        service: service.to_string(),
+        signals: statuses,
+        status,
+    };
+    (code, health)
 }
 
 /// `GET /healthcheck` (and HEAD) for the worker, answered from `health`.
@@ -190,7 +158,7 @@ pub fn route(
     warp::path!("healthcheck")
         .and(warp::get().or(warp::head()).unify())
         .map(move || {
-            let (code, body) = answer(service, &health.snapshot(), &health.newest());
+            let (code, body) = answer(service, health.snapshot(), &health.newest());
             let mut response = crate::service::http::json_ok(&body);
             *response.status_mut() = code;
             crate::service::http::allow_any_origin(response)
@@ -259,7 +227,7 @@ mod tests {
         assert_eq!(body["signals"]["live02"], "running");
 
         for bad in [SignalStatus::Retrying, SignalStatus::Stopped] {
-            health.set("live01", bad);
+            health.set("live01", bad.clone());
             let (code, body) = ask(&health).await;
             assert_eq!(code, 503, "{bad:?}: {body}");
             assert_eq!(body["status"], "degraded");

@@ -20,6 +20,7 @@
 //!   segments from different workers follow each other.
 //! - [`playlist`]: the rolling live playlist itself (m3u8-rs, no I/O).
 //! - [`health`]: the signals' statuses, shared with `GET /healthcheck`.
+//! - [`metrics`]: the worker's Prometheus metrics.
 //! - [`inputs`]: the running signals and the input folder rescan that starts
 //!   and stops them as `<signal>.mp4` files are added and removed.
 //! - [`worker`]: runs every signal of the input folder until shutdown.
@@ -38,6 +39,7 @@ pub mod input;
 pub mod inputs;
 pub mod ladder;
 pub mod looping;
+pub(crate) mod metrics;
 pub mod multivariant;
 pub mod playlist;
 pub mod publisher;

@@ -33,10 +33,10 @@ use super::epoch::EpochGrid;
 use super::error::RunError;
 use super::health::{NewestSegment, SignalHealth, SignalStatus};
 use super::ladder::Rung;
+use super::metrics;
 use super::multivariant::{name_prefix, playlist_name, LadderFacts};
 use super::playlist::{LivePlaylist, PartSettings};
 use super::settings::EncodeSettings;
-use crate::service::metrics;
 
 /// The output folder of `signal`: `<OUTPUT_STREAM_PATH>/<signal>`.
 pub fn signal_dir(output_root: &Path, signal: &str) -> PathBuf {

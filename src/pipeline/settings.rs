@@ -2,7 +2,7 @@
 //! element's `Settings`: fixed for the life of the worker, read by the launch
 //! line ([`super::description`]) and the runner ([`super::signal`]), never
 //! written by a running pipeline (whose changing facts live in the runner's
-//! state and in [`super::segments`]).
+//! state and in [`super::publisher`]).
 
 use std::time::Duration;
 

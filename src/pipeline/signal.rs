@@ -41,10 +41,10 @@ use super::error::{first_error, stream_error, RunError};
 use super::health::{SignalHealth, SignalStatus};
 use super::input::Input;
 use super::looping;
+use super::metrics;
 use super::multivariant::LadderFacts;
 use super::publisher::{signal_dir, Publisher, Rendition};
 use super::settings::EncodeSettings;
-use crate::service::metrics;
 use crate::service::shutdown::Shutdown;
 
 /// How often the bus loop wakes to look at the shutdown flag.

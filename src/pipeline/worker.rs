@@ -1,5 +1,5 @@
 //! The worker: one live signal per `<name>.mp4` in INPUT_STREAM_PATH, each on
-//! its own thread with its own pipeline, written to OUTPUT_STREAM_PATH/<name>/.
+//! its own thread with its own pipeline, written to `OUTPUT_STREAM_PATH/<name>/`.
 //! A failing signal restarts alone; SIGINT/SIGTERM stop them all. The folder
 //! is rescanned while running ([`super::inputs`]): an MP4 added goes live, one
 //! removed stops its signal.

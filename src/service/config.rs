@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Connections a server holds by default: 10,000 viewers of one proxy,
 /// each with a keep-alive connection, and room for those reconnecting.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 16384;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 16384;
 
 /// Where a service listens (`LISTEN_HOST`: all interfaces by default, so each
 /// service can run on its own host) and the limits that keep one client from
@@ -36,7 +36,7 @@ impl ListenArgs {
 }
 
 /// A connection limit: 1 to a million.
-pub fn parse_connection_limit(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_connection_limit(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
         _ => Err(format!(
@@ -56,7 +56,7 @@ pub fn parse_port(s: &str) -> Result<u16, String> {
 
 /// A service's base URL (`http://host:port`), normalised without a trailing
 /// slash. Only http and https with a host; no query, fragment or credentials.
-pub fn parse_base_url(s: &str) -> Result<String, String> {
+pub(crate) fn parse_base_url(s: &str) -> Result<String, String> {
     let url = url::Url::parse(s.trim()).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(format!("'{s}' must be an http or https URL"));
@@ -77,7 +77,7 @@ pub fn parse_base_url(s: &str) -> Result<String, String> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddressList(pub Vec<IpAddr>);
 
-pub fn parse_address_list(s: &str) -> Result<AddressList, String> {
+pub(crate) fn parse_address_list(s: &str) -> Result<AddressList, String> {
     s.split(',')
         .map(str::trim)
         .filter(|item| !item.is_empty())

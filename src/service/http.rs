@@ -10,8 +10,10 @@ use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use crate::api::{ErrorBody, HealthStatus, ServiceHealth};
+
 /// Largest JSON body any service accepts (a report is a few hundred bytes).
-pub const MAX_JSON_BODY_BYTES: u64 = 16 * 1024;
+pub(crate) const MAX_JSON_BODY_BYTES: u64 = 16 * 1024;
 
 /// Why a server could not start: said in one line, then the program exits non-zero.
 #[derive(Debug, thiserror::Error)]
@@ -24,14 +26,8 @@ pub enum ServeError {
     },
 }
 
-/// The JSON body of every error answer: `{"error": "..."}`.
-#[derive(Debug, Serialize, serde::Deserialize, PartialEq)]
-pub struct ErrorBody {
-    pub error: String,
-}
-
-/// A JSON error answer with the given status.
-pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+/// A JSON error answer with the given status ([`ErrorBody`]).
+pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = ErrorBody {
         error: message.into(),
     };
@@ -39,13 +35,13 @@ pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// A JSON answer with status 200.
-pub fn json_ok<T: Serialize>(value: &T) -> Response {
+pub(crate) fn json_ok<T: Serialize>(value: &T) -> Response {
     warp::reply::json(value).into_response()
 }
 
 /// Adds `Access-Control-Allow-Origin: *` so a page on another origin can play
 /// the stream or read the JSON (the routes are public and carry no cookies).
-pub fn allow_any_origin(mut response: Response) -> Response {
+pub(crate) fn allow_any_origin(mut response: Response) -> Response {
     response
         .headers_mut()
         .insert("access-control-allow-origin", HeaderValue::from_static("*"));
@@ -96,9 +92,10 @@ pub fn healthcheck(
     warp::path!("healthcheck")
         .and(warp::get().or(warp::head()).unify())
         .map(move || {
-            allow_any_origin(json_ok(
-                &serde_json::json!({ "status": "ok", "service": service }),
-            ))
+            allow_any_origin(json_ok(&ServiceHealth {
+                service: service.to_string(),
+                status: HealthStatus::Ok,
+            }))
         })
 }
 

@@ -16,7 +16,7 @@ use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 /// Descriptors kept for everything but viewer connections: upstream
 /// connections, files being read (a packager reads one per request, at
 /// most one per blocking thread), logs.
-pub const RESERVED_FILES: u64 = 1024;
+pub(crate) const RESERVED_FILES: u64 = 1024;
 
 /// The open-files limit after the raise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,14 +55,14 @@ pub fn raise_open_files() -> OpenFiles {
 }
 
 /// Descriptors `max_connections` connections need, with [`RESERVED_FILES`].
-pub fn files_needed(max_connections: usize) -> u64 {
+pub(crate) fn files_needed(max_connections: usize) -> u64 {
     max_connections as u64 + RESERVED_FILES
 }
 
 /// How many connections `service` may hold given `MAX_CONNECTIONS` and the
 /// open-files limit (raised first): `max_connections`, or fewer when the
 /// limit cannot hold them, with a warning saying what to set.
-pub fn connection_capacity(service: &str, max_connections: usize) -> usize {
+pub(crate) fn connection_capacity(service: &str, max_connections: usize) -> usize {
     let files = raise_open_files();
     let (capacity, warning) = capacity_within(files, max_connections);
     match warning {
@@ -78,7 +78,7 @@ pub fn connection_capacity(service: &str, max_connections: usize) -> usize {
 
 /// The pure part of [`connection_capacity`]: the connections the limit
 /// holds, and the warning when that is fewer than asked.
-pub fn capacity_within(files: OpenFiles, max_connections: usize) -> (usize, Option<String>) {
+pub(crate) fn capacity_within(files: OpenFiles, max_connections: usize) -> (usize, Option<String>) {
     let needed = files_needed(max_connections);
     let Some(soft) = files.soft.filter(|soft| *soft < needed) else {
         return (max_connections, None);

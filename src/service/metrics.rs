@@ -1,8 +1,11 @@
-//! Prometheus metrics for every service, served as text on `GET /metrics`.
+//! Prometheus metrics: the registry helpers every service's own metrics are
+//! made with, what every server shares (requests by route template and
+//! status, their latency, media bytes served) and `GET /metrics`.
 //!
-//! Every server counts its requests by route template and status and times
-//! them; each service adds its own facts (proxy freshness and switches, worker
-//! segments and restarts, reports received...). Route labels are templates
+//! Each service keeps its own facts beside its code: the proxy's freshness
+//! and switches in `net::proxy::metrics`, the worker's segments and restarts
+//! in `pipeline::metrics`, reports received in `net::reporter::metrics`,
+//! discovery rounds in `net::discovery`. Route labels are templates
 //! (`/:signal/:segment`), never raw paths, so cardinality stays bounded.
 
 use std::convert::Infallible;
@@ -16,7 +19,7 @@ use warp::Filter;
 
 /// Registers a freshly made metric in the default registry. Both steps fail
 /// only on a programming error (a malformed or duplicate name).
-fn register<M>(name: &str, made: prometheus::Result<M>) -> M
+pub(crate) fn register<M>(name: &str, made: prometheus::Result<M>) -> M
 where
     M: prometheus::core::Collector + Clone + 'static,
 {
@@ -27,20 +30,20 @@ where
     metric
 }
 
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub(crate) fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     register(name, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
-fn gauge(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+pub(crate) fn gauge(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
     register(name, GaugeVec::new(Opts::new(name, help), labels))
 }
 
-fn int_gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+pub(crate) fn int_gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     register(name, IntGaugeVec::new(Opts::new(name, help), labels))
 }
 
 /// Requests answered, by service, route template and status.
-pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_http_requests_total",
         "HTTP requests answered, by service, route template and status.",
@@ -49,7 +52,7 @@ pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 /// Request latency, by service and route template.
-pub static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+pub(crate) static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     let name = "nonstop_http_request_duration_seconds";
     register(
         name,
@@ -67,7 +70,7 @@ pub static HTTP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
 });
 
 /// Media bytes served to clients (packagers and proxy), by service and kind.
-pub static BYTES_SERVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+pub(crate) static BYTES_SERVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter(
         "nonstop_bytes_served_total",
         "Playlist and segment bytes served, by service and kind.",
@@ -75,198 +78,8 @@ pub static BYTES_SERVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
-/// Proxy: switches of active packager, by signal and reason kind.
-pub static PROXY_SWITCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "nonstop_proxy_switches_total",
-        "Changes of the packager a signal is served from, by reason (first, failing, stale, behind, unrouted).",
-        &["signal", "reason"],
-    )
-});
-
-/// Proxy: failed fetches from packagers, retried elsewhere.
-pub static PROXY_UPSTREAM_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "nonstop_proxy_upstream_failures_total",
-        "Fetches from a packager that failed and were retried on another, by packager and kind.",
-        &["packager", "kind"],
-    )
-});
-
-/// Proxy: every fetch from a packager (polls and viewer requests), by kind
-/// (playlist, segment) and outcome (`ok` or the failure kind).
-pub static PROXY_UPSTREAM_FETCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "nonstop_proxy_upstream_fetches_total",
-        "Fetches from packagers (polls and viewer requests), by kind (playlist, segment) and outcome (ok, or the failure kind).",
-        &["kind", "outcome"],
-    )
-});
-
-/// Proxy: viewer requests answered by another request's fetch in flight.
-pub static PROXY_COLLAPSED_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "nonstop_proxy_collapsed_requests_total",
-        "Viewer requests that shared the upstream fetch another request had in flight, by kind (playlist, segment).",
-        &["kind"],
-    )
-});
-
-/// Proxy: segment requests refused without a fetch, their name unlisted.
-pub static PROXY_UNLISTED_SEGMENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "nonstop_proxy_unlisted_segments_total",
-        "Segment requests answered 404 without asking a packager: no packager listed the name recently.",
-        &["signal"],
-    )
-});
-
-/// Proxy: route lookups at the origin, by outcome (found, unknown, failed).
-pub static PROXY_ORIGIN_LOOKUPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "nonstop_proxy_origin_lookups_total",
-        "Route lookups at the origin (a signal's first request and every route refresh), by outcome (found, unknown, failed).",
-        &["outcome"],
-    )
-});
-
-/// Proxy: requests refused from a remembered origin refusal, without a lookup.
-pub static PROXY_NEGATIVE_HITS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "nonstop_proxy_negative_cache_hits_total",
-        "Requests for a signal the origin refused within the last second, answered from memory without asking it again, by answer (not_found, unavailable).",
-        &["answer"],
-    )
-});
-
-/// Proxy: distinct viewers per signal.
-pub static PROXY_VIEWERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    int_gauge(
-        "nonstop_proxy_viewers",
-        "Distinct clients (address and User-Agent) that asked for a signal within the last two target durations.",
-        &["signal"],
-    )
-});
-
-/// Proxy: playlists served from the last good copy.
-pub static PROXY_FALLBACK_PLAYLISTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "nonstop_proxy_last_good_playlists_total",
-        "Playlists served from the last good copy because no packager answered.",
-        &["signal"],
-    )
-});
-
-/// Proxy: newest segment each packager lists, per signal.
-pub static PROXY_NEWEST_SEQUENCE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    int_gauge(
-        "nonstop_proxy_packager_newest_sequence",
-        "Media sequence number of the newest segment a packager lists.",
-        &["signal", "packager"],
-    )
-});
-
-/// Proxy: seconds since each packager's playlist last advanced.
-pub static PROXY_ADVANCE_AGE: LazyLock<GaugeVec> = LazyLock::new(|| {
-    gauge(
-        "nonstop_proxy_packager_advance_age_seconds",
-        "Seconds since a packager's playlist last advanced, per signal.",
-        &["signal", "packager"],
-    )
-});
-
-/// Proxy: 1 for the state each signal is in (up, degraded, down), 0 for the others.
-pub static PROXY_SIGNAL_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    int_gauge(
-        "nonstop_proxy_signal_state",
-        "1 for the state a signal is in (up: served with a fresh twin; degraded: served without one; down: every packager stale or failing), 0 for the others.",
-        &["signal", "state"],
-    )
-});
-
-/// Proxy: 1 when a packager is fresh (or not yet known), 0 when stale or failing.
-pub static PROXY_HEALTHY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    int_gauge(
-        "nonstop_proxy_packager_healthy",
-        "1 when a packager is fresh for a signal, 0 when stale or failing.",
-        &["signal", "packager"],
-    )
-});
-
-/// Proxy: 1 for the packager a signal is served from.
-pub static PROXY_ACTIVE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    int_gauge(
-        "nonstop_proxy_packager_active",
-        "1 for the packager a signal is currently served from.",
-        &["signal", "packager"],
-    )
-});
-
-/// Worker: segments written, per signal.
-pub static WORKER_SEGMENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "nonstop_worker_segments_total",
-        "Segments written and listed, per signal.",
-        &["signal"],
-    )
-});
-
-/// Worker: pipeline restarts after errors, per signal.
-pub static WORKER_RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "nonstop_worker_pipeline_restarts_total",
-        "Pipeline restarts after an error, per signal.",
-        &["signal"],
-    )
-});
-
-/// Worker: times the input was looped, per signal.
-pub static WORKER_LOOPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "nonstop_worker_loops_total",
-        "Times the input was replayed from the start, per signal.",
-        &["signal"],
-    )
-});
-
-/// Worker: media time written minus wall time since start, per signal.
-pub static WORKER_DRIFT: LazyLock<GaugeVec> = LazyLock::new(|| {
-    gauge(
-        "nonstop_worker_drift_seconds",
-        "Media time written minus wall time, relative to the first segment (start-up latency removed), per signal.",
-        &["signal"],
-    )
-});
-
-/// Worker: 1 for each signal's current status (starting, running, retrying, stopped), else 0.
-pub static WORKER_SIGNAL_STATUS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    int_gauge(
-        "nonstop_worker_signal_status",
-        "1 for a signal's current pipeline status (starting, running, retrying, stopped), 0 for the others.",
-        &["signal", "status"],
-    )
-});
-
-/// Reporter: reports received, by result (accepted, rejected, unauthorized).
-pub static REPORTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "nonstop_reporter_reports_total",
-        "Reports received, by result (accepted, rejected, unauthorized).",
-        &["result"],
-    )
-});
-
-/// Discovery: rounds, by result (reported, reporter_down).
-pub static DISCOVERY_ROUNDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    counter(
-        "nonstop_discovery_rounds_total",
-        "Discovery rounds, by result (reported, reporter_down).",
-        &["result"],
-    )
-});
-
 /// The label of a media kind.
-pub fn kind_label(kind: crate::hls::MediaKind) -> &'static str {
+pub(crate) fn kind_label(kind: crate::hls::MediaKind) -> &'static str {
     match kind {
         crate::hls::MediaKind::Playlist => "playlist",
         crate::hls::MediaKind::Segment => "segment",
@@ -274,7 +87,7 @@ pub fn kind_label(kind: crate::hls::MediaKind) -> &'static str {
 }
 
 /// Counts media bytes answered by `service`.
-pub fn count_bytes_served(service: &str, kind: crate::hls::MediaKind, bytes: usize) {
+pub(crate) fn count_bytes_served(service: &str, kind: crate::hls::MediaKind, bytes: usize) {
     let kind = kind_label(kind);
     BYTES_SERVED
         .with_label_values(&[service, kind])
@@ -282,7 +95,7 @@ pub fn count_bytes_served(service: &str, kind: crate::hls::MediaKind, bytes: usi
 }
 
 /// The route template of a request path, for labels.
-pub fn route_label(path: &str) -> &'static str {
+pub(crate) fn route_label(path: &str) -> &'static str {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["healthcheck"] => "/healthcheck",
@@ -300,7 +113,7 @@ pub fn route_label(path: &str) -> &'static str {
 }
 
 /// `GET /metrics`: every registered metric in Prometheus text format.
-pub fn route() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+pub(crate) fn route() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("metrics").and(warp::get()).map(|| {
         let mut body = Vec::new();
         let families = prometheus::gather();
@@ -317,7 +130,7 @@ pub fn route() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + 
 }
 
 /// Wraps a service's routes so every answer is counted and timed.
-pub fn instrument<F>(
+pub(crate) fn instrument<F>(
     service: &'static str,
     routes: F,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone
@@ -339,7 +152,7 @@ where
 
 /// A server for a program that has no other HTTP routes (worker, discovery):
 /// `GET /metrics` and `GET /healthcheck`.
-pub fn standalone_routes(
+pub(crate) fn standalone_routes(
     service: &'static str,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     standalone_routes_with(service, super::http::healthcheck(service))
@@ -347,7 +160,7 @@ pub fn standalone_routes(
 
 /// Like [`standalone_routes`], with the program's own `/healthcheck` (the
 /// worker's answers from its signals' statuses).
-pub fn standalone_routes_with<H>(
+pub(crate) fn standalone_routes_with<H>(
     service: &'static str,
     healthcheck: H,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone
@@ -380,13 +193,15 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_are_served_as_prometheus_text() {
-        REPORTS.with_label_values(&["accepted"]).inc();
+        BYTES_SERVED
+            .with_label_values(&["metrics_test", "segment"])
+            .inc();
         let api = standalone_routes("test");
         let res = warp::test::request().path("/metrics").reply(&api).await;
         assert_eq!(res.status(), 200);
         let text = String::from_utf8_lossy(res.body());
         assert!(
-            text.contains("nonstop_reporter_reports_total{result=\"accepted\"}"),
+            text.contains("nonstop_bytes_served_total{kind=\"segment\",service=\"metrics_test\"}"),
             "{text}"
         );
         let res = warp::test::request().path("/healthcheck").reply(&api).await;

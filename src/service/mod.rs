@@ -6,7 +6,9 @@
 //! - [`limits`]: the open-files limit raised and checked against the
 //!   connections a server may hold.
 //! - [`http`]: JSON errors, CORS, the health route and the outgoing client.
-//! - [`metrics`]: Prometheus metrics and `GET /metrics`.
+//! - [`metrics`]: the Prometheus registry helpers, the request metrics every
+//!   server shares and `GET /metrics` (each service's own metrics sit beside
+//!   its code).
 //! - [`logging`]: the seed's log line format (`2024-04-05 11:23:05 INF ...`).
 //! - [`shutdown`]: one shutdown signal shared by every task.
 
@@ -14,6 +16,6 @@ pub mod config;
 pub mod http;
 pub mod limits;
 pub mod logging;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod server;
 pub mod shutdown;

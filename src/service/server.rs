@@ -26,15 +26,15 @@ use super::http::{root_cause, ServeError};
 use crate::service::shutdown::Shutdown;
 
 /// Largest request head (request line and headers) accepted.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// How long in-flight requests may take to finish after shutdown.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The address a request came from, as an extension of every request
 /// (`warp::ext::optional::<Peer>()`): warp's own `addr::remote()` is only
 /// filled by warp's server, not by this loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer(pub SocketAddr);
+pub(crate) struct Peer(pub SocketAddr);
 
 /// Serves `routes` on `listen.addr(port)` until shutdown, then drains.
 pub async fn serve<F>(

@@ -2,7 +2,11 @@
 //! `CONSOLE_ASSETS`, never a request path turned into a file path, served
 //! with the page's security headers.
 
-use super::*;
+use warp::http::{HeaderValue, StatusCode};
+use warp::reply::Response;
+
+use super::Console;
+use crate::service::http::json_error;
 
 /// A file the console serves. The set is closed: no request path is ever
 /// turned into a file path, so nothing else under the folder can be read.

@@ -2,14 +2,19 @@
 //! may switch (on this machine only), the modes it offers, and why it may
 //! refuse to start.
 
-use super::*;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use crate::net::auth::{Token, MIN_TOKEN_LEN};
+use crate::service::config::{parse_base_url, parse_port, ListenArgs};
+use crate::service::http;
 
 /// Longest fault-control name (it ends up in URLs and on buttons).
 pub(super) const MAX_FAULT_NAME: usize = 32;
 /// The fault modes the console offers: a dead packager (`reset`: every
 /// connection reset, like a killed process), a hung one, a frozen playlist,
 /// errors, and back to normal. Slowness and cut bodies stay test-only.
-pub const CONSOLE_MODES: [DemoFault; 5] = [
+pub(super) const CONSOLE_MODES: [DemoFault; 5] = [
     DemoFault::Reset,
     DemoFault::Hang,
     DemoFault::Stale,
@@ -21,7 +26,7 @@ pub const CONSOLE_MODES: [DemoFault; 5] = [
 /// The console only speaks its control API (`PUT /_fault/<name>`), so it
 /// names the modes as that API does and carries none of the lab's code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DemoFault {
+pub(super) enum DemoFault {
     Reset,
     Hang,
     Stale,
@@ -31,7 +36,7 @@ pub enum DemoFault {
 
 impl DemoFault {
     /// The mode's name in the fault proxy's control API.
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             DemoFault::Reset => "reset",
             DemoFault::Hang => "hang",
@@ -98,7 +103,7 @@ pub struct FaultTargets(pub Vec<FaultTarget>);
 
 /// A comma-separated list of [`parse_fault_target`]; empty means none. Each
 /// name may appear once.
-pub fn parse_fault_targets(s: &str) -> Result<FaultTargets, String> {
+pub(super) fn parse_fault_targets(s: &str) -> Result<FaultTargets, String> {
     let mut targets: Vec<FaultTarget> = Vec::new();
     for item in s.split(',').filter(|item| !item.trim().is_empty()) {
         let target = parse_fault_target(item)?;
@@ -111,7 +116,7 @@ pub fn parse_fault_targets(s: &str) -> Result<FaultTargets, String> {
 }
 
 /// `name=http://127.0.0.1:port`, on this machine only.
-pub fn parse_fault_target(s: &str) -> Result<FaultTarget, String> {
+pub(super) fn parse_fault_target(s: &str) -> Result<FaultTarget, String> {
     let (name, control) = s
         .trim()
         .split_once('=')

@@ -2,7 +2,13 @@
 //! token, offered mode, known fault proxy) and relayed to the fault proxy's
 //! control API, then recorded in the timeline.
 
-use super::*;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use super::config::{DemoFault, CONSOLE_MODES};
+use super::view::{remember, TimelineEntry};
+use super::{lock, now_text, Console, FAULT_TIMEOUT};
+use crate::service::http::{self, json_error, json_ok};
 
 impl Console {
     /// `POST /api/faults/<name>/<mode>`: checks, then switches the fault proxy.

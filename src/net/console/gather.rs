@@ -1,7 +1,19 @@
 //! The one background loop that asks the origin, the proxy, the workers and
 //! the fault proxies every refresh and publishes the state every page receives.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use super::view::{
+    faults_view, newest_first, remember, source_view, with_gone, ConsoleState, ControlView,
+    PackagerView, SignalView, TimelineEntry,
+};
+use super::{lock, now_text, Console, REFRESH_INTERVAL, SOURCE_TIMEOUT};
+use crate::api::{ProxyStatus, SignalNames};
+use crate::service::http;
 
 impl Console {
     /// Gathers and publishes the state every [`REFRESH_INTERVAL`] (sooner when
@@ -19,7 +31,7 @@ impl Console {
 
     /// Asks the origin, the proxy, the workers and the fault proxies at once,
     /// and publishes.
-    pub async fn refresh(&self) {
+    pub(crate) async fn refresh(&self) {
         let (origin, proxy, controls, workers) = tokio::join!(
             self.origin_signals(),
             self.proxy_status(),
@@ -58,19 +70,20 @@ impl Console {
                         packagers: Vec::new(),
                     });
                 view.watched = true;
-                view.state = s.state.clone();
+                view.state = s.state.map(|state| state.name().to_string());
                 view.viewers = s.viewers;
                 let seen = known.entry(s.signal.clone()).or_default();
-                view.packagers = with_gone(seen, s.packagers.clone(), now);
-                for switch in &s.switches {
+                let packagers = s.packagers.iter().map(PackagerView::from).collect();
+                view.packagers = with_gone(seen, packagers, now);
+                for record in &s.switches {
                     remember(
                         &mut timeline,
                         TimelineEntry::Switch {
-                            at: switch.at.clone(),
+                            at: record.at.clone(),
                             signal: s.signal.clone(),
-                            from: switch.from.clone(),
-                            to: switch.to.clone(),
-                            reason: switch.reason.clone(),
+                            from: record.switch.from.clone(),
+                            to: record.switch.to.clone(),
+                            reason: record.switch.reason.clone(),
                         },
                     );
                 }
@@ -109,7 +122,7 @@ impl Console {
             .map_err(|e| format!("sent unreadable JSON: {e}"))
     }
 
-    pub(super) async fn origin_signals(&self) -> Result<Vec<String>, String> {
+    pub(super) async fn origin_signals(&self) -> Result<SignalNames, String> {
         self.get_json(&format!("{}/signals", self.config.origin_url))
             .await
     }

@@ -28,7 +28,7 @@
 //! their control API). When on: `CONSOLE_FAULT_TOKEN` is required and every
 //! `POST /api/faults/...` must carry it as `Authorization: Bearer <token>`;
 //! the console must listen on a loopback address and the fault proxies must be
-//! on this machine. Only [`CONSOLE_MODES`] can be set. When off, the fault
+//! on this machine. Only [`CONSOLE_MODES`](config::CONSOLE_MODES) can be set. When off, the fault
 //! route answers 404.
 //!
 //! # Layout
@@ -41,56 +41,46 @@
 //! - `routes`: one small warp filter per route, SSE included.
 
 mod assets;
-pub mod config;
+mod config;
 mod faults;
 mod gather;
 mod routes;
-pub mod view;
+mod view;
 
-use assets::*;
-pub use config::*;
-pub use routes::routes;
-pub use view::*;
-
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::convert::Infallible;
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
-use warp::http::{HeaderValue, StatusCode};
-use warp::reply::Response;
-use warp::{Filter, Rejection, Reply};
 
-use super::auth::{Token, MIN_TOKEN_LEN};
-use crate::service::config::{parse_base_url, parse_port, ListenArgs};
-use crate::service::http::{self, json_error, json_ok};
+use crate::service::http;
 use crate::service::shutdown::Shutdown;
+use assets::{content_security_policy, Asset};
+pub use config::{ConsoleConfig, ConsoleError};
+use routes::routes;
+use view::{faults_view, ConsoleState, SourceView, TimelineEntry};
 
 /// How often the state is gathered and pushed to every open page.
-pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// Budget for one request to the origin, the proxy or a fault proxy while
 /// gathering: below the refresh interval, so one slow source cannot hold the
 /// page's clock.
-pub const SOURCE_TIMEOUT: Duration = Duration::from_millis(800);
+pub(crate) const SOURCE_TIMEOUT: Duration = Duration::from_millis(800);
 /// Budget for switching a fault proxy's mode.
-pub const FAULT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const FAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connect budget towards the sources (all on the local network).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 /// Timeline entries kept (switches and faults), oldest dropped first.
-pub const TIMELINE_CAPACITY: usize = 200;
+pub(crate) const TIMELINE_CAPACITY: usize = 200;
 /// How long a browser waits before reconnecting a dropped event stream.
 const SSE_RETRY: Duration = Duration::from_secs(1);
 /// A packager that left a signal's routes (discovery stopped reporting it) is
 /// still shown, as `gone`, for this long: losing redundancy is news.
-pub const GONE_SHOWN_FOR: Duration = Duration::from_secs(600);
+pub(crate) const GONE_SHOWN_FOR: Duration = Duration::from_secs(600);
 /// Health shown for such a packager.
-pub const GONE: &str = "gone";
+pub(crate) const GONE: &str = "gone";
 /// The console's shared state.
-pub struct Console {
+pub(crate) struct Console {
     config: ConsoleConfig,
     client: reqwest::Client,
     /// The latest state; every page's event stream subscribes to it.
@@ -117,7 +107,7 @@ pub async fn run(config: ConsoleConfig, shutdown: Shutdown) -> Result<(), Consol
 
 impl Console {
     /// Checks the configuration (fault controls safe, assets present).
-    pub fn new(config: ConsoleConfig, shutdown: Shutdown) -> Result<Console, ConsoleError> {
+    pub(crate) fn new(config: ConsoleConfig, shutdown: Shutdown) -> Result<Console, ConsoleError> {
         if !config.faults.0.is_empty() {
             if config.fault_token.is_none() {
                 return Err(ConsoleError::TokenMissing);
@@ -195,7 +185,7 @@ impl Console {
     }
 
     /// The latest state.
-    pub fn snapshot(&self) -> Arc<ConsoleState> {
+    pub(crate) fn snapshot(&self) -> Arc<ConsoleState> {
         self.state.borrow().clone()
     }
 }
@@ -210,7 +200,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    use super::config::{parse_fault_target, parse_fault_targets, parse_fault_token, FaultTargets};
+    use super::view::{newest_first, remember, with_gone, PackagerView};
     use super::*;
+    use crate::net::auth::Token;
     use clap::Parser;
     use std::path::Path;
 

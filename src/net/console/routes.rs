@@ -1,9 +1,21 @@
 //! The console's routes, one small filter each: assets, state, Server-Sent
 //! Events and fault controls.
 
-use super::*;
+use std::convert::Infallible;
+use std::sync::Arc;
 
-pub fn routes(
+use tokio::sync::watch;
+use warp::http::HeaderValue;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::assets::Asset;
+use super::view::ConsoleState;
+use super::{Console, SSE_RETRY};
+use crate::service::http::{self, json_ok};
+use crate::service::shutdown::Shutdown;
+
+pub(super) fn routes(
     console: Arc<Console>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     http::healthcheck("console")

@@ -2,11 +2,18 @@
 //! sources, timeline, fault controls) as the JSON the page reads, and the
 //! pure functions that build it.
 
-use super::*;
+use std::collections::VecDeque;
+use std::time::Instant;
 
-/// What the page shows, gathered every [`REFRESH_INTERVAL`].
+use serde::Serialize;
+
+use super::config::{ConsoleConfig, DemoFault, CONSOLE_MODES};
+use super::{GONE, GONE_SHOWN_FOR, TIMELINE_CAPACITY};
+use crate::api::PackagerStatus;
+
+/// What the page shows, gathered every [`REFRESH_INTERVAL`](super::REFRESH_INTERVAL).
 #[derive(Debug, Clone, Serialize)]
-pub struct ConsoleState {
+pub(crate) struct ConsoleState {
     /// Local time of the gathering, `YYYY-MM-DD HH:MM:SS`.
     pub generated_at: String,
     /// Milliseconds between two states, so the page knows when one is late.
@@ -28,7 +35,7 @@ pub struct ConsoleState {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct SourceView {
+pub(crate) struct SourceView {
     pub url: String,
     pub ok: bool,
     pub error: Option<String>,
@@ -36,7 +43,7 @@ pub struct SourceView {
 
 /// One signal as the console sees it.
 #[derive(Debug, Clone, Serialize)]
-pub struct SignalView {
+pub(crate) struct SignalView {
     pub signal: String,
     /// The origin lists it (discovery found it live on some packager).
     pub live: bool,
@@ -49,53 +56,41 @@ pub struct SignalView {
     pub packagers: Vec<PackagerView>,
 }
 
-/// One packager of a signal, as the proxy's `GET /status` reports it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PackagerView {
+/// One packager of a signal, as the proxy's `GET /status` reports it
+/// ([`PackagerStatus`]), or [`GONE`] when it left the routes.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PackagerView {
     pub packager: String,
+    /// The proxy's word ([`crate::api::PackagerHealth`]), or [`GONE`].
     pub health: String,
     pub active: bool,
     pub newest_sequence: Option<u64>,
     pub advanced_ms_ago: Option<u64>,
     /// How far the live edge (newest segment's end, by its date) is behind
     /// the wall clock; absent for undated playlists.
-    #[serde(default)]
     pub edge_ms_ago: Option<u64>,
-    #[serde(default)]
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub(super) struct ProxyStatus {
-    pub(super) signals: Vec<ProxySignal>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub(super) struct ProxySignal {
-    pub(super) signal: String,
-    #[serde(default)]
-    pub(super) state: Option<String>,
-    #[serde(default)]
-    pub(super) viewers: Option<u64>,
-    #[serde(default)]
-    pub(super) packagers: Vec<PackagerView>,
-    #[serde(default)]
-    pub(super) switches: Vec<ProxySwitch>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub(super) struct ProxySwitch {
-    pub(super) at: String,
-    pub(super) from: Option<String>,
-    pub(super) to: String,
-    pub(super) reason: String,
+impl From<&PackagerStatus> for PackagerView {
+    fn from(p: &PackagerStatus) -> Self {
+        PackagerView {
+            packager: p.packager.clone(),
+            health: p.health.name().to_string(),
+            active: p.active,
+            newest_sequence: p.newest_sequence,
+            advanced_ms_ago: p.advanced_ms_ago,
+            edge_ms_ago: p.edge_ms_ago,
+            last_error: p.last_error.clone(),
+        }
+    }
 }
 
 /// Something that happened: the proxy switched packagers, or someone
 /// triggered a fault from the console.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum TimelineEntry {
+pub(crate) enum TimelineEntry {
     Switch {
         at: String,
         signal: String,
@@ -121,14 +116,14 @@ impl TimelineEntry {
 
 /// The fault controls as the page needs them.
 #[derive(Debug, Clone, Serialize)]
-pub struct FaultsView {
+pub(crate) struct FaultsView {
     pub enabled: bool,
     pub modes: Vec<ModeView>,
     pub controls: Vec<ControlView>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ModeView {
+pub(crate) struct ModeView {
     pub mode: &'static str,
     /// The button's label.
     pub label: &'static str,
@@ -136,7 +131,7 @@ pub struct ModeView {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ControlView {
+pub(crate) struct ControlView {
     pub name: String,
     pub control: String,
     /// The fault proxy's current mode, when it answered.

@@ -15,10 +15,10 @@ use bytes::Bytes;
 
 /// Segments are kept this long at most: as long as caches may keep them
 /// (the packagers' `max-age`), far longer than any live playlist lists them.
-pub const SEGMENT_CACHE_TTL: Duration = Duration::from_secs(60);
+pub(super) const SEGMENT_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// Segments by `signal/name`, bounded in bytes, oldest evicted first.
-pub struct SegmentCache {
+pub(super) struct SegmentCache {
     /// Most bytes held at once.
     capacity: usize,
     /// Bytes held now.
@@ -29,7 +29,7 @@ pub struct SegmentCache {
 }
 
 impl SegmentCache {
-    pub fn new(capacity: usize) -> Self {
+    pub(super) fn new(capacity: usize) -> Self {
         SegmentCache {
             capacity,
             size: 0,
@@ -38,14 +38,14 @@ impl SegmentCache {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<Bytes> {
+    pub(super) fn get(&self, key: &str) -> Option<Bytes> {
         self.entries.get(key).cloned()
     }
 
     /// Caches a segment; drops the oldest ones past the byte capacity and
     /// any older than [`SEGMENT_CACHE_TTL`] (a live segment nobody can still
     /// list), so memory stays at the live working set.
-    pub fn insert(&mut self, key: String, body: Bytes, now: Instant) {
+    pub(super) fn insert(&mut self, key: String, body: Bytes, now: Instant) {
         if body.len() > self.capacity || self.entries.contains_key(&key) {
             return;
         }

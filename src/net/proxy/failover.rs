@@ -33,7 +33,7 @@
 //! never serves a playlist whose newest segment is older than one it already
 //! served ([`Failover::admit_playlist`]).
 //!
-//! The signal as a whole is [`SignalHealth::Up`], `Degraded`, `Ended` or
+//! The signal as a whole is [`ServingState::Up`], `Degraded`, `Ended` or
 //! `Down` ([`Failover::signal_health`]): ended when no packager is live and
 //! one ended its stream, down when every packager is stale or failing. The
 //! proxy still serves what it last had; it only says so.
@@ -48,25 +48,24 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
-
+use crate::api::{PackagerHealth, PackagerStatus, ServingState, Switch, SwitchKind};
 use crate::hls::MediaKind;
 
 /// Target duration assumed until a playlist says otherwise.
-pub const DEFAULT_TARGET_DURATION: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_TARGET_DURATION: Duration = Duration::from_secs(2);
 /// A packager whose playlist has not advanced for this many target durations,
 /// while another is ahead, is stale.
-pub const STALE_AFTER_TARGETS: f64 = 1.5;
+pub(crate) const STALE_AFTER_TARGETS: f64 = 1.5;
 /// Slack, in target durations, added to [`STALE_AFTER_TARGETS`] before a
 /// dated live edge is called stopped: covers clock skew between workers and
 /// proxy (NTP keeps it to milliseconds; one target duration is generous) and
 /// the time a finished segment takes to reach a packager's playlist.
-pub const CLOCK_SKEW_TARGETS: f64 = 1.0;
+pub(crate) const CLOCK_SKEW_TARGETS: f64 = 1.0;
 /// How long after its end a segment may first be listed: the worker encodes,
 /// muxes and closes it before its playlist names it. Measured at about 1.25 s
 /// in the lab (1 s segments, debug build, loaded machine); absolute, not in
 /// target durations, because encoder delay does not grow with segment length.
-pub const WORKER_LATENCY: Duration = Duration::from_millis(1500);
+pub(crate) const WORKER_LATENCY: Duration = Duration::from_millis(1500);
 /// Consecutive failed fetches of one kind (playlists, or segments) that make a
 /// packager failing. Two, not one: a single refused connection, timeout or 404
 /// is a blip (or a viewer asking for something odd) and must not move every
@@ -74,12 +73,12 @@ pub const WORKER_LATENCY: Duration = Duration::from_millis(1500);
 /// playlist every half target duration, so a dead packager reaches it within
 /// about one target duration. Whatever it is, a failed fetch is still retried
 /// on the next packager within the same viewer request.
-pub const FAILING_AFTER: u32 = 2;
+pub(crate) const FAILING_AFTER: u32 = 2;
 /// Failures further apart than this are not consecutive, and a failing
 /// packager nobody fetched from again is given another chance after it (Envoy's
 /// base ejection time): a packager failing on segments is last in the order,
 /// so no good segment fetch may come to clear it.
-pub const FAILURE_MEMORY: Duration = Duration::from_secs(30);
+pub(crate) const FAILURE_MEMORY: Duration = Duration::from_secs(30);
 
 /// Consecutive failed fetches of one kind from one packager.
 #[derive(Debug, Clone, Copy, Default)]
@@ -108,17 +107,6 @@ impl Streak {
     }
 }
 
-/// How a packager looks for one signal, best first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    Fresh,
-    Unknown,
-    Ended,
-    Stale,
-    Failing,
-}
-
 /// Where a playlist's live edge was when it was read: the wall-clock end of
 /// its newest segment (`EXT-X-PROGRAM-DATE-TIME` plus duration) and the wall
 /// clock at the read.
@@ -138,43 +126,9 @@ impl LiveEdge {
     }
 }
 
-/// The whole signal as the proxy sees it, for `GET /status`, the console and
-/// the `nonstop_proxy_signal_state` gauge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SignalHealth {
-    /// Served from a fresh packager, with at least one fresh twin to fail over to.
-    Up,
-    /// Served, but without a healthy twin (or not known yet).
-    Degraded,
-    /// No packager is live and one ended its stream (`EXT-X-ENDLIST`): the
-    /// event is over, viewers play to its end and stop.
-    Ended,
-    /// Every packager is stale or failing: viewers get the last playlist, frozen.
-    Down,
-}
-
-impl SignalHealth {
-    pub const ALL: [SignalHealth; 4] = [
-        SignalHealth::Up,
-        SignalHealth::Degraded,
-        SignalHealth::Ended,
-        SignalHealth::Down,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SignalHealth::Up => "up",
-            SignalHealth::Degraded => "degraded",
-            SignalHealth::Ended => "ended",
-            SignalHealth::Down => "down",
-        }
-    }
-}
-
 /// What the state machine knows of one packager for one signal.
 #[derive(Debug, Clone)]
-struct Upstream {
+struct Packager {
     base: String,
     /// Media sequence number of the newest segment it listed.
     newest: Option<u64>,
@@ -192,37 +146,10 @@ struct Upstream {
     last_error: Option<String>,
 }
 
-/// A change of active packager, for the log and the status page.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Switch {
-    pub from: Option<String>,
-    pub to: String,
-    /// Why the old one lost traffic, for people.
-    pub reason: String,
-    /// The same as one word (first, failing, stale, behind, unrouted), for metrics.
-    pub kind: &'static str,
-}
-
-/// A packager's state as shown by `GET /status`.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct UpstreamStatus {
-    pub packager: String,
-    pub health: Health,
-    pub active: bool,
-    pub newest_sequence: Option<u64>,
-    /// Milliseconds since its playlist last advanced.
-    pub advanced_ms_ago: Option<u64>,
-    /// Milliseconds its live edge (newest segment's end, by its date) is
-    /// behind the wall clock; absent for undated playlists.
-    #[serde(default)]
-    pub edge_ms_ago: Option<u64>,
-    pub last_error: Option<String>,
-}
-
 /// Failover state of one signal.
 #[derive(Debug, Clone)]
 pub struct Failover {
-    upstreams: Vec<Upstream>,
+    packagers: Vec<Packager>,
     active: Option<usize>,
     /// The active packager the routes no longer list, until the next plan
     /// reports the switch away from it.
@@ -235,7 +162,7 @@ pub struct Failover {
 impl Failover {
     pub fn new(packagers: &[String]) -> Self {
         let mut f = Failover {
-            upstreams: Vec::new(),
+            packagers: Vec::new(),
             active: None,
             unrouted_active: None,
             target: DEFAULT_TARGET_DURATION,
@@ -248,15 +175,15 @@ impl Failover {
     /// Replaces the packager list (routes changed), keeping what is known of
     /// packagers that stay.
     pub fn set_packagers(&mut self, packagers: &[String]) {
-        let active_base = self.active.map(|i| self.upstreams[i].base.clone());
-        let old = std::mem::take(&mut self.upstreams);
-        self.upstreams = packagers
+        let active_base = self.active.map(|i| self.packagers[i].base.clone());
+        let old = std::mem::take(&mut self.packagers);
+        self.packagers = packagers
             .iter()
             .map(|base| {
                 old.iter()
                     .find(|u| &u.base == base)
                     .cloned()
-                    .unwrap_or(Upstream {
+                    .unwrap_or(Packager {
                         base: base.clone(),
                         newest: None,
                         advanced_at: None,
@@ -270,14 +197,14 @@ impl Failover {
             .collect();
         self.active = active_base
             .as_ref()
-            .and_then(|b| self.upstreams.iter().position(|u| &u.base == b));
+            .and_then(|b| self.packagers.iter().position(|u| &u.base == b));
         if self.active.is_none() && active_base.is_some() {
             self.unrouted_active = active_base;
         }
     }
 
     pub fn packagers(&self) -> Vec<String> {
-        self.upstreams.iter().map(|u| u.base.clone()).collect()
+        self.packagers.iter().map(|u| u.base.clone()).collect()
     }
 
     pub fn target_duration(&self) -> Duration {
@@ -297,7 +224,7 @@ impl Failover {
         if !target.is_zero() {
             self.target = target;
         }
-        let Some(u) = self.upstreams.iter_mut().find(|u| u.base == base) else {
+        let Some(u) = self.packagers.iter_mut().find(|u| u.base == base) else {
             return;
         };
         u.playlist_failures = Streak::default();
@@ -320,8 +247,8 @@ impl Failover {
 
     /// Whether the playlist just read from `base` ended its stream
     /// (`EXT-X-ENDLIST`); a live playlist read later takes it back.
-    pub fn observe_end(&mut self, base: &str, ended: bool) {
-        if let Some(u) = self.upstreams.iter_mut().find(|u| u.base == base) {
+    pub(crate) fn observe_end(&mut self, base: &str, ended: bool) {
+        if let Some(u) = self.packagers.iter_mut().find(|u| u.base == base) {
             u.ended = ended;
         }
     }
@@ -329,16 +256,17 @@ impl Failover {
     /// Whether a packager other than `base` is fresh at `now`: an ended
     /// playlist from `base` is then not served (the viewer would stop while
     /// the stream goes on elsewhere).
-    pub fn has_fresh_twin(&self, base: &str, now: Instant) -> bool {
-        (0..self.upstreams.len())
-            .any(|i| self.upstreams[i].base != base && self.health_of(i, now) == Health::Fresh)
+    pub(crate) fn has_fresh_twin(&self, base: &str, now: Instant) -> bool {
+        (0..self.packagers.len()).any(|i| {
+            self.packagers[i].base != base && self.health_of(i, now) == PackagerHealth::Fresh
+        })
     }
 
     /// A segment was fetched whole from `base`: its segment failures were
     /// a blip. (A good playlist does not clear them: a packager may list
     /// segments and still fail to serve them.)
     pub fn observe_segment(&mut self, base: &str) {
-        if let Some(u) = self.upstreams.iter_mut().find(|u| u.base == base) {
+        if let Some(u) = self.packagers.iter_mut().find(|u| u.base == base) {
             u.segment_failures = Streak::default();
             if u.playlist_failures.count == 0 {
                 u.last_error = None;
@@ -348,7 +276,7 @@ impl Failover {
 
     /// A fetch of a `kind` from `base` failed for `reason` at `now`.
     pub fn observe_failure(&mut self, base: &str, kind: MediaKind, reason: &str, now: Instant) {
-        if let Some(u) = self.upstreams.iter_mut().find(|u| u.base == base) {
+        if let Some(u) = self.packagers.iter_mut().find(|u| u.base == base) {
             match kind {
                 MediaKind::Playlist => u.playlist_failures.fail(now),
                 MediaKind::Segment => u.segment_failures.fail(now),
@@ -358,19 +286,19 @@ impl Failover {
     }
 
     fn newest_known(&self) -> Option<u64> {
-        self.upstreams.iter().filter_map(|u| u.newest).max()
+        self.packagers.iter().filter_map(|u| u.newest).max()
     }
 
-    fn health_of(&self, i: usize, now: Instant) -> Health {
-        let u = &self.upstreams[i];
+    fn health_of(&self, i: usize, now: Instant) -> PackagerHealth {
+        let u = &self.packagers[i];
         if u.playlist_failures.failing(now) || u.segment_failures.failing(now) {
-            return Health::Failing;
+            return PackagerHealth::Failing;
         }
         if u.ended {
-            return Health::Ended;
+            return PackagerHealth::Ended;
         }
         let (Some(newest), Some(advanced_at)) = (u.newest, u.advanced_at) else {
-            return Health::Unknown;
+            return PackagerHealth::Unknown;
         };
         let still_for = now.saturating_duration_since(advanced_at);
         let someone_ahead = self.newest_known().is_some_and(|max| max > newest);
@@ -379,16 +307,16 @@ impl Failover {
             .edge_age(i, now)
             .is_some_and(|age| age > self.edge_stale_after());
         if frozen_behind || edge_stopped {
-            Health::Stale
+            PackagerHealth::Stale
         } else {
-            Health::Fresh
+            PackagerHealth::Fresh
         }
     }
 
     /// How far behind the wall clock packager `i`'s live edge is at `now`:
     /// its lag at the last dated read, plus the time since (monotonic).
     fn edge_age(&self, i: usize, now: Instant) -> Option<Duration> {
-        let (lag, read) = self.upstreams[i].edge_lag?;
+        let (lag, read) = self.packagers[i].edge_lag?;
         Some(lag + now.saturating_duration_since(read))
     }
 
@@ -408,37 +336,43 @@ impl Failover {
     /// ended its stream; down when every packager is stale or failing (or
     /// none is routed); degraded otherwise (served without a healthy twin,
     /// or not known yet).
-    pub fn signal_health(&self, now: Instant) -> SignalHealth {
-        let health: Vec<Health> = (0..self.upstreams.len())
+    pub fn signal_health(&self, now: Instant) -> ServingState {
+        let health: Vec<PackagerHealth> = (0..self.packagers.len())
             .map(|i| self.health_of(i, now))
             .collect();
-        let live = |h: &Health| matches!(h, Health::Fresh | Health::Unknown);
-        if !health.iter().any(live) && health.contains(&Health::Ended) {
-            return SignalHealth::Ended;
+        let live =
+            |h: &PackagerHealth| matches!(h, PackagerHealth::Fresh | PackagerHealth::Unknown);
+        if !health.iter().any(live) && health.contains(&PackagerHealth::Ended) {
+            return ServingState::Ended;
         }
         if health
             .iter()
-            .all(|h| matches!(h, Health::Stale | Health::Failing))
+            .all(|h| matches!(h, PackagerHealth::Stale | PackagerHealth::Failing))
         {
-            return SignalHealth::Down;
+            return ServingState::Down;
         }
-        let fresh = health.iter().filter(|h| **h == Health::Fresh).count();
-        let active_fresh = self.active.is_some_and(|a| health[a] == Health::Fresh);
+        let fresh = health
+            .iter()
+            .filter(|h| **h == PackagerHealth::Fresh)
+            .count();
+        let active_fresh = self
+            .active
+            .is_some_and(|a| health[a] == PackagerHealth::Fresh);
         if active_fresh && fresh >= 2 {
-            SignalHealth::Up
+            ServingState::Up
         } else {
-            SignalHealth::Degraded
+            ServingState::Degraded
         }
     }
 
     /// The packagers to try for a request, best first, and the switch this
     /// choice makes (if the best is not the active one).
     pub fn plan(&mut self, now: Instant) -> (Vec<String>, Option<Switch>) {
-        let mut order: Vec<usize> = (0..self.upstreams.len()).collect();
+        let mut order: Vec<usize> = (0..self.packagers.len()).collect();
         order.sort_by_key(|&i| {
             (
                 self.health_of(i, now),
-                std::cmp::Reverse(self.upstreams[i].newest.unwrap_or(0)),
+                std::cmp::Reverse(self.packagers[i].newest.unwrap_or(0)),
                 Some(i) != self.active,
                 i,
             )
@@ -449,17 +383,17 @@ impl Failover {
                 let (kind, reason) = match (self.active, &unrouted) {
                     (Some(a), _) => self.reason_out(a, now),
                     (None, Some(gone)) => (
-                        "unrouted",
+                        SwitchKind::Unrouted,
                         format!("{gone} no longer reported for this signal"),
                     ),
-                    (None, None) => ("first", "first choice".to_string()),
+                    (None, None) => (SwitchKind::First, "first choice".to_string()),
                 };
                 let switch = Switch {
                     from: self
                         .active
-                        .map(|a| self.upstreams[a].base.clone())
+                        .map(|a| self.packagers[a].base.clone())
                         .or(unrouted),
-                    to: self.upstreams[best].base.clone(),
+                    to: self.packagers[best].base.clone(),
                     reason,
                     kind,
                 };
@@ -470,28 +404,28 @@ impl Failover {
         };
         let bases = order
             .into_iter()
-            .map(|i| self.upstreams[i].base.clone())
+            .map(|i| self.packagers[i].base.clone())
             .collect();
         (bases, switch)
     }
 
-    fn reason_out(&self, i: usize, now: Instant) -> (&'static str, String) {
-        let u = &self.upstreams[i];
+    fn reason_out(&self, i: usize, now: Instant) -> (SwitchKind, String) {
+        let u = &self.packagers[i];
         match self.health_of(i, now) {
-            Health::Failing => (
-                "failing",
+            PackagerHealth::Failing => (
+                SwitchKind::Failing,
                 format!(
                     "{} failing: {}",
                     u.base,
                     u.last_error.as_deref().unwrap_or("request failed")
                 ),
             ),
-            Health::Ended => (
-                "ended",
+            PackagerHealth::Ended => (
+                SwitchKind::Ended,
                 format!("{} ended its stream (EXT-X-ENDLIST)", u.base),
             ),
-            Health::Stale => (
-                "stale",
+            PackagerHealth::Stale => (
+                SwitchKind::Stale,
                 format!(
                     "{} stale: playlist stuck at segment {} for {:.1} s{}",
                     u.base,
@@ -505,7 +439,7 @@ impl Failover {
                 ),
             ),
             _ => (
-                "behind",
+                SwitchKind::Behind,
                 format!(
                     "{} behind: newest segment {} while another has {}",
                     u.base,
@@ -530,11 +464,11 @@ impl Failover {
         }
     }
 
-    pub fn status(&self, now: Instant) -> Vec<UpstreamStatus> {
-        (0..self.upstreams.len())
+    pub fn status(&self, now: Instant) -> Vec<PackagerStatus> {
+        (0..self.packagers.len())
             .map(|i| {
-                let u = &self.upstreams[i];
-                UpstreamStatus {
+                let u = &self.packagers[i];
+                PackagerStatus {
                     packager: u.base.clone(),
                     health: self.health_of(i, now),
                     active: self.active == Some(i),
@@ -651,7 +585,7 @@ mod tests {
             }
             assert_eq!(f.plan(now).1, None, "no switch at {k}");
         }
-        assert_eq!(f.status(t0 + secs(20.0))[0].health, Health::Fresh);
+        assert_eq!(f.status(t0 + secs(20.0))[0].health, PackagerHealth::Fresh);
     }
 
     #[test]
@@ -677,18 +611,18 @@ mod tests {
         f.observe_playlist(A, Some(6), TARGET, None, t0 + secs(1.0));
         f.observe_playlist(B, Some(6), TARGET, None, t0 + secs(1.0));
         let status = f.status(t0 + secs(1.0));
-        assert_eq!(status[0].health, Health::Failing);
+        assert_eq!(status[0].health, PackagerHealth::Failing);
         assert_eq!(status[0].last_error.as_deref(), Some("body cut short"));
         // Nobody fetched a segment from it again: after FAILURE_MEMORY it is
         // given another chance (still after B, which is active).
         let later = t0 + secs(0.2) + FAILURE_MEMORY + secs(0.1);
         f.observe_playlist(A, Some(20), TARGET, None, later);
         f.observe_playlist(B, Some(20), TARGET, None, later);
-        assert_eq!(f.status(later)[0].health, Health::Fresh);
+        assert_eq!(f.status(later)[0].health, PackagerHealth::Fresh);
         assert_eq!(f.plan(later), (vec![B.to_string(), A.to_string()], None));
         // And one new failure then is a blip again, not a third in a row.
         f.observe_failure(A, MediaKind::Segment, "HTTP 404", later);
-        assert_eq!(f.status(later)[0].health, Health::Fresh);
+        assert_eq!(f.status(later)[0].health, PackagerHealth::Fresh);
     }
 
     #[test]
@@ -740,10 +674,10 @@ mod tests {
         let health_of_a = |f: &Failover, at: f64| f.status(t0 + secs(at))[0].health;
         assert_eq!(
             health_of_a(&f, 2.9),
-            Health::Fresh,
+            PackagerHealth::Fresh,
             "not stale before 1.5 targets"
         );
-        assert_eq!(health_of_a(&f, 3.1), Health::Stale);
+        assert_eq!(health_of_a(&f, 3.1), PackagerHealth::Stale);
         let (order, switch) = f.plan(t0 + secs(3.1));
         assert_eq!(order[0], B);
         let reason = switch.expect("switch").reason;
@@ -767,10 +701,10 @@ mod tests {
         assert!(f
             .status(t0 + secs(30.0))
             .iter()
-            .all(|s| s.health == Health::Fresh));
+            .all(|s| s.health == PackagerHealth::Fresh));
         assert_eq!(
             f.signal_health(t0 + secs(30.0)),
-            SignalHealth::Up,
+            ServingState::Up,
             "undated playlists: a stopped edge cannot be told"
         );
     }
@@ -831,11 +765,11 @@ mod tests {
         let now = t0 + secs(9.5);
         let status = f.status(now);
         assert!(
-            status.iter().all(|s| s.health == Health::Fresh),
+            status.iter().all(|s| s.health == PackagerHealth::Fresh),
             "{status:?}"
         );
         assert_eq!(status[0].edge_ms_ago, Some(1750));
-        assert_eq!(f.signal_health(now), SignalHealth::Up);
+        assert_eq!(f.signal_health(now), ServingState::Up);
     }
 
     #[test]
@@ -852,16 +786,19 @@ mod tests {
         assert!(f
             .status(just_before)
             .iter()
-            .all(|s| s.health == Health::Fresh));
-        assert_eq!(f.signal_health(just_before), SignalHealth::Up);
+            .all(|s| s.health == PackagerHealth::Fresh));
+        assert_eq!(f.signal_health(just_before), ServingState::Up);
         let after = t0 + secs(limit + 0.1);
-        assert!(f.status(after).iter().all(|s| s.health == Health::Stale));
-        assert_eq!(f.signal_health(after), SignalHealth::Down);
+        assert!(f
+            .status(after)
+            .iter()
+            .all(|s| s.health == PackagerHealth::Stale));
+        assert_eq!(f.signal_health(after), ServingState::Down);
         // Between reads the age keeps growing on the monotonic clock.
         assert!(f
             .status(t0 + secs(30.0))
             .iter()
-            .all(|s| s.health == Health::Stale));
+            .all(|s| s.health == PackagerHealth::Stale));
         let reason = f.reason_out(0, after).1;
         let age = format!("live edge {:.1} s old", limit + 0.1);
         assert!(reason.contains(&age), "{reason}");
@@ -870,7 +807,7 @@ mod tests {
         for base in [A, B] {
             f.observe_playlist(base, Some(60), TARGET, edge(wall0 + secs(31.0), 0.3), back);
         }
-        assert_eq!(f.signal_health(back), SignalHealth::Up);
+        assert_eq!(f.signal_health(back), ServingState::Up);
     }
 
     #[test]
@@ -880,7 +817,7 @@ mod tests {
         f.plan(t0);
         read_both(&mut f, t0, wall0, 1, |_| 7, |_| -1.5);
         assert_eq!(f.status(t0 + secs(4.0))[0].edge_ms_ago, Some(4000));
-        assert_eq!(f.status(t0 + secs(4.0))[0].health, Health::Fresh);
+        assert_eq!(f.status(t0 + secs(4.0))[0].health, PackagerHealth::Fresh);
     }
 
     #[test]
@@ -889,12 +826,12 @@ mod tests {
         let mut f = both();
         f.plan(t0);
         read_both(&mut f, t0, wall0, 1, |_| 7, |_| 0.1);
-        assert_eq!(f.signal_health(t0), SignalHealth::Up);
+        assert_eq!(f.signal_health(t0), ServingState::Up);
         fail_in_a_row(&mut f, B, MediaKind::Playlist, "connection refused", t0);
-        assert_eq!(f.signal_health(t0 + secs(0.2)), SignalHealth::Degraded);
+        assert_eq!(f.signal_health(t0 + secs(0.2)), ServingState::Degraded);
         // The active one failing too: down, though it is still what is served.
         fail_in_a_row(&mut f, A, MediaKind::Segment, "HTTP 500", t0);
-        assert_eq!(f.signal_health(t0 + secs(0.2)), SignalHealth::Down);
+        assert_eq!(f.signal_health(t0 + secs(0.2)), ServingState::Down);
     }
 
     #[test]
@@ -909,10 +846,10 @@ mod tests {
         let (order, switch) = f.plan(t0 + secs(0.1));
         assert_eq!(order, vec![B, A], "the live twin first");
         let switch = switch.expect("a switch away from the ended packager");
-        assert_eq!(switch.kind, "ended", "{switch:?}");
+        assert_eq!(switch.kind, SwitchKind::Ended, "{switch:?}");
         assert!(switch.reason.contains("EXT-X-ENDLIST"), "{switch:?}");
-        assert_eq!(f.status(t0)[0].health, Health::Ended);
-        assert_eq!(f.signal_health(t0 + secs(0.1)), SignalHealth::Degraded);
+        assert_eq!(f.status(t0)[0].health, PackagerHealth::Ended);
+        assert_eq!(f.signal_health(t0 + secs(0.1)), ServingState::Degraded);
         assert!(f.has_fresh_twin(A, t0), "A's end must not reach viewers");
         assert!(!f.has_fresh_twin(B, t0));
         // Long after, A is still ended (not stale): ended ranks above stale.
@@ -923,21 +860,21 @@ mod tests {
             edge(wall0 + secs(30.0), 0.1),
             t0 + secs(30.0),
         );
-        assert_eq!(f.status(t0 + secs(30.0))[0].health, Health::Ended);
+        assert_eq!(f.status(t0 + secs(30.0))[0].health, PackagerHealth::Ended);
         // B's stops too, with no end: A's end is what viewers get, and the
         // signal says ended rather than down.
         let late = t0 + secs(60.0);
-        assert_eq!(f.status(late)[1].health, Health::Stale);
+        assert_eq!(f.status(late)[1].health, PackagerHealth::Stale);
         assert_eq!(
             f.plan(late).0[0],
             A,
             "the end of the stream before a frozen one"
         );
-        assert_eq!(f.signal_health(late), SignalHealth::Ended);
+        assert_eq!(f.signal_health(late), ServingState::Ended);
         // B ends as well, further on: its end is served (newest first).
         f.observe_end(B, true);
         assert_eq!(f.plan(late).0[0], B);
-        assert_eq!(f.signal_health(late), SignalHealth::Ended);
+        assert_eq!(f.signal_health(late), ServingState::Ended);
         // The input comes back behind A: a live playlist takes the end back.
         f.observe_playlist(
             A,
@@ -947,9 +884,9 @@ mod tests {
             t0 + secs(70.0),
         );
         f.observe_end(A, false);
-        assert_eq!(f.status(t0 + secs(70.0))[0].health, Health::Fresh);
+        assert_eq!(f.status(t0 + secs(70.0))[0].health, PackagerHealth::Fresh);
         assert_eq!(f.plan(t0 + secs(70.0)).0[0], A);
-        assert_eq!(f.signal_health(t0 + secs(70.0)), SignalHealth::Degraded);
+        assert_eq!(f.signal_health(t0 + secs(70.0)), ServingState::Degraded);
     }
 
     #[test]
@@ -957,8 +894,8 @@ mod tests {
         let t0 = Instant::now();
         let mut f = both();
         f.plan(t0);
-        assert_eq!(f.signal_health(t0), SignalHealth::Degraded);
-        assert_eq!(Failover::new(&[]).signal_health(t0), SignalHealth::Down);
+        assert_eq!(f.signal_health(t0), ServingState::Degraded);
+        assert_eq!(Failover::new(&[]).signal_health(t0), ServingState::Down);
     }
 
     #[test]
@@ -997,7 +934,7 @@ mod tests {
         let switch = f.plan(t0).1.expect("a switch");
         assert_eq!(switch.from.as_deref(), Some(A));
         assert_eq!(switch.to, B);
-        assert_eq!(switch.kind, "unrouted");
+        assert_eq!(switch.kind, SwitchKind::Unrouted);
         assert!(
             switch.reason.contains("no longer reported"),
             "{}",

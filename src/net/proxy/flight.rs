@@ -27,7 +27,7 @@ type Flight<V> = Shared<BoxFuture<'static, Option<V>>>;
 
 /// How a request got its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(super) enum Role {
     /// It started the work.
     Led,
     /// It joined work another request had started (a collapsed request).
@@ -35,7 +35,7 @@ pub enum Role {
 }
 
 /// Works in flight, by key.
-pub struct Flights<V: Clone> {
+pub(super) struct Flights<V: Clone> {
     in_flight: Arc<Mutex<HashMap<String, Flight<V>>>>,
 }
 
@@ -63,7 +63,7 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
     /// The result of the work for `key`: the one already in flight, else the
     /// one `start` makes now (run in its own task). Must be called within a
     /// tokio runtime.
-    pub async fn run<F>(&self, key: &str, start: impl FnOnce() -> F) -> (Option<V>, Role)
+    pub(super) async fn run<F>(&self, key: &str, start: impl FnOnce() -> F) -> (Option<V>, Role)
     where
         F: Future<Output = V> + Send + 'static,
     {
@@ -90,15 +90,6 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
             }
         };
         (flight.await, role)
-    }
-
-    /// Works in flight now.
-    pub fn len(&self) -> usize {
-        lock(&self.in_flight).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -128,7 +119,7 @@ mod tests {
         assert!(results.iter().all(|(v, _)| *v == Some(1)));
         let led = results.iter().filter(|(_, r)| *r == Role::Led).count();
         assert_eq!(led, 1);
-        assert!(flights.is_empty(), "removed when done");
+        assert!(lock(&flights.in_flight).is_empty(), "removed when done");
         let (again, role) = ask(flights.clone(), started.clone()).await;
         assert_eq!((again, role), (Some(2), Role::Led));
     }

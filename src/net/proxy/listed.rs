@@ -24,18 +24,30 @@ use super::cache::SEGMENT_CACHE_TTL;
 
 /// A name stays requestable this long after a playlist last listed it: as
 /// long as the segment cache keeps segments, far longer than a live window.
-pub const LISTED_FOR: Duration = SEGMENT_CACHE_TTL;
+pub(super) const LISTED_FOR: Duration = SEGMENT_CACHE_TTL;
 /// Most names remembered per signal: a minute of segments as short as 0.1 s
 /// fits, so only a playlist flooded with names (not a viewer) hits it.
-pub const LISTED_CAPACITY: usize = 600;
+pub(super) const LISTED_CAPACITY: usize = 600;
 /// Segments after the newest listed one whose names are recognised as
 /// possibly published already: the next one, and the one after in case this
 /// proxy's last read is a whole segment behind another's.
-pub const NEXT_NAMES: u64 = 2;
+pub(super) const NEXT_NAMES: u64 = 2;
+
+/// What is known of a segment name a viewer asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Listing {
+    /// A packager listed it recently: it may be fetched.
+    Listed,
+    /// Not known yet: no playlist was read, or it is one of the
+    /// [`NEXT_NAMES`] after the newest listed. Read the playlist, then judge.
+    ReadFirst,
+    /// Nobody listed it: refused without a fetch.
+    Unlisted,
+}
 
 /// Segment names listed recently, with when each was last listed.
 #[derive(Debug, Default)]
-pub struct ListedSegments {
+pub(super) struct ListedSegments {
     last_listed: HashMap<String, Instant>,
     /// Whether any playlist was seen yet (before, nothing can be judged).
     learned: bool,
@@ -46,7 +58,7 @@ pub struct ListedSegments {
 impl ListedSegments {
     /// Remembers the names a playlist listed at `now` and forgets those not
     /// listed within [`LISTED_FOR`], keeping at most [`LISTED_CAPACITY`].
-    pub fn record<'a>(&mut self, names: impl IntoIterator<Item = &'a str>, now: Instant) {
+    pub(super) fn record<'a>(&mut self, names: impl IntoIterator<Item = &'a str>, now: Instant) {
         self.learned = true;
         for name in names {
             match self.last_listed.get_mut(name) {
@@ -73,7 +85,7 @@ impl ListedSegments {
     }
 
     /// Whether some packager listed `name` within [`LISTED_FOR`] of `now`.
-    pub fn contains(&self, name: &str, now: Instant) -> bool {
+    pub(super) fn contains(&self, name: &str, now: Instant) -> bool {
         self.last_listed
             .get(name)
             .is_some_and(|at| now.saturating_duration_since(*at) <= LISTED_FOR)
@@ -81,7 +93,7 @@ impl ListedSegments {
 
     /// Remembers the newest segment a playlist listed (its sequence number
     /// and name), kept only if newer than the one known.
-    pub fn record_newest(&mut self, sequence: u64, name: &str) {
+    pub(super) fn record_newest(&mut self, sequence: u64, name: &str) {
         if self
             .newest
             .as_ref()
@@ -95,7 +107,7 @@ impl ListedSegments {
     /// the newest listed would have: the newest name with its sequence
     /// number, as written there, replaced by the next ones. Never true when
     /// names do not carry their sequence number.
-    pub fn may_come_next(&self, name: &str) -> bool {
+    pub(super) fn may_come_next(&self, name: &str) -> bool {
         let Some((sequence, newest)) = &self.newest else {
             return false;
         };
@@ -104,9 +116,17 @@ impl ListedSegments {
         })
     }
 
-    /// Whether any playlist was recorded yet.
-    pub fn learned(&self) -> bool {
-        self.learned
+    /// What is known of `name` at `now` (see [`Listing`]).
+    pub(super) fn listing(&self, name: &str, now: Instant) -> Listing {
+        if !self.learned {
+            Listing::ReadFirst
+        } else if self.contains(name, now) {
+            Listing::Listed
+        } else if self.may_come_next(name) {
+            Listing::ReadFirst
+        } else {
+            Listing::Unlisted
+        }
     }
 }
 
@@ -137,9 +157,9 @@ mod tests {
     fn knows_what_was_listed_and_nothing_else() {
         let t0 = Instant::now();
         let mut listed = ListedSegments::default();
-        assert!(!listed.learned());
+        assert!(!listed.learned);
         listed.record(names(0..5).iter().map(String::as_str), t0);
-        assert!(listed.learned());
+        assert!(listed.learned);
         assert!(listed.contains("segment000004.ts", t0));
         assert!(!listed.contains("segment000005.ts", t0), "not listed yet");
         assert!(!listed.contains("segment999999.ts", t0));
@@ -189,6 +209,25 @@ mod tests {
         listed.record_newest(100, "chunk-7.ts");
         assert!(!listed.may_come_next("chunk-8.ts"), "7 is not its number");
         assert!(!listed.may_come_next("chunk-101.ts"));
+    }
+
+    #[test]
+    fn a_name_is_listed_read_first_or_unlisted() {
+        let t0 = Instant::now();
+        let mut listed = ListedSegments::default();
+        assert_eq!(
+            listed.listing("segment000001.ts", t0),
+            Listing::ReadFirst,
+            "nothing read yet: learn what exists first"
+        );
+        listed.record(names(1..4).iter().map(String::as_str), t0);
+        listed.record_newest(3, "segment000003.ts");
+        assert_eq!(listed.listing("segment000002.ts", t0), Listing::Listed);
+        assert_eq!(listed.listing("segment000004.ts", t0), Listing::ReadFirst);
+        assert_eq!(listed.listing("segment000005.ts", t0), Listing::ReadFirst);
+        assert_eq!(listed.listing("segment000006.ts", t0), Listing::Unlisted);
+        assert_eq!(listed.listing("segment000000.ts", t0), Listing::Unlisted);
+        assert_eq!(listed.listing("../playlist.m3u8", t0), Listing::Unlisted);
     }
 
     #[test]

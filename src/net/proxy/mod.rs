@@ -27,78 +27,74 @@
 //! with `304`; segments for a minute; 404s for a second.
 //!
 //! # Layout
-//! - this file: config, budgets, routes, and the two request handlers;
-//! - [`request`]: the decision points of one viewer request (pick a packager,
-//!   a fetch failed, admit a playlist, nobody left), read top to bottom;
+//! Every import runs down or sideways: no part imports this file (only its
+//! tests do).
+//! - this file: config, the HTTP routes, [`Proxy::handle`] (a viewer's
+//!   request to its answer) and `GET /status`;
+//! - [`request`]: the life of one viewer request, playlist or segment, as
+//!   decision points read top to bottom (at hand? may this name be served?
+//!   pick a packager, a fetch failed, admit what arrived, nobody left), with
+//!   one retry loop for both kinds;
 //! - [`failover`]: the pure state machine those decisions ask (time passed
 //!   in, unit-tested without sockets);
+//! - [`routing`]: where each signal is routed (origin lookups, first lookups
+//!   shared, refusals remembered in [`negative`], refresh);
+//!   [`watch`]: the poller, one task per served signal;
 //! - [`signal`]: what is known per signal (failover state, last good
-//!   playlist, switches); [`watch`]: routes from the origin and the poller;
+//!   playlist, listed names, switches, viewers);
 //! - [`upstream`]: budgeted fetches from packagers; [`cache`]: segments;
 //!   [`listed`]: segment names packagers listed recently; [`flight`]:
-//!   request collapsing; [`negative`]: the origin's refusals remembered;
-//! - [`viewers`]: who is watching each signal.
+//!   request collapsing; [`viewers`]: who is watching each signal;
+//! - leaves every part reads: [`budgets`] (timeouts and rhythms),
+//!   [`refusal`] (the 404/502 answer), [`metrics`].
 
-pub mod cache;
+mod budgets;
+mod cache;
 pub mod failover;
-pub mod flight;
-pub mod listed;
-pub mod negative;
-pub mod request;
-pub mod signal;
-pub mod upstream;
-pub mod viewers;
-pub mod watch;
+mod flight;
+mod listed;
+mod metrics;
+mod negative;
+mod refusal;
+mod request;
+mod routing;
+mod signal;
+mod upstream;
+mod viewers;
+mod watch;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use bytes::Bytes;
-use warp::http::{HeaderMap, HeaderValue, StatusCode};
+use warp::http::{HeaderMap, HeaderValue};
 use warp::reply::Response;
 use warp::Filter;
 
+use crate::api::ProxyStatus;
 use crate::hls::{classify_media_file, is_valid_signal_name, MediaKind, PLAYLIST_NAME};
-use crate::net::delivery::{
-    media_response, Delivery, Media, MediaRequest, NOT_FOUND_CACHE_CONTROL,
-    UNAVAILABLE_CACHE_CONTROL,
-};
+use crate::net::delivery::{media_response, Delivery, Media, MediaRequest};
 use crate::service::config::{
     parse_address_list, parse_base_url, parse_port, AddressList, ListenArgs,
 };
-use crate::service::http::{self, allow_any_origin, json_error, json_ok};
-use crate::service::metrics;
+use crate::service::http::{self, allow_any_origin, json_ok};
 use crate::service::server::Peer;
 use crate::service::shutdown::Shutdown;
-use cache::SegmentCache;
-use failover::Switch;
-use flight::{Flights, Role};
-use negative::NegativeCache;
-use request::Attempt;
-use signal::{lock, ServedPlaylist, SignalState};
+use budgets::CONNECT_TIMEOUT;
+/// How often the poller reads each packager's playlist, in target durations
+/// (the lab paces its checks by it).
+pub use budgets::POLL_TARGETS;
+use refusal::Refusal;
+use request::Requests;
+use routing::Routing;
 use viewers::{client_address, ViewerId, ViewerKeys};
+use watch::Poller;
 
-/// Connecting to a packager must take well under a second (loopback or LAN).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
-/// Response headers must arrive within this fraction of the target duration.
-pub const FIRST_BYTE_TARGETS: f64 = 0.5;
-/// A body must be complete within this many target durations.
-pub const BODY_TARGETS: f64 = 1.5;
-/// Each packager's playlist is polled every this fraction of the target.
-pub const POLL_TARGETS: f64 = 0.5;
-/// Playlists fetched this recently are reused for other viewers.
-pub const PLAYLIST_REUSE: Duration = Duration::from_millis(250);
-/// Routes are asked of the origin again this often.
-pub const ROUTE_REFRESH: Duration = Duration::from_secs(5);
-/// A signal nobody asked for this long stops being polled.
-pub const SIGNAL_IDLE: Duration = Duration::from_secs(120);
 /// Default megabytes of segments kept in memory.
-pub const DEFAULT_CACHE_MB: usize = 64;
+pub(crate) const DEFAULT_CACHE_MB: usize = 64;
 
 /// Reverse proxy with freshness-aware failover between packagers.
 #[derive(Debug, Clone, clap::Parser)]
@@ -127,61 +123,15 @@ pub struct ProxyConfig {
 }
 
 /// The proxy's shared state.
-pub struct Proxy {
-    config: ProxyConfig,
-    client: reqwest::Client,
-    /// Signals being served, created on their first request.
-    signals: RwLock<HashMap<String, Arc<SignalState>>>,
-    cache: Mutex<SegmentCache>,
-    /// Segment fetches in flight, by `signal/name`, shared by every viewer
-    /// asking meanwhile.
-    segment_flights: Flights<Result<Bytes, Refusal>>,
-    /// Playlist fetches for viewers in flight, by signal.
-    playlist_flights: Flights<Result<ServedPlaylist, Refusal>>,
-    /// First route lookups at the origin in flight, by signal.
-    route_flights: Flights<Result<Vec<String>, Refusal>>,
-    /// Signals the origin just refused, not asked again for a moment.
-    refused: Mutex<NegativeCache>,
+pub(crate) struct Proxy {
+    /// Load balancers whose `X-Forwarded-For` is believed (viewers count).
+    trusted_proxies: AddressList,
+    /// The signals served and where they are routed.
+    routing: Arc<Routing>,
+    /// What viewer requests share: cache and fetches in flight.
+    requests: Arc<Requests>,
     /// The key viewers are hashed with.
     viewer_keys: ViewerKeys,
-    shutdown: Shutdown,
-}
-
-/// Why a request cannot be answered with media.
-#[derive(Debug, Clone)]
-pub enum Refusal {
-    NotFound(String),
-    Unavailable(String),
-}
-
-impl Refusal {
-    fn message(&self) -> &str {
-        match self {
-            Refusal::NotFound(m) | Refusal::Unavailable(m) => m,
-        }
-    }
-
-    /// A label for metrics.
-    fn label(&self) -> &'static str {
-        match self {
-            Refusal::NotFound(_) => "not_found",
-            Refusal::Unavailable(_) => "unavailable",
-        }
-    }
-
-    /// The JSON error, cacheable by a CDN for a second if a 404, never if a
-    /// 502.
-    fn into_response(self) -> Response {
-        let (status, msg, caching) = match self {
-            Refusal::NotFound(m) => (StatusCode::NOT_FOUND, m, NOT_FOUND_CACHE_CONTROL),
-            Refusal::Unavailable(m) => (StatusCode::BAD_GATEWAY, m, UNAVAILABLE_CACHE_CONTROL),
-        };
-        let mut response = json_error(status, msg);
-        response
-            .headers_mut()
-            .insert("cache-control", HeaderValue::from_static(caching));
-        allow_any_origin(response)
-    }
 }
 
 pub async fn run(config: ProxyConfig, shutdown: Shutdown) -> Result<(), http::ServeError> {
@@ -196,7 +146,9 @@ pub async fn run(config: ProxyConfig, shutdown: Shutdown) -> Result<(), http::Se
     crate::service::server::serve("proxy", &listen, port, routes, shutdown).await
 }
 
-pub fn routes(proxy: Arc<Proxy>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+pub(crate) fn routes(
+    proxy: Arc<Proxy>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let with_proxy = warp::any().map(move || proxy.clone());
     let status = warp::path!("status")
         .and(warp::get())
@@ -229,58 +181,37 @@ pub fn routes(proxy: Arc<Proxy>) -> impl Filter<Extract = (Response,), Error = I
         .unify()
 }
 
-/// Counts a request that shared another's fetch.
-fn collapsed(kind: MediaKind, role: Role) {
-    if role == Role::Joined {
-        metrics::PROXY_COLLAPSED_REQUESTS
-            .with_label_values(&[metrics::kind_label(kind)])
-            .inc();
-    }
-}
-
-/// The refusal when a shared fetch's task died (a bug): the viewer retries.
-fn lost_flight(signal: &str, file: &str) -> Refusal {
-    log::error!("Signal '{signal}': the fetch of {file} ended without a result");
-    Refusal::Unavailable(format!("no packager could serve {signal}/{file}"))
-}
-
-fn now_text() -> String {
-    chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
 impl Proxy {
-    pub fn new(config: ProxyConfig, shutdown: Shutdown) -> Self {
-        let capacity = config.cache_mb.saturating_mul(1024 * 1024);
+    pub(crate) fn new(config: ProxyConfig, shutdown: Shutdown) -> Self {
+        let client = http::client(CONNECT_TIMEOUT);
+        let routing = Arc::new(Routing::new(
+            client.clone(),
+            config.origin_url,
+            config.packagers,
+        ));
+        let poller = Poller::new(client.clone(), routing.clone(), shutdown);
+        let cache_bytes = config.cache_mb.saturating_mul(1024 * 1024);
         Proxy {
-            client: http::client(CONNECT_TIMEOUT),
-            config,
-            signals: RwLock::new(HashMap::new()),
-            cache: Mutex::new(SegmentCache::new(capacity)),
-            segment_flights: Flights::default(),
-            playlist_flights: Flights::default(),
-            route_flights: Flights::default(),
-            refused: Mutex::new(NegativeCache::default()),
+            trusted_proxies: config.trusted_proxies,
+            requests: Arc::new(Requests::new(client, routing.clone(), poller, cache_bytes)),
+            routing,
             viewer_keys: ViewerKeys::default(),
-            shutdown,
         }
     }
 
     /// Who sent a request, for the viewers count (see [`viewers`]).
     fn viewer(&self, peer: Option<Peer>, headers: &HeaderMap) -> Option<ViewerId> {
         let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-        let address = client_address(
-            peer.map(|p| p.0.ip()),
-            forwarded,
-            &self.config.trusted_proxies.0,
-        )?;
+        let address = client_address(peer.map(|p| p.0.ip()), forwarded, &self.trusted_proxies.0)?;
         let agent = headers.get("user-agent").map(HeaderValue::as_bytes);
         Some(self.viewer_keys.id(address, agent))
     }
 
-    /// Serves one playlist or segment request, and counts who asked as a
-    /// viewer of the signal once the signal is known.
+    /// Serves one playlist or segment request (its life is in [`request`]),
+    /// and counts who asked as a viewer of the signal once the signal is
+    /// known.
     async fn handle(
-        self: &Arc<Self>,
+        &self,
         signal: &str,
         file: &str,
         request: &MediaRequest,
@@ -291,15 +222,17 @@ impl Proxy {
             _ => return Refusal::NotFound("not found".into()).into_response(),
         };
         let result = match kind {
-            MediaKind::Playlist if file == PLAYLIST_NAME => self.playlist(signal).await.map(|p| {
-                let delivery = Delivery {
-                    service: "proxy",
-                    last_modified: Some(p.last_modified),
-                };
-                (Media::Playlist(p.body, p.caching), delivery)
-            }),
+            MediaKind::Playlist if file == PLAYLIST_NAME => {
+                self.requests.playlist(signal).await.map(|p| {
+                    let delivery = Delivery {
+                        service: "proxy",
+                        last_modified: Some(p.last_modified),
+                    };
+                    (Media::Playlist(p.body, p.caching), delivery)
+                })
+            }
             MediaKind::Playlist => Err(Refusal::NotFound(format!("{signal}/{file} not found"))),
-            MediaKind::Segment => self.segment(signal, file).await.map(|body| {
+            MediaKind::Segment => self.requests.segment(signal, file).await.map(|body| {
                 let delivery = Delivery {
                     service: "proxy",
                     last_modified: None,
@@ -308,8 +241,7 @@ impl Proxy {
             }),
         };
         if let Some(viewer) = viewer {
-            let state = self.signals().get(signal).cloned();
-            if let Some(state) = state {
+            if let Some(state) = self.routing.watched(signal) {
                 state.seen_viewer(viewer, Instant::now());
             }
         }
@@ -319,159 +251,17 @@ impl Proxy {
         }
     }
 
-    /// A playlist: reused if fetched a moment ago, else the one being
-    /// fetched for another viewer right now, else fetched (see
-    /// [`Proxy::fetch_playlist`]).
-    async fn playlist(self: &Arc<Self>, signal: &str) -> Result<ServedPlaylist, Refusal> {
-        let state = self.signal_state(signal).await?;
-        state.touch();
-        if let Some(served) = state.reusable_playlist() {
-            return Ok(served);
-        }
-        let (proxy, name) = (self.clone(), signal.to_string());
-        let (result, role) = self
-            .playlist_flights
-            .run(signal, move || async move {
-                proxy.fetch_playlist(&name, &state).await
-            })
-            .await;
-        collapsed(MediaKind::Playlist, role);
-        result.unwrap_or_else(|| Err(lost_flight(signal, PLAYLIST_NAME)))
-    }
-
-    /// One upstream playlist fetch for every viewer waiting: from the best
-    /// packager that gives one no older than what was served (see
-    /// [`request`]).
-    async fn fetch_playlist(
-        self: &Arc<Self>,
-        signal: &str,
-        state: &SignalState,
-    ) -> Result<ServedPlaylist, Refusal> {
-        // A fetch that ended just before this one started left its playlist.
-        if let Some(served) = state.reusable_playlist() {
-            return Ok(served);
-        }
-        let mut attempt = Attempt::new(self, signal, state, MediaKind::Playlist);
-        while let Some(upstream) = attempt.pick_upstream() {
-            let url = upstream.url(&format!("{signal}/{PLAYLIST_NAME}"));
-            match upstream::fetch_playlist(&self.client, &url, upstream.budget).await {
-                Ok(fetched) => {
-                    if let Some(served) = attempt.admit_playlist(&upstream, fetched) {
-                        return Ok(served);
-                    }
-                }
-                Err(e) => attempt.fetch_failed(&upstream, &e),
-            }
-        }
-        attempt.playlist_exhausted()
-    }
-
-    /// A segment: from the cache; else 404 if no packager listed it
-    /// recently; else the fetch another viewer has in flight for it; else
-    /// fetched (see [`Proxy::fetch_segment`]).
-    async fn segment(self: &Arc<Self>, signal: &str, file: &str) -> Result<Bytes, Refusal> {
-        let key = format!("{signal}/{file}");
-        if let Some(body) = lock(&self.cache).get(&key) {
-            return Ok(body);
-        }
-        let state = self.signal_state(signal).await?;
-        if !state.has_listings() {
-            // No playlist read yet (a viewer resuming after a proxy restart):
-            // learn what exists before judging the name. Failures show below.
-            let _ = self.playlist(signal).await;
-        } else if !state.is_listed(file, Instant::now()) && state.may_come_next(file) {
-            // The segment after the newest this proxy read: behind a load
-            // balancer another proxy may have served a playlist listing it
-            // already. Read the playlist now (shared with every viewer, and
-            // reused for PLAYLIST_REUSE, so at most a few reads a second
-            // whatever is asked) rather than refuse a segment that exists.
-            let _ = self.playlist(signal).await;
-        }
-        if let Some(refusal) = request::refuse_unlisted(signal, &state, file) {
-            return Err(refusal);
-        }
-        let proxy = self.clone();
-        let (name, flight_key) = (signal.to_string(), key.clone());
-        let (result, role) = self
-            .segment_flights
-            .run(&key, move || async move {
-                proxy.fetch_segment(&name, &flight_key, &state).await
-            })
-            .await;
-        collapsed(MediaKind::Segment, role);
-        result.unwrap_or_else(|| Err(lost_flight(signal, file)))
-    }
-
-    /// One upstream segment fetch for every viewer waiting: from the best
-    /// packager that has it whole (see [`request`]), then cached.
-    async fn fetch_segment(
-        self: &Arc<Self>,
-        signal: &str,
-        key: &str,
-        state: &SignalState,
-    ) -> Result<Bytes, Refusal> {
-        // A fetch that ended just before this one started cached it.
-        if let Some(body) = lock(&self.cache).get(key) {
-            return Ok(body);
-        }
-        let mut attempt = Attempt::new(self, signal, state, MediaKind::Segment);
-        while let Some(upstream) = attempt.pick_upstream() {
-            match upstream::fetch_segment(&self.client, &upstream.url(key), upstream.budget).await {
-                Ok(body) => {
-                    attempt.admit_segment(&upstream);
-                    lock(&self.cache).insert(key.to_string(), body.clone(), Instant::now());
-                    return Ok(body);
-                }
-                Err(e) => attempt.fetch_failed(&upstream, &e),
-            }
-        }
-        Err(attempt.segment_exhausted(key))
-    }
-
-    /// Logs, counts and remembers a change of active packager.
-    fn record_switch(&self, signal: &str, state: &SignalState, switch: Switch) {
-        metrics::PROXY_SWITCHES
-            .with_label_values(&[signal, switch.kind])
-            .inc();
-        match &switch.from {
-            Some(from) => log::info!(
-                "Signal '{signal}': switching from {from} to {} ({})",
-                switch.to,
-                switch.reason
-            ),
-            None => log::info!("Signal '{signal}': serving from {}", switch.to),
-        }
-        state.record_switch(now_text(), switch);
-    }
-
-    fn signals(&self) -> RwLockReadGuard<'_, HashMap<String, Arc<SignalState>>> {
-        self.signals.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn signals_mut(&self) -> RwLockWriteGuard<'_, HashMap<String, Arc<SignalState>>> {
-        self.signals.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Per signal: up, degraded or down, its viewers now, each packager's
-    /// freshness and the recent switches.
-    pub fn status(&self) -> serde_json::Value {
+    /// `GET /status`: per signal, by name, its serving state, viewers now,
+    /// each packager's freshness and the recent switches.
+    pub(crate) fn status(&self) -> ProxyStatus {
         let now = Instant::now();
-        let signals = self.signals();
-        let mut names: Vec<&String> = signals.keys().collect();
-        names.sort();
-        let entries: Vec<serde_json::Value> = names
-            .into_iter()
-            .map(|name| {
-                let state = &signals[name];
-                serde_json::json!({
-                    "signal": name,
-                    "state": state.health(now),
-                    "viewers": state.viewers(now),
-                    "packagers": state.status(now),
-                    "switches": state.switches(),
-                })
-            })
-            .collect();
-        serde_json::json!({ "signals": entries })
+        ProxyStatus {
+            signals: self
+                .routing
+                .all()
+                .iter()
+                .map(|(name, state)| state.report(name, now))
+                .collect(),
+        }
     }
 }

@@ -12,22 +12,22 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::Refusal;
+use super::refusal::Refusal;
 
 /// How long a refusal is remembered: about a second, the 404's `max-age`.
-pub const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+pub(super) const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 /// Most signal names remembered at once.
-pub const MAX_REMEMBERED: usize = 10_000;
+pub(super) const MAX_REMEMBERED: usize = 10_000;
 
 /// Refusals by signal name, with when the origin gave them.
 #[derive(Debug, Default)]
-pub struct NegativeCache {
+pub(super) struct NegativeCache {
     entries: HashMap<String, (Refusal, Instant)>,
 }
 
 impl NegativeCache {
     /// The refusal remembered for `signal`, if still fresh.
-    pub fn get(&self, signal: &str, now: Instant) -> Option<Refusal> {
+    pub(super) fn get(&self, signal: &str, now: Instant) -> Option<Refusal> {
         self.entries
             .get(signal)
             .filter(|(_, at)| now.saturating_duration_since(*at) < NEGATIVE_TTL)
@@ -35,7 +35,7 @@ impl NegativeCache {
     }
 
     /// Remembers that the origin refused `signal` now.
-    pub fn remember(&mut self, signal: &str, refusal: Refusal, now: Instant) {
+    pub(super) fn remember(&mut self, signal: &str, refusal: Refusal, now: Instant) {
         if self.entries.len() >= MAX_REMEMBERED {
             self.entries
                 .retain(|_, (_, at)| now.saturating_duration_since(*at) < NEGATIVE_TTL);
@@ -47,16 +47,8 @@ impl NegativeCache {
     }
 
     /// Forgets `signal` (it was found live).
-    pub fn forget(&mut self, signal: &str) {
+    pub(super) fn forget(&mut self, signal: &str) {
         self.entries.remove(signal);
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 
@@ -89,9 +81,9 @@ mod tests {
         for i in 0..MAX_REMEMBERED + 10 {
             cache.remember(&format!("s{i}"), Refusal::NotFound(String::new()), t0);
         }
-        assert_eq!(cache.len(), MAX_REMEMBERED);
+        assert_eq!(cache.entries.len(), MAX_REMEMBERED);
         // Expired names make room.
         cache.remember("late", Refusal::NotFound(String::new()), t0 + NEGATIVE_TTL);
-        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.entries.len(), 1);
     }
 }

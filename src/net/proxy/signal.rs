@@ -9,29 +9,20 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
-
-use super::failover::{Failover, LiveEdge, SignalHealth, Switch, UpstreamStatus};
-use super::listed::ListedSegments;
+use super::budgets::PLAYLIST_REUSE;
+use super::failover::{Failover, LiveEdge};
+use super::listed::{ListedSegments, Listing};
 use super::viewers::{ViewerId, Viewers, WINDOW_TARGETS};
-use super::PLAYLIST_REUSE;
+use crate::api::{PackagerStatus, ProxySignal, ServingState, Switch, SwitchRecord};
 use crate::hls::{MediaKind, PlaylistFacts};
 use crate::net::delivery::{PlaylistBody, PlaylistCaching};
 
 /// Switches remembered per signal for `GET /status`.
-pub const SWITCH_HISTORY: usize = 20;
-
-/// A switch as `GET /status` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct SwitchRecord {
-    pub at: String,
-    #[serde(flatten)]
-    pub switch: Switch,
-}
+pub(super) const SWITCH_HISTORY: usize = 20;
 
 /// A playlist as served to viewers.
 #[derive(Debug, Clone)]
-pub struct ServedPlaylist {
+pub(super) struct ServedPlaylist {
     /// The bytes, their ETag and their gzip form, shared by every viewer.
     pub body: PlaylistBody,
     /// How long a CDN may keep it (half its target duration).
@@ -43,7 +34,7 @@ pub struct ServedPlaylist {
 }
 
 /// One served signal.
-pub struct SignalState {
+pub(super) struct SignalState {
     failover: Mutex<Failover>,
     /// The last playlist served.
     last_good: Mutex<Option<ServedPlaylist>>,
@@ -59,7 +50,7 @@ pub struct SignalState {
 }
 
 impl SignalState {
-    pub fn new(packagers: &[String], now: Instant) -> Self {
+    pub(super) fn new(packagers: &[String], now: Instant) -> Self {
         SignalState {
             failover: Mutex::new(Failover::new(packagers)),
             last_good: Mutex::new(None),
@@ -73,30 +64,35 @@ impl SignalState {
 
     /// The packagers to try, best first, the switch this makes, and the
     /// target duration to budget fetches with.
-    pub fn plan(&self, now: Instant) -> (Vec<String>, Option<Switch>, Duration) {
+    pub(super) fn plan(&self, now: Instant) -> (Vec<String>, Option<Switch>, Duration) {
         let mut f = lock(&self.failover);
         let (order, switch) = f.plan(now);
         (order, switch, f.target_duration())
     }
 
-    pub fn packagers_and_target(&self) -> (Vec<String>, Duration) {
+    pub(super) fn packagers_and_target(&self) -> (Vec<String>, Duration) {
         let f = lock(&self.failover);
         (f.packagers(), f.target_duration())
     }
 
-    pub fn target_duration(&self) -> Duration {
+    pub(super) fn target_duration(&self) -> Duration {
         lock(&self.failover).target_duration()
     }
 
     /// A playlist was read from `base` by the poller.
-    pub fn observe_playlist(&self, base: &str, facts: &PlaylistFacts, now: Instant) {
+    pub(super) fn observe_playlist(&self, base: &str, facts: &PlaylistFacts, now: Instant) {
         drop(self.observe(base, facts, now));
     }
 
     /// A playlist was read from `base` for a viewer: observed, then whether
     /// it may be served: never older than one already served, and never an
     /// ended one (`EXT-X-ENDLIST`) while another packager is fresh.
-    pub fn observe_and_admit(&self, base: &str, facts: &PlaylistFacts, now: Instant) -> bool {
+    pub(super) fn observe_and_admit(
+        &self,
+        base: &str,
+        facts: &PlaylistFacts,
+        now: Instant,
+    ) -> bool {
         let mut f = self.observe(base, facts, now);
         if facts.end_list && f.has_fresh_twin(base, now) {
             return false;
@@ -131,34 +127,24 @@ impl SignalState {
         }
     }
 
-    /// Whether a packager listed the segment `name` recently.
-    pub fn is_listed(&self, name: &str, now: Instant) -> bool {
-        lock(&self.listed).contains(name, now)
-    }
-
-    /// Whether `name` may be one of the segments right after the newest
-    /// listed (see [`ListedSegments::may_come_next`]).
-    pub fn may_come_next(&self, name: &str) -> bool {
-        lock(&self.listed).may_come_next(name)
-    }
-
-    /// Whether any playlist of this signal was read yet.
-    pub fn has_listings(&self) -> bool {
-        lock(&self.listed).learned()
+    /// What is known of the segment `name` now: listed by a packager
+    /// recently, worth a playlist read first, or unlisted (see [`Listing`]).
+    pub(super) fn listing(&self, name: &str, now: Instant) -> Listing {
+        lock(&self.listed).listing(name, now)
     }
 
     /// A fetch of a `kind` from `base` failed.
-    pub fn observe_failure(&self, base: &str, kind: MediaKind, reason: &str) {
+    pub(super) fn observe_failure(&self, base: &str, kind: MediaKind, reason: &str) {
         lock(&self.failover).observe_failure(base, kind, reason, Instant::now());
     }
 
     /// A segment was fetched whole from `base`.
-    pub fn observe_segment(&self, base: &str) {
+    pub(super) fn observe_segment(&self, base: &str) {
         lock(&self.failover).observe_segment(base);
     }
 
     /// Replaces the routes; true when they changed.
-    pub fn confirm_routes(&self, packagers: &[String], now: Instant) -> bool {
+    pub(super) fn confirm_routes(&self, packagers: &[String], now: Instant) -> bool {
         *lock(&self.routes_confirmed) = now;
         let mut f = lock(&self.failover);
         if f.packagers() == packagers {
@@ -168,26 +154,26 @@ impl SignalState {
         true
     }
 
-    pub fn routes_confirmed_ago(&self) -> Duration {
+    pub(super) fn routes_confirmed_ago(&self) -> Duration {
         lock(&self.routes_confirmed).elapsed()
     }
 
     /// A viewer asked for the playlist now.
-    pub fn touch(&self) {
+    pub(super) fn touch(&self) {
         *lock(&self.last_request) = Instant::now();
     }
 
-    pub fn idle_for(&self) -> Duration {
+    pub(super) fn idle_for(&self) -> Duration {
         lock(&self.last_request).elapsed()
     }
 
-    pub fn remember_playlist(&self, served: ServedPlaylist) {
+    pub(super) fn remember_playlist(&self, served: ServedPlaylist) {
         *lock(&self.last_good) = Some(served);
     }
 
     /// The last served playlist if it was fetched within [`PLAYLIST_REUSE`]:
     /// viewers asking at the same moment share one upstream fetch.
-    pub fn reusable_playlist(&self) -> Option<ServedPlaylist> {
+    pub(super) fn reusable_playlist(&self) -> Option<ServedPlaylist> {
         lock(&self.last_good)
             .as_ref()
             .filter(|p| p.fetched.elapsed() < PLAYLIST_REUSE)
@@ -195,7 +181,7 @@ impl SignalState {
     }
 
     /// The last served playlist while it is at most one target duration old.
-    pub fn last_good_within_target(&self) -> Option<ServedPlaylist> {
+    pub(super) fn last_good_within_target(&self) -> Option<ServedPlaylist> {
         let target = self.target_duration();
         lock(&self.last_good)
             .as_ref()
@@ -203,7 +189,7 @@ impl SignalState {
             .cloned()
     }
 
-    pub fn record_switch(&self, at: String, switch: Switch) {
+    pub(super) fn record_switch(&self, at: String, switch: Switch) {
         let mut history = lock(&self.switches);
         history.push_back(SwitchRecord { at, switch });
         while history.len() > SWITCH_HISTORY {
@@ -211,13 +197,25 @@ impl SignalState {
         }
     }
 
-    pub fn status(&self, now: Instant) -> Vec<UpstreamStatus> {
+    pub(super) fn status(&self, now: Instant) -> Vec<PackagerStatus> {
         lock(&self.failover).status(now)
     }
 
-    /// Up, degraded or down (see [`Failover::signal_health`]).
-    pub fn health(&self, now: Instant) -> SignalHealth {
+    /// Up, degraded, ended or down (see [`Failover::signal_health`]).
+    pub(super) fn health(&self, now: Instant) -> ServingState {
         lock(&self.failover).signal_health(now)
+    }
+
+    /// The signal's entry in `GET /status`: its serving state, viewers now,
+    /// each packager's freshness and the recent switches.
+    pub(super) fn report(&self, signal: &str, now: Instant) -> ProxySignal {
+        ProxySignal {
+            packagers: self.status(now),
+            signal: signal.to_string(),
+            state: Some(self.health(now)),
+            switches: self.switches(),
+            viewers: Some(self.viewers(now) as u64),
+        }
     }
 
     /// How long a viewer counts after its last request.
@@ -226,24 +224,24 @@ impl SignalState {
     }
 
     /// `viewer` asked for this signal now.
-    pub fn seen_viewer(&self, viewer: ViewerId, now: Instant) {
+    pub(super) fn seen_viewer(&self, viewer: ViewerId, now: Instant) {
         let window = self.viewer_window();
         lock(&self.viewers).seen(viewer, now, window);
     }
 
     /// Viewers now (see [`Viewers`]).
-    pub fn viewers(&self, now: Instant) -> usize {
+    pub(super) fn viewers(&self, now: Instant) -> usize {
         let window = self.viewer_window();
         lock(&self.viewers).count(now, window)
     }
 
     /// Forgets viewers gone; the viewers now.
-    pub fn expire_viewers(&self, now: Instant) -> usize {
+    pub(super) fn expire_viewers(&self, now: Instant) -> usize {
         let window = self.viewer_window();
         lock(&self.viewers).expire(now, window)
     }
 
-    pub fn switches(&self) -> Vec<SwitchRecord> {
+    pub(super) fn switches(&self) -> Vec<SwitchRecord> {
         lock(&self.switches).iter().cloned().collect()
     }
 }
@@ -259,6 +257,6 @@ fn live_edge(facts: &PlaylistFacts) -> Option<LiveEdge> {
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (the
 /// state stays consistent: every critical section is a few assignments).
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

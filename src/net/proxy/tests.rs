@@ -13,8 +13,9 @@ use tokio::net::TcpListener;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
+use super::signal::lock;
 use super::{routes, Proxy, ProxyConfig};
-use crate::net::proxy::failover::Health;
+use crate::api::PackagerHealth;
 use crate::service::shutdown::Shutdown;
 
 /// Segments the fake packagers list.
@@ -39,7 +40,7 @@ impl FakePackager {
             let counted = counted.clone();
             async move {
                 let path = tail.as_str().to_string();
-                *super::lock(&counted).entry(path.clone()).or_default() += 1;
+                *lock(&counted).entry(path.clone()).or_default() += 1;
                 tokio::time::sleep(ANSWER_DELAY).await;
                 let name = path.strip_prefix("live01/").unwrap_or("");
                 let (status, body) = if name == "playlist.m3u8" {
@@ -64,12 +65,12 @@ impl FakePackager {
 
     /// Requests received for `path`.
     fn count(&self, path: &str) -> usize {
-        super::lock(&self.requests).get(path).copied().unwrap_or(0)
+        lock(&self.requests).get(path).copied().unwrap_or(0)
     }
 
     /// Segment requests received, any name.
     fn segment_requests(&self) -> usize {
-        super::lock(&self.requests)
+        lock(&self.requests)
             .iter()
             .filter(|(p, _)| p.ends_with(".ts"))
             .map(|(_, n)| n)
@@ -115,9 +116,7 @@ async fn proxy_and_origin(
     let asked: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let counted = asked.clone();
     let origin = warp::path::tail().map(move |tail: warp::path::Tail| {
-        *super::lock(&counted)
-            .entry(tail.as_str().to_string())
-            .or_default() += 1;
+        *lock(&counted).entry(tail.as_str().to_string()).or_default() += 1;
         if tail.as_str() == "live/live01/packagers" {
             warp::reply::json(&answer).into_response()
         } else {
@@ -211,7 +210,9 @@ async fn names_no_packager_listed_are_404_without_a_fetch() {
     let status = proxy_status(&proxy).await;
     assert_eq!(switches(&status), 1, "only the first choice: {status}");
     assert!(
-        healths(&status).iter().all(|h| *h != Health::Failing),
+        healths(&status)
+            .iter()
+            .all(|h| *h != PackagerHealth::Failing),
         "{status}"
     );
     shutdown.trigger();
@@ -238,7 +239,7 @@ async fn one_404_for_a_listed_segment_is_retried_elsewhere_and_flips_nothing() {
     );
     let status = proxy_status(&proxy).await;
     assert_eq!(switches(&status), 1, "one 404 moves no traffic: {status}");
-    assert_eq!(healths(&status)[0], Health::Fresh, "{status}");
+    assert_eq!(healths(&status)[0], PackagerHealth::Fresh, "{status}");
 
     // A second failure in a row does: the viewer is still served by B, and
     // B is the active packager from then on.
@@ -246,7 +247,7 @@ async fn one_404_for_a_listed_segment_is_retried_elsewhere_and_flips_nothing() {
     assert_eq!(code, 200);
     let status = proxy_status(&proxy).await;
     assert_eq!(switches(&status), 2, "{status}");
-    assert_eq!(healths(&status)[0], Health::Failing, "{status}");
+    assert_eq!(healths(&status)[0], PackagerHealth::Failing, "{status}");
     assert_eq!(status["signals"][0]["switches"][1]["to"], b.base.as_str());
     shutdown.trigger();
 }
@@ -271,7 +272,7 @@ fn switches(status: &serde_json::Value) -> usize {
         .unwrap_or(0)
 }
 
-fn healths(status: &serde_json::Value) -> Vec<Health> {
+fn healths(status: &serde_json::Value) -> Vec<PackagerHealth> {
     status["signals"][0]["packagers"]
         .as_array()
         .into_iter()
@@ -364,13 +365,13 @@ async fn a_signal_the_origin_does_not_know_is_looked_up_at_most_once_a_second() 
     let a = FakePackager::start(&[], &shutdown).await;
     let (proxy, origin) = proxy_and_origin(&[&a], &shutdown, &[]).await;
     let lookups = || {
-        super::lock(&origin)
+        lock(&origin)
             .get("live/nosuch/packagers")
             .copied()
             .unwrap_or(0)
     };
     let hits = || {
-        crate::service::metrics::PROXY_NEGATIVE_HITS
+        super::metrics::PROXY_NEGATIVE_HITS
             .with_label_values(&["not_found"])
             .get()
     };

@@ -3,18 +3,20 @@
 //! connection, no headers within the first-byte budget, a non-2xx status, a
 //! body that stalls or ends short, or content that is not what was asked for.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use super::budgets::Budget;
+use super::metrics;
 use crate::hls::{is_complete_transport_stream, MediaKind, PlaylistFacts};
 use crate::net::delivery::parse_http_date;
 use crate::service::http::root_cause;
-use crate::service::metrics;
+use crate::service::metrics::kind_label;
 
 /// Why a fetch from a packager failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum FetchError {
+pub(super) enum FetchError {
     #[error("connection failed: {0}")]
     Connect(String),
     #[error("no response within {0} ms")]
@@ -31,7 +33,7 @@ pub enum FetchError {
 
 impl FetchError {
     /// One word for metrics labels.
-    pub fn kind(&self) -> &'static str {
+    pub(super) fn kind(&self) -> &'static str {
         match self {
             FetchError::Connect(_) => "connect",
             FetchError::FirstByteTimeout(_) => "first_byte_timeout",
@@ -43,23 +45,14 @@ impl FetchError {
         }
     }
 
-    pub fn is_not_found(&self) -> bool {
+    pub(super) fn is_not_found(&self) -> bool {
         matches!(self, FetchError::Status(404))
     }
 }
 
-/// Time allowed for one fetch, phase by phase.
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    /// From sending the request to having the response headers.
-    pub first_byte: Duration,
-    /// From the headers to the last byte of the body.
-    pub body: Duration,
-}
-
 /// A playlist as a packager gave it.
 #[derive(Debug, Clone)]
-pub struct FetchedPlaylist {
+pub(super) struct FetchedPlaylist {
     pub body: Bytes,
     pub facts: PlaylistFacts,
     /// The packager's `Last-Modified`: when the worker last wrote it.
@@ -68,7 +61,7 @@ pub struct FetchedPlaylist {
 
 /// GETs `url` within `budget` and returns the whole body and the time the
 /// upstream says it last changed.
-pub async fn fetch(
+pub(super) async fn fetch(
     client: &reqwest::Client,
     url: &str,
     budget: Budget,
@@ -117,12 +110,12 @@ fn count<T>(kind: MediaKind, result: &Result<T, FetchError>) {
         Err(e) => e.kind(),
     };
     metrics::PROXY_UPSTREAM_FETCHES
-        .with_label_values(&[metrics::kind_label(kind), outcome])
+        .with_label_values(&[kind_label(kind), outcome])
         .inc();
 }
 
 /// Fetches and parses a media playlist.
-pub async fn fetch_playlist(
+pub(super) async fn fetch_playlist(
     client: &reqwest::Client,
     url: &str,
     budget: Budget,
@@ -142,7 +135,7 @@ pub async fn fetch_playlist(
 }
 
 /// Fetches a segment and checks it is whole MPEG-TS.
-pub async fn fetch_segment(
+pub(super) async fn fetch_segment(
     client: &reqwest::Client,
     url: &str,
     budget: Budget,

@@ -25,22 +25,22 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// A viewer is counted while it asked within this many target durations.
-pub const WINDOW_TARGETS: u32 = 2;
+pub(super) const WINDOW_TARGETS: u32 = 2;
 /// Most clients held per signal (about 40 bytes each).
-pub const MAX_TRACKED: usize = 100_000;
+pub(super) const MAX_TRACKED: usize = 100_000;
 
 /// One client, as a keyed hash of its address and `User-Agent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ViewerId(u64);
+pub(super) struct ViewerId(u64);
 
 /// Makes [`ViewerId`]s with one secret key per proxy.
 #[derive(Debug, Clone, Default)]
-pub struct ViewerKeys {
+pub(super) struct ViewerKeys {
     keys: RandomState,
 }
 
 impl ViewerKeys {
-    pub fn id(&self, address: IpAddr, user_agent: Option<&[u8]>) -> ViewerId {
+    pub(super) fn id(&self, address: IpAddr, user_agent: Option<&[u8]>) -> ViewerId {
         ViewerId(self.keys.hash_one((address, user_agent)))
     }
 }
@@ -48,7 +48,7 @@ impl ViewerKeys {
 /// The client's address: the peer's, or when the peer is a trusted proxy,
 /// the nearest `X-Forwarded-For` address that is not (see the module doc).
 /// `None` without a peer (an in-process test request).
-pub fn client_address(
+pub(super) fn client_address(
     peer: Option<IpAddr>,
     forwarded_for: Option<&str>,
     trusted: &[IpAddr],
@@ -72,7 +72,7 @@ pub fn client_address(
 
 /// The clients of one signal and when each last asked.
 #[derive(Debug, Default)]
-pub struct Viewers {
+pub(super) struct Viewers {
     last_seen: HashMap<ViewerId, Instant>,
     /// When a full table was last swept for room: at most once per
     /// `FULL_SWEEP_EVERY`, so a flood of new clients costs no sweep each.
@@ -84,7 +84,7 @@ const FULL_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl Viewers {
     /// `viewer` asked now; `window` is how long viewers count.
-    pub fn seen(&mut self, viewer: ViewerId, now: Instant, window: Duration) {
+    pub(super) fn seen(&mut self, viewer: ViewerId, now: Instant, window: Duration) {
         if self.last_seen.len() >= MAX_TRACKED && !self.last_seen.contains_key(&viewer) {
             let due = self
                 .swept_when_full
@@ -101,23 +101,18 @@ impl Viewers {
     }
 
     /// Forgets viewers who did not ask within `window`; the count left.
-    pub fn expire(&mut self, now: Instant, window: Duration) -> usize {
+    pub(super) fn expire(&mut self, now: Instant, window: Duration) -> usize {
         self.last_seen
             .retain(|_, at| now.saturating_duration_since(*at) <= window);
         self.last_seen.len()
     }
 
     /// Viewers who asked within `window`, without forgetting any.
-    pub fn count(&self, now: Instant, window: Duration) -> usize {
+    pub(super) fn count(&self, now: Instant, window: Duration) -> usize {
         self.last_seen
             .values()
             .filter(|at| now.saturating_duration_since(**at) <= window)
             .count()
-    }
-
-    /// Clients held, counted or not (for the memory bound).
-    pub fn held(&self) -> usize {
-        self.last_seen.len()
     }
 }
 
@@ -159,7 +154,7 @@ mod tests {
         let later = t0 + Duration::from_secs(6);
         assert_eq!(viewers.count(later, WINDOW), 2);
         assert_eq!(viewers.expire(later, WINDOW), 2);
-        assert_eq!(viewers.held(), 2, "forgotten, not only uncounted");
+        assert_eq!(viewers.last_seen.len(), 2, "forgotten, not only uncounted");
         assert_eq!(viewers.expire(t0 + Duration::from_secs(60), WINDOW), 0);
     }
 
@@ -172,12 +167,12 @@ mod tests {
             let address = IpAddr::from(i.to_be_bytes());
             viewers.seen(keys.id(address, None), t0, WINDOW);
         }
-        assert_eq!(viewers.held(), MAX_TRACKED);
+        assert_eq!(viewers.last_seen.len(), MAX_TRACKED);
         // Once the crowd's window passed, new clients are counted again.
         let later = t0 + WINDOW * 2;
         viewers.seen(keys.id(ip("192.0.2.1"), None), later, WINDOW);
         assert_eq!(viewers.count(later, WINDOW), 1);
-        assert_eq!(viewers.held(), 1);
+        assert_eq!(viewers.last_seen.len(), 1);
     }
 
     #[test]

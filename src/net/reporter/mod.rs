@@ -4,27 +4,28 @@
 //! `GET /ingests` answers the seed's shape:
 //! `[{"signal":"live01","packagers":[...],"last_reported":"Fri, 05 Apr 2024 11:23:45 -03"}]`.
 
-pub mod store;
+mod metrics;
+mod store;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
 use super::auth::{Token, TokenArgs};
+use crate::api::{Ingest, Report, ReportAccepted};
 use crate::hls::is_valid_signal_name;
 use crate::service::config::{parse_base_url, parse_port, parse_seconds, ListenArgs};
 use crate::service::http::{self, allow_any_origin, json_error, json_ok, MAX_JSON_BODY_BYTES};
-use crate::service::metrics::REPORTS;
 use crate::service::shutdown::Shutdown;
+use metrics::REPORTS;
 use store::{IngestStore, StoreError, StoredIngest};
 
 /// A signal not reported again within this long disappears.
-pub const DEFAULT_REPORT_TTL: &str = "15";
+pub(crate) const DEFAULT_REPORT_TTL: &str = "15";
 /// Most packagers one report may list.
 const MAX_PACKAGERS_PER_REPORT: usize = 16;
 
@@ -61,7 +62,7 @@ pub struct ReporterConfig {
 }
 
 /// What the reporter's routes share.
-pub struct ReporterState {
+pub(crate) struct ReporterState {
     pub store: IngestStore,
     /// When set, reports (and, with `protect_reads`, reads) need it.
     pub token: Option<Token>,
@@ -80,7 +81,7 @@ fn origin_of(url: &str) -> Option<String> {
 }
 
 impl ReporterState {
-    pub fn new(
+    pub(crate) fn new(
         store: IngestStore,
         token: Option<Token>,
         protect_reads: bool,
@@ -107,22 +108,6 @@ impl ReporterState {
     fn authorized(&self, header: Option<&str>) -> bool {
         self.token.as_ref().is_none_or(|t| t.admits(header))
     }
-}
-
-/// What discovery POSTs for one signal.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Report {
-    pub signal: String,
-    pub packagers: Vec<String>,
-}
-
-/// One entry of `GET /ingests`, exactly the seed's shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ingest {
-    pub signal: String,
-    pub packagers: Vec<String>,
-    pub last_reported: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +147,7 @@ impl Report {
 }
 
 /// Formats a report time as the seed does: `Fri, 05 Apr 2024 11:23:45 -03`.
-pub fn format_report_time(unix_ms: u64) -> String {
+pub(crate) fn format_report_time(unix_ms: u64) -> String {
     let utc = chrono::DateTime::from_timestamp_millis(unix_ms as i64).unwrap_or_default();
     utc.with_timezone(&chrono::Local)
         .format("%a, %d %b %Y %H:%M:%S %:::z")
@@ -216,7 +201,7 @@ pub async fn run(config: ReporterConfig, shutdown: Shutdown) -> Result<(), Repor
     Ok(())
 }
 
-pub fn routes(
+pub(crate) fn routes(
     state: Arc<ReporterState>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let with_state = warp::any().map(move || state.clone());
@@ -311,7 +296,9 @@ async fn accept_report(report: Report, state: &ReporterState) -> Response {
                 report.signal,
                 report.packagers.join(", ")
             );
-            json_ok(&serde_json::json!({ "accepted": report.signal }))
+            json_ok(&ReportAccepted {
+                accepted: report.signal,
+            })
         }
         Err(e) => {
             log::error!("Cannot store report for '{}': {e}", report.signal);

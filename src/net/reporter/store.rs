@@ -57,14 +57,14 @@ pub enum StoreError {
 }
 
 /// The reporter's store, chosen by `REPORTER_STORE` (`memory` or a `redis://` URL).
-pub enum IngestStore {
+pub(crate) enum IngestStore {
     Memory(MemoryStore),
     Redis(RedisStore),
 }
 
 impl IngestStore {
     /// Opens the store named by `spec`; Redis is contacted once to fail early.
-    pub async fn open(spec: &str, ttl: Duration) -> Result<IngestStore, StoreError> {
+    pub(crate) async fn open(spec: &str, ttl: Duration) -> Result<IngestStore, StoreError> {
         if spec == "memory" {
             return Ok(IngestStore::Memory(MemoryStore::new(ttl)));
         }
@@ -75,7 +75,7 @@ impl IngestStore {
     }
 
     /// Records that `packagers` serve `signal` now.
-    pub async fn put(&self, signal: &str, packagers: &[String]) -> Result<(), StoreError> {
+    pub(crate) async fn put(&self, signal: &str, packagers: &[String]) -> Result<(), StoreError> {
         match self {
             IngestStore::Memory(m) => {
                 m.put(signal, packagers, Instant::now(), now_ms());
@@ -86,7 +86,7 @@ impl IngestStore {
     }
 
     /// Every signal with a packager reported within the TTL, sorted by name.
-    pub async fn list(&self) -> Result<Vec<StoredIngest>, StoreError> {
+    pub(crate) async fn list(&self) -> Result<Vec<StoredIngest>, StoreError> {
         let mut list = match self {
             IngestStore::Memory(m) => m.list(Instant::now()),
             IngestStore::Redis(r) => r.list(now_ms()).await?,
@@ -95,7 +95,7 @@ impl IngestStore {
         Ok(list)
     }
 
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             IngestStore::Memory(_) => "memory",
             IngestStore::Redis(_) => "redis",
@@ -114,21 +114,21 @@ fn now_ms() -> u64 {
 type Reported = (Instant, u64);
 
 /// In-process store; time is passed in so expiry is testable without sleeps.
-pub struct MemoryStore {
+pub(crate) struct MemoryStore {
     ttl: Duration,
     /// Signal -> packager -> when it was last reported.
     signals: Mutex<HashMap<String, HashMap<String, Reported>>>,
 }
 
 impl MemoryStore {
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         MemoryStore {
             ttl,
             signals: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn put(&self, signal: &str, packagers: &[String], now: Instant, now_ms: u64) {
+    pub(crate) fn put(&self, signal: &str, packagers: &[String], now: Instant, now_ms: u64) {
         if packagers.is_empty() {
             return;
         }
@@ -142,7 +142,7 @@ impl MemoryStore {
 
     /// Live entries; expired packagers (and signals left with none) are
     /// dropped on the way.
-    pub fn list(&self, now: Instant) -> Vec<StoredIngest> {
+    pub(crate) fn list(&self, now: Instant) -> Vec<StoredIngest> {
         let Ok(mut signals) = self.signals.lock() else {
             return Vec::new();
         };
@@ -167,7 +167,7 @@ impl MemoryStore {
 /// of names to list them without scanning the keyspace. Reporters on several
 /// hosts compare report times with their own clocks, which the workers'
 /// epoch locking already needs in step.
-pub struct RedisStore {
+pub(crate) struct RedisStore {
     conn: redis::aio::MultiplexedConnection,
     ttl: Duration,
 }
