@@ -108,6 +108,11 @@ pub struct ProxySignal {
     /// Each routed packager's freshness and role, in route order.
     #[serde(default)]
     pub packagers: Vec<PackagerStatus>,
+    /// With a ladder, each rendition's media playlist with its own serving
+    /// state and packagers (the signal's `packagers` are its first's);
+    /// absent for a single rendition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renditions: Vec<RenditionStatus>,
     pub signal: String,
     /// Absent from a proxy older than the serving states.
     #[serde(default)]
@@ -119,6 +124,17 @@ pub struct ProxySignal {
     /// older than the count.
     #[serde(default)]
     pub viewers: Option<u64>,
+}
+
+/// One rendition of a ladder in the proxy's `/status`: failover is judged
+/// per rendition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenditionStatus {
+    /// Each routed packager's freshness for this rendition, in route order.
+    pub packagers: Vec<PackagerStatus>,
+    /// Its media playlist: `720p.m3u8`.
+    pub playlist: String,
+    pub state: ServingState,
 }
 
 /// How the proxy serves a signal as a whole (`nonstop_proxy_signal_state`).
@@ -457,6 +473,7 @@ mod tests {
                         packager: "http://localhost:9090".into(),
                     },
                 ],
+                renditions: Vec::new(),
                 signal: "live01".into(),
                 state: Some(ServingState::Degraded),
                 switches: vec![SwitchRecord {

@@ -26,7 +26,7 @@ use super::playlist_watch::{PlaylistWatch, ReadError, Snapshot};
 use crate::hls::blocking::{hold_limit, BlockingReload};
 use crate::hls::{classify_media_file, is_valid_signal_name, MediaKind, PLAYLIST_NAME};
 use crate::service::config::ListenArgs;
-use crate::service::http::{self, allow_any_origin, json_error};
+use crate::service::http::{self, allow_any_origin, json_error, raw_query};
 use crate::service::shutdown::Shutdown;
 
 /// Settings shared by server1 and server2 (each bin adds its own port).
@@ -93,11 +93,6 @@ pub fn routes(
         .unify()
         .recover(http::recover)
         .unify()
-}
-
-/// The request's query string, empty when it has none.
-pub fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
-    warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
 /// The output tree served, and the playlists held requests wait on.

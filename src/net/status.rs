@@ -194,6 +194,7 @@ mod tests {
             )],
             proxy: Ok(ProxyStatus {
                 signals: vec![ProxySignal {
+                    renditions: Vec::new(),
                     signal: "live01".into(),
                     state: Some(ServingState::Degraded),
                     viewers: Some(1234),

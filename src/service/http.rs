@@ -101,6 +101,12 @@ pub fn healthcheck(
 
 /// The innermost error message, which is the one that says what went wrong
 /// ("Address already in use" rather than "error creating server listener").
+/// The request's query string, empty when it has none (low-latency
+/// playlist requests carry `_HLS_msn` / `_HLS_part` there).
+pub(crate) fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
 pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut current = error;
     while let Some(next) = current.source() {

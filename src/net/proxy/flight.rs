@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
-use super::signal::lock;
+use super::stream::lock;
 
 /// One result shared by every request that asked while it was being made;
 /// `None` if the work's task died (a panic), which callers treat as a failure.

@@ -5,7 +5,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec};
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec};
 
 use crate::service::metrics::{counter, gauge, int_gauge};
 
@@ -135,3 +135,29 @@ pub(super) static PROXY_ACTIVE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
         &["signal", "packager"],
     )
 });
+
+/// Proxy: blocking reloads (low latency) whose part no packager listed in time (503).
+pub(super) static PROXY_HELD_TIMEOUTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "nonstop_proxy_held_timeouts_total",
+        "Viewer blocking reloads (_HLS_msn/_HLS_part) answered 503: no packager listed the part within three target durations.",
+        &["signal"],
+    )
+});
+
+/// Proxy: blocking reloads (low latency) held, and how long each was held.
+pub(super) static PROXY_HELD_SECONDS: LazyLock<HistogramVec> =
+    LazyLock::new(|| {
+        let name = "nonstop_proxy_held_seconds";
+        crate::service::metrics::register(
+        name,
+        HistogramVec::new(
+            HistogramOpts::new(
+                name,
+                "How long the proxy held a viewer's blocking reload before its part was listed.",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0, 6.0]),
+            &["signal"],
+        ),
+    )
+    });

@@ -59,6 +59,8 @@ mod refusal;
 mod request;
 mod routing;
 mod signal;
+mod steering;
+mod stream;
 mod upstream;
 mod viewers;
 mod watch;
@@ -75,12 +77,13 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::api::ProxyStatus;
-use crate::hls::{classify_media_file, is_valid_signal_name, MediaKind, PLAYLIST_NAME};
+use crate::hls::blocking::BlockingReload;
+use crate::hls::{classify_media_file, is_valid_signal_name, MediaKind};
 use crate::net::delivery::{media_response, Delivery, Media, MediaRequest};
 use crate::service::config::{
     parse_address_list, parse_base_url, parse_port, AddressList, ListenArgs,
 };
-use crate::service::http::{self, allow_any_origin, json_ok};
+use crate::service::http::{self, allow_any_origin, json_ok, raw_query};
 use crate::service::server::Peer;
 use crate::service::shutdown::Shutdown;
 use budgets::CONNECT_TIMEOUT;
@@ -90,6 +93,7 @@ pub use budgets::POLL_TARGETS;
 use refusal::Refusal;
 use request::Requests;
 use routing::Routing;
+use steering::{parse_pathways, Pathways, SteeringServer};
 use viewers::{client_address, ViewerId, ViewerKeys};
 use watch::Poller;
 
@@ -118,6 +122,17 @@ pub struct ProxyConfig {
     /// `X-Forwarded-For` (for the viewers count only). Empty: none.
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = parse_address_list)]
     pub trusted_proxies: AddressList,
+    /// Content Steering: the edges players may move between on their own,
+    /// comma-separated `ID=BASE_URL` (this proxy and its peers, or CDN
+    /// hosts in front of them), e.g. `a=http://edge-a:8002,b=http://edge-b:8002`.
+    /// A ladder's multivariant playlist then lists every rendition once per
+    /// pathway, and `GET /steering/<signal>.json` answers their priority
+    /// from their health. Empty: no steering.
+    #[arg(long, env = "PATHWAYS", default_value = "", value_parser = parse_pathways)]
+    pub pathways: Pathways,
+    /// This proxy's own pathway among PATHWAYS (listed first).
+    #[arg(long, env = "PATHWAY_ID", default_value = "")]
+    pub pathway_id: String,
     #[command(flatten)]
     pub listen: ListenArgs,
 }
@@ -132,6 +147,8 @@ pub(crate) struct Proxy {
     requests: Arc<Requests>,
     /// The key viewers are hashed with.
     viewer_keys: ViewerKeys,
+    /// Content Steering's pathway priority, when configured.
+    steering: Option<Arc<SteeringServer>>,
 }
 
 pub async fn run(config: ProxyConfig, shutdown: Shutdown) -> Result<(), http::ServeError> {
@@ -154,26 +171,37 @@ pub(crate) fn routes(
         .and(warp::get())
         .and(with_proxy.clone())
         .map(|proxy: Arc<Proxy>| allow_any_origin(json_ok(&proxy.status())));
+    let steering = warp::path!("steering" / String)
+        .and(warp::get())
+        .and(with_proxy.clone())
+        .map(|file: String, proxy: Arc<Proxy>| match &proxy.steering {
+            Some(steering) => steering.manifest_response(&file),
+            None => Refusal::NotFound("no content steering here".into()).into_response(),
+        });
     let media = warp::path!(String / String)
         .and(warp::get().or(warp::head()).unify())
         .and(warp::header::headers_cloned())
+        .and(raw_query())
         .and(warp::ext::optional::<Peer>())
         .and(with_proxy)
         .then(
             |signal: String,
              file: String,
              headers: HeaderMap,
+             query: String,
              peer: Option<Peer>,
              proxy: Arc<Proxy>| async move {
                 let request = MediaRequest::from_headers(&headers);
                 let viewer = proxy.viewer(peer, &headers);
-                proxy.handle(&signal, &file, &request, viewer).await
+                proxy.handle(&signal, &file, &query, &request, viewer).await
             },
         );
     http::healthcheck("proxy")
         .or(crate::service::metrics::route())
         .unify()
         .or(status)
+        .unify()
+        .or(steering)
         .unify()
         .or(media)
         .unify()
@@ -189,13 +217,27 @@ impl Proxy {
             config.origin_url,
             config.packagers,
         ));
-        let poller = Poller::new(client.clone(), routing.clone(), shutdown);
+        let poller = Poller::new(client.clone(), routing.clone(), shutdown.clone());
         let cache_bytes = config.cache_mb.saturating_mul(1024 * 1024);
+        let steering = SteeringServer::start(
+            client.clone(),
+            config.pathways,
+            &config.pathway_id,
+            shutdown,
+        )
+        .map(Arc::new);
         Proxy {
             trusted_proxies: config.trusted_proxies,
-            requests: Arc::new(Requests::new(client, routing.clone(), poller, cache_bytes)),
+            requests: Arc::new(Requests::new(
+                client,
+                routing.clone(),
+                poller,
+                cache_bytes,
+                steering.clone(),
+            )),
             routing,
             viewer_keys: ViewerKeys::default(),
+            steering,
         }
     }
 
@@ -214,6 +256,7 @@ impl Proxy {
         &self,
         signal: &str,
         file: &str,
+        query: &str,
         request: &MediaRequest,
         viewer: Option<ViewerId>,
     ) -> Response {
@@ -222,16 +265,16 @@ impl Proxy {
             _ => return Refusal::NotFound("not found".into()).into_response(),
         };
         let result = match kind {
-            MediaKind::Playlist if file == PLAYLIST_NAME => {
-                self.requests.playlist(signal).await.map(|p| {
+            MediaKind::Playlist => match BlockingReload::parse(query) {
+                Err(e) => Err(Refusal::BadRequest(e.to_string())),
+                Ok(reload) => self.requests.playlist(signal, file, reload).await.map(|p| {
                     let delivery = Delivery {
                         service: "proxy",
                         last_modified: Some(p.last_modified),
                     };
                     (Media::Playlist(p.body, p.caching), delivery)
-                })
-            }
-            MediaKind::Playlist => Err(Refusal::NotFound(format!("{signal}/{file} not found"))),
+                }),
+            },
             MediaKind::Segment => self.requests.segment(signal, file).await.map(|body| {
                 let delivery = Delivery {
                     service: "proxy",

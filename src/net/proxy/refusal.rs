@@ -1,7 +1,9 @@
 //! Why a viewer request cannot be answered with media, and the answer it
 //! gets instead: a JSON error, 404 (cacheable by a CDN for a second) when
 //! the object does not exist, 502 (never cached) when no packager or origin
-//! could give it. A leaf, shared by every part of the proxy.
+//! could give it; for a blocking reload (low latency), 400 for broken or
+//! too-far parameters and 503 when the part did not come in time (neither
+//! cached). A leaf, shared by every part of the proxy.
 
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
@@ -14,12 +16,19 @@ use crate::service::http::{allow_any_origin, json_error};
 pub(super) enum Refusal {
     NotFound(String),
     Unavailable(String),
+    /// A blocking reload's parameters are broken or ask too far ahead.
+    BadRequest(String),
+    /// A blocking reload's part was not listed within its hold.
+    NotYet(String),
 }
 
 impl Refusal {
     pub(super) fn message(&self) -> &str {
         match self {
-            Refusal::NotFound(m) | Refusal::Unavailable(m) => m,
+            Refusal::NotFound(m)
+            | Refusal::Unavailable(m)
+            | Refusal::BadRequest(m)
+            | Refusal::NotYet(m) => m,
         }
     }
 
@@ -28,6 +37,8 @@ impl Refusal {
         match self {
             Refusal::NotFound(_) => "not_found",
             Refusal::Unavailable(_) => "unavailable",
+            Refusal::BadRequest(_) => "bad_request",
+            Refusal::NotYet(_) => "not_yet",
         }
     }
 
@@ -37,6 +48,12 @@ impl Refusal {
         let (status, msg, caching) = match self {
             Refusal::NotFound(m) => (StatusCode::NOT_FOUND, m, NOT_FOUND_CACHE_CONTROL),
             Refusal::Unavailable(m) => (StatusCode::BAD_GATEWAY, m, UNAVAILABLE_CACHE_CONTROL),
+            Refusal::BadRequest(m) => (StatusCode::BAD_REQUEST, m, UNAVAILABLE_CACHE_CONTROL),
+            Refusal::NotYet(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                m,
+                UNAVAILABLE_CACHE_CONTROL,
+            ),
         };
         let mut response = json_error(status, msg);
         response

@@ -4,11 +4,15 @@
 //! "serve what arrived or retry elsewhere?" or "what when nobody is left?".
 //!
 //! ```text
-//!  GET ─▶ at hand? (segment cache / playlist fetched < PLAYLIST_REUSE ago) ─yes─▶ 200
-//!          │no
-//!         route: the signal's state (Routing; its first request starts its poller)
+//!  GET ─▶ route: the signal's state (Routing; its first request starts its poller)
 //!          │
-//!  segment ─▶ may_serve: listed? / read the playlist first / 404 (no packager asked)
+//!  playlist.m3u8 of a ladder ─▶ the multivariant playlist (renditions served somewhere)
+//!  blocking reload (_HLS_msn/_HLS_part) ─▶ 400 if broken or too far; held until a
+//!          packager's copy lists the part (the first, from any packager), else 503
+//!  at hand? (segment cache / a copy current enough) ─yes─▶ 200
+//!          │no
+//!  segment or part ─▶ may_serve: listed? hinted (held until listed)? / read the
+//!          playlist first / 404 (no packager asked)
 //!          │
 //!         one shared fetch per object (flight) ─▶ one retry loop, whatever the kind:
 //!             pick_upstream ─▶ fetch (budgeted) ─ok─▶ admit ─yes─▶ 200
@@ -36,7 +40,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -47,10 +51,14 @@ use super::listed::Listing;
 use super::metrics;
 use super::refusal::Refusal;
 use super::routing::{Lookup, Routing};
-use super::signal::{lock, ServedPlaylist, SignalState};
-use super::upstream::{self, FetchError, FetchedPlaylist};
+use super::signal::{Ladder, SignalState};
+use super::steering::SteeringServer;
+use super::stream::{lock, Copy, ServedPlaylist, StreamState};
+use super::upstream::{self, FetchError, FetchedEntry};
 use super::watch::Poller;
 use crate::api::Switch;
+use crate::hls::blocking::{hold_limit, BlockingReload};
+use crate::hls::multivariant::Multivariant;
 use crate::hls::{MediaKind, PLAYLIST_NAME};
 use crate::net::delivery::{PlaylistBody, PlaylistCaching};
 use crate::service::metrics::kind_label;
@@ -63,11 +71,14 @@ pub(super) struct Requests {
     /// Started on a signal's first request.
     poller: Poller,
     cache: Mutex<SegmentCache>,
-    /// Segment fetches in flight, by `signal/name`, shared by every viewer
-    /// asking meanwhile.
+    /// Segment and part fetches in flight, by `signal/name`, shared by every
+    /// viewer asking meanwhile.
     segment_flights: Flights<Result<Bytes, Refusal>>,
-    /// Playlist fetches for viewers in flight, by signal.
+    /// Playlist fetches for viewers in flight, by `signal/name`.
     playlist_flights: Flights<Result<ServedPlaylist, Refusal>>,
+    /// Content Steering's pathways, when configured: the multivariant
+    /// playlists viewers get list every rendition once per edge.
+    steering: Option<Arc<SteeringServer>>,
 }
 
 impl Requests {
@@ -77,6 +88,7 @@ impl Requests {
         routing: Arc<Routing>,
         poller: Poller,
         cache_bytes: usize,
+        steering: Option<Arc<SteeringServer>>,
     ) -> Self {
         Requests {
             client,
@@ -85,43 +97,156 @@ impl Requests {
             cache: Mutex::new(SegmentCache::new(cache_bytes)),
             segment_flights: Flights::default(),
             playlist_flights: Flights::default(),
+            steering,
         }
     }
 
-    /// A playlist request: reused if fetched a moment ago, else the fetch
-    /// another viewer has in flight, else fetched from the packagers.
+    /// A playlist request: the signal's `playlist.m3u8` (a ladder's
+    /// multivariant playlist, or the media playlist of a single rendition)
+    /// or one rendition's; held when it is a blocking reload.
     pub(super) async fn playlist(
         self: &Arc<Self>,
         signal: &str,
+        file: &str,
+        reload: Option<BlockingReload>,
     ) -> Result<ServedPlaylist, Refusal> {
         let state = self.route(signal).await?;
         state.touch();
-        if let Some(served) = state.reusable_playlist() {
+        let ladder = state.ladder();
+        if file == PLAYLIST_NAME {
+            if let Some(ladder) = &ladder {
+                return Ok(self.multivariant(signal, &state, ladder));
+            }
+        } else if !ladder.is_some_and(|l| l.multivariant.uris().any(|u| u == file)) {
+            return Err(Refusal::NotFound(format!("{signal}/{file} not found")));
+        }
+        let stream = state.stream(file);
+        match reload {
+            Some(reload) => self.hold(signal, &state, &stream, reload).await,
+            None => self.media_playlist(signal, &state, &stream).await,
+        }
+    }
+
+    /// A ladder's multivariant playlist as viewers get it: the renditions
+    /// some packager serves now (a rendition gone everywhere is left out,
+    /// so no player loops on its 404), with the pathways of Content
+    /// Steering when configured.
+    fn multivariant(&self, signal: &str, state: &SignalState, ladder: &Ladder) -> ServedPlaylist {
+        let now = Instant::now();
+        let served: Vec<String> = state
+            .streams()
+            .iter()
+            .filter(|s| s.is_served(now))
+            .map(|s| s.name().to_string())
+            .collect();
+        let keep = |uri: &str| served.is_empty() || served.iter().any(|s| s == uri);
+        let steering = self.steering.as_ref().map(|s| s.for_signal(signal));
+        let body = ladder.multivariant.render(signal, keep, steering.as_ref());
+        ServedPlaylist {
+            body: PlaylistBody::new(body.into()),
+            caching: PlaylistCaching::half_target(state.target_duration()),
+            fetched: ladder.read_at,
+            last_modified: ladder.last_modified,
+        }
+    }
+
+    /// A media playlist: a copy current enough, else the fetch another
+    /// viewer has in flight, else fetched from the packagers.
+    async fn media_playlist(
+        self: &Arc<Self>,
+        signal: &str,
+        state: &Arc<SignalState>,
+        stream: &Arc<StreamState>,
+    ) -> Result<ServedPlaylist, Refusal> {
+        if let Some(served) = stream.at_hand(Instant::now()) {
             return Ok(served);
         }
+        let key = format!("{signal}/{}", stream.name());
         let (requests, name) = (self.clone(), signal.to_string());
+        let (state, stream) = (state.clone(), stream.clone());
         let (result, role) = self
             .playlist_flights
-            .run(signal, move || async move {
-                // A fetch that ended just before this one started left its playlist.
-                if let Some(served) = state.reusable_playlist() {
+            .run(&key, move || async move {
+                // A fetch that ended just before this one started left its copy.
+                if let Some(served) = stream.at_hand(Instant::now()) {
                     return Ok(served);
                 }
                 let playlist = Playlist {
-                    path: format!("{name}/{PLAYLIST_NAME}"),
+                    path: format!("{name}/{}", stream.name()),
+                    signal: &state,
                 };
                 requests
-                    .fetch_from_packagers(&name, &state, &playlist)
+                    .fetch_from_packagers(&name, &stream, &playlist)
                     .await
             })
             .await;
         collapsed(MediaKind::Playlist, role);
-        result.unwrap_or_else(|| Err(lost_flight(signal, PLAYLIST_NAME)))
+        result.unwrap_or_else(|| Err(lost_flight(&key)))
     }
 
-    /// A segment request: from the cache; else 404 unless a packager listed
-    /// it recently ([`Requests::may_serve`]); else the fetch another viewer
-    /// has in flight for it; else fetched from the packagers, then cached.
+    /// A blocking reload (low latency): refused at once when it asks more
+    /// than two segments ahead; answered with the first copy, from any
+    /// packager, listing the part it asks for (a packager a part behind its
+    /// twin is passed over), held in memory at most three target durations
+    /// (then 503). Held viewers share the packagers' copies: none of them
+    /// makes an upstream request. A stream whose packagers cannot block is
+    /// answered as a plain request.
+    async fn hold(
+        self: &Arc<Self>,
+        signal: &str,
+        state: &Arc<SignalState>,
+        stream: &Arc<StreamState>,
+        reload: BlockingReload,
+    ) -> Result<ServedPlaylist, Refusal> {
+        let facts = match stream.newest_facts() {
+            Some(facts) => facts,
+            None => {
+                // Nothing read yet: a plain read first, then judge.
+                let plain = self.media_playlist(signal, state, stream).await?;
+                match stream.newest_facts() {
+                    Some(facts) => facts,
+                    None => return Ok(plain),
+                }
+            }
+        };
+        let blocks = facts
+            .low_latency
+            .as_ref()
+            .is_some_and(|ll| ll.can_block_reload);
+        if !blocks {
+            return self.media_playlist(signal, state, stream).await;
+        }
+        reload
+            .check_not_too_far(&facts)
+            .map_err(|e| Refusal::BadRequest(e.to_string()))?;
+        let limit = hold_limit(facts.target_duration);
+        let asked = Instant::now();
+        match stream.hold(reload, limit).await {
+            Some(served) => {
+                metrics::PROXY_HELD_SECONDS
+                    .with_label_values(&[signal])
+                    .observe(asked.elapsed().as_secs_f64());
+                Ok(served)
+            }
+            None => {
+                metrics::PROXY_HELD_TIMEOUTS
+                    .with_label_values(&[signal])
+                    .inc();
+                Err(Refusal::NotYet(format!(
+                    "{signal}/{}: segment {} part {:?} not listed within {} s",
+                    stream.name(),
+                    reload.msn,
+                    reload.part,
+                    limit.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// A segment or part request: from the cache; else 404 unless a
+    /// packager listed it recently ([`Requests::may_serve`]); else the fetch
+    /// another viewer has in flight for it; else fetched from the
+    /// packagers that list it first, then cached.
     pub(super) async fn segment(
         self: &Arc<Self>,
         signal: &str,
@@ -132,8 +257,9 @@ impl Requests {
             return Ok(body);
         }
         let state = self.route(signal).await?;
-        self.may_serve(signal, &state, file).await?;
+        let stream = self.may_serve(signal, &state, file).await?;
         let (requests, name, flight_key) = (self.clone(), signal.to_string(), key.clone());
+        let file = file.to_string();
         let (result, role) = self
             .segment_flights
             .run(&key, move || async move {
@@ -143,13 +269,16 @@ impl Requests {
                 }
                 let segment = Segment {
                     key: &flight_key,
+                    name: &file,
                     cache: &requests.cache,
                 };
-                requests.fetch_from_packagers(&name, &state, &segment).await
+                requests
+                    .fetch_from_packagers(&name, &stream, &segment)
+                    .await
             })
             .await;
         collapsed(MediaKind::Segment, role);
-        result.unwrap_or_else(|| Err(lost_flight(signal, file)))
+        result.unwrap_or_else(|| Err(lost_flight(&key)))
     }
 
     /// The signal's state, from the routing; a signal seen for the first
@@ -164,36 +293,55 @@ impl Requests {
         }
     }
 
-    /// Decision 0, for a segment: may this name be served at all? Only if
-    /// some packager listed it recently: so no viewer can make the proxy
-    /// fetch names nobody published (nor make a packager look broken),
-    /// whatever it asks. Refused with a 404, nothing fetched, no packager's
-    /// health touched.
+    /// Decision 0, for a segment or part: may this name be served at all,
+    /// and from which media playlist? Only if some packager listed it
+    /// recently: so no viewer can make the proxy fetch names nobody
+    /// published (nor make a packager look broken), whatever it asks.
+    /// Refused with a 404, nothing fetched, no packager's health touched.
     ///
-    /// Before judging, the playlist is read (the shared, [`PLAYLIST_REUSE`]
-    /// reused viewer fetch, so at most a few reads a second whatever is
-    /// asked) when nothing is known yet (a viewer resuming after a proxy
-    /// restart), or when the name is one of the segments right after the
-    /// newest this proxy read: behind a load balancer another proxy may
-    /// already have served a playlist listing it.
-    ///
-    /// [`PLAYLIST_REUSE`]: super::budgets::PLAYLIST_REUSE
+    /// The part a packager's playlist hints at as the next one (low
+    /// latency: `EXT-X-PRELOAD-HINT`) is held until it is listed. Before
+    /// judging any other name, the playlists are read (the shared viewer
+    /// fetch, so at most a few reads a second whatever is asked) when
+    /// nothing is known yet (a viewer resuming after a proxy restart), or
+    /// when the name is one of the segments right after the newest this
+    /// proxy read: behind a load balancer another proxy may already have
+    /// served a playlist listing it. That read asks every packager, not the
+    /// active one only, so a name a twin lists already is found there.
     async fn may_serve(
         self: &Arc<Self>,
         signal: &str,
-        state: &SignalState,
+        state: &Arc<SignalState>,
         file: &str,
-    ) -> Result<(), Refusal> {
-        match state.listing(file, Instant::now()) {
-            Listing::Listed => return Ok(()),
-            // Its failures show in the answer below.
-            Listing::ReadFirst => {
-                let _ = self.playlist(signal).await;
-            }
-            Listing::Unlisted => {}
+    ) -> Result<Arc<StreamState>, Refusal> {
+        if state.streams().is_empty() {
+            // Nothing read yet: learn the signal's playlists first.
+            let _ = self.playlist(signal, PLAYLIST_NAME, None).await;
         }
-        if state.listing(file, Instant::now()) == Listing::Listed {
-            return Ok(());
+        let now = Instant::now();
+        let mut read_first = Vec::new();
+        for stream in state.streams() {
+            match stream.listing(file, now) {
+                Listing::Listed => return Ok(stream),
+                Listing::ReadFirst => read_first.push(stream),
+                Listing::Unlisted => {}
+            }
+        }
+        for stream in state.streams() {
+            if stream.hints(file) {
+                let target = stream.target_duration();
+                let listed = stream.hold_until_listed(file, hold_limit(target)).await;
+                if listed {
+                    return Ok(stream);
+                }
+            }
+        }
+        for stream in read_first {
+            // Its failures show in the answer below.
+            self.poller.read_every_packager(signal, &stream).await;
+            if stream.listing(file, Instant::now()) == Listing::Listed {
+                return Ok(stream);
+            }
         }
         log::debug!("Signal '{signal}': {file} is listed by no packager; 404 without a fetch");
         metrics::PROXY_UNLISTED_SEGMENTS
@@ -209,11 +357,11 @@ impl Requests {
     async fn fetch_from_packagers<O: Object>(
         &self,
         signal: &str,
-        state: &SignalState,
+        stream: &StreamState,
         object: &O,
     ) -> Result<O::Served, Refusal> {
-        let mut attempt = Attempt::new(signal, state, O::KIND);
-        while let Some(pick) = attempt.pick_upstream() {
+        let mut attempt = Attempt::new(signal, stream, O::KIND);
+        while let Some(pick) = attempt.pick_upstream(|order| object.order(stream, order)) {
             match O::fetch(&self.client, &pick.url(object.path()), pick.budget).await {
                 Ok(fetched) => {
                     if let Some(served) = object.admit(&attempt, &pick, fetched) {
@@ -240,6 +388,11 @@ trait Object: Sync {
     /// `<signal>/<name>`, on any packager.
     fn path(&self) -> &str;
 
+    /// The packagers in the order they are tried, from the failover plan's.
+    fn order(&self, _stream: &StreamState, plan: Vec<String>) -> Vec<String> {
+        plan
+    }
+
     /// One budgeted GET from a packager.
     fn fetch(
         client: &reqwest::Client,
@@ -259,13 +412,15 @@ trait Object: Sync {
     fn exhausted(&self, attempt: &Attempt<'_>) -> Result<Self::Served, Refusal>;
 }
 
-/// A signal's media playlist.
-struct Playlist {
+/// A media playlist (or the signal's `playlist.m3u8`, which may turn out to
+/// be a ladder's multivariant playlist).
+struct Playlist<'a> {
     path: String,
+    signal: &'a SignalState,
 }
 
-impl Object for Playlist {
-    type Fetched = FetchedPlaylist;
+impl Object for Playlist<'_> {
+    type Fetched = FetchedEntry;
     type Served = ServedPlaylist;
     const KIND: MediaKind = MediaKind::Playlist;
 
@@ -277,26 +432,33 @@ impl Object for Playlist {
         client: &reqwest::Client,
         url: &str,
         budget: Budget,
-    ) -> impl Future<Output = Result<FetchedPlaylist, FetchError>> + Send {
-        upstream::fetch_playlist(client, url, budget)
+    ) -> impl Future<Output = Result<FetchedEntry, FetchError>> + Send {
+        upstream::fetch_entry(client, url, budget)
     }
 
-    /// A playlist arrived: it is observed (freshness) and served only if its
-    /// newest segment is not older than one already served for the signal,
-    /// so a viewer never goes back in time across a switch, and only if it
-    /// does not end the stream while another packager is fresh (one host's
-    /// input removed must not stop viewers).
+    /// A media playlist arrived: it is observed (freshness) and served only
+    /// if its live edge is not behind a copy already served, so a viewer
+    /// never goes back in time across a switch, and only if it does not end
+    /// the stream while another packager is fresh (one host's input removed
+    /// must not stop viewers). A multivariant playlist where the signal's
+    /// playlist was asked makes the signal a ladder; anywhere else it is
+    /// not what was asked for.
     fn admit(
         &self,
         attempt: &Attempt<'_>,
         pick: &Pick,
-        fetched: FetchedPlaylist,
+        fetched: FetchedEntry,
     ) -> Option<ServedPlaylist> {
         let now = Instant::now();
-        if !attempt
-            .state
-            .observe_and_admit(&pick.base, &fetched.facts, now)
-        {
+        let fetched = match fetched {
+            FetchedEntry::Media(fetched) => fetched,
+            FetchedEntry::Multivariant(multivariant, last_modified) => {
+                return self.ladder_found(attempt, multivariant, last_modified);
+            }
+        };
+        let copy = Copy::new(fetched.body, fetched.facts, fetched.last_modified);
+        let served = copy.served.clone();
+        if !attempt.stream.observe_and_admit(&pick.base, copy, now) {
             log::debug!(
                 "Signal '{}': {} is behind what was served, or ended while another is fresh; trying another",
                 attempt.signal,
@@ -304,13 +466,6 @@ impl Object for Playlist {
             );
             return None;
         }
-        let served = ServedPlaylist {
-            body: PlaylistBody::new(fetched.body),
-            caching: PlaylistCaching::half_target(fetched.facts.target_duration),
-            fetched: now,
-            last_modified: fetched.last_modified.unwrap_or_else(SystemTime::now),
-        };
-        attempt.state.remember_playlist(served.clone());
         Some(served)
     }
 
@@ -318,7 +473,7 @@ impl Object for Playlist {
     /// target duration old (a viewer reloading finds nothing new, which
     /// players ride out), else 502.
     fn exhausted(&self, attempt: &Attempt<'_>) -> Result<ServedPlaylist, Refusal> {
-        if let Some(served) = attempt.state.last_good_within_target() {
+        if let Some(served) = attempt.stream.last_good_within_target() {
             log::warn!(
                 "Signal '{}': no packager answered, serving the last good playlist",
                 attempt.signal
@@ -329,16 +484,46 @@ impl Object for Playlist {
             return Ok(served);
         }
         Err(Refusal::Unavailable(format!(
-            "no packager could serve {}/{PLAYLIST_NAME}",
-            attempt.signal
+            "no packager could serve {}",
+            self.path
         )))
     }
 }
 
-/// One segment, kept in the cache once fetched.
+impl Playlist<'_> {
+    /// The signal's playlist is a ladder's multivariant playlist: the signal
+    /// learns its renditions, and the viewer gets it as the ladder's.
+    fn ladder_found(
+        &self,
+        attempt: &Attempt<'_>,
+        multivariant: Multivariant,
+        last_modified: Option<std::time::SystemTime>,
+    ) -> Option<ServedPlaylist> {
+        if attempt.stream.name() != PLAYLIST_NAME {
+            return None;
+        }
+        log::info!(
+            "Signal '{}': a ladder of {}",
+            attempt.signal,
+            multivariant.uris().collect::<Vec<_>>().join(", ")
+        );
+        let body = multivariant.render(attempt.signal, |_| true, None);
+        self.signal.set_ladder(multivariant, last_modified);
+        Some(ServedPlaylist {
+            body: PlaylistBody::new(body.into()),
+            caching: PlaylistCaching::half_target(Duration::from_secs(2)),
+            fetched: Instant::now(),
+            last_modified: last_modified.unwrap_or_else(std::time::SystemTime::now),
+        })
+    }
+}
+
+/// One segment or part, kept in the cache once fetched.
 struct Segment<'a> {
     /// `<signal>/<name>`.
     key: &'a str,
+    /// Its file name.
+    name: &'a str,
     cache: &'a Mutex<SegmentCache>,
 }
 
@@ -349,6 +534,12 @@ impl Object for Segment<'_> {
 
     fn path(&self) -> &str {
         self.key
+    }
+
+    /// The packagers whose latest copy lists it first: a part a lagging
+    /// packager has not cut yet is asked of its twin, not answered 404.
+    fn order(&self, stream: &StreamState, plan: Vec<String>) -> Vec<String> {
+        stream.listing_first(self.name, plan)
     }
 
     fn fetch(
@@ -362,7 +553,7 @@ impl Object for Segment<'_> {
     /// A segment arrived whole: served and cached, and the packager's
     /// segment failures so far were blips.
     fn admit(&self, attempt: &Attempt<'_>, pick: &Pick, body: Bytes) -> Option<Bytes> {
-        attempt.state.observe_segment(&pick.base);
+        attempt.stream.observe_segment(&pick.base);
         lock(self.cache).insert(self.key.to_string(), body.clone(), Instant::now());
         Some(body)
     }
@@ -390,11 +581,11 @@ impl Pick {
     }
 }
 
-/// One viewer request for one signal: which packagers it has tried and what
-/// they said.
+/// One viewer request for one media playlist of a signal (or its segment):
+/// which packagers it has tried and what they said.
 pub(super) struct Attempt<'a> {
     signal: &'a str,
-    state: &'a SignalState,
+    stream: &'a StreamState,
     /// What is fetched (failures are counted per kind).
     kind: MediaKind,
     /// Packagers already tried in this request; each is tried once.
@@ -405,10 +596,10 @@ pub(super) struct Attempt<'a> {
 }
 
 impl<'a> Attempt<'a> {
-    fn new(signal: &'a str, state: &'a SignalState, kind: MediaKind) -> Self {
+    fn new(signal: &'a str, stream: &'a StreamState, kind: MediaKind) -> Self {
         Attempt {
             signal,
-            state,
+            stream,
             kind,
             tried: Vec::new(),
             all_not_found: true,
@@ -419,11 +610,12 @@ impl<'a> Attempt<'a> {
     /// by a fresh plan of the failover state (a switch that plan makes is
     /// logged, counted and recorded here). `None` when every packager has
     /// been tried.
-    fn pick_upstream(&mut self) -> Option<Pick> {
-        let (order, switch, target) = self.state.plan(Instant::now());
+    fn pick_upstream(&mut self, order_for: impl Fn(Vec<String>) -> Vec<String>) -> Option<Pick> {
+        let (plan, switch, target) = self.stream.plan(Instant::now());
         if let Some(switch) = switch {
-            switched(self.signal, self.state, switch);
+            switched(self.signal, self.stream, switch);
         }
+        let order = order_for(plan);
         let base = order.into_iter().find(|b| !self.tried.contains(b))?;
         self.tried.push(base.clone());
         Some(Pick {
@@ -448,27 +640,42 @@ impl<'a> Attempt<'a> {
         metrics::PROXY_UPSTREAM_FAILURES
             .with_label_values(&[pick.base.as_str(), error.kind()])
             .inc();
-        self.state
+        self.stream
             .observe_failure(&pick.base, self.kind, &error.to_string());
     }
 }
 
 /// Logs, counts and remembers (for `GET /status`) a change of active
 /// packager.
-fn switched(signal: &str, state: &SignalState, switch: Switch) {
+fn switched(signal: &str, stream: &StreamState, switch: Switch) {
     metrics::PROXY_SWITCHES
         .with_label_values(&[signal, switch.kind.name()])
         .inc();
     match &switch.from {
         Some(from) => log::info!(
-            "Signal '{signal}': switching from {from} to {} ({})",
+            "Signal '{signal}'{}: switching from {from} to {} ({})",
+            rendition(stream),
             switch.to,
             switch.reason
         ),
-        None => log::info!("Signal '{signal}': serving from {}", switch.to),
+        None => log::info!(
+            "Signal '{signal}'{}: serving from {}",
+            rendition(stream),
+            switch.to
+        ),
     }
     let at = chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string();
-    state.record_switch(at, switch);
+    stream.record_switch(at, switch);
+}
+
+/// ` (720p.m3u8)` in a log line about a ladder's rendition; nothing for a
+/// single rendition's `playlist.m3u8`.
+fn rendition(stream: &StreamState) -> String {
+    if stream.name() == PLAYLIST_NAME {
+        String::new()
+    } else {
+        format!(" ({})", stream.name())
+    }
 }
 
 /// Counts a request that shared another's fetch.
@@ -481,7 +688,7 @@ fn collapsed(kind: MediaKind, role: Role) {
 }
 
 /// The refusal when a shared fetch's task died (a bug): the viewer retries.
-fn lost_flight(signal: &str, file: &str) -> Refusal {
-    log::error!("Signal '{signal}': the fetch of {file} ended without a result");
-    Refusal::Unavailable(format!("no packager could serve {signal}/{file}"))
+fn lost_flight(what: &str) -> Refusal {
+    log::error!("The fetch of {what} ended without a result");
+    Refusal::Unavailable(format!("no packager could serve {what}"))
 }

@@ -28,7 +28,8 @@ use super::flight::Flights;
 use super::metrics;
 use super::negative::NegativeCache;
 use super::refusal::Refusal;
-use super::signal::{lock, SignalState};
+use super::signal::SignalState;
+use super::stream::lock;
 use crate::api::Packagers;
 use crate::service::http;
 
@@ -154,7 +155,7 @@ impl Routing {
         let outcome = match &result {
             Ok(_) => "found",
             Err(Refusal::NotFound(_)) => "unknown",
-            Err(Refusal::Unavailable(_)) => "failed",
+            Err(_) => "failed",
         };
         metrics::PROXY_ORIGIN_LOOKUPS
             .with_label_values(&[outcome])

@@ -1,50 +1,48 @@
-//! What the proxy knows of one served signal: its failover state, the last
-//! playlist it served, the segment names packagers listed recently, its
-//! recent switches, when a viewer last asked, and who is watching.
+//! What the proxy knows of one served signal: where it is routed, its media
+//! playlists ([`StreamState`]: the signal's own `playlist.m3u8`, or each
+//! rendition of its ladder), its ladder's multivariant playlist as the
+//! packagers give it, when a viewer last asked, and who is watching.
+//!
+//! ```text
+//! SignalState live01 ─ routes [A, B], viewers, ladder (multivariant from A or B)
+//!   ├─ StreamState playlist.m3u8           (one rendition: the seed's output)
+//!   └─ StreamState 720p.m3u8, 480p.m3u8 ... (a ladder: failover per rendition)
+//! ```
 //!
 //! Every method takes its lock for a few assignments and never across an
-//! `await`, so viewer requests and the poller share it without waiting on I/O.
+//! `await`.
 
-use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::budgets::PLAYLIST_REUSE;
-use super::failover::{Failover, LiveEdge};
-use super::listed::{ListedSegments, Listing};
+use super::stream::{lock, StreamState};
 use super::viewers::{ViewerId, Viewers, WINDOW_TARGETS};
-use crate::api::{PackagerStatus, ProxySignal, ServingState, Switch, SwitchRecord};
-use crate::hls::{MediaKind, PlaylistFacts};
-use crate::net::delivery::{PlaylistBody, PlaylistCaching};
+use crate::api::{ProxySignal, RenditionStatus, ServingState};
+use crate::hls::multivariant::Multivariant;
+use crate::hls::PLAYLIST_NAME;
 
-/// Switches remembered per signal for `GET /status`.
-pub(super) const SWITCH_HISTORY: usize = 20;
-
-/// A playlist as served to viewers.
+/// A ladder's multivariant playlist as a packager gave it.
 #[derive(Debug, Clone)]
-pub(super) struct ServedPlaylist {
-    /// The bytes, their ETag and their gzip form, shared by every viewer.
-    pub body: PlaylistBody,
-    /// How long a CDN may keep it (half its target duration).
-    pub caching: PlaylistCaching,
-    /// When the proxy fetched it.
-    pub fetched: Instant,
-    /// When it last changed upstream (its `Last-Modified`), else when fetched.
+pub(super) struct Ladder {
+    pub multivariant: Multivariant,
+    /// When a packager last gave it.
+    pub read_at: Instant,
+    /// Its `Last-Modified`, else when read.
     pub last_modified: SystemTime,
 }
 
 /// One served signal.
 pub(super) struct SignalState {
-    failover: Mutex<Failover>,
-    /// The last playlist served.
-    last_good: Mutex<Option<ServedPlaylist>>,
-    /// Segment names packagers listed recently: the only ones fetched.
-    listed: Mutex<ListedSegments>,
-    /// When a viewer last asked for the playlist (an idle signal is dropped).
+    /// The packagers the origin routes it to (allowed ones only).
+    packagers: Mutex<Vec<String>>,
+    /// Its media playlists by file name, in the ladder's order.
+    streams: Mutex<Vec<Arc<StreamState>>>,
+    /// Its ladder, once a packager gave a multivariant playlist.
+    ladder: Mutex<Option<Ladder>>,
+    /// When a viewer last asked for it (an idle signal is dropped).
     last_request: Mutex<Instant>,
     /// When the origin last confirmed the routes.
     routes_confirmed: Mutex<Instant>,
-    switches: Mutex<VecDeque<SwitchRecord>>,
     /// Distinct clients asking for this signal recently.
     viewers: Mutex<Viewers>,
 }
@@ -52,105 +50,84 @@ pub(super) struct SignalState {
 impl SignalState {
     pub(super) fn new(packagers: &[String], now: Instant) -> Self {
         SignalState {
-            failover: Mutex::new(Failover::new(packagers)),
-            last_good: Mutex::new(None),
-            listed: Mutex::new(ListedSegments::default()),
+            packagers: Mutex::new(packagers.to_vec()),
+            streams: Mutex::new(Vec::new()),
+            ladder: Mutex::new(None),
             last_request: Mutex::new(now),
             routes_confirmed: Mutex::new(now),
-            switches: Mutex::new(VecDeque::new()),
             viewers: Mutex::new(Viewers::default()),
         }
     }
 
-    /// The packagers to try, best first, the switch this makes, and the
-    /// target duration to budget fetches with.
-    pub(super) fn plan(&self, now: Instant) -> (Vec<String>, Option<Switch>, Duration) {
-        let mut f = lock(&self.failover);
-        let (order, switch) = f.plan(now);
-        (order, switch, f.target_duration())
+    pub(super) fn packagers(&self) -> Vec<String> {
+        lock(&self.packagers).clone()
     }
 
-    pub(super) fn packagers_and_target(&self) -> (Vec<String>, Duration) {
-        let f = lock(&self.failover);
-        (f.packagers(), f.target_duration())
-    }
-
-    pub(super) fn target_duration(&self) -> Duration {
-        lock(&self.failover).target_duration()
-    }
-
-    /// A playlist was read from `base` by the poller.
-    pub(super) fn observe_playlist(&self, base: &str, facts: &PlaylistFacts, now: Instant) {
-        drop(self.observe(base, facts, now));
-    }
-
-    /// A playlist was read from `base` for a viewer: observed, then whether
-    /// it may be served: never older than one already served, and never an
-    /// ended one (`EXT-X-ENDLIST`) while another packager is fresh.
-    pub(super) fn observe_and_admit(
-        &self,
-        base: &str,
-        facts: &PlaylistFacts,
-        now: Instant,
-    ) -> bool {
-        let mut f = self.observe(base, facts, now);
-        if facts.end_list && f.has_fresh_twin(base, now) {
-            return false;
+    /// The media playlist `name`, known from now on.
+    pub(super) fn stream(&self, name: &str) -> Arc<StreamState> {
+        let mut streams = lock(&self.streams);
+        if let Some(stream) = streams.iter().find(|s| s.name() == name) {
+            return stream.clone();
         }
-        f.admit_playlist(facts.newest_sequence())
+        let stream = Arc::new(StreamState::new(name, &self.packagers()));
+        streams.push(stream.clone());
+        stream
     }
 
-    /// What every playlist read tells: the names it lists, and to the
-    /// failover state its newest segment, target, live edge and whether it
-    /// ended. Returns the failover state, still locked, for a decision on
-    /// the same read.
-    fn observe(&self, base: &str, facts: &PlaylistFacts, now: Instant) -> MutexGuard<'_, Failover> {
-        self.learn_names(facts, now);
-        let mut f = lock(&self.failover);
-        f.observe_playlist(
-            base,
-            facts.newest_sequence(),
-            facts.target_duration,
-            live_edge(facts),
-            now,
-        );
-        f.observe_end(base, facts.end_list);
-        f
+    /// Every media playlist known, in order.
+    pub(super) fn streams(&self) -> Vec<Arc<StreamState>> {
+        lock(&self.streams).clone()
     }
 
-    /// Remembers the segment names a packager listed (see [`ListedSegments`]).
-    fn learn_names(&self, facts: &PlaylistFacts, now: Instant) {
-        let mut listed = lock(&self.listed);
-        listed.record(facts.segments.iter().map(|s| s.uri.as_str()), now);
-        if let Some(newest) = facts.segments.last() {
-            listed.record_newest(newest.sequence, &newest.uri);
+    /// The stream the signal-wide facts come from: its only one, or the
+    /// ladder's first (top) rendition.
+    pub(super) fn main_stream(&self) -> Option<Arc<StreamState>> {
+        lock(&self.streams).first().cloned()
+    }
+
+    /// A packager gave a multivariant playlist: the signal is a ladder whose
+    /// renditions are streams (in its order), the plain stream of a single
+    /// rendition gone.
+    pub(super) fn set_ladder(&self, multivariant: Multivariant, last_modified: Option<SystemTime>) {
+        {
+            let mut streams = lock(&self.streams);
+            streams.retain(|s| s.name() != PLAYLIST_NAME);
+            let packagers = self.packagers();
+            let mut ordered = Vec::new();
+            for uri in multivariant.uris() {
+                let stream = match streams.iter().find(|s| s.name() == uri) {
+                    Some(s) => s.clone(),
+                    None => Arc::new(StreamState::new(uri, &packagers)),
+                };
+                ordered.push(stream);
+            }
+            *streams = ordered;
         }
+        *lock(&self.ladder) = Some(Ladder {
+            multivariant,
+            read_at: Instant::now(),
+            last_modified: last_modified.unwrap_or_else(SystemTime::now),
+        });
     }
 
-    /// What is known of the segment `name` now: listed by a packager
-    /// recently, worth a playlist read first, or unlisted (see [`Listing`]).
-    pub(super) fn listing(&self, name: &str, now: Instant) -> Listing {
-        lock(&self.listed).listing(name, now)
+    /// Its ladder, if it has one.
+    pub(super) fn ladder(&self) -> Option<Ladder> {
+        lock(&self.ladder).clone()
     }
 
-    /// A fetch of a `kind` from `base` failed.
-    pub(super) fn observe_failure(&self, base: &str, kind: MediaKind, reason: &str) {
-        lock(&self.failover).observe_failure(base, kind, reason, Instant::now());
-    }
-
-    /// A segment was fetched whole from `base`.
-    pub(super) fn observe_segment(&self, base: &str) {
-        lock(&self.failover).observe_segment(base);
-    }
-
-    /// Replaces the routes; true when they changed.
+    /// Replaces the routes in every stream; true when they changed.
     pub(super) fn confirm_routes(&self, packagers: &[String], now: Instant) -> bool {
         *lock(&self.routes_confirmed) = now;
-        let mut f = lock(&self.failover);
-        if f.packagers() == packagers {
-            return false;
+        {
+            let mut known = lock(&self.packagers);
+            if *known == packagers {
+                return false;
+            }
+            *known = packagers.to_vec();
         }
-        f.set_packagers(packagers);
+        for stream in self.streams() {
+            stream.set_packagers(packagers);
+        }
         true
     }
 
@@ -158,7 +135,14 @@ impl SignalState {
         lock(&self.routes_confirmed).elapsed()
     }
 
-    /// A viewer asked for the playlist now.
+    /// The target duration, from its main stream (2 s until one is read).
+    pub(super) fn target_duration(&self) -> Duration {
+        self.main_stream()
+            .map(|s| s.target_duration())
+            .unwrap_or(Duration::from_secs(2))
+    }
+
+    /// A viewer asked for it now.
     pub(super) fn touch(&self) {
         *lock(&self.last_request) = Instant::now();
     }
@@ -167,53 +151,44 @@ impl SignalState {
         lock(&self.last_request).elapsed()
     }
 
-    pub(super) fn remember_playlist(&self, served: ServedPlaylist) {
-        *lock(&self.last_good) = Some(served);
-    }
-
-    /// The last served playlist if it was fetched within [`PLAYLIST_REUSE`]:
-    /// viewers asking at the same moment share one upstream fetch.
-    pub(super) fn reusable_playlist(&self) -> Option<ServedPlaylist> {
-        lock(&self.last_good)
-            .as_ref()
-            .filter(|p| p.fetched.elapsed() < PLAYLIST_REUSE)
-            .cloned()
-    }
-
-    /// The last served playlist while it is at most one target duration old.
-    pub(super) fn last_good_within_target(&self) -> Option<ServedPlaylist> {
-        let target = self.target_duration();
-        lock(&self.last_good)
-            .as_ref()
-            .filter(|p| p.fetched.elapsed() <= target)
-            .cloned()
-    }
-
-    pub(super) fn record_switch(&self, at: String, switch: Switch) {
-        let mut history = lock(&self.switches);
-        history.push_back(SwitchRecord { at, switch });
-        while history.len() > SWITCH_HISTORY {
-            history.pop_front();
+    /// The signal's serving state: its one stream's, or, for a ladder,
+    /// up only when every rendition is, ended when all are, down when
+    /// none is served, degraded otherwise.
+    pub(super) fn health(&self, now: Instant) -> ServingState {
+        let states: Vec<ServingState> = self.streams().iter().map(|s| s.health(now)).collect();
+        match states.as_slice() {
+            [] => ServingState::Degraded,
+            [one] => *one,
+            many if many.iter().all(|s| *s == ServingState::Up) => ServingState::Up,
+            many if many.iter().all(|s| *s == ServingState::Ended) => ServingState::Ended,
+            many if many.iter().all(|s| *s == ServingState::Down) => ServingState::Down,
+            _ => ServingState::Degraded,
         }
     }
 
-    pub(super) fn status(&self, now: Instant) -> Vec<PackagerStatus> {
-        lock(&self.failover).status(now)
-    }
-
-    /// Up, degraded, ended or down (see [`Failover::signal_health`]).
-    pub(super) fn health(&self, now: Instant) -> ServingState {
-        lock(&self.failover).signal_health(now)
-    }
-
     /// The signal's entry in `GET /status`: its serving state, viewers now,
-    /// each packager's freshness and the recent switches.
+    /// the main stream's packagers and switches, and with a ladder each
+    /// rendition's.
     pub(super) fn report(&self, signal: &str, now: Instant) -> ProxySignal {
+        let main = self.main_stream();
+        let renditions = match self.ladder() {
+            None => Vec::new(),
+            Some(_) => self
+                .streams()
+                .iter()
+                .map(|s| RenditionStatus {
+                    packagers: s.status(now),
+                    playlist: s.name().to_string(),
+                    state: s.health(now),
+                })
+                .collect(),
+        };
         ProxySignal {
-            packagers: self.status(now),
+            packagers: main.as_ref().map(|s| s.status(now)).unwrap_or_default(),
+            renditions,
             signal: signal.to_string(),
             state: Some(self.health(now)),
-            switches: self.switches(),
+            switches: main.as_ref().map(|s| s.switches()).unwrap_or_default(),
             viewers: Some(self.viewers(now) as u64),
         }
     }
@@ -240,23 +215,4 @@ impl SignalState {
         let window = self.viewer_window();
         lock(&self.viewers).expire(now, window)
     }
-
-    pub(super) fn switches(&self) -> Vec<SwitchRecord> {
-        lock(&self.switches).iter().cloned().collect()
-    }
-}
-
-/// Where a just-read playlist's live edge is against the wall clock now, when
-/// its segments are dated.
-fn live_edge(facts: &PlaylistFacts) -> Option<LiveEdge> {
-    facts.newest_segment_end().map(|newest_end| LiveEdge {
-        newest_end,
-        read_at: SystemTime::now(),
-    })
-}
-
-/// Locks a mutex, recovering the data if a panicking thread poisoned it (the
-/// state stays consistent: every critical section is a few assignments).
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
-use super::signal::lock;
+use super::stream::lock;
 use super::{routes, Proxy, ProxyConfig};
 use crate::api::PackagerHealth;
 use crate::service::shutdown::Shutdown;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::budgets::Budget;
 use super::metrics;
+use crate::hls::multivariant::{is_multivariant, Multivariant};
 use crate::hls::{is_complete_transport_stream, MediaKind, PlaylistFacts};
 use crate::net::delivery::parse_http_date;
 use crate::service::http::root_cause;
@@ -114,20 +115,48 @@ fn count<T>(kind: MediaKind, result: &Result<T, FetchError>) {
         .inc();
 }
 
+/// A signal's `playlist.m3u8` as a packager gave it: a media playlist (one
+/// rendition), or a ladder's multivariant playlist.
+#[derive(Debug, Clone)]
+pub(super) enum FetchedEntry {
+    Media(FetchedPlaylist),
+    Multivariant(Multivariant, Option<SystemTime>),
+}
+
 /// Fetches and parses a media playlist.
 pub(super) async fn fetch_playlist(
     client: &reqwest::Client,
     url: &str,
     budget: Budget,
 ) -> Result<FetchedPlaylist, FetchError> {
+    match fetch_entry(client, url, budget).await? {
+        FetchedEntry::Media(playlist) => Ok(playlist),
+        FetchedEntry::Multivariant(..) => Err(FetchError::Invalid(
+            "a multivariant playlist where a media playlist was expected".into(),
+        )),
+    }
+}
+
+/// Fetches and parses a media or multivariant playlist.
+pub(super) async fn fetch_entry(
+    client: &reqwest::Client,
+    url: &str,
+    budget: Budget,
+) -> Result<FetchedEntry, FetchError> {
     let result = async {
         let (body, last_modified) = fetch(client, url, budget).await?;
+        if is_multivariant(&body) {
+            let multivariant = Multivariant::parse(&body).ok_or_else(|| {
+                FetchError::Invalid("a multivariant playlist naming nothing".into())
+            })?;
+            return Ok(FetchedEntry::Multivariant(multivariant, last_modified));
+        }
         let facts = PlaylistFacts::parse(&body).map_err(|e| FetchError::Invalid(e.to_string()))?;
-        Ok(FetchedPlaylist {
+        Ok(FetchedEntry::Media(FetchedPlaylist {
             body,
             facts,
             last_modified,
-        })
+        }))
     }
     .await;
     count(MediaKind::Playlist, &result);
