@@ -13,7 +13,8 @@ use prometheus::IntCounterVec;
 
 use super::auth::{Token, TokenArgs};
 use crate::api::Report;
-use crate::hls::{is_valid_signal_name, PLAYLIST_NAME};
+use crate::hls::multivariant::Multivariant;
+use crate::hls::{classify_media_file, is_valid_signal_name, PLAYLIST_NAME};
 use crate::service::config::{parse_base_url, parse_seconds};
 use crate::service::metrics::counter;
 use crate::service::shutdown::Shutdown;
@@ -62,10 +63,19 @@ pub struct DiscoveryConfig {
     pub listen: crate::service::config::ListenArgs,
 }
 
-/// Signals whose playlist was written within `fresh_within` of `now`.
+/// Signals whose playlist was written within `fresh_within` of `now`: for a
+/// ladder (`playlist.m3u8` is its multivariant playlist, written once), every
+/// rendition's media playlist it names; a signal is live when its renditions are.
 pub(crate) fn live_signals(output: &Path, fresh_within: Duration, now: SystemTime) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(output) else {
         return Vec::new();
+    };
+    let fresh = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| {
+                now.duration_since(modified).unwrap_or(Duration::ZERO) <= fresh_within
+            })
     };
     let mut signals: Vec<String> = entries
         .filter_map(Result::ok)
@@ -74,11 +84,15 @@ pub(crate) fn live_signals(output: &Path, fresh_within: Duration, now: SystemTim
             if !is_valid_signal_name(&name) {
                 return None;
             }
-            let modified = std::fs::metadata(e.path().join(PLAYLIST_NAME))
-                .and_then(|m| m.modified())
-                .ok()?;
-            let age = now.duration_since(modified).unwrap_or(Duration::ZERO);
-            (age <= fresh_within).then_some(name)
+            let entry = e.path().join(PLAYLIST_NAME);
+            let text = std::fs::read(&entry).ok()?;
+            let live = match Multivariant::parse(&text) {
+                Some(ladder) => ladder
+                    .uris()
+                    .all(|uri| classify_media_file(uri).is_some() && fresh(&e.path().join(uri))),
+                None => fresh(&entry),
+            };
+            live.then_some(name)
         })
         .collect();
     signals.sort();
@@ -263,6 +277,21 @@ mod tests {
         let live = live_signals(dir.path(), Duration::from_secs(10), now);
         assert_eq!(live, vec!["live01".to_string(), "old".to_string()]);
         let later = now + Duration::from_secs(60);
+        assert!(live_signals(dir.path(), Duration::from_secs(10), later).is_empty());
+        // A ladder: live while every rendition it names is written.
+        let ladder = dir.path().join("ladder");
+        std::fs::create_dir_all(&ladder).expect("mkdir");
+        std::fs::write(
+            ladder.join(PLAYLIST_NAME),
+            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n720p.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1\n360p.m3u8\n",
+        )
+        .expect("write");
+        std::fs::write(ladder.join("720p.m3u8"), "#EXTM3U\n").expect("write");
+        let live = live_signals(dir.path(), Duration::from_secs(10), now);
+        assert!(!live.contains(&"ladder".to_string()), "360p is not written");
+        std::fs::write(ladder.join("360p.m3u8"), "#EXTM3U\n").expect("write");
+        let live = live_signals(dir.path(), Duration::from_secs(10), now);
+        assert!(live.contains(&"ladder".to_string()), "{live:?}");
         assert!(live_signals(dir.path(), Duration::from_secs(10), later).is_empty());
         assert!(live_signals(&dir.path().join("nope"), Duration::from_secs(10), now).is_empty());
     }
