@@ -26,6 +26,10 @@
 
   const params = new URLSearchParams(location.search);
   const forcedPlayer = params.get('player');         // 'native', 'hlsjs' or null
+  // Low latency (LL-HLS parts, blocking reloads) unless ?latency=standard;
+  // hls.js catches up to its target at up to 1.5x when it falls behind.
+  const lowLatency = params.get('latency') !== 'standard';
+  const HLS_CONFIG = lowLatency ? { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 } : { lowLatencyMode: false };
   const $ = (id) => document.getElementById(id);
   const video = $('video');
 
@@ -48,6 +52,7 @@
     signal: null, url: null, mode: null, hls: null,
     loadedAt: null, started: false, advanced: false, lastCt: 0, lastAdvanceAt: null,
     stalls: 0, stalledNow: false, errors: 0, lastError: null, retryTimer: null,
+    latency: null, rendition: null, renditionSwitches: 0,
   };
   const C = window.__console = { transport: 'connecting', updates: 0, state: null, lastUpdateAt: null, player: P };
 
@@ -223,7 +228,10 @@
         h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', {}, 'packager'), h('th', {}, 'health'),
           h('th', {}, 'newest seq'), h('th', {}, 'last advance'), h('th', {}, 'last error'))),
         h('tbody', {}, ...rows));
-      return h('div', { class: 'signal-detail', 'data-signal': sig.signal }, head, table);
+      const renditions = (sig.renditions || []).length === 0 ? null : h('div', { class: 'renditions' },
+        'renditions: ', ...sig.renditions.map((r) => h('span', { class: 'rendition badge', 'data-rendition': r.playlist, 'data-status': r.state,
+          title: `${r.fresh} of ${r.packagers} packagers fresh for this rendition` }, `${r.playlist.replace(/\.m3u8$/, '')} ${r.state}`)));
+      return h('div', { class: 'signal-detail', 'data-signal': sig.signal }, head, renditions, table);
     });
     $('packagers').replaceChildren(...sections);
   }
@@ -382,7 +390,7 @@
   function play(signal) {
     const s = C.state;
     teardown();
-    Object.assign(P, { signal, url: null, started: false, advanced: false, lastCt: 0, lastAdvanceAt: null, stalls: 0, stalledNow: false, errors: 0, lastError: null });
+    Object.assign(P, { signal, url: null, started: false, advanced: false, lastCt: 0, lastAdvanceAt: null, stalls: 0, stalledNow: false, errors: 0, lastError: null, latency: null, rendition: null, renditionSwitches: 0 });
     for (const b of document.querySelectorAll('#signals button')) b.setAttribute('aria-current', b.dataset.signal === signal ? 'true' : 'false');
     $('player-signal').textContent = signal;
     if (!s) return;
@@ -405,8 +413,14 @@
       $('player-mode').textContent = P.mode;
       return;
     } else {
-      P.mode = `hls.js ${Hls.version}`;
-      const hls = P.hls = new Hls({ lowLatencyMode: false });
+      P.mode = `hls.js ${Hls.version}${lowLatency ? ' LL' : ''}`;
+      const hls = P.hls = new Hls(HLS_CONFIG);
+      hls.on(Hls.Events.LEVEL_SWITCHED, (_e, data) => {
+        const level = hls.levels[data.level];
+        const name = level ? `${level.height}p ${Math.round(level.bitrate / 1000)} kb/s` : String(data.level);
+        if (P.rendition !== null && P.rendition !== name) P.renditionSwitches += 1;
+        P.rendition = name;
+      });
       hls.on(Hls.Events.ERROR, (_e, data) => {
         if (!data.fatal) return;
         noteError(`${data.type}: ${data.details}`);
@@ -468,6 +482,17 @@
     }
   }
 
+  // Seconds behind live: the wall clock minus the program date-time of the
+  // frame on screen (hls.js knows it; natively, Safari's getStartDate).
+  function latencyNow() {
+    if (P.hls && P.hls.playingDate) return (Date.now() - P.hls.playingDate.getTime()) / 1000;
+    if (P.mode === 'native' && typeof video.getStartDate === 'function') {
+      const start = video.getStartDate().getTime();
+      if (!Number.isNaN(start)) return (Date.now() - start) / 1000 - video.currentTime;
+    }
+    return null;
+  }
+
   function playerState() {
     if (!P.url) return 'idle';
     if (P.stalledNow) return 'stalled';
@@ -480,6 +505,9 @@
   setInterval(() => {
     noteAdvance();
     $('player-time').textContent = video.currentTime.toFixed(1);
+    P.latency = P.advanced ? latencyNow() : null;
+    $('player-latency').textContent = P.latency === null ? '-' : `${P.latency.toFixed(1)} s`;
+    $('player-rendition').textContent = P.rendition === null ? '-' : `${P.rendition}${P.renditionSwitches ? ` (${P.renditionSwitches} switches)` : ''}`;
     const stalls = $('stall-count');
     stalls.textContent = String(P.stalls);
     stalls.dataset.stalls = P.stalls;

@@ -9,10 +9,10 @@ use serde::Deserialize;
 
 use super::view::{
     faults_view, newest_first, remember, source_view, with_gone, ConsoleState, ControlView,
-    PackagerView, SignalView, TimelineEntry,
+    PackagerView, RenditionView, SignalView, TimelineEntry,
 };
 use super::{lock, now_text, Console, REFRESH_INTERVAL, SOURCE_TIMEOUT};
-use crate::api::{ProxyStatus, SignalNames};
+use crate::api::{PackagerHealth, ProxyStatus, SignalNames};
 use crate::service::http;
 
 impl Console {
@@ -50,6 +50,7 @@ impl Console {
                         state: None,
                         viewers: None,
                         packagers: Vec::new(),
+                        renditions: Vec::new(),
                     },
                 );
             }
@@ -68,10 +69,25 @@ impl Console {
                         state: None,
                         viewers: None,
                         packagers: Vec::new(),
+                        renditions: Vec::new(),
                     });
                 view.watched = true;
                 view.state = s.state.map(|state| state.name().to_string());
                 view.viewers = s.viewers;
+                view.renditions = s
+                    .renditions
+                    .iter()
+                    .map(|r| RenditionView {
+                        playlist: r.playlist.clone(),
+                        state: r.state.name().to_string(),
+                        fresh: r
+                            .packagers
+                            .iter()
+                            .filter(|p| p.health == PackagerHealth::Fresh)
+                            .count(),
+                        packagers: r.packagers.len(),
+                    })
+                    .collect();
                 let seen = known.entry(s.signal.clone()).or_default();
                 let packagers = s.packagers.iter().map(PackagerView::from).collect();
                 view.packagers = with_gone(seen, packagers, now);

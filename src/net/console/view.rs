@@ -54,6 +54,21 @@ pub(crate) struct SignalView {
     /// Distinct clients watching through the proxy, while it serves the signal.
     pub viewers: Option<u64>,
     pub packagers: Vec<PackagerView>,
+    /// With a ladder, each rendition's media playlist and its serving state
+    /// (the proxy judges failover per rendition).
+    pub renditions: Vec<RenditionView>,
+}
+
+/// One rendition of a ladder as the operator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RenditionView {
+    /// Its media playlist: `720p.m3u8`.
+    pub playlist: String,
+    /// The proxy's verdict for it: up, degraded, ended, down.
+    pub state: String,
+    /// Its packagers that are fresh now.
+    pub fresh: usize,
+    pub packagers: usize,
 }
 
 /// One packager of a signal, as the proxy's `GET /status` reports it
