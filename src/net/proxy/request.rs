@@ -171,6 +171,14 @@ impl Requests {
                 if let Some(served) = stream.at_hand(Instant::now()) {
                     return Ok(served);
                 }
+                if stream.name() != PLAYLIST_NAME && !stream.has_copies() {
+                    // A rendition's first request: every packager at once,
+                    // so the first viewer already gets the freshest copy.
+                    requests.poller.read_every_packager(&name, &stream).await;
+                    if let Some(served) = stream.at_hand(Instant::now()) {
+                        return Ok(served);
+                    }
+                }
                 let playlist = Playlist {
                     path: format!("{name}/{}", stream.name()),
                     signal: &state,

@@ -140,6 +140,11 @@ impl StreamState {
             .find_map(|c| c.facts.low_latency.as_ref().map(|ll| ll.part_target))
     }
 
+    /// Whether any packager's copy was read yet.
+    pub(super) fn has_copies(&self) -> bool {
+        !lock(&self.copies).is_empty()
+    }
+
     /// Whether `base`'s latest copy holds blocking reloads.
     pub(super) fn can_block(&self, base: &str) -> bool {
         lock(&self.copies)

@@ -112,6 +112,19 @@ async fn proxy_and_origin(
     Arc<Mutex<HashMap<String, usize>>>,
 ) {
     let bases: Vec<String> = packagers.iter().map(|p| p.base.clone()).collect();
+    proxy_for(bases, shutdown, flags).await
+}
+
+/// The proxy's routes over packagers at `bases`, with an origin routing
+/// live01 to them, and the requests the origin got, by path.
+async fn proxy_for(
+    bases: Vec<String>,
+    shutdown: &Shutdown,
+    flags: &[&str],
+) -> (
+    impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone,
+    Arc<Mutex<HashMap<String, usize>>>,
+) {
     let answer = serde_json::json!({ "signal": "live01", "packagers": bases });
     let asked: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let counted = asked.clone();
@@ -476,5 +489,83 @@ async fn viewers_are_distinct_clients_by_address_and_user_agent() {
     assert_eq!(get(&proxy, "/live01/playlist.m3u8").await.0, 200);
     let status = proxy_status(&proxy).await;
     assert_eq!(status["signals"][0]["viewers"], 6, "{status}");
+    shutdown.trigger();
+}
+
+/// A fake packager of a two-rung ladder (720p, 480p) and a rung nobody
+/// serves (1080p): each media playlist lists segments up to `newest[rung]`,
+/// its EXTINF titled with `me` so a test can tell whose copy it got.
+async fn ladder_packager(me: &'static str, newest: [u64; 2], shutdown: &Shutdown) -> String {
+    let app = warp::path::tail().map(move |tail: warp::path::Tail| {
+        let name = tail.as_str().strip_prefix("live01/").unwrap_or("");
+        let media = |rung: &str, newest: u64| {
+            let mut text = format!(
+                "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{}\n",
+                newest - 2
+            );
+            for n in newest - 2..=newest {
+                text.push_str(&format!("#EXTINF:2.0,{me}\n{rung}_segment{n:06}.ts\n"));
+            }
+            text
+        };
+        let body = match name {
+            "playlist.m3u8" => {
+                "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=3000000,RESOLUTION=1920x1080\n1080p.m3u8\n\
+#EXT-X-STREAM-INF:BANDWIDTH=2000000,RESOLUTION=1280x720\n720p.m3u8\n\
+#EXT-X-STREAM-INF:BANDWIDTH=1000000,RESOLUTION=854x480\n480p.m3u8\n"
+                    .to_string()
+            }
+            "720p.m3u8" => media("720p", newest[0]),
+            "480p.m3u8" => media("480p", newest[1]),
+            _ => return StatusCode::NOT_FOUND.into_response(),
+        };
+        warp::reply::with_status(body, StatusCode::OK).into_response()
+    });
+    serve(app, shutdown).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_is_judged_per_rendition_and_a_rendition_nobody_serves_is_left_out() {
+    let shutdown = Shutdown::new();
+    // A's 480p is two segments behind B's; their 720p are level.
+    let a = ladder_packager("from-a", [40, 38], &shutdown).await;
+    let b = ladder_packager("from-b", [40, 40], &shutdown).await;
+    let (proxy, _) = proxy_for(vec![a, b], &shutdown, &[]).await;
+    let (status, body) = get(&proxy, "/live01/playlist.m3u8").await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("720p.m3u8"));
+    let (status, body) = get(&proxy, "/live01/720p.m3u8").await;
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8_lossy(&body).contains("from-a"),
+        "720p from the first packager"
+    );
+    let (status, body) = get(&proxy, "/live01/480p.m3u8").await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body).to_string();
+    assert!(
+        text.contains("from-b") && text.contains("480p_segment000040.ts"),
+        "{text}"
+    );
+    // 1080p is named but served by nobody: once the poller has read the
+    // renditions, viewers no longer get it in the multivariant playlist.
+    let mut left_out = false;
+    for _ in 0..50 {
+        let (_, body) = get(&proxy, "/live01/playlist.m3u8").await;
+        let text = String::from_utf8_lossy(&body).to_string();
+        if !text.contains("1080p.m3u8") {
+            assert!(
+                text.contains("720p.m3u8") && text.contains("480p.m3u8"),
+                "{text}"
+            );
+            left_out = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(left_out, "1080p stayed in the multivariant playlist");
+    // A rendition the ladder does not name is not asked of anyone.
+    let (status, _) = get(&proxy, "/live01/2160p.m3u8").await;
+    assert_eq!(status, 404);
     shutdown.trigger();
 }
