@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::workers::{self, parse_workers, WorkerView, Workers};
-use crate::api::{Location, ProxyStatus, SignalNames, SwitchRecord};
+use crate::api::{Location, PackagerHealth, ProxyStatus, SignalNames, SwitchRecord};
 use crate::service::config::parse_base_url;
 
 /// Budget for each request to the stack.
@@ -149,6 +149,30 @@ pub fn render(s: &Snapshot) -> String {
                         p.last_error.as_deref().unwrap_or("")
                     ));
                 }
+            }
+            for signal in status.signals.iter().filter(|s| !s.renditions.is_empty()) {
+                let renditions: Vec<String> = signal
+                    .renditions
+                    .iter()
+                    .map(|r| {
+                        let fresh = r
+                            .packagers
+                            .iter()
+                            .filter(|p| p.health == PackagerHealth::Fresh)
+                            .count();
+                        format!(
+                            "{} {} ({fresh}/{} fresh)",
+                            r.playlist.trim_end_matches(".m3u8"),
+                            r.state.name(),
+                            r.packagers.len()
+                        )
+                    })
+                    .collect();
+                out.push_str(&format!(
+                    "{} renditions: {}\n",
+                    signal.signal,
+                    renditions.join(", ")
+                ));
             }
             let mut switches: Vec<(&str, &SwitchRecord)> = status
                 .signals
