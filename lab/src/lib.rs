@@ -2,17 +2,17 @@
 //! of the product crate and its image.
 //!
 //! # Layout
-//! - [`fault`]: a fault-injecting HTTP proxy put in front of a packager (dead,
+//! - [`fault_proxy`]: a fault-injecting HTTP proxy put in front of a packager (dead,
 //!   hung, frozen, 500s, cut bodies, resets...), switched at run time.
 //! - [`nginx`]: nginx from Debian in front of a stack's packagers, the
 //!   baseline the benches compare the proxy with (conventional or caching).
-//! - [`player`]: a player probe that plays a live playlist as a viewer would and
+//! - [`probe`]: the player probe, which plays a live playlist as a viewer would and
 //!   reports stalls, failed requests, regressions, skips and repeats.
 //! - [`demux`]: pushes one segment through GStreamer's tsdemux and parsers, so
 //!   the probe can tell whether a viewer would get pictures and sound from it.
 //! - [`validate`]: a live HLS validator (Apple's authoring rules, RFC 8216);
 //!   [`ts`] reads just enough MPEG-TS for it (first PTS, IDR first).
-//! - [`players`]: real players no one here wrote, driven from outside: VLC
+//! - [`real_players`]: real players no one here wrote, driven from outside: VLC
 //!   through its remote interface, WebKit (Safari's engine) through WebDriver.
 //! - [`nginx`]: Debian's nginx run with a generated config (the failover
 //!   bench's baseline, the balancer test's round robin).
@@ -33,12 +33,12 @@
 //! tests are in `tests/`, the benchmarks (`just bench-*`) in `benches/`.
 
 pub mod demux;
-pub mod fault;
+pub mod fault_proxy;
 pub mod idle;
 pub mod netns;
 pub mod nginx;
-pub mod player;
-pub mod players;
+pub mod probe;
+pub mod real_players;
 pub mod procfs;
 pub mod support;
 pub mod ts;

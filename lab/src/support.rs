@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use crate::player::Progress;
+use crate::probe::Progress;
 
 static GST_INIT: Once = Once::new();
 
@@ -1163,7 +1163,7 @@ impl Probe {
     }
 
     /// Waits for the probe to end and returns its report and log.
-    pub fn finish(self) -> (crate::player::ProbeReport, String) {
+    pub fn finish(self) -> (crate::probe::ProbeReport, String) {
         let (_, stdout, log) = self.process.finish();
         let report = serde_json::from_slice(&stdout).unwrap_or_else(|e| {
             panic!(

@@ -69,7 +69,7 @@ const MEMORY_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 )]
 pub struct ViewersConfig {
     /// Base URL players use, e.g. http://127.0.0.1:8002 (the proxy).
-    #[arg(long, env = "VIEWERS_URL", value_parser = crate::fault::parse_upstream)]
+    #[arg(long, env = "VIEWERS_URL", value_parser = crate::fault_proxy::parse_upstream)]
     pub url: Url,
     /// Signal watched: <url>/<signal>/playlist.m3u8.
     #[arg(long, default_value = "live01")]

@@ -22,7 +22,7 @@ enum Fault {
     Signal(&'static str),
 }
 
-fn watch_through(fault: Fault) -> (Stack, nonstop_lab::player::ProbeReport) {
+fn watch_through(fault: Fault) -> (Stack, nonstop_lab::probe::ProbeReport) {
     let stack = Stack::start(StackOptions {
         fault_front: true,
         ..StackOptions::default()

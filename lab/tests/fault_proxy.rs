@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nonstop::service::shutdown::Shutdown;
-use nonstop_lab::fault::{FaultConfig, FaultMode, FaultProxy};
+use nonstop_lab::fault_proxy::{FaultConfig, FaultMode, FaultProxy};
 use reqwest::StatusCode;
 use tokio::task::JoinHandle;
 use warp::Filter;

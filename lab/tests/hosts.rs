@@ -29,7 +29,7 @@ use common::{
     Service, StackPorts, PLAYING_WITHIN,
 };
 use nonstop_lab::netns::Lab;
-use nonstop_lab::player::ProbeReport;
+use nonstop_lab::probe::ProbeReport;
 
 /// The product's segment length.
 const SEGMENT_SECONDS: u32 = 2;

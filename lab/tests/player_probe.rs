@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use nonstop::service::shutdown::Shutdown;
 use nonstop_lab::demux::synthetic_segment;
-use nonstop_lab::player::{self, ProbeConfig, ProbeError, ProbeReport};
+use nonstop_lab::probe::{self, ProbeConfig, ProbeError, ProbeReport};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -159,7 +159,7 @@ async fn probe(server: &Server, seconds: u64, demux: bool) -> ProbeReport {
     config.duration = Duration::from_secs(seconds);
     config.request_timeout = Duration::from_secs(2);
     config.demux = demux;
-    player::play(config, Shutdown::new())
+    probe::play(config, Shutdown::new())
         .await
         .expect("the probe starts")
 }
@@ -222,7 +222,7 @@ async fn a_missing_segment_is_a_failed_request() {
 
 #[tokio::test]
 async fn a_bad_url_is_refused_before_any_request() {
-    let result = player::play(ProbeConfig::new("not a url"), Shutdown::new()).await;
+    let result = probe::play(ProbeConfig::new("not a url"), Shutdown::new()).await;
     assert!(
         matches!(result, Err(ProbeError::InvalidUrl { .. })),
         "{result:?}"
@@ -241,7 +241,7 @@ async fn shutdown_ends_the_probe_early_with_a_report() {
         trigger.trigger();
     });
     let started = Instant::now();
-    let report = player::play(config, shutdown)
+    let report = probe::play(config, shutdown)
         .await
         .expect("the probe starts");
     assert!(started.elapsed() < Duration::from_secs(30), "{report:?}");
@@ -295,7 +295,7 @@ async fn the_cli_announces_playback_as_it_goes() {
     assert!(report.startup_ms.is_some(), "{report:?}");
     let announced: Vec<_> = log
         .lines()
-        .filter_map(nonstop_lab::player::Progress::parse)
+        .filter_map(nonstop_lab::probe::Progress::parse)
         .collect();
     assert!(
         announced

@@ -14,7 +14,7 @@ use common::{
     REPORTER_TOKEN,
 };
 
-fn assert_smooth(report: &nonstop_lab::player::ProbeReport, max_failed: u64, context: &str) {
+fn assert_smooth(report: &nonstop_lab::probe::ProbeReport, max_failed: u64, context: &str) {
     assert_eq!(report.stalls, 0, "stalls\n{report:#?}\n{context}");
     assert!(
         report.failed_requests <= max_failed,

@@ -7,7 +7,7 @@
 //! this test fails saying so, it is never skipped as passing. Each run's record
 //! of VLC's position goes to `target/test-artifacts/`.
 
-use nonstop_lab::players::{self, Judgement, PositionRecord, Vlc, VlcSample, SAMPLE_EVERY};
+use nonstop_lab::real_players::{self, Judgement, PositionRecord, Vlc, VlcSample, SAMPLE_EVERY};
 use nonstop_lab::support as common;
 
 use std::time::{Duration, Instant};
@@ -19,11 +19,11 @@ const WATCH: Duration = Duration::from_secs(20);
 /// Wall time VLC is watched after the kill in the control, long enough for
 /// VLC to use up its buffer and give up on the dead packager.
 const CONTROL_WATCH: Duration = Duration::from_secs(14);
-/// Budget for VLC to start and reach [`players::PLAYED_BEFORE_FAULT`].
+/// Budget for VLC to start and reach [`real_players::PLAYED_BEFORE_FAULT`].
 const PLAYING_WITHIN: Duration = Duration::from_secs(30);
 
 fn require_vlc() {
-    if let Some(missing) = players::vlc_missing() {
+    if let Some(missing) = real_players::vlc_missing() {
         panic!("{missing}");
     }
 }
@@ -32,7 +32,7 @@ fn require_vlc() {
 struct Watch {
     stack: Stack,
     after: VlcSample,
-    /// The viewer's judgement ([`players::judge_vlc`]).
+    /// The viewer's judgement ([`real_players::judge_vlc`]).
     judgement: Judgement,
     /// VLC's whole log.
     log: String,
@@ -52,7 +52,7 @@ impl Watch {
 
 /// Starts a stack, lets VLC play `path` (relative to the proxy, or to
 /// packager A with `direct`) until it has played
-/// [`players::PLAYED_BEFORE_FAULT`], SIGKILLs packager A and samples VLC for
+/// [`real_players::PLAYED_BEFORE_FAULT`], SIGKILLs packager A and samples VLC for
 /// `watch`. The record of its position goes to `target/test-artifacts/`.
 fn watch_through_a_kill(direct: bool, watch: Duration, record_name: &str) -> Watch {
     require_vlc();
@@ -71,12 +71,12 @@ fn watch_through_a_kill(direct: bool, watch: Duration, record_name: &str) -> Wat
     let before = common::try_wait_for(PLAYING_WITHIN, || {
         let s = vlc.sample();
         record.push(started.elapsed(), s.time.unwrap_or(0) as f64, &describe(&s));
-        (s.playing && s.time? as f64 >= players::PLAYED_BEFORE_FAULT).then_some(s)
+        (s.playing && s.time? as f64 >= real_players::PLAYED_BEFORE_FAULT).then_some(s)
     })
     .unwrap_or_else(|| {
         panic!(
             "VLC did not play {} s within {PLAYING_WITHIN:?}:\n--- VLC ---\n{}\n{}",
-            players::PLAYED_BEFORE_FAULT,
+            real_players::PLAYED_BEFORE_FAULT,
             vlc.log_text(),
             stack.logs()
         )
@@ -97,14 +97,14 @@ fn watch_through_a_kill(direct: bool, watch: Duration, record_name: &str) -> Wat
         record.push(started.elapsed(), s.time.unwrap_or(0) as f64, &describe(&s));
         samples.push(s);
     }
-    let path = players::test_artifact(&format!("{record_name}.csv"));
+    let path = real_players::test_artifact(&format!("{record_name}.csv"));
     match record.save(&path) {
         Ok(()) => eprintln!("VLC's position through the kill: {}", path.display()),
         Err(e) => eprintln!("cannot save {}: {e}", path.display()),
     }
     let after = *samples.last().expect("samples were taken");
     let log = vlc.log_text();
-    let judgement = players::judge_vlc(&samples, &log);
+    let judgement = real_players::judge_vlc(&samples, &log);
     eprintln!("VLC on {url}: {}", judgement.summary);
     Watch {
         stack,
@@ -139,7 +139,7 @@ fn vlc_plays_through_a_packager_kill_without_a_stall() {
 fn without_the_proxy_vlc_is_hurt_by_the_same_kill() {
     let w = watch_through_a_kill(true, CONTROL_WATCH, "vlc-without-the-proxy");
     assert!(
-        !w.after.playing || w.judgement.longest_freeze > players::MAX_FREEZE,
+        !w.after.playing || w.judgement.longest_freeze > real_players::MAX_FREEZE,
         "VLC played on through the kill without the proxy\n{}",
         w.context()
     );

@@ -9,7 +9,7 @@
 //! never skipped as passing.
 //! Each run's record of `currentTime` goes to `target/test-artifacts/`.
 
-use nonstop_lab::players::{self, BlankPage, PositionRecord, VideoLook, WebKit, SAMPLE_EVERY};
+use nonstop_lab::real_players::{self, BlankPage, PositionRecord, VideoLook, WebKit, SAMPLE_EVERY};
 use nonstop_lab::support as common;
 
 use std::time::{Duration, Instant};
@@ -19,18 +19,18 @@ use common::{Stack, StackOptions};
 /// Wall time the player is watched after the kill.
 const WATCH: Duration = Duration::from_secs(20);
 /// Budget for the page to start playing and reach
-/// [`players::PLAYED_BEFORE_FAULT`].
+/// [`real_players::PLAYED_BEFORE_FAULT`].
 const PLAYING_WITHIN: Duration = Duration::from_secs(30);
 
 fn require_webkit() {
-    if let Some(missing) = players::webkit_missing() {
+    if let Some(missing) = real_players::webkit_missing() {
         panic!("{missing}");
     }
 }
 
 fn play_through_a_kill(hls_js: bool) {
     require_webkit();
-    let hls_source = hls_js.then(|| players::hlsjs_source().unwrap_or_else(|e| panic!("{e}")));
+    let hls_source = hls_js.then(|| real_players::hlsjs_source().unwrap_or_else(|e| panic!("{e}")));
     let (player, record_name) = if hls_js {
         ("hls.js in WebKit", "webkit-hlsjs-through-a-packager-kill")
     } else {
@@ -74,7 +74,7 @@ fn play_through_a_kill(hls_js: bool) {
         let last = browser.look().map(|l| l.describe()).unwrap_or_else(|e| e);
         fail(format!(
             "did not play {} s within {PLAYING_WITHIN:?}: {last}",
-            players::PLAYED_BEFORE_FAULT
+            real_players::PLAYED_BEFORE_FAULT
         ))
     });
     if let Some(fault) = stack.fault.as_ref() {
@@ -93,7 +93,7 @@ fn play_through_a_kill(hls_js: bool) {
             Err(e) => fail(format!("the page stopped answering: {e}")),
         }
     }
-    let path = players::test_artifact(&format!("{record_name}.csv"));
+    let path = real_players::test_artifact(&format!("{record_name}.csv"));
     match record.save(&path) {
         Ok(()) => eprintln!(
             "{player}'s currentTime through the kill: {}",
@@ -101,7 +101,7 @@ fn play_through_a_kill(hls_js: bool) {
         ),
         Err(e) => eprintln!("cannot save {}: {e}", path.display()),
     }
-    let judgement = players::judge_video(&looks);
+    let judgement = real_players::judge_video(&looks);
     eprintln!("{player} through the kill: {}", judgement.summary);
     let failures = judgement.failures();
     assert!(

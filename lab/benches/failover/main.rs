@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 use common::{
     wait_for, BrowserProgress, PlayingLine, Service, Stack, StackOptions, PLAYING_WITHIN,
 };
-use nonstop_lab::players::PositionRecord;
+use nonstop_lab::real_players::PositionRecord;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -366,10 +366,10 @@ impl Options {
             missing.push("ffmpeg (apt-get install ffmpeg)");
         }
         if self.players.contains(&Player::Vlc) {
-            missing.extend(nonstop_lab::players::vlc_missing());
+            missing.extend(nonstop_lab::real_players::vlc_missing());
         }
         if self.players.contains(&Player::Webkit) || self.players.contains(&Player::WebkitHlsjs) {
-            missing.extend(nonstop_lab::players::webkit_missing());
+            missing.extend(nonstop_lab::real_players::webkit_missing());
         }
         if self.players.contains(&Player::Hlsjs)
             || self.players.contains(&Player::ChromiumNative)

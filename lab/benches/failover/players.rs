@@ -4,13 +4,13 @@
 //! binary, ffmpeg's HLS demuxer fed into a buffer model, VLC and WebKit
 //! (native HLS and hls.js) driven from outside and judged as
 //! `tests/vlc.rs` and `tests/webkit.rs` judge them
-//! (`nonstop_lab::players::judge_vlc`, `judge_video`). Each runs as a child
+//! (`nonstop_lab::real_players::judge_vlc`, `judge_video`). Each runs as a child
 //! process killed if it outlives the bench, and leaves a CSV record of its
 //! position against wall time.
 
 use super::*;
 
-use nonstop_lab::players::{
+use nonstop_lab::real_players::{
     self, BlankPage, Judgement, PositionRecord, VideoLook, Vlc, VlcSample, WebKit,
 };
 
@@ -94,11 +94,11 @@ impl Player {
     /// How to tell, from a line of its log, that it is playing (the probe's
     /// and the browsers' `playing ...` lines; VLC and WebKit get theirs
     /// written by the bench once they played
-    /// [`players::PLAYED_BEFORE_FAULT`], as the tests wait for), so the fault
+    /// [`real_players::PLAYED_BEFORE_FAULT`], as the tests wait for), so the fault
     /// can wait for it; `None` for players that do not say.
     pub(crate) fn playing_announcement(self) -> Option<SaysPlaying> {
         match self {
-            Player::Probe => Some(|line| nonstop_lab::player::Progress::parse(line).is_some()),
+            Player::Probe => Some(|line| nonstop_lab::probe::Progress::parse(line).is_some()),
             Player::Hlsjs
             | Player::ChromiumNative
             | Player::Vlc
@@ -309,7 +309,7 @@ pub(crate) fn play_probe(
             .args(["--start-segments", "3"])
             .env("RUST_LOG", "info"),
         log,
-        |line| nonstop_lab::player::Progress::parse(line).map(|p| p.media_played.as_secs_f64()),
+        |line| nonstop_lab::probe::Progress::parse(line).map(|p| p.media_played.as_secs_f64()),
     )?;
     let (_, killed) = kid.wait_until(Instant::now() + watch + PLAYER_GRACE);
     let stdout = kid.stdout_text();
@@ -411,7 +411,7 @@ pub(crate) fn play_hlsjs(
     }
     let played = report["played"] == Value::Bool(true);
     let frozen = report["max_frozen_ms"].as_u64().unwrap_or(0);
-    if played && report["stalls"].as_u64() == Some(0) && frozen > millis(players::MAX_FREEZE) {
+    if played && report["stalls"].as_u64() == Some(0) && frozen > millis(real_players::MAX_FREEZE) {
         note.push(format!(
             "currentTime stood still {:.1} s with no 'waiting'",
             frozen as f64 / 1000.0
@@ -696,7 +696,7 @@ pub(crate) fn play_gstreamer(
             let n = n.as_u64().unwrap_or(0);
             record.push(
                 RECORD_STEP * i as u32,
-                n as f64 / players::FPS,
+                n as f64 / real_players::FPS,
                 &format!("frames={n}"),
             );
         }
@@ -724,17 +724,17 @@ fn announce(log: &mut std::fs::File, played: f64) {
     let _ = writeln!(log, "[judge] playing {played:.3} s of media");
 }
 
-/// VLC (`nonstop_lab::players::Vlc`: headless, as `nobody` with its own HOME
-/// when root) sampled every [`players::SAMPLE_EVERY`] through its remote
-/// interface, judged by `players::judge_vlc` from the first sample with
-/// [`players::PLAYED_BEFORE_FAULT`] played to the end, as `tests/vlc.rs`.
+/// VLC (`nonstop_lab::real_players::Vlc`: headless, as `nobody` with its own HOME
+/// when root) sampled every [`real_players::SAMPLE_EVERY`] through its remote
+/// interface, judged by `real_players::judge_vlc` from the first sample with
+/// [`real_players::PLAYED_BEFORE_FAULT`] played to the end, as `tests/vlc.rs`.
 pub(crate) fn play_vlc(
     url: &str,
     watch: Duration,
     log: &Path,
     record: &mut PositionRecord,
 ) -> Result<Outcome, String> {
-    if let Some(missing) = players::vlc_missing() {
+    if let Some(missing) = real_players::vlc_missing() {
         return Err(missing.to_string());
     }
     let mut file = std::fs::File::create(log).map_err(|e| e.to_string())?;
@@ -755,11 +755,11 @@ pub(crate) fn play_vlc(
                 s.stats.map_or(0, |st| st.frames_displayed)
             ),
         );
-        if !samples.is_empty() || (s.playing && time >= players::PLAYED_BEFORE_FAULT) {
+        if !samples.is_empty() || (s.playing && time >= real_players::PLAYED_BEFORE_FAULT) {
             announce(&mut file, time);
             samples.push(s);
         }
-        std::thread::sleep(players::SAMPLE_EVERY);
+        std::thread::sleep(real_players::SAMPLE_EVERY);
     }
     let vlc_log = vlc.log_text();
     let _ = writeln!(file, "--- VLC's own log ---\n{vlc_log}");
@@ -767,20 +767,20 @@ pub(crate) fn play_vlc(
     if samples.is_empty() {
         return Err(format!(
             "never played {} s (see its log)",
-            players::PLAYED_BEFORE_FAULT
+            real_players::PLAYED_BEFORE_FAULT
         ));
     }
     Ok(Outcome::judged(
-        &players::judge_vlc(&samples, &vlc_log),
+        &real_players::judge_vlc(&samples, &vlc_log),
         Vec::new(),
     ))
 }
 
-/// WebKitGTK's MiniBrowser under Xvfb (`nonstop_lab::players::WebKit`, with
+/// WebKitGTK's MiniBrowser under Xvfb (`nonstop_lab::real_players::WebKit`, with
 /// `WEBKIT_GST_ENABLE_HLS_SUPPORT=1`), its video element playing natively or
-/// through hls.js, looked at every [`players::SAMPLE_EVERY`], judged by
-/// `players::judge_video` from the first look with
-/// [`players::PLAYED_BEFORE_FAULT`] played to the end, as `tests/webkit.rs`.
+/// through hls.js, looked at every [`real_players::SAMPLE_EVERY`], judged by
+/// `real_players::judge_video` from the first look with
+/// [`real_players::PLAYED_BEFORE_FAULT`] played to the end, as `tests/webkit.rs`.
 pub(crate) fn play_webkit(
     url: &str,
     watch: Duration,
@@ -788,11 +788,11 @@ pub(crate) fn play_webkit(
     hls_js: bool,
     record: &mut PositionRecord,
 ) -> Result<Outcome, String> {
-    if let Some(missing) = players::webkit_missing() {
+    if let Some(missing) = real_players::webkit_missing() {
         return Err(missing.to_string());
     }
     let source = if hls_js {
-        Some(players::hlsjs_source()?)
+        Some(real_players::hlsjs_source()?)
     } else {
         None
     };
@@ -824,16 +824,16 @@ pub(crate) fn play_webkit(
                     break;
                 }
             }
-            std::thread::sleep(players::SAMPLE_EVERY);
+            std::thread::sleep(real_players::SAMPLE_EVERY);
         }
         if looks.is_empty() {
             let last = browser.look().map(|l| l.describe()).unwrap_or_else(|e| e);
             return Err(format!(
                 "never played {} s: {last}",
-                players::PLAYED_BEFORE_FAULT
+                real_players::PLAYED_BEFORE_FAULT
             ));
         }
-        let mut judgement = players::judge_video(&looks);
+        let mut judgement = real_players::judge_video(&looks);
         judgement.failed_checks.extend(lost);
         Ok(Outcome::judged(&judgement, Vec::new()))
     })();
