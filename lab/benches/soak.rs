@@ -16,12 +16,13 @@
 //! The proxy itself is not restarted: a proxy restart is covered by
 //! tests/resilience.rs and would, by design, fail the reload in flight.
 
+use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
+use nonstop_lab::process::Service;
 use nonstop_lab::procfs::rss_kib;
-use nonstop_lab::support as common;
+use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::workspace::repo_root;
 
 use std::time::{Duration, Instant};
-
-use common::{Probe, Service, Stack, StackOptions, PLAYING_WITHIN};
 
 /// Media the viewer plays before the first fault (and the first memory reading).
 const PLAYED_BEFORE_FAULTS: Duration = Duration::from_secs(10);
@@ -231,7 +232,7 @@ fn main() {
     let (report, probe_log) = probe.finish();
     // What happened when, kept for after the run: the probe's own log (its
     // stalls and failed requests with times) and every service's log.
-    let kept = common::repo_root().join("target/bench-soak");
+    let kept = repo_root().join("target/bench-soak");
     let _ = std::fs::create_dir_all(&kept);
     let _ = std::fs::write(kept.join("probe.log"), &probe_log);
     let _ = std::fs::write(kept.join("services.log"), stack.all_logs());

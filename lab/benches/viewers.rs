@@ -18,9 +18,12 @@
 //! issue's goals marked met or missed. The generator shares the machine with
 //! the servers under test; so does everything else running on it.
 
+use nonstop_lab::http::{scrape, total, wait_healthy};
 use nonstop_lab::nginx::{nginx_bin, Nginx, NginxSettings};
-use nonstop_lab::support::{self as common, bin, scrape, total, Service, Stack, StackOptions};
+use nonstop_lab::process::Service;
+use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::viewers::{self, Report, ViewersConfig};
+use nonstop_lab::workspace::bin;
 
 use std::io::Write;
 use std::path::Path;
@@ -212,7 +215,7 @@ fn main() {
         &env,
         &stack.logs_dir,
     ));
-    common::wait_healthy(stack.proxy_port);
+    wait_healthy(stack.proxy_port);
     stack.wait_for_window(WINDOW_BEFORE);
     let nginx = servers.contains(&Server::Nginx).then(|| {
         Nginx::in_front_of_packagers(

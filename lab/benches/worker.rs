@@ -34,8 +34,8 @@
 //! machine over the same minutes: steadier ratios on a noisy VM); `--runs`
 //! repeats the round and the table shows medians.
 
-use nonstop_lab::support as common;
-
+use nonstop_lab::ports::free_port;
+use nonstop_lab::workspace::{bin, repo_root};
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -240,7 +240,7 @@ fn run(args: Args) -> Result<(), String> {
     let worker_input = dir.path().join("input");
     std::fs::create_dir_all(&worker_input).map_err(|e| format!("mkdir: {e}"))?;
     let input = worker_input.join(format!("{SIGNAL}.mp4"));
-    let sample = common::repo_root().join("input/live01.mp4");
+    let sample = repo_root().join("input/live01.mp4");
     match args.input.as_deref() {
         Some(given) => copy(given, &input)?,
         None if sample.exists() => copy(&sample, &input)?,
@@ -250,7 +250,7 @@ fn run(args: Args) -> Result<(), String> {
         }
     }
     let input_s = media_duration(&input)?;
-    let worker_bin = common::bin("worker");
+    let worker_bin = bin("worker");
     let mut setup = Setup {
         seconds: args.seconds,
         segment_seconds: args.segment_seconds,
@@ -515,7 +515,7 @@ fn command(contender: Contender, setup: &Setup, out: &Path) -> (String, Vec<Stri
     match contender {
         Contender::Worker => {
             let mut args = worker_args(setup, &setup.worker_input, out);
-            args.extend(["--metrics-port".into(), common::free_port().to_string()]);
+            args.extend(["--metrics-port".into(), free_port().to_string()]);
             (
                 setup.worker_bin.clone(),
                 args,

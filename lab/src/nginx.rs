@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{free_port, get, wait_for, Service};
+use crate::http::get;
+use crate::ports::free_port;
+use crate::process::Service;
+use crate::wait::wait_for;
 
 /// nginx in front of the packagers; `{{...}}` fields filled in by
 /// [`Nginx::in_front_of_packagers`].

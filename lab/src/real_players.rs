@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{free_port, try_wait_for};
+use crate::ports::free_port;
+use crate::wait::try_wait_for;
+use crate::workspace::repo_root;
 
 /// VLC's headless front end.
 pub const CVLC: &str = "/usr/bin/cvlc";
@@ -761,7 +763,7 @@ return typeof Hls === 'function' && Hls.isSupported();
 
 /// hls.js's build the pages load (`web/node_modules`, `npm ci --prefix web`).
 pub fn hlsjs_source() -> Result<String, String> {
-    let path = crate::support::repo_root().join("web/node_modules/hls.js/dist/hls.min.js");
+    let path = repo_root().join("web/node_modules/hls.js/dist/hls.min.js");
     std::fs::read_to_string(&path).map_err(|e| {
         format!(
             "{} is missing ({e}): run scripts/setup.sh (npm ci --prefix web)",
@@ -946,14 +948,6 @@ impl PositionRecord {
         }
         std::fs::write(path, text)
     }
-}
-
-/// Where a test keeps what a person can look at afterwards:
-/// `target/test-artifacts/<name>`.
-pub fn test_artifact(name: &str) -> PathBuf {
-    crate::support::repo_root()
-        .join("target/test-artifacts")
-        .join(name)
 }
 
 #[cfg(test)]

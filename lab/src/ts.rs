@@ -139,6 +139,36 @@ pub fn continuity_breaks(ts: &[u8]) -> Vec<ContinuityBreak> {
     breaks
 }
 
+/// The first video PTS (90 kHz) in an MPEG-TS segment: the PES with
+/// stream id 0xE0 that starts first.
+pub fn first_video_pts(ts: &[u8]) -> Option<u64> {
+    for packet in ts.chunks(188) {
+        if packet.len() < 188 || packet[0] != 0x47 || packet[1] & 0x40 == 0 {
+            continue;
+        }
+        let adaptation = (packet[3] >> 4) & 0x3;
+        let mut offset = 4;
+        if adaptation & 0x2 != 0 {
+            offset += 1 + packet[4] as usize;
+        }
+        if adaptation & 0x1 == 0 || offset + 14 > 188 {
+            continue;
+        }
+        let pes = &packet[offset..];
+        if pes[0..3] != [0, 0, 1] || pes[3] != 0xE0 || pes[7] & 0x80 == 0 {
+            continue;
+        }
+        let p = &pes[9..14];
+        let pts = (((p[0] as u64 >> 1) & 0x07) << 30)
+            | ((p[1] as u64) << 22)
+            | (((p[2] as u64) >> 1) << 15)
+            | ((p[3] as u64) << 7)
+            | ((p[4] as u64) >> 1);
+        return Some(pts);
+    }
+    None
+}
+
 /// The NAL type of the first coded slice in Annex B bytes, if one is there.
 fn first_slice(bytes: &[u8]) -> Option<u8> {
     bytes

@@ -4,11 +4,11 @@
 //! be judged failing or stale (switched for its health), the viewer must not notice, and the packagers must see no
 //! more requests than a window without abuse needs.
 
-use nonstop_lab::support as common;
-
+use nonstop_lab::http::{scrape, total, Scrape};
+use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
+use nonstop_lab::stack::{Stack, StackOptions};
 use std::time::{Duration, Instant};
 
-use common::{scrape, total, Probe, Scrape, Stack, StackOptions, PLAYING_WITHIN};
 use nonstop::net::proxy::POLL_TARGETS;
 
 /// Seconds the probe watches: start-up, then a quiet window and an abuse

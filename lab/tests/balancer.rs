@@ -18,8 +18,16 @@
 //! The viewer must see no stall, no failed request, no playlist going back
 //! and no segment skipped, whichever proxy answers; each proxy must switch.
 
-use nonstop_lab::support as common;
-
+use nonstop_lab::http::{get, scrape, total, wait_healthy};
+use nonstop_lab::input::make_input;
+use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
+use nonstop_lab::ports::free_port;
+use nonstop_lab::process::Service;
+use nonstop_lab::redis::RedisServer;
+use nonstop_lab::stack::{FULL_WINDOW_WITHIN, REPORTER_TOKEN};
+use nonstop_lab::stack_lock::ExclusiveStack;
+use nonstop_lab::wait::{try_wait_for, wait_for};
+use nonstop_lab::workspace::bin;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,10 +35,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{
-    bin, free_port, get, make_input, scrape, total, try_wait_for, wait_for, wait_healthy,
-    ExclusiveStack, Probe, RedisServer, Service, PLAYING_WITHIN, REPORTER_TOKEN,
-};
 use nonstop::hls::PlaylistFacts;
 use nonstop_lab::nginx::Nginx;
 use nonstop_lab::ts::{video_start, VideoStart};
@@ -287,7 +291,7 @@ impl Topology {
     fn wait_for_window(&self, segments: usize) {
         for i in 0..self.proxies.len() {
             let url = self.proxy_url(i, "live01/playlist.m3u8");
-            wait_for(common::FULL_WINDOW_WITHIN, "a full playlist window", || {
+            wait_for(FULL_WINDOW_WITHIN, "a full playlist window", || {
                 let (_, body) = get(&url)?;
                 let facts = PlaylistFacts::parse(&body).ok()?;
                 (facts.segments.len() >= segments).then_some(())

@@ -4,13 +4,12 @@
 //! `scripts/setup.sh` (chromium, `npm ci --prefix web`); without it these tests
 //! fail saying so, they are never skipped as passing.
 
-use nonstop_lab::support as common;
-
+use nonstop_lab::player_process::{BrowserProgress, PlayerProcess};
+use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::workspace::repo_root;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-use common::{BrowserProgress, PlayerProcess, Stack, StackOptions};
 
 /// Seconds of playback measured, from the first 'playing' event.
 const WATCH_SECONDS: u32 = 20;
@@ -26,8 +25,8 @@ fn require_browser() {
         "Chromium is missing: run scripts/setup.sh (installs Debian's chromium)"
     );
     assert!(
-        common::repo_root().join("web/node_modules/hls.js").exists()
-            && common::repo_root()
+        repo_root().join("web/node_modules/hls.js").exists()
+            && repo_root()
                 .join("web/node_modules/playwright-core")
                 .exists(),
         "web/node_modules is missing: run scripts/setup.sh (npm ci --prefix web)"
@@ -40,7 +39,7 @@ fn play_through_a_kill(native: bool) {
     // (a full playlist window), as in production.
     let stack = Stack::start(StackOptions::as_in_production());
     stack.wait_for_window(5);
-    let artifacts = common::repo_root().join("target/test-artifacts");
+    let artifacts = repo_root().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifact folder");
     let shot = artifacts.join(if native {
         "native-hls.png"
@@ -48,7 +47,7 @@ fn play_through_a_kill(native: bool) {
         "hlsjs.png"
     });
     let mut cmd = Command::new("node");
-    cmd.arg(common::repo_root().join("web/hlsjs-player.mjs"))
+    cmd.arg(repo_root().join("web/hlsjs-player.mjs"))
         .args(["--url", &stack.proxy_url("live01/playlist.m3u8")])
         .args(["--duration", &WATCH_SECONDS.to_string()])
         .arg("--screenshot")

@@ -11,13 +11,15 @@
 //! Chromium, node and `web/node_modules` are required: when one is missing the
 //! test fails and says to run `scripts/setup.sh`; it is never skipped.
 
-use nonstop_lab::support as common;
-
+use nonstop_lab::http::{get, get_json, wait_healthy};
+use nonstop_lab::ports::free_port;
+use nonstop_lab::process::Service;
+use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::wait::wait_for;
+use nonstop_lab::workspace::{bin, repo_root};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-use common::{bin, free_port, get, get_json, wait_for, wait_healthy, Service, Stack, StackOptions};
 
 /// Debian's Chromium, as the hls.js judge uses it (never a downloaded browser).
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -33,7 +35,7 @@ const MIN_ADVANCE_AFTER_KILL: f64 = 8.0;
 const MAX_FROZEN_MS: u64 = 2500;
 
 fn repo() -> &'static Path {
-    common::repo_root()
+    repo_root()
 }
 
 fn web_dir() -> PathBuf {

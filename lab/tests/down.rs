@@ -5,12 +5,12 @@
 //! the signal down in `GET /status` and its gauge, then up again once the
 //! worker resumes.
 
-use nonstop_lab::support as common;
-
+use nonstop_lab::http::{get, get_json, scrape, total};
+use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
+use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::wait::try_wait_for;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-use common::{get_json, scrape, total, try_wait_for, Probe, Stack, StackOptions, PLAYING_WITHIN};
 
 /// Seconds the probe watches: longer than the whole test, so a viewer keeps
 /// asking (the proxy watches a signal while someone does).
@@ -146,7 +146,7 @@ fn a_stopped_worker_behind_both_packagers_is_down_then_up_again() {
     );
     assert!(gauge_says(&stack, "down"), "gauge not down\n{}", context());
     // The proxy keeps serving the last playlist it had.
-    let (code, _) = common::get(&stack.proxy_url("live01/playlist.m3u8")).expect("answers");
+    let (code, _) = get(&stack.proxy_url("live01/playlist.m3u8")).expect("answers");
     assert_eq!(
         code,
         200,

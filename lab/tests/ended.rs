@@ -5,11 +5,12 @@
 //! the stream: the proxy says "ended" and the viewer stops cleanly after the
 //! last segment, with no stall and no failed request.
 
-use nonstop_lab::support as common;
-
+use nonstop_lab::http::get;
+use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
+use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::wait::wait_for;
 use std::time::{Duration, Instant};
 
-use common::{get, wait_for, Probe, Stack, StackOptions, PLAYING_WITHIN};
 use nonstop::hls::PlaylistFacts;
 
 /// Longer than the test: the probe must stop on the stream's end, not on this.

@@ -19,15 +19,17 @@
 //! Needs root, iproute2 and nftables: where namespaces cannot be made the
 //! tests fail saying so, they are never skipped.
 
-use nonstop_lab::support as common;
-
+use nonstop_lab::http::{get, scrape_at, total, wait_healthy_at};
+use nonstop_lab::input::make_input;
+use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
+use nonstop_lab::ports::{free_port, StackPorts};
+use nonstop_lab::process::Service;
+use nonstop_lab::stack_lock::ExclusiveStack;
+use nonstop_lab::wait::{try_wait_for, wait_for};
+use nonstop_lab::workspace::bin;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{
-    bin, get, make_input, scrape_at, total, wait_for, wait_healthy_at, ExclusiveStack, Probe,
-    Service, StackPorts, PLAYING_WITHIN,
-};
 use nonstop_lab::netns::Lab;
 use nonstop_lab::probe::ProbeReport;
 
@@ -107,7 +109,7 @@ impl Hosts {
         std::fs::copy(path("input-a/live01.mp4"), path("input-b/live01.mp4"))
             .expect("copy the input to host b");
 
-        let port = common::free_port;
+        let port = free_port;
         let ports = StackPorts::free();
         let redis_port = port();
         let packagers = [
@@ -239,7 +241,7 @@ impl Hosts {
 
     /// Like [`wait_for`], with every log in the failure message.
     fn wait<T>(&self, within: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
-        common::try_wait_for(within, check)
+        try_wait_for(within, check)
             .unwrap_or_else(|| panic!("timed out waiting for {what}\n{}", self.logs()))
     }
 

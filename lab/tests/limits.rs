@@ -2,13 +2,14 @@
 //! connection is cut after its timeout, oversized heads are refused, and the
 //! connection bound keeps a flood from exhausting the process.
 
-use nonstop_lab::support as common;
-
+use nonstop_lab::http::{get, wait_healthy};
+use nonstop_lab::ports::free_port;
+use nonstop_lab::process::Service;
+use nonstop_lab::wait::wait_for;
+use nonstop_lab::workspace::bin;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-use common::{bin, free_port, get, wait_healthy, Service};
 
 fn packager(dir: &std::path::Path, max_connections: u32) -> (Service, u16) {
     std::fs::create_dir_all(dir.join("output")).expect("mkdir");
@@ -116,7 +117,7 @@ fn connections_beyond_the_bound_are_closed_and_service_returns() {
         "a third connection was served beyond the bound of 2"
     );
     drop(held);
-    common::wait_for(Duration::from_secs(10), "service to return", || {
+    wait_for(Duration::from_secs(10), "service to return", || {
         get(&format!("http://127.0.0.1:{port}/healthcheck")).filter(|(s, _)| *s == 200)
     });
 }

@@ -7,6 +7,7 @@
 //! loses segments) and checks the probe counts what a viewer would notice.
 //! Assertions are about behaviour (counts zero or not), never timing thresholds.
 
+use nonstop_lab::player_process::Probe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -282,7 +283,7 @@ async fn the_cli_announces_playback_as_it_goes() {
     let server = serve(Behaviour::Healthy).await;
     let url = server.playlist_url.clone();
     let (progress, report, log) = tokio::task::spawn_blocking(move || {
-        let probe = nonstop_lab::support::Probe::start(&url, 6);
+        let probe = Probe::start(&url, 6);
         let progress = probe.wait_playing(Duration::from_secs(2), Duration::from_secs(6));
         let (report, log) = probe.finish();
         (progress, report, log)

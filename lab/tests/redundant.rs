@@ -5,13 +5,15 @@
 //! The two run different codec threads (`CODEC_THREADS` 1 and 0, the codecs'
 //! choice): a fleet upgraded one host at a time still interchanges.
 
-use nonstop_lab::support as common;
-
+use nonstop_lab::input::make_input;
+use nonstop_lab::ports::free_port;
+use nonstop_lab::process::Service;
+use nonstop_lab::wait::wait_for;
+use nonstop_lab::workspace::bin;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{bin, make_input, wait_for, Service};
 use nonstop_lab::demux::demux_segment;
 use nonstop_lab::ts::{continuity_breaks, video_start, VideoStart};
 
@@ -56,7 +58,7 @@ fn worker(input: &Path, output: &Path, logs: &Path, codec_threads: &str) -> Serv
         "--segment-seconds".to_string(),
         SEGMENT_SECONDS.to_string(),
         "--metrics-port".to_string(),
-        common::free_port().to_string(),
+        free_port().to_string(),
         "--codec-threads".to_string(),
         codec_threads.to_string(),
     ];

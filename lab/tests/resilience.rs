@@ -2,17 +2,17 @@
 //! the reporter's token, no SSRF or traversal through the proxy, and clear
 //! errors for bad configuration.
 
-use nonstop_lab::support as common;
-
+use nonstop_lab::http::{get, get_json, wait_healthy};
+use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
+use nonstop_lab::ports::free_port;
+use nonstop_lab::process::Service;
+use nonstop_lab::stack::{Stack, StackOptions, REPORTER_TOKEN};
+use nonstop_lab::wait::wait_for;
+use nonstop_lab::workspace::bin;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-use common::{
-    bin, get, get_json, wait_for, Probe, Service, Stack, StackOptions, PLAYING_WITHIN,
-    REPORTER_TOKEN,
-};
 
 fn assert_smooth(report: &nonstop_lab::probe::ProbeReport, max_failed: u64, context: &str) {
     assert_eq!(report.stalls, 0, "stalls\n{report:#?}\n{context}");
@@ -61,7 +61,7 @@ fn a_restarted_reporter_refills_within_a_discovery_period() {
         reporter.terminate_cleanly();
     }
     let _again = stack.start_again("reporter", "reporter-2");
-    common::wait_healthy(stack.reporter_port);
+    wait_healthy(stack.reporter_port);
     // Discovery reports every 0.5 s here; allow a few periods for scheduling.
     wait_for(Duration::from_secs(3), "the store to refill", || {
         let v = get_json(&url);
@@ -144,7 +144,7 @@ fn the_proxy_only_connects_to_allowed_packagers() {
         }
         std::thread::sleep(Duration::from_millis(20));
     });
-    let reporter_port = common::free_port();
+    let reporter_port = free_port();
     let mut env = stack.env.clone();
     env.retain(|(k, _)| *k != "REPORTER_PORT");
     env.push(("REPORTER_PORT", reporter_port.to_string()));
@@ -159,19 +159,19 @@ fn the_proxy_only_connects_to_allowed_packagers() {
         &env,
         &stack.logs_dir,
     );
-    common::wait_healthy(reporter_port);
-    let origin_port = common::free_port();
+    wait_healthy(reporter_port);
+    let origin_port = free_port();
     env.retain(|(k, _)| *k != "REPORTER_URL" && *k != "ORIGIN_PORT");
     env.push(("REPORTER_URL", format!("http://127.0.0.1:{reporter_port}")));
     env.push(("ORIGIN_PORT", origin_port.to_string()));
     let _origin = Service::start("origin-open", &bin("origin"), &[], &env, &stack.logs_dir);
-    let proxy_port = common::free_port();
+    let proxy_port = free_port();
     env.retain(|(k, _)| *k != "ORIGIN_URL" && *k != "PROXY_PORT");
     env.push(("ORIGIN_URL", format!("http://127.0.0.1:{origin_port}")));
     env.push(("PROXY_PORT", proxy_port.to_string()));
     let _proxy = Service::start("proxy-open", &bin("proxy"), &[], &env, &stack.logs_dir);
-    common::wait_healthy(origin_port);
-    common::wait_healthy(proxy_port);
+    wait_healthy(origin_port);
+    wait_healthy(proxy_port);
     let status = reqwest::blocking::Client::new()
         .post(format!("http://127.0.0.1:{reporter_port}/ingests"))
         .header("authorization", format!("Bearer {REPORTER_TOKEN}"))

@@ -2,11 +2,12 @@
 //! JSON contracts, a playable stream through the proxy, and a packager killed
 //! while a client keeps watching.
 
-use nonstop_lab::support as common;
-
+use nonstop_lab::http::{get, get_json};
+use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::wait::wait_for;
+use nonstop_lab::workspace::bin;
 use std::time::{Duration, Instant};
 
-use common::{get, get_json, Stack, StackOptions};
 use nonstop::hls::PlaylistFacts;
 
 #[test]
@@ -73,7 +74,7 @@ fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() 
     let first = PlaylistFacts::parse(&first_body).expect("valid playlist");
     assert!(!first.end_list);
     assert_eq!(first.target_duration, Duration::from_secs(1));
-    let later = common::wait_for(Duration::from_secs(15), "the playlist to advance", || {
+    let later = wait_for(Duration::from_secs(15), "the playlist to advance", || {
         let (_, body) = get(&stack.proxy_url("live01/playlist.m3u8"))?;
         let facts = PlaylistFacts::parse(&body).ok()?;
         (facts.newest_sequence() > first.newest_sequence()).then_some(facts)
@@ -96,7 +97,7 @@ fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() 
     assert!(report.video_frames >= 20, "{report:?}");
 
     // `status` shows the signal, its route and both packagers with the active one.
-    let out = std::process::Command::new(common::bin("status"))
+    let out = std::process::Command::new(bin("status"))
         .env("ORIGIN_URL", &origin)
         .env("PROXY_URL", stack.proxy_url("").trim_end_matches('/'))
         .output()
@@ -139,7 +140,7 @@ fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() 
 fn workers_show_in_status_until_the_worker_freezes_or_dies(stack: &mut Stack, origin: &str) {
     let worker = format!("http://127.0.0.1:{}", stack.worker_metrics_port);
     let status = |stack: &Stack| {
-        let out = std::process::Command::new(common::bin("status"))
+        let out = std::process::Command::new(bin("status"))
             .env("ORIGIN_URL", origin)
             .env("PROXY_URL", stack.proxy_url("").trim_end_matches('/'))
             .env("WORKERS", &worker)

@@ -3,10 +3,9 @@
 //! per segment however many viewers ask, and the tool refuses a URL with no
 //! playlist rather than report an empty run.
 
-use nonstop_lab::support as common;
+use nonstop_lab::http::{scrape, total};
+use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::viewers::{self, ViewersConfig};
-
-use common::{scrape, total, Stack, StackOptions};
 
 const VIEWERS: usize = 50;
 const SECONDS: u64 = 10;

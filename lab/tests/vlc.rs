@@ -8,11 +8,11 @@
 //! of VLC's position goes to `target/test-artifacts/`.
 
 use nonstop_lab::real_players::{self, Judgement, PositionRecord, Vlc, VlcSample, SAMPLE_EVERY};
-use nonstop_lab::support as common;
+use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::wait::try_wait_for;
+use nonstop_lab::workspace::test_artifact;
 
 use std::time::{Duration, Instant};
-
-use common::{Stack, StackOptions};
 
 /// Wall time VLC is watched after the kill.
 const WATCH: Duration = Duration::from_secs(20);
@@ -68,7 +68,7 @@ fn watch_through_a_kill(direct: bool, watch: Duration, record_name: &str) -> Wat
     let started = Instant::now();
     let vlc = Vlc::start(&url);
     let mut record = PositionRecord::default();
-    let before = common::try_wait_for(PLAYING_WITHIN, || {
+    let before = try_wait_for(PLAYING_WITHIN, || {
         let s = vlc.sample();
         record.push(started.elapsed(), s.time.unwrap_or(0) as f64, &describe(&s));
         (s.playing && s.time? as f64 >= real_players::PLAYED_BEFORE_FAULT).then_some(s)
@@ -97,7 +97,7 @@ fn watch_through_a_kill(direct: bool, watch: Duration, record_name: &str) -> Wat
         record.push(started.elapsed(), s.time.unwrap_or(0) as f64, &describe(&s));
         samples.push(s);
     }
-    let path = real_players::test_artifact(&format!("{record_name}.csv"));
+    let path = test_artifact(&format!("{record_name}.csv"));
     match record.save(&path) {
         Ok(()) => eprintln!("VLC's position through the kill: {}", path.display()),
         Err(e) => eprintln!("cannot save {}: {e}", path.display()),

@@ -10,11 +10,11 @@
 //! Each run's record of `currentTime` goes to `target/test-artifacts/`.
 
 use nonstop_lab::real_players::{self, BlankPage, PositionRecord, VideoLook, WebKit, SAMPLE_EVERY};
-use nonstop_lab::support as common;
+use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::wait::try_wait_for;
+use nonstop_lab::workspace::test_artifact;
 
 use std::time::{Duration, Instant};
-
-use common::{Stack, StackOptions};
 
 /// Wall time the player is watched after the kill.
 const WATCH: Duration = Duration::from_secs(20);
@@ -65,7 +65,7 @@ fn play_through_a_kill(hls_js: bool) {
             &format!("paused={} readyState={}", l.paused, l.ready_state),
         )
     };
-    let before = common::try_wait_for(PLAYING_WITHIN, || {
+    let before = try_wait_for(PLAYING_WITHIN, || {
         let l = browser.look().ok()?;
         note(&mut record, &l);
         l.watching().then_some(l)
@@ -93,7 +93,7 @@ fn play_through_a_kill(hls_js: bool) {
             Err(e) => fail(format!("the page stopped answering: {e}")),
         }
     }
-    let path = real_players::test_artifact(&format!("{record_name}.csv"));
+    let path = test_artifact(&format!("{record_name}.csv"));
     match record.save(&path) {
         Ok(()) => eprintln!(
             "{player}'s currentTime through the kill: {}",

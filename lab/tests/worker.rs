@@ -1,16 +1,20 @@
 //! The worker as a user runs it: real GStreamer, real files, real signals.
 
-use nonstop_lab::support as common;
-
+use nonstop_lab::http::{get, scrape, total};
+use nonstop_lab::input::{init_gst, make_input};
+use nonstop_lab::ports::free_port;
+use nonstop_lab::process::Service;
+use nonstop_lab::ts::first_video_pts;
+use nonstop_lab::wait::wait_for;
+use nonstop_lab::workspace::bin;
 use std::time::Duration;
 
-use common::{bin, first_video_pts, get, make_input, wait_for, Service};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use nonstop::hls::PlaylistFacts;
 
 fn worker(dir: &std::path::Path, extra: &[&str]) -> Service {
-    worker_on(dir, common::free_port(), extra)
+    worker_on(dir, free_port(), extra)
 }
 
 fn worker_on(dir: &std::path::Path, metrics_port: u16, extra: &[&str]) -> Service {
@@ -182,7 +186,7 @@ fn bad_inputs_are_one_clear_error_line_and_a_non_zero_exit() {
             "--input".into(),
             missing.display().to_string(),
             "--metrics-port".into(),
-            common::free_port().to_string(),
+            free_port().to_string(),
         ],
         &[],
         dir.path(),
@@ -223,7 +227,7 @@ fn healthcheck_is_503_while_a_signal_retries_and_200_once_it_runs_again() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("input")).expect("mkdir");
     make_input(&dir.path().join("input/live01.mp4"), 2, false);
-    let port = common::free_port();
+    let port = free_port();
     let mut w = worker_on(dir.path(), port, &[]);
     let out = dir.path().join("output/live01");
 
@@ -320,7 +324,7 @@ fn a_full_disk_restarts_the_signal_with_backoff_and_it_comes_back_once_there_is_
     make_input(&dir.path().join("input/live01.mp4"), 2, false);
     // The output folder on its own small disk.
     let disk = SmallDisk::mount(&dir.path().join("output"), "32m");
-    let port = common::free_port();
+    let port = free_port();
     let mut w = worker_on(dir.path(), port, &[]);
     wait_for(Duration::from_secs(30), "the first playlist", || {
         playlist(dir.path())
@@ -342,8 +346,8 @@ fn a_full_disk_restarts_the_signal_with_backoff_and_it_comes_back_once_there_is_
         "one clear error naming the cause:\n{log}"
     );
     assert!(!log.contains("panicked"), "{log}");
-    let restarts = common::total(
-        &common::scrape(port),
+    let restarts = total(
+        &scrape(port),
         "nonstop_worker_pipeline_restarts_total",
         &["signal=\"live01\""],
     );
@@ -415,7 +419,7 @@ fn print_pipeline_prints_the_line_gst_launch_runs_and_encodes_nothing() {
     assert!(lines[0].starts_with("# live01: "), "{text}");
     assert!(lines[0].contains("segment seeks"), "{text}");
 
-    common::init_gst();
+    init_gst();
     let pipeline = gst::parse::launch(lines[1])
         .unwrap_or_else(|e| panic!("{e}: {}", lines[1]))
         .downcast::<gst::Pipeline>()
@@ -468,7 +472,7 @@ fn inputs_added_while_running_go_live_replaced_ones_restart_and_removed_ones_sto
     // Generated outside the watched folder, copied in while the worker runs.
     let staged = dir.path().join("staged-live02.mp4");
     make_input(&staged, 2, true);
-    let port = common::free_port();
+    let port = free_port();
     let w = worker_on(dir.path(), port, &[]);
     let first = advances_past(dir.path(), "live01", 0);
 

@@ -42,11 +42,14 @@ mod table;
 mod watch;
 
 use nginx::*;
+use nonstop_lab::player_process::{BrowserProgress, PlayingLine, PLAYING_WITHIN};
+use nonstop_lab::process::Service;
+use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::wait::{try_wait_for, wait_for};
+use nonstop_lab::workspace::repo_root;
 use players::*;
 use table::*;
 use watch::*;
-
-use nonstop_lab::support as common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -56,9 +59,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{
-    wait_for, BrowserProgress, PlayingLine, Service, Stack, StackOptions, PLAYING_WITHIN,
-};
 use nonstop_lab::real_players::PositionRecord;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -126,7 +126,7 @@ fn main() {
         options.segment_seconds
     ));
 
-    let root = common::repo_root();
+    let root = repo_root();
     let records = root
         .canonicalize()
         .unwrap_or_else(|_| root.to_path_buf())
@@ -378,7 +378,7 @@ impl Options {
             if !on_path("node") {
                 missing.push("node (apt-get install nodejs)");
             }
-            if !common::repo_root().join("web/node_modules/hls.js").exists() {
+            if !repo_root().join("web/node_modules/hls.js").exists() {
                 missing.push("web/node_modules (npm ci --prefix web)");
             }
         }
@@ -525,7 +525,7 @@ impl Fault {
                 // Reaped by the stack's own handle when it stops; wait for
                 // the kernel to have ended it before the new one starts.
                 let pid = worker_a(stack).pid();
-                common::try_wait_for(Duration::from_secs(5), || {
+                try_wait_for(Duration::from_secs(5), || {
                     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
                     stat.is_none_or(|s| s.contains(") Z ")).then_some(())
                 });
@@ -899,7 +899,7 @@ fn player_log(logs: &Path, proxy: Proxy, player: Player) -> PathBuf {
 /// Waits until a player's log has a line that `says_playing`; `false` after
 /// `within`.
 fn wait_announced_playing(log: &Path, says_playing: SaysPlaying, within: Duration) -> bool {
-    common::try_wait_for(within, || {
+    try_wait_for(within, || {
         let text = std::fs::read_to_string(log).ok()?;
         text.lines().any(says_playing).then_some(())
     })

@@ -9,6 +9,8 @@
 //! position against wall time.
 
 use super::*;
+use nonstop_lab::input::init_gst;
+use nonstop_lab::workspace::{bin, repo_root};
 
 use nonstop_lab::real_players::{
     self, BlankPage, Judgement, PositionRecord, VideoLook, Vlc, VlcSample, WebKit,
@@ -303,7 +305,7 @@ pub(crate) fn play_probe(
     record: &mut PositionRecord,
 ) -> Result<Outcome, String> {
     let (mut kid, reader) = spawn_recorded(
-        Command::new(common::bin("probe"))
+        Command::new(bin("probe"))
             .args(["--url", url, "--duration"])
             .arg(format!("{:.1}", watch.as_secs_f64()))
             .args(["--start-segments", "3"])
@@ -361,7 +363,7 @@ pub(crate) fn play_hlsjs(
     native: bool,
     record: &mut PositionRecord,
 ) -> Result<Outcome, String> {
-    let script = common::repo_root().join("web/hlsjs-player.mjs");
+    let script = repo_root().join("web/hlsjs-player.mjs");
     let measure = watch.saturating_sub(HLSJS_STARTUP_ALLOWANCE);
     let mut cmd = Command::new("node");
     cmd.arg(script)
@@ -860,7 +862,7 @@ pub(crate) fn gst_player(args: &[String]) -> ! {
     }
     let started_at = Instant::now();
     let deadline = started_at + Duration::from_secs_f64(seconds);
-    common::init_gst();
+    init_gst();
 
     // Failed requests, from the warnings of the HTTP source and the demuxer.
     let failures = Arc::new(Mutex::new(FailureCounter::default()));

@@ -4,6 +4,7 @@
 //! itself paused.
 
 use super::*;
+use nonstop_lab::http::get;
 
 /// The watcher's poll period and per-request budget.
 pub(crate) const WATCH_POLL: Duration = Duration::from_millis(100);
@@ -24,7 +25,7 @@ pub(crate) fn newest_segment(playlist: &str) -> Option<u64> {
 }
 
 pub(crate) fn listed_segments(url: &str) -> Option<usize> {
-    let (status, body) = common::get(url)?;
+    let (status, body) = get(url)?;
     (status == 200).then(|| {
         String::from_utf8_lossy(&body)
             .lines()

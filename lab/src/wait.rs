@@ -1,0 +1,31 @@
+//! Waiting for something to become true by asking again: how the lab waits
+//! for a service, a file or a player, rather than sleeping for a time
+//! guessed to be long enough.
+
+use std::time::{Duration, Instant};
+
+/// Polls `check` until it returns Some, or None once `within` passes.
+pub fn try_wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `check` until it returns Some or `within` passes.
+pub fn wait_for<T>(within: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
