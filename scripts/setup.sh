@@ -38,8 +38,8 @@ if ! dpkg -s chromium >/dev/null 2>&1; then
   sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
-# The players the user's document names, for lab/tests/vlc.rs and
-# lab/tests/webkit.rs: headless VLC, and WebKitGTK (Safari's engine) driven by
+# The players the user's document names, for lab/tests/system/vlc.rs and
+# lab/tests/system/webkit.rs: headless VLC, and WebKitGTK (Safari's engine) driven by
 # WebKitWebDriver under Xvfb.
 PLAYER_PACKAGES=(vlc-bin vlc-plugin-base webkit2gtk-driver xvfb)
 missing_players=()

@@ -6,14 +6,15 @@
 //! first segment's arrival minus its duration), at each arrival. The
 //! worker's own `nonstop_worker_drift_seconds` gauge is printed beside it.
 
+use std::time::{Duration, Instant};
+
+use nonstop::hls::PlaylistFacts;
+
 use nonstop_lab::http::get;
 use nonstop_lab::input::make_input;
 use nonstop_lab::ports::free_port;
 use nonstop_lab::process::Service;
 use nonstop_lab::workspace::bin;
-use std::time::{Duration, Instant};
-
-use nonstop::hls::PlaylistFacts;
 
 const DEFAULT_MINUTES: f64 = 10.0;
 const POLL: Duration = Duration::from_millis(100);

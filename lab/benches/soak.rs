@@ -14,15 +14,15 @@
 //! killed (SIGKILL) and started again, frozen (SIGSTOP) then continued, or its
 //! folder wiped (`rm -rf`) under it.
 //! The proxy itself is not restarted: a proxy restart is covered by
-//! tests/resilience.rs and would, by design, fail the reload in flight.
+//! tests/system/resilience.rs and would, by design, fail the reload in flight.
+
+use std::time::{Duration, Instant};
 
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::process::Service;
 use nonstop_lab::procfs::rss_kib;
 use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::workspace::repo_root;
-
-use std::time::{Duration, Instant};
 
 /// Media the viewer plays before the first fault (and the first memory reading).
 const PLAYED_BEFORE_FAULTS: Duration = Duration::from_secs(10);

@@ -18,18 +18,18 @@
 //! issue's goals marked met or missed. The generator shares the machine with
 //! the servers under test; so does everything else running on it.
 
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
 use nonstop_lab::http::{scrape, total, wait_healthy};
 use nonstop_lab::nginx::{nginx_bin, Nginx, NginxSettings};
 use nonstop_lab::process::Service;
 use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::viewers::{self, Report, ViewersConfig};
 use nonstop_lab::workspace::bin;
-
-use std::io::Write;
-use std::path::Path;
-use std::time::{Duration, Instant};
-
-use serde::Serialize;
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// Pause between two phases, so the last crowd's connections are gone.

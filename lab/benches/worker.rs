@@ -34,8 +34,6 @@
 //! machine over the same minutes: steadier ratios on a noisy VM); `--runs`
 //! repeats the round and the table shows medians.
 
-use nonstop_lab::ports::free_port;
-use nonstop_lab::workspace::{bin, repo_root};
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -44,6 +42,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use nonstop::hls::PlaylistFacts;
+
+use nonstop_lab::ports::free_port;
+use nonstop_lab::workspace::{bin, repo_root};
 
 /// How long each contender runs by default, in seconds.
 const DEFAULT_SECONDS: f64 = 60.0;

@@ -1,8 +1,8 @@
 //! Real players no one here wrote, driven from the outside: VLC (Debian's
 //! `vlc-bin`, headless, asked through its command-line remote interface) and
 //! WebKit, Safari's engine (WebKitGTK's MiniBrowser under Xvfb, driven over
-//! W3C WebDriver by `WebKitWebDriver`). The system tests in `tests/vlc.rs`
-//! and `tests/webkit.rs` play the proxy with them through a packager kill.
+//! W3C WebDriver by `WebKitWebDriver`). The system tests in `tests/system/vlc.rs`
+//! and `tests/system/webkit.rs` play the proxy with them through a packager kill.
 //!
 //! Every process started here is killed on drop; each player's own log is
 //! kept for failure messages.

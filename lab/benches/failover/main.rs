@@ -41,16 +41,6 @@ mod players;
 mod table;
 mod watch;
 
-use nginx::*;
-use nonstop_lab::player_process::{BrowserProgress, PlayingLine, PLAYING_WITHIN};
-use nonstop_lab::process::Service;
-use nonstop_lab::stack::{Stack, StackOptions};
-use nonstop_lab::wait::{try_wait_for, wait_for};
-use nonstop_lab::workspace::repo_root;
-use players::*;
-use table::*;
-use watch::*;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -59,9 +49,19 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nonstop_lab::real_players::PositionRecord;
+use nginx::*;
+use players::*;
 use serde::Serialize;
 use serde_json::{json, Value};
+use table::*;
+use watch::*;
+
+use nonstop_lab::player_process::{BrowserProgress, PlayingLine, PLAYING_WITHIN};
+use nonstop_lab::process::Service;
+use nonstop_lab::real_players::PositionRecord;
+use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::wait::{try_wait_for, wait_for};
+use nonstop_lab::workspace::repo_root;
 
 /// How long players watch, when the fault comes and when it is cleared.
 const DEFAULT_WATCH: Duration = Duration::from_secs(45);
@@ -454,7 +454,7 @@ enum Fault {
     Wipe,
     /// Host A's link cut: every packet to and from packager A dropped
     /// (nftables), so connections go silent instead of being refused, until
-    /// cleared. The network namespaces of `tests/hosts.rs` do this per host;
+    /// cleared. The network namespaces of `tests/system/hosts.rs` do this per host;
     /// here packager A's port on loopback stands for its host.
     LinkCut,
     /// Worker A's input file removed (moved aside) on its host: worker A

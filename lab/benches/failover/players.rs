@@ -3,18 +3,17 @@
 //! (web/hlsjs-player.mjs), GStreamer's playbin in a child process of this
 //! binary, ffmpeg's HLS demuxer fed into a buffer model, VLC and WebKit
 //! (native HLS and hls.js) driven from outside and judged as
-//! `tests/vlc.rs` and `tests/webkit.rs` judge them
+//! `tests/system/vlc.rs` and `tests/system/webkit.rs` judge them
 //! (`nonstop_lab::real_players::judge_vlc`, `judge_video`). Each runs as a child
 //! process killed if it outlives the bench, and leaves a CSV record of its
 //! position against wall time.
 
 use super::*;
 use nonstop_lab::input::init_gst;
-use nonstop_lab::workspace::{bin, repo_root};
-
 use nonstop_lab::real_players::{
     self, BlankPage, Judgement, PositionRecord, VideoLook, Vlc, VlcSample, WebKit,
 };
+use nonstop_lab::workspace::{bin, repo_root};
 
 /// GStreamer: a gap between two rendered video frames (40 ms apart at 25 fps)
 /// longer than this is a stall.
@@ -729,7 +728,7 @@ fn announce(log: &mut std::fs::File, played: f64) {
 /// VLC (`nonstop_lab::real_players::Vlc`: headless, as `nobody` with its own HOME
 /// when root) sampled every [`real_players::SAMPLE_EVERY`] through its remote
 /// interface, judged by `real_players::judge_vlc` from the first sample with
-/// [`real_players::PLAYED_BEFORE_FAULT`] played to the end, as `tests/vlc.rs`.
+/// [`real_players::PLAYED_BEFORE_FAULT`] played to the end, as `tests/system/vlc.rs`.
 pub(crate) fn play_vlc(
     url: &str,
     watch: Duration,
@@ -782,7 +781,7 @@ pub(crate) fn play_vlc(
 /// `WEBKIT_GST_ENABLE_HLS_SUPPORT=1`), its video element playing natively or
 /// through hls.js, looked at every [`real_players::SAMPLE_EVERY`], judged by
 /// `real_players::judge_video` from the first look with
-/// [`real_players::PLAYED_BEFORE_FAULT`] played to the end, as `tests/webkit.rs`.
+/// [`real_players::PLAYED_BEFORE_FAULT`] played to the end, as `tests/system/webkit.rs`.
 pub(crate) fn play_webkit(
     url: &str,
     watch: Duration,

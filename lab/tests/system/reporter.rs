@@ -1,13 +1,14 @@
 //! The reporter as a separate process: reports in, the seed's JSON out, expiry,
 //! and several reporters sharing one real Redis.
 
+use std::time::Duration;
+
 use nonstop_lab::http::{get_json, wait_healthy};
 use nonstop_lab::ports::free_port;
 use nonstop_lab::process::Service;
 use nonstop_lab::redis::RedisServer;
 use nonstop_lab::wait::wait_for;
 use nonstop_lab::workspace::bin;
-use std::time::Duration;
 
 fn post(url: &str, body: serde_json::Value) -> u16 {
     reqwest::blocking::Client::new()

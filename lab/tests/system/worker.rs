@@ -1,17 +1,19 @@
 //! The worker as a user runs it: real GStreamer, real files, real signals.
 
-use nonstop_lab::http::{get, scrape, total};
-use nonstop_lab::input::{init_gst, make_input};
-use nonstop_lab::ports::free_port;
-use nonstop_lab::process::Service;
-use nonstop_lab::ts::first_video_pts;
-use nonstop_lab::wait::wait_for;
-use nonstop_lab::workspace::bin;
 use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use nonstop::hls::PlaylistFacts;
+
+use nonstop_lab::http::{get, scrape, total};
+use nonstop_lab::input::{init_gst, make_input};
+use nonstop_lab::ports::free_port;
+use nonstop_lab::process::Service;
+use nonstop_lab::stack_lock::ExclusiveStack;
+use nonstop_lab::ts::first_video_pts;
+use nonstop_lab::wait::wait_for;
+use nonstop_lab::workspace::bin;
 
 fn worker(dir: &std::path::Path, extra: &[&str]) -> Service {
     worker_on(dir, free_port(), extra)
@@ -34,6 +36,13 @@ fn worker_on(dir: &std::path::Path, metrics_port: u16, extra: &[&str]) -> Servic
     Service::start("worker", &bin("worker"), &args, &[], &logs)
 }
 
+/// The machine's turn, for a test whose worker encodes for a while: it
+/// never runs beside a whole stack (whose tests assert zero stalls), as it
+/// never did when each subject was its own test binary.
+fn encoding_turn() -> ExclusiveStack {
+    ExclusiveStack::acquire()
+}
+
 fn playlist(dir: &std::path::Path) -> Option<PlaylistFacts> {
     let bytes = std::fs::read(dir.join("output/live01/playlist.m3u8")).ok()?;
     PlaylistFacts::parse(&bytes).ok()
@@ -41,6 +50,7 @@ fn playlist(dir: &std::path::Path) -> Option<PlaylistFacts> {
 
 #[test]
 fn loops_the_input_forever_without_a_seam() {
+    let _turn = encoding_turn();
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("input")).expect("mkdir");
     make_input(&dir.path().join("input/live01.mp4"), 3, true);
@@ -109,6 +119,7 @@ fn loops_the_input_forever_without_a_seam() {
 
 #[test]
 fn a_restart_continues_the_media_sequence_after_a_discontinuity() {
+    let _turn = encoding_turn();
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("input")).expect("mkdir");
     make_input(&dir.path().join("input/live01.mp4"), 2, false);
@@ -224,6 +235,7 @@ fn health(port: u16) -> Option<(u16, serde_json::Value)> {
 
 #[test]
 fn healthcheck_is_503_while_a_signal_retries_and_200_once_it_runs_again() {
+    let _turn = encoding_turn();
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("input")).expect("mkdir");
     make_input(&dir.path().join("input/live01.mp4"), 2, false);
@@ -319,6 +331,7 @@ fn fill(path: &std::path::Path) {
 
 #[test]
 fn a_full_disk_restarts_the_signal_with_backoff_and_it_comes_back_once_there_is_room() {
+    let _turn = encoding_turn();
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("input")).expect("mkdir");
     make_input(&dir.path().join("input/live01.mp4"), 2, false);
@@ -465,6 +478,7 @@ fn advances_past(dir: &std::path::Path, signal: &str, after: u64) -> u64 {
 
 #[test]
 fn inputs_added_while_running_go_live_replaced_ones_restart_and_removed_ones_stop_alone() {
+    let _turn = encoding_turn();
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("input");
     std::fs::create_dir_all(&input).expect("mkdir");

@@ -2,14 +2,15 @@
 //! connection is cut after its timeout, oversized heads are refused, and the
 //! connection bound keeps a flood from exhausting the process.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
 use nonstop_lab::http::{get, wait_healthy};
 use nonstop_lab::ports::free_port;
 use nonstop_lab::process::Service;
 use nonstop_lab::wait::wait_for;
 use nonstop_lab::workspace::bin;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
 
 fn packager(dir: &std::path::Path, max_connections: u32) -> (Service, u16) {
     std::fs::create_dir_all(dir.join("output")).expect("mkdir");

@@ -5,17 +5,18 @@
 //! The two run different codec threads (`CODEC_THREADS` 1 and 0, the codecs'
 //! choice): a fleet upgraded one host at a time still interchanges.
 
-use nonstop_lab::input::make_input;
-use nonstop_lab::ports::free_port;
-use nonstop_lab::process::Service;
-use nonstop_lab::wait::wait_for;
-use nonstop_lab::workspace::bin;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nonstop_lab::demux::demux_segment;
+use nonstop_lab::input::make_input;
+use nonstop_lab::ports::free_port;
+use nonstop_lab::process::Service;
+use nonstop_lab::stack_lock::ExclusiveStack;
 use nonstop_lab::ts::{continuity_breaks, video_start, VideoStart};
+use nonstop_lab::wait::wait_for;
+use nonstop_lab::workspace::bin;
 
 /// The segment length both workers run with (seconds).
 const SEGMENT_SECONDS: u64 = 1;
@@ -233,6 +234,8 @@ fn compare(
 
 #[test]
 fn two_workers_started_apart_write_interchangeable_segments() {
+    // Two workers encode: never beside a whole stack (see `ExclusiveStack`).
+    let _turn = ExclusiveStack::acquire();
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("input");
     std::fs::create_dir_all(&input).expect("mkdir");

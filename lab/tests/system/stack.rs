@@ -2,13 +2,14 @@
 //! JSON contracts, a playable stream through the proxy, and a packager killed
 //! while a client keeps watching.
 
+use std::time::{Duration, Instant};
+
+use nonstop::hls::PlaylistFacts;
+
 use nonstop_lab::http::{get, get_json};
 use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::wait::wait_for;
 use nonstop_lab::workspace::bin;
-use std::time::{Duration, Instant};
-
-use nonstop::hls::PlaylistFacts;
 
 #[test]
 fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() {

@@ -3,13 +3,14 @@
 //! per signal, also in `/status` and `status`) and its memory of signals the
 //! origin does not know (one origin lookup per second at most).
 
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
 use nonstop_lab::http::{get, get_json, scrape, total, Scrape};
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::wait::wait_for;
 use nonstop_lab::workspace::bin;
-use std::net::IpAddr;
-use std::time::{Duration, Instant};
 
 /// Probes watching at once, each from its own loopback address.
 const PROBES: u8 = 3;

@@ -4,12 +4,13 @@
 //! `scripts/setup.sh` (chromium, `npm ci --prefix web`); without it these tests
 //! fail saying so, they are never skipped as passing.
 
-use nonstop_lab::player_process::{BrowserProgress, PlayerProcess};
-use nonstop_lab::stack::{Stack, StackOptions};
-use nonstop_lab::workspace::repo_root;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+
+use nonstop_lab::player_process::{BrowserProgress, PlayerProcess};
+use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::workspace::repo_root;
 
 /// Seconds of playback measured, from the first 'playing' event.
 const WATCH_SECONDS: u32 = 20;

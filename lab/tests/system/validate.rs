@@ -3,12 +3,13 @@
 //! stack and finds nothing; and the same validator, on a stream that breaks
 //! the rules, names each broken rule (so its zeros mean something).
 
-use nonstop_lab::stack::{Stack, StackOptions};
 use std::collections::BTreeSet;
 
 use nonstop::service::shutdown::Shutdown;
-use nonstop_lab::validate::{validate, ValidateConfig, ValidationReport};
 use warp::Filter;
+
+use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::validate::{validate, ValidateConfig, ValidationReport};
 
 /// Seconds each validator watches.
 const WATCH_SECONDS: u64 = 16;

@@ -9,12 +9,12 @@
 //! never skipped as passing.
 //! Each run's record of `currentTime` goes to `target/test-artifacts/`.
 
+use std::time::{Duration, Instant};
+
 use nonstop_lab::real_players::{self, BlankPage, PositionRecord, VideoLook, WebKit, SAMPLE_EVERY};
 use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::wait::try_wait_for;
 use nonstop_lab::workspace::test_artifact;
-
-use std::time::{Duration, Instant};
 
 /// Wall time the player is watched after the kill.
 const WATCH: Duration = Duration::from_secs(20);

@@ -5,12 +5,13 @@
 //! the signal down in `GET /status` and its gauge, then up again once the
 //! worker resumes.
 
+use std::process::Command;
+use std::time::{Duration, Instant};
+
 use nonstop_lab::http::{get, get_json, scrape, total};
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::wait::try_wait_for;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// Seconds the probe watches: longer than the whole test, so a viewer keeps
 /// asking (the proxy watches a signal while someone does).

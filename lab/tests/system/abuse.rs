@@ -4,12 +4,13 @@
 //! be judged failing or stale (switched for its health), the viewer must not notice, and the packagers must see no
 //! more requests than a window without abuse needs.
 
-use nonstop_lab::http::{scrape, total, Scrape};
-use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
-use nonstop_lab::stack::{Stack, StackOptions};
 use std::time::{Duration, Instant};
 
 use nonstop::net::proxy::POLL_TARGETS;
+
+use nonstop_lab::http::{scrape, total, Scrape};
+use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
+use nonstop_lab::stack::{Stack, StackOptions};
 
 /// Seconds the probe watches: start-up, then a quiet window and an abuse
 /// window, with room to spare.

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nonstop::service::shutdown::Shutdown;
-use nonstop_lab::fault_proxy::{FaultConfig, FaultMode, FaultProxy};
 use reqwest::StatusCode;
 use tokio::task::JoinHandle;
 use warp::Filter;
+
+use nonstop_lab::fault_proxy::{FaultConfig, FaultMode, FaultProxy};
 
 const PLAYLIST: &str = "/live01/playlist.m3u8";
 const SEGMENT: &str = "/live01/segment000001.ts";

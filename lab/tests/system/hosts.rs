@@ -19,19 +19,19 @@
 //! Needs root, iproute2 and nftables: where namespaces cannot be made the
 //! tests fail saying so, they are never skipped.
 
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
 use nonstop_lab::http::{get, scrape_at, total, wait_healthy_at};
 use nonstop_lab::input::make_input;
+use nonstop_lab::netns::Lab;
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::ports::{free_port, StackPorts};
+use nonstop_lab::probe::ProbeReport;
 use nonstop_lab::process::Service;
 use nonstop_lab::stack_lock::ExclusiveStack;
 use nonstop_lab::wait::{try_wait_for, wait_for};
 use nonstop_lab::workspace::bin;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-use nonstop_lab::netns::Lab;
-use nonstop_lab::probe::ProbeReport;
 
 /// The product's segment length.
 const SEGMENT_SECONDS: u32 = 2;

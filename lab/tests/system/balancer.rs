@@ -18,16 +18,6 @@
 //! The viewer must see no stall, no failed request, no playlist going back
 //! and no segment skipped, whichever proxy answers; each proxy must switch.
 
-use nonstop_lab::http::{get, scrape, total, wait_healthy};
-use nonstop_lab::input::make_input;
-use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
-use nonstop_lab::ports::free_port;
-use nonstop_lab::process::Service;
-use nonstop_lab::redis::RedisServer;
-use nonstop_lab::stack::{FULL_WINDOW_WITHIN, REPORTER_TOKEN};
-use nonstop_lab::stack_lock::ExclusiveStack;
-use nonstop_lab::wait::{try_wait_for, wait_for};
-use nonstop_lab::workspace::bin;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,8 +26,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nonstop::hls::PlaylistFacts;
+
+use nonstop_lab::http::{get, scrape, total, wait_healthy};
+use nonstop_lab::input::make_input;
 use nonstop_lab::nginx::Nginx;
+use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
+use nonstop_lab::ports::free_port;
+use nonstop_lab::process::Service;
+use nonstop_lab::redis::RedisServer;
+use nonstop_lab::stack::{FULL_WINDOW_WITHIN, REPORTER_TOKEN};
+use nonstop_lab::stack_lock::ExclusiveStack;
 use nonstop_lab::ts::{video_start, VideoStart};
+use nonstop_lab::wait::{try_wait_for, wait_for};
+use nonstop_lab::workspace::bin;
 
 /// One frame of the test input (25 fps) in 90 kHz ticks: how far the same
 /// segment's first video PTS may differ between redundant workers.
@@ -61,7 +62,7 @@ const WINDOW_BEFORE_START: usize = 4;
 /// packager (a generous bound; the measured times are printed).
 const SWITCH_WITHIN: Duration = Duration::from_secs(15);
 /// The shipped balancer config the test runs.
-const BALANCER_CONF: &str = include_str!("../../deploy/balancer.conf");
+const BALANCER_CONF: &str = include_str!("../../../deploy/balancer.conf");
 
 /// The main `nginx.conf` around the shipped `deploy/balancer.conf` (which
 /// the nginx image includes inside `http { }`): a prefix of our own for pid,

@@ -3,9 +3,10 @@
 //! fault must leave the viewer with no stall, no failed request, no playlist
 //! going back in time and no skipped or repeated segment.
 
+use std::time::Duration;
+
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::stack::{Stack, StackOptions};
-use std::time::Duration;
 
 /// Seconds the probe watches.
 const WATCH_SECONDS: u32 = 22;

@@ -5,13 +5,14 @@
 //! the stream: the proxy says "ended" and the viewer stops cleanly after the
 //! last segment, with no stall and no failed request.
 
+use std::time::{Duration, Instant};
+
+use nonstop::hls::PlaylistFacts;
+
 use nonstop_lab::http::get;
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::wait::wait_for;
-use std::time::{Duration, Instant};
-
-use nonstop::hls::PlaylistFacts;
 
 /// Longer than the test: the probe must stop on the stream's end, not on this.
 const WATCH_SECONDS: u32 = 120;

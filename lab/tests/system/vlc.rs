@@ -7,12 +7,12 @@
 //! this test fails saying so, it is never skipped as passing. Each run's record
 //! of VLC's position goes to `target/test-artifacts/`.
 
+use std::time::{Duration, Instant};
+
 use nonstop_lab::real_players::{self, Judgement, PositionRecord, Vlc, VlcSample, SAMPLE_EVERY};
 use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::wait::try_wait_for;
 use nonstop_lab::workspace::test_artifact;
-
-use std::time::{Duration, Instant};
 
 /// Wall time VLC is watched after the kill.
 const WATCH: Duration = Duration::from_secs(20);

@@ -2,6 +2,11 @@
 //! the reporter's token, no SSRF or traversal through the proxy, and clear
 //! errors for bad configuration.
 
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use nonstop_lab::http::{get, get_json, wait_healthy};
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::ports::free_port;
@@ -9,10 +14,6 @@ use nonstop_lab::process::Service;
 use nonstop_lab::stack::{Stack, StackOptions, REPORTER_TOKEN};
 use nonstop_lab::wait::wait_for;
 use nonstop_lab::workspace::bin;
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 fn assert_smooth(report: &nonstop_lab::probe::ProbeReport, max_failed: u64, context: &str) {
     assert_eq!(report.stalls, 0, "stalls\n{report:#?}\n{context}");

@@ -11,15 +11,16 @@
 //! Chromium, node and `web/node_modules` are required: when one is missing the
 //! test fails and says to run `scripts/setup.sh`; it is never skipped.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
 use nonstop_lab::http::{get, get_json, wait_healthy};
 use nonstop_lab::ports::free_port;
 use nonstop_lab::process::Service;
 use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::wait::wait_for;
 use nonstop_lab::workspace::{bin, repo_root};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 /// Debian's Chromium, as the hls.js judge uses it (never a downloaded browser).
 const CHROMIUM: &str = "/usr/bin/chromium";

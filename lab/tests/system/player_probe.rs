@@ -7,18 +7,19 @@
 //! loses segments) and checks the probe counts what a viewer would notice.
 //! Assertions are about behaviour (counts zero or not), never timing thresholds.
 
-use nonstop_lab::player_process::Probe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use nonstop::service::shutdown::Shutdown;
-use nonstop_lab::demux::synthetic_segment;
-use nonstop_lab::probe::{self, ProbeConfig, ProbeError, ProbeReport};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
+
+use nonstop_lab::demux::synthetic_segment;
+use nonstop_lab::player_process::Probe;
+use nonstop_lab::probe::{self, ProbeConfig, ProbeError, ProbeReport};
 
 /// Media (and wall) time of each segment.
 const SEGMENT: Duration = Duration::from_secs(1);
