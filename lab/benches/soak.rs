@@ -19,9 +19,9 @@
 use std::time::{Duration, Instant};
 
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
-use nonstop_lab::process::Service;
+use nonstop_lab::process::Signal;
 use nonstop_lab::procfs::rss_kib;
-use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::workspace::repo_root;
 
 /// Media the viewer plays before the first fault (and the first memory reading).
@@ -89,22 +89,10 @@ impl Dice {
 }
 
 fn memory(stack: &Stack) -> Vec<(String, Option<u64>)> {
-    [
-        &stack.worker,
-        &stack.worker_b,
-        &stack.server1,
-        &stack.fault,
-        &stack.server2,
-        &stack.reporter,
-        &stack.discovery,
-        &stack.discovery_b,
-        &stack.origin,
-        &stack.proxy,
-    ]
-    .iter()
-    .filter_map(|s| s.as_ref())
-    .map(|s| (s.name.clone(), rss_kib(s.pid())))
-    .collect()
+    stack
+        .services()
+        .map(|(_, s)| (s.name().to_string(), rss_kib(s.pid())))
+        .collect()
 }
 
 const MODES: [&str; 7] = [
@@ -159,71 +147,59 @@ fn main() {
             }
             2 => {
                 eprintln!("soak: {at:>5} s  packager A process stopped (SIGSTOP)");
-                if let Some(f) = stack.fault.as_ref() {
-                    f.signal("STOP");
-                    std::thread::sleep(FAULT_LASTS);
-                    f.signal("CONT");
-                }
+                let f = stack.service(Role::FaultProxy);
+                f.signal(Signal::Stop);
+                std::thread::sleep(FAULT_LASTS);
+                f.signal(Signal::Cont);
             }
             3 => {
                 eprintln!("soak: {at:>5} s  packager B restarted");
-                if let Some(mut s2) = stack.server2.take() {
-                    s2.signal("TERM");
+                if let Some(mut s2) = stack.take(Role::Server2) {
+                    s2.signal(Signal::Term);
                     s2.wait_gone(Duration::from_secs(10));
                 }
                 std::thread::sleep(Duration::from_secs(2));
                 restarts += 1;
-                stack.server2 =
-                    Some(stack.start_again_b("server2", &format!("server2-{restarts}")));
+                stack.restart(Role::Server2);
                 std::thread::sleep(FAULT_LASTS - Duration::from_secs(2));
             }
             4 => {
                 eprintln!("soak: {at:>5} s  worker A killed (SIGKILL), started again in 5 s");
-                if let Some(mut w) = stack.worker.take() {
-                    w.signal("KILL");
+                if let Some(mut w) = stack.take(Role::WorkerA) {
+                    w.signal(Signal::Kill);
                     w.wait_gone(Duration::from_secs(5));
                 }
                 std::thread::sleep(Duration::from_secs(5));
                 restarts += 1;
-                stack.worker = Some(stack.start_again("worker", &format!("worker-{restarts}")));
+                stack.restart(Role::WorkerA);
                 std::thread::sleep(FAULT_LASTS - Duration::from_secs(5));
             }
             5 => {
                 eprintln!("soak: {at:>5} s  worker A frozen (SIGSTOP)");
-                if let Some(w) = stack.worker.as_ref() {
-                    w.signal("STOP");
-                    std::thread::sleep(FAULT_LASTS);
-                    w.signal("CONT");
-                }
+                let w = stack.service(Role::WorkerA);
+                w.signal(Signal::Stop);
+                std::thread::sleep(FAULT_LASTS);
+                w.signal(Signal::Cont);
             }
             6 => {
                 eprintln!("soak: {at:>5} s  worker A's folder wiped (rm -rf)");
-                let folder = stack.output.join("live01");
+                let folder = stack.output_a().join("live01");
                 if let Err(e) = std::fs::remove_dir_all(&folder) {
                     eprintln!("soak: cannot wipe {}: {e}", folder.display());
                 }
                 std::thread::sleep(FAULT_LASTS);
             }
             _ => {
-                let name = ["reporter", "origin", "discovery"][dice.roll(3)];
+                let role = [Role::Reporter, Role::Origin, Role::DiscoveryA][dice.roll(3)];
+                let name = role.program();
                 eprintln!("soak: {at:>5} s  {name} killed (SIGKILL), back in 5 s");
-                let slot: &mut Option<Service> = match name {
-                    "reporter" => &mut stack.reporter,
-                    "origin" => &mut stack.origin,
-                    _ => &mut stack.discovery,
-                };
-                if let Some(mut s) = slot.take() {
-                    s.signal("KILL");
+                if let Some(mut s) = stack.take(role) {
+                    s.signal(Signal::Kill);
                     s.wait_gone(Duration::from_secs(5));
                 }
                 std::thread::sleep(Duration::from_secs(5));
                 restarts += 1;
-                let again = stack.start_again(name, &format!("{name}-{restarts}"));
-                match name {
-                    "reporter" => stack.reporter = Some(again),
-                    "origin" => stack.origin = Some(again),
-                    _ => stack.discovery = Some(again),
-                }
+                stack.restart(role);
                 std::thread::sleep(FAULT_LASTS - Duration::from_secs(5));
             }
         }

@@ -26,10 +26,8 @@ use serde::Serialize;
 
 use nonstop_lab::http::{scrape, total, wait_healthy};
 use nonstop_lab::nginx::{nginx_bin, Nginx, NginxSettings};
-use nonstop_lab::process::Service;
-use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::viewers::{self, Report, ViewersConfig};
-use nonstop_lab::workspace::bin;
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// Pause between two phases, so the last crowd's connections are gone.
@@ -112,7 +110,7 @@ struct PackagerCounts {
 impl PackagerCounts {
     fn read(stack: &Stack) -> PackagerCounts {
         let mut counts = PackagerCounts::default();
-        for (i, port) in [stack.server1_port, stack.server2_port]
+        for (i, port) in [stack.port(Role::Server1), stack.port(Role::Server2)]
             .into_iter()
             .enumerate()
         {
@@ -205,23 +203,17 @@ fn main() {
         ..StackOptions::default()
     });
     // The proxy again, allowed the crowd's connections.
-    let mut env = stack.env.clone();
-    env.push(("MAX_CONNECTIONS", args.max_connections.to_string()));
-    stack.proxy = None;
-    stack.proxy = Some(Service::start(
-        "proxy",
-        &bin("proxy"),
-        &[],
-        &env,
-        &stack.logs_dir,
-    ));
-    wait_healthy(stack.proxy_port);
+    stack.restart_with(
+        Role::Proxy,
+        &[("MAX_CONNECTIONS", args.max_connections.to_string())],
+    );
+    wait_healthy(stack.port(Role::Proxy));
     stack.wait_for_window(WINDOW_BEFORE);
     let nginx = servers.contains(&Server::Nginx).then(|| {
         Nginx::in_front_of_packagers(
             &NginxSettings::caching(cores, open_files),
-            &stack.packagers[0],
-            &stack.packagers[1],
+            &stack.packagers()[0],
+            &stack.packagers()[1],
             &logs,
         )
     });
@@ -252,10 +244,7 @@ fn main() {
         }
         for server in order {
             let (url, pids) = match server {
-                Server::Nonstop => (
-                    stack.proxy_url(""),
-                    vec![stack.proxy.as_ref().expect("proxy runs").pid()],
-                ),
+                Server::Nonstop => (stack.proxy_url(""), vec![stack.service(Role::Proxy).pid()]),
                 Server::Nginx => {
                     let nginx = nginx.as_ref().expect("nginx runs");
                     (nginx.url(""), vec![nginx.pid()])

@@ -2,14 +2,25 @@
 //! scrape a service's Prometheus metrics and add series up, and wait until a
 //! service says it is healthy.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::wait::wait_for;
 
+/// Budget of one lab request, from connecting to the last body byte.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a service may take to answer its healthcheck with 200 once started.
+pub const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
+
+/// The base URL of a service listening on `port` of 127.0.0.1.
+pub fn local(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
 /// A blocking GET returning status and body, or None when the request failed.
 pub fn get(url: &str) -> Option<(u16, Vec<u8>)> {
     let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(5))
+        .timeout(REQUEST_TIMEOUT)
         .build()
         .ok()?;
     let res = client.get(url).send().ok()?;
@@ -17,13 +28,25 @@ pub fn get(url: &str) -> Option<(u16, Vec<u8>)> {
     Some((status, res.bytes().ok()?.to_vec()))
 }
 
+/// A blocking GET of a JSON body; panics when there is no answer or it is
+/// not JSON.
+pub fn get_json(url: &str) -> serde_json::Value {
+    let (status, body) = get(url).unwrap_or_else(|| panic!("GET {url} failed"));
+    serde_json::from_slice(&body).unwrap_or_else(|e| {
+        panic!(
+            "GET {url} ({status}) is not JSON: {e}: {}",
+            String::from_utf8_lossy(&body)
+        )
+    })
+}
+
 /// Metrics scraped from a service's `GET /metrics`: each series (name with
 /// labels) and its value.
-pub type Scrape = std::collections::HashMap<String, f64>;
+pub type Scrape = HashMap<String, f64>;
 
 /// Scrapes `http://127.0.0.1:<port>/metrics` (Prometheus text format).
 pub fn scrape(port: u16) -> Scrape {
-    scrape_at(&format!("http://127.0.0.1:{port}"))
+    scrape_at(&local(port))
 }
 
 /// Scrapes `<base>/metrics` (Prometheus text format).
@@ -50,28 +73,15 @@ pub fn total(metrics: &Scrape, name: &str, having: &[&str]) -> f64 {
         .sum()
 }
 
-pub fn get_json(url: &str) -> serde_json::Value {
-    let (status, body) = get(url).unwrap_or_else(|| panic!("GET {url} failed"));
-    serde_json::from_slice(&body).unwrap_or_else(|e| {
-        panic!(
-            "GET {url} ({status}) is not JSON: {e}: {}",
-            String::from_utf8_lossy(&body)
-        )
-    })
-}
-
+/// Waits until `http://127.0.0.1:<port>/healthcheck` answers 200.
 pub fn wait_healthy(port: u16) {
-    wait_healthy_at(&format!("http://127.0.0.1:{port}"));
+    wait_healthy_at(&local(port));
 }
 
 /// Waits until `<base>/healthcheck` answers 200.
 pub fn wait_healthy_at(base: &str) {
-    wait_for(
-        Duration::from_secs(20),
-        &format!("healthcheck at {base}"),
-        || {
-            let (status, _) = get(&format!("{base}/healthcheck"))?;
-            (status == 200).then_some(())
-        },
-    );
+    wait_for(HEALTHY_WITHIN, &format!("healthcheck at {base}"), || {
+        let (status, _) = get(&format!("{base}/healthcheck"))?;
+        (status == 200).then_some(())
+    });
 }

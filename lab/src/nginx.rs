@@ -261,7 +261,7 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = std::fs::copy(&self.service.log, self.logs.join("nginx-output.log"));
+        let _ = std::fs::copy(self.service.log_path(), self.logs.join("nginx-output.log"));
         for file in ["access.log", "error.log"] {
             let _ = std::fs::copy(
                 self.dir.path().join(file),

@@ -3,7 +3,7 @@
 
 use std::net::TcpListener;
 
-use crate::stack::REPORTER_TOKEN;
+use crate::stack::{DISCOVERY_INTERVAL_SECONDS, REPORTER_TOKEN};
 
 /// A port nobody listens on right now, never handed out twice by this
 /// process, and below the kernel's ephemeral range (32768+), so neither a
@@ -78,7 +78,10 @@ impl StackPorts {
             ),
             ("LISTEN_HOST", listen_host.to_string()),
             ("SEGMENT_SECONDS", segment_seconds.to_string()),
-            ("DISCOVERY_INTERVAL_SECONDS", "0.5".to_string()),
+            (
+                "DISCOVERY_INTERVAL_SECONDS",
+                DISCOVERY_INTERVAL_SECONDS.to_string(),
+            ),
             ("REPORTER_TOKEN", REPORTER_TOKEN.to_string()),
         ]
     }

@@ -1,19 +1,90 @@
 //! The programs a test runs, as child processes: started with a clean
-//! environment and a log file each, signalled, waited for, and stopped on
-//! drop (SIGCONT, SIGTERM, then SIGKILL) so no test leaves one running.
+//! environment and a log file each, signalled by name, waited for, and
+//! stopped on drop (SIGCONT, SIGTERM, then SIGKILL) so no test leaves one
+//! running.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a program may take to drain and exit after SIGTERM.
 pub const CLEAN_EXIT_WITHIN: Duration = Duration::from_secs(10);
+/// How long a program dropped by a test may take to exit after SIGTERM
+/// before it gets SIGKILL.
+const DROP_GRACE: Duration = Duration::from_secs(5);
+/// How often an exit is looked for.
+const EXIT_POLL: Duration = Duration::from_millis(50);
+
+/// Settings the programs read from the environment: removed from every
+/// program's environment, so only what a test gives one reaches it.
+const CLEARED_SETTINGS: [&str; 18] = [
+    "INPUT_STREAM_PATH",
+    "OUTPUT_STREAM_PATH",
+    "SERVER_ONE_PORT",
+    "SERVER_TWO_PORT",
+    "REPORTER_PORT",
+    "ORIGIN_PORT",
+    "PROXY_PORT",
+    "PACKAGERS",
+    "REPORTER_URL",
+    "ORIGIN_URL",
+    "WORKER_METRICS_PORT",
+    "DISCOVERY_METRICS_PORT",
+    "REPORTER_TOKEN",
+    "PROXY_URL",
+    "CONSOLE_PORT",
+    "CONSOLE_ASSETS",
+    "CONSOLE_FAULTS",
+    "CONSOLE_FAULT_TOKEN",
+];
+
+/// A signal a test sends a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Ends it at once, no clean-up: a crash, a power cut.
+    Kill,
+    /// Freezes it: its sockets stay open, nothing answers.
+    Stop,
+    /// Thaws a stopped one.
+    Cont,
+    /// Asks it to drain and exit.
+    Term,
+}
+
+impl Signal {
+    /// The name `kill -<name>` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Kill => "KILL",
+            Signal::Stop => "STOP",
+            Signal::Cont => "CONT",
+            Signal::Term => "TERM",
+        }
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIG{}", self.name())
+    }
+}
+
+/// Sends `signal` to process `pid`; false when `kill` refused (no such process).
+pub fn send(signal: Signal, pid: u32) -> bool {
+    Command::new("kill")
+        .arg(format!("-{}", signal.name()))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
 
 /// A running program of the workspace; SIGTERM then SIGKILL on drop.
 pub struct Service {
-    pub name: String,
-    pub child: Child,
-    pub log: PathBuf,
+    name: String,
+    child: Child,
+    log: PathBuf,
 }
 
 impl Service {
@@ -56,26 +127,7 @@ impl Service {
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
-        for key in [
-            "INPUT_STREAM_PATH",
-            "OUTPUT_STREAM_PATH",
-            "SERVER_ONE_PORT",
-            "SERVER_TWO_PORT",
-            "REPORTER_PORT",
-            "ORIGIN_PORT",
-            "PROXY_PORT",
-            "PACKAGERS",
-            "REPORTER_URL",
-            "ORIGIN_URL",
-            "WORKER_METRICS_PORT",
-            "DISCOVERY_METRICS_PORT",
-            "REPORTER_TOKEN",
-            "PROXY_URL",
-            "CONSOLE_PORT",
-            "CONSOLE_ASSETS",
-            "CONSOLE_FAULTS",
-            "CONSOLE_FAULT_TOKEN",
-        ] {
+        for key in CLEARED_SETTINGS {
             cmd.env_remove(key);
         }
         for (k, v) in envs {
@@ -91,17 +143,23 @@ impl Service {
         }
     }
 
+    /// What it is called in logs and messages (its log file's name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{sig} {} failed", self.pid());
+    /// Sends `signal`; panics when `kill` refuses.
+    pub fn signal(&self, signal: Signal) {
+        assert!(
+            send(signal, self.pid()),
+            "kill -{} {} failed",
+            signal.name(),
+            self.pid()
+        );
     }
 
     /// Waits for the process to exit and returns its exit code.
@@ -111,7 +169,7 @@ impl Service {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.code();
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(EXIT_POLL);
         }
         None
     }
@@ -119,7 +177,7 @@ impl Service {
     /// SIGTERM, then asserts a clean exit (code 0 within [`CLEAN_EXIT_WITHIN`]),
     /// showing the program's log if not: what every server promises.
     pub fn terminate_cleanly(&mut self) {
-        self.signal("TERM");
+        self.signal(Signal::Term);
         let code = self.wait_exit(CLEAN_EXIT_WITHIN);
         assert_eq!(
             code,
@@ -137,9 +195,14 @@ impl Service {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return true;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(EXIT_POLL);
         }
         false
+    }
+
+    /// Its log file (stdout and stderr).
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     pub fn log_text(&self) -> String {
@@ -150,20 +213,11 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill")
-                .arg("-CONT")
-                .arg(self.pid().to_string())
-                .status();
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.pid().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            // A stopped program cannot act on SIGTERM until it runs again.
+            send(Signal::Cont, self.pid());
+            send(Signal::Term, self.pid());
+            if self.wait_gone(DROP_GRACE) {
+                return;
             }
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -172,7 +226,7 @@ impl Drop for Service {
 }
 
 /// Every log file in `dir`, by name, each under its file name.
-pub(crate) fn logs_in(dir: &Path) -> String {
+pub fn logs_in(dir: &Path) -> String {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()

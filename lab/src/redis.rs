@@ -8,11 +8,13 @@ use std::time::Duration;
 use crate::ports::free_port;
 use crate::wait::wait_for;
 
-/// A throwaway `redis-server` on a free port of 127.0.0.1, saving nothing,
-/// stopped on drop: the reporter's shared store in the tests that need one.
+/// How long redis-server may take to listen once started.
+const LISTENING_WITHIN: Duration = Duration::from_secs(10);
+
+/// A running `redis-server`; killed on drop.
 pub struct RedisServer {
     child: Child,
-    pub port: u16,
+    port: u16,
 }
 
 impl RedisServer {
@@ -20,23 +22,14 @@ impl RedisServer {
     pub fn start(dir: &Path) -> RedisServer {
         let port = free_port();
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(RedisServer::args(port))
             .arg("--dir")
             .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/setup.sh)");
-        wait_for(Duration::from_secs(10), "redis-server", || {
+        wait_for(LISTENING_WITHIN, "redis-server", || {
             std::net::TcpStream::connect(("127.0.0.1", port))
                 .ok()
                 .map(|_| ())
@@ -44,10 +37,33 @@ impl RedisServer {
         RedisServer { child, port }
     }
 
+    /// The command line of a redis-server on `port` of 127.0.0.1 that saves
+    /// nothing (its folder still to be given with `--dir`), for a caller
+    /// that starts it elsewhere (on a host of [`crate::netns`]).
+    pub fn args(port: u16) -> Vec<String> {
+        [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
     /// `redis://127.0.0.1:<port>`, what `REPORTER_STORE` takes.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        store_url(self.port)
     }
+}
+
+/// `redis://127.0.0.1:<port>`, what `REPORTER_STORE` takes.
+pub fn store_url(port: u16) -> String {
+    format!("redis://127.0.0.1:{port}")
 }
 
 impl Drop for RedisServer {

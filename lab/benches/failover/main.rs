@@ -57,9 +57,9 @@ use table::*;
 use watch::*;
 
 use nonstop_lab::player_process::{BrowserProgress, PlayingLine, PLAYING_WITHIN};
-use nonstop_lab::process::Service;
+use nonstop_lab::process::{Service, Signal};
 use nonstop_lab::real_players::PositionRecord;
-use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::wait::{try_wait_for, wait_for};
 use nonstop_lab::workspace::repo_root;
 
@@ -514,26 +514,22 @@ impl Fault {
 
     /// Injects the fault; returns the process it started (a restarted
     /// worker), to keep until the stack stops.
-    fn inject(self, stack: &Stack) -> Option<Service> {
+    fn inject(self, stack: &mut Stack) -> Option<Service> {
         match self {
-            Fault::Kill => fault_process(stack).signal("KILL"),
-            Fault::Hang => fault_process(stack).signal("STOP"),
-            Fault::WorkerKill => worker_a(stack).signal("KILL"),
-            Fault::WorkerStop => worker_a(stack).signal("STOP"),
+            Fault::Kill => fault_process(stack).signal(Signal::Kill),
+            Fault::Hang => fault_process(stack).signal(Signal::Stop),
+            Fault::WorkerKill => worker_a(stack).signal(Signal::Kill),
+            Fault::WorkerStop => worker_a(stack).signal(Signal::Stop),
             Fault::WorkerRestart => {
-                worker_a(stack).signal("KILL");
-                // Reaped by the stack's own handle when it stops; wait for
-                // the kernel to have ended it before the new one starts.
-                let pid = worker_a(stack).pid();
-                try_wait_for(Duration::from_secs(5), || {
-                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
-                    stat.is_none_or(|s| s.contains(") Z ")).then_some(())
-                });
-                return Some(stack.start_again("worker", "worker-restarted"));
+                let worker = stack.service_mut(Role::WorkerA);
+                worker.signal(Signal::Kill);
+                // Gone before the new one starts.
+                worker.wait_gone(Duration::from_secs(5));
+                stack.restart(Role::WorkerA);
             }
             Fault::LinkCut => link_cut::cut(packager_a_port(stack)),
             Fault::Wipe => {
-                let folder = stack.output.join("live01");
+                let folder = stack.output_a().join("live01");
                 if let Err(e) = std::fs::remove_dir_all(&folder) {
                     panic!("cannot wipe {}: {e}", folder.display());
                 }
@@ -555,11 +551,11 @@ impl Fault {
         match self {
             Fault::Kill | Fault::WorkerKill | Fault::WorkerRestart | Fault::Wipe => false,
             Fault::Hang => {
-                fault_process(stack).signal("CONT");
+                fault_process(stack).signal(Signal::Cont);
                 true
             }
             Fault::WorkerStop => {
-                worker_a(stack).signal("CONT");
+                worker_a(stack).signal(Signal::Cont);
                 true
             }
             Fault::LinkCut => {
@@ -585,16 +581,14 @@ impl Fault {
 /// name the worker does not read).
 fn input_a(stack: &Stack) -> (PathBuf, PathBuf) {
     (
-        stack.input.join("live01.mp4"),
-        stack.input.join("live01.mp4.removed"),
+        stack.input_a().join("live01.mp4"),
+        stack.input_a().join("live01.mp4.removed"),
     )
 }
 
 /// The port the proxies reach packager A on (its fault proxy's).
 fn packager_a_port(stack: &Stack) -> u16 {
-    stack
-        .fault_port
-        .expect("the stack runs a fault proxy in front of packager A")
+    stack.port(Role::FaultProxy)
 }
 
 /// Packets to and from one loopback port dropped with nftables, as a cut
@@ -627,16 +621,13 @@ mod link_cut {
 }
 
 fn fault_process(stack: &Stack) -> &Service {
-    stack
-        .fault
-        .as_ref()
-        .expect("the stack runs a fault proxy in front of packager A")
+    stack.service(Role::FaultProxy)
 }
 
 /// The worker whose folder packager A serves (the only one in the seed's
 /// topology).
 fn worker_a(stack: &Stack) -> &Service {
-    stack.worker.as_ref().expect("the stack runs a worker")
+    stack.service(Role::WorkerA)
 }
 
 /// What the players talk to.
@@ -701,7 +692,7 @@ fn run_fault(
             "workers A and B, each its own folder and packager"
         }
     ));
-    let stack = Stack::start(StackOptions {
+    let mut stack = Stack::start(StackOptions {
         segment_seconds: options.segment_seconds,
         input_seconds: options.input_seconds,
         audio: true,
@@ -710,7 +701,7 @@ fn run_fault(
     });
     let nginx = proxies
         .contains(&Proxy::Nginx)
-        .then(|| start_conventional(&stack.packagers[0], &stack.packagers[1], logs));
+        .then(|| start_conventional(&stack.packagers()[0], &stack.packagers()[1], logs));
     let urls: Vec<(Proxy, String)> = proxies
         .iter()
         .map(|&proxy| {
@@ -741,7 +732,7 @@ fn run_fault(
         .iter()
         .map(|(proxy, url)| (*proxy, Watcher::start(url)))
         .collect();
-    let source = Watcher::start(&format!("{}/live01/playlist.m3u8", stack.packagers[1]));
+    let source = Watcher::start(&format!("{}/live01/playlist.m3u8", stack.packagers()[1]));
     let mut players: Vec<(Proxy, Player, JoinHandle<Played>)> = Vec::new();
     for (proxy, url) in &urls {
         for &player in &options.players {
@@ -787,7 +778,7 @@ fn run_fault(
         }
     }
     let injected = Instant::now();
-    let restarted = fault.inject(&stack);
+    let restarted = fault.inject(&mut stack);
     clock.say(&format!(
         "{name} [{pass}]: fault injected on {}",
         fault.target()
@@ -870,7 +861,7 @@ fn run_fault(
     let _ = std::fs::write(logs.join(format!("stack-{pass}.log")), stack.logs());
     if let Some(again) = &restarted {
         let _ = std::fs::write(
-            logs.join(format!("{}-{pass}.log", again.name)),
+            logs.join(format!("{}-{pass}.log", again.name())),
             again.log_text(),
         );
     }

@@ -10,7 +10,7 @@ use nonstop::net::proxy::POLL_TARGETS;
 
 use nonstop_lab::http::{scrape, total, Scrape};
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
-use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::stack::{Role, Stack, StackOptions};
 
 /// Seconds the probe watches: start-up, then a quiet window and an abuse
 /// window, with room to spare.
@@ -62,8 +62,11 @@ struct Load {
 
 impl Load {
     fn read(stack: &Stack) -> Load {
-        let proxy = scrape(stack.proxy_port);
-        let servers = [scrape(stack.server1_port), scrape(stack.server2_port)];
+        let proxy = scrape(stack.port(Role::Proxy));
+        let servers = [
+            scrape(stack.port(Role::Server1)),
+            scrape(stack.port(Role::Server2)),
+        ];
         let segment_route = "route=\"/:signal/:segment\"";
         Load {
             proxy_fetches: count(&proxy, "nonstop_proxy_upstream_fetches_total", &[]),
@@ -154,7 +157,7 @@ fn an_abusive_client_cannot_move_packagers_or_load_them() {
     let options = StackOptions::default();
     let target = Duration::from_secs(options.segment_seconds as u64);
     let stack = Stack::start(options);
-    let packagers = stack.packagers.len() as u64;
+    let packagers = stack.packagers().len() as u64;
     let probe = Probe::start(&stack.proxy_url("live01/playlist.m3u8"), WATCH_SECONDS);
     probe.wait_playing(PLAYED_BEFORE, PLAYING_WITHIN);
 
@@ -165,7 +168,7 @@ fn an_abusive_client_cannot_move_packagers_or_load_them() {
     let quiet = middle.since(start);
 
     // The same length of time with the abusive client at work.
-    let not_404 = abuse(stack.proxy_port);
+    let not_404 = abuse(stack.port(Role::Proxy));
     let (end, t2) = (Load::read(&stack), Instant::now());
     let abused = end.since(middle);
 

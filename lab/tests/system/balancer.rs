@@ -32,7 +32,7 @@ use nonstop_lab::input::make_input;
 use nonstop_lab::nginx::Nginx;
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::ports::free_port;
-use nonstop_lab::process::Service;
+use nonstop_lab::process::{Service, Signal};
 use nonstop_lab::redis::RedisServer;
 use nonstop_lab::stack::{FULL_WINDOW_WITHIN, REPORTER_TOKEN};
 use nonstop_lab::stack_lock::ExclusiveStack;
@@ -318,7 +318,7 @@ impl Topology {
             .chain(std::iter::once(&self.origin))
             .chain(self.proxies.iter().map(|(_, s)| s));
         let mut text: String = services
-            .map(|s| format!("--- {} ---\n{}\n", s.name, s.log_text()))
+            .map(|s| format!("--- {} ---\n{}\n", s.name(), s.log_text()))
             .collect();
         text.push_str(&format!(
             "--- nginx ---\n{}\n{}\n(logs kept in {})",
@@ -558,7 +558,7 @@ fn three_proxies_behind_a_balancer_keep_one_story_through_a_packager_kill() {
             &topology.packagers[i].1,
         )
     };
-    victim_service.signal("KILL");
+    victim_service.signal(Signal::Kill);
     let killed_at = Instant::now();
 
     // Each proxy moves to the survivor; when, by its /metrics.

@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use nonstop_lab::player_process::{BrowserProgress, PlayerProcess};
-use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::process::Signal;
+use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::workspace::repo_root;
 
 /// Seconds of playback measured, from the first 'playing' event.
@@ -58,9 +59,7 @@ fn play_through_a_kill(native: bool) {
     }
     let player = PlayerProcess::<BrowserProgress>::spawn("the browser player", &mut cmd);
     player.wait_playing(PLAYED_BEFORE_KILL, PLAYING_WITHIN);
-    if let Some(fault) = stack.fault.as_ref() {
-        fault.signal("KILL");
-    }
+    stack.service(Role::FaultProxy).signal(Signal::Kill);
     let (status, stdout, log) = player.finish();
     let verdict: serde_json::Value = serde_json::from_slice(&stdout).unwrap_or_else(|e| {
         panic!(

@@ -18,7 +18,7 @@ use std::time::Duration;
 use nonstop_lab::http::{get, get_json, wait_healthy};
 use nonstop_lab::ports::free_port;
 use nonstop_lab::process::Service;
-use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::wait::wait_for;
 use nonstop_lab::workspace::{bin, repo_root};
 
@@ -87,28 +87,21 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
         fault_front: true,
         ..StackOptions::default()
     });
-    let fault_port = stack.fault_port.expect("the stack has a fault proxy");
-    let server1_base = format!("http://127.0.0.1:{fault_port}");
-    let server2_base = format!("http://127.0.0.1:{}", stack.server2_port);
-    let worker_base = format!("http://127.0.0.1:{}", stack.worker_metrics_port);
+    let server1_base = stack.base_url(Role::FaultProxy);
+    let server2_base = stack.base_url(Role::Server2);
+    let worker_base = stack.base_url(Role::WorkerA);
     let port = free_port();
     let envs = [
         ("CONSOLE_PORT", port.to_string()),
-        (
-            "PROXY_URL",
-            format!("http://127.0.0.1:{}", stack.proxy_port),
-        ),
-        (
-            "ORIGIN_URL",
-            format!("http://127.0.0.1:{}", stack.origin_port),
-        ),
+        ("PROXY_URL", stack.base_url(Role::Proxy)),
+        ("ORIGIN_URL", stack.base_url(Role::Origin)),
         ("CONSOLE_ASSETS", web_dir().display().to_string()),
         ("CONSOLE_FAULTS", format!("server1={server1_base}")),
         ("CONSOLE_FAULT_TOKEN", TOKEN.to_string()),
         ("LISTEN_HOST", "127.0.0.1".to_string()),
         ("WORKERS", worker_base.clone()),
     ];
-    let console = Service::start("console", &bin("console"), &[], &envs, &stack.logs_dir);
+    let console = Service::start("console", &bin("console"), &[], &envs, stack.logs_dir());
     wait_healthy(port);
     let console_url = format!("http://127.0.0.1:{port}/");
     let (status, _) = get(&console_url).expect("the console answers");
@@ -118,8 +111,8 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
     std::fs::create_dir_all(&artifacts).expect("artifact folder");
     let screenshot = artifacts.join("console.png");
     let _ = std::fs::remove_file(&screenshot);
-    let server2_pid = stack.server2.as_ref().map(Service::pid).expect("server2");
-    let worker_pid = stack.worker.as_ref().map(Service::pid).expect("the worker");
+    let server2_pid = stack.service(Role::Server2).pid();
+    let worker_pid = stack.service(Role::WorkerA).pid();
     // The page picks native HLS when the browser has it, else hls.js;
     // CONSOLE_TEST_PLAYER=native|hlsjs forces one.
     let player = std::env::var("CONSOLE_TEST_PLAYER").unwrap_or_else(|_| "auto".into());
@@ -214,7 +207,7 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
     assert_eq!(verdict["page_errors"], serde_json::json!([]), "{context}");
 
     // "Killed" means the process is gone.
-    let mut server2 = stack.server2.take().expect("server2");
+    let mut server2 = stack.take(Role::Server2).expect("server2");
     assert!(
         server2.wait_gone(Duration::from_secs(5)),
         "server2 still runs"
@@ -260,7 +253,7 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
                 .is_some_and(|t| t.contains(&format!("worker {worker_base} down"))),
         "the overall badge after the worker's kill: {badge}\n{context}"
     );
-    let worker = stack.worker.as_mut().expect("the worker");
+    let worker = stack.service_mut(Role::WorkerA);
     assert!(worker.wait_gone(Duration::from_secs(5)), "kill -9 worked");
     let state_url = format!("{console_url}api/state");
     let down = wait_for(

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use nonstop_lab::http::{get, get_json, scrape, total};
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
-use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::process::Signal;
+use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::wait::try_wait_for;
 
 /// Seconds the probe watches: longer than the whole test, so a viewer keeps
@@ -71,7 +72,7 @@ const GAUGE_FOLLOWS_WITHIN: Duration = Duration::from_secs(2);
 /// and 0 for the others, within [`GAUGE_FOLLOWS_WITHIN`].
 fn gauge_says(stack: &Stack, state: &str) -> bool {
     try_wait_for(GAUGE_FOLLOWS_WITHIN, || {
-        let m = scrape(stack.proxy_port);
+        let m = scrape(stack.port(Role::Proxy));
         let value = |s: &str| {
             total(
                 &m,
@@ -125,12 +126,9 @@ fn a_stopped_worker_behind_both_packagers_is_down_then_up_again() {
     }
     eprintln!("steady play: live edge at most {edge_ms_max} ms behind the wall clock");
 
-    let worker = stack
-        .worker
-        .as_ref()
-        .expect("the seed topology has a worker");
+    let worker = stack.service(Role::WorkerA);
     let _resume = ResumeOnDrop(worker.pid());
-    worker.signal("STOP");
+    worker.signal(Signal::Stop);
     let (to_down, seen) = time_until(&stack, "down", DOWN_WITHIN);
     let Some(to_down) = to_down else {
         panic!(
@@ -155,7 +153,7 @@ fn a_stopped_worker_behind_both_packagers_is_down_then_up_again() {
         context()
     );
 
-    worker.signal("CONT");
+    worker.signal(Signal::Cont);
     let (to_up, seen) = time_until(&stack, "up", UP_WITHIN);
     let Some(to_up) = to_up else {
         panic!(

@@ -38,16 +38,16 @@ fn ended(folder: &std::path::Path) -> Option<()> {
 fn removing_the_input_on_one_host_ends_nothing_and_on_every_host_ends_the_stream() {
     let stack = Stack::start(StackOptions::redundant());
     let (input_a, input_b) = (
-        stack.input.clone(),
+        stack.input_a().to_path_buf(),
         stack
-            .input_b
-            .clone()
-            .expect("the redundant topology has input-b"),
+            .input_b()
+            .expect("the redundant topology has input-b")
+            .to_path_buf(),
     );
     let output_b = stack
-        .output_b
-        .clone()
-        .expect("the redundant topology has output-b");
+        .output_b()
+        .expect("the redundant topology has output-b")
+        .to_path_buf();
     let url = stack.proxy_url("live01/playlist.m3u8");
     let probe = Probe::start(&url, WATCH_SECONDS);
     let playing = probe.wait_playing(PLAYED_BEFORE_REMOVAL, PLAYING_WITHIN);
@@ -56,7 +56,7 @@ fn removing_the_input_on_one_host_ends_nothing_and_on_every_host_ends_the_stream
     // Worker A's host loses the file: A's playlist ends, B's goes on.
     std::fs::remove_file(input_a.join("live01.mp4")).expect("remove A's input");
     wait_for(ENDED_WITHIN, "worker A's playlist ended", || {
-        ended(&stack.output)
+        ended(stack.output_a())
     });
     assert!(
         ended(&output_b).is_none(),

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
-use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::process::Signal;
+use nonstop_lab::stack::{Role, Stack, StackOptions};
 
 /// Seconds the probe watches.
 const WATCH_SECONDS: u32 = 22;
@@ -18,7 +19,7 @@ enum Fault {
     /// A mode of the fault proxy in front of server1.
     Mode(&'static str),
     /// A signal to the fault proxy process itself (KILL: refused; STOP: hangs).
-    Signal(&'static str),
+    Signal(Signal),
 }
 
 fn watch_through(fault: Fault) -> (Stack, nonstop_lab::probe::ProbeReport) {
@@ -30,7 +31,7 @@ fn watch_through(fault: Fault) -> (Stack, nonstop_lab::probe::ProbeReport) {
     probe.wait_playing(PLAYED_BEFORE_FAULT, PLAYING_WITHIN);
     match fault {
         Fault::Mode(mode) => stack.inject(mode),
-        Fault::Signal(sig) => stack.fault.as_ref().map(|f| f.signal(sig)).unwrap_or(()),
+        Fault::Signal(sig) => stack.service(Role::FaultProxy).signal(sig),
     }
     let (report, probe_log) = probe.finish();
     let context = format!("{report:#?}\n--- probe ---\n{probe_log}\n{}", stack.logs());
@@ -46,12 +47,12 @@ fn watch_through(fault: Fault) -> (Stack, nonstop_lab::probe::ProbeReport) {
 
 #[test]
 fn packager_killed() {
-    watch_through(Fault::Signal("KILL"));
+    watch_through(Fault::Signal(Signal::Kill));
 }
 
 #[test]
 fn packager_hangs() {
-    watch_through(Fault::Signal("STOP"));
+    watch_through(Fault::Signal(Signal::Stop));
 }
 
 #[test]
@@ -88,7 +89,7 @@ fn without_the_proxy_the_same_fault_reaches_the_viewer() {
         fault_front: true,
         ..StackOptions::default()
     });
-    let direct = format!("{}/live01/playlist.m3u8", stack.packagers[0]);
+    let direct = format!("{}/live01/playlist.m3u8", stack.packagers()[0]);
     let probe = Probe::start(&direct, 14);
     probe.wait_playing(PLAYED_BEFORE_FAULT, PLAYING_WITHIN);
     stack.inject("error500");

@@ -28,7 +28,7 @@ use nonstop_lab::netns::Lab;
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::ports::{free_port, StackPorts};
 use nonstop_lab::probe::ProbeReport;
-use nonstop_lab::process::Service;
+use nonstop_lab::process::{Service, Signal};
 use nonstop_lab::stack_lock::ExclusiveStack;
 use nonstop_lab::wait::{try_wait_for, wait_for};
 use nonstop_lab::workspace::bin;
@@ -343,9 +343,9 @@ impl Fault {
         let worker = &mut hosts.workers[index(host)];
         match self {
             Fault::LinkCut => hosts.lab.cut(host),
-            Fault::WorkerStopped => worker.signal("STOP"),
+            Fault::WorkerStopped => worker.signal(Signal::Stop),
             Fault::WorkerKilled => {
-                worker.signal("KILL");
+                worker.signal(Signal::Kill);
                 assert!(
                     worker.wait_gone(Duration::from_secs(10)),
                     "worker {host} survived SIGKILL"
@@ -359,7 +359,7 @@ impl Fault {
     fn undo(self, hosts: &mut Hosts, host: &str) {
         match self {
             Fault::LinkCut => hosts.lab.restore(host),
-            Fault::WorkerStopped => hosts.workers[index(host)].signal("CONT"),
+            Fault::WorkerStopped => hosts.workers[index(host)].signal(Signal::Cont),
             Fault::WorkerKilled => {
                 hosts.workers[index(host)] = Service::start_on(
                     &hosts.lab.on(host),

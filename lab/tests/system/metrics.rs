@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nonstop_lab::http::{get, get_json, scrape, total, Scrape};
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
-use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::wait::wait_for;
 use nonstop_lab::workspace::bin;
 
@@ -23,13 +23,13 @@ const UNKNOWN_FOR: Duration = Duration::from_secs(3);
 fn every_service_exposes_metrics_that_move() {
     let stack = Stack::start(StackOptions::default());
     let services = [
-        ("worker", stack.worker_metrics_port),
-        ("server1", stack.server1_port),
-        ("server2", stack.server2_port),
-        ("reporter", stack.reporter_port),
-        ("discovery", stack.discovery_metrics_port),
-        ("origin", stack.origin_port),
-        ("proxy", stack.proxy_port),
+        ("worker", stack.port(Role::WorkerA)),
+        ("server1", stack.port(Role::Server1)),
+        ("server2", stack.port(Role::Server2)),
+        ("reporter", stack.port(Role::Reporter)),
+        ("discovery", stack.port(Role::DiscoveryA)),
+        ("origin", stack.port(Role::Origin)),
+        ("proxy", stack.port(Role::Proxy)),
     ];
     for (name, port) in services {
         let m = scrape(port);
@@ -41,13 +41,13 @@ fn every_service_exposes_metrics_that_move() {
 
     // Worker: segments keep being counted.
     let before = total(
-        &scrape(stack.worker_metrics_port),
+        &scrape(stack.port(Role::WorkerA)),
         "nonstop_worker_segments_total",
         &["live01"],
     );
     wait_for(Duration::from_secs(10), "worker segments to grow", || {
         let now = total(
-            &scrape(stack.worker_metrics_port),
+            &scrape(stack.port(Role::WorkerA)),
             "nonstop_worker_segments_total",
             &["live01"],
         );
@@ -57,12 +57,12 @@ fn every_service_exposes_metrics_that_move() {
     // Reporter and discovery: reports accepted, rounds reported.
     wait_for(Duration::from_secs(5), "reports to be counted", || {
         let accepted = total(
-            &scrape(stack.reporter_port),
+            &scrape(stack.port(Role::Reporter)),
             "nonstop_reporter_reports_total",
             &["accepted"],
         );
         let rounds = total(
-            &scrape(stack.discovery_metrics_port),
+            &scrape(stack.port(Role::DiscoveryA)),
             "nonstop_discovery_rounds_total",
             &["reported"],
         );
@@ -81,12 +81,12 @@ fn every_service_exposes_metrics_that_move() {
             ],
         )
     };
-    let before = requests(&scrape(stack.proxy_port));
+    let before = requests(&scrape(stack.port(Role::Proxy)));
     for _ in 0..3 {
         let (status, _) = get(&stack.proxy_url("live01/playlist.m3u8")).expect("answers");
         assert_eq!(status, 200);
     }
-    let m = scrape(stack.proxy_port);
+    let m = scrape(stack.port(Role::Proxy));
     assert!(
         requests(&m) >= before + 3.0,
         "proxy playlist requests did not count"
@@ -106,13 +106,13 @@ fn every_service_exposes_metrics_that_move() {
         ) >= 3.0
     );
     wait_for(Duration::from_secs(5), "freshness gauges", || {
-        let m = scrape(stack.proxy_port);
+        let m = scrape(stack.port(Role::Proxy));
         let newest = total(&m, "nonstop_proxy_packager_newest_sequence", &["live01"]);
         let active = total(&m, "nonstop_proxy_packager_active", &["live01"]);
         (newest > 0.0 && active == 1.0).then_some(())
     });
     let switches = total(
-        &scrape(stack.proxy_port),
+        &scrape(stack.port(Role::Proxy)),
         "nonstop_proxy_switches_total",
         &["reason=\"first\""],
     );
@@ -128,7 +128,7 @@ fn every_service_exposes_metrics_that_move() {
 fn unknown_signals_cost_the_origin_one_lookup_a_second(stack: &Stack) {
     let lookups = || {
         total(
-            &scrape(stack.origin_port),
+            &scrape(stack.port(Role::Origin)),
             "nonstop_http_requests_total",
             &[
                 "service=\"origin\"",
@@ -139,7 +139,7 @@ fn unknown_signals_cost_the_origin_one_lookup_a_second(stack: &Stack) {
     };
     let remembered = || {
         total(
-            &scrape(stack.proxy_port),
+            &scrape(stack.port(Role::Proxy)),
             "nonstop_proxy_negative_cache_hits_total",
             &["answer=\"not_found\""],
         )
@@ -186,7 +186,7 @@ fn viewers_are_the_distinct_clients_watching(stack: &Stack) {
     }
     let gauge = || {
         total(
-            &scrape(stack.proxy_port),
+            &scrape(stack.port(Role::Proxy)),
             "nonstop_proxy_viewers",
             &["live01"],
         )
@@ -206,7 +206,7 @@ fn viewers_are_the_distinct_clients_watching(stack: &Stack) {
     let out = std::process::Command::new(bin("status"))
         .env(
             "ORIGIN_URL",
-            format!("http://127.0.0.1:{}", stack.origin_port),
+            format!("http://127.0.0.1:{}", stack.port(Role::Origin)),
         )
         .env("PROXY_URL", stack.proxy_url("").trim_end_matches('/'))
         .output()

@@ -12,7 +12,7 @@ use std::time::Duration;
 use nonstop_lab::demux::demux_segment;
 use nonstop_lab::input::make_input;
 use nonstop_lab::ports::free_port;
-use nonstop_lab::process::Service;
+use nonstop_lab::process::{Service, Signal};
 use nonstop_lab::stack_lock::ExclusiveStack;
 use nonstop_lab::ts::{continuity_breaks, video_start, VideoStart};
 use nonstop_lab::wait::wait_for;
@@ -262,7 +262,7 @@ fn two_workers_started_apart_write_interchangeable_segments() {
 
     // kill -9 A (no clean shutdown), then start it again on its folder: it
     // rejoins the wall clock after a discontinuity, never reusing a number.
-    a.signal("KILL");
+    a.signal(Signal::Kill);
     assert!(
         a.wait_gone(Duration::from_secs(10)),
         "worker A survived kill -9"

@@ -10,8 +10,8 @@ use std::time::Duration;
 use nonstop_lab::http::{get, get_json, wait_healthy};
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::ports::free_port;
-use nonstop_lab::process::Service;
-use nonstop_lab::stack::{Stack, StackOptions, REPORTER_TOKEN};
+use nonstop_lab::process::{Service, Signal};
+use nonstop_lab::stack::{Role, Stack, StackOptions, REPORTER_TOKEN};
 use nonstop_lab::wait::wait_for;
 use nonstop_lab::workspace::bin;
 
@@ -35,20 +35,18 @@ fn the_proxy_keeps_serving_and_failing_over_with_reporter_origin_and_discovery_d
     let probe = Probe::start(&stack.proxy_url("live01/playlist.m3u8"), 22);
     let before = probe.wait_playing(Duration::from_secs(4), PLAYING_WITHIN);
     for service in [
-        stack.discovery.take(),
-        stack.origin.take(),
-        stack.reporter.take(),
+        stack.take(Role::DiscoveryA),
+        stack.take(Role::Origin),
+        stack.take(Role::Reporter),
     ]
     .into_iter()
     .flatten()
     {
-        service.signal("KILL");
+        service.signal(Signal::Kill);
     }
     // Five seconds of playback with the control plane gone, then packager A dies.
     probe.wait_playing(before.media_played + Duration::from_secs(5), PLAYING_WITHIN);
-    if let Some(fault) = stack.fault.as_ref() {
-        fault.signal("KILL");
-    }
+    stack.service(Role::FaultProxy).signal(Signal::Kill);
     let (report, log) = probe.finish();
     assert_smooth(&report, 0, &format!("{log}\n{}", stack.logs()));
     assert!(report.segments_played >= 15, "{report:#?}");
@@ -57,12 +55,12 @@ fn the_proxy_keeps_serving_and_failing_over_with_reporter_origin_and_discovery_d
 #[test]
 fn a_restarted_reporter_refills_within_a_discovery_period() {
     let mut stack = Stack::start(StackOptions::default());
-    let url = format!("http://127.0.0.1:{}/ingests", stack.reporter_port);
-    if let Some(mut reporter) = stack.reporter.take() {
+    let url = format!("http://127.0.0.1:{}/ingests", stack.port(Role::Reporter));
+    if let Some(mut reporter) = stack.take(Role::Reporter) {
         reporter.terminate_cleanly();
     }
-    let _again = stack.start_again("reporter", "reporter-2");
-    wait_healthy(stack.reporter_port);
+    stack.restart(Role::Reporter);
+    wait_healthy(stack.port(Role::Reporter));
     // Discovery reports every 0.5 s here; allow a few periods for scheduling.
     wait_for(Duration::from_secs(3), "the store to refill", || {
         let v = get_json(&url);
@@ -75,10 +73,10 @@ fn a_restarted_proxy_loses_no_viewer() {
     let mut stack = Stack::start(StackOptions::default());
     let probe = Probe::start(&stack.proxy_url("live01/playlist.m3u8"), 18);
     probe.wait_playing(Duration::from_secs(5), PLAYING_WITHIN);
-    if let Some(mut proxy) = stack.proxy.take() {
+    if let Some(mut proxy) = stack.take(Role::Proxy) {
         proxy.terminate_cleanly();
     }
-    stack.proxy = Some(stack.start_again("proxy", "proxy-2"));
+    stack.restart(Role::Proxy);
     let (report, log) = probe.finish();
     // A reload may fail while nothing listens; the viewer must not stall.
     assert_smooth(&report, 3, &format!("{log}\n{}", stack.logs()));
@@ -87,9 +85,9 @@ fn a_restarted_proxy_loses_no_viewer() {
 #[test]
 fn only_the_token_holder_changes_the_reporters_view() {
     let stack = Stack::start(StackOptions::default());
-    let url = format!("http://127.0.0.1:{}/ingests", stack.reporter_port);
+    let url = format!("http://127.0.0.1:{}/ingests", stack.port(Role::Reporter));
     let before = get_json(&url);
-    let hijack = serde_json::json!({"signal": "live01", "packagers": [stack.packagers[1]]});
+    let hijack = serde_json::json!({"signal": "live01", "packagers": [stack.packagers()[1]]});
     let client = reqwest::blocking::Client::new();
     for token in [None, Some("Bearer not-the-token-0123456789")] {
         let mut req = client.post(&url).json(&hijack);
@@ -118,11 +116,7 @@ fn only_the_token_holder_changes_the_reporters_view() {
         before[0]["packagers"], after[0]["packagers"],
         "the view changed"
     );
-    let log = stack
-        .reporter
-        .as_ref()
-        .map(Service::log_text)
-        .unwrap_or_default();
+    let log = stack.service(Role::Reporter).log_text();
     assert!(!log.contains(REPORTER_TOKEN), "the token was logged");
 }
 
@@ -146,31 +140,31 @@ fn the_proxy_only_connects_to_allowed_packagers() {
         std::thread::sleep(Duration::from_millis(20));
     });
     let reporter_port = free_port();
-    let mut env = stack.env.clone();
+    let mut env = stack.env().to_vec();
     env.retain(|(k, _)| *k != "REPORTER_PORT");
     env.push(("REPORTER_PORT", reporter_port.to_string()));
     env.push((
         "REPORTER_ALLOWED_PACKAGERS",
-        format!("{trap_url},{}", stack.packagers.join(",")),
+        format!("{trap_url},{}", stack.packagers().join(",")),
     ));
     let _reporter = Service::start(
         "reporter-open",
         &bin("reporter"),
         &[],
         &env,
-        &stack.logs_dir,
+        stack.logs_dir(),
     );
     wait_healthy(reporter_port);
     let origin_port = free_port();
     env.retain(|(k, _)| *k != "REPORTER_URL" && *k != "ORIGIN_PORT");
     env.push(("REPORTER_URL", format!("http://127.0.0.1:{reporter_port}")));
     env.push(("ORIGIN_PORT", origin_port.to_string()));
-    let _origin = Service::start("origin-open", &bin("origin"), &[], &env, &stack.logs_dir);
+    let _origin = Service::start("origin-open", &bin("origin"), &[], &env, stack.logs_dir());
     let proxy_port = free_port();
     env.retain(|(k, _)| *k != "ORIGIN_URL" && *k != "PROXY_PORT");
     env.push(("ORIGIN_URL", format!("http://127.0.0.1:{origin_port}")));
     env.push(("PROXY_PORT", proxy_port.to_string()));
-    let _proxy = Service::start("proxy-open", &bin("proxy"), &[], &env, &stack.logs_dir);
+    let _proxy = Service::start("proxy-open", &bin("proxy"), &[], &env, stack.logs_dir());
     wait_healthy(origin_port);
     wait_healthy(proxy_port);
     let status = reqwest::blocking::Client::new()

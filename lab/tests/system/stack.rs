@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use nonstop::hls::PlaylistFacts;
 
 use nonstop_lab::http::{get, get_json};
-use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::process::Signal;
+use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::wait::wait_for;
 use nonstop_lab::workspace::bin;
 
@@ -17,13 +18,16 @@ fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() 
     let logs = || stack.logs();
 
     // reporter: GET /ingests, the seed's shape exactly.
-    let ingests = get_json(&format!("http://127.0.0.1:{}/ingests", stack.reporter_port));
+    let ingests = get_json(&format!(
+        "http://127.0.0.1:{}/ingests",
+        stack.port(Role::Reporter)
+    ));
     let entry = &ingests[0];
     assert_eq!(entry.as_object().map(|o| o.len()), Some(3), "{ingests}");
     assert_eq!(entry["signal"], "live01");
     assert_eq!(
         entry["packagers"],
-        serde_json::json!(stack.packagers),
+        serde_json::json!(stack.packagers()),
         "{ingests}"
     );
     let reported = entry["last_reported"].as_str().expect("string");
@@ -31,7 +35,7 @@ fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() 
         .unwrap_or_else(|e| panic!("last_reported '{reported}': {e}"));
 
     // origin: /signals, /live/<name>, 404 JSON for an unknown signal.
-    let origin = format!("http://127.0.0.1:{}", stack.origin_port);
+    let origin = format!("http://127.0.0.1:{}", stack.port(Role::Origin));
     assert_eq!(
         get_json(&format!("{origin}/signals")),
         serde_json::json!(["live01"])
@@ -40,7 +44,7 @@ fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() 
     assert_eq!(live["signal"], "live01");
     assert_eq!(
         live["server"],
-        format!("{}/live01/playlist.m3u8", stack.packagers[0]),
+        format!("{}/live01/playlist.m3u8", stack.packagers()[0]),
         "{live}"
     );
     assert_eq!(live.as_object().map(|o| o.len()), Some(2));
@@ -112,7 +116,7 @@ fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() 
         )),
         "{table}"
     );
-    for p in &stack.packagers {
+    for p in stack.packagers() {
         assert!(table.contains(p.as_str()), "{p} missing:\n{table}");
     }
     assert!(
@@ -139,7 +143,7 @@ fn every_route_keeps_the_seed_contract_and_the_stream_plays_through_the_proxy() 
 /// segment and how far behind the wall clock it is; a frozen worker (SIGSTOP)
 /// and a killed one (SIGKILL) show as down.
 fn workers_show_in_status_until_the_worker_freezes_or_dies(stack: &mut Stack, origin: &str) {
-    let worker = format!("http://127.0.0.1:{}", stack.worker_metrics_port);
+    let worker = format!("http://127.0.0.1:{}", stack.port(Role::WorkerA));
     let status = |stack: &Stack| {
         let out = std::process::Command::new(bin("status"))
             .env("ORIGIN_URL", origin)
@@ -177,15 +181,15 @@ fn workers_show_in_status_until_the_worker_freezes_or_dies(stack: &mut Stack, or
     assert!(behind >= 0.0, "{table}");
     assert_eq!(words.get(6), Some(&"s"), "{table}");
 
-    let service = stack.worker.as_mut().expect("the worker");
-    service.signal("STOP");
+    let service = stack.service_mut(Role::WorkerA);
+    service.signal(Signal::Stop);
     let table = status(stack);
     assert!(
         worker_line(&table).contains(" down ("),
         "a frozen worker shows down:\n{table}"
     );
-    let service = stack.worker.as_mut().expect("the worker");
-    service.signal("KILL");
+    let service = stack.service_mut(Role::WorkerA);
+    service.signal(Signal::Kill);
     assert!(service.wait_gone(Duration::from_secs(5)), "kill -9 worked");
     let table = status(stack);
     assert!(
@@ -259,9 +263,7 @@ fn killing_server1_mid_stream_fails_no_client_request() {
         // the first requests took.
         if !killed && first_newest.is_some_and(|first| newest_seen >= first + ADVANCES_BEFORE_KILL)
         {
-            if let Some(server1) = stack.server1.as_ref() {
-                server1.signal("KILL");
-            }
+            stack.service(Role::Server1).signal(Signal::Kill);
             killed = true;
         }
         match client.get(stack.proxy_url("live01/playlist.m3u8")).send() {
@@ -306,7 +308,7 @@ fn killing_server1_mid_stream_fails_no_client_request() {
         newest_seen - first_newest.unwrap_or(newest_seen),
         stack.logs()
     );
-    if let Some(mut s1) = stack.server1.take() {
+    if let Some(mut s1) = stack.take(Role::Server1) {
         assert!(s1.wait_gone(Duration::from_secs(1)), "server1 was killed");
     }
     assert!(

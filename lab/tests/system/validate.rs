@@ -37,8 +37,8 @@ fn proxy_and_packagers_keep_every_rule() {
     let proxy = stack.proxy_url("live01/playlist.m3u8");
     let urls = [
         proxy,
-        format!("{}/live01/playlist.m3u8", stack.packagers[0]),
-        format!("{}/live01/playlist.m3u8", stack.packagers[1]),
+        format!("{}/live01/playlist.m3u8", stack.packagers()[0]),
+        format!("{}/live01/playlist.m3u8", stack.packagers()[1]),
     ];
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let reports = runtime.block_on(async {

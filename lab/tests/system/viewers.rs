@@ -4,7 +4,7 @@
 //! playlist rather than report an empty run.
 
 use nonstop_lab::http::{scrape, total};
-use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::viewers::{self, ViewersConfig};
 
 const VIEWERS: usize = 50;
@@ -29,7 +29,7 @@ fn crowd(url: &str, signal: &str, server_pid: Vec<u32>) -> Result<viewers::Repor
 }
 
 fn segments_fetched_by_packagers(stack: &Stack) -> [f64; 2] {
-    [stack.server1_port, stack.server2_port].map(|port| {
+    [stack.port(Role::Server1), stack.port(Role::Server2)].map(|port| {
         total(
             &scrape(port),
             "nonstop_http_requests_total",
@@ -42,7 +42,7 @@ fn segments_fetched_by_packagers(stack: &Stack) -> [f64; 2] {
 fn a_crowd_through_the_proxy_gets_every_segment_and_the_packagers_each_once() {
     let stack = Stack::start(StackOptions::default());
     stack.wait_for_window(3);
-    let proxy_pid = stack.proxy.as_ref().expect("proxy runs").pid();
+    let proxy_pid = stack.service(Role::Proxy).pid();
     let before = segments_fetched_by_packagers(&stack);
 
     let report = crowd(&stack.proxy_url(""), "live01", vec![proxy_pid])

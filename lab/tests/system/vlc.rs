@@ -9,8 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+use nonstop_lab::process::Signal;
 use nonstop_lab::real_players::{self, Judgement, PositionRecord, Vlc, VlcSample, SAMPLE_EVERY};
-use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::wait::try_wait_for;
 use nonstop_lab::workspace::test_artifact;
 
@@ -61,7 +62,7 @@ fn watch_through_a_kill(direct: bool, watch: Duration, record_name: &str) -> Wat
     let stack = Stack::start(StackOptions::as_in_production());
     stack.wait_for_window(5);
     let url = if direct {
-        format!("{}/live01/playlist.m3u8", stack.packagers[0])
+        format!("{}/live01/playlist.m3u8", stack.packagers()[0])
     } else {
         stack.proxy_url("live01/playlist.m3u8")
     };
@@ -81,9 +82,7 @@ fn watch_through_a_kill(direct: bool, watch: Duration, record_name: &str) -> Wat
             stack.logs()
         )
     });
-    if let Some(fault) = stack.fault.as_ref() {
-        fault.signal("KILL");
-    }
+    stack.service(Role::FaultProxy).signal(Signal::Kill);
     let killed_at = Instant::now();
     record.push(
         started.elapsed(),

@@ -11,8 +11,9 @@
 
 use std::time::{Duration, Instant};
 
+use nonstop_lab::process::Signal;
 use nonstop_lab::real_players::{self, BlankPage, PositionRecord, VideoLook, WebKit, SAMPLE_EVERY};
-use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::wait::try_wait_for;
 use nonstop_lab::workspace::test_artifact;
 
@@ -77,9 +78,7 @@ fn play_through_a_kill(hls_js: bool) {
             real_players::PLAYED_BEFORE_FAULT
         ))
     });
-    if let Some(fault) = stack.fault.as_ref() {
-        fault.signal("KILL");
-    }
+    stack.service(Role::FaultProxy).signal(Signal::Kill);
     let killed_at = Instant::now();
     record.push(started.elapsed(), before.time, "packager A killed");
     let mut looks = vec![before];
