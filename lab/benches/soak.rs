@@ -18,6 +18,8 @@
 
 use std::time::{Duration, Instant};
 
+use nonstop_lab::fault::{ControlPlane, Fault, PackagerFault, WorkerFault};
+use nonstop_lab::fault_proxy::FaultMode;
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::process::Signal;
 use nonstop_lab::procfs::rss_kib;
@@ -95,15 +97,29 @@ fn memory(stack: &Stack) -> Vec<(String, Option<u64>)> {
         .collect()
 }
 
-const MODES: [&str; 7] = [
-    "stale",
-    "error500",
-    "segment404",
-    "slow",
-    "cut",
-    "reset",
-    "hang",
+/// The fault proxy's modes the soak puts packager A in.
+const MODES: [FaultMode; 7] = [
+    FaultMode::Stale,
+    FaultMode::Error500,
+    FaultMode::Segment404,
+    FaultMode::Slow,
+    FaultMode::Cut,
+    FaultMode::Reset,
+    FaultMode::Hang,
 ];
+
+/// How long a killed program stays dead before it is started again.
+const DEAD_FOR: Duration = Duration::from_secs(5);
+
+/// Injects `fault`, clears it after `lasts`, then waits out the rest of
+/// [`FAULT_LASTS`].
+fn hold(stack: &mut Stack, fault: impl Into<Fault>, lasts: Duration) {
+    let fault = fault.into();
+    stack.inject(fault);
+    std::thread::sleep(lasts);
+    stack.clear(fault);
+    std::thread::sleep(FAULT_LASTS.saturating_sub(lasts));
+}
 
 fn main() {
     let args = args();
@@ -141,16 +157,11 @@ fn main() {
                     "soak: {at:>5} s  packager A: {mode} for {} s",
                     FAULT_LASTS.as_secs()
                 );
-                stack.inject(mode);
-                std::thread::sleep(FAULT_LASTS);
-                stack.inject("none");
+                hold(&mut stack, mode, FAULT_LASTS);
             }
             2 => {
                 eprintln!("soak: {at:>5} s  packager A process stopped (SIGSTOP)");
-                let f = stack.service(Role::FaultProxy);
-                f.signal(Signal::Stop);
-                std::thread::sleep(FAULT_LASTS);
-                f.signal(Signal::Cont);
+                hold(&mut stack, PackagerFault::Stopped, FAULT_LASTS);
             }
             3 => {
                 eprintln!("soak: {at:>5} s  packager B restarted");
@@ -164,43 +175,34 @@ fn main() {
                 std::thread::sleep(FAULT_LASTS - Duration::from_secs(2));
             }
             4 => {
-                eprintln!("soak: {at:>5} s  worker A killed (SIGKILL), started again in 5 s");
-                if let Some(mut w) = stack.take(Role::WorkerA) {
-                    w.signal(Signal::Kill);
-                    w.wait_gone(Duration::from_secs(5));
-                }
-                std::thread::sleep(Duration::from_secs(5));
+                eprintln!(
+                    "soak: {at:>5} s  worker A killed (SIGKILL), started again in {} s",
+                    DEAD_FOR.as_secs()
+                );
                 restarts += 1;
-                stack.restart(Role::WorkerA);
-                std::thread::sleep(FAULT_LASTS - Duration::from_secs(5));
+                hold(&mut stack, WorkerFault::Killed, DEAD_FOR);
             }
             5 => {
                 eprintln!("soak: {at:>5} s  worker A frozen (SIGSTOP)");
-                let w = stack.service(Role::WorkerA);
-                w.signal(Signal::Stop);
-                std::thread::sleep(FAULT_LASTS);
-                w.signal(Signal::Cont);
+                hold(&mut stack, WorkerFault::Stopped, FAULT_LASTS);
             }
             6 => {
                 eprintln!("soak: {at:>5} s  worker A's folder wiped (rm -rf)");
-                let folder = stack.output_a().join("live01");
-                if let Err(e) = std::fs::remove_dir_all(&folder) {
-                    eprintln!("soak: cannot wipe {}: {e}", folder.display());
-                }
-                std::thread::sleep(FAULT_LASTS);
+                hold(&mut stack, WorkerFault::FolderWiped, FAULT_LASTS);
             }
             _ => {
-                let role = [Role::Reporter, Role::Origin, Role::DiscoveryA][dice.roll(3)];
-                let name = role.program();
-                eprintln!("soak: {at:>5} s  {name} killed (SIGKILL), back in 5 s");
-                if let Some(mut s) = stack.take(role) {
-                    s.signal(Signal::Kill);
-                    s.wait_gone(Duration::from_secs(5));
-                }
-                std::thread::sleep(Duration::from_secs(5));
+                let program = [
+                    ControlPlane::Reporter,
+                    ControlPlane::Origin,
+                    ControlPlane::Discovery,
+                ][dice.roll(3)];
+                eprintln!(
+                    "soak: {at:>5} s  {} killed (SIGKILL), back in {} s",
+                    Fault::from(program).target(),
+                    DEAD_FOR.as_secs()
+                );
                 restarts += 1;
-                stack.restart(role);
-                std::thread::sleep(FAULT_LASTS - Duration::from_secs(5));
+                hold(&mut stack, program, DEAD_FOR);
             }
         }
     }

@@ -267,6 +267,27 @@ pub enum FaultError {
     LocalAddr(std::io::Error),
 }
 
+/// The control route that switches the proxy at `base` (`http://host:port`)
+/// to `mode`: `<base>/_fault/<mode>`, the one place the lab builds it.
+pub fn control_url(base: &str, mode: FaultMode) -> String {
+    format!("{}{CONTROL_PATH}/{mode}", base.trim_end_matches('/'))
+}
+
+/// Switches the fault proxy at `base` to `mode` through its control API
+/// (`PUT`), as a test or a bench does; panics unless it says 200.
+pub fn switch_mode(base: &str, mode: FaultMode) {
+    let url = control_url(base, mode);
+    let status = reqwest::blocking::Client::new()
+        .put(&url)
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    assert_eq!(
+        status, 200,
+        "cannot switch the fault proxy to {mode} (PUT {url})"
+    );
+}
+
 /// Binds `config.listen` and proxies with faults until `shutdown` fires.
 pub async fn run(config: FaultConfig, shutdown: Shutdown) -> Result<(), FaultError> {
     FaultProxy::bind(&config).await?.run(shutdown).await;
@@ -897,6 +918,21 @@ mod tests {
         }
         assert_eq!("segment404".parse(), Ok(FaultMode::Segment404));
         assert_eq!(FaultMode::default(), FaultMode::None);
+    }
+
+    #[test]
+    fn the_control_url_routes_to_the_mode_it_names() {
+        for mode in FaultMode::ALL {
+            let url = control_url("http://127.0.0.1:9091/", mode);
+            let target = url
+                .strip_prefix("http://127.0.0.1:9091")
+                .expect("same base");
+            assert_eq!(
+                control_request("PUT", target),
+                Some(ControlRequest::Set(mode)),
+                "{url}"
+            );
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //!   (`idleconns`, `just bench-idle`).
 //!
 //! What the system tests (`tests/system/`) and benchmarks (`benches/`) share:
+//! - [`fault`]: every fault the lab injects as one type (packager, worker,
+//!   host, control plane), injected and cleared the same way everywhere.
 //! - [`workspace`]: where things are: the workspace root, the programs built
 //!   beside the running test, test artifacts.
 //! - [`ports`]: free ports, and the ports a stack's programs share.
@@ -45,6 +47,7 @@
 //!   benches that measure servers from outside.
 
 pub mod demux;
+pub mod fault;
 pub mod fault_proxy;
 pub mod http;
 pub mod idle;

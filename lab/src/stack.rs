@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Tests reach the programs by [`Role`]: their URLs, their processes (to
-//! signal, stop or start again).
+//! signal, stop or start again), and inject [`Fault`]s with
+//! [`Stack::inject`] / [`Stack::clear`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +19,8 @@ use std::time::Duration;
 use nonstop::hls::PlaylistFacts;
 use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 
+use crate::fault::{ControlPlane, Fault, FaultTarget};
+use crate::fault_proxy::{self, FaultMode};
 use crate::http::{get, get_json, local, wait_healthy};
 use crate::input::make_input;
 use crate::ports::{free_port, StackPorts};
@@ -595,15 +598,91 @@ impl Stack {
         logs_in(&self.folders.logs)
     }
 
-    /// Switches the fault proxy in front of server1 to `mode` (none, stale, ...).
-    pub fn inject(&self, mode: &str) {
-        let url = self.url(Role::FaultProxy, &format!("_fault/{mode}"));
-        let status = reqwest::blocking::Client::new()
-            .put(url)
-            .send()
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
-        assert_eq!(status, 200, "cannot switch the fault proxy to {mode}");
+    /// Does `fault` to this stack: packager A is the fault proxy in front of
+    /// server1 (or server1 itself without one), worker A the worker whose
+    /// folder it serves; on one machine, host A's link is packager A's port.
+    pub fn inject(&mut self, fault: impl Into<Fault>) {
+        fault.into().inject(self);
+    }
+
+    /// Undoes `fault` where something lasts (see [`Fault::clear`]); false
+    /// when there was nothing to undo.
+    pub fn clear(&mut self, fault: impl Into<Fault>) -> bool {
+        fault.into().clear(self)
+    }
+
+    /// Packager A's program: the fault proxy, or server1 without one.
+    fn packager_a(&self) -> Role {
+        if self.fault_port.is_some() {
+            Role::FaultProxy
+        } else {
+            Role::Server1
+        }
+    }
+}
+
+impl FaultTarget for Stack {
+    fn set_packager_mode(&mut self, mode: FaultMode) {
+        fault_proxy::switch_mode(&self.base_url(Role::FaultProxy), mode);
+    }
+
+    fn packager(&mut self) -> &mut Service {
+        self.service_mut(self.packager_a())
+    }
+
+    fn restart_packager(&mut self) {
+        let role = self.packager_a();
+        self.restart(role);
+        wait_healthy(self.port(role));
+    }
+
+    fn worker(&mut self) -> &mut Service {
+        self.service_mut(Role::WorkerA)
+    }
+
+    fn restart_worker(&mut self) {
+        self.restart(Role::WorkerA);
+    }
+
+    fn worker_input(&self) -> PathBuf {
+        self.folders.input.clone()
+    }
+
+    fn worker_output(&self) -> PathBuf {
+        self.folders.output.clone()
+    }
+
+    fn cut_link(&mut self) {
+        crate::fault::loopback_cut::cut(self.port(self.packager_a()));
+    }
+
+    fn restore_link(&mut self) {
+        crate::fault::loopback_cut::restore();
+    }
+
+    fn part(&mut self) {
+        panic!("a stack runs on one machine: parting hosts needs the hosts lab (netns)");
+    }
+
+    fn heal(&mut self) {
+        panic!("a stack runs on one machine: parting hosts needs the hosts lab (netns)");
+    }
+
+    fn control_plane(&mut self, program: ControlPlane) -> &mut Service {
+        self.service_mut(control_role(program))
+    }
+
+    fn restart_control_plane(&mut self, program: ControlPlane) {
+        self.restart(control_role(program));
+    }
+}
+
+/// The stack's role of a control-plane program.
+fn control_role(program: ControlPlane) -> Role {
+    match program {
+        ControlPlane::Reporter => Role::Reporter,
+        ControlPlane::Origin => Role::Origin,
+        ControlPlane::Discovery => Role::DiscoveryA,
     }
 }
 

@@ -56,10 +56,12 @@ use serde_json::{json, Value};
 use table::*;
 use watch::*;
 
+use nonstop_lab::fault::{loopback_cut, Fault, HostFault, PackagerFault, WorkerFault};
+use nonstop_lab::fault_proxy::FaultMode;
 use nonstop_lab::player_process::{BrowserProgress, PlayingLine, PLAYING_WITHIN};
-use nonstop_lab::process::{Service, Signal};
+
 use nonstop_lab::real_players::PositionRecord;
-use nonstop_lab::stack::{Role, Stack, StackOptions};
+use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::wait::{try_wait_for, wait_for};
 use nonstop_lab::workspace::repo_root;
 
@@ -154,8 +156,8 @@ fn main() {
                         run_fault(fault, &pass, &options, &where_, &clock)
                     }));
                     // A run that panicked mid-fault leaves no cut link behind.
-                    if fault == Fault::LinkCut {
-                        link_cut::restore();
+                    if fault == Fault::Host(HostFault::LinkCut) {
+                        loopback_cut::restore();
                     }
                     run
                 };
@@ -238,7 +240,7 @@ struct Where<'a> {
     override_usage = "cargo bench --bench failover -- [options]   (or: just bench-failover [options])"
 )]
 struct Args {
-    /// Faults to inject: kill,hang,stale,error500,segment404,slow,cut,reset
+    /// Faults to inject: kill,stop,stale,error500,segment404,slow,cut,reset
     /// (packager A), worker-kill,worker-stop,worker-restart,wipe (worker A
     /// and its folder), link-cut (host A's link: packets to packager A
     /// dropped; needs root and nftables), input-removed (worker A's input
@@ -319,7 +321,7 @@ impl Options {
             (DEFAULT_WATCH, DEFAULT_FAULT_AT, DEFAULT_CLEAR_AT)
         };
         let options = Options {
-            faults: list(args.faults.as_ref(), &Fault::ALL, Fault::name)
+            faults: list(args.faults.as_ref(), &FAULTS, Fault::name)
                 .map_err(|e| format!("--faults: {e}"))?,
             players: list(args.players.as_ref(), &Player::ALL, Player::name)
                 .map_err(|e| format!("--players: {e}"))?,
@@ -422,212 +424,39 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-/// A fault, as issues 4 and 8 list them: on packager A (through the fault
-/// proxy in front of server1), or on worker A and its folder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    /// SIGKILL to packager A: connections refused from then on.
-    Kill,
-    /// SIGSTOP to packager A: connections accepted, never answered.
-    Hang,
-    /// Playlists 200 OK but frozen.
-    Stale,
-    /// HTTP 500 on everything.
-    Error500,
-    /// 404 on segments only.
-    Segment404,
-    /// Every response delayed by about one target duration.
-    Slow,
-    /// Segment bodies cut short.
-    Cut,
-    /// TCP reset once the request is read.
-    Reset,
-    /// SIGKILL to worker A, never restarted: packager A serves a frozen
-    /// playlist that only its program date-time shows is stale.
-    WorkerKill,
-    /// SIGSTOP to worker A (a frozen encoder) until cleared (SIGCONT).
-    WorkerStop,
-    /// SIGKILL to worker A and a new one started at once, as a supervisor
-    /// would: it rejoins the wall clock with the same numbering.
-    WorkerRestart,
-    /// `rm -rf` of worker A's signal folder while it runs.
-    Wipe,
-    /// Host A's link cut: every packet to and from packager A dropped
-    /// (nftables), so connections go silent instead of being refused, until
-    /// cleared. The network namespaces of `tests/system/hosts.rs` do this per host;
-    /// here packager A's port on loopback stands for its host.
-    LinkCut,
-    /// Worker A's input file removed (moved aside) on its host: worker A
-    /// ends its playlist (`EXT-X-ENDLIST`) while worker B goes on; cleared by
-    /// putting the file back (A starts again after a discontinuity). In the
-    /// seed's topology the one worker's input: the stream ends for real.
-    InputRemoved,
-}
+/// The faults the bench runs, in its order (issues 4 and 8): on packager A
+/// (the fault proxy in front of server1: its process killed or stopped, or
+/// one of its modes), on worker A and its folder and input, and host A's
+/// link, cut until cleared (packager A's port on loopback stands for its
+/// host; the network namespaces of `tests/system/hosts.rs` cut real links).
+/// In the seed's topology worker A is the one worker: a removed input then
+/// ends the stream for real.
+const FAULTS: [Fault; 14] = [
+    Fault::Packager(PackagerFault::Killed),
+    Fault::Packager(PackagerFault::Stopped),
+    Fault::Packager(PackagerFault::Mode(FaultMode::Stale)),
+    Fault::Packager(PackagerFault::Mode(FaultMode::Error500)),
+    Fault::Packager(PackagerFault::Mode(FaultMode::Segment404)),
+    Fault::Packager(PackagerFault::Mode(FaultMode::Slow)),
+    Fault::Packager(PackagerFault::Mode(FaultMode::Cut)),
+    Fault::Packager(PackagerFault::Mode(FaultMode::Reset)),
+    Fault::Worker(WorkerFault::Killed),
+    Fault::Worker(WorkerFault::Stopped),
+    Fault::Worker(WorkerFault::Restarted),
+    Fault::Worker(WorkerFault::FolderWiped),
+    Fault::Host(HostFault::LinkCut),
+    Fault::Worker(WorkerFault::InputRemoved),
+];
 
-impl Fault {
-    const ALL: [Fault; 14] = [
-        Fault::Kill,
-        Fault::Hang,
-        Fault::Stale,
-        Fault::Error500,
-        Fault::Segment404,
-        Fault::Slow,
-        Fault::Cut,
-        Fault::Reset,
-        Fault::WorkerKill,
-        Fault::WorkerStop,
-        Fault::WorkerRestart,
-        Fault::Wipe,
-        Fault::LinkCut,
-        Fault::InputRemoved,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Fault::Kill => "kill",
-            Fault::Hang => "hang",
-            Fault::Stale => "stale",
-            Fault::Error500 => "error500",
-            Fault::Segment404 => "segment404",
-            Fault::Slow => "slow",
-            Fault::Cut => "cut",
-            Fault::Reset => "reset",
-            Fault::WorkerKill => "worker-kill",
-            Fault::WorkerStop => "worker-stop",
-            Fault::WorkerRestart => "worker-restart",
-            Fault::Wipe => "wipe",
-            Fault::LinkCut => "link-cut",
-            Fault::InputRemoved => "input-removed",
-        }
-    }
-
-    /// What is hit, for progress lines.
-    fn target(self) -> &'static str {
-        match self {
-            Fault::WorkerKill | Fault::WorkerStop | Fault::WorkerRestart => "worker A",
-            Fault::Wipe => "worker A's folder",
-            Fault::LinkCut => "host A's link",
-            Fault::InputRemoved => "worker A's input",
-            _ => "packager A",
-        }
-    }
-
-    /// Injects the fault; returns the process it started (a restarted
-    /// worker), to keep until the stack stops.
-    fn inject(self, stack: &mut Stack) -> Option<Service> {
-        match self {
-            Fault::Kill => fault_process(stack).signal(Signal::Kill),
-            Fault::Hang => fault_process(stack).signal(Signal::Stop),
-            Fault::WorkerKill => worker_a(stack).signal(Signal::Kill),
-            Fault::WorkerStop => worker_a(stack).signal(Signal::Stop),
-            Fault::WorkerRestart => {
-                let worker = stack.service_mut(Role::WorkerA);
-                worker.signal(Signal::Kill);
-                // Gone before the new one starts.
-                worker.wait_gone(Duration::from_secs(5));
-                stack.restart(Role::WorkerA);
-            }
-            Fault::LinkCut => link_cut::cut(packager_a_port(stack)),
-            Fault::Wipe => {
-                let folder = stack.output_a().join("live01");
-                if let Err(e) = std::fs::remove_dir_all(&folder) {
-                    panic!("cannot wipe {}: {e}", folder.display());
-                }
-            }
-            Fault::InputRemoved => {
-                let (input, aside) = input_a(stack);
-                if let Err(e) = std::fs::rename(&input, &aside) {
-                    panic!("cannot move {} aside: {e}", input.display());
-                }
-            }
-            mode => stack.inject(mode.name()),
-        }
-        None
-    }
-
-    /// Ends the fault; false when there is nothing to end (a kill stays, a
-    /// restart or a wipe is over when it is done).
-    fn clear(self, stack: &Stack) -> bool {
-        match self {
-            Fault::Kill | Fault::WorkerKill | Fault::WorkerRestart | Fault::Wipe => false,
-            Fault::Hang => {
-                fault_process(stack).signal(Signal::Cont);
-                true
-            }
-            Fault::WorkerStop => {
-                worker_a(stack).signal(Signal::Cont);
-                true
-            }
-            Fault::LinkCut => {
-                link_cut::restore();
-                true
-            }
-            Fault::InputRemoved => {
-                let (input, aside) = input_a(stack);
-                if let Err(e) = std::fs::rename(&aside, &input) {
-                    panic!("cannot put {} back: {e}", input.display());
-                }
-                true
-            }
-            _ => {
-                stack.inject("none");
-                true
-            }
-        }
-    }
-}
-
-/// Worker A's input file, and where the `input-removed` fault moves it (a
-/// name the worker does not read).
-fn input_a(stack: &Stack) -> (PathBuf, PathBuf) {
-    (
-        stack.input_a().join("live01.mp4"),
-        stack.input_a().join("live01.mp4.removed"),
+/// Whether the bench ends `fault` at `--clear-at`: a killed packager or
+/// worker stays dead (players meet what is left), the rest is undone where
+/// something lasts (mode back to `none`, SIGCONT, link restored, input put
+/// back).
+fn cleared_by_the_bench(fault: Fault) -> bool {
+    !matches!(
+        fault,
+        Fault::Packager(PackagerFault::Killed) | Fault::Worker(WorkerFault::Killed)
     )
-}
-
-/// The port the proxies reach packager A on (its fault proxy's).
-fn packager_a_port(stack: &Stack) -> u16 {
-    stack.port(Role::FaultProxy)
-}
-
-/// Packets to and from one loopback port dropped with nftables, as a cut
-/// link drops them: no reset, no refusal, silence.
-mod link_cut {
-    use std::process::{Command, Stdio};
-
-    /// The table holding the drop rules; one cut at a time.
-    const TABLE: &str = "nonstop_bench_link_cut";
-
-    pub(super) fn cut(port: u16) {
-        restore();
-        let rules = format!(
-            "table inet {TABLE} {{\n\
-             \tchain output {{ type filter hook output priority 0; tcp dport {port} drop; tcp sport {port} drop; }}\n\
-             }}\n"
-        );
-        if let Err(e) = nonstop_lab::netns::load_rules(None, &rules) {
-            panic!("nft refused the link-cut rules (the link-cut fault needs root and nftables from scripts/setup.sh): {e}");
-        }
-    }
-
-    /// Removes the cut, if there is one.
-    pub(super) fn restore() {
-        let _ = Command::new("nft")
-            .args(["delete", "table", "inet", TABLE])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-fn fault_process(stack: &Stack) -> &Service {
-    stack.service(Role::FaultProxy)
-}
-
-/// The worker whose folder packager A serves (the only one in the seed's
-/// topology).
-fn worker_a(stack: &Stack) -> &Service {
-    stack.service(Role::WorkerA)
 }
 
 /// What the players talk to.
@@ -778,14 +607,14 @@ fn run_fault(
         }
     }
     let injected = Instant::now();
-    let restarted = fault.inject(&mut stack);
+    stack.inject(fault);
     clock.say(&format!(
         "{name} [{pass}]: fault injected on {}",
         fault.target()
     ));
     sleep_until(t0 + options.clear_at);
     let cleared = Instant::now();
-    let was_cleared = fault.clear(&stack);
+    let was_cleared = cleared_by_the_bench(fault) && stack.clear(fault);
     if was_cleared {
         clock.say(&format!(
             "{name} [{pass}]: fault cleared, {} back",
@@ -857,17 +686,11 @@ fn run_fault(
         rows.push(row);
     }
 
-    // Keep what explains the numbers: every service's log.
-    let _ = std::fs::write(logs.join(format!("stack-{pass}.log")), stack.logs());
-    if let Some(again) = &restarted {
-        let _ = std::fs::write(
-            logs.join(format!("{}-{pass}.log", again.name())),
-            again.log_text(),
-        );
-    }
+    // Keep what explains the numbers: every service's log, instances
+    // started again by the fault (a restarted worker) included.
+    let _ = std::fs::write(logs.join(format!("stack-{pass}.log")), stack.all_logs());
     clock.say(&format!("{name} [{pass}]: stopping the stack"));
     drop(nginx);
-    drop(restarted);
     drop(stack);
     rows
 }

@@ -44,7 +44,7 @@ impl Row {
             time_to_switch_ms: switch.map(millis),
             source_extra_gap_ms: None,
             run: 1,
-            fault_index: Fault::ALL.iter().position(|f| *f == fault).unwrap_or(0),
+            fault_index: FAULTS.iter().position(|f| *f == fault).unwrap_or(0),
             player_index: Player::ALL.iter().position(|p| *p == player).unwrap_or(0),
             proxy_index: Proxy::ALL.iter().position(|p| *p == proxy).unwrap_or(0),
         }

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use nonstop_lab::fault::PackagerFault;
 use nonstop_lab::player_process::{BrowserProgress, PlayerProcess};
-use nonstop_lab::process::Signal;
-use nonstop_lab::stack::{Role, Stack, StackOptions};
+use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::workspace::repo_root;
 
 /// Seconds of playback measured, from the first 'playing' event.
@@ -39,7 +39,7 @@ fn play_through_a_kill(native: bool) {
     require_browser();
     // The product's 2 s segments, and a viewer who joins a running stream
     // (a full playlist window), as in production.
-    let stack = Stack::start(StackOptions::as_in_production());
+    let mut stack = Stack::start(StackOptions::as_in_production());
     stack.wait_for_window(5);
     let artifacts = repo_root().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifact folder");
@@ -59,7 +59,7 @@ fn play_through_a_kill(native: bool) {
     }
     let player = PlayerProcess::<BrowserProgress>::spawn("the browser player", &mut cmd);
     player.wait_playing(PLAYED_BEFORE_KILL, PLAYING_WITHIN);
-    stack.service(Role::FaultProxy).signal(Signal::Kill);
+    stack.inject(PackagerFault::Killed);
     let (status, stdout, log) = player.finish();
     let verdict: serde_json::Value = serde_json::from_slice(&stdout).unwrap_or_else(|e| {
         panic!(

@@ -5,12 +5,12 @@
 //! the signal down in `GET /status` and its gauge, then up again once the
 //! worker resumes.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use nonstop_lab::fault::WorkerFault;
 use nonstop_lab::http::{get, get_json, scrape, total};
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
-use nonstop_lab::process::Signal;
+use nonstop_lab::process::{send, Signal};
 use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::wait::try_wait_for;
 
@@ -38,10 +38,7 @@ struct ResumeOnDrop(u32);
 
 impl Drop for ResumeOnDrop {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-CONT")
-            .arg(self.0.to_string())
-            .status();
+        send(Signal::Cont, self.0);
     }
 }
 
@@ -90,21 +87,25 @@ fn gauge_says(stack: &Stack, state: &str) -> bool {
 
 #[test]
 fn a_stopped_worker_behind_both_packagers_is_down_then_up_again() {
-    let stack = Stack::start(StackOptions {
+    let mut stack = Stack::start(StackOptions {
         segment_seconds: SEGMENT.as_secs() as u32,
         ..StackOptions::default()
     });
     let probe = Probe::start(&stack.proxy_url("live01/playlist.m3u8"), WATCH_SECONDS);
     probe.wait_playing(PLAYED_BEFORE_STOP, PLAYING_WITHIN);
-    let context = || format!("--- stack ---\n{}", stack.logs());
+    let context = |stack: &Stack| format!("--- stack ---\n{}", stack.logs());
 
     let (up, seen) = time_until(&stack, "up", UP_WITHIN);
     assert!(
         up.is_some(),
         "not up while playing: {seen:?}\n{}",
-        context()
+        context(&stack)
     );
-    assert!(gauge_says(&stack, "up"), "gauge not up\n{}", context());
+    assert!(
+        gauge_says(&stack, "up"),
+        "gauge not up\n{}",
+        context(&stack)
+    );
 
     // Playing normally, it stays up: the live edge lags the wall clock by
     // the worker's latency, well inside the threshold.
@@ -117,7 +118,7 @@ fn a_stopped_worker_behind_both_packagers_is_down_then_up_again() {
             signal["state"],
             "up",
             "not up while playing: {signal}\n{}",
-            context()
+            context(&stack)
         );
         for p in signal["packagers"].as_array().into_iter().flatten() {
             edge_ms_max = edge_ms_max.max(p["edge_ms_ago"].as_u64().unwrap_or(0));
@@ -126,40 +127,43 @@ fn a_stopped_worker_behind_both_packagers_is_down_then_up_again() {
     }
     eprintln!("steady play: live edge at most {edge_ms_max} ms behind the wall clock");
 
-    let worker = stack.service(Role::WorkerA);
-    let _resume = ResumeOnDrop(worker.pid());
-    worker.signal(Signal::Stop);
+    let _resume = ResumeOnDrop(stack.service(Role::WorkerA).pid());
+    stack.inject(WorkerFault::Stopped);
     let (to_down, seen) = time_until(&stack, "down", DOWN_WITHIN);
     let Some(to_down) = to_down else {
         panic!(
             "not down {} s after SIGSTOP: {seen:?}\n{}",
             DOWN_WITHIN.as_secs(),
-            context()
+            context(&stack)
         );
     };
     let (_, health) = seen.expect("a status");
     assert!(
         health.len() == 2 && health.iter().all(|h| h == "stale"),
         "both packagers must be stale: {health:?}\n{}",
-        context()
+        context(&stack)
     );
-    assert!(gauge_says(&stack, "down"), "gauge not down\n{}", context());
+    assert!(
+        gauge_says(&stack, "down"),
+        "gauge not down\n{}",
+        context(&stack)
+    );
     // The proxy keeps serving the last playlist it had.
     let (code, _) = get(&stack.proxy_url("live01/playlist.m3u8")).expect("answers");
     assert_eq!(
         code,
         200,
         "the frozen playlist is still served\n{}",
-        context()
+        context(&stack)
     );
 
-    worker.signal(Signal::Cont);
+    stack.clear(WorkerFault::Stopped);
     let (to_up, seen) = time_until(&stack, "up", UP_WITHIN);
     let Some(to_up) = to_up else {
         panic!(
             "not up {} s after SIGCONT: {seen:?}\n{}",
             UP_WITHIN.as_secs(),
-            context()
+            context(&stack)
         );
     };
     eprintln!(
@@ -171,6 +175,6 @@ fn a_stopped_worker_behind_both_packagers_is_down_then_up_again() {
     assert!(
         !proxy_log.contains("panicked"),
         "the proxy panicked\n{}",
-        context()
+        context(&stack)
     );
 }

@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
+use nonstop_lab::fault::{Fault, PackagerFault};
+use nonstop_lab::fault_proxy::FaultMode;
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
-use nonstop_lab::process::Signal;
-use nonstop_lab::stack::{Role, Stack, StackOptions};
+use nonstop_lab::stack::{Stack, StackOptions};
 
 /// Seconds the probe watches.
 const WATCH_SECONDS: u32 = 22;
@@ -15,24 +16,16 @@ const WATCH_SECONDS: u32 = 22;
 /// edge, and most of the watch is left to judge the failover.
 const PLAYED_BEFORE_FAULT: Duration = Duration::from_secs(5);
 
-enum Fault {
-    /// A mode of the fault proxy in front of server1.
-    Mode(&'static str),
-    /// A signal to the fault proxy process itself (KILL: refused; STOP: hangs).
-    Signal(Signal),
-}
-
-fn watch_through(fault: Fault) -> (Stack, nonstop_lab::probe::ProbeReport) {
-    let stack = Stack::start(StackOptions {
+/// Injects `fault` on packager A (the fault proxy in front of server1: one
+/// of its modes, or its process killed or stopped) once the probe plays.
+fn watch_through(fault: impl Into<Fault>) -> (Stack, nonstop_lab::probe::ProbeReport) {
+    let mut stack = Stack::start(StackOptions {
         fault_front: true,
         ..StackOptions::default()
     });
     let probe = Probe::start(&stack.proxy_url("live01/playlist.m3u8"), WATCH_SECONDS);
     probe.wait_playing(PLAYED_BEFORE_FAULT, PLAYING_WITHIN);
-    match fault {
-        Fault::Mode(mode) => stack.inject(mode),
-        Fault::Signal(sig) => stack.service(Role::FaultProxy).signal(sig),
-    }
+    stack.inject(fault);
     let (report, probe_log) = probe.finish();
     let context = format!("{report:#?}\n--- probe ---\n{probe_log}\n{}", stack.logs());
     report.assert_unnoticed(&context);
@@ -47,17 +40,17 @@ fn watch_through(fault: Fault) -> (Stack, nonstop_lab::probe::ProbeReport) {
 
 #[test]
 fn packager_killed() {
-    watch_through(Fault::Signal(Signal::Kill));
+    watch_through(PackagerFault::Killed);
 }
 
 #[test]
 fn packager_hangs() {
-    watch_through(Fault::Signal(Signal::Stop));
+    watch_through(PackagerFault::Stopped);
 }
 
 #[test]
 fn packager_serves_a_frozen_playlist() {
-    let (stack, _) = watch_through(Fault::Mode("stale"));
+    let (stack, _) = watch_through(FaultMode::Stale);
     let log = stack.proxy_log();
     assert!(
         log.contains("behind") || log.contains("stale"),
@@ -67,17 +60,17 @@ fn packager_serves_a_frozen_playlist() {
 
 #[test]
 fn packager_cuts_segment_bodies_short() {
-    watch_through(Fault::Mode("cut"));
+    watch_through(FaultMode::Cut);
 }
 
 #[test]
 fn packager_answers_500() {
-    watch_through(Fault::Mode("error500"));
+    watch_through(FaultMode::Error500);
 }
 
 #[test]
 fn packager_resets_connections() {
-    watch_through(Fault::Mode("reset"));
+    watch_through(FaultMode::Reset);
 }
 
 /// The control: the same fault seen by a player that watches packager A
@@ -85,14 +78,14 @@ fn packager_resets_connections() {
 /// are the proxy's doing, not a probe that cannot see failures.
 #[test]
 fn without_the_proxy_the_same_fault_reaches_the_viewer() {
-    let stack = Stack::start(StackOptions {
+    let mut stack = Stack::start(StackOptions {
         fault_front: true,
         ..StackOptions::default()
     });
     let direct = format!("{}/live01/playlist.m3u8", stack.packagers()[0]);
     let probe = Probe::start(&direct, 14);
     probe.wait_playing(PLAYED_BEFORE_FAULT, PLAYING_WITHIN);
-    stack.inject("error500");
+    stack.inject(FaultMode::Error500);
     let (report, _) = probe.finish();
     assert!(report.failed_requests > 0, "{report:#?}");
     assert!(report.stalls > 0, "{report:#?}");

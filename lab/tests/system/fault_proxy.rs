@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use tokio::task::JoinHandle;
 use warp::Filter;
 
-use nonstop_lab::fault_proxy::{FaultConfig, FaultMode, FaultProxy};
+use nonstop_lab::fault_proxy::{control_url, FaultConfig, FaultMode, FaultProxy, CONTROL_PATH};
 
 const PLAYLIST: &str = "/live01/playlist.m3u8";
 const SEGMENT: &str = "/live01/segment000001.ts";
@@ -142,16 +142,30 @@ impl Setup {
     }
 
     /// Switches the mode through the control API, as a benchmark script would.
-    async fn set_mode(&self, mode: &str) -> reqwest::Response {
+    async fn set_mode(&self, mode: FaultMode) -> reqwest::Response {
+        self.put(&control_url(&self.proxy, mode)).await
+    }
+
+    /// Asks the control API for a mode by a name it may not know.
+    async fn set_mode_named(&self, name: &str) -> reqwest::Response {
+        self.put(&format!("{}{CONTROL_PATH}/{name}", self.proxy))
+            .await
+    }
+
+    async fn put(&self, url: &str) -> reqwest::Response {
         self.client
-            .put(format!("{}/_fault/{mode}", self.proxy))
+            .put(url)
             .send()
             .await
             .expect("control API answers")
     }
 
     async fn mode(&self) -> serde_json::Value {
-        self.get("/_fault").await.json().await.expect("JSON mode")
+        self.get(CONTROL_PATH)
+            .await
+            .json()
+            .await
+            .expect("JSON mode")
     }
 }
 
@@ -226,7 +240,7 @@ async fn control_api_shows_switches_and_rejects_unknown_modes() {
     let setup = Setup::start(FaultMode::None).await;
     assert_eq!(setup.mode().await, serde_json::json!({ "mode": "none" }));
 
-    let switched = setup.set_mode("stale").await;
+    let switched = setup.set_mode(FaultMode::Stale).await;
     assert_eq!(switched.status(), StatusCode::OK);
     assert_eq!(
         switched.json::<serde_json::Value>().await.expect("JSON"),
@@ -234,7 +248,7 @@ async fn control_api_shows_switches_and_rejects_unknown_modes() {
     );
     let posted = setup
         .client
-        .post(format!("{}/_fault/segment404", setup.proxy))
+        .post(control_url(&setup.proxy, FaultMode::Segment404))
         .send()
         .await
         .expect("POST answered");
@@ -244,7 +258,7 @@ async fn control_api_shows_switches_and_rejects_unknown_modes() {
         serde_json::json!({ "mode": "segment404" })
     );
 
-    let refused = setup.set_mode("bogus").await;
+    let refused = setup.set_mode_named("bogus").await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     let error: serde_json::Value = refused.json().await.expect("JSON error");
     let message = error["error"].as_str().expect("error message");
@@ -259,10 +273,20 @@ async fn control_api_shows_switches_and_rejects_unknown_modes() {
 #[tokio::test]
 async fn control_api_is_never_faulted() {
     let setup = Setup::start(FaultMode::None).await;
-    for mode in ["error500", "slow", "cut", "reset", "hang", "stale"] {
+    for mode in [
+        FaultMode::Error500,
+        FaultMode::Slow,
+        FaultMode::Cut,
+        FaultMode::Reset,
+        FaultMode::Hang,
+        FaultMode::Stale,
+    ] {
         let started = Instant::now();
         assert_eq!(setup.set_mode(mode).await.status(), StatusCode::OK);
-        assert_eq!(setup.mode().await, serde_json::json!({ "mode": mode }));
+        assert_eq!(
+            setup.mode().await,
+            serde_json::json!({ "mode": mode.name() })
+        );
         assert!(
             started.elapsed() < Duration::from_millis(SLOW_MS),
             "control API was delayed in mode {mode}"
@@ -273,7 +297,10 @@ async fn control_api_is_never_faulted() {
 #[tokio::test]
 async fn stale_freezes_playlists_while_upstream_moves_on() {
     let setup = Setup::start(FaultMode::None).await;
-    assert_eq!(setup.set_mode("stale").await.status(), StatusCode::OK);
+    assert_eq!(
+        setup.set_mode(FaultMode::Stale).await.status(),
+        StatusCode::OK
+    );
 
     let first = text(setup.get(PLAYLIST).await).await;
     let live = text(setup.get_upstream(PLAYLIST).await).await;
@@ -286,7 +313,10 @@ async fn stale_freezes_playlists_while_upstream_moves_on() {
     let segment = setup.get(SEGMENT).await.bytes().await.expect("segment");
     assert_eq!(&segment[..], &segment_body()[..], "segments pass through");
 
-    assert_eq!(setup.set_mode("none").await.status(), StatusCode::OK);
+    assert_eq!(
+        setup.set_mode(FaultMode::None).await.status(),
+        StatusCode::OK
+    );
     let thawed = text(setup.get(PLAYLIST).await).await;
     assert_ne!(thawed, first, "switching away drops the frozen copy");
 }
@@ -429,6 +459,6 @@ async fn shutdown_stops_accepting_and_drops_hung_connections() {
         .expect_err("the dropped connection gives no answer");
     assert!(!error.is_timeout(), "dropped at shutdown, not timed out");
 
-    let refused = setup.try_get("/_fault").await;
+    let refused = setup.try_get(CONTROL_PATH).await;
     assert!(refused.is_err(), "no longer accepting after shutdown");
 }

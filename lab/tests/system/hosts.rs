@@ -22,13 +22,16 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nonstop_lab::fault::{ControlPlane, Fault, FaultTarget, HostFault, WorkerFault};
+use nonstop_lab::fault_proxy::FaultMode;
 use nonstop_lab::http::{get, scrape_at, total, wait_healthy_at};
 use nonstop_lab::input::make_input;
 use nonstop_lab::netns::Lab;
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::ports::{free_port, StackPorts};
 use nonstop_lab::probe::ProbeReport;
-use nonstop_lab::process::{Service, Signal};
+use nonstop_lab::process::Service;
+use nonstop_lab::redis::{store_url, RedisServer};
 use nonstop_lab::stack_lock::ExclusiveStack;
 use nonstop_lab::wait::{try_wait_for, wait_for};
 use nonstop_lab::workspace::bin;
@@ -60,12 +63,14 @@ struct Hosts {
     _discovery_a: Service,
     _reporter: Service,
     _redis: Service,
-    _server2: Service,
-    _server1: Service,
+    /// Host a's packager (server1), then host b's (server2).
+    servers: [Service; 2],
     /// Host a's worker, then host b's.
     workers: [Service; 2],
     /// Host a's settings, then host b's, for a worker started again.
     envs: [Vec<(&'static str, String)>; 2],
+    /// Host a's input folder, then host b's.
+    inputs: [PathBuf; 2],
     /// Host a's output folder, then host b's.
     outputs: [PathBuf; 2],
     lab: Lab,
@@ -156,17 +161,10 @@ impl Hosts {
             "redis",
             "redis-server",
             &[
-                "--port".to_string(),
-                redis_port.to_string(),
-                "--bind".to_string(),
-                "127.0.0.1".to_string(),
-                "--save".to_string(),
-                String::new(),
-                "--appendonly".to_string(),
-                "no".to_string(),
-                "--dir".to_string(),
-                dir.path().display().to_string(),
-            ],
+                RedisServer::args(redis_port),
+                vec!["--dir".to_string(), dir.path().display().to_string()],
+            ]
+            .concat(),
             &[],
             &logs,
         );
@@ -180,10 +178,7 @@ impl Hosts {
             "c",
             "reporter",
             "reporter",
-            &with(
-                &shared,
-                &[("REPORTER_STORE", format!("redis://127.0.0.1:{redis_port}"))],
-            ),
+            &with(&shared, &[("REPORTER_STORE", store_url(redis_port))]),
         );
         for base in [
             &packagers[0],
@@ -206,10 +201,10 @@ impl Hosts {
             _discovery_a: discovery_a,
             _reporter: reporter,
             _redis: redis,
-            _server2: server2,
-            _server1: server1,
+            servers: [server1, server2],
             workers: [worker_a, worker_b],
             envs: [env_a, env_b],
+            inputs: [path("input-a"), path("input-b")],
             outputs: [path("output-a"), path("output-b")],
             lab,
             packagers,
@@ -225,6 +220,35 @@ impl Hosts {
             || (hosts.routes()?.len() == 2).then_some(()),
         );
         hosts
+    }
+
+    /// Starts `program` on `host` with `env`, logging to `<name>.log`.
+    fn start_on(
+        &self,
+        host: &str,
+        name: &str,
+        program: &str,
+        env: &[(&'static str, String)],
+    ) -> Service {
+        Service::start_on(
+            &self.lab.on(host),
+            name,
+            &bin(program),
+            &[],
+            env,
+            &self.logs,
+        )
+    }
+
+    /// Does `fault` to `host` (a or b).
+    fn inject(&mut self, fault: Fault, host: &'static str) {
+        fault.inject(&mut OnHost { hosts: self, host });
+    }
+
+    /// Undoes `fault` on `host`: link restored, SIGCONT, the worker started
+    /// again (see [`Fault::clear`]).
+    fn clear(&mut self, fault: Fault, host: &'static str) -> bool {
+        fault.clear(&mut OnHost { hosts: self, host })
     }
 
     /// The packagers the origin routes the signal to.
@@ -322,56 +346,100 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n") + "\n"
 }
 
-/// What happens to the host the proxy serves from.
-#[derive(Clone, Copy, Debug)]
-enum Fault {
-    /// Its link cut: every frame dropped at both ends.
-    LinkCut,
-    /// Its worker frozen (SIGSTOP): its packager still answers, with a
-    /// playlist that stops moving. Undone by SIGCONT.
-    WorkerStopped,
-    /// Its worker killed (SIGKILL) and not restarted while the viewer
-    /// watches; undone by starting it again on the same folder.
-    WorkerKilled,
-    /// The signal's folder on its disk wiped (`rm -rf`) under the running
-    /// worker; nothing is done to undo it: the worker must write it again.
-    FolderWiped,
+/// One host of the lab as a fault sees it: its packager, its worker and
+/// folders, its link. Faults on the control plane (host c) or on a fault
+/// proxy (there is none here) are not this lab's.
+struct OnHost<'a> {
+    hosts: &'a mut Hosts,
+    /// "a" or "b".
+    host: &'static str,
 }
 
-impl Fault {
-    fn inject(self, hosts: &mut Hosts, host: &str) {
-        let worker = &mut hosts.workers[index(host)];
-        match self {
-            Fault::LinkCut => hosts.lab.cut(host),
-            Fault::WorkerStopped => worker.signal(Signal::Stop),
-            Fault::WorkerKilled => {
-                worker.signal(Signal::Kill);
-                assert!(
-                    worker.wait_gone(Duration::from_secs(10)),
-                    "worker {host} survived SIGKILL"
-                );
-            }
-            Fault::FolderWiped => std::fs::remove_dir_all(hosts.outputs[index(host)].join(SIGNAL))
-                .expect("wipe the signal's folder"),
-        }
+impl OnHost<'_> {
+    fn index(&self) -> usize {
+        index(self.host)
     }
 
-    fn undo(self, hosts: &mut Hosts, host: &str) {
-        match self {
-            Fault::LinkCut => hosts.lab.restore(host),
-            Fault::WorkerStopped => hosts.workers[index(host)].signal(Signal::Cont),
-            Fault::WorkerKilled => {
-                hosts.workers[index(host)] = Service::start_on(
-                    &hosts.lab.on(host),
-                    &format!("worker-{host}-again"),
-                    &bin("worker"),
-                    &[],
-                    &hosts.envs[index(host)],
-                    &hosts.logs,
-                )
-            }
-            Fault::FolderWiped => {}
+    /// The other worker host.
+    fn other(&self) -> &'static str {
+        if self.host == "a" {
+            "b"
+        } else {
+            "a"
         }
+    }
+}
+
+impl FaultTarget for OnHost<'_> {
+    fn set_packager_mode(&mut self, mode: FaultMode) {
+        panic!("the hosts lab has no fault proxy: cannot set {mode}");
+    }
+
+    fn packager(&mut self) -> &mut Service {
+        &mut self.hosts.servers[index(self.host)]
+    }
+
+    fn restart_packager(&mut self) {
+        let (host, i) = (self.host, self.index());
+        let program = ["server1", "server2"][i];
+        self.hosts.servers[i] = self.hosts.start_on(
+            host,
+            &format!("{program}-again"),
+            program,
+            &self.hosts.envs[i],
+        );
+    }
+
+    fn worker(&mut self) -> &mut Service {
+        &mut self.hosts.workers[index(self.host)]
+    }
+
+    fn restart_worker(&mut self) {
+        let (host, i) = (self.host, self.index());
+        self.hosts.workers[i] = self.hosts.start_on(
+            host,
+            &format!("worker-{host}-again"),
+            "worker",
+            &self.hosts.envs[i],
+        );
+    }
+
+    fn worker_input(&self) -> PathBuf {
+        self.hosts.inputs[self.index()].clone()
+    }
+
+    fn worker_output(&self) -> PathBuf {
+        self.hosts.outputs[self.index()].clone()
+    }
+
+    fn cut_link(&mut self) {
+        self.hosts.lab.cut(self.host);
+    }
+
+    fn restore_link(&mut self) {
+        self.hosts.lab.restore(self.host);
+    }
+
+    fn part(&mut self) {
+        self.hosts.lab.partition(self.host, self.other());
+    }
+
+    fn heal(&mut self) {
+        self.hosts.lab.heal(self.host, self.other());
+    }
+
+    fn control_plane(&mut self, program: ControlPlane) -> &mut Service {
+        panic!(
+            "the control plane runs on host c, not on host {}: {program:?}",
+            self.host
+        );
+    }
+
+    fn restart_control_plane(&mut self, program: ControlPlane) {
+        panic!(
+            "the control plane runs on host c, not on host {}: {program:?}",
+            self.host
+        );
     }
 }
 
@@ -383,7 +451,8 @@ fn index(host: &str) -> usize {
 /// Watches through the proxy, fails the host it serves from once the probe
 /// plays, checks the viewer saw nothing and the proxy moved to the other
 /// host, undoes the fault and waits for the host to be fresh again.
-fn host_fails(fault: Fault) {
+fn host_fails(fault: impl Into<Fault>) {
+    let fault = fault.into();
     let mut hosts = Hosts::start();
     let probe = Probe::start(&hosts.playlist_url(), WATCH_SECONDS);
     let ffmpeg = Ffmpeg::start(&hosts.playlist_url(), &hosts.logs);
@@ -406,14 +475,20 @@ fn host_fails(fault: Fault) {
     let switches_before = hosts.switches();
 
     let faulted = Instant::now();
-    fault.inject(&mut hosts, victim);
+    hosts.inject(fault, victim);
+    if fault == Fault::Worker(WorkerFault::Killed) {
+        assert!(
+            hosts.workers[index(victim)].wait_gone(Duration::from_secs(10)),
+            "worker {victim} survived SIGKILL"
+        );
+    }
     hosts.wait(
         SWITCH_WITHIN,
         "the proxy to serve from the other host",
         || (hosts.active()? == other_url).then_some(()),
     );
     let switch_time = faulted.elapsed();
-    if let Fault::LinkCut = fault {
+    if fault == Fault::Host(HostFault::LinkCut) {
         // The cut is real: the failed host is out of reach from here too.
         assert!(
             get(&format!("{victim_url}/healthcheck")).is_none(),
@@ -448,7 +523,7 @@ fn host_fails(fault: Fault) {
         .unwrap_or_default();
 
     let undone = Instant::now();
-    fault.undo(&mut hosts, victim);
+    hosts.clear(fault, victim);
     hosts.wait(
         BACK_WITHIN,
         &format!("host {victim} fresh again in the proxy's /status"),
@@ -464,7 +539,7 @@ fn host_fails(fault: Fault) {
         },
     );
     eprintln!(
-        "{fault:?} on host {victim} ({victim_url}) while the probe played: proxy on host {} after {:.2} s ({reason}); \
+        "{fault} on host {victim} ({victim_url}) while the probe played: proxy on host {} after {:.2} s ({reason}); \
          viewer: {} stalls, {} failed of {} requests, {} regressions, {} segments played; \
          ffmpeg: {} s of media in {:.1} s, no complaint; \
          host {victim} fresh again {:.2} s after the fault was undone ({:.1} s after the fault); /status: {}",
@@ -584,22 +659,22 @@ fn assert_viewer_saw_nothing(report: &ProbeReport, context: &dyn Fn() -> String)
 
 #[test]
 fn a_host_cut_off_the_network_goes_unnoticed() {
-    host_fails(Fault::LinkCut);
+    host_fails(HostFault::LinkCut);
 }
 
 #[test]
 fn a_host_whose_worker_freezes_goes_unnoticed() {
-    host_fails(Fault::WorkerStopped);
+    host_fails(WorkerFault::Stopped);
 }
 
 #[test]
 fn a_host_whose_folder_is_wiped_goes_unnoticed_and_rejoins() {
-    host_fails(Fault::FolderWiped);
+    host_fails(WorkerFault::FolderWiped);
 }
 
 #[test]
 fn a_host_whose_worker_is_killed_goes_unnoticed_and_rejoins_when_restarted() {
-    host_fails(Fault::WorkerKilled);
+    host_fails(WorkerFault::Killed);
 }
 
 /// Hosts a and b parted from each other (each drops the other's packets)
@@ -609,7 +684,7 @@ fn a_host_whose_worker_is_killed_goes_unnoticed_and_rejoins_when_restarted() {
 /// proxy keeps both fresh and does not switch.
 #[test]
 fn hosts_a_and_b_parted_from_each_other_change_nothing() {
-    let hosts = Hosts::start();
+    let mut hosts = Hosts::start();
     let probe = Probe::start(&hosts.playlist_url(), WATCH_SECONDS);
     let started = Instant::now();
     probe.wait_playing(PLAYED_BEFORE_FAULT, PLAYING_WITHIN);
@@ -624,7 +699,7 @@ fn hosts_a_and_b_parted_from_each_other_change_nothing() {
         hosts.lab.connects("a", &b_addr, b_port),
         "host a cannot reach server2 before the partition"
     );
-    hosts.lab.partition("a", "b");
+    hosts.inject(HostFault::Partition.into(), "a");
     let parted = Instant::now();
     assert!(
         !hosts.lab.connects("a", &b_addr, b_port),
@@ -676,7 +751,7 @@ fn hosts_a_and_b_parted_from_each_other_change_nothing() {
         "the proxy switched packagers while nothing failed\n{}",
         context()
     );
-    hosts.lab.heal("a", "b");
+    hosts.clear(HostFault::Partition.into(), "a");
     assert!(
         hosts.lab.connects("a", &b_addr, b_port),
         "host a cannot reach server2 after the partition healed"

@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nonstop_lab::fault::{ControlPlane, PackagerFault};
 use nonstop_lab::http::{get, get_json, wait_healthy};
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::ports::free_port;
-use nonstop_lab::process::{Service, Signal};
+use nonstop_lab::process::Service;
 use nonstop_lab::stack::{Role, Stack, StackOptions, REPORTER_TOKEN};
 use nonstop_lab::wait::wait_for;
 use nonstop_lab::workspace::bin;
@@ -34,19 +35,16 @@ fn the_proxy_keeps_serving_and_failing_over_with_reporter_origin_and_discovery_d
     });
     let probe = Probe::start(&stack.proxy_url("live01/playlist.m3u8"), 22);
     let before = probe.wait_playing(Duration::from_secs(4), PLAYING_WITHIN);
-    for service in [
-        stack.take(Role::DiscoveryA),
-        stack.take(Role::Origin),
-        stack.take(Role::Reporter),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        service.signal(Signal::Kill);
+    for program in [
+        ControlPlane::Discovery,
+        ControlPlane::Origin,
+        ControlPlane::Reporter,
+    ] {
+        stack.inject(program);
     }
     // Five seconds of playback with the control plane gone, then packager A dies.
     probe.wait_playing(before.media_played + Duration::from_secs(5), PLAYING_WITHIN);
-    stack.service(Role::FaultProxy).signal(Signal::Kill);
+    stack.inject(PackagerFault::Killed);
     let (report, log) = probe.finish();
     assert_smooth(&report, 0, &format!("{log}\n{}", stack.logs()));
     assert!(report.segments_played >= 15, "{report:#?}");

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use nonstop::hls::PlaylistFacts;
 
+use nonstop_lab::fault::{PackagerFault, WorkerFault};
 use nonstop_lab::http::{get, get_json};
-use nonstop_lab::process::Signal;
 use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::wait::wait_for;
 use nonstop_lab::workspace::bin;
@@ -181,15 +181,14 @@ fn workers_show_in_status_until_the_worker_freezes_or_dies(stack: &mut Stack, or
     assert!(behind >= 0.0, "{table}");
     assert_eq!(words.get(6), Some(&"s"), "{table}");
 
-    let service = stack.service_mut(Role::WorkerA);
-    service.signal(Signal::Stop);
+    stack.inject(WorkerFault::Stopped);
     let table = status(stack);
     assert!(
         worker_line(&table).contains(" down ("),
         "a frozen worker shows down:\n{table}"
     );
+    stack.inject(WorkerFault::Killed);
     let service = stack.service_mut(Role::WorkerA);
-    service.signal(Signal::Kill);
     assert!(service.wait_gone(Duration::from_secs(5)), "kill -9 worked");
     let table = status(stack);
     assert!(
@@ -263,7 +262,8 @@ fn killing_server1_mid_stream_fails_no_client_request() {
         // the first requests took.
         if !killed && first_newest.is_some_and(|first| newest_seen >= first + ADVANCES_BEFORE_KILL)
         {
-            stack.service(Role::Server1).signal(Signal::Kill);
+            // Packager A is server1 itself: this stack has no fault proxy.
+            stack.inject(PackagerFault::Killed);
             killed = true;
         }
         match client.get(stack.proxy_url("live01/playlist.m3u8")).send() {

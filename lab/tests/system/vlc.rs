@@ -9,9 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use nonstop_lab::process::Signal;
+use nonstop_lab::fault::PackagerFault;
 use nonstop_lab::real_players::{self, Judgement, PositionRecord, Vlc, VlcSample, SAMPLE_EVERY};
-use nonstop_lab::stack::{Role, Stack, StackOptions};
+use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::wait::try_wait_for;
 use nonstop_lab::workspace::test_artifact;
 
@@ -59,7 +59,7 @@ fn watch_through_a_kill(direct: bool, watch: Duration, record_name: &str) -> Wat
     require_vlc();
     // The product's 2 s segments, and a viewer who joins a running stream
     // (a full playlist window), as in production.
-    let stack = Stack::start(StackOptions::as_in_production());
+    let mut stack = Stack::start(StackOptions::as_in_production());
     stack.wait_for_window(5);
     let url = if direct {
         format!("{}/live01/playlist.m3u8", stack.packagers()[0])
@@ -82,7 +82,7 @@ fn watch_through_a_kill(direct: bool, watch: Duration, record_name: &str) -> Wat
             stack.logs()
         )
     });
-    stack.service(Role::FaultProxy).signal(Signal::Kill);
+    stack.inject(PackagerFault::Killed);
     let killed_at = Instant::now();
     record.push(
         started.elapsed(),

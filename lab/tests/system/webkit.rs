@@ -11,9 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use nonstop_lab::process::Signal;
+use nonstop_lab::fault::PackagerFault;
 use nonstop_lab::real_players::{self, BlankPage, PositionRecord, VideoLook, WebKit, SAMPLE_EVERY};
-use nonstop_lab::stack::{Role, Stack, StackOptions};
+use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::wait::try_wait_for;
 use nonstop_lab::workspace::test_artifact;
 
@@ -42,12 +42,12 @@ fn play_through_a_kill(hls_js: bool) {
     };
     // The product's 2 s segments, and a viewer who joins a running stream
     // (a full playlist window), as in production.
-    let stack = Stack::start(StackOptions::as_in_production());
+    let mut stack = Stack::start(StackOptions::as_in_production());
     stack.wait_for_window(5);
     let page = BlankPage::start();
     let started = Instant::now();
     let browser = WebKit::start();
-    let fail = |what: String| -> ! {
+    let fail = |stack: &Stack, what: String| -> ! {
         panic!(
             "{player}: {what}\n--- WebKit ---\n{}\n{}",
             browser.log_text(),
@@ -57,7 +57,7 @@ fn play_through_a_kill(hls_js: bool) {
     let url = stack.proxy_url("live01/playlist.m3u8");
     browser
         .play(&page.url, &url, hls_source.as_deref())
-        .unwrap_or_else(|e| fail(e));
+        .unwrap_or_else(|e| fail(&stack, e));
     let mut record = PositionRecord::default();
     let note = |record: &mut PositionRecord, l: &VideoLook| {
         record.push(
@@ -73,12 +73,15 @@ fn play_through_a_kill(hls_js: bool) {
     })
     .unwrap_or_else(|| {
         let last = browser.look().map(|l| l.describe()).unwrap_or_else(|e| e);
-        fail(format!(
-            "did not play {} s within {PLAYING_WITHIN:?}: {last}",
-            real_players::PLAYED_BEFORE_FAULT
-        ))
+        fail(
+            &stack,
+            format!(
+                "did not play {} s within {PLAYING_WITHIN:?}: {last}",
+                real_players::PLAYED_BEFORE_FAULT
+            ),
+        )
     });
-    stack.service(Role::FaultProxy).signal(Signal::Kill);
+    stack.inject(PackagerFault::Killed);
     let killed_at = Instant::now();
     record.push(started.elapsed(), before.time, "packager A killed");
     let mut looks = vec![before];
@@ -89,7 +92,7 @@ fn play_through_a_kill(hls_js: bool) {
                 note(&mut record, &l);
                 looks.push(l)
             }
-            Err(e) => fail(format!("the page stopped answering: {e}")),
+            Err(e) => fail(&stack, format!("the page stopped answering: {e}")),
         }
     }
     let path = test_artifact(&format!("{record_name}.csv"));
