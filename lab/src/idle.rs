@@ -25,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use warp::{Filter, Reply};
 
 use crate::procfs::rss_kib;
+use crate::ts::blank_packets;
 use nonstop::service::config::ListenArgs;
 use nonstop::service::shutdown::Shutdown;
 
@@ -80,9 +81,7 @@ fn write_output(root: &Path) -> std::io::Result<()> {
     );
     for n in 100..106 {
         playlist.push_str(&format!("#EXTINF:2.000,\nsegment{n:06}.ts\n"));
-        let mut ts = vec![0u8; 188 * 64];
-        ts.iter_mut().step_by(188).for_each(|b| *b = 0x47);
-        std::fs::write(dir.join(format!("segment{n:06}.ts")), ts)?;
+        std::fs::write(dir.join(format!("segment{n:06}.ts")), blank_packets(64))?;
     }
     std::fs::write(dir.join("playlist.m3u8"), playlist)
 }

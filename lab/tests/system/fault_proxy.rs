@@ -13,11 +13,12 @@ use tokio::task::JoinHandle;
 use warp::Filter;
 
 use nonstop_lab::fault_proxy::{control_url, FaultConfig, FaultMode, FaultProxy, CONTROL_PATH};
+use nonstop_lab::ts::{PACKET_LEN, SYNC_BYTE};
 
 const PLAYLIST: &str = "/live01/playlist.m3u8";
 const SEGMENT: &str = "/live01/segment000001.ts";
 /// 100 MPEG-TS packets.
-const SEGMENT_BYTES: usize = 188 * 100;
+const SEGMENT_BYTES: usize = PACKET_LEN * 100;
 /// Delay of the `slow` mode in these tests: long enough to measure, short
 /// enough to keep the suite quick.
 const SLOW_MS: u64 = 300;
@@ -40,8 +41,8 @@ fn playlist_body(sequence: u64) -> String {
 /// so a reordered or truncated body would not compare equal.
 fn segment_body() -> Vec<u8> {
     let mut body = vec![0xff; SEGMENT_BYTES];
-    for (i, packet) in body.chunks_mut(188).enumerate() {
-        packet[0] = 0x47;
+    for (i, packet) in body.chunks_mut(PACKET_LEN).enumerate() {
+        packet[0] = SYNC_BYTE;
         packet[1] = i as u8;
     }
     body

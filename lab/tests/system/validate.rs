@@ -9,6 +9,7 @@ use nonstop::service::shutdown::Shutdown;
 use warp::Filter;
 
 use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::ts::PACKET_LEN;
 use nonstop_lab::validate::{validate, ValidateConfig, ValidationReport};
 
 /// Seconds each validator watches.
@@ -66,7 +67,7 @@ fn proxy_and_packagers_keep_every_rule() {
     }
 }
 
-/// Serves `playlist` at `/live/playlist.m3u8` and 188 zero bytes (not a
+/// Serves `playlist` at `/live/playlist.m3u8` and one packet's length of zero bytes (not a
 /// transport stream) for any other name while the validator watches it for
 /// `seconds`.
 async fn validate_served(playlist: &'static str, seconds: u64) -> ValidationReport {
@@ -77,7 +78,7 @@ async fn validate_served(playlist: &'static str, seconds: u64) -> ValidationRepo
                 "application/vnd.apple.mpegurl",
             )
         } else {
-            (vec![0u8; 188], "application/octet-stream")
+            (vec![0u8; PACKET_LEN], "application/octet-stream")
         };
         warp::http::Response::builder()
             .header("content-type", kind)

@@ -11,7 +11,7 @@ use nonstop_lab::input::{init_gst, make_input};
 use nonstop_lab::ports::free_port;
 use nonstop_lab::process::Service;
 use nonstop_lab::stack_lock::ExclusiveStack;
-use nonstop_lab::ts::first_video_pts;
+use nonstop_lab::ts::{video_start, PACKET_LEN};
 use nonstop_lab::wait::wait_for;
 use nonstop_lab::workspace::bin;
 
@@ -99,7 +99,8 @@ fn loops_the_input_forever_without_a_seam() {
     for (sequence, uri, _) in &seen {
         let bytes = std::fs::read(dir.path().join("output/live01").join(uri))
             .unwrap_or_else(|e| panic!("segment {uri} (#{sequence}) unreadable: {e}"));
-        pts.push(first_video_pts(&bytes).unwrap_or_else(|| panic!("{uri} has no video PTS")));
+        let start = video_start(&bytes).unwrap_or_else(|| panic!("{uri} has no video PTS"));
+        pts.push(start.pts);
     }
     // Timestamps keep growing across every loop, by about one segment each.
     for (i, pair) in pts.windows(2).enumerate() {
@@ -385,7 +386,7 @@ fn a_full_disk_restarts_the_signal_with_backoff_and_it_comes_back_once_there_is_
         let bytes = std::fs::read(disk.at.join("live01").join(&s.uri))
             .unwrap_or_else(|e| panic!("{} is listed but cannot be read: {e}", s.uri));
         assert!(
-            !bytes.is_empty() && bytes.len().is_multiple_of(188),
+            !bytes.is_empty() && bytes.len().is_multiple_of(PACKET_LEN),
             "{} is not whole TS packets ({} bytes)",
             s.uri,
             bytes.len()
