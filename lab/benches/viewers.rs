@@ -22,6 +22,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 use serde::Serialize;
 
 use nonstop_lab::http::{scrape, total, wait_healthy};
@@ -66,8 +67,8 @@ struct Args {
         default_value = "nonstop,nginx"
     )]
     servers: Vec<String>,
-    /// Segment duration of the stream, in seconds.
-    #[arg(long, env = "BENCH_SEGMENT_SECONDS", default_value_t = 2)]
+    /// Segment duration of the stream, in seconds (the product's default).
+    #[arg(long, env = "BENCH_SEGMENT_SECONDS", default_value_t = DEFAULT_SEGMENT_SECONDS)]
     segment_seconds: u32,
     /// Newest segments each viewer starts with.
     #[arg(long, env = "BENCH_START_SEGMENTS", default_value_t = viewers::DEFAULT_START_SEGMENTS)]

@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::probe::Progress;
+use crate::probe::{Progress, DEFAULT_START_SEGMENTS};
 use crate::workspace::bin;
 
 /// Budget for a player to start playing and reach the media a test waits
@@ -203,7 +203,7 @@ impl Probe {
             "--duration",
             &seconds.to_string(),
             "--start-segments",
-            "3",
+            &DEFAULT_START_SEGMENTS.to_string(),
             "--demux",
         ])
         .env_remove("RUST_LOG");

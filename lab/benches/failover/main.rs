@@ -50,6 +50,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nginx::*;
+use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 use players::*;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -73,8 +74,6 @@ const DEFAULT_CLEAR_AT: Duration = Duration::from_secs(30);
 const QUICK_WATCH: Duration = Duration::from_secs(30);
 const QUICK_FAULT_AT: Duration = Duration::from_secs(8);
 const QUICK_CLEAR_AT: Duration = Duration::from_secs(20);
-/// The product's default segment (and target) duration.
-const DEFAULT_SEGMENT_SECONDS: u32 = 2;
 /// Length of the generated input the worker loops.
 const DEFAULT_INPUT_SECONDS: u32 = 10;
 /// Segments the playlist must list before players start, so every player can

@@ -307,7 +307,8 @@ pub(crate) fn play_probe(
         Command::new(bin("probe"))
             .args(["--url", url, "--duration"])
             .arg(format!("{:.1}", watch.as_secs_f64()))
-            .args(["--start-segments", "3"])
+            .arg("--start-segments")
+            .arg(nonstop_lab::probe::DEFAULT_START_SEGMENTS.to_string())
             .env("RUST_LOG", "info"),
         log,
         |line| nonstop_lab::probe::Progress::parse(line).map(|p| p.media_played.as_secs_f64()),

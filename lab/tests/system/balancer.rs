@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nonstop::hls::PlaylistFacts;
+use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 
 use nonstop_lab::http::{get, scrape, total, wait_healthy};
 use nonstop_lab::input::make_input;
@@ -34,7 +35,7 @@ use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::ports::free_port;
 use nonstop_lab::process::{Service, Signal};
 use nonstop_lab::redis::RedisServer;
-use nonstop_lab::stack::{FULL_WINDOW_WITHIN, REPORTER_TOKEN};
+use nonstop_lab::stack::{DISCOVERY_INTERVAL_SECONDS, FULL_WINDOW_WITHIN, REPORTER_TOKEN};
 use nonstop_lab::stack_lock::ExclusiveStack;
 use nonstop_lab::ts::{video_start, VideoStart};
 use nonstop_lab::wait::{try_wait_for, wait_for};
@@ -43,8 +44,6 @@ use nonstop_lab::workspace::bin;
 /// One frame of the test input (25 fps) in 90 kHz ticks: how far the same
 /// segment's first video PTS may differ between redundant workers.
 const ONE_FRAME_TICKS: u64 = 90_000 / 25;
-/// The product's segment (and target) duration.
-const SEGMENT_SECONDS: u32 = 2;
 /// Length of the generated input the workers loop.
 const INPUT_SECONDS: u32 = 6;
 /// Proxies behind the balancer.
@@ -141,12 +140,15 @@ impl Topology {
         ];
         let common = vec![
             ("LISTEN_HOST", "127.0.0.1".to_string()),
-            ("SEGMENT_SECONDS", SEGMENT_SECONDS.to_string()),
+            ("SEGMENT_SECONDS", DEFAULT_SEGMENT_SECONDS.to_string()),
             ("PACKAGERS", packager_urls.join(",")),
             ("REPORTER_URL", format!("http://127.0.0.1:{rep}")),
             ("ORIGIN_URL", format!("http://127.0.0.1:{ori}")),
             ("REPORTER_TOKEN", REPORTER_TOKEN.to_string()),
-            ("DISCOVERY_INTERVAL_SECONDS", "0.5".to_string()),
+            (
+                "DISCOVERY_INTERVAL_SECONDS",
+                DISCOVERY_INTERVAL_SECONDS.to_string(),
+            ),
         ];
         let start = |name: &str, program: &str, extra: &[(&'static str, String)]| {
             let mut env = common.clone();

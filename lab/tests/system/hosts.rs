@@ -22,6 +22,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 use nonstop_lab::fault::{ControlPlane, Fault, FaultTarget, HostFault, WorkerFault};
 use nonstop_lab::fault_proxy::FaultMode;
 use nonstop_lab::http::{get, scrape_at, total, wait_healthy_at};
@@ -36,8 +37,6 @@ use nonstop_lab::stack_lock::ExclusiveStack;
 use nonstop_lab::wait::{try_wait_for, wait_for};
 use nonstop_lab::workspace::bin;
 
-/// The product's segment length.
-const SEGMENT_SECONDS: u32 = 2;
 /// Length of the looped input (seconds).
 const INPUT_SECONDS: u32 = 6;
 /// Seconds the probe watches.
@@ -121,7 +120,7 @@ impl Hosts {
             format!("http://{a}:{}", ports.server_one),
             format!("http://{b}:{}", ports.server_two),
         ];
-        let shared = ports.shared_env(&packagers, &c, "0.0.0.0", SEGMENT_SECONDS);
+        let shared = ports.shared_env(&packagers, &c, "0.0.0.0", DEFAULT_SEGMENT_SECONDS);
         let host_env = |host: &str| {
             with(
                 &shared,

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use nonstop::net::reporter::DEFAULT_REPORT_TTL;
 use nonstop_lab::http::{get_json, wait_healthy};
 use nonstop_lab::ports::free_port;
 use nonstop_lab::process::Service;
@@ -82,7 +83,7 @@ fn an_unreachable_store_is_one_clear_error_at_start() {
         "reporter",
         free_port(),
         &format!("redis://127.0.0.1:{dead}"),
-        "15",
+        DEFAULT_REPORT_TTL,
     );
     assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(1));
     let log = r.log_text();
@@ -94,7 +95,7 @@ fn a_port_in_use_is_one_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = busy.local_addr().expect("addr").port();
-    let mut r = reporter(dir.path(), "reporter", port, "memory", "15");
+    let mut r = reporter(dir.path(), "reporter", port, "memory", DEFAULT_REPORT_TTL);
     assert_eq!(r.wait_exit(Duration::from_secs(10)), Some(1));
     assert!(
         r.log_text().contains(&format!("port {port}")),
@@ -107,7 +108,7 @@ fn a_port_in_use_is_one_clear_error() {
 fn sigterm_stops_a_server_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let mut r = reporter(dir.path(), "reporter", port, "memory", "15");
+    let mut r = reporter(dir.path(), "reporter", port, "memory", DEFAULT_REPORT_TTL);
     wait_healthy(port);
     r.terminate_cleanly();
 }

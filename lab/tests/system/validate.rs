@@ -5,6 +5,8 @@
 
 use std::collections::BTreeSet;
 
+use nonstop::pipeline::settings::DEFAULT_PLAYLIST_LENGTH;
+use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 use nonstop::service::shutdown::Shutdown;
 use warp::Filter;
 
@@ -30,11 +32,11 @@ async fn watch(url: String, seconds: u64) -> ValidationReport {
 fn proxy_and_packagers_keep_every_rule() {
     // The product's segment length, and a full playlist window first.
     let stack = Stack::start(StackOptions {
-        segment_seconds: 2,
+        segment_seconds: DEFAULT_SEGMENT_SECONDS,
         input_seconds: 6,
         ..StackOptions::default()
     });
-    stack.wait_for_window(6);
+    stack.wait_for_window(DEFAULT_PLAYLIST_LENGTH);
     let proxy = stack.proxy_url("live01/playlist.m3u8");
     let urls = [
         proxy,
