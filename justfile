@@ -118,6 +118,7 @@ bench-soak *args:
 # Every packager fault x probe, GStreamer, ffmpeg and hls.js, nonstop's proxy beside nginx (lab/bench/README.md).
 bench-failover *args:
     [ -d web/node_modules ] || npm ci --prefix web
+    [ -d lab/web/node_modules ] || npm ci --prefix lab/web
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ./scripts/setup.sh
     cargo build --release --workspace --bins
     cargo bench -p nonstop-lab --bench failover -- {{args}}

@@ -31,7 +31,7 @@ impl PlayingLine for Progress {
     }
 }
 
-/// What `web/hlsjs-player.mjs` says once per poll while playing:
+/// What `lab/web/hlsjs-player.mjs` says once per poll while playing:
 /// `[judge] playing 4.120 s of media` (currentTime advanced since the first
 /// 'playing' event).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use crate::ports::free_port;
 use crate::wait::try_wait_for;
-use crate::workspace::repo_root;
+use crate::workspace::{browser_driver, hls_js};
 
 /// VLC's headless front end.
 pub const CVLC: &str = "/usr/bin/cvlc";
@@ -28,6 +28,9 @@ pub const CVLC: &str = "/usr/bin/cvlc";
 pub const VLC_ADAPTIVE_PLUGIN: &str = "vlc/plugins/demux/libadaptive_plugin.so";
 /// The WebDriver server of WebKitGTK (`webkit2gtk-driver`).
 pub const WEBKIT_WEBDRIVER: &str = "/usr/bin/WebKitWebDriver";
+/// Debian's Chromium, which the browser drivers of `lab/web/` drive (never a
+/// downloaded browser).
+pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// The X server without a screen (`xvfb`) the MiniBrowser draws into.
 pub const XVFB: &str = "/usr/bin/Xvfb";
 
@@ -553,6 +556,37 @@ pub fn vlc_missing() -> Option<&'static str> {
     None
 }
 
+/// What the browser drivers of `lab/web/` need and is not installed:
+/// Debian's Chromium, node, the console's hls.js (`web/node_modules`) and
+/// playwright-core (`lab/web/node_modules`); empty when everything is there.
+pub fn chromium_drivers_missing() -> Vec<String> {
+    let mut missing = Vec::new();
+    if !Path::new(CHROMIUM).is_file() {
+        missing.push(format!("Chromium ({CHROMIUM})"));
+    }
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !node {
+        missing.push("node".to_string());
+    }
+    let hls = hls_js();
+    if !hls.is_file() {
+        missing.push(format!("hls.js ({}; npm ci --prefix web)", hls.display()));
+    }
+    let playwright = browser_driver("node_modules/playwright-core/package.json");
+    if !playwright.is_file() {
+        missing.push(format!(
+            "playwright-core ({}; npm ci --prefix lab/web)",
+            playwright.display()
+        ));
+    }
+    missing
+}
+
 /// What is missing for WebKit to run here, if anything.
 pub fn webkit_missing() -> Option<&'static str> {
     if !Path::new(WEBKIT_WEBDRIVER).exists() || minibrowser().is_none() {
@@ -763,7 +797,7 @@ return typeof Hls === 'function' && Hls.isSupported();
 
 /// hls.js's build the pages load (`web/node_modules`, `npm ci --prefix web`).
 pub fn hlsjs_source() -> Result<String, String> {
-    let path = repo_root().join("web/node_modules/hls.js/dist/hls.min.js");
+    let path = hls_js();
     std::fs::read_to_string(&path).map_err(|e| {
         format!(
             "{} is missing ({e}): run scripts/setup.sh (npm ci --prefix web)",

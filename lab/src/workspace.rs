@@ -11,6 +11,25 @@ pub fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
+/// The lab crate's folder (`lab/`).
+pub fn lab_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A browser driver of the lab (`lab/web/<script>`: `hlsjs-player.mjs`,
+/// `console-test.mjs`), run with node; playwright-core is in
+/// `lab/web/node_modules`.
+pub fn browser_driver(script: &str) -> PathBuf {
+    lab_root().join("web").join(script)
+}
+
+/// hls.js as the console ships it (`web/node_modules`, `npm ci --prefix
+/// web`): what the drivers' pages and WebKit load, so the lab plays with
+/// what viewers get.
+pub fn hls_js() -> PathBuf {
+    repo_root().join("web/node_modules/hls.js/dist/hls.min.js")
+}
+
 /// Every program the lab runs: the product's and the lab's own.
 pub const PROGRAMS: [&str; 11] = [
     "worker",

@@ -61,10 +61,12 @@ use nonstop_lab::fault::{loopback_cut, Fault, HostFault, PackagerFault, WorkerFa
 use nonstop_lab::fault_proxy::FaultMode;
 use nonstop_lab::player_process::{BrowserProgress, PlayingLine, PLAYING_WITHIN};
 
-use nonstop_lab::real_players::PositionRecord;
+use nonstop_lab::real_players::{
+    chromium_drivers_missing, vlc_missing, webkit_missing, PositionRecord,
+};
 use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::wait::{try_wait_for, wait_for};
-use nonstop_lab::workspace::repo_root;
+use nonstop_lab::workspace::{hls_js, repo_root};
 
 /// How long players watch, when the fault comes and when it is cleared.
 const DEFAULT_WATCH: Duration = Duration::from_secs(45);
@@ -359,29 +361,23 @@ impl Options {
     /// Every outside program the chosen players and proxies need, checked
     /// before any stack starts, with what to do when one is missing.
     fn check_tools(&self) -> Result<(), String> {
-        let mut missing = Vec::new();
+        let mut missing: Vec<String> = Vec::new();
         if self.proxies.contains(&Proxy::Nginx) && nginx_bin().is_none() {
-            missing.push("nginx (apt-get install nginx-light, or ./scripts/setup.sh)");
+            missing.push("nginx (apt-get install nginx-light, or ./scripts/setup.sh)".into());
         }
         if self.players.contains(&Player::Ffmpeg) && !on_path("ffmpeg") {
-            missing.push("ffmpeg (apt-get install ffmpeg)");
+            missing.push("ffmpeg (apt-get install ffmpeg)".into());
         }
         if self.players.contains(&Player::Vlc) {
-            missing.extend(nonstop_lab::real_players::vlc_missing());
+            missing.extend(vlc_missing().map(String::from));
         }
         if self.players.contains(&Player::Webkit) || self.players.contains(&Player::WebkitHlsjs) {
-            missing.extend(nonstop_lab::real_players::webkit_missing());
+            missing.extend(webkit_missing().map(String::from));
         }
-        if self.players.contains(&Player::Hlsjs)
-            || self.players.contains(&Player::ChromiumNative)
-            || self.players.contains(&Player::WebkitHlsjs)
-        {
-            if !on_path("node") {
-                missing.push("node (apt-get install nodejs)");
-            }
-            if !repo_root().join("web/node_modules/hls.js").exists() {
-                missing.push("web/node_modules (npm ci --prefix web)");
-            }
+        if self.players.contains(&Player::Hlsjs) || self.players.contains(&Player::ChromiumNative) {
+            missing.extend(chromium_drivers_missing());
+        } else if self.players.contains(&Player::WebkitHlsjs) && !hls_js().is_file() {
+            missing.push(format!("{} (npm ci --prefix web)", hls_js().display()));
         }
         if missing.is_empty() {
             Ok(())

@@ -1,6 +1,6 @@
 //! The players and how each is judged: the project's probe (its own
 //! report), hls.js and Chromium's native HLS in headless Chromium
-//! (web/hlsjs-player.mjs), GStreamer's playbin in a child process of this
+//! (lab/web/hlsjs-player.mjs), GStreamer's playbin in a child process of this
 //! binary, ffmpeg's HLS demuxer fed into a buffer model, VLC and WebKit
 //! (native HLS and hls.js) driven from outside and judged as
 //! `tests/system/vlc.rs` and `tests/system/webkit.rs` judge them
@@ -13,7 +13,7 @@ use nonstop_lab::input::init_gst;
 use nonstop_lab::real_players::{
     self, BlankPage, Judgement, PositionRecord, VideoLook, Vlc, VlcSample, WebKit,
 };
-use nonstop_lab::workspace::{bin, repo_root};
+use nonstop_lab::workspace::{bin, browser_driver};
 
 /// GStreamer: a gap between two rendered video frames (40 ms apart at 25 fps)
 /// longer than this is a stall.
@@ -354,7 +354,7 @@ pub(crate) fn play_probe(
     })
 }
 
-/// hls.js in headless Chromium through web/hlsjs-player.mjs, or with
+/// hls.js in headless Chromium through lab/web/hlsjs-player.mjs, or with
 /// `native` Chromium's own HLS (its `--native`), judged the same way.
 pub(crate) fn play_hlsjs(
     url: &str,
@@ -363,7 +363,7 @@ pub(crate) fn play_hlsjs(
     native: bool,
     record: &mut PositionRecord,
 ) -> Result<Outcome, String> {
-    let script = repo_root().join("web/hlsjs-player.mjs");
+    let script = browser_driver("hlsjs-player.mjs");
     let measure = watch.saturating_sub(HLSJS_STARTUP_ALLOWANCE);
     let mut cmd = Command::new("node");
     cmd.arg(script)

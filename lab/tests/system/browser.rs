@@ -1,17 +1,18 @@
 //! Real players no one here wrote, through the proxy, while packager A dies:
 //! hls.js in headless Chromium (Debian's chromium, playwright-core from npm),
 //! and Chromium's native HLS (the nearest to Safari here). They need
-//! `scripts/setup.sh` (chromium, `npm ci --prefix web`); without it these tests
-//! fail saying so, they are never skipped as passing.
+//! `scripts/setup.sh` (chromium, `npm ci --prefix web` and `--prefix lab/web`);
+//! without it these tests fail saying so, they are never skipped as passing.
+//! The browser is driven by `lab/web/hlsjs-player.mjs`.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use nonstop_lab::fault::PackagerFault;
 use nonstop_lab::player_process::{BrowserProgress, PlayerProcess};
+use nonstop_lab::real_players::chromium_drivers_missing;
 use nonstop_lab::stack::{Stack, StackOptions};
-use nonstop_lab::workspace::repo_root;
+use nonstop_lab::workspace::{browser_driver, repo_root};
 
 /// Seconds of playback measured, from the first 'playing' event.
 const WATCH_SECONDS: u32 = 20;
@@ -22,16 +23,11 @@ const PLAYED_BEFORE_KILL: Duration = Duration::from_secs(6);
 const PLAYING_WITHIN: Duration = Duration::from_secs(60);
 
 fn require_browser() {
+    let missing = chromium_drivers_missing();
     assert!(
-        Path::new("/usr/bin/chromium").exists(),
-        "Chromium is missing: run scripts/setup.sh (installs Debian's chromium)"
-    );
-    assert!(
-        repo_root().join("web/node_modules/hls.js").exists()
-            && repo_root()
-                .join("web/node_modules/playwright-core")
-                .exists(),
-        "web/node_modules is missing: run scripts/setup.sh (npm ci --prefix web)"
+        missing.is_empty(),
+        "{} missing: run scripts/setup.sh (installs Debian's chromium, npm ci --prefix web and --prefix lab/web)",
+        missing.join(", ")
     );
 }
 
@@ -49,7 +45,7 @@ fn play_through_a_kill(native: bool) {
         "hlsjs.png"
     });
     let mut cmd = Command::new("node");
-    cmd.arg(repo_root().join("web/hlsjs-player.mjs"))
+    cmd.arg(browser_driver("hlsjs-player.mjs"))
         .args(["--url", &stack.proxy_url("live01/playlist.m3u8")])
         .args(["--duration", &WATCH_SECONDS.to_string()])
         .arg("--screenshot")

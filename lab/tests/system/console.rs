@@ -1,6 +1,6 @@
 //! The operator's console in a real browser: the whole stack with a fault
 //! proxy in front of server1, the `console` service in front of it, and
-//! `web/console-test.mjs` driving Debian's Chromium (playwright-core) through
+//! `lab/web/console-test.mjs` driving Debian's Chromium (playwright-core) through
 //! the page. The page must list the signal and play it; after the page's own
 //! "kill" button resets every connection to server1, its timeline must show the
 //! proxy switching away while the player's currentTime keeps advancing; after
@@ -8,7 +8,7 @@
 //! still advancing, with no stall counted by the page. A screenshot is kept
 //! in `target/test-artifacts/console.png`.
 //!
-//! Chromium, node and `web/node_modules` are required: when one is missing the
+//! Chromium, node, `web/node_modules` and `lab/web/node_modules` are required: when one is missing the
 //! test fails and says to run `scripts/setup.sh`; it is never skipped.
 
 use std::path::{Path, PathBuf};
@@ -18,12 +18,11 @@ use std::time::Duration;
 use nonstop_lab::http::{get, get_json, wait_healthy};
 use nonstop_lab::ports::free_port;
 use nonstop_lab::process::Service;
+use nonstop_lab::real_players::chromium_drivers_missing;
 use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::wait::wait_for;
-use nonstop_lab::workspace::{bin, repo_root};
+use nonstop_lab::workspace::{bin, browser_driver, repo_root};
 
-/// Debian's Chromium, as the hls.js judge uses it (never a downloaded browser).
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// The fault token the page is given (at least 16 characters).
 const TOKEN: &str = "console-test-token-0123456789";
 /// Seconds of playback the driver watches after each kill.
@@ -39,39 +38,17 @@ fn repo() -> &'static Path {
     repo_root()
 }
 
+/// The console's assets (`CONSOLE_ASSETS`): the product's `web/`.
 fn web_dir() -> PathBuf {
     repo().join("web")
 }
 
 /// Fails, naming what is missing, unless the browser pieces are installed.
 fn require_browser() {
-    let mut missing: Vec<String> = Vec::new();
-    if !Path::new(CHROMIUM).is_file() {
-        missing.push(format!("Chromium ({CHROMIUM})"));
-    }
-    let node_ok = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !node_ok {
-        missing.push("node".into());
-    }
-    for (what, file) in [
-        ("hls.js", "node_modules/hls.js/dist/hls.min.js"),
-        (
-            "playwright-core",
-            "node_modules/playwright-core/package.json",
-        ),
-    ] {
-        if !web_dir().join(file).is_file() {
-            missing.push(format!("{what} (web/{file})"));
-        }
-    }
+    let missing = chromium_drivers_missing();
     assert!(
         missing.is_empty(),
-        "the console test needs {}: run scripts/setup.sh (it installs Debian's chromium and runs npm ci --prefix web)",
+        "the console test needs {}: run scripts/setup.sh (it installs Debian's chromium and runs npm ci --prefix web and --prefix lab/web)",
         missing.join(", ")
     );
 }
@@ -118,7 +95,7 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
     let player = std::env::var("CONSOLE_TEST_PLAYER").unwrap_or_else(|_| "auto".into());
 
     let out = Command::new("node")
-        .arg(web_dir().join("console-test.mjs"))
+        .arg(browser_driver("console-test.mjs"))
         .args(["--console", &console_url, "--token", TOKEN])
         .args(["--signal", "live01", "--fault", "server1"])
         .args(["--kill-pid", &server2_pid.to_string()])
@@ -129,7 +106,7 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
         .arg(&screenshot)
         .stdin(Stdio::null())
         .output()
-        .expect("node runs web/console-test.mjs");
+        .expect("node runs lab/web/console-test.mjs");
     let driver_log = String::from_utf8_lossy(&out.stderr).into_owned();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let verdict: serde_json::Value = stdout

@@ -5,7 +5,7 @@
 // including "[judge] playing <seconds> s of media" about once a second while
 // playing.
 //
-//   node web/hlsjs-player.mjs --url http://127.0.0.1:8002/live01/playlist.m3u8 \
+//   node lab/web/hlsjs-player.mjs --url http://127.0.0.1:8002/live01/playlist.m3u8 \
 //        --duration 30 [--screenshot out.png] [--native]
 //
 // Exit 0: playback started and was measured (even with stalls or errors).
@@ -15,19 +15,14 @@
 
 import http from 'node:http';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const HLS_JS = path.join(HERE, 'node_modules', 'hls.js', 'dist', 'hls.min.js');
+import {
+  DEFAULT_CHROMIUM, Fail, HERE, HLS_JS, describeFailure, exitCleanly, firstLine, firstPage,
+  holdServer, launchChromium, logger, parseCli, positiveNumber, sleep, withTimeout,
+} from './chromium.mjs';
+
 const PLAYER_HTML = path.join(HERE, 'player.html');
-const DEFAULT_CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run',
-];
 
 const USAGE = `usage: node hlsjs-player.mjs --url URL [--duration SECONDS] [--screenshot FILE.png] [--native]
                                [--startup-timeout SECONDS] [--chromium PATH]
@@ -38,43 +33,23 @@ const USAGE = `usage: node hlsjs-player.mjs --url URL [--duration SECONDS] [--sc
   --startup-timeout  seconds to wait for the first 'playing' event (default 20)
   --chromium         Chromium executable (default ${DEFAULT_CHROMIUM})`;
 
-const log = (msg) => process.stderr.write(`[judge] ${msg}\n`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = logger('judge');
 
-class Fail extends Error {}
-
-function parseCli(argv) {
-  let opts;
-  try {
-    opts = parseArgs({
-      args: argv,
-      options: {
-        url: { type: 'string' },
-        duration: { type: 'string', default: '30' },
-        screenshot: { type: 'string' },
-        native: { type: 'boolean', default: false },
-        'startup-timeout': { type: 'string', default: '20' },
-        chromium: { type: 'string', default: DEFAULT_CHROMIUM },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new Fail(`${String(e.message).split('\n')[0]} (see --help)`);
-  }
-  if (opts.help) {
-    process.stdout.write(USAGE + '\n');
-    process.exit(0);
-  }
+function readCli(argv) {
+  const opts = parseCli(argv, {
+    url: { type: 'string' },
+    duration: { type: 'string', default: '30' },
+    screenshot: { type: 'string' },
+    native: { type: 'boolean', default: false },
+    'startup-timeout': { type: 'string', default: '20' },
+    chromium: { type: 'string', default: DEFAULT_CHROMIUM },
+  }, USAGE);
   if (!opts.url) throw new Fail('--url is required (see --help)');
   let u;
   try { u = new URL(opts.url); } catch { throw new Fail(`bad --url '${opts.url}': not a URL`); }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Fail(`bad --url '${opts.url}': must be http or https`);
-  const duration = Number(opts.duration);
-  if (!Number.isFinite(duration) || duration <= 0) throw new Fail(`bad --duration '${opts.duration}': must be a positive number of seconds`);
-  const startupTimeout = Number(opts['startup-timeout']);
-  if (!Number.isFinite(startupTimeout) || startupTimeout <= 0) throw new Fail(`bad --startup-timeout '${opts['startup-timeout']}'`);
+  const duration = positiveNumber(opts.duration, '--duration');
+  const startupTimeout = positiveNumber(opts['startup-timeout'], '--startup-timeout');
   return {
     url: u.href,
     durationMs: Math.round(duration * 1000),
@@ -107,94 +82,31 @@ function startServer() {
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve(server));
+    server.listen(0, '127.0.0.1', () => resolve(holdServer(server)));
   });
-}
-
-// Everything that must be released, whatever happens.
-const held = { server: null, context: null, userDataDir: null, closing: null };
-
-function cleanup() {
-  if (held.closing) return held.closing;
-  held.closing = (async () => {
-    if (held.context) {
-      const ctx = held.context;
-      held.context = null;
-      await Promise.race([ctx.close().catch(() => {}), sleep(10000)]);
-    }
-    if (held.server) {
-      const srv = held.server;
-      held.server = null;
-      srv.closeAllConnections?.();
-      await new Promise((r) => srv.close(() => r()));
-    }
-    if (held.userDataDir) {
-      try { fs.rmSync(held.userDataDir, { recursive: true, force: true }); } catch { /* best effort */ }
-      held.userDataDir = null;
-    }
-  })();
-  return held.closing;
-}
-
-for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
-  process.on(sig, () => {
-    process.stderr.write(`error: interrupted by ${sig}\n`);
-    // Guard against a hung close: leave after 12 s whatever happens.
-    setTimeout(() => process.exit(code), 12000).unref();
-    cleanup().finally(() => process.exit(code));
-  });
-}
-
-function withTimeout(promise, ms, what) {
-  let t;
-  return Promise.race([
-    promise,
-    new Promise((_, rej) => { t = setTimeout(() => rej(new Fail(`${what} timed out after ${ms} ms`)), ms); }),
-  ]).finally(() => clearTimeout(t));
 }
 
 async function main() {
-  const opts = parseCli(process.argv.slice(2));
+  const opts = readCli(process.argv.slice(2));
 
-  if (!fs.existsSync(HLS_JS)) throw new Fail(`hls.js not found at ${HLS_JS}: run 'npm ci' in ${HERE}`);
+  if (!fs.existsSync(HLS_JS)) throw new Fail(`hls.js not found at ${HLS_JS}: run scripts/setup.sh (npm ci --prefix web)`);
   if (!fs.existsSync(PLAYER_HTML)) throw new Fail(`player page not found at ${PLAYER_HTML}`);
-  if (!fs.existsSync(opts.chromium)) throw new Fail(`Chromium not found at ${opts.chromium} (apt-get install chromium, or pass --chromium PATH)`);
 
-  let chromium;
-  try {
-    ({ chromium } = await import('playwright-core'));
-  } catch (e) {
-    throw new Fail(`playwright-core not installed: run 'npm ci' in ${HERE} (${e.message})`);
-  }
-
-  held.server = await startServer();
-  const port = held.server.address().port;
+  const server = await startServer();
+  const port = server.address().port;
   const pageUrl = `http://127.0.0.1:${port}/player.html?` +
     new URLSearchParams({ url: opts.url, native: opts.native ? '1' : '0' }).toString();
   log(`page server on http://127.0.0.1:${port}/ ; playing ${opts.url} with ${opts.native ? 'native HLS' : 'hls.js'}`);
 
-  held.userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nonstop-judge-chromium-'));
-  try {
-    // launchPersistentContext passes the fresh temp dir as --user-data-dir.
-    held.context = await chromium.launchPersistentContext(held.userDataDir, {
-      executablePath: opts.chromium,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 660, height: 410 },
-      timeout: 30000,
-      // Our own SIGINT/SIGTERM/SIGHUP handlers close the browser, then the server and temp dir.
-      handleSIGINT: false,
-      handleSIGTERM: false,
-      handleSIGHUP: false,
-    });
-  } catch (e) {
-    throw new Fail(`could not launch Chromium at ${opts.chromium}: ${String(e.message).split('\n')[0]}`);
-  }
-  const context = held.context;
+  const context = await launchChromium({
+    executable: opts.chromium,
+    viewport: { width: 660, height: 410 },
+    tmpPrefix: 'nonstop-judge-chromium-',
+  });
   let browserGone = false;
   context.on('close', () => { browserGone = true; });
 
-  const page = context.pages()[0] || await context.newPage();
+  const page = await firstPage(context);
   page.on('pageerror', (e) => log(`page error: ${e.message}`));
   page.on('console', (m) => {
     if (m.type() === 'error' || m.type() === 'warning') log(`console.${m.type()}: ${m.text()}`);
@@ -205,7 +117,7 @@ async function main() {
     const resp = await page.goto(pageUrl, { waitUntil: 'load', timeout: 20000 });
     if (!resp || !resp.ok()) throw new Error(`HTTP ${resp ? resp.status() : 'no response'}`);
   } catch (e) {
-    throw new Fail(`could not open the player page: ${String(e.message).split('\n')[0]}`);
+    throw new Fail(`could not open the player page: ${firstLine(e)}`);
   }
 
   const info = await page.evaluate(() => ({ hls: window.__judge && window.__judge.hls_version, mse: window.__judge && window.__judge.mse_supported }));
@@ -247,7 +159,7 @@ async function main() {
       await page.screenshot({ path: opts.screenshot, timeout: 15000 });
       log(`screenshot saved to ${opts.screenshot}`);
     } catch (e) {
-      log(`screenshot failed: ${String(e.message).split('\n')[0]}`);
+      log(`screenshot failed: ${firstLine(e)}`);
     }
   }
 
@@ -295,10 +207,7 @@ let code = 0;
 try {
   code = await main();
 } catch (e) {
-  const msg = e instanceof Fail ? e.message : `unexpected failure: ${e && e.stack ? e.stack : e}`;
-  process.stderr.write(`error: ${msg}\n`);
+  process.stderr.write(`error: ${describeFailure(e)}\n`);
   code = 1;
-} finally {
-  await cleanup();
 }
-process.exit(code);
+await exitCleanly(code);

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // Drives the operator's console in headless Chromium (Debian's /usr/bin/chromium
 // through playwright-core) the way an operator would, and prints ONE JSON
-// verdict on stdout; progress goes to stderr. tests/console.rs runs it.
+// verdict on stdout; progress goes to stderr. lab/tests/system/console.rs runs it.
 //
-//   node web/console-test.mjs --console http://127.0.0.1:8003 --token T \
+//   node lab/web/console-test.mjs --console http://127.0.0.1:8003 --token T \
 //        [--signal live01] [--fault server1] [--kill-pid PID] [--watch 10] \
 //        [--kill-worker-pid PID] [--screenshot target/test-artifacts/console.png]
 //
@@ -22,17 +22,13 @@
 // printed when the page ran.
 
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const DEFAULT_CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run',
-];
+import {
+  DEFAULT_CHROMIUM, Fail, describeFailure, exitCleanly, firstLine, firstPage, launchChromium,
+  logger, openPage, parseCli, positiveNumber, sleep,
+} from './chromium.mjs';
+
 const VIEWPORT = { width: 1280, height: 860 };
 const SAMPLE_MS = 250;            // how often the page's numbers are read
 const LOAD_TIMEOUT_MS = 20000;    // page load and the signal appearing
@@ -46,43 +42,26 @@ const USAGE = `usage: node console-test.mjs --console URL --token TOKEN [--signa
         [--player auto|native|hlsjs]
         [--timeout SECONDS] [--chromium PATH]`;
 
-const log = (msg) => process.stderr.write(`[console-test] ${msg}\n`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = logger('console-test');
 
-class Fail extends Error {}
-
-function parseCli(argv) {
-  let o;
-  try {
-    o = parseArgs({
-      args: argv,
-      options: {
-        console: { type: 'string' },
-        token: { type: 'string' },
-        signal: { type: 'string', default: 'live01' },
-        fault: { type: 'string', default: 'server1' },
-        'kill-pid': { type: 'string' },
-        'kill-worker-pid': { type: 'string' },
-        watch: { type: 'string', default: '10' },
-        screenshot: { type: 'string' },
-        player: { type: 'string', default: 'auto' },
-        timeout: { type: 'string', default: '240' },
-        chromium: { type: 'string', default: DEFAULT_CHROMIUM },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new Fail(`${String(e.message).split('\n')[0]} (see --help)`);
-  }
-  if (o.help) { process.stdout.write(USAGE + '\n'); process.exit(0); }
+function readCli(argv) {
+  const o = parseCli(argv, {
+    console: { type: 'string' },
+    token: { type: 'string' },
+    signal: { type: 'string', default: 'live01' },
+    fault: { type: 'string', default: 'server1' },
+    'kill-pid': { type: 'string' },
+    'kill-worker-pid': { type: 'string' },
+    watch: { type: 'string', default: '10' },
+    screenshot: { type: 'string' },
+    player: { type: 'string', default: 'auto' },
+    timeout: { type: 'string', default: '240' },
+    chromium: { type: 'string', default: DEFAULT_CHROMIUM },
+  }, USAGE);
   if (!o.console) throw new Fail('--console is required (see --help)');
   if (!o.token) throw new Fail('--token is required (see --help)');
-  const watch = Number(o.watch);
-  if (!Number.isFinite(watch) || watch <= 0) throw new Fail(`bad --watch '${o.watch}'`);
-  const timeout = Number(o.timeout);
-  if (!Number.isFinite(timeout) || timeout <= 0) throw new Fail(`bad --timeout '${o.timeout}'`);
+  const watch = positiveNumber(o.watch, '--watch');
+  const timeout = positiveNumber(o.timeout, '--timeout');
   const killPid = o['kill-pid'] === undefined ? null : Number(o['kill-pid']);
   if (killPid !== null && !(Number.isInteger(killPid) && killPid > 1)) throw new Fail(`bad --kill-pid '${o['kill-pid']}'`);
   const killWorkerPid = o['kill-worker-pid'] === undefined ? null : Number(o['kill-worker-pid']);
@@ -95,32 +74,6 @@ function parseCli(argv) {
     watchMs: Math.round(watch * 1000), timeoutMs: Math.round(timeout * 1000),
     screenshot: o.screenshot ? path.resolve(o.screenshot) : null, chromium: o.chromium,
   };
-}
-
-const held = { context: null, userDataDir: null, closing: null };
-
-function cleanup() {
-  if (held.closing) return held.closing;
-  held.closing = (async () => {
-    if (held.context) {
-      const ctx = held.context;
-      held.context = null;
-      await Promise.race([ctx.close().catch(() => {}), sleep(10000)]);
-    }
-    if (held.userDataDir) {
-      try { fs.rmSync(held.userDataDir, { recursive: true, force: true }); } catch { /* best effort */ }
-      held.userDataDir = null;
-    }
-  })();
-  return held.closing;
-}
-
-for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
-  process.on(sig, () => {
-    process.stderr.write(`error: interrupted by ${sig}\n`);
-    setTimeout(() => process.exit(code), 12000).unref();
-    cleanup().finally(() => process.exit(code));
-  });
 }
 
 // What the verdict reports; filled as the steps run.
@@ -158,23 +111,12 @@ const verdict = {
 };
 
 async function main(opts) {
-  if (!fs.existsSync(opts.chromium)) throw new Fail(`Chromium not found at ${opts.chromium}: run scripts/setup.sh (apt-get install chromium)`);
-  let chromium;
-  try {
-    ({ chromium } = await import('playwright-core'));
-  } catch (e) {
-    throw new Fail(`playwright-core not installed: run scripts/setup.sh (npm ci --prefix ${HERE}) (${e.message})`);
-  }
-  held.userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nonstop-console-chromium-'));
-  try {
-    held.context = await chromium.launchPersistentContext(held.userDataDir, {
-      executablePath: opts.chromium, headless: true, args: CHROMIUM_ARGS, viewport: VIEWPORT,
-      timeout: 30000, handleSIGINT: false, handleSIGTERM: false, handleSIGHUP: false,
-    });
-  } catch (e) {
-    throw new Fail(`could not launch Chromium at ${opts.chromium}: ${String(e.message).split('\n')[0]}`);
-  }
-  const page = held.context.pages()[0] || await held.context.newPage();
+  const context = await launchChromium({
+    executable: opts.chromium,
+    viewport: VIEWPORT,
+    tmpPrefix: 'nonstop-console-chromium-',
+  });
+  const page = await firstPage(context);
   page.on('pageerror', (e) => { verdict.page_errors.push(e.message); log(`page error: ${e.message}`); });
   page.on('console', (m) => { if (m.type() === 'error') log(`console.error: ${m.text()}`); });
   page.on('request', (r) => {
@@ -184,7 +126,7 @@ async function main(opts) {
   });
 
   const resp = await page.goto(opts.url, { waitUntil: 'load', timeout: LOAD_TIMEOUT_MS }).catch((e) => {
-    throw new Fail(`could not open the console at ${opts.url}: ${String(e.message).split('\n')[0]}`);
+    throw new Fail(`could not open the console at ${opts.url}: ${firstLine(e)}`);
   });
   if (!resp || !resp.ok()) throw new Fail(`the console answered ${resp ? resp.status() : 'nothing'}`);
   verdict.loaded = true;
@@ -354,7 +296,7 @@ function readWorkers(page) {
   })));
 }
 
-async function finish(page) {
+async function readFinalState(page) {
   if (!page) return;
   try {
     const end = await page.evaluate(() => ({
@@ -369,30 +311,30 @@ async function finish(page) {
     verdict.transport = end.transport;
     verdict.timeline = end.timeline;
   } catch (e) {
-    log(`final read failed: ${String(e.message).split('\n')[0]}`);
+    log(`final read failed: ${firstLine(e)}`);
   }
 }
 
 let code = 0;
 let opts = null;
 try {
-  opts = parseCli(process.argv.slice(2));
+  opts = readCli(process.argv.slice(2));
   const deadline = setTimeout(() => {
     process.stderr.write(`error: gave up after ${opts.timeoutMs / 1000} s\n`);
     process.stdout.write(JSON.stringify({ ...verdict, failed: 'overall timeout' }) + '\n');
-    cleanup().finally(() => process.exit(1));
+    exitCleanly(1);
   }, opts.timeoutMs);
   deadline.unref();
   await main(opts);
 } catch (e) {
-  const msg = e instanceof Fail ? e.message : `unexpected failure: ${e && e.stack ? e.stack : e}`;
+  const msg = describeFailure(e);
   verdict.failed = msg;
   process.stderr.write(`error: ${msg}\n`);
   code = 1;
 }
-const page = held.context ? held.context.pages()[0] : null;
+const page = openPage();
 if (page) {
-  await finish(page);
+  await readFinalState(page);
   if (opts && opts.screenshot) {
     try {
       fs.mkdirSync(path.dirname(opts.screenshot), { recursive: true });
@@ -400,10 +342,9 @@ if (page) {
       verdict.screenshot = opts.screenshot;
       log(`screenshot saved to ${opts.screenshot}`);
     } catch (e) {
-      log(`screenshot failed: ${String(e.message).split('\n')[0]}`);
+      log(`screenshot failed: ${firstLine(e)}`);
     }
   }
 }
 if (verdict.loaded) process.stdout.write(JSON.stringify(verdict) + '\n');
-await cleanup();
-process.exit(code);
+await exitCleanly(code);
