@@ -41,32 +41,27 @@ mod players;
 mod table;
 mod watch;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nginx::*;
 use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
-use players::*;
-use serde::Serialize;
 use serde_json::{json, Value};
-use table::*;
-use watch::*;
 
 use nonstop_lab::fault::{loopback_cut, Fault, HostFault, PackagerFault, WorkerFault};
 use nonstop_lab::fault_proxy::FaultMode;
-use nonstop_lab::player_process::{BrowserProgress, PlayingLine, PLAYING_WITHIN};
-
+use nonstop_lab::player_process::PLAYING_WITHIN;
 use nonstop_lab::real_players::{
     chromium_drivers_missing, vlc_missing, webkit_missing, PositionRecord,
 };
 use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::wait::{try_wait_for, wait_for};
 use nonstop_lab::workspace::{hls_js, repo_root};
+
+use nginx::{nginx_bin, start_conventional};
+use players::{gst_player, Outcome, Player, HLSJS_STARTUP_ALLOWANCE, LIGHT_PLAYERS_DELAY};
+use table::{print_table, verdict, Row};
+use watch::{listed_segments, longest_extra_gap, time_to_switch, watch_summary, Watcher};
 
 /// How long players watch, when the fault comes and when it is cleared.
 const DEFAULT_WATCH: Duration = Duration::from_secs(45);

@@ -8,12 +8,24 @@
 //! process killed if it outlives the bench, and leaves a CSV record of its
 //! position against wall time.
 
-use super::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
 use nonstop_lab::input::init_gst;
+use nonstop_lab::player_process::{BrowserProgress, PlayingLine};
 use nonstop_lab::real_players::{
     self, BlankPage, Judgement, PositionRecord, VideoLook, Vlc, VlcSample, WebKit,
 };
 use nonstop_lab::workspace::{bin, browser_driver};
+
+use super::{millis, SaysPlaying, DEFAULT_WATCH};
 
 /// GStreamer: a gap between two rendered video frames (40 ms apart at 25 fps)
 /// longer than this is a stall.

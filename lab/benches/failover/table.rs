@@ -1,7 +1,13 @@
 //! The results: one row per fault, player and proxy, printed as a table
 //! with nonstop and nginx side by side, and the target's verdict.
 
-use super::*;
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::players::{Outcome, Player};
+use super::{millis, Fault, Proxy, FAULTS, SOURCE_GAP_NOTE};
 
 /// One line of the table and of the JSON.
 #[derive(Debug, Clone, Serialize)]

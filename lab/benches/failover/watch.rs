@@ -3,8 +3,16 @@
 //! stood still around the fault (time to switch) and whether the source
 //! itself paused.
 
-use super::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
 use nonstop_lab::http::get;
+
+use super::{millis, sleep_until};
 
 /// The watcher's poll period and per-request budget.
 pub(crate) const WATCH_POLL: Duration = Duration::from_millis(100);
