@@ -27,7 +27,7 @@ use gstreamer_app as gst_app;
 
 /// Longest time one segment may take to go through the pipeline. A few seconds
 /// of media parse in milliseconds; hitting this means the pipeline is stuck.
-pub const DEMUX_TIMEOUT: Duration = Duration::from_secs(10);
+const DEMUX_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest time [`synthetic_segment`] may take to encode its segment.
 const ENCODE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the wait for EOS looks whether the input ended without streams.

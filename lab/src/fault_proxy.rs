@@ -54,27 +54,27 @@ use nonstop::service::http::{self, ErrorBody, ServeError};
 use nonstop::service::shutdown::Shutdown;
 
 /// Where the proxy listens when `--listen` is not given: next to a packager's 9090.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9091";
+const DEFAULT_LISTEN: &str = "127.0.0.1:9091";
 /// Delay of the `slow` mode when `--slow-ms` is not given. It is longer than a
 /// typical 2 s segment, so a player that waits for it falls behind live.
-pub const DEFAULT_SLOW_MS: u64 = 2000;
+const DEFAULT_SLOW_MS: u64 = 2000;
 /// Upper bound for `--slow-ms`. A longer delay is a hang, and `hang` exists.
-pub const MAX_SLOW_MS: u64 = 600_000;
+const MAX_SLOW_MS: u64 = 600_000;
 /// Path of the control API. Requests under it are never faulted.
 pub const CONTROL_PATH: &str = "/_fault";
 /// Largest request head read. A player's GET is a few hundred bytes.
-pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
+const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
 /// How long a client may take to send its request head before the connection
 /// is dropped, so idle sockets cannot pile up.
-pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connect budget towards the upstream packager. It is local, so connecting
 /// should take well under this.
-pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Whole-exchange budget towards the upstream, body included. When it runs
 /// out the client gets a 502, so the proxy never hangs unless told to.
-pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest upstream body buffered. Segments are a few MB; this is far above them.
-pub const MAX_UPSTREAM_BODY_BYTES: usize = 64 * 1024 * 1024;
+const MAX_UPSTREAM_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// Headers parsed per request. More than this gets a 431.
 const MAX_REQUEST_HEADERS: usize = 64;
 /// How long unread client bytes are drained after the answer. Closing a socket
@@ -110,7 +110,7 @@ pub struct FaultConfig {
 
 /// Accepts only a plain `http(s)://host[:port][/prefix]`. Request paths are
 /// appended to it, so a query or fragment would end up in the wrong place.
-pub fn parse_upstream(s: &str) -> Result<Url, String> {
+pub(crate) fn parse_upstream(s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("'{s}' must start with http:// or https://"));
@@ -168,7 +168,7 @@ impl FaultMode {
     /// What this mode does to a request for `kind`. This is the whole fault
     /// policy in one table. Playlist-only and segment-only faults leave the
     /// other kind alone, so a test can tell which failure the client reacted to.
-    pub fn action(self, kind: RequestKind) -> Action {
+    fn action(self, kind: RequestKind) -> Action {
         match (self, kind) {
             (FaultMode::None, _) => Action::Forward,
             (FaultMode::Stale, RequestKind::Playlist) => Action::Freeze,
@@ -216,7 +216,7 @@ pub struct UnknownMode {
 
 /// What a forwarded request asks for, as far as faults care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestKind {
+enum RequestKind {
     Playlist,
     Segment,
     Other,
@@ -240,7 +240,7 @@ impl RequestKind {
 
 /// What the proxy does with one request, as decided by [`FaultMode::action`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+enum Action {
     /// Forward and relay the answer unchanged.
     Forward,
     /// Serve the copy frozen for this path, freezing the first 200 seen.
@@ -275,7 +275,7 @@ pub fn control_url(base: &str, mode: FaultMode) -> String {
 
 /// Switches the fault proxy at `base` to `mode` through its control API
 /// (`PUT`), as a test or a bench does; panics unless it says 200.
-pub fn switch_mode(base: &str, mode: FaultMode) {
+pub(crate) fn switch_mode(base: &str, mode: FaultMode) {
     let url = control_url(base, mode);
     let status = reqwest::blocking::Client::new()
         .put(&url)
@@ -351,12 +351,6 @@ impl FaultProxy {
         self.context.control.addr
     }
 
-    /// A handle for reading and switching the mode in-process. The control API
-    /// uses the same handle.
-    pub fn control(&self) -> FaultControl {
-        self.context.control.clone()
-    }
-
     /// Serves one request per connection until `shutdown` fires. Then it stops
     /// accepting and drops every open connection, hanging ones included: a
     /// fault proxy has no in-flight work worth finishing.
@@ -407,7 +401,7 @@ struct FaultState {
 
 /// Reads and switches the mode of one running proxy. It is cheap to clone.
 #[derive(Clone)]
-pub struct FaultControl {
+struct FaultControl {
     /// The proxy's listening address. Log lines name it because a benchmark
     /// may run one proxy per packager.
     addr: SocketAddr,

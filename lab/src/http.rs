@@ -10,10 +10,10 @@ use crate::wait::wait_for;
 /// Budget of one lab request, from connecting to the last body byte.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a service may take to answer its healthcheck with 200 once started.
-pub const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
+const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
 
 /// The base URL of a service listening on `port` of 127.0.0.1.
-pub fn local(port: u16) -> String {
+pub(crate) fn local(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
 

@@ -21,7 +21,7 @@ use crate::wait::wait_for;
 
 /// nginx in front of the packagers; `{{...}}` fields filled in by
 /// [`Nginx::in_front_of_packagers`].
-pub const NGINX_TEMPLATE: &str = include_str!("../bench/nginx.conf.template");
+const NGINX_TEMPLATE: &str = include_str!("../bench/nginx.conf.template");
 
 /// How long nginx may take to listen once started.
 const LISTENING_WITHIN: Duration = Duration::from_secs(10);
@@ -58,7 +58,7 @@ pub struct NginxSettings {
 impl NginxSettings {
     /// [`NGINX_TEMPLATE`] with these settings' lines in; the settings go in
     /// first since they may hold `{{prefix}}` themselves.
-    pub fn packagers_template(&self) -> String {
+    fn packagers_template(&self) -> String {
         NGINX_TEMPLATE
             .replace("{{main}}", &self.main)
             .replace("{{events}}", &self.events)

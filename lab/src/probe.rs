@@ -39,11 +39,11 @@ use nonstop::service::shutdown::Shutdown;
 /// at the live edge: three target durations).
 pub const DEFAULT_START_SEGMENTS: usize = 3;
 /// Wall time the probe plays for when none is configured.
-pub const DEFAULT_DURATION: Duration = Duration::from_secs(30);
+const DEFAULT_DURATION: Duration = Duration::from_secs(30);
 /// Budget of one request, from connecting to the last body byte.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a progress line is logged at info.
-pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Pause before reloading when no playlist has loaded yet, so no target
 /// duration is known to pace the reloads.
 const RELOAD_BEFORE_FIRST_PLAYLIST: Duration = Duration::from_secs(1);
@@ -158,7 +158,7 @@ fn parse_start_segments(s: &str) -> Result<usize, String> {
 
 /// The word that opens the line the probe logs when playback starts and after
 /// each segment played while playing (see [`Progress`]).
-pub const PLAYING_WORD: &str = "playing";
+const PLAYING_WORD: &str = "playing";
 
 /// How far playback got, as the probe announces it on stderr in a line of its
 /// own (`playing 5 segments, 2.040 s of media`): so whoever drives the probe
@@ -263,7 +263,7 @@ impl ProbeReport {
 
 /// Where playback stands, as a viewer would describe it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlayState {
+enum PlayState {
     /// Filling the start buffer; nothing on screen yet.
     Starting,
     Playing,
@@ -274,7 +274,7 @@ pub enum PlayState {
 /// A player's buffer: fills with segments, drains in real time while playing.
 /// Time is passed in, so tests drive it without waiting.
 #[derive(Debug, Clone)]
-pub struct PlaybackModel {
+struct PlaybackModel {
     /// Segments buffered before playback starts.
     start_segments: usize,
     /// When the viewer pressed play: startup is measured from here.
@@ -341,7 +341,7 @@ impl PlaybackModel {
 
     /// A segment of `duration` finished downloading at `now`: it starts
     /// playback once the start buffer is full, and ends a stall.
-    pub fn segment_arrived(&mut self, duration: Duration, now: Instant) {
+    fn segment_arrived(&mut self, duration: Duration, now: Instant) {
         self.advance(now);
         self.buffer.push_back(duration);
         match self.state {
@@ -373,7 +373,7 @@ impl PlaybackModel {
     }
 
     /// Total time stalled up to `now`, counting a stall still going on.
-    pub fn stall_time(&mut self, now: Instant) -> Duration {
+    fn stall_time(&mut self, now: Instant) -> Duration {
         self.advance(now);
         let ongoing = self
             .stalled_since
@@ -388,27 +388,27 @@ impl PlaybackModel {
     }
 
     /// Media buffered ahead of the play head.
-    pub fn buffered(&self) -> Duration {
+    pub(crate) fn buffered(&self) -> Duration {
         self.buffer.iter().sum()
     }
 
     /// Segments buffered, the one playing included.
-    pub fn buffered_segments(&self) -> usize {
+    fn buffered_segments(&self) -> usize {
         self.buffer.len()
     }
 }
 
 /// What one playlist load changed, as [`SequenceTracker::observe`] sees it.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Observation {
+struct Observation {
     /// New segments to fetch, oldest first.
-    pub to_fetch: Vec<ListedSegment>,
+    to_fetch: Vec<ListedSegment>,
     /// The playlist went back in time.
-    pub regressed: bool,
+    pub(crate) regressed: bool,
     /// Segments that left the window before they could be fetched.
     pub skipped: u64,
     /// URIs first seen here under a second sequence number.
-    pub newly_repeated: Vec<String>,
+    newly_repeated: Vec<String>,
 }
 
 /// Media sequence bookkeeping across playlist reloads: which segments are new,
@@ -417,7 +417,7 @@ pub struct Observation {
 /// It remembers every URI it saw (to catch repeats), about 40 bytes per segment:
 /// a day of 2 s segments is a few megabytes.
 #[derive(Debug, Clone)]
-pub struct SequenceTracker {
+struct SequenceTracker {
     start_segments: usize,
     /// The next sequence number to fetch; `None` until a playlist listed segments.
     next: Option<u64>,
@@ -447,7 +447,7 @@ impl SequenceTracker {
 
     /// Takes a freshly loaded playlist. The first one with segments sets the
     /// start at the live edge; later ones yield the segments not fetched yet.
-    pub fn observe(&mut self, facts: &PlaylistFacts) -> Observation {
+    fn observe(&mut self, facts: &PlaylistFacts) -> Observation {
         let mut seen = Observation::default();
         let newest = facts.newest_sequence();
         let went_back = |highest: Option<u64>, now: Option<u64>| match (highest, now) {
@@ -521,7 +521,7 @@ impl SequenceTracker {
 /// How long to wait before reloading, per RFC 8216 section 6.3.4: the target
 /// duration after a playlist that changed, half of it after one that did not
 /// (or after a failed load), measured from when the last load began.
-pub fn reload_interval(target_duration: Option<Duration>, changed: bool) -> Duration {
+fn reload_interval(target_duration: Option<Duration>, changed: bool) -> Duration {
     let Some(target) = target_duration else {
         return RELOAD_BEFORE_FIRST_PLAYLIST;
     };

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a program may take to drain and exit after SIGTERM.
-pub const CLEAN_EXIT_WITHIN: Duration = Duration::from_secs(10);
+const CLEAN_EXIT_WITHIN: Duration = Duration::from_secs(10);
 /// How long a program dropped by a test may take to exit after SIGTERM
 /// before it gets SIGKILL.
 const DROP_GRACE: Duration = Duration::from_secs(5);
@@ -226,7 +226,7 @@ impl Drop for Service {
 }
 
 /// Every log file in `dir`, by name, each under its file name.
-pub fn logs_in(dir: &Path) -> String {
+pub(crate) fn logs_in(dir: &Path) -> String {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()

@@ -23,16 +23,16 @@ use crate::wait::try_wait_for;
 use crate::workspace::{browser_driver, hls_js};
 
 /// VLC's headless front end.
-pub const CVLC: &str = "/usr/bin/cvlc";
+const CVLC: &str = "/usr/bin/cvlc";
 /// VLC's HLS reader (`vlc-plugin-base`): without it VLC cannot play HLS.
-pub const VLC_ADAPTIVE_PLUGIN: &str = "vlc/plugins/demux/libadaptive_plugin.so";
+const VLC_ADAPTIVE_PLUGIN: &str = "vlc/plugins/demux/libadaptive_plugin.so";
 /// The WebDriver server of WebKitGTK (`webkit2gtk-driver`).
-pub const WEBKIT_WEBDRIVER: &str = "/usr/bin/WebKitWebDriver";
+const WEBKIT_WEBDRIVER: &str = "/usr/bin/WebKitWebDriver";
 /// Debian's Chromium, which the browser drivers of `lab/web/` drive (never a
 /// downloaded browser).
-pub const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMIUM: &str = "/usr/bin/chromium";
 /// The X server without a screen (`xvfb`) the MiniBrowser draws into.
-pub const XVFB: &str = "/usr/bin/Xvfb";
+const XVFB: &str = "/usr/bin/Xvfb";
 
 /// Budget for VLC's remote interface to listen after start.
 const VLC_CONTROL_WITHIN: Duration = Duration::from_secs(15);
@@ -63,7 +63,7 @@ fn running_as_root() -> bool {
 
 /// The multiarch library folder holding `relative` (`/usr/lib/<triplet>/...`),
 /// so the lab finds Debian's files on any architecture.
-pub fn multiarch_file(relative: &str) -> Option<PathBuf> {
+fn multiarch_file(relative: &str) -> Option<PathBuf> {
     std::fs::read_dir("/usr/lib")
         .ok()?
         .flatten()
@@ -210,7 +210,7 @@ impl Vlc {
 
     /// Asks the remote interface `command` and returns its answer (without
     /// the prompt); None when VLC does not answer in time.
-    pub fn ask(&self, command: &str) -> Option<String> {
+    pub(crate) fn ask(&self, command: &str) -> Option<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.control_port)).ok()?;
         stream.set_read_timeout(Some(VLC_ANSWER_WITHIN)).ok()?;
         read_to_prompt(&mut stream)?;
@@ -255,7 +255,7 @@ fn read_to_prompt(stream: &mut TcpStream) -> Option<String> {
 /// global hotkeys) are not about playback and are left out. Pictures VLC
 /// drops as too late on a busy machine are warnings, not listed here: they
 /// show in `stats` as frames lost, and a viewer's judge counts pictures.
-pub fn vlc_trouble(log: &str) -> Vec<&str> {
+fn vlc_trouble(log: &str) -> Vec<&str> {
     const STARTUP_NOISE: [&str; 3] = [
         "dbus error:",
         "main error: no suitable interface module",
@@ -269,7 +269,7 @@ pub fn vlc_trouble(log: &str) -> Vec<&str> {
 
 /// Times VLC finished filling its buffer: once at the start, and once more
 /// after every time it ran dry and stopped to rebuffer.
-pub fn vlc_buffering_rounds(log: &str) -> usize {
+fn vlc_buffering_rounds(log: &str) -> usize {
     log.lines()
         .filter(|l| l.contains("Stream buffering done"))
         .count()
@@ -353,14 +353,14 @@ impl WebKit {
     }
 
     /// Opens `url` in the browser's window.
-    pub fn navigate(&self, url: &str) -> Result<(), String> {
+    fn navigate(&self, url: &str) -> Result<(), String> {
         self.call("POST", "/url", &json!({ "url": url }))
             .map(|_| ())
     }
 
     /// Runs `script` (a function body; `arguments` are `args`) in the page
     /// and returns what it returns.
-    pub fn execute(&self, script: &str, args: &[Value]) -> Result<Value, String> {
+    fn execute(&self, script: &str, args: &[Value]) -> Result<Value, String> {
         self.call(
             "POST",
             "/execute/sync",
@@ -488,7 +488,7 @@ fn answer_blank_page(mut stream: TcpStream) {
 }
 
 /// WebKitGTK's MiniBrowser, which WebKitWebDriver starts with `--automation`.
-pub fn minibrowser() -> Option<PathBuf> {
+fn minibrowser() -> Option<PathBuf> {
     multiarch_file("webkit2gtk-4.1/MiniBrowser")
 }
 
@@ -531,12 +531,12 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 pub const MAX_FREEZE: Duration = Duration::from_millis(2500);
 /// How far the position may fall behind the wall clock over a watch
 /// (sampling and start-up jitter, and VLC's whole seconds), in seconds.
-pub const MAX_LAG_SECONDS: f64 = 2.0;
+const MAX_LAG_SECONDS: f64 = 2.0;
 /// The stream's frame rate (the lab's inputs are 25 fps).
 pub const FPS: f64 = 25.0;
 /// Share of the watch's pictures VLC must show: a viewer would notice less
 /// (VLC drops late pictures rather than stalling).
-pub const MIN_SHOWN_SHARE: f64 = 0.85;
+const MIN_SHOWN_SHARE: f64 = 0.85;
 /// Media a driven player plays before it counts as watching: the tests and
 /// the failover bench inject their fault only after this.
 pub const PLAYED_BEFORE_FAULT: f64 = 4.0;
@@ -604,9 +604,7 @@ pub fn webkit_missing() -> Option<&'static str> {
 /// `(when, value)` in order, a stretch starts at a value and lasts while the
 /// next ones are not above it. Each stretch as (start, length); stretches of
 /// zero length are left out.
-pub fn frozen_stretches(
-    points: impl IntoIterator<Item = (Instant, f64)>,
-) -> Vec<(Instant, Duration)> {
+fn frozen_stretches(points: impl IntoIterator<Item = (Instant, f64)>) -> Vec<(Instant, Duration)> {
     let mut stretches: Vec<(Instant, Duration)> = Vec::new();
     let mut since: Option<(Instant, f64)> = None;
     for (at, value) in points {
@@ -625,7 +623,7 @@ pub fn frozen_stretches(
 }
 
 /// The longest of [`frozen_stretches`].
-pub fn longest_stretch(stretches: &[(Instant, Duration)]) -> Duration {
+fn longest_stretch(stretches: &[(Instant, Duration)]) -> Duration {
     stretches
         .iter()
         .map(|(_, length)| *length)
@@ -676,11 +674,6 @@ impl Judgement {
             failed_checks: vec![why.to_string()],
             ..Judgement::default()
         }
-    }
-
-    /// No freeze, no trouble, no failed check: what the tests assert.
-    pub fn passed(&self) -> bool {
-        self.freezes.is_empty() && self.trouble.is_empty() && self.failed_checks.is_empty()
     }
 
     /// Every failure, one per line, for a test's message.
@@ -757,7 +750,7 @@ pub fn judge_vlc(samples: &[VlcSample], log: &str) -> Judgement {
 /// of `arguments[0]`; `arguments[1]` says whether hls.js (already in the
 /// page) plays it. The element's events go to `window.judge.events`. Returns
 /// `canPlayType('application/vnd.apple.mpegurl')`.
-pub const WEBKIT_START_PLAYER: &str = r#"
+const WEBKIT_START_PLAYER: &str = r#"
 const [url, useHlsJs] = arguments;
 document.body.innerHTML = '';
 const v = document.createElement('video');
@@ -949,7 +942,7 @@ impl PositionRecord {
     /// The columns: wall time since the player started, its position (its
     /// `currentTime`, or what it reports as played), and anything else it
     /// said at that moment.
-    pub const HEADER: &'static str = "wall_s,position_s,note";
+    const HEADER: &'static str = "wall_s,position_s,note";
 
     pub fn push(&mut self, wall: Duration, position: f64, note: &str) {
         self.entries

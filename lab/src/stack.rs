@@ -162,7 +162,7 @@ impl Role {
     }
 
     /// The name of its first instance's log (`<name>.log`).
-    pub fn log_name(self) -> &'static str {
+    fn log_name(self) -> &'static str {
         match self {
             Role::WorkerA => "worker",
             Role::WorkerB => "worker-b",

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use crate::workspace::target_dir;
 
 /// Name of the lock file, in the target folder, that whole stacks take in turn.
-pub const STACK_LOCK_FILE: &str = "nonstop-lab-stack.lock";
+const STACK_LOCK_FILE: &str = "nonstop-lab-stack.lock";
 
 /// The path of the lock whole stacks take in turn.
-pub fn stack_lock_path() -> PathBuf {
+fn stack_lock_path() -> PathBuf {
     target_dir().join(STACK_LOCK_FILE)
 }
 
@@ -39,7 +39,8 @@ impl ExclusiveStack {
     }
 
     /// Takes the turn only when nobody holds it right now.
-    pub fn try_acquire() -> Option<ExclusiveStack> {
+    #[cfg(test)]
+    fn try_acquire() -> Option<ExclusiveStack> {
         let file = open_lock_file(&stack_lock_path());
         file.try_lock()
             .ok()

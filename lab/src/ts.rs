@@ -28,25 +28,25 @@ const NAL_IDR: u8 = 5;
 
 /// One whole TS packet as the lab reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet<'a> {
+pub(crate) struct Packet<'a> {
     /// Its place in the segment, from 0.
-    pub index: usize,
-    pub pid: u16,
+    pub(crate) index: usize,
+    pub(crate) pid: u16,
     /// Payload unit start: a PES (or a table) begins in this packet.
-    pub start: bool,
+    pub(crate) start: bool,
     /// The continuity counter (0-15).
-    pub counter: u8,
+    pub(crate) counter: u8,
     /// Whether the packet carries payload (adaptation field control 01 or 11).
-    pub has_payload: bool,
+    pub(crate) has_payload: bool,
     /// Whether its adaptation field flags a discontinuity: its counter starts over.
-    pub discontinuity: bool,
+    pub(crate) discontinuity: bool,
     /// The payload after any adaptation field; empty when there is none.
-    pub payload: &'a [u8],
+    pub(crate) payload: &'a [u8],
 }
 
 /// Every whole packet of `ts` that starts with the sync byte, in order (a
 /// trailing partial packet, or one out of sync, is left out).
-pub fn packets(ts: &[u8]) -> impl Iterator<Item = Packet<'_>> {
+pub(crate) fn packets(ts: &[u8]) -> impl Iterator<Item = Packet<'_>> {
     ts.chunks_exact(PACKET_LEN)
         .enumerate()
         .filter(|(_, p)| p[0] == SYNC_BYTE)
@@ -172,7 +172,7 @@ pub fn continuity_breaks(ts: &[u8]) -> Vec<ContinuityBreak> {
 /// `count` whole packets that are nothing but the sync byte and zeros: a body
 /// that passes as whole MPEG-TS ([`nonstop::hls::is_complete_transport_stream`])
 /// where no test needs pictures.
-pub fn blank_packets(count: usize) -> Vec<u8> {
+pub(crate) fn blank_packets(count: usize) -> Vec<u8> {
     let mut ts = vec![0u8; PACKET_LEN * count];
     ts.iter_mut()
         .step_by(PACKET_LEN)

@@ -12,7 +12,7 @@ pub fn repo_root() -> &'static Path {
 }
 
 /// The lab crate's folder (`lab/`).
-pub fn lab_root() -> &'static Path {
+fn lab_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -31,7 +31,7 @@ pub fn hls_js() -> PathBuf {
 }
 
 /// Every program the lab runs: the product's and the lab's own.
-pub const PROGRAMS: [&str; 11] = [
+const PROGRAMS: [&str; 11] = [
     "worker",
     "server1",
     "server2",
