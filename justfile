@@ -124,6 +124,7 @@ bench-soak *args:
 # Every fault (packager, worker, host, input removed) x every player, nonstop's proxy beside nginx (lab/bench/README.md).
 bench-failover *args:
     [ -d web/node_modules ] || npm ci --prefix web
+    [ -d lab/web/node_modules ] || npm ci --prefix lab/web
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ./scripts/setup.sh
     PROFILE=release ./scripts/build.sh
     cargo bench -p nonstop-lab --bench failover -- {{args}}

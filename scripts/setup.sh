@@ -31,15 +31,16 @@ else
   say "system packages present"
 fi
 
-# The console's browser test drives Debian's Chromium (never a downloaded
-# browser) with playwright-core; hls.js is served by the console from web/.
+# The lab's browser drivers (lab/web/) drive Debian's Chromium (never a
+# downloaded browser) with playwright-core; hls.js is served by the console
+# from web/.
 if ! dpkg -s chromium >/dev/null 2>&1; then
   say "installing chromium (headless browser for the console and player tests)"
   sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
-# The players the user's document names, for lab/tests/vlc.rs and
-# lab/tests/webkit.rs: headless VLC, and WebKitGTK (Safari's engine) driven by
+# The players the user's document names, for lab/tests/system/vlc.rs and
+# lab/tests/system/webkit.rs: headless VLC, and WebKitGTK (Safari's engine) driven by
 # WebKitWebDriver under Xvfb.
 PLAYER_PACKAGES=(vlc-bin vlc-plugin-base webkit2gtk-driver xvfb)
 missing_players=()
@@ -56,9 +57,13 @@ if ! command -v npm >/dev/null 2>&1; then
   sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
 fi
-if [ ! -f web/node_modules/hls.js/dist/hls.min.js ] || [ ! -f web/node_modules/playwright-core/package.json ]; then
-  say "installing hls.js and playwright-core into web/node_modules (npm ci, versions from web/package-lock.json)"
+if [ ! -f web/node_modules/hls.js/dist/hls.min.js ]; then
+  say "installing hls.js into web/node_modules (npm ci, version from web/package-lock.json)"
   npm ci --prefix web --no-audit --no-fund --loglevel=error
+fi
+if [ ! -f lab/web/node_modules/playwright-core/package.json ]; then
+  say "installing playwright-core into lab/web/node_modules (npm ci, version from lab/web/package-lock.json)"
+  npm ci --prefix lab/web --no-audit --no-fund --loglevel=error
 fi
 
 if ! command -v just >/dev/null 2>&1; then

@@ -47,6 +47,10 @@ BIN=$(./scripts/build.sh --bin-dir)
 : "${SERVER_ONE_PORT:=8080}" "${SERVER_TWO_PORT:=9090}" "${REPORTER_PORT:=2000}"
 : "${ORIGIN_PORT:=8001}" "${PROXY_PORT:=8002}"
 export SERVER_ONE_PORT SERVER_TWO_PORT REPORTER_PORT ORIGIN_PORT PROXY_PORT
+# A bit-rate ladder (720p, 480p, 360p from one decode) with low-latency parts
+# unless told otherwise; LADDER=single is the seed's one rendition.
+: "${LADDER:=recommended}"
+export LADDER
 # Only this run's discovery may report: a fresh token unless one is given.
 if [ -z "${REPORTER_TOKEN:-}" ] && [ -z "${REPORTER_TOKEN_FILE:-}" ]; then
   REPORTER_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')

@@ -6,12 +6,15 @@
 //! first segment's arrival minus its duration), at each arrival. The
 //! worker's own `nonstop_worker_drift_seconds` gauge is printed beside it.
 
-use nonstop_lab::support as common;
-
 use std::time::{Duration, Instant};
 
-use common::{bin, free_port, get, make_input, Service};
 use nonstop::hls::PlaylistFacts;
+
+use nonstop_lab::http::get;
+use nonstop_lab::input::make_input;
+use nonstop_lab::ports::free_port;
+use nonstop_lab::process::Service;
+use nonstop_lab::workspace::bin;
 
 const DEFAULT_MINUTES: f64 = 10.0;
 const POLL: Duration = Duration::from_millis(100);

@@ -14,14 +14,17 @@
 //! killed (SIGKILL) and started again, frozen (SIGSTOP) then continued, or its
 //! folder wiped (`rm -rf`) under it.
 //! The proxy itself is not restarted: a proxy restart is covered by
-//! tests/resilience.rs and would, by design, fail the reload in flight.
-
-use nonstop_lab::procfs::rss_kib;
-use nonstop_lab::support as common;
+//! tests/system/resilience.rs and would, by design, fail the reload in flight.
 
 use std::time::{Duration, Instant};
 
-use common::{Probe, Service, Stack, StackOptions, PLAYING_WITHIN};
+use nonstop_lab::fault::{ControlPlane, Fault, PackagerFault, WorkerFault};
+use nonstop_lab::fault_proxy::FaultMode;
+use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
+use nonstop_lab::process::Signal;
+use nonstop_lab::procfs::rss_kib;
+use nonstop_lab::stack::{Role, Stack, StackOptions};
+use nonstop_lab::workspace::repo_root;
 
 /// Media the viewer plays before the first fault (and the first memory reading).
 const PLAYED_BEFORE_FAULTS: Duration = Duration::from_secs(10);
@@ -88,33 +91,35 @@ impl Dice {
 }
 
 fn memory(stack: &Stack) -> Vec<(String, Option<u64>)> {
-    [
-        &stack.worker,
-        &stack.worker_b,
-        &stack.server1,
-        &stack.fault,
-        &stack.server2,
-        &stack.reporter,
-        &stack.discovery,
-        &stack.discovery_b,
-        &stack.origin,
-        &stack.proxy,
-    ]
-    .iter()
-    .filter_map(|s| s.as_ref())
-    .map(|s| (s.name.clone(), rss_kib(s.pid())))
-    .collect()
+    stack
+        .services()
+        .map(|(_, s)| (s.name().to_string(), rss_kib(s.pid())))
+        .collect()
 }
 
-const MODES: [&str; 7] = [
-    "stale",
-    "error500",
-    "segment404",
-    "slow",
-    "cut",
-    "reset",
-    "hang",
+/// The fault proxy's modes the soak puts packager A in.
+const MODES: [FaultMode; 7] = [
+    FaultMode::Stale,
+    FaultMode::Error500,
+    FaultMode::Segment404,
+    FaultMode::Slow,
+    FaultMode::Cut,
+    FaultMode::Reset,
+    FaultMode::Hang,
 ];
+
+/// How long a killed program stays dead before it is started again.
+const DEAD_FOR: Duration = Duration::from_secs(5);
+
+/// Injects `fault`, clears it after `lasts`, then waits out the rest of
+/// [`FAULT_LASTS`].
+fn hold(stack: &mut Stack, fault: impl Into<Fault>, lasts: Duration) {
+    let fault = fault.into();
+    stack.inject(fault);
+    std::thread::sleep(lasts);
+    stack.clear(fault);
+    std::thread::sleep(FAULT_LASTS.saturating_sub(lasts));
+}
 
 fn main() {
     let args = args();
@@ -152,78 +157,52 @@ fn main() {
                     "soak: {at:>5} s  packager A: {mode} for {} s",
                     FAULT_LASTS.as_secs()
                 );
-                stack.inject(mode);
-                std::thread::sleep(FAULT_LASTS);
-                stack.inject("none");
+                hold(&mut stack, mode, FAULT_LASTS);
             }
             2 => {
                 eprintln!("soak: {at:>5} s  packager A process stopped (SIGSTOP)");
-                if let Some(f) = stack.fault.as_ref() {
-                    f.signal("STOP");
-                    std::thread::sleep(FAULT_LASTS);
-                    f.signal("CONT");
-                }
+                hold(&mut stack, PackagerFault::Stopped, FAULT_LASTS);
             }
             3 => {
                 eprintln!("soak: {at:>5} s  packager B restarted");
-                if let Some(mut s2) = stack.server2.take() {
-                    s2.signal("TERM");
+                if let Some(mut s2) = stack.take(Role::Server2) {
+                    s2.signal(Signal::Term);
                     s2.wait_gone(Duration::from_secs(10));
                 }
                 std::thread::sleep(Duration::from_secs(2));
                 restarts += 1;
-                stack.server2 =
-                    Some(stack.start_again_b("server2", &format!("server2-{restarts}")));
+                stack.restart(Role::Server2);
                 std::thread::sleep(FAULT_LASTS - Duration::from_secs(2));
             }
             4 => {
-                eprintln!("soak: {at:>5} s  worker A killed (SIGKILL), started again in 5 s");
-                if let Some(mut w) = stack.worker.take() {
-                    w.signal("KILL");
-                    w.wait_gone(Duration::from_secs(5));
-                }
-                std::thread::sleep(Duration::from_secs(5));
+                eprintln!(
+                    "soak: {at:>5} s  worker A killed (SIGKILL), started again in {} s",
+                    DEAD_FOR.as_secs()
+                );
                 restarts += 1;
-                stack.worker = Some(stack.start_again("worker", &format!("worker-{restarts}")));
-                std::thread::sleep(FAULT_LASTS - Duration::from_secs(5));
+                hold(&mut stack, WorkerFault::Killed, DEAD_FOR);
             }
             5 => {
                 eprintln!("soak: {at:>5} s  worker A frozen (SIGSTOP)");
-                if let Some(w) = stack.worker.as_ref() {
-                    w.signal("STOP");
-                    std::thread::sleep(FAULT_LASTS);
-                    w.signal("CONT");
-                }
+                hold(&mut stack, WorkerFault::Stopped, FAULT_LASTS);
             }
             6 => {
                 eprintln!("soak: {at:>5} s  worker A's folder wiped (rm -rf)");
-                let folder = stack.output.join("live01");
-                if let Err(e) = std::fs::remove_dir_all(&folder) {
-                    eprintln!("soak: cannot wipe {}: {e}", folder.display());
-                }
-                std::thread::sleep(FAULT_LASTS);
+                hold(&mut stack, WorkerFault::FolderWiped, FAULT_LASTS);
             }
             _ => {
-                let name = ["reporter", "origin", "discovery"][dice.roll(3)];
-                eprintln!("soak: {at:>5} s  {name} killed (SIGKILL), back in 5 s");
-                let slot: &mut Option<Service> = match name {
-                    "reporter" => &mut stack.reporter,
-                    "origin" => &mut stack.origin,
-                    _ => &mut stack.discovery,
-                };
-                if let Some(mut s) = slot.take() {
-                    s.signal("KILL");
-                    s.wait_gone(Duration::from_secs(5));
-                }
-                std::thread::sleep(Duration::from_secs(5));
+                let program = [
+                    ControlPlane::Reporter,
+                    ControlPlane::Origin,
+                    ControlPlane::Discovery,
+                ][dice.roll(3)];
+                eprintln!(
+                    "soak: {at:>5} s  {} killed (SIGKILL), back in {} s",
+                    Fault::from(program).target(),
+                    DEAD_FOR.as_secs()
+                );
                 restarts += 1;
-                let again = stack.start_again(name, &format!("{name}-{restarts}"));
-                match name {
-                    "reporter" => stack.reporter = Some(again),
-                    "origin" => stack.origin = Some(again),
-                    _ => stack.discovery = Some(again),
-                }
-                std::thread::sleep(FAULT_LASTS - Duration::from_secs(5));
+                hold(&mut stack, program, DEAD_FOR);
             }
         }
     }
@@ -231,7 +210,7 @@ fn main() {
     let (report, probe_log) = probe.finish();
     // What happened when, kept for after the run: the probe's own log (its
     // stalls and failed requests with times) and every service's log.
-    let kept = common::repo_root().join("target/bench-soak");
+    let kept = repo_root().join("target/bench-soak");
     let _ = std::fs::create_dir_all(&kept);
     let _ = std::fs::write(kept.join("probe.log"), &probe_log);
     let _ = std::fs::write(kept.join("services.log"), stack.all_logs());

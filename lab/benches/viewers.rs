@@ -18,15 +18,17 @@
 //! issue's goals marked met or missed. The generator shares the machine with
 //! the servers under test; so does everything else running on it.
 
-use nonstop_lab::nginx::{nginx_bin, Nginx, NginxSettings};
-use nonstop_lab::support::{self as common, bin, scrape, total, Service, Stack, StackOptions};
-use nonstop_lab::viewers::{self, Report, ViewersConfig};
-
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 use serde::Serialize;
+
+use nonstop_lab::http::{scrape, total, wait_healthy};
+use nonstop_lab::nginx::{nginx_bin, Nginx, NginxSettings};
+use nonstop_lab::stack::{Role, Stack, StackOptions};
+use nonstop_lab::viewers::{self, Report, ViewersConfig};
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// Pause between two phases, so the last crowd's connections are gone.
@@ -65,8 +67,8 @@ struct Args {
         default_value = "nonstop,nginx"
     )]
     servers: Vec<String>,
-    /// Segment duration of the stream, in seconds.
-    #[arg(long, env = "BENCH_SEGMENT_SECONDS", default_value_t = 2)]
+    /// Segment duration of the stream, in seconds (the product's default).
+    #[arg(long, env = "BENCH_SEGMENT_SECONDS", default_value_t = DEFAULT_SEGMENT_SECONDS)]
     segment_seconds: u32,
     /// Newest segments each viewer starts with.
     #[arg(long, env = "BENCH_START_SEGMENTS", default_value_t = viewers::DEFAULT_START_SEGMENTS)]
@@ -109,7 +111,7 @@ struct PackagerCounts {
 impl PackagerCounts {
     fn read(stack: &Stack) -> PackagerCounts {
         let mut counts = PackagerCounts::default();
-        for (i, port) in [stack.server1_port, stack.server2_port]
+        for (i, port) in [stack.port(Role::Server1), stack.port(Role::Server2)]
             .into_iter()
             .enumerate()
         {
@@ -202,23 +204,17 @@ fn main() {
         ..StackOptions::default()
     });
     // The proxy again, allowed the crowd's connections.
-    let mut env = stack.env.clone();
-    env.push(("MAX_CONNECTIONS", args.max_connections.to_string()));
-    stack.proxy = None;
-    stack.proxy = Some(Service::start(
-        "proxy",
-        &bin("proxy"),
-        &[],
-        &env,
-        &stack.logs_dir,
-    ));
-    common::wait_healthy(stack.proxy_port);
+    stack.restart_with(
+        Role::Proxy,
+        &[("MAX_CONNECTIONS", args.max_connections.to_string())],
+    );
+    wait_healthy(stack.port(Role::Proxy));
     stack.wait_for_window(WINDOW_BEFORE);
     let nginx = servers.contains(&Server::Nginx).then(|| {
         Nginx::in_front_of_packagers(
             &NginxSettings::caching(cores, open_files),
-            &stack.packagers[0],
-            &stack.packagers[1],
+            &stack.packagers()[0],
+            &stack.packagers()[1],
             &logs,
         )
     });
@@ -249,10 +245,7 @@ fn main() {
         }
         for server in order {
             let (url, pids) = match server {
-                Server::Nonstop => (
-                    stack.proxy_url(""),
-                    vec![stack.proxy.as_ref().expect("proxy runs").pid()],
-                ),
+                Server::Nonstop => (stack.proxy_url(""), vec![stack.service(Role::Proxy).pid()]),
                 Server::Nginx => {
                     let nginx = nginx.as_ref().expect("nginx runs");
                     (nginx.url(""), vec![nginx.pid()])

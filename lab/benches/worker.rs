@@ -34,8 +34,6 @@
 //! machine over the same minutes: steadier ratios on a noisy VM); `--runs`
 //! repeats the round and the table shows medians.
 
-use nonstop_lab::support as common;
-
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -44,15 +42,16 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use nonstop::hls::PlaylistFacts;
+use nonstop::pipeline::description::KEY_INT_MAX;
+use nonstop::pipeline::settings::{
+    DEFAULT_PLAYLIST_LENGTH, DEFAULT_RETAINED_SEGMENTS, DEFAULT_SEGMENT_SECONDS, DEFAULT_VIDEO_KBPS,
+};
+
+use nonstop_lab::ports::free_port;
+use nonstop_lab::workspace::{bin, repo_root};
 
 /// How long each contender runs by default, in seconds.
 const DEFAULT_SECONDS: f64 = 60.0;
-/// The worker's default segment duration (`SEGMENT_SECONDS`).
-const DEFAULT_SEGMENT_SECONDS: u32 = 2;
-/// The worker's default video bitrate (`VIDEO_KBPS`), in kbit/s.
-const DEFAULT_VIDEO_KBPS: u32 = 1500;
-/// The worker's default playlist length (`PLAYLIST_LENGTH`).
-const PLAYLIST_LENGTH: u32 = 6;
 /// Frame rate of the sample input (`scripts/setup.sh` makes it at 25 fps):
 /// ffmpeg's GOP is this times the segment duration.
 const INPUT_FPS: u32 = 25;
@@ -240,7 +239,7 @@ fn run(args: Args) -> Result<(), String> {
     let worker_input = dir.path().join("input");
     std::fs::create_dir_all(&worker_input).map_err(|e| format!("mkdir: {e}"))?;
     let input = worker_input.join(format!("{SIGNAL}.mp4"));
-    let sample = common::repo_root().join("input/live01.mp4");
+    let sample = repo_root().join("input/live01.mp4");
     match args.input.as_deref() {
         Some(given) => copy(given, &input)?,
         None if sample.exists() => copy(&sample, &input)?,
@@ -250,7 +249,7 @@ fn run(args: Args) -> Result<(), String> {
         }
     }
     let input_s = media_duration(&input)?;
-    let worker_bin = common::bin("worker");
+    let worker_bin = bin("worker");
     let mut setup = Setup {
         seconds: args.seconds,
         segment_seconds: args.segment_seconds,
@@ -479,12 +478,12 @@ fn lean_line(setup: &Setup, long: &Path) -> String {
     format!(
         "filesrc location=\"{input}\" ! qtdemux name=demux \
          demux.video_0 ! h264parse ! avdec_h264 max-threads=1 ! videoconvert ! video/x-raw,format=I420 \
-         ! x264enc tune=zerolatency speed-preset=superfast bitrate={kbps} key-int-max=100000 threads=1 option-string=scenecut=0 \
+         ! x264enc tune=zerolatency speed-preset=superfast bitrate={kbps} key-int-max={KEY_INT_MAX} threads=1 option-string=scenecut=0 \
          ! clocksync ! h264parse ! mux. \
          demux.audio_0 ! aacparse ! avdec_aac ! audioconvert ! audioresample ! avenc_aac bitrate={AUDIO_BPS} \
          ! clocksync ! aacparse ! mux. \
          mpegtsmux name=mux latency={LEAN_MUX_LATENCY_NS} \
-         ! hlssink target-duration={seg} playlist-length={PLAYLIST_LENGTH} max-files=10 \
+         ! hlssink target-duration={seg} playlist-length={DEFAULT_PLAYLIST_LENGTH} max-files={DEFAULT_RETAINED_SEGMENTS} \
          location=\"{out}/segment%05d.ts\" playlist-location=\"{out}/playlist.m3u8\"",
         input = long.display(),
         kbps = setup.video_kbps,
@@ -504,7 +503,7 @@ fn worker_args(setup: &Setup, input: &Path, output: &Path) -> Vec<String> {
         "--video-kbps".into(),
         setup.video_kbps.to_string(),
         "--playlist-length".into(),
-        PLAYLIST_LENGTH.to_string(),
+        DEFAULT_PLAYLIST_LENGTH.to_string(),
     ]
 }
 
@@ -515,7 +514,7 @@ fn command(contender: Contender, setup: &Setup, out: &Path) -> (String, Vec<Stri
     match contender {
         Contender::Worker => {
             let mut args = worker_args(setup, &setup.worker_input, out);
-            args.extend(["--metrics-port".into(), common::free_port().to_string()]);
+            args.extend(["--metrics-port".into(), free_port().to_string()]);
             (
                 setup.worker_bin.clone(),
                 args,
@@ -567,7 +566,7 @@ fn command(contender: Contender, setup: &Setup, out: &Path) -> (String, Vec<Stri
                 "-hls_time",
                 &seg.to_string(),
                 "-hls_list_size",
-                &PLAYLIST_LENGTH.to_string(),
+                &DEFAULT_PLAYLIST_LENGTH.to_string(),
                 "-hls_flags",
                 "delete_segments",
                 "-hls_segment_filename",

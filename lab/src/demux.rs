@@ -27,7 +27,7 @@ use gstreamer_app as gst_app;
 
 /// Longest time one segment may take to go through the pipeline. A few seconds
 /// of media parse in milliseconds; hitting this means the pipeline is stuck.
-pub const DEMUX_TIMEOUT: Duration = Duration::from_secs(10);
+const DEMUX_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest time [`synthetic_segment`] may take to encode its segment.
 const ENCODE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the wait for EOS looks whether the input ended without streams.
@@ -419,6 +419,7 @@ pub fn synthetic_segment(frames: u32, fps: u32) -> Result<Vec<u8>, DemuxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ts::PACKET_LEN;
 
     #[test]
     fn finds_video_and_audio_in_a_real_segment() {
@@ -438,7 +439,7 @@ mod tests {
 
     #[test]
     fn garbage_gives_an_error_or_no_video() {
-        let garbage: Vec<u8> = (0..188 * 100u32)
+        let garbage: Vec<u8> = (0..PACKET_LEN as u32 * 100)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         match demux_segment(&garbage) {
@@ -451,7 +452,7 @@ mod tests {
     #[test]
     fn a_truncated_segment_does_not_panic() {
         let segment = synthetic_segment(25, 25).expect("encodes a test segment");
-        for cut in [100, 188 * 3, segment.len() / 2] {
+        for cut in [100, PACKET_LEN * 3, segment.len() / 2] {
             match demux_segment(&segment[..cut]) {
                 Ok(report) => assert!(report.video_frames < 25, "{report:?}"),
                 Err(e) => assert!(!matches!(e, DemuxError::Timeout(_)), "{e}"),

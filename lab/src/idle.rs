@@ -25,6 +25,8 @@ use tokio::net::{TcpListener, TcpStream};
 use warp::{Filter, Reply};
 
 use crate::procfs::rss_kib;
+use crate::ts::blank_packets;
+use nonstop::pipeline::settings::{DEFAULT_PLAYLIST_LENGTH, DEFAULT_SEGMENT_SECONDS};
 use nonstop::service::config::ListenArgs;
 use nonstop::service::shutdown::Shutdown;
 
@@ -71,18 +73,21 @@ fn footprint(pid: u32, connections: usize) -> Result<Footprint, String> {
     })
 }
 
-/// A live-looking playlist of six 2 s segments, and the segments.
+/// A live-looking playlist as the worker writes it by default
+/// (`DEFAULT_PLAYLIST_LENGTH` segments of `DEFAULT_SEGMENT_SECONDS`), and
+/// the segments.
 fn write_output(root: &Path) -> std::io::Result<()> {
+    const FIRST: usize = 100;
     let dir = root.join("live01");
     std::fs::create_dir_all(&dir)?;
-    let mut playlist = String::from(
-        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:100\n",
+    let mut playlist = format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{DEFAULT_SEGMENT_SECONDS}\n#EXT-X-MEDIA-SEQUENCE:{FIRST}\n"
     );
-    for n in 100..106 {
-        playlist.push_str(&format!("#EXTINF:2.000,\nsegment{n:06}.ts\n"));
-        let mut ts = vec![0u8; 188 * 64];
-        ts.iter_mut().step_by(188).for_each(|b| *b = 0x47);
-        std::fs::write(dir.join(format!("segment{n:06}.ts")), ts)?;
+    for n in FIRST..FIRST + DEFAULT_PLAYLIST_LENGTH {
+        playlist.push_str(&format!(
+            "#EXTINF:{DEFAULT_SEGMENT_SECONDS}.000,\nsegment{n:06}.ts\n"
+        ));
+        std::fs::write(dir.join(format!("segment{n:06}.ts")), blank_packets(64))?;
     }
     std::fs::write(dir.join("playlist.m3u8"), playlist)
 }

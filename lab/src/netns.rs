@@ -39,7 +39,7 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
 
 /// Loads nftables `rules` (`nft -f -`), inside network namespace `netns`
 /// when given, else in the root namespace; returns stderr on failure.
-pub fn load_rules(netns: Option<&str>, rules: &str) -> Result<(), String> {
+pub(crate) fn load_rules(netns: Option<&str>, rules: &str) -> Result<(), String> {
     use std::io::Write;
     let mut command = match netns {
         Some(netns) => {
@@ -105,7 +105,7 @@ fn alive(pid: u32) -> bool {
 /// Removes the namespaces of lab runs whose process is gone (a crashed or
 /// killed test). Deleting a namespace deletes the veth ends in it, and with
 /// them their peers, the root namespace's included.
-pub fn remove_leftovers() {
+fn remove_leftovers() {
     for line in stdout("ip", &["netns", "list"]).lines() {
         let Some(name) = line.split_whitespace().next() else {
             continue;
@@ -158,7 +158,7 @@ pub struct Lab {
     /// The namespace holding the bridge every link is plugged into.
     switch: String,
     /// The root namespace's address on the switch.
-    pub root_addr: String,
+    root_addr: String,
     /// The root namespace's end of its link to the switch.
     pub root_link: String,
 }

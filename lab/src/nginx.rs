@@ -14,11 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::{free_port, get, wait_for, Service};
+use crate::http::get;
+use crate::ports::free_port;
+use crate::process::Service;
+use crate::wait::wait_for;
 
 /// nginx in front of the packagers; `{{...}}` fields filled in by
 /// [`Nginx::in_front_of_packagers`].
-pub const NGINX_TEMPLATE: &str = include_str!("../bench/nginx.conf.template");
+const NGINX_TEMPLATE: &str = include_str!("../bench/nginx.conf.template");
 
 /// How long nginx may take to listen once started.
 const LISTENING_WITHIN: Duration = Duration::from_secs(10);
@@ -55,7 +58,7 @@ pub struct NginxSettings {
 impl NginxSettings {
     /// [`NGINX_TEMPLATE`] with these settings' lines in; the settings go in
     /// first since they may hold `{{prefix}}` themselves.
-    pub fn packagers_template(&self) -> String {
+    fn packagers_template(&self) -> String {
         NGINX_TEMPLATE
             .replace("{{main}}", &self.main)
             .replace("{{events}}", &self.events)
@@ -258,7 +261,7 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = std::fs::copy(&self.service.log, self.logs.join("nginx-output.log"));
+        let _ = std::fs::copy(self.service.log_path(), self.logs.join("nginx-output.log"));
         for file in ["access.log", "error.log"] {
             let _ = std::fs::copy(
                 self.dir.path().join(file),

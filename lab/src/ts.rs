@@ -1,16 +1,77 @@
-//! Just enough MPEG-TS reading to judge a segment from outside: where its
-//! video starts (first PTS) and whether it starts with an IDR frame, which is
-//! what a player joining or switching at that segment needs, and where its
-//! continuity counters break (what VLC counts as discontinuities).
+//! The lab's one MPEG-TS reader (ISO/IEC 13818-1), just enough to judge a
+//! segment from outside: its packets (PID, payload start, continuity
+//! counter, payload), where its video starts (first PTS) and whether it
+//! starts with an IDR frame, which is what a player joining or switching at
+//! that segment needs, and where its continuity counters break (what VLC
+//! counts as discontinuities). Every test, bench and tool of the lab that
+//! looks inside a segment reads it here; decoding is GStreamer's
+//! ([`crate::demux`]).
+//!
+//! ```text
+//!   segment bytes ─▶ packets() ─▶ Packet { index, pid, start, counter, payload }
+//!                                   ├─▶ continuity_breaks()
+//!                                   └─▶ video_start(): first video PES ─▶ PTS, first slice IDR?
+//! ```
+
+use std::collections::HashMap;
 
 /// MPEG-TS packets are 188 bytes, each starting with this sync byte.
-const PACKET_LEN: usize = 188;
-const SYNC_BYTE: u8 = 0x47;
+pub const PACKET_LEN: usize = 188;
+pub const SYNC_BYTE: u8 = 0x47;
+/// The PID of null (stuffing) packets, which carry no counter.
+const NULL_PID: u16 = 0x1fff;
 /// PES stream ids 0xE0-0xEF carry video.
 const VIDEO_STREAM_IDS: std::ops::RangeInclusive<u8> = 0xE0..=0xEF;
 /// H.264 NAL unit types: a coded slice of a non-IDR picture, of an IDR picture.
 const NAL_SLICE: u8 = 1;
 const NAL_IDR: u8 = 5;
+
+/// One whole TS packet as the lab reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Packet<'a> {
+    /// Its place in the segment, from 0.
+    pub(crate) index: usize,
+    pub(crate) pid: u16,
+    /// Payload unit start: a PES (or a table) begins in this packet.
+    pub(crate) start: bool,
+    /// The continuity counter (0-15).
+    pub(crate) counter: u8,
+    /// Whether the packet carries payload (adaptation field control 01 or 11).
+    pub(crate) has_payload: bool,
+    /// Whether its adaptation field flags a discontinuity: its counter starts over.
+    pub(crate) discontinuity: bool,
+    /// The payload after any adaptation field; empty when there is none.
+    pub(crate) payload: &'a [u8],
+}
+
+/// Every whole packet of `ts` that starts with the sync byte, in order (a
+/// trailing partial packet, or one out of sync, is left out).
+pub(crate) fn packets(ts: &[u8]) -> impl Iterator<Item = Packet<'_>> {
+    ts.chunks_exact(PACKET_LEN)
+        .enumerate()
+        .filter(|(_, p)| p[0] == SYNC_BYTE)
+        .map(|(index, p)| {
+            let control = (p[3] >> 4) & 0x3;
+            let has_adaptation = control & 0x2 != 0;
+            let has_payload = control & 0x1 != 0;
+            let adaptation_len = if has_adaptation { 1 + p[4] as usize } else { 0 };
+            let offset = 4 + adaptation_len;
+            let payload = if has_payload && offset < PACKET_LEN {
+                &p[offset..]
+            } else {
+                &[]
+            };
+            Packet {
+                index,
+                pid: (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]),
+                start: p[1] & 0x40 != 0,
+                counter: p[3] & 0x0f,
+                has_payload,
+                discontinuity: has_adaptation && p[4] > 0 && p[5] & 0x80 != 0,
+                payload,
+            }
+        })
+}
 
 /// How a segment's video begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,25 +80,6 @@ pub struct VideoStart {
     pub pts: u64,
     /// Whether the first coded picture is an IDR frame.
     pub idr: bool,
-}
-
-/// The payload of a TS packet and whether it starts a PES, or `None` for a
-/// packet that is not whole or carries no payload.
-fn payload(packet: &[u8]) -> Option<(u16, bool, &[u8])> {
-    if packet.len() < PACKET_LEN || packet[0] != SYNC_BYTE {
-        return None;
-    }
-    let pid = (u16::from(packet[1] & 0x1f) << 8) | u16::from(packet[2]);
-    let start = packet[1] & 0x40 != 0;
-    let adaptation = (packet[3] >> 4) & 0x3;
-    let mut offset = 4;
-    if adaptation & 0x2 != 0 {
-        offset += 1 + packet[4] as usize;
-    }
-    if adaptation & 0x1 == 0 || offset >= PACKET_LEN {
-        return None;
-    }
-    Some((pid, start, &packet[offset..PACKET_LEN]))
 }
 
 /// The PTS of a PES header, if it has one.
@@ -61,19 +103,17 @@ fn pes_pts(pes: &[u8]) -> Option<u64> {
 pub fn video_start(ts: &[u8]) -> Option<VideoStart> {
     let mut video: Option<(u16, u64)> = None;
     let mut elementary: Vec<u8> = Vec::new();
-    for packet in ts.chunks(PACKET_LEN) {
-        let Some((pid, start, data)) = payload(packet) else {
-            continue;
-        };
+    for packet in packets(ts).filter(|p| !p.payload.is_empty()) {
+        let data = packet.payload;
         match video {
-            None if start && data.len() > 9 && VIDEO_STREAM_IDS.contains(&data[3]) => {
+            None if packet.start && data.len() > 9 && VIDEO_STREAM_IDS.contains(&data[3]) => {
                 let pts = pes_pts(data)?;
                 let header = 9 + data[8] as usize;
-                video = Some((pid, pts));
+                video = Some((packet.pid, pts));
                 elementary.extend_from_slice(data.get(header..).unwrap_or_default());
             }
-            Some((video_pid, _)) if pid == video_pid => {
-                if start {
+            Some((video_pid, _)) if packet.pid == video_pid => {
+                if packet.start {
                     break; // the next PES: the first picture had no slice
                 }
                 elementary.extend_from_slice(data);
@@ -106,37 +146,38 @@ pub struct ContinuityBreak {
 /// repeats it. A packet flagged discontinuous in its adaptation field starts
 /// over. Null packets are not counted.
 pub fn continuity_breaks(ts: &[u8]) -> Vec<ContinuityBreak> {
-    let mut last: std::collections::HashMap<u16, u8> = std::collections::HashMap::new();
+    let mut last: HashMap<u16, u8> = HashMap::new();
     let mut breaks = Vec::new();
-    for (index, packet) in ts.chunks_exact(PACKET_LEN).enumerate() {
-        if packet[0] != SYNC_BYTE {
-            continue;
-        }
-        let pid = (u16::from(packet[1] & 0x1f) << 8) | u16::from(packet[2]);
-        if pid == 0x1fff {
-            continue;
-        }
-        let control = (packet[3] >> 4) & 0x3;
-        let found = packet[3] & 0x0f;
-        let flagged = control & 0x2 != 0 && packet[4] > 0 && packet[5] & 0x80 != 0;
-        if let Some(&previous) = last.get(&pid) {
-            let expected = if control & 0x1 != 0 {
+    for packet in packets(ts).filter(|p| p.pid != NULL_PID) {
+        if let Some(&previous) = last.get(&packet.pid) {
+            let expected = if packet.has_payload {
                 (previous + 1) % 16
             } else {
                 previous
             };
-            if found != expected && !flagged {
+            if packet.counter != expected && !packet.discontinuity {
                 breaks.push(ContinuityBreak {
-                    packet: index,
-                    pid,
+                    packet: packet.index,
+                    pid: packet.pid,
                     expected,
-                    found,
+                    found: packet.counter,
                 });
             }
         }
-        last.insert(pid, found);
+        last.insert(packet.pid, packet.counter);
     }
     breaks
+}
+
+/// `count` whole packets that are nothing but the sync byte and zeros: a body
+/// that passes as whole MPEG-TS ([`nonstop::hls::is_complete_transport_stream`])
+/// where no test needs pictures.
+pub(crate) fn blank_packets(count: usize) -> Vec<u8> {
+    let mut ts = vec![0u8; PACKET_LEN * count];
+    ts.iter_mut()
+        .step_by(PACKET_LEN)
+        .for_each(|b| *b = SYNC_BYTE);
+    ts
 }
 
 /// The NAL type of the first coded slice in Annex B bytes, if one is there.
@@ -239,5 +280,32 @@ mod tests {
                 found: 5
             }]
         );
+    }
+
+    #[test]
+    fn packets_carry_pid_start_counter_and_payload_after_the_adaptation_field() {
+        let mut ts = packet(0x100, true, &[1, 2, 3]);
+        ts[3] |= 7;
+        ts.extend(packet(0x101, false, &[9; 184]));
+        ts.extend([0u8; 100]); // a cut packet is left out
+        let read: Vec<Packet> = packets(&ts).collect();
+        assert_eq!(read.len(), 2);
+        assert_eq!(
+            (read[0].index, read[0].pid, read[0].start, read[0].counter),
+            (0, 0x100, true, 7)
+        );
+        assert_eq!(read[0].payload, &[1, 2, 3]);
+        assert!(read[0].has_payload && !read[0].discontinuity);
+        assert_eq!((read[1].pid, read[1].start), (0x101, false));
+        assert_eq!(read[1].payload, &[9; 184][..]);
+    }
+
+    #[test]
+    fn blank_packets_are_whole_transport_stream() {
+        let ts = blank_packets(3);
+        assert_eq!(ts.len(), 3 * PACKET_LEN);
+        assert!(nonstop::hls::is_complete_transport_stream(&ts));
+        assert_eq!(packets(&ts).count(), 3);
+        assert_eq!(video_start(&ts), None);
     }
 }

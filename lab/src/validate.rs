@@ -30,7 +30,7 @@ use nonstop::service::http::root_cause;
 use nonstop::service::shutdown::Shutdown;
 
 /// How long a fetch may take before it counts as failed.
-pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// MPEG-TS timestamps tick at 90 kHz.
 const PTS_HZ: f64 = 90_000.0;
 /// Segments may exceed the target duration by at most this much (Apple 7.7).

@@ -42,7 +42,7 @@ use url::Url;
 use crate::procfs::rss_kib;
 
 /// Viewers simulated when not told otherwise.
-pub const DEFAULT_VIEWERS: usize = 10_000;
+const DEFAULT_VIEWERS: usize = 10_000;
 /// Seconds the crowd watches when not told otherwise.
 pub const DEFAULT_SECONDS: u64 = 60;
 /// Segments a viewer fetches from its first playlist (the newest ones), as
@@ -69,7 +69,7 @@ const MEMORY_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 )]
 pub struct ViewersConfig {
     /// Base URL players use, e.g. http://127.0.0.1:8002 (the proxy).
-    #[arg(long, env = "VIEWERS_URL", value_parser = crate::fault::parse_upstream)]
+    #[arg(long, env = "VIEWERS_URL", value_parser = crate::fault_proxy::parse_upstream)]
     pub url: Url,
     /// Signal watched: <url>/<signal>/playlist.m3u8.
     #[arg(long, default_value = "live01")]
@@ -137,14 +137,14 @@ impl FetchError {
 
 /// A segment as a playlist lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
+struct Listed {
     pub sequence: u64,
     pub uri: String,
 }
 
 /// What one playlist told a viewer.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Listing {
+struct Listing {
     /// Segments to fetch now, oldest first.
     pub new: Vec<Listed>,
     /// Whether these are the segments the viewer starts with (its first
@@ -154,12 +154,12 @@ pub struct Listing {
     /// viewer never saw them listed, a player would skip them.
     pub skipped: u64,
     /// The playlist's newest segment is older than one this viewer already saw.
-    pub regressed: bool,
+    pub(crate) regressed: bool,
 }
 
 /// One viewer's memory of the playlist: the newest segment it was given.
 #[derive(Debug)]
-pub struct ViewerBook {
+struct ViewerBook {
     start_segments: usize,
     newest: Option<u64>,
 }
@@ -217,7 +217,7 @@ impl ViewerBook {
 /// after that moment (`sends`, oldest first, ending with the request that
 /// listed the segment to it), or `first_listed` itself when even that request
 /// was sent before.
-pub fn late_reference(first_listed: Instant, sends: &[Instant]) -> Instant {
+fn late_reference(first_listed: Instant, sends: &[Instant]) -> Instant {
     sends
         .iter()
         .copied()
@@ -227,7 +227,7 @@ pub fn late_reference(first_listed: Instant, sends: &[Instant]) -> Instant {
 
 /// Whether a segment that arrived at `arrived` is later than one `target`
 /// duration after `reference`.
-pub fn is_late(reference: Instant, arrived: Instant, target: Duration) -> bool {
+fn is_late(reference: Instant, arrived: Instant, target: Duration) -> bool {
     arrived.saturating_duration_since(reference) > target
 }
 
@@ -533,7 +533,7 @@ pub fn raise_fd_limit() -> u64 {
 
 /// The server's processes: the given ids and all their descendants.
 #[derive(Debug, Clone)]
-pub struct ProcessGroup {
+struct ProcessGroup {
     roots: Vec<u32>,
 }
 
@@ -561,7 +561,7 @@ fn stat(pid: u32) -> Option<(u32, u64)> {
 }
 
 /// CPU seconds this process has used so far.
-pub fn own_cpu_seconds() -> f64 {
+fn own_cpu_seconds() -> f64 {
     stat(std::process::id()).map_or(0.0, |(_, ticks)| ticks as f64 / clock_ticks())
 }
 
@@ -573,7 +573,7 @@ impl ProcessGroup {
     }
 
     /// Every live member with its CPU ticks.
-    pub fn cpu_ticks(&self) -> HashMap<u32, u64> {
+    fn cpu_ticks(&self) -> HashMap<u32, u64> {
         let all: Vec<(u32, u32, u64)> = std::fs::read_dir("/proc")
             .into_iter()
             .flatten()
@@ -607,7 +607,7 @@ impl ProcessGroup {
 }
 
 /// CPU seconds used by the group between two [`ProcessGroup::cpu_ticks`] readings.
-pub fn cpu_seconds_between(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> f64 {
+fn cpu_seconds_between(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> f64 {
     let ticks: u64 = after
         .iter()
         .map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0)))

@@ -3,11 +3,12 @@
 //! parts), so every viewer gets the best picture their network carries.
 //!
 //! ```text
-//! LADDER=1280x720@2800,854x480@1400,640x360@800   (the default)
+//! LADDER=recommended   the ladder below: what `just up` and the compose file run
+//! LADDER=1280x720@2800,854x480@1400,640x360@800
 //!   input 1920x1080 -> 720p, 480p, 360p
 //!   input 854x480   -> 480p, 360p          (never upscaled)
 //!   input 320x240   -> 240p at 800 kbit/s  (nothing fits: the input's size, the lowest rate)
-//! LADDER=single                             the seed's one rendition: playlist.m3u8 is its media playlist
+//! LADDER=single (the worker's default)       the seed's one rendition: playlist.m3u8 is its media playlist
 //! ```
 //!
 //! Pure: parsing, choosing rungs for an input, naming. Free of GStreamer.
@@ -15,10 +16,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The ladder `just up` and the worker use unless told otherwise: Apple's
-/// authoring spec's 16:9 rungs up to 720p, at the rates it suggests for
-/// H.264 (a little above them for the 2 s GOP every segment starts).
-pub const DEFAULT_LADDER: &str = "1280x720@2800,854x480@1400,640x360@800";
+/// The recommended ladder (`LADDER=recommended`, what `just up` runs):
+/// Apple's authoring spec's 16:9 rungs up to 720p, at the rates it suggests
+/// for H.264 (a little above them for the 2 s GOP every segment starts).
+pub const RECOMMENDED_LADDER: &str = "1280x720@2800,854x480@1400,640x360@800";
+/// The word for [`RECOMMENDED_LADDER`] in `LADDER`.
+pub const RECOMMENDED: &str = "recommended";
 /// The most rungs a ladder may have: each is one more encode.
 pub const MAX_RUNGS: usize = 6;
 
@@ -47,9 +50,11 @@ pub enum Ladder {
     Rungs(Vec<Rung>),
 }
 
+/// The worker's default: the seed's single rendition, so `playlist.m3u8`
+/// stays a media playlist unless a ladder is asked for.
 impl Default for Ladder {
     fn default() -> Self {
-        DEFAULT_LADDER.parse().unwrap_or(Ladder::Single)
+        Ladder::Single
     }
 }
 
@@ -60,6 +65,9 @@ impl FromStr for Ladder {
         let s = s.trim();
         if s.eq_ignore_ascii_case("single") {
             return Ok(Ladder::Single);
+        }
+        if s.eq_ignore_ascii_case(RECOMMENDED) {
+            return RECOMMENDED_LADDER.parse();
         }
         let mut rungs = Vec::new();
         for item in s.split(',').map(str::trim) {
@@ -125,6 +133,11 @@ impl fmt::Display for Ladder {
 }
 
 impl Ladder {
+    /// [`RECOMMENDED_LADDER`].
+    pub fn recommended() -> Ladder {
+        RECOMMENDED_LADDER.parse().unwrap_or(Ladder::Single)
+    }
+
     /// The rungs encoded for an input of `size`, highest first: those no
     /// larger than the input in either dimension; when none is, one at the
     /// input's size and the lowest rate. `None` for a single rendition.
@@ -154,9 +167,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_ladder_reads_and_prints_back() {
-        let ladder = Ladder::default();
-        assert_eq!(ladder.to_string(), DEFAULT_LADDER);
+    fn the_recommended_ladder_reads_and_prints_back() {
+        assert_eq!(Ladder::default(), Ladder::Single);
+        let ladder = Ladder::recommended();
+        assert_eq!(ladder.to_string(), RECOMMENDED_LADDER);
+        assert_eq!("recommended".parse::<Ladder>(), Ok(ladder.clone()));
         let Ladder::Rungs(rungs) = &ladder else {
             panic!("the default is a ladder");
         };
@@ -191,7 +206,7 @@ mod tests {
 
     #[test]
     fn rungs_never_upscale_the_input() {
-        let ladder = Ladder::default();
+        let ladder = Ladder::recommended();
         let heights = |size| -> Vec<u32> {
             ladder
                 .rungs_for(size)

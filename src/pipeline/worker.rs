@@ -15,7 +15,7 @@ use super::description;
 use super::health::SignalHealth;
 use super::input::{self, Input, InputError};
 use super::inputs::{self, Inputs, Signals, StartError, DEFAULT_RESCAN_EVERY};
-use super::ladder::{Ladder, DEFAULT_LADDER};
+use super::ladder::Ladder;
 use super::settings::{
     EncodeSettings, DEFAULT_CODEC_THREADS, DEFAULT_PART, DEFAULT_PLAYLIST_LENGTH,
     DEFAULT_RETAINED_SEGMENTS, DEFAULT_SEGMENT_SECONDS, DEFAULT_VIDEO_KBPS, MIN_PART,
@@ -63,10 +63,11 @@ pub struct WorkerConfig {
     /// The bit-rate ladder each input is encoded into: comma-separated
     /// WIDTHxHEIGHT@KBPS rungs (one decode, one encode per rung, never above
     /// the input's size), each its own rendition (`720p.m3u8`) named in a
-    /// multivariant `playlist.m3u8`; or `single`: one rendition at the
-    /// input's size and VIDEO_KBPS, `playlist.m3u8` its media playlist (the
-    /// seed's output).
-    #[arg(long, env = "LADDER", default_value = DEFAULT_LADDER, value_parser = parse_ladder)]
+    /// multivariant `playlist.m3u8`; `recommended` for
+    /// 1280x720@2800,854x480@1400,640x360@800 (what `just up` runs); or
+    /// `single`: one rendition at the input's size and VIDEO_KBPS,
+    /// `playlist.m3u8` its media playlist (the seed's output).
+    #[arg(long, env = "LADDER", default_value = "single", value_parser = parse_ladder)]
     pub ladder: Ladder,
     /// Port of the worker's `/metrics` and `/healthcheck`.
     #[arg(long, env = "WORKER_METRICS_PORT", default_value = "9100", value_parser = crate::service::config::parse_port)]

@@ -41,27 +41,27 @@ mod players;
 mod table;
 mod watch;
 
-use nginx::*;
-use players::*;
-use table::*;
-use watch::*;
-
-use nonstop_lab::support as common;
-
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{
-    wait_for, BrowserProgress, PlayingLine, Service, Stack, StackOptions, PLAYING_WITHIN,
-};
-use nonstop_lab::players::PositionRecord;
-use serde::Serialize;
+use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 use serde_json::{json, Value};
+
+use nonstop_lab::fault::{loopback_cut, Fault, HostFault, PackagerFault, WorkerFault};
+use nonstop_lab::fault_proxy::FaultMode;
+use nonstop_lab::player_process::PLAYING_WITHIN;
+use nonstop_lab::real_players::{
+    chromium_drivers_missing, vlc_missing, webkit_missing, PositionRecord,
+};
+use nonstop_lab::stack::{Stack, StackOptions};
+use nonstop_lab::wait::{try_wait_for, wait_for};
+use nonstop_lab::workspace::{hls_js, repo_root};
+
+use nginx::{nginx_bin, start_conventional};
+use players::{gst_player, Outcome, Player, HLSJS_STARTUP_ALLOWANCE, LIGHT_PLAYERS_DELAY};
+use table::{print_table, verdict, Row};
+use watch::{listed_segments, longest_extra_gap, time_to_switch, watch_summary, Watcher};
 
 /// How long players watch, when the fault comes and when it is cleared.
 const DEFAULT_WATCH: Duration = Duration::from_secs(45);
@@ -71,8 +71,6 @@ const DEFAULT_CLEAR_AT: Duration = Duration::from_secs(30);
 const QUICK_WATCH: Duration = Duration::from_secs(30);
 const QUICK_FAULT_AT: Duration = Duration::from_secs(8);
 const QUICK_CLEAR_AT: Duration = Duration::from_secs(20);
-/// The product's default segment (and target) duration.
-const DEFAULT_SEGMENT_SECONDS: u32 = 2;
 /// Length of the generated input the worker loops.
 const DEFAULT_INPUT_SECONDS: u32 = 10;
 /// Segments the playlist must list before players start, so every player can
@@ -126,7 +124,7 @@ fn main() {
         options.segment_seconds
     ));
 
-    let root = common::repo_root();
+    let root = repo_root();
     let records = root
         .canonicalize()
         .unwrap_or_else(|_| root.to_path_buf())
@@ -154,8 +152,8 @@ fn main() {
                         run_fault(fault, &pass, &options, &where_, &clock)
                     }));
                     // A run that panicked mid-fault leaves no cut link behind.
-                    if fault == Fault::LinkCut {
-                        link_cut::restore();
+                    if fault == Fault::Host(HostFault::LinkCut) {
+                        loopback_cut::restore();
                     }
                     run
                 };
@@ -238,7 +236,7 @@ struct Where<'a> {
     override_usage = "cargo bench --bench failover -- [options]   (or: just bench-failover [options])"
 )]
 struct Args {
-    /// Faults to inject: kill,hang,stale,error500,segment404,slow,cut,reset
+    /// Faults to inject: kill,stop,stale,error500,segment404,slow,cut,reset
     /// (packager A), worker-kill,worker-stop,worker-restart,wipe (worker A
     /// and its folder), link-cut (host A's link: packets to packager A
     /// dropped; needs root and nftables), input-removed (worker A's input
@@ -319,7 +317,7 @@ impl Options {
             (DEFAULT_WATCH, DEFAULT_FAULT_AT, DEFAULT_CLEAR_AT)
         };
         let options = Options {
-            faults: list(args.faults.as_ref(), &Fault::ALL, Fault::name)
+            faults: list(args.faults.as_ref(), &FAULTS, Fault::name)
                 .map_err(|e| format!("--faults: {e}"))?,
             players: list(args.players.as_ref(), &Player::ALL, Player::name)
                 .map_err(|e| format!("--players: {e}"))?,
@@ -358,29 +356,23 @@ impl Options {
     /// Every outside program the chosen players and proxies need, checked
     /// before any stack starts, with what to do when one is missing.
     fn check_tools(&self) -> Result<(), String> {
-        let mut missing = Vec::new();
+        let mut missing: Vec<String> = Vec::new();
         if self.proxies.contains(&Proxy::Nginx) && nginx_bin().is_none() {
-            missing.push("nginx (apt-get install nginx-light, or ./scripts/setup.sh)");
+            missing.push("nginx (apt-get install nginx-light, or ./scripts/setup.sh)".into());
         }
         if self.players.contains(&Player::Ffmpeg) && !on_path("ffmpeg") {
-            missing.push("ffmpeg (apt-get install ffmpeg)");
+            missing.push("ffmpeg (apt-get install ffmpeg)".into());
         }
         if self.players.contains(&Player::Vlc) {
-            missing.extend(nonstop_lab::players::vlc_missing());
+            missing.extend(vlc_missing().map(String::from));
         }
         if self.players.contains(&Player::Webkit) || self.players.contains(&Player::WebkitHlsjs) {
-            missing.extend(nonstop_lab::players::webkit_missing());
+            missing.extend(webkit_missing().map(String::from));
         }
-        if self.players.contains(&Player::Hlsjs)
-            || self.players.contains(&Player::ChromiumNative)
-            || self.players.contains(&Player::WebkitHlsjs)
-        {
-            if !on_path("node") {
-                missing.push("node (apt-get install nodejs)");
-            }
-            if !common::repo_root().join("web/node_modules/hls.js").exists() {
-                missing.push("web/node_modules (npm ci --prefix web)");
-            }
+        if self.players.contains(&Player::Hlsjs) || self.players.contains(&Player::ChromiumNative) {
+            missing.extend(chromium_drivers_missing());
+        } else if self.players.contains(&Player::WebkitHlsjs) && !hls_js().is_file() {
+            missing.push(format!("{} (npm ci --prefix web)", hls_js().display()));
         }
         if missing.is_empty() {
             Ok(())
@@ -422,221 +414,39 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-/// A fault, as issues 4 and 8 list them: on packager A (through the fault
-/// proxy in front of server1), or on worker A and its folder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    /// SIGKILL to packager A: connections refused from then on.
-    Kill,
-    /// SIGSTOP to packager A: connections accepted, never answered.
-    Hang,
-    /// Playlists 200 OK but frozen.
-    Stale,
-    /// HTTP 500 on everything.
-    Error500,
-    /// 404 on segments only.
-    Segment404,
-    /// Every response delayed by about one target duration.
-    Slow,
-    /// Segment bodies cut short.
-    Cut,
-    /// TCP reset once the request is read.
-    Reset,
-    /// SIGKILL to worker A, never restarted: packager A serves a frozen
-    /// playlist that only its program date-time shows is stale.
-    WorkerKill,
-    /// SIGSTOP to worker A (a frozen encoder) until cleared (SIGCONT).
-    WorkerStop,
-    /// SIGKILL to worker A and a new one started at once, as a supervisor
-    /// would: it rejoins the wall clock with the same numbering.
-    WorkerRestart,
-    /// `rm -rf` of worker A's signal folder while it runs.
-    Wipe,
-    /// Host A's link cut: every packet to and from packager A dropped
-    /// (nftables), so connections go silent instead of being refused, until
-    /// cleared. The network namespaces of `tests/hosts.rs` do this per host;
-    /// here packager A's port on loopback stands for its host.
-    LinkCut,
-    /// Worker A's input file removed (moved aside) on its host: worker A
-    /// ends its playlist (`EXT-X-ENDLIST`) while worker B goes on; cleared by
-    /// putting the file back (A starts again after a discontinuity). In the
-    /// seed's topology the one worker's input: the stream ends for real.
-    InputRemoved,
-}
+/// The faults the bench runs, in its order (issues 4 and 8): on packager A
+/// (the fault proxy in front of server1: its process killed or stopped, or
+/// one of its modes), on worker A and its folder and input, and host A's
+/// link, cut until cleared (packager A's port on loopback stands for its
+/// host; the network namespaces of `tests/system/hosts.rs` cut real links).
+/// In the seed's topology worker A is the one worker: a removed input then
+/// ends the stream for real.
+const FAULTS: [Fault; 14] = [
+    Fault::Packager(PackagerFault::Killed),
+    Fault::Packager(PackagerFault::Stopped),
+    Fault::Packager(PackagerFault::Mode(FaultMode::Stale)),
+    Fault::Packager(PackagerFault::Mode(FaultMode::Error500)),
+    Fault::Packager(PackagerFault::Mode(FaultMode::Segment404)),
+    Fault::Packager(PackagerFault::Mode(FaultMode::Slow)),
+    Fault::Packager(PackagerFault::Mode(FaultMode::Cut)),
+    Fault::Packager(PackagerFault::Mode(FaultMode::Reset)),
+    Fault::Worker(WorkerFault::Killed),
+    Fault::Worker(WorkerFault::Stopped),
+    Fault::Worker(WorkerFault::Restarted),
+    Fault::Worker(WorkerFault::FolderWiped),
+    Fault::Host(HostFault::LinkCut),
+    Fault::Worker(WorkerFault::InputRemoved),
+];
 
-impl Fault {
-    const ALL: [Fault; 14] = [
-        Fault::Kill,
-        Fault::Hang,
-        Fault::Stale,
-        Fault::Error500,
-        Fault::Segment404,
-        Fault::Slow,
-        Fault::Cut,
-        Fault::Reset,
-        Fault::WorkerKill,
-        Fault::WorkerStop,
-        Fault::WorkerRestart,
-        Fault::Wipe,
-        Fault::LinkCut,
-        Fault::InputRemoved,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Fault::Kill => "kill",
-            Fault::Hang => "hang",
-            Fault::Stale => "stale",
-            Fault::Error500 => "error500",
-            Fault::Segment404 => "segment404",
-            Fault::Slow => "slow",
-            Fault::Cut => "cut",
-            Fault::Reset => "reset",
-            Fault::WorkerKill => "worker-kill",
-            Fault::WorkerStop => "worker-stop",
-            Fault::WorkerRestart => "worker-restart",
-            Fault::Wipe => "wipe",
-            Fault::LinkCut => "link-cut",
-            Fault::InputRemoved => "input-removed",
-        }
-    }
-
-    /// What is hit, for progress lines.
-    fn target(self) -> &'static str {
-        match self {
-            Fault::WorkerKill | Fault::WorkerStop | Fault::WorkerRestart => "worker A",
-            Fault::Wipe => "worker A's folder",
-            Fault::LinkCut => "host A's link",
-            Fault::InputRemoved => "worker A's input",
-            _ => "packager A",
-        }
-    }
-
-    /// Injects the fault; returns the process it started (a restarted
-    /// worker), to keep until the stack stops.
-    fn inject(self, stack: &Stack) -> Option<Service> {
-        match self {
-            Fault::Kill => fault_process(stack).signal("KILL"),
-            Fault::Hang => fault_process(stack).signal("STOP"),
-            Fault::WorkerKill => worker_a(stack).signal("KILL"),
-            Fault::WorkerStop => worker_a(stack).signal("STOP"),
-            Fault::WorkerRestart => {
-                worker_a(stack).signal("KILL");
-                // Reaped by the stack's own handle when it stops; wait for
-                // the kernel to have ended it before the new one starts.
-                let pid = worker_a(stack).pid();
-                common::try_wait_for(Duration::from_secs(5), || {
-                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
-                    stat.is_none_or(|s| s.contains(") Z ")).then_some(())
-                });
-                return Some(stack.start_again("worker", "worker-restarted"));
-            }
-            Fault::LinkCut => link_cut::cut(packager_a_port(stack)),
-            Fault::Wipe => {
-                let folder = stack.output.join("live01");
-                if let Err(e) = std::fs::remove_dir_all(&folder) {
-                    panic!("cannot wipe {}: {e}", folder.display());
-                }
-            }
-            Fault::InputRemoved => {
-                let (input, aside) = input_a(stack);
-                if let Err(e) = std::fs::rename(&input, &aside) {
-                    panic!("cannot move {} aside: {e}", input.display());
-                }
-            }
-            mode => stack.inject(mode.name()),
-        }
-        None
-    }
-
-    /// Ends the fault; false when there is nothing to end (a kill stays, a
-    /// restart or a wipe is over when it is done).
-    fn clear(self, stack: &Stack) -> bool {
-        match self {
-            Fault::Kill | Fault::WorkerKill | Fault::WorkerRestart | Fault::Wipe => false,
-            Fault::Hang => {
-                fault_process(stack).signal("CONT");
-                true
-            }
-            Fault::WorkerStop => {
-                worker_a(stack).signal("CONT");
-                true
-            }
-            Fault::LinkCut => {
-                link_cut::restore();
-                true
-            }
-            Fault::InputRemoved => {
-                let (input, aside) = input_a(stack);
-                if let Err(e) = std::fs::rename(&aside, &input) {
-                    panic!("cannot put {} back: {e}", input.display());
-                }
-                true
-            }
-            _ => {
-                stack.inject("none");
-                true
-            }
-        }
-    }
-}
-
-/// Worker A's input file, and where the `input-removed` fault moves it (a
-/// name the worker does not read).
-fn input_a(stack: &Stack) -> (PathBuf, PathBuf) {
-    (
-        stack.input.join("live01.mp4"),
-        stack.input.join("live01.mp4.removed"),
+/// Whether the bench ends `fault` at `--clear-at`: a killed packager or
+/// worker stays dead (players meet what is left), the rest is undone where
+/// something lasts (mode back to `none`, SIGCONT, link restored, input put
+/// back).
+fn cleared_by_the_bench(fault: Fault) -> bool {
+    !matches!(
+        fault,
+        Fault::Packager(PackagerFault::Killed) | Fault::Worker(WorkerFault::Killed)
     )
-}
-
-/// The port the proxies reach packager A on (its fault proxy's).
-fn packager_a_port(stack: &Stack) -> u16 {
-    stack
-        .fault_port
-        .expect("the stack runs a fault proxy in front of packager A")
-}
-
-/// Packets to and from one loopback port dropped with nftables, as a cut
-/// link drops them: no reset, no refusal, silence.
-mod link_cut {
-    use std::process::{Command, Stdio};
-
-    /// The table holding the drop rules; one cut at a time.
-    const TABLE: &str = "nonstop_bench_link_cut";
-
-    pub(super) fn cut(port: u16) {
-        restore();
-        let rules = format!(
-            "table inet {TABLE} {{\n\
-             \tchain output {{ type filter hook output priority 0; tcp dport {port} drop; tcp sport {port} drop; }}\n\
-             }}\n"
-        );
-        if let Err(e) = nonstop_lab::netns::load_rules(None, &rules) {
-            panic!("nft refused the link-cut rules (the link-cut fault needs root and nftables from scripts/setup.sh): {e}");
-        }
-    }
-
-    /// Removes the cut, if there is one.
-    pub(super) fn restore() {
-        let _ = Command::new("nft")
-            .args(["delete", "table", "inet", TABLE])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-fn fault_process(stack: &Stack) -> &Service {
-    stack
-        .fault
-        .as_ref()
-        .expect("the stack runs a fault proxy in front of packager A")
-}
-
-/// The worker whose folder packager A serves (the only one in the seed's
-/// topology).
-fn worker_a(stack: &Stack) -> &Service {
-    stack.worker.as_ref().expect("the stack runs a worker")
 }
 
 /// What the players talk to.
@@ -701,7 +511,7 @@ fn run_fault(
             "workers A and B, each its own folder and packager"
         }
     ));
-    let stack = Stack::start(StackOptions {
+    let mut stack = Stack::start(StackOptions {
         segment_seconds: options.segment_seconds,
         input_seconds: options.input_seconds,
         audio: true,
@@ -710,7 +520,7 @@ fn run_fault(
     });
     let nginx = proxies
         .contains(&Proxy::Nginx)
-        .then(|| start_conventional(&stack.packagers[0], &stack.packagers[1], logs));
+        .then(|| start_conventional(&stack.packagers()[0], &stack.packagers()[1], logs));
     let urls: Vec<(Proxy, String)> = proxies
         .iter()
         .map(|&proxy| {
@@ -741,7 +551,7 @@ fn run_fault(
         .iter()
         .map(|(proxy, url)| (*proxy, Watcher::start(url)))
         .collect();
-    let source = Watcher::start(&format!("{}/live01/playlist.m3u8", stack.packagers[1]));
+    let source = Watcher::start(&format!("{}/live01/playlist.m3u8", stack.packagers()[1]));
     let mut players: Vec<(Proxy, Player, JoinHandle<Played>)> = Vec::new();
     for (proxy, url) in &urls {
         for &player in &options.players {
@@ -787,14 +597,14 @@ fn run_fault(
         }
     }
     let injected = Instant::now();
-    let restarted = fault.inject(&stack);
+    stack.inject(fault);
     clock.say(&format!(
         "{name} [{pass}]: fault injected on {}",
         fault.target()
     ));
     sleep_until(t0 + options.clear_at);
     let cleared = Instant::now();
-    let was_cleared = fault.clear(&stack);
+    let was_cleared = cleared_by_the_bench(fault) && stack.clear(fault);
     if was_cleared {
         clock.say(&format!(
             "{name} [{pass}]: fault cleared, {} back",
@@ -866,17 +676,11 @@ fn run_fault(
         rows.push(row);
     }
 
-    // Keep what explains the numbers: every service's log.
-    let _ = std::fs::write(logs.join(format!("stack-{pass}.log")), stack.logs());
-    if let Some(again) = &restarted {
-        let _ = std::fs::write(
-            logs.join(format!("{}-{pass}.log", again.name)),
-            again.log_text(),
-        );
-    }
+    // Keep what explains the numbers: every service's log, instances
+    // started again by the fault (a restarted worker) included.
+    let _ = std::fs::write(logs.join(format!("stack-{pass}.log")), stack.all_logs());
     clock.say(&format!("{name} [{pass}]: stopping the stack"));
     drop(nginx);
-    drop(restarted);
     drop(stack);
     rows
 }
@@ -899,7 +703,7 @@ fn player_log(logs: &Path, proxy: Proxy, player: Player) -> PathBuf {
 /// Waits until a player's log has a line that `says_playing`; `false` after
 /// `within`.
 fn wait_announced_playing(log: &Path, says_playing: SaysPlaying, within: Duration) -> bool {
-    common::try_wait_for(within, || {
+    try_wait_for(within, || {
         let text = std::fs::read_to_string(log).ok()?;
         text.lines().any(says_playing).then_some(())
     })

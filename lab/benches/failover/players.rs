@@ -1,18 +1,31 @@
 //! The players and how each is judged: the project's probe (its own
 //! report), hls.js and Chromium's native HLS in headless Chromium
-//! (web/hlsjs-player.mjs), GStreamer's playbin in a child process of this
+//! (lab/web/hlsjs-player.mjs), GStreamer's playbin in a child process of this
 //! binary, ffmpeg's HLS demuxer fed into a buffer model, VLC and WebKit
 //! (native HLS and hls.js) driven from outside and judged as
-//! `tests/vlc.rs` and `tests/webkit.rs` judge them
-//! (`nonstop_lab::players::judge_vlc`, `judge_video`). Each runs as a child
+//! `tests/system/vlc.rs` and `tests/system/webkit.rs` judge them
+//! (`nonstop_lab::real_players::judge_vlc`, `judge_video`). Each runs as a child
 //! process killed if it outlives the bench, and leaves a CSV record of its
 //! position against wall time.
 
-use super::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use nonstop_lab::players::{
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use nonstop_lab::input::init_gst;
+use nonstop_lab::player_process::{BrowserProgress, PlayingLine};
+use nonstop_lab::real_players::{
     self, BlankPage, Judgement, PositionRecord, VideoLook, Vlc, VlcSample, WebKit,
 };
+use nonstop_lab::workspace::{bin, browser_driver};
+
+use super::{millis, SaysPlaying, DEFAULT_WATCH};
 
 /// GStreamer: a gap between two rendered video frames (40 ms apart at 25 fps)
 /// longer than this is a stall.
@@ -94,11 +107,11 @@ impl Player {
     /// How to tell, from a line of its log, that it is playing (the probe's
     /// and the browsers' `playing ...` lines; VLC and WebKit get theirs
     /// written by the bench once they played
-    /// [`players::PLAYED_BEFORE_FAULT`], as the tests wait for), so the fault
+    /// [`real_players::PLAYED_BEFORE_FAULT`], as the tests wait for), so the fault
     /// can wait for it; `None` for players that do not say.
     pub(crate) fn playing_announcement(self) -> Option<SaysPlaying> {
         match self {
-            Player::Probe => Some(|line| nonstop_lab::player::Progress::parse(line).is_some()),
+            Player::Probe => Some(|line| nonstop_lab::probe::Progress::parse(line).is_some()),
             Player::Hlsjs
             | Player::ChromiumNative
             | Player::Vlc
@@ -303,13 +316,14 @@ pub(crate) fn play_probe(
     record: &mut PositionRecord,
 ) -> Result<Outcome, String> {
     let (mut kid, reader) = spawn_recorded(
-        Command::new(common::bin("probe"))
+        Command::new(bin("probe"))
             .args(["--url", url, "--duration"])
             .arg(format!("{:.1}", watch.as_secs_f64()))
-            .args(["--start-segments", "3"])
+            .arg("--start-segments")
+            .arg(nonstop_lab::probe::DEFAULT_START_SEGMENTS.to_string())
             .env("RUST_LOG", "info"),
         log,
-        |line| nonstop_lab::player::Progress::parse(line).map(|p| p.media_played.as_secs_f64()),
+        |line| nonstop_lab::probe::Progress::parse(line).map(|p| p.media_played.as_secs_f64()),
     )?;
     let (_, killed) = kid.wait_until(Instant::now() + watch + PLAYER_GRACE);
     let stdout = kid.stdout_text();
@@ -352,7 +366,7 @@ pub(crate) fn play_probe(
     })
 }
 
-/// hls.js in headless Chromium through web/hlsjs-player.mjs, or with
+/// hls.js in headless Chromium through lab/web/hlsjs-player.mjs, or with
 /// `native` Chromium's own HLS (its `--native`), judged the same way.
 pub(crate) fn play_hlsjs(
     url: &str,
@@ -361,7 +375,7 @@ pub(crate) fn play_hlsjs(
     native: bool,
     record: &mut PositionRecord,
 ) -> Result<Outcome, String> {
-    let script = common::repo_root().join("web/hlsjs-player.mjs");
+    let script = browser_driver("hlsjs-player.mjs");
     let measure = watch.saturating_sub(HLSJS_STARTUP_ALLOWANCE);
     let mut cmd = Command::new("node");
     cmd.arg(script)
@@ -411,7 +425,7 @@ pub(crate) fn play_hlsjs(
     }
     let played = report["played"] == Value::Bool(true);
     let frozen = report["max_frozen_ms"].as_u64().unwrap_or(0);
-    if played && report["stalls"].as_u64() == Some(0) && frozen > millis(players::MAX_FREEZE) {
+    if played && report["stalls"].as_u64() == Some(0) && frozen > millis(real_players::MAX_FREEZE) {
         note.push(format!(
             "currentTime stood still {:.1} s with no 'waiting'",
             frozen as f64 / 1000.0
@@ -696,7 +710,7 @@ pub(crate) fn play_gstreamer(
             let n = n.as_u64().unwrap_or(0);
             record.push(
                 RECORD_STEP * i as u32,
-                n as f64 / players::FPS,
+                n as f64 / real_players::FPS,
                 &format!("frames={n}"),
             );
         }
@@ -724,17 +738,17 @@ fn announce(log: &mut std::fs::File, played: f64) {
     let _ = writeln!(log, "[judge] playing {played:.3} s of media");
 }
 
-/// VLC (`nonstop_lab::players::Vlc`: headless, as `nobody` with its own HOME
-/// when root) sampled every [`players::SAMPLE_EVERY`] through its remote
-/// interface, judged by `players::judge_vlc` from the first sample with
-/// [`players::PLAYED_BEFORE_FAULT`] played to the end, as `tests/vlc.rs`.
+/// VLC (`nonstop_lab::real_players::Vlc`: headless, as `nobody` with its own HOME
+/// when root) sampled every [`real_players::SAMPLE_EVERY`] through its remote
+/// interface, judged by `real_players::judge_vlc` from the first sample with
+/// [`real_players::PLAYED_BEFORE_FAULT`] played to the end, as `tests/system/vlc.rs`.
 pub(crate) fn play_vlc(
     url: &str,
     watch: Duration,
     log: &Path,
     record: &mut PositionRecord,
 ) -> Result<Outcome, String> {
-    if let Some(missing) = players::vlc_missing() {
+    if let Some(missing) = real_players::vlc_missing() {
         return Err(missing.to_string());
     }
     let mut file = std::fs::File::create(log).map_err(|e| e.to_string())?;
@@ -755,11 +769,11 @@ pub(crate) fn play_vlc(
                 s.stats.map_or(0, |st| st.frames_displayed)
             ),
         );
-        if !samples.is_empty() || (s.playing && time >= players::PLAYED_BEFORE_FAULT) {
+        if !samples.is_empty() || (s.playing && time >= real_players::PLAYED_BEFORE_FAULT) {
             announce(&mut file, time);
             samples.push(s);
         }
-        std::thread::sleep(players::SAMPLE_EVERY);
+        std::thread::sleep(real_players::SAMPLE_EVERY);
     }
     let vlc_log = vlc.log_text();
     let _ = writeln!(file, "--- VLC's own log ---\n{vlc_log}");
@@ -767,20 +781,20 @@ pub(crate) fn play_vlc(
     if samples.is_empty() {
         return Err(format!(
             "never played {} s (see its log)",
-            players::PLAYED_BEFORE_FAULT
+            real_players::PLAYED_BEFORE_FAULT
         ));
     }
     Ok(Outcome::judged(
-        &players::judge_vlc(&samples, &vlc_log),
+        &real_players::judge_vlc(&samples, &vlc_log),
         Vec::new(),
     ))
 }
 
-/// WebKitGTK's MiniBrowser under Xvfb (`nonstop_lab::players::WebKit`, with
+/// WebKitGTK's MiniBrowser under Xvfb (`nonstop_lab::real_players::WebKit`, with
 /// `WEBKIT_GST_ENABLE_HLS_SUPPORT=1`), its video element playing natively or
-/// through hls.js, looked at every [`players::SAMPLE_EVERY`], judged by
-/// `players::judge_video` from the first look with
-/// [`players::PLAYED_BEFORE_FAULT`] played to the end, as `tests/webkit.rs`.
+/// through hls.js, looked at every [`real_players::SAMPLE_EVERY`], judged by
+/// `real_players::judge_video` from the first look with
+/// [`real_players::PLAYED_BEFORE_FAULT`] played to the end, as `tests/system/webkit.rs`.
 pub(crate) fn play_webkit(
     url: &str,
     watch: Duration,
@@ -788,11 +802,11 @@ pub(crate) fn play_webkit(
     hls_js: bool,
     record: &mut PositionRecord,
 ) -> Result<Outcome, String> {
-    if let Some(missing) = players::webkit_missing() {
+    if let Some(missing) = real_players::webkit_missing() {
         return Err(missing.to_string());
     }
     let source = if hls_js {
-        Some(players::hlsjs_source()?)
+        Some(real_players::hlsjs_source()?)
     } else {
         None
     };
@@ -824,16 +838,16 @@ pub(crate) fn play_webkit(
                     break;
                 }
             }
-            std::thread::sleep(players::SAMPLE_EVERY);
+            std::thread::sleep(real_players::SAMPLE_EVERY);
         }
         if looks.is_empty() {
             let last = browser.look().map(|l| l.describe()).unwrap_or_else(|e| e);
             return Err(format!(
                 "never played {} s: {last}",
-                players::PLAYED_BEFORE_FAULT
+                real_players::PLAYED_BEFORE_FAULT
             ));
         }
-        let mut judgement = players::judge_video(&looks);
+        let mut judgement = real_players::judge_video(&looks);
         judgement.failed_checks.extend(lost);
         Ok(Outcome::judged(&judgement, Vec::new()))
     })();
@@ -860,7 +874,7 @@ pub(crate) fn gst_player(args: &[String]) -> ! {
     }
     let started_at = Instant::now();
     let deadline = started_at + Duration::from_secs_f64(seconds);
-    common::init_gst();
+    init_gst();
 
     // Failed requests, from the warnings of the HTTP source and the demuxer.
     let failures = Arc::new(Mutex::new(FailureCounter::default()));

@@ -1,7 +1,13 @@
 //! The results: one row per fault, player and proxy, printed as a table
 //! with nonstop and nginx side by side, and the target's verdict.
 
-use super::*;
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::players::{Outcome, Player};
+use super::{millis, Fault, Proxy, FAULTS, SOURCE_GAP_NOTE};
 
 /// One line of the table and of the JSON.
 #[derive(Debug, Clone, Serialize)]
@@ -44,7 +50,7 @@ impl Row {
             time_to_switch_ms: switch.map(millis),
             source_extra_gap_ms: None,
             run: 1,
-            fault_index: Fault::ALL.iter().position(|f| *f == fault).unwrap_or(0),
+            fault_index: FAULTS.iter().position(|f| *f == fault).unwrap_or(0),
             player_index: Player::ALL.iter().position(|p| *p == player).unwrap_or(0),
             proxy_index: Proxy::ALL.iter().position(|p| *p == proxy).unwrap_or(0),
         }

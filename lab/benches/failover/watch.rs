@@ -3,7 +3,16 @@
 //! stood still around the fault (time to switch) and whether the source
 //! itself paused.
 
-use super::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use nonstop_lab::http::get;
+
+use super::{millis, sleep_until};
 
 /// The watcher's poll period and per-request budget.
 pub(crate) const WATCH_POLL: Duration = Duration::from_millis(100);
@@ -24,7 +33,7 @@ pub(crate) fn newest_segment(playlist: &str) -> Option<u64> {
 }
 
 pub(crate) fn listed_segments(url: &str) -> Option<usize> {
-    let (status, body) = common::get(url)?;
+    let (status, body) = get(url)?;
     (status == 200).then(|| {
         String::from_utf8_lossy(&body)
             .lines()

@@ -2,14 +2,14 @@
 //! of what the viewer went through (see `--help`).
 
 use clap::Parser;
-use nonstop_lab::player::{self, ProbeConfig};
+use nonstop_lab::probe::{self, ProbeConfig};
 
 #[tokio::main]
 async fn main() {
     nonstop::service::logging::init();
     let config = ProbeConfig::parse();
     let shutdown = nonstop::service::shutdown::Shutdown::on_signals();
-    let report = match player::play(config, shutdown).await {
+    let report = match probe::play(config, shutdown).await {
         Ok(report) => report,
         Err(e) => {
             log::error!("{e}");

@@ -14,7 +14,7 @@ pub(super) const MAX_FAULT_NAME: usize = 32;
 /// The fault modes the console offers: a dead packager (`reset`: every
 /// connection reset, like a killed process), a hung one, a frozen playlist,
 /// errors, and back to normal. Slowness and cut bodies stay test-only.
-pub(super) const CONSOLE_MODES: [DemoFault; 5] = [
+pub const CONSOLE_MODES: [DemoFault; 5] = [
     DemoFault::Reset,
     DemoFault::Hang,
     DemoFault::Stale,
@@ -26,7 +26,7 @@ pub(super) const CONSOLE_MODES: [DemoFault; 5] = [
 /// The console only speaks its control API (`PUT /_fault/<name>`), so it
 /// names the modes as that API does and carries none of the lab's code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum DemoFault {
+pub enum DemoFault {
     Reset,
     Hang,
     Stale,
@@ -36,7 +36,7 @@ pub(super) enum DemoFault {
 
 impl DemoFault {
     /// The mode's name in the fault proxy's control API.
-    pub(super) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             DemoFault::Reset => "reset",
             DemoFault::Hang => "hang",

@@ -56,7 +56,7 @@ use tokio::sync::{watch, Notify};
 use crate::service::http;
 use crate::service::shutdown::Shutdown;
 use assets::{content_security_policy, Asset};
-pub use config::{ConsoleConfig, ConsoleError};
+pub use config::{ConsoleConfig, ConsoleError, DemoFault, CONSOLE_MODES};
 use routes::routes;
 use view::{faults_view, ConsoleState, SourceView, TimelineEntry};
 

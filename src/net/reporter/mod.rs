@@ -25,7 +25,7 @@ use metrics::REPORTS;
 use store::{IngestStore, StoreError, StoredIngest};
 
 /// A signal not reported again within this long disappears.
-pub(crate) const DEFAULT_REPORT_TTL: &str = "15";
+pub const DEFAULT_REPORT_TTL: &str = "15";
 /// Most packagers one report may list.
 const MAX_PACKAGERS_PER_REPORT: usize = 16;
 

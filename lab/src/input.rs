@@ -1,0 +1,50 @@
+//! Media for the tests to stream: short MP4 inputs made with GStreamer
+//! (a bouncing ball, and ticks when asked for sound), so no test depends on
+//! a file from outside.
+
+use std::path::Path;
+use std::sync::Once;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+/// Frame rate of every generated input.
+pub const INPUT_FPS: u32 = 25;
+/// How long making one input may take.
+const MAKE_WITHIN: gst::ClockTime = gst::ClockTime::from_seconds(60);
+
+static GST_INIT: Once = Once::new();
+
+/// Initialises GStreamer once per process, whoever asks first.
+pub fn init_gst() {
+    GST_INIT.call_once(|| gst::init().expect("GStreamer initialises"));
+}
+
+/// Writes a short MP4 (320x240, 25 fps, H.264, plus AAC when `audio`) with GStreamer.
+pub fn make_input(path: &Path, seconds: u32, audio: bool) {
+    init_gst();
+    let frames = seconds * INPUT_FPS;
+    let mut line = format!(
+        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width=320,height=240,framerate={INPUT_FPS}/1,format=I420 \
+         ! x264enc speed-preset=ultrafast key-int-max={INPUT_FPS} ! h264parse ! queue ! mp4mux name=mux ! filesink location={}",
+        path.display()
+    );
+    if audio {
+        let buffers = seconds * 48_000 / 1024;
+        line.push_str(&format!(
+            " audiotestsrc num-buffers={buffers} samplesperbuffer=1024 wave=ticks ! audio/x-raw,rate=48000,channels=2 \
+             ! audioconvert ! avenc_aac ! aacparse ! queue ! mux."
+        ));
+    }
+    let pipeline = gst::parse::launch(&line).expect("input pipeline parses");
+    pipeline.set_state(gst::State::Playing).expect("plays");
+    let bus = pipeline.bus().expect("bus");
+    for msg in bus.iter_timed(MAKE_WITHIN) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("making input failed: {}", e.error()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).expect("stops");
+}
