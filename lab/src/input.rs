@@ -20,13 +20,15 @@ pub fn init_gst() {
     GST_INIT.call_once(|| gst::init().expect("GStreamer initialises"));
 }
 
-/// Writes a short MP4 (320x240, 25 fps, H.264, plus AAC when `audio`) with GStreamer.
+/// Writes a short MP4 (320x240, 25 fps, H.264 with B-frames as real sources
+/// have, so its video track carries an edit list, plus AAC when `audio`)
+/// with GStreamer.
 pub fn make_input(path: &Path, seconds: u32, audio: bool) {
     init_gst();
     let frames = seconds * INPUT_FPS;
     let mut line = format!(
         "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width=320,height=240,framerate={INPUT_FPS}/1,format=I420 \
-         ! x264enc speed-preset=ultrafast key-int-max={INPUT_FPS} ! h264parse ! queue ! mp4mux name=mux ! filesink location={}",
+         ! x264enc speed-preset=ultrafast key-int-max={INPUT_FPS} bframes=2 ! h264parse ! queue ! mp4mux name=mux ! filesink location={}",
         path.display()
     );
     if audio {

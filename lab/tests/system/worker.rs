@@ -102,6 +102,47 @@ fn loops_the_input_forever_without_a_seam() {
         let start = video_start(&bytes).unwrap_or_else(|| panic!("{uri} has no video PTS"));
         pts.push(start.pts);
     }
+    // Demuxed across every seam, as a player does: each video frame's DTS
+    // grows and no PTS comes before its DTS (ffmpeg reported "pts<dts" and
+    // "non monotonically increasing dts" at each seam of a source with
+    // B-frames before passes were placed by stream time).
+    let joined = dir.path().join("joined.ts");
+    let mut all = Vec::new();
+    for (_, uri, _) in &seen {
+        all.extend(std::fs::read(dir.path().join("output/live01").join(uri)).expect("segment"));
+    }
+    std::fs::write(&joined, all).expect("write joined segments");
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "packet=pts,dts",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&joined)
+        .output()
+        .expect("ffprobe runs (scripts/setup.sh installs ffmpeg)");
+    let frames: Vec<(i64, i64)> = String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (pts, dts) = l.trim_end_matches(',').split_once(',')?;
+            Some((pts.parse().ok()?, dts.parse().ok()?))
+        })
+        .collect();
+    assert!(frames.len() > 200, "ffprobe read {} frames", frames.len());
+    for (i, pair) in frames.windows(2).enumerate() {
+        let ((_, dts0), (pts1, dts1)) = (pair[0], pair[1]);
+        assert!(dts1 > dts0, "frame {}: dts {dts1} after {dts0}", i + 1);
+        assert!(
+            pts1 >= dts1,
+            "frame {}: pts {pts1} before dts {dts1}",
+            i + 1
+        );
+    }
     // Timestamps keep growing across every loop, by about one segment each.
     for (i, pair) in pts.windows(2).enumerate() {
         // PTS follow time since the epoch: wrap-aware at 2^33.
