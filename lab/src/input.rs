@@ -24,11 +24,19 @@ pub fn init_gst() {
 /// have, so its video track carries an edit list, plus AAC when `audio`)
 /// with GStreamer.
 pub fn make_input(path: &Path, seconds: u32, audio: bool) {
+    make_input_sized(path, seconds, audio, (320, 240));
+}
+
+/// [`make_input`] at `size` (width, height): a ladder's rungs are never
+/// larger than their input.
+pub fn make_input_sized(path: &Path, seconds: u32, audio: bool, size: (u32, u32)) {
     init_gst();
     let frames = seconds * INPUT_FPS;
     let mut line = format!(
-        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width=320,height=240,framerate={INPUT_FPS}/1,format=I420 \
+        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width={},height={},framerate={INPUT_FPS}/1,format=I420 \
          ! x264enc speed-preset=ultrafast key-int-max={INPUT_FPS} bframes=2 ! h264parse ! queue ! mp4mux name=mux ! filesink location={}",
+        size.0,
+        size.1,
         path.display()
     );
     if audio {

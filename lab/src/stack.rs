@@ -22,7 +22,7 @@ use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 use crate::fault::{ControlPlane, Fault, FaultTarget};
 use crate::fault_proxy::{self, FaultMode};
 use crate::http::{get, get_json, local, wait_healthy};
-use crate::input::make_input;
+use crate::input::make_input_sized;
 use crate::ports::{free_port, StackPorts};
 use crate::process::{logs_in, Service};
 use crate::stack_lock::ExclusiveStack;
@@ -59,6 +59,10 @@ pub struct StackOptions {
     /// folder watched by its own discovery. Otherwise the seed's: one worker
     /// reading `input/` whose `output/` both packagers serve.
     pub redundant: bool,
+    /// The workers' `LADDER`; `None` for their default (a single rendition).
+    pub ladder: Option<&'static str>,
+    /// The generated input's picture size (a ladder never upscales it).
+    pub input_size: (u32, u32),
 }
 
 impl StackOptions {
@@ -92,6 +96,8 @@ impl Default for StackOptions {
             audio: true,
             fault_front: false,
             redundant: false,
+            ladder: None,
+            input_size: (320, 240),
         }
     }
 }
@@ -252,10 +258,11 @@ impl Stack {
             std::fs::create_dir_all(d).expect("mkdir");
         }
         let input_file = format!("{SIGNAL}.mp4");
-        make_input(
+        make_input_sized(
             &input.join(&input_file),
             options.input_seconds,
             options.audio,
+            options.input_size,
         );
         if let Some(input_b) = &input_b {
             std::fs::create_dir_all(input_b).expect("mkdir input-b");
@@ -282,6 +289,9 @@ impl Stack {
             "127.0.0.1",
             options.segment_seconds,
         ));
+        if let Some(ladder) = options.ladder {
+            env.push(("LADDER", ladder.to_string()));
+        }
         // Worker B, server2 and discovery B see folders B (and their own
         // metrics ports) in the redundant topology.
         let metrics_b = options.redundant.then(|| MetricsPorts {

@@ -14,6 +14,8 @@
 //!   killed, folders wiped, hosts parted.
 //! - [`down`], [`ended`]: the proxy's truth when every live edge stops, or ends.
 //! - [`redundant`]: two epoch-locked workers write interchangeable segments.
+//! - [`ladder`]: a bit-rate ladder served rendition by rendition, aligned,
+//!   failing over per rendition.
 //! - [`worker`]: the worker alone: looping, restarts, bad inputs, a full disk.
 //! - [`balancer`]: three proxies behind nginx keep one story.
 //! - [`browser`], [`console`], [`vlc`], [`webkit`]: real players and the
@@ -32,6 +34,7 @@ mod ended;
 mod failover;
 mod fault_proxy;
 mod hosts;
+mod ladder;
 mod limits;
 mod metrics;
 mod player_probe;
