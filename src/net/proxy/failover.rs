@@ -56,6 +56,12 @@ pub(crate) const DEFAULT_TARGET_DURATION: Duration = Duration::from_secs(2);
 /// A packager whose playlist has not advanced for this many target durations,
 /// while another is ahead, is stale.
 pub(crate) const STALE_AFTER_TARGETS: f64 = 1.5;
+/// A packager counts as behind a twin (and the twin is preferred) once the
+/// twin has listed a newer segment for this many target durations: two
+/// packagers are never read at the same instant (a follower sees each part
+/// as it comes, a poll every half target), so a twin ahead for a moment at
+/// a segment boundary moves no traffic.
+pub(crate) const BEHIND_AFTER_TARGETS: f64 = 0.5;
 /// Slack, in target durations, added to [`STALE_AFTER_TARGETS`] before a
 /// dated live edge is called stopped: covers clock skew between workers and
 /// proxy (NTP keeps it to milliseconds; one target duration is generous) and
@@ -365,14 +371,34 @@ impl Failover {
         }
     }
 
+    /// Whether packager `i` is behind a twin that has listed a newer segment
+    /// for [`BEHIND_AFTER_TARGETS`] target durations.
+    fn behind(&self, i: usize, now: Instant) -> bool {
+        let newest = self.packagers[i].newest.unwrap_or(0);
+        let grace = self.target.mul_f64(BEHIND_AFTER_TARGETS);
+        self.packagers.iter().any(|v| {
+            v.newest.is_some_and(|n| n > newest)
+                && v.advanced_at
+                    .is_some_and(|at| now.saturating_duration_since(at) >= grace)
+        })
+    }
+
     /// The packagers to try for a request, best first, and the switch this
-    /// choice makes (if the best is not the active one).
+    /// choice makes (if the best is not the active one): by health, then
+    /// not behind a twin (newest first among those behind), then the active
+    /// one (no flapping), then configuration order.
     pub fn plan(&mut self, now: Instant) -> (Vec<String>, Option<Switch>) {
         let mut order: Vec<usize> = (0..self.packagers.len()).collect();
         order.sort_by_key(|&i| {
+            let behind = self.behind(i, now);
             (
                 self.health_of(i, now),
-                std::cmp::Reverse(self.packagers[i].newest.unwrap_or(0)),
+                behind,
+                std::cmp::Reverse(if behind {
+                    self.packagers[i].newest.unwrap_or(0)
+                } else {
+                    0
+                }),
                 Some(i) != self.active,
                 i,
             )
@@ -639,21 +665,34 @@ mod tests {
     }
 
     #[test]
-    fn the_freshest_packager_is_preferred_at_once() {
+    fn a_twin_ahead_is_preferred_once_it_has_been_ahead_for_half_a_target() {
         let t0 = Instant::now();
         let mut f = both();
         f.observe_playlist(A, Some(10), TARGET, None, t0);
         f.observe_playlist(B, Some(10), TARGET, None, t0);
         f.plan(t0);
         f.observe_playlist(B, Some(11), TARGET, None, t0 + secs(0.5));
-        let (order, switch) = f.plan(t0 + secs(0.5));
+        // B is ahead for a moment (it was read first): nothing moves.
+        assert_eq!(
+            f.plan(t0 + secs(0.6)),
+            (vec![A.to_string(), B.to_string()], None)
+        );
+        // A catches up within the grace: still nothing.
+        f.observe_playlist(A, Some(11), TARGET, None, t0 + secs(0.7));
+        assert_eq!(
+            f.plan(t0 + secs(1.6)),
+            (vec![A.to_string(), B.to_string()], None)
+        );
+        // B ahead again, for half a target: A is behind, B preferred.
+        f.observe_playlist(B, Some(12), TARGET, None, t0 + secs(2.5));
+        let (order, switch) = f.plan(t0 + secs(3.5));
         assert_eq!(order, vec![B, A]);
         let reason = switch.expect("switch").reason;
         assert!(reason.contains("behind"), "{reason}");
         // A catches up: B stays active.
-        f.observe_playlist(A, Some(11), TARGET, None, t0 + secs(0.6));
+        f.observe_playlist(A, Some(12), TARGET, None, t0 + secs(3.6));
         assert_eq!(
-            f.plan(t0 + secs(0.6)),
+            f.plan(t0 + secs(3.6)),
             (vec![B.to_string(), A.to_string()], None)
         );
     }
