@@ -14,9 +14,13 @@
 //! The probe plays through the balancer, so its requests alternate between
 //! proxies. A checker reloads the playlist through the balancer several times
 //! per target duration and fetches each new segment from every proxy. Once
-//! the probe says it plays, the packager the proxies serve from is SIGKILLed.
-//! The viewer must see no stall, no failed request, no playlist going back
-//! and no segment skipped, whichever proxy answers; each proxy must switch.
+//! the probe says it plays, the packager the proxies serve from is SIGKILLed,
+//! or (the other test) the worker behind it: its packager then serves a
+//! playlist that stops growing while the twin's goes on, and proxies that
+//! have not read the twin yet must not answer 404 for a segment another
+//! proxy already listed. The viewer must see no stall, no failed request, no
+//! playlist going back and no segment skipped, whichever proxy answers; each
+//! proxy must switch.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -524,8 +528,24 @@ fn checker(balancer: String, proxies: Vec<String>, stop: Arc<AtomicBool>) -> Joi
     })
 }
 
+/// What is SIGKILLed: the packager the proxies serve from, or its worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Victim {
+    Packager,
+    Worker,
+}
+
 #[test]
 fn three_proxies_behind_a_balancer_keep_one_story_through_a_packager_kill() {
+    keep_one_story_through(Victim::Packager);
+}
+
+#[test]
+fn three_proxies_behind_a_balancer_keep_one_story_through_a_worker_kill() {
+    keep_one_story_through(Victim::Worker);
+}
+
+fn keep_one_story_through(kill: Victim) {
     let topology = Topology::start();
     topology.wait_for_window(WINDOW_BEFORE_START);
     let playlist = "live01/playlist.m3u8";
@@ -555,10 +575,12 @@ fn three_proxies_behind_a_balancer_keep_one_story_through_a_packager_kill() {
             .iter()
             .position(|(base, _)| *base == victim)
             .expect("the victim is one of the packagers");
-        (
-            topology.packagers[1 - i].0.clone(),
-            &topology.packagers[i].1,
-        )
+        let service = match kill {
+            Victim::Packager => &topology.packagers[i].1,
+            // Worker A writes server1's folder, worker B server2's.
+            Victim::Worker => &topology.workers[i],
+        };
+        (topology.packagers[1 - i].0.clone(), service)
     };
     victim_service.signal(Signal::Kill);
     let killed_at = Instant::now();
@@ -581,7 +603,7 @@ fn three_proxies_behind_a_balancer_keep_one_story_through_a_packager_kill() {
 
     let balanced = balanced_requests(&topology.nginx.log("access.log"));
     eprintln!(
-        "killed {victim} (active on {before:?}); proxies on {survivor} after {:?}; \
+        "killed the {kill:?} of {victim} (active on {before:?}); proxies on {survivor} after {:?}; \
          switches counted per proxy {switches_before:?} -> {switches_after:?}; \
          requests through the balancer by proxy and status {balanced:?}; \
          checker: {} playlists through the balancer by proxy {:?}, \
