@@ -3,7 +3,11 @@
 
 use std::net::TcpListener;
 
-use crate::stack::{DISCOVERY_INTERVAL_SECONDS, REPORTER_TOKEN};
+/// The shared token every stack's discovery and reporter use.
+pub const REPORTER_TOKEN: &str = "test-token-0123456789abcdef";
+/// How often a stack's discovery reports: quicker than the product's, so a
+/// stack is routed (and a restarted reporter refilled) within a second.
+pub const DISCOVERY_INTERVAL_SECONDS: &str = "0.5";
 
 /// A port nobody listens on right now, never handed out twice by this
 /// process, and below the kernel's ephemeral range (32768+), so neither a

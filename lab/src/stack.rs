@@ -29,11 +29,6 @@ use crate::stack_lock::ExclusiveStack;
 use crate::wait::{try_wait_for, wait_for};
 use crate::workspace::bin;
 
-/// The shared token every stack's discovery and reporter use.
-pub const REPORTER_TOKEN: &str = "test-token-0123456789abcdef";
-/// How often a stack's discovery reports: quicker than the product's, so a
-/// stack is routed (and a restarted reporter refilled) within a second.
-pub const DISCOVERY_INTERVAL_SECONDS: &str = "0.5";
 /// How long a stack's proxy may take to list a full playlist window.
 pub const FULL_WINDOW_WITHIN: Duration = Duration::from_secs(30);
 /// How long a worker may take to write its first playlist.

@@ -16,6 +16,7 @@
 //! - [`publisher`]: parts, segments and the live playlist written whole on
 //!   disk, fed by the appsink on the muxer's thread.
 //! - [`error`]: why a run of a pipeline ended.
+//! - [`files`]: every output file written whole (temporary file and rename).
 //! - [`continuity`]: MPEG-TS continuity counters rewritten per segment, so
 //!   segments from different workers follow each other.
 //! - [`playlist`]: the rolling live playlist itself (m3u8-rs, no I/O).
@@ -34,6 +35,7 @@ pub mod description;
 pub mod epoch;
 pub mod epoch_lock;
 pub mod error;
+pub mod files;
 pub mod health;
 pub mod input;
 pub mod inputs;

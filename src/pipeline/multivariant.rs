@@ -23,7 +23,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::RunError;
+use super::files::write_atomically;
 use super::ladder::Rung;
+use super::playlist::RenditionReport;
 
 /// Segments the average bit rate is taken over (a minute of 2 s segments).
 pub const AVERAGE_OVER: usize = 30;
@@ -45,14 +47,6 @@ struct RenditionFacts {
     recent: VecDeque<(u64, Duration)>,
     /// Its newest segment and part: what a sibling's rendition report says.
     newest: Option<(u64, Option<u32>)>,
-}
-
-/// `EXT-X-RENDITION-REPORT` for a sibling rendition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenditionReport {
-    pub uri: String,
-    pub last_msn: u64,
-    pub last_part: Option<u32>,
 }
 
 /// A signal's ladder as published: every rendition's facts and the
@@ -195,7 +189,7 @@ impl LadderFacts {
         if self.written.as_ref() == Some(&text) {
             return Ok(());
         }
-        super::publisher::write_atomically(&self.path, &text)?;
+        write_atomically(&self.path, &text)?;
         self.written = Some(text);
         Ok(())
     }

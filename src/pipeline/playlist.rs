@@ -47,7 +47,6 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use super::multivariant::RenditionReport;
 use crate::hls::PartFacts;
 
 /// Segments whose parts stay listed, besides the one being made: two
@@ -59,6 +58,14 @@ pub const PARTS_LISTED_FOR: usize = 2;
 pub const PART_HOLD_BACK_TARGETS: u32 = 3;
 /// `HOLD-BACK` in target durations: the RFC's minimum.
 pub const HOLD_BACK_TARGETS: u32 = 3;
+
+/// `EXT-X-RENDITION-REPORT` for a sibling rendition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenditionReport {
+    pub uri: String,
+    pub last_msn: u64,
+    pub last_part: Option<u32>,
+}
 
 /// A listed part of a segment.
 #[derive(Debug, Clone, PartialEq)]

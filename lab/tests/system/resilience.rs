@@ -11,8 +11,9 @@ use nonstop_lab::fault::{ControlPlane, PackagerFault};
 use nonstop_lab::http::{get, get_json, wait_healthy};
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::ports::free_port;
+use nonstop_lab::ports::REPORTER_TOKEN;
 use nonstop_lab::process::Service;
-use nonstop_lab::stack::{Role, Stack, StackOptions, REPORTER_TOKEN};
+use nonstop_lab::stack::{Role, Stack, StackOptions};
 use nonstop_lab::wait::wait_for;
 use nonstop_lab::workspace::bin;
 
