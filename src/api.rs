@@ -178,6 +178,11 @@ pub struct PackagerStatus {
     pub active: bool,
     /// Milliseconds since its playlist last advanced.
     pub advanced_ms_ago: Option<u64>,
+    /// Milliseconds its live edge is behind its freshest twin's, by their
+    /// program date-times (its worker's clock skew, or a late worker); absent
+    /// without a dated twin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind_twin_ms: Option<u64>,
     /// Milliseconds its live edge (newest segment's end, by its date) is
     /// behind the wall clock; absent for undated playlists.
     #[serde(default)]
@@ -455,6 +460,7 @@ mod tests {
             signals: vec![ProxySignal {
                 packagers: vec![
                     PackagerStatus {
+                        behind_twin_ms: None,
                         active: false,
                         advanced_ms_ago: Some(5300),
                         edge_ms_ago: Some(6100),
@@ -464,6 +470,7 @@ mod tests {
                         packager: "http://localhost:8080".into(),
                     },
                     PackagerStatus {
+                        behind_twin_ms: None,
                         active: true,
                         advanced_ms_ago: Some(400),
                         edge_ms_ago: None,

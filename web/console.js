@@ -223,10 +223,12 @@
         h('td', {}, h('span', { class: 'health', 'data-health': p.health }, p.health)),
         h('td', { class: 'seq' }, p.newest_sequence === null ? '-' : p.newest_sequence),
         h('td', { class: 'age' }, p.advanced_ms_ago === null ? '-' : `${ago(p.advanced_ms_ago)} ago`),
+        h('td', { class: 'behind', 'data-behind-ms': p.behind_twin_ms ?? '', title: 'how far its live edge is behind its freshest twin, by their dates (worker clock skew, or a late worker)' },
+          p.behind_twin_ms === null || p.behind_twin_ms === undefined ? '-' : `${(p.behind_twin_ms / 1000).toFixed(1)} s`),
         h('td', { class: 'error' }, p.last_error || '')));
       const table = h('table', {},
         h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', {}, 'packager'), h('th', {}, 'health'),
-          h('th', {}, 'newest seq'), h('th', {}, 'last advance'), h('th', {}, 'last error'))),
+          h('th', {}, 'newest seq'), h('th', {}, 'last advance'), h('th', {}, 'behind twin'), h('th', {}, 'last error'))),
         h('tbody', {}, ...rows));
       const renditions = (sig.renditions || []).length === 0 ? null : h('div', { class: 'renditions' },
         'renditions: ', ...sig.renditions.map((r) => h('span', { class: 'rendition badge', 'data-rendition': r.playlist, 'data-status': r.state,

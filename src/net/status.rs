@@ -144,7 +144,14 @@ pub fn render(s: &Snapshot) -> String {
                             .map(|ms| format!("{:.1} s ago", ms as f64 / 1000.0))
                             .unwrap_or_else(|| "-".into()),
                         p.edge_ms_ago
-                            .map(|ms| format!("{:.1} s old", ms as f64 / 1000.0))
+                            .map(|ms| {
+                                let behind = p
+                                    .behind_twin_ms
+                                    .filter(|b| *b >= 1000)
+                                    .map(|b| format!(" ({:.1} s behind twin)", b as f64 / 1000.0))
+                                    .unwrap_or_default();
+                                format!("{:.1} s old{behind}", ms as f64 / 1000.0)
+                            })
                             .unwrap_or_else(|| "-".into()),
                         p.last_error.as_deref().unwrap_or("")
                     ));
@@ -224,6 +231,7 @@ mod tests {
                     viewers: Some(1234),
                     packagers: vec![
                         PackagerStatus {
+                            behind_twin_ms: None,
                             packager: "http://a:8080".into(),
                             health: PackagerHealth::Failing,
                             active: false,
@@ -233,6 +241,7 @@ mod tests {
                             last_error: Some("connection refused".into()),
                         },
                         PackagerStatus {
+                            behind_twin_ms: None,
                             packager: "http://b:9090".into(),
                             health: PackagerHealth::Fresh,
                             active: true,

@@ -403,6 +403,7 @@ mod tests {
             newest_sequence: Some(1),
             advanced_ms_ago: Some(0),
             edge_ms_ago: None,
+            behind_twin_ms: None,
             last_error: None,
         };
         let t0 = Instant::now();

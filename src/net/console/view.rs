@@ -84,6 +84,8 @@ pub(crate) struct PackagerView {
     /// How far the live edge (newest segment's end, by its date) is behind
     /// the wall clock; absent for undated playlists.
     pub edge_ms_ago: Option<u64>,
+    /// How far its live edge is behind its freshest twin's, by their dates.
+    pub behind_twin_ms: Option<u64>,
     pub last_error: Option<String>,
 }
 
@@ -96,6 +98,7 @@ impl From<&PackagerStatus> for PackagerView {
             newest_sequence: p.newest_sequence,
             advanced_ms_ago: p.advanced_ms_ago,
             edge_ms_ago: p.edge_ms_ago,
+            behind_twin_ms: p.behind_twin_ms,
             last_error: p.last_error.clone(),
         }
     }
@@ -233,6 +236,7 @@ pub(super) fn with_gone(
                 newest_sequence: None,
                 advanced_ms_ago: None,
                 edge_ms_ago: None,
+                behind_twin_ms: None,
                 last_error: Some(
                     "not in the proxy's routes any more (discovery stopped reporting it)".into(),
                 ),

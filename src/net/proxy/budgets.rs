@@ -19,6 +19,10 @@ pub(super) const PLAYLIST_REUSE: Duration = Duration::from_millis(250);
 pub(super) const ROUTE_REFRESH: Duration = Duration::from_secs(5);
 /// A signal nobody asked for this long stops being polled.
 pub(super) const SIGNAL_IDLE: Duration = Duration::from_secs(120);
+/// A packager whose live edge is this far behind its twin's is logged: a
+/// low-latency viewer (about 1.5 s behind live) left with it alone would
+/// wait for it.
+pub(super) const SKEW_WARNING: Duration = Duration::from_secs(1);
 /// Budget for one request to the origin.
 pub(super) const ORIGIN_TIMEOUT: Duration = Duration::from_secs(1);
 

@@ -143,6 +143,9 @@ struct Packager {
     /// How far behind the wall clock its live edge was at its last dated
     /// playlist, and when (monotonic) that playlist was read.
     edge_lag: Option<(Duration, Instant)>,
+    /// Where its live edge is by its dates (its newest segment's date plus
+    /// duration): how far it is behind its twins, whatever the clocks say.
+    edge_end: Option<SystemTime>,
     /// Its last playlist ended the stream (`EXT-X-ENDLIST`).
     ended: bool,
     /// Failed playlist fetches since its last good playlist.
@@ -194,6 +197,7 @@ impl Failover {
                         newest: None,
                         advanced_at: None,
                         edge_lag: None,
+                        edge_end: None,
                         ended: false,
                         playlist_failures: Streak::default(),
                         segment_failures: Streak::default(),
@@ -249,6 +253,9 @@ impl Failover {
             u.newest = newest;
         }
         u.edge_lag = edge.map(|e| (e.lag(), now));
+        if let Some(e) = edge {
+            u.edge_end = Some(e.newest_end);
+        }
     }
 
     /// Whether the playlist just read from `base` ended its stream
@@ -308,10 +315,16 @@ impl Failover {
         };
         let still_for = now.saturating_duration_since(advanced_at);
         let someone_ahead = self.newest_known().is_some_and(|max| max > newest);
-        let frozen_behind = someone_ahead && still_for > self.target.mul_f64(STALE_AFTER_TARGETS);
-        let edge_stopped = self
-            .edge_age(i, now)
-            .is_some_and(|age| age > self.edge_stale_after());
+        let still = still_for > self.target.mul_f64(STALE_AFTER_TARGETS);
+        let frozen_behind = someone_ahead && still;
+        // A live edge behind the wall clock counts only if it also stopped
+        // growing: a worker whose clock is behind keeps a live edge that
+        // looks old but advances every segment, and it is what viewers are
+        // served from once its twin is gone.
+        let edge_stopped = still
+            && self
+                .edge_age(i, now)
+                .is_some_and(|age| age > self.edge_stale_after());
         if frozen_behind || edge_stopped {
             PackagerHealth::Stale
         } else {
@@ -490,11 +503,24 @@ impl Failover {
         }
     }
 
+    /// How far packager `i`'s live edge is behind its freshest twin's, by
+    /// their dates (zero for the freshest): the skew of its worker's clock,
+    /// or a worker late or lagging.
+    pub fn behind_twin(&self, i: usize) -> Option<Duration> {
+        let mine = self.packagers[i].edge_end?;
+        let newest = self.packagers.iter().filter_map(|u| u.edge_end).max()?;
+        Some(newest.duration_since(mine).unwrap_or_default())
+    }
+
     pub fn status(&self, now: Instant) -> Vec<PackagerStatus> {
         (0..self.packagers.len())
             .map(|i| {
                 let u = &self.packagers[i];
                 PackagerStatus {
+                    behind_twin_ms: self
+                        .behind_twin(i)
+                        .map(|d| d.as_millis() as u64)
+                        .filter(|_| self.packagers.len() > 1),
                     packager: u.base.clone(),
                     health: self.health_of(i, now),
                     active: self.active == Some(i),
@@ -847,6 +873,47 @@ mod tests {
             f.observe_playlist(base, Some(60), TARGET, edge(wall0 + secs(31.0), 0.3), back);
         }
         assert_eq!(f.signal_health(back), ServingState::Up);
+    }
+
+    #[test]
+    fn a_twin_whose_clock_is_behind_is_shown_behind_but_serves_when_alone() {
+        let (t0, wall0) = (Instant::now(), SystemTime::now());
+        let mut f = both();
+        f.plan(t0);
+        // A's worker is on time; B's clock is 6 s behind: B lists each
+        // segment 6 s (three segments) later, every date on the same grid.
+        for k in 0..10u64 {
+            let (now, wall) = (t0 + secs(2.0 * k as f64), wall0 + secs(2.0 * k as f64));
+            f.observe_playlist(A, Some(100 + k), TARGET, edge(wall, 0.3), now);
+            f.observe_playlist(B, Some(97 + k), TARGET, edge(wall, 6.3), now);
+        }
+        let now = t0 + secs(18.5);
+        let status = f.status(now);
+        assert_eq!(status[0].behind_twin_ms, Some(0));
+        assert_eq!(status[1].behind_twin_ms, Some(6000), "B is 6 s behind A");
+        assert_eq!(
+            status[1].health,
+            PackagerHealth::Fresh,
+            "B advances: not stale"
+        );
+        assert_eq!(f.signal_health(now), ServingState::Up);
+        // A's worker dies (its packager refuses): B, still advancing with its
+        // old-looking dates, serves; the signal is degraded, never down.
+        for k in 10..14u64 {
+            let now = t0 + secs(2.0 * k as f64);
+            f.observe_failure(A, MediaKind::Playlist, "connection refused", now);
+            f.observe_playlist(
+                B,
+                Some(97 + k),
+                TARGET,
+                edge(wall0 + secs(2.0 * k as f64), 6.3),
+                now,
+            );
+        }
+        let now = t0 + secs(26.5);
+        assert_eq!(f.status(now)[1].health, PackagerHealth::Fresh);
+        assert_eq!(f.signal_health(now), ServingState::Degraded);
+        assert_eq!(f.plan(now).0[0], B);
     }
 
     #[test]

@@ -161,3 +161,12 @@ pub(super) static PROXY_HELD_SECONDS: LazyLock<HistogramVec> =
         ),
     )
     });
+
+/// Proxy: seconds a packager's live edge is behind its freshest twin's, by their dates.
+pub(super) static PROXY_BEHIND_TWIN: LazyLock<GaugeVec> = LazyLock::new(|| {
+    gauge(
+        "nonstop_proxy_packager_behind_twin_seconds",
+        "Seconds a packager's live edge is behind its freshest twin's, by their program date-times: its worker's clock skew, or a late worker. Above 1 s, a low-latency viewer left with it alone would wait.",
+        &["signal", "packager"],
+    )
+});

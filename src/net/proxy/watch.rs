@@ -22,11 +22,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use super::budgets::{Budget, BODY_TARGETS, POLL_TARGETS, ROUTE_REFRESH, SIGNAL_IDLE};
+use super::budgets::{
+    Budget, BODY_TARGETS, POLL_TARGETS, ROUTE_REFRESH, SIGNAL_IDLE, SKEW_WARNING,
+};
 use super::flight::Flights;
 use super::metrics;
 use super::routing::Routing;
@@ -91,6 +93,8 @@ impl Poller {
     /// Background life of a served signal (see the module documentation).
     async fn watch(self, signal: String, state: Arc<SignalState>) {
         let mut followers: HashMap<(String, String), JoinHandle<()>> = HashMap::new();
+        // Packagers reported behind their twin by more than SKEW_WARNING.
+        let mut warned: Vec<String> = Vec::new();
         let mut last_routes = Instant::now();
         let mut last_entry: Option<Instant> = None;
         loop {
@@ -135,7 +139,9 @@ impl Poller {
                 .with_label_values(&[&signal])
                 .set(state.expire_viewers(now) as i64);
             if let Some(main) = state.main_stream() {
-                publish_freshness(&signal, &main.status(now));
+                let status = main.status(now);
+                publish_freshness(&signal, &status);
+                warn_of_skew(&signal, &status, &mut warned);
             }
             publish_serving_state(&signal, state.health(now));
             if last_routes.elapsed() >= ROUTE_REFRESH {
@@ -286,6 +292,34 @@ impl Poller {
     }
 }
 
+/// Logs a packager whose live edge drifts more than [`SKEW_WARNING`] behind
+/// its freshest twin (once, and once when it is back within it): its
+/// worker's clock is off, or it is late, and a viewer left with it alone
+/// would wait that long.
+fn warn_of_skew(signal: &str, packagers: &[PackagerStatus], warned: &mut Vec<String>) {
+    for p in packagers {
+        let Some(behind) = p.behind_twin_ms.map(Duration::from_millis) else {
+            continue;
+        };
+        let known = warned.contains(&p.packager);
+        if behind > SKEW_WARNING && !known {
+            log::warn!(
+                "Signal '{signal}': {} is {:.1} s behind its twin by their dates: check its worker's clock (NTP) or load",
+                p.packager,
+                behind.as_secs_f64()
+            );
+            warned.push(p.packager.clone());
+        } else if behind <= SKEW_WARNING && known {
+            log::info!(
+                "Signal '{signal}': {} is back within {:.1} s of its twin",
+                p.packager,
+                SKEW_WARNING.as_secs_f64()
+            );
+            warned.retain(|w| *w != p.packager);
+        }
+    }
+}
+
 /// Mirrors one signal's state into its gauge: 1 for the state it is in, 0 for
 /// the others (so `== 1` selects it and a change shows as two series moving).
 fn publish_serving_state(signal: &str, now: ServingState) {
@@ -317,5 +351,10 @@ fn publish_freshness(signal: &str, packagers: &[PackagerStatus]) {
         metrics::PROXY_ACTIVE
             .with_label_values(&labels)
             .set(p.active as i64);
+        if let Some(ms) = p.behind_twin_ms {
+            metrics::PROXY_BEHIND_TWIN
+                .with_label_values(&labels)
+                .set(ms as f64 / 1000.0);
+        }
     }
 }
