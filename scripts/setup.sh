@@ -10,7 +10,7 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   redis-server ffmpeg nginx-light nftables iproute2
-  python3 python3-yaml
+  python3 python3-yaml faketime
 )
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }

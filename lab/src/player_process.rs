@@ -156,6 +156,11 @@ impl<P: PlayingLine> PlayerProcess<P> {
         }
     }
 
+    /// Whether the player has ended (its log closed).
+    pub fn is_done(&self) -> bool {
+        self.heard.0.lock().expect("player log lock").ended
+    }
+
     /// Waits for the player to end; returns its exit status, stdout and log.
     pub fn finish(mut self) -> (std::process::ExitStatus, Vec<u8>, String) {
         let child = self.child.take().expect("the player is running");
@@ -215,6 +220,11 @@ impl Probe {
     /// See [`PlayerProcess::wait_playing`].
     pub fn wait_playing(&self, min_media_played: Duration, within: Duration) -> Progress {
         self.process.wait_playing(min_media_played, within)
+    }
+
+    /// Whether the probe has ended its watch.
+    pub fn is_done(&self) -> bool {
+        self.process.is_done()
     }
 
     /// Waits for the probe to end and returns its report and log.

@@ -58,7 +58,14 @@ pub struct StackOptions {
     pub ladder: Option<&'static str>,
     /// The generated input's picture size (a ladder never upscales it).
     pub input_size: (u32, u32),
+    /// Host B's clock shifted (libfaketime's `FAKETIME`, e.g. `-1.5s`; its
+    /// monotonic clock untouched) for worker B, server2 and discovery B,
+    /// in the redundant topology: a host whose NTP is off.
+    pub host_b_clock: Option<&'static str>,
 }
+
+/// libfaketime, from Debian's `faketime` package (scripts/setup.sh).
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 impl StackOptions {
     /// The product's segments (`DEFAULT_SEGMENT_SECONDS`) with a fault proxy
@@ -93,6 +100,7 @@ impl Default for StackOptions {
             redundant: false,
             ladder: None,
             input_size: (320, 240),
+            host_b_clock: None,
         }
     }
 }
@@ -304,6 +312,15 @@ impl Stack {
                         "DISCOVERY_METRICS_PORT" => *value = metrics_b.discovery.to_string(),
                         _ => {}
                     }
+                }
+                if let Some(offset) = options.host_b_clock {
+                    assert!(
+                        std::path::Path::new(LIBFAKETIME).exists(),
+                        "{LIBFAKETIME} missing: run scripts/setup.sh (installs faketime)"
+                    );
+                    env_b.push(("LD_PRELOAD", LIBFAKETIME.to_string()));
+                    env_b.push(("FAKETIME", offset.to_string()));
+                    env_b.push(("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_string()));
                 }
                 env_b
             },

@@ -14,6 +14,7 @@
 //!   killed, folders wiped, hosts parted.
 //! - [`down`], [`ended`]: the proxy's truth when every live edge stops, or ends.
 //! - [`redundant`]: two epoch-locked workers write interchangeable segments.
+//! - [`skew`]: a host whose clock is behind: shown, and serving alone.
 //! - [`ladder`]: a bit-rate ladder served rendition by rendition, aligned,
 //!   failing over per rendition.
 //! - [`worker`]: the worker alone: looping, restarts, bad inputs, a full disk.
@@ -41,6 +42,7 @@ mod player_probe;
 mod redundant;
 mod reporter;
 mod resilience;
+mod skew;
 mod stack;
 mod validate;
 mod viewers;
