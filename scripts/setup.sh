@@ -81,7 +81,7 @@ if [ ! -s input/live01.mp4 ]; then
       ! videoconvert ! video/x-raw,format=I420 \
       ! x264enc speed-preset=veryfast bitrate=2500 key-int-max=50 ! h264parse ! queue \
       ! mp4mux name=mux ! filesink location=input/live01.mp4.part \
-    audiotestsrc num-buffers=1407 samplesperbuffer=1024 wave=ticks \
+    audiotestsrc num-buffers=1405 samplesperbuffer=1024 wave=ticks \
       ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! avenc_aac bitrate=128000 ! aacparse ! queue ! mux.
   mv input/live01.mp4.part input/live01.mp4
 fi

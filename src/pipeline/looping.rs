@@ -261,6 +261,25 @@ pub fn pass_duration(pipeline: &gst::Pipeline) -> Option<Duration> {
     Some(Duration::from_nanos(duration.nseconds())).filter(|d| !d.is_zero())
 }
 
+/// How much longer than a frame the last frame before each loop seam lasts:
+/// the input's pass length `duration` (its longest track) beyond a whole
+/// number of frames at `frame_rate` (an audio track a little longer than its
+/// pictures). Zero when either is unknown or the pass is whole frames.
+pub fn seam_gap(duration: Option<Duration>, frame_rate: Option<f64>) -> Duration {
+    let (Some(duration), Some(rate)) = (duration, frame_rate.filter(|r| *r > 0.0)) else {
+        return Duration::ZERO;
+    };
+    let frame = Duration::from_secs_f64(1.0 / rate);
+    let frames = duration.as_nanos() / frame.as_nanos().max(1);
+    let gap = duration.saturating_sub(frame * frames as u32);
+    // A pass within a millisecond of whole frames is whole frames.
+    if gap < Duration::from_millis(1) || frame.saturating_sub(gap) < Duration::from_millis(1) {
+        Duration::ZERO
+    } else {
+        gap
+    }
+}
+
 /// Waits until decodebin has linked every branch (video, and audio when the
 /// input has it), failing on a bus error or after [`DEFAULT_PREROLL_TIMEOUT`]:
 /// clocksync does not preroll, so the pipeline reports PAUSED at once, but the
@@ -296,4 +315,21 @@ pub fn wait_for_decoded_pads(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seam_gap_is_what_the_pass_has_beyond_whole_frames() {
+        let secs = Duration::from_secs_f64;
+        assert_eq!(seam_gap(Some(secs(30.0)), Some(25.0)), Duration::ZERO);
+        let gap = seam_gap(Some(secs(30.016)), Some(25.0));
+        assert!((gap.as_secs_f64() - 0.016).abs() < 1e-6, "{gap:?}");
+        assert_eq!(seam_gap(None, Some(25.0)), Duration::ZERO);
+        assert_eq!(seam_gap(Some(secs(30.0)), None), Duration::ZERO);
+        // Rounding in the container's duration is not a gap.
+        assert_eq!(seam_gap(Some(secs(30.0399995)), Some(25.0)), Duration::ZERO);
+    }
 }

@@ -110,12 +110,15 @@ impl Publisher {
     /// Prepares the output folder and picks up a playlist left by an earlier
     /// run: the signal's `playlist.m3u8` for a single rendition, a ladder
     /// rendition's own media playlist (`720p.m3u8`, its files named `720p_...`).
+    /// `seam`: how much longer than its neighbours the frame before each loop
+    /// seam lasts (see [`super::looping::seam_gap`]).
     pub fn open(
         signal: &str,
         output_root: &Path,
         settings: &EncodeSettings,
         health: SignalHealth,
         rendition: Option<Rendition>,
+        seam: Duration,
     ) -> Result<Self, RunError> {
         let dir = signal_dir(output_root, signal);
         std::fs::create_dir_all(&dir).map_err(|e| RunError::Write(dir.clone(), e))?;
@@ -130,8 +133,11 @@ impl Publisher {
         )
         .with_prefix(&prefix);
         if let Some(target) = settings.part_target() {
+            // Parts are cut on the part grid, but the frame before a loop
+            // seam lasts `seam` longer (the input's pass is not a whole
+            // number of frames), and so may the part that ends with it.
             playlist = playlist.with_parts(PartSettings {
-                target,
+                target: target + seam,
                 per_segment: settings.parts_per_segment(),
             });
         }

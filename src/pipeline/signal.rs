@@ -84,6 +84,7 @@ impl SignalRunner {
         settings: EncodeSettings,
         health: SignalHealth,
     ) -> Result<Self, RunError> {
+        let seam = looping::seam_gap(input.duration, input.frame_rate);
         let publishers = match settings.ladder.rungs_for(input.size) {
             None => vec![Publisher::open(
                 &input.signal,
@@ -91,6 +92,7 @@ impl SignalRunner {
                 &settings,
                 health.clone(),
                 None,
+                seam,
             )?],
             Some(rungs) => {
                 let ladder = Arc::new(Mutex::new(LadderFacts::new(
@@ -114,6 +116,7 @@ impl SignalRunner {
                             &settings,
                             health.clone(),
                             Some(rendition),
+                            seam,
                         )
                     })
                     .collect::<Result<_, _>>()?
