@@ -9,7 +9,9 @@
 #      player probe (built on the host) while worker-a's container is
 #      SIGKILLed, and reports what the viewer saw: stalls, stall time, failed
 #      requests, segments played;
-#   5. takes the stack down (KEEP=1 leaves it up).
+#   5. takes the stack down (KEEP=1 leaves it up and skips 6);
+#   6. runs docs/OPERATING.md's docker lines as written (one container per
+#      service on a user-defined network) and checks they serve the signal.
 # Last line: "image: worker N MB, services N MB, ...; viewer: S stalls, F failed
 # requests ..." or "image: FAILED at <step>: <reason>". Exit 0 only when both
 # images build, the stack serves the signal and the viewer saw no stall and no
@@ -39,7 +41,8 @@
 #      PLAY_SECONDS (60), KILL_AT (20: seconds into playback), WORKER_LADDER
 #      (single; empty: the compose file's own, the default ladder),
 #      VIEWER_HOST_PORT (18000), CONSOLE_HOST_PORT (18003), the host ports the
-#      stack publishes (docker-compose.yml's defaults are 8000 and 8003).
+#      stack publishes (docker-compose.yml's defaults are 8000 and 8003),
+#      DOCS_LINES=0 (skip step 6), DOCS_VIEWER_PORT (18002), DOCS_CONSOLE_PORT (18013).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -416,7 +419,70 @@ say "status after the kill (compose run --rm status):"
 sed 's/^/    /' "$LOG/status.txt" | head -20 >&2
 say "probe report: $WORK/probe.json"
 
-summary="${WORKER_LADDER:+LADDER=$WORKER_LADDER; }worker $SIZE_W MB (built in $(elapsed "$BUILD_S_worker")), services $SIZE_S MB (built in $(elapsed "$BUILD_S_services")), $ENGINE; compose stack up in $(elapsed "$UP_S"); viewer through the balancer for $PLAY_SECONDS s, worker-a SIGKILLed at $KILL_AT s ($killed_at, now $STATE_A): $STALLS stalls ($STALL_MS ms), $FAILED failed requests, $PLAYED segments played, startup ${STARTUP} ms; whole run $(elapsed $((SECONDS - started)))"
+if [ "${KEEP:-0}" != 1 ]; then
+  "${COMPOSE[@]}" down -v --remove-orphans > "$LOG/compose-down.log" 2>&1 || true
+  COMPOSE_UP=""
+fi
+
+# --- 6. OPERATING.md's docker lines, as written ----------------------------------
+# The sh block under "## Docker" in docs/OPERATING.md (the same lines as the
+# Dockerfile's header), run with $ENGINE standing for docker, from a scratch
+# folder with input/live01.mp4 and an output/ the images' uid owns. The two
+# `docker build` lines are skipped (the images are built); the proxy's and the
+# console's host ports are moved off 8002/8003 (DOCS_VIEWER_PORT 18002,
+# DOCS_CONSOLE_PORT 18013: a `just up` may hold those), and on podman HOST_IP
+# is host.containers.internal. Then the proxy must serve live01 on the
+# published port, the console its page, and the block's last line (status)
+# must name live01. DOCS_LINES=0 skips this.
+run_docs_lines() {
+  local dir=$WORK/docs-lines block names n ok script
+  block=$(awk '/^## Docker/ { d = 1 } d && /^```sh$/ { f = 1; next } f && /^```$/ { exit } f' docs/OPERATING.md)
+  [ -n "$block" ] || fail "docs lines" "no sh block under '## Docker' in docs/OPERATING.md"
+  names=$(printf '%s\n' "$block" | grep -o -- '--name [A-Za-z0-9_-]*' | awk '{ print $2 }')
+  DOCS_NAMES=$names
+  rm -rf "$dir"
+  mkdir -p "$dir/input" "$dir/output"
+  cp input/live01.mp4 "$dir/input/"
+  chown 10001:10001 "$dir/output"
+  docs_down > /dev/null 2>&1
+  script=$(printf '%s\n' "$block" | sed \
+    -e "s/^export VIEWER_HOST_PORT=.*/export VIEWER_HOST_PORT=${DOCS_VIEWER_PORT:-18002}/" \
+    -e "s/-p 8003:8003/-p ${DOCS_CONSOLE_PORT:-18013}:8003/")
+  if [ "$ENGINE" = podman ]; then
+    script=$(printf '%s\n' "$script" | sed 's/^export HOST_IP=.*/export HOST_IP=host.containers.internal/')
+  fi
+  say "docs/OPERATING.md's docker lines ($(printf '%s\n' "$block" | grep -c '^docker ') commands, $ENGINE as docker)"
+  (cd "$dir" && ENGINE=$ENGINE bash -c "docker() { case \"\$1\" in build) echo \"skipped: docker \$*\"; return 0 ;; esac; \"\$ENGINE\" \"\$@\"; }
+$script") > "$LOG/docs-lines.log" 2>&1 || true
+  ok=0
+  for _ in $(seq 60); do
+    if curl -fsS -m 3 -o /dev/null "http://127.0.0.1:${DOCS_VIEWER_PORT:-18002}/live01/playlist.m3u8" 2> /dev/null; then ok=1; break; fi
+    sleep 2
+  done
+  [ $ok = 1 ] || fail "docs lines" "the proxy never served live01 on :${DOCS_VIEWER_PORT:-18002} (see $LOG/docs-lines.log)"
+  for n in $names; do
+    [ "$("$ENGINE" inspect --format '{{.State.Status}}' "$n" 2> /dev/null)" = running ] \
+      || fail "docs lines" "container $n is not running: $("$ENGINE" logs "$n" 2>&1 | tail -1)"
+  done
+  code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:${DOCS_CONSOLE_PORT:-18013}/")
+  [ "$code" = 200 ] || fail "docs lines" "the console's page answered $code"
+  sleep 5
+  (cd "$dir" && ENGINE=$ENGINE bash -c "docker() { \"\$ENGINE\" \"\$@\"; }
+$(printf '%s\n' "$script" | tail -1)") > "$LOG/docs-status.txt" 2>&1 \
+    || fail "docs lines" "the status line failed: $(tail -2 "$LOG/docs-status.txt")"
+  grep -q '^ *live01 ' "$LOG/docs-status.txt" || fail "docs lines" "status names no live01: $(head -3 "$LOG/docs-status.txt")"
+  DOCS_RESULT="OPERATING.md's $(printf '%s\n' "$block" | grep -c '^docker ') docker lines serve live01 ($(echo $names | wc -w) containers)"
+  say "$DOCS_RESULT"
+  docs_down > /dev/null 2>&1
+}
+docs_down() {
+  for n in $DOCS_NAMES; do "$ENGINE" rm -f -t 3 "$n" || true; done
+  "$ENGINE" network rm nonstop || true
+}
+DOCS_RESULT="OPERATING.md's docker lines not run"
+if [ "${DOCS_LINES:-1}" != 0 ] && [ "${KEEP:-0}" != 1 ]; then run_docs_lines; fi
+
+summary="${WORKER_LADDER:+LADDER=$WORKER_LADDER; }worker $SIZE_W MB (built in $(elapsed "$BUILD_S_worker")), services $SIZE_S MB (built in $(elapsed "$BUILD_S_services")), $ENGINE; compose stack up in $(elapsed "$UP_S"); viewer through the balancer for $PLAY_SECONDS s, worker-a SIGKILLed at $KILL_AT s ($killed_at, now $STATE_A): $STALLS stalls ($STALL_MS ms), $FAILED failed requests, $PLAYED segments played, startup ${STARTUP} ms; $DOCS_RESULT; whole run $(elapsed $((SECONDS - started)))"
 if [ "$STALLS" != 0 ] || [ "$FAILED" != 0 ]; then
   echo "image: FAILED at viewer: $summary"
   exit 1
