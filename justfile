@@ -111,6 +111,12 @@ validate url seconds="30": build
 check-image:
     ./scripts/check-image-build.sh
 
+# Docker if its engine answers, else podman on stand-in base images; settings in
+# scripts/image.sh. Not in CI: 15-25 min the first time on 2 cores.
+# Build both images for real, print sizes and build times, run docker-compose.yml, kill a worker under a viewer.
+image:
+    ./scripts/image.sh
+
 # Check docker-compose.yml statically against the Dockerfile and the built programs,
 # and that deliberate breakages of it are caught (check-image runs this too).
 check-compose: build

@@ -68,11 +68,14 @@ ONE_SHOT = {"status"}
 # Images not built here, with the port they listen on and what they are.
 KNOWN_IMAGES = {"redis": 6379, "nginx": 80}
 OUTPUT_DIR = "/app/output"
+# Host names that mean the machine the containers run on, not a service.
+HOST_NAMES = {"localhost", "127.0.0.1", "host.docker.internal", "host.containers.internal"}
 URL_RE = re.compile(r"\b(https?|redis)://([A-Za-z0-9_.-]+|\$\{[^}]*\})(?::(\d+))?")
 
 
 def stages(dockerfile_text):
-    """Stage name -> (programs copied from the build stage, CMD program)."""
+    """Stage name -> programs copied from the build stage, multi-call programs
+    among them that link their programs (`RUN <program> --link <dir>`), CMD."""
     lines, buf = [], ""
     for raw in dockerfile_text.splitlines():
         if raw.strip().startswith("#") or not raw.strip():
@@ -89,23 +92,56 @@ def stages(dockerfile_text):
         if keyword == "FROM":
             current = words[3] if len(words) >= 4 and words[2].upper() == "AS" else None
             if current:
-                found[current] = {"programs": set(), "cmd": None}
+                found[current] = {"programs": set(), "links": set(), "cmd": None}
         elif current and keyword == "COPY" and "--from=build" in words:
             sources = [w for w in words[1:-1] if not w.startswith("--")]
             found[current]["programs"] |= {os.path.basename(s) for s in sources}
+        elif current and keyword == "RUN" and " --link " in f" {line} ":
+            # `RUN <program> --link <dir>`: a multi-call program making a link
+            # per program it holds (its `--list`), each a program of the stage.
+            m = re.search(r"(\S+)\s+--link\s", line)
+            if m:
+                found[current]["links"].add(os.path.basename(m.group(1)))
         elif current and keyword == "CMD":
             m = re.match(r'CMD\s+\["([^"]+)"', line)
             found[current]["cmd"] = m.group(1) if m else words[1]
     return found
 
 
-def program_help(programs_dir, program, cache={}):
-    """(env names, {env name: default}) from `<program> --help`."""
+def built(programs_dir, program):
+    path = os.path.join(programs_dir, program)
+    if not os.access(path, os.X_OK):
+        raise SystemExit(f"[compose-check] FAILED: {path} is not built (cargo build --bins)")
+    return path
+
+
+def linked_programs(programs_dir, multi, cache={}):
+    """The programs the multi-call program `multi` holds (its `--list`)."""
+    if multi not in cache:
+        path = built(programs_dir, multi)
+        out = subprocess.run([path, "--list"], capture_output=True, text=True, check=True).stdout
+        cache[multi] = out.split()
+    return cache[multi]
+
+
+def stage_programs(info, programs_dir):
+    """{program: command line that runs it as the image does}: each program the
+    stage copies, and each one a multi-call program there links (run through it)."""
+    found = {p: [os.path.join(programs_dir, p)] for p in info["programs"]}
+    for multi in info["links"]:
+        for program in linked_programs(programs_dir, multi):
+            found[program] = [built(programs_dir, multi), program]
+    return found
+
+
+def program_help(command, cache={}):
+    """(env names, {env name: default}) from `<program> --help`, the program
+    run by `command` (its path, or a multi-call program and its name)."""
+    program = command[-1] if len(command) > 1 else os.path.basename(command[0])
     if program not in cache:
-        path = os.path.join(programs_dir, program)
-        if not os.access(path, os.X_OK):
-            raise SystemExit(f"[compose-check] FAILED: {path} is not built (cargo build --bins)")
-        text = subprocess.run([path, "--help"], capture_output=True, text=True, check=True).stdout
+        if len(command) == 1:
+            built(os.path.dirname(command[0]), program)
+        text = subprocess.run(command + ["--help"], capture_output=True, text=True, check=True).stdout
         names, defaults = set(), {}
         for m in re.finditer(r"\[env: ([A-Z0-9_]+)=[^\]]*\](?: \[default: ([^\]]*)\])?", text):
             names.add(m.group(1))
@@ -146,15 +182,74 @@ def volume_mounts(service):
     return mounts
 
 
-def check(doc, programs_dir):
-    """Every problem found in the parsed compose file `doc`, as lines."""
+# Compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR-default},
+# ${VAR:?error}, ${VAR?error}, $VAR and $$ (a literal $).
+INTERPOLATION_RE = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def file_variables(value):
+    """Every variable the compose file interpolates, in order of appearance."""
+    if isinstance(value, dict):
+        return [v for item in value.values() for v in file_variables(item)]
+    if isinstance(value, list):
+        return [v for item in value for v in file_variables(item)]
+    if isinstance(value, str):
+        return [m.group(1) or m.group(4) for m in INTERPOLATION_RE.finditer(value) if m.group(1) or m.group(4)]
+    return []
+
+
+def interpolate(value, variables):
+    """`value` with every variable replaced as `docker compose` would, given
+    the environment `variables` (a required variable that is unset becomes
+    a placeholder: the check is about what the file does once it is set)."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, variables) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, variables) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(m):
+        if m.group(0) == "$$":
+            return "$"
+        name, op, arg = m.group(1) or m.group(4), m.group(2), m.group(3) or ""
+        given = variables.get(name)
+        if op in (":-", ":?") and not given:
+            given = None
+        if given is not None:
+            return given
+        if op in (":-", "-"):
+            return arg
+        return f"set-{name.lower()}" if op in (":?", "?") else ""
+    return INTERPOLATION_RE.sub(one, value)
+
+
+def odd_values(doc):
+    """A value for every variable the file names, none its default: each
+    *PORT variable a distinct port no default uses. A port written out where
+    a variable belongs then disagrees with the variable's other uses."""
+    values, port = {}, 41001
+    for name in dict.fromkeys(file_variables(doc)):
+        if name.endswith("PORT"):
+            values[name] = str(port)
+            port += 1
+        else:
+            values[name] = f"odd-{name.lower().replace('_', '-')}"
+    return values
+
+
+def check(raw_doc, programs_dir, variables=None):
+    """Every problem found in the parsed compose file `raw_doc`, as lines,
+    once interpolated with `variables` (none: each variable's default)."""
     problems = []
     say = problems.append
     with open(DOCKERFILE) as f:
         stage_info = stages(f.read())
+    doc = interpolate(raw_doc, variables or {})
     services = doc.get("services") if isinstance(doc, dict) else None
     if not isinstance(services, dict) or not services:
         return ["no services"]
+    raw_services = raw_doc["services"]
     networks = doc.get("networks") or {}
     declared_volumes = set((doc.get("volumes") or {}).keys())
 
@@ -180,12 +275,13 @@ def check(doc, programs_dir):
                 continue
             command = as_list(svc.get("command")) or [stage_info[target]["cmd"]]
             program = command[0]
-            if program not in stage_info[target]["programs"]:
+            shipped = stage_programs(stage_info[target], programs_dir)
+            if program not in shipped:
                 say(f"{name}: command {program!r} is not a program the '{target}' target ships "
-                    f"({', '.join(sorted(stage_info[target]['programs']))})")
+                    f"({', '.join(sorted(shipped))})")
                 continue
             runs[name] = program
-            names, defaults = program_help(programs_dir, program)
+            names, defaults = program_help(shipped[program])
             env = environment(svc)
             for var in env:
                 if var not in names:
@@ -225,22 +321,6 @@ def check(doc, programs_dir):
             if dep not in services:
                 say(f"{name}: depends on {dep!r}, which is not a service")
 
-    # URLs in variables point at services, on the port they listen on.
-    for name, svc in services.items():
-        if not isinstance(svc, dict):
-            continue
-        for var, value in environment(svc).items():
-            for scheme, host, port in URL_RE.findall(value):
-                if host.startswith("${"):
-                    continue
-                if host not in services:
-                    say(f"{name}: {var} names {host!r}, which is not a service of this file")
-                    continue
-                expected = listens.get(host)
-                given = int(port) if port else {"http": 80, "https": 443, "redis": 6379}[scheme]
-                if expected is not None and given != expected:
-                    say(f"{name}: {var} reaches {host} on port {given}, but it listens on {expected}")
-
     # Published ports: unique, onto the port the service listens on.
     published = {}
     for name, svc in services.items():
@@ -253,8 +333,41 @@ def check(doc, programs_dir):
             if host_port in published:
                 say(f"{name}: host port {host_port} is already published by {published[host_port]}")
             published[host_port] = name
-            if listens.get(name) is not None and int(container_port) != listens[name]:
+            if not container_port.isdigit() or not host_port.isdigit():
+                say(f"{name}: publishes {text!r}, not host-port:container-port")
+            elif listens.get(name) is not None and int(container_port) != listens[name]:
                 say(f"{name}: publishes container port {container_port}, but it listens on {listens[name]}")
+
+    # URLs in variables point at services, on the port they listen on; a URL
+    # to the host (its address from a variable, or localhost) is one a
+    # browser uses too, so it must reach a port this file publishes, and a
+    # PROXY_URL one that a proxy or the balancer in front of them listens
+    # behind (the console's link to the balancer).
+    for name, svc in services.items():
+        if not isinstance(svc, dict):
+            continue
+        raw_env = environment(raw_services.get(name) or {})
+        for var, value in environment(svc).items():
+            raw_urls = URL_RE.findall(raw_env.get(var, ""))
+            urls = URL_RE.findall(value)
+            for i, (scheme, host, port) in enumerate(urls):
+                raw_host = raw_urls[i][1] if i < len(raw_urls) else host
+                given = int(port) if port else {"http": 80, "https": 443, "redis": 6379}[scheme]
+                if raw_host.startswith("${") or host in HOST_NAMES:
+                    publisher = published.get(str(given))
+                    if publisher is None:
+                        say(f"{name}: {var} reaches the host on port {given}, which no service publishes"
+                            f" (published: {', '.join(sorted(published)) or 'none'})")
+                    elif var == "PROXY_URL" and runs.get(publisher) not in ("proxy", "nginx"):
+                        say(f"{name}: {var} reaches the host on port {given}, which {publisher} publishes "
+                            f"({runs.get(publisher)}), not a proxy or the balancer")
+                    continue
+                if host not in services:
+                    say(f"{name}: {var} names {host!r}, which is not a service of this file")
+                    continue
+                expected = listens.get(host)
+                if expected is not None and given != expected:
+                    say(f"{name}: {var} reaches {host} on port {given}, but it listens on {expected}")
 
     # Volumes: declared, used, one writer each, readers read-only.
     used, writers, readers = set(), {}, {}
@@ -362,8 +475,27 @@ def breakages(doc):
             volumes=["./deploy/balancer.cnf:/etc/nginx/conf.d/default.conf:ro"])),
         broken("a published port twice", lambda s: s["console"].update(ports=["8000:8003"])),
         broken("a published port onto the wrong container port", lambda s: s["console"].update(ports=["8003:8080"])),
+        broken("the console's link to the balancer on a port written out", lambda s: s["console"].update(
+            environment=dict(s["console"]["environment"], PROXY_URL="http://${HOST_IP:-host.docker.internal}:8000"))),
+        broken("the console's link to the balancer on a port nobody publishes", lambda s: s["console"].update(
+            environment=dict(s["console"]["environment"], PROXY_URL="http://${HOST_IP:-host.docker.internal}:8080"))),
+        broken("the console's link to the console, not the balancer", lambda s: s["console"].update(
+            environment=dict(s["console"]["environment"], PROXY_URL="http://localhost:${CONSOLE_HOST_PORT:-8003}"))),
+        broken("the balancer published on a port written out", lambda s: s["balancer"].update(ports=["8000:80"])),
         broken("depends on a service that does not exist", lambda s: s["origin"].update(depends_on={"reporter2": {"condition": "service_healthy"}})),
     ]
+
+
+def check_both(doc, programs_dir):
+    """check() with every variable at its default, then set to odd values."""
+    problems = check(doc, programs_dir)
+    odd = odd_values(doc)
+    if odd:
+        shown = ", ".join(f"{k}={v}" for k, v in odd.items() if k.endswith("PORT"))
+        for p in check(doc, programs_dir, odd):
+            if p not in problems:
+                problems.append(f"{p} (with the variables set: {shown})")
+    return problems
 
 
 def main():
@@ -374,7 +506,7 @@ def main():
     programs = args.programs
     if not programs:
         for candidate in ("target/image-check/target/release", "target/release", "target/debug"):
-            if os.access(os.path.join(REPO, candidate, "proxy"), os.X_OK):
+            if os.access(os.path.join(REPO, candidate, "nonstop-services"), os.X_OK):
                 programs = os.path.join(REPO, candidate)
                 break
         else:
@@ -384,7 +516,7 @@ def main():
             doc = yaml.safe_load(f)
         except yaml.YAMLError as e:
             sys.exit(f"[compose-check] FAILED: docker-compose.yml is not YAML: {e}")
-    problems = check(doc, programs)
+    problems = check_both(doc, programs)
     for p in problems:
         print(f"[compose-check] {p}", file=sys.stderr)
     if problems:
@@ -395,7 +527,7 @@ def main():
     if args.self_test:
         missed = []
         for what, broken in breakages(doc):
-            found = check(broken, programs)
+            found = check_both(broken, programs)
             if found:
                 print(f"[compose-check] caught {what}: {found[0]}")
             else:

@@ -11,7 +11,9 @@
 # Cargo's target folder in there is a link to target/image-check/target, which
 # persists, so reruns only rebuild what changed. Then every program the other
 # stages copy from the build stage must exist, none may be a lab program, and
-# every product program (src/bin/) must be shipped by some stage; files they
+# every product program (src/bin/) must be shipped by some stage, as a file or
+# as a link a multi-call program makes (`RUN <program> --link <dir>`: the
+# programs its `--list` names); files they
 # copy from the build context must exist and not be excluded. Last,
 # docker-compose.yml is checked against those targets and programs
 # (scripts/check-compose.py --self-test).
@@ -181,6 +183,8 @@ found_stage=0
 ran_cargo=0
 shipped=()
 shipped_from=()
+linkers=()
+linkers_from=()
 context_checks=()
 
 for instruction in "${INSTRUCTIONS[@]}"; do
@@ -194,7 +198,13 @@ for instruction in "${INSTRUCTIONS[@]}"; do
   fi
 
   if [ "$stage" != "$BUILD_STAGE" ]; then
-    # Other stages: note what they take from the build stage and the context.
+    # Other stages: note what they take from the build stage and the context,
+    # and the multi-call programs that link their programs there
+    # (`RUN <program> --link <dir>`).
+    if [ "$keyword" = RUN ] && [[ " $args " =~ [[:space:]]([^[:space:]]+)[[:space:]]+--link[[:space:]] ]]; then
+      linkers+=("${BASH_REMATCH[1]##*/}")
+      linkers_from+=("${stage:-<unnamed>}")
+    fi
     if [ "$keyword" = COPY ]; then
       split_copy "$args"
       if [ "$copy_from" = "$BUILD_STAGE" ]; then
@@ -293,6 +303,7 @@ while IFS= read -r name; do lab_programs+=("$name"); done < <(
 )
 
 shipped_names=()
+shipped_paths=()
 for i in "${!shipped[@]}"; do
   path=$ROOTFS${shipped[i]}
   if [ -d "$path" ]; then
@@ -308,7 +319,25 @@ for i in "${!shipped[@]}"; do
       [ "$name" != "$lab" ] || fail "stage '${shipped_from[i]}' ships the lab program '$name'"
     done
     shipped_names+=("$name")
+    shipped_paths+=("$program")
   done
+done
+# A multi-call program ships, as links, every program its --list names.
+for i in "${!linkers[@]}"; do
+  linker=''
+  for j in "${!shipped_names[@]}"; do
+    [ "${shipped_names[j]}" != "${linkers[i]}" ] || linker=${shipped_paths[j]}
+  done
+  [ -n "$linker" ] || fail "stage '${linkers_from[i]}' runs ${linkers[i]} --link, a program it does not copy from '$BUILD_STAGE'"
+  linked=$("$linker" --list) || fail "${linkers[i]} --list failed"
+  [ -n "$linked" ] || fail "${linkers[i]} --list names no program"
+  for name in $linked; do
+    for lab in "${lab_programs[@]}"; do
+      [ "$name" != "$lab" ] || fail "stage '${linkers_from[i]}' links the lab program '$name'"
+    done
+    shipped_names+=("$name")
+  done
+  say "stage '${linkers_from[i]}': ${linkers[i]} links $(echo $linked)"
 done
 for f in src/bin/*.rs; do
   name=${f##*/}
@@ -331,7 +360,7 @@ say "context files copied by the runtime stages: present"
 # built (their --help lists the variables they read), then broken on purpose
 # in known ways, each of which must be caught.
 say "checking docker-compose.yml (scripts/check-compose.py)"
-python3 scripts/check-compose.py --self-test --programs "$TARGET_DIR/release" \
+python3 scripts/check-compose.py --self-test --programs "$(dirname "${shipped_paths[0]}")" \
   || fail "docker-compose.yml does not match the images (above)"
 
 say "passed in $(elapsed)"

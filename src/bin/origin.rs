@@ -4,7 +4,7 @@ use clap::Parser;
 use nonstop::net::origin::{self, OriginConfig};
 
 #[tokio::main]
-async fn main() {
+pub async fn main() {
     nonstop::service::logging::init();
     let config = OriginConfig::parse();
     let shutdown = nonstop::service::shutdown::Shutdown::on_signals();

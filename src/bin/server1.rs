@@ -15,7 +15,7 @@ struct Config {
 }
 
 #[tokio::main]
-async fn main() {
+pub async fn main() {
     nonstop::service::logging::init();
     let config = Config::parse();
     let shutdown = nonstop::service::shutdown::Shutdown::on_signals();

@@ -4,7 +4,7 @@ use clap::Parser;
 use nonstop::net::status::{self, StatusConfig};
 
 #[tokio::main]
-async fn main() {
+pub async fn main() {
     let config = StatusConfig::parse();
     let snapshot = status::snapshot(&config).await;
     print!("{}", status::render(&snapshot));
