@@ -38,7 +38,7 @@
 #
 # Env: ENGINE (docker | podman; default: docker if its engine answers),
 #      WORK (target/image-run), NO_CACHE=1, REBUILD_BASES=1, KEEP=1,
-#      PLAY_SECONDS (60), KILL_AT (20: seconds into playback), WORKER_LADDER
+#      PLAY_SECONDS (60), KILL_AT (20: seconds into playback), WORKER_LADDER (empty: the compose file's)
 #      (single; empty: the compose file's own, the default ladder),
 #      VIEWER_HOST_PORT (18000), CONSOLE_HOST_PORT (18003), the host ports the
 #      stack publishes (docker-compose.yml's defaults are 8000 and 8003),
@@ -353,12 +353,11 @@ if [ "$ENGINE" = podman ]; then
   COMPOSE=(docker-compose)
 fi
 COMPOSE+=(-p "$PROJECT" -f "$COMPOSE_FILE_USED" --project-directory "$REPO")
-# The workers' ladder for this run (WORKER_LADDER, default `single`: the
-# seed's one rendition, playlist.m3u8 a media playlist): the proxy does not
-# serve a ladder's rendition playlists yet (they answer 404 through it), so
-# with the compose file's default ladder no viewer could play. Empty: the
-# compose file as it is.
-WORKER_LADDER=${WORKER_LADDER-single}
+# The workers' ladder for this run (WORKER_LADDER, e.g. `single`: the seed's
+# one rendition, playlist.m3u8 a media playlist). Empty (the default): the
+# compose file's own, the recommended ladder; the probe then plays the
+# multivariant playlist's first rendition, as a player does.
+WORKER_LADDER=${WORKER_LADDER-}
 if [ -n "$WORKER_LADDER" ]; then
   printf 'services:\n  worker-a:\n    environment:\n      LADDER: "%s"\n  worker-b:\n    environment:\n      LADDER: "%s"\n' \
     "$WORKER_LADDER" "$WORKER_LADDER" > "$WORK/ladder.yml"

@@ -80,6 +80,10 @@ pub struct ProbeConfig {
     /// one machine then reach the server as viewers on distinct hosts.
     #[arg(long, env = "PROBE_LOCAL_ADDRESS")]
     pub local_address: Option<std::net::IpAddr>,
+    /// Given a multivariant playlist (a ladder), the variant played: 0 the
+    /// first listed (the last if there are fewer).
+    #[arg(long, env = "PROBE_RENDITION", default_value_t = 0)]
+    pub rendition: usize,
 }
 
 impl ProbeConfig {
@@ -92,6 +96,7 @@ impl ProbeConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             demux: false,
             local_address: None,
+            rendition: 0,
         }
     }
 
@@ -576,6 +581,7 @@ pub async fn play(config: ProbeConfig, shutdown: Shutdown) -> Result<ProbeReport
         .local_address(config.local_address)
         .build()
         .map_err(|e| ProbeError::Client(root_cause(&e)))?;
+    let url = rendition_of(&client, url, config.rendition).await;
     let started = Instant::now();
     log::info!(
         "Playing {url} for {:.1} s (start buffer {} segments{})",
@@ -623,6 +629,31 @@ pub async fn play(config: ProbeConfig, shutdown: Shutdown) -> Result<ProbeReport
         report.undecodable_segments
     );
     Ok(report)
+}
+
+/// The media playlist a player of `url` plays: `url` itself, or, when it is
+/// a multivariant playlist (a ladder), its variant number `pick` (0: the
+/// first listed; clamped to the last), as a player picks one. A first read
+/// that fails leaves `url` (the watch then counts the failures).
+async fn rendition_of(client: &reqwest::Client, url: Url, pick: usize) -> Url {
+    let Ok(response) = client.get(url.clone()).send().await else {
+        return url;
+    };
+    let Ok(body) = response.bytes().await else {
+        return url;
+    };
+    let Some(ladder) = nonstop::hls::multivariant::Multivariant::parse(&body) else {
+        return url;
+    };
+    let uris: Vec<&str> = ladder.uris().collect();
+    let chosen = uris[pick.min(uris.len() - 1)];
+    match url.join(chosen) {
+        Ok(media) => {
+            log::info!("{url} is a multivariant playlist: playing {chosen}");
+            media
+        }
+        Err(_) => url,
+    }
 }
 
 impl Probe {

@@ -3,7 +3,7 @@
 //! proxy serves the multivariant playlist (every rendition with its codecs
 //! and size), renditions cut at the same instants (segment n of each starts
 //! with an IDR at the same PTS), per-rendition health in `/status`, and a
-//! viewer of one rendition plays on through packager A's death.
+//! viewer of the signal's URL plays on through packager A's death.
 
 use std::time::Duration;
 
@@ -116,12 +116,14 @@ fn a_ladder_is_served_rendition_by_rendition_aligned_and_fails_over() {
         },
     );
 
-    // A viewer of 360p plays on through packager A's death.
-    let probe = Probe::start(&stack.proxy_url("live01/360p.m3u8"), WATCH_SECONDS);
+    // A viewer of the signal's URL (a player picks the first rendition of
+    // the multivariant playlist) plays on through packager A's death.
+    let probe = Probe::start(&stack.proxy_url("live01/playlist.m3u8"), WATCH_SECONDS);
     probe.wait_playing(PLAYED_BEFORE_FAULT, PLAYING_WITHIN);
     stack.inject(PackagerFault::Killed);
     let (report, probe_log) = probe.finish();
     let context = format!("{report:#?}\n--- probe ---\n{probe_log}\n{}", stack.logs());
     report.assert_unnoticed(&context);
     assert!(report.segments_played >= 10, "too few segments\n{context}");
+    assert!(probe_log.contains("playing 480p.m3u8"), "{context}");
 }
