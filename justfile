@@ -140,7 +140,7 @@ bench-idle *args:
     PROFILE=release ./scripts/build.sh
     "$(PROFILE=release ./scripts/build.sh --bin-dir)/idleconns" {{args}}
 
-# The worker's CPU per minute of live output beside ffmpeg and gst-launch-1.0 (its own line and the leanest) at equal settings; --together runs them at once (lab/bench/README.md).
+# The worker's CPU per minute of live output beside ffmpeg and gst-launch-1.0 (its own line and the leanest) at equal settings; --together runs them at once; --ladder: the recommended ladder beside ffmpeg's ladder and three separate workers (lab/bench/README.md).
 bench-worker *args:
     PROFILE=release ./scripts/build.sh
     cargo bench -p nonstop-lab --bench worker -- {{args}}
