@@ -145,7 +145,7 @@ bench-worker *args:
     PROFILE=release ./scripts/build.sh
     cargo bench -p nonstop-lab --bench worker -- {{args}}
 
-# A crowd of simulated players (1k, 5k, 10k) against nonstop's proxy and a caching nginx, side by side (lab/bench/README.md).
+# A crowd of simulated players (1k, 5k, 10k) against nonstop's proxy and a caching nginx, side by side; --low-latency: players doing blocking reloads part by part, release latency after each part's publication, beside nginx set up for LL-HLS (lab/bench/README.md).
 bench-viewers *args:
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ./scripts/setup.sh
     PROFILE=release ./scripts/build.sh
