@@ -58,6 +58,8 @@ const PLAIN_READS_ALLOWANCE: f64 = 0.1;
 const WARM_UP: Duration = Duration::from_secs(3);
 /// How long the worker may take to list a window at the packagers.
 const WINDOW_WITHIN: Duration = Duration::from_secs(60);
+/// Viewers of the control at packager A.
+const CONTROL_VIEWERS: usize = 1;
 /// The proxy's count of its fetches from packagers.
 const PROXY_FETCHES: &str = "nonstop_proxy_upstream_fetches_total";
 
@@ -89,6 +91,9 @@ struct Phase {
     /// Load average (1 min) of the machine just before the phase.
     load_before: f64,
     report: Option<LowLatencyReport>,
+    /// One viewer doing the same at packager A directly during the phase:
+    /// what the packager alone adds to a release (its floor).
+    control: Option<LowLatencyReport>,
     upstream: Option<Upstream>,
     note: Option<String>,
 }
@@ -189,8 +194,23 @@ pub(crate) fn run(args: &Args, servers: &[Server], open_files: u64, cores: usize
             let proxy_before = (server == Server::Nonstop).then(|| proxy_fetches(&stack));
             let started = Instant::now();
             let before = PackagerCounts::read(&stack);
-            let result = crowd(&config, &published);
-            let counts = PackagerCounts::read(&stack).since(&before);
+            let control = ViewersConfig {
+                url: stack
+                    .url(Role::Server1, "")
+                    .parse()
+                    .expect("a packager URL"),
+                viewers: CONTROL_VIEWERS,
+                server_pid: Vec::new(),
+                ..config.clone()
+            };
+            let (result, control) = crowd(&config, &control, &published);
+            let mut counts = PackagerCounts::read(&stack).since(&before);
+            // The control's own requests reached packager A: not the edge's.
+            if let Ok(c) = &control {
+                let reloads = c.release.count + c.at_once.count + c.unknown_publication as usize;
+                counts.playlists[0] -= (c.join.count + reloads) as f64;
+                counts.segments[0] -= (c.part.count as u64 + c.missed_parts) as f64;
+            }
             let ended = Instant::now();
             let elapsed = (ended - started).as_secs_f64();
             // Parts published between the two readings of the counters.
@@ -224,6 +244,7 @@ pub(crate) fn run(args: &Args, servers: &[Server], open_files: u64, cores: usize
                         server,
                         load_before,
                         report: Some(report),
+                        control: control.ok(),
                         upstream: Some(upstream),
                         note: None,
                     }
@@ -235,6 +256,7 @@ pub(crate) fn run(args: &Args, servers: &[Server], open_files: u64, cores: usize
                         server,
                         load_before,
                         report: None,
+                        control: control.ok(),
                         upstream: None,
                         note: Some(e),
                     }
@@ -275,18 +297,34 @@ fn proxy_fetches(stack: &Stack) -> [f64; 2] {
     ["kind=\"playlist\"", "kind=\"segment\""].map(|kind| total(&metrics, PROXY_FETCHES, &[kind]))
 }
 
-/// Runs one low-latency crowd on a runtime of its own, dropped afterwards
-/// so every connection of the crowd is closed before the next phase.
-fn crowd(config: &ViewersConfig, published: &Published) -> Result<LowLatencyReport, String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// A phase's report and its control's.
+type Reports = (
+    Result<LowLatencyReport, String>,
+    Result<LowLatencyReport, String>,
+);
+
+/// Runs one low-latency crowd and, at the same time, its `control` (one
+/// viewer at a packager), on a runtime of their own, dropped afterwards so
+/// every connection of the crowd is closed before the next phase.
+fn crowd(config: &ViewersConfig, control: &ViewersConfig, published: &Published) -> Reports {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("no runtime: {e}"))?;
-    let result = runtime
-        .block_on(low_latency::run(config, Some(published)))
-        .map_err(|e| e.to_string());
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return (Err(format!("no runtime: {e}")), Err("no runtime".into())),
+    };
+    let (crowd, control) = runtime.block_on(async {
+        tokio::join!(
+            low_latency::run(config, Some(published)),
+            low_latency::run(control, Some(published))
+        )
+    });
     runtime.shutdown_timeout(Duration::from_secs(5));
-    result
+    (
+        crowd.map_err(|e| e.to_string()),
+        control.map_err(|e| e.to_string()),
+    )
 }
 
 /// A measured phase: the phase, what the crowd saw, what reached the packagers.
@@ -320,7 +358,7 @@ fn print_step(count: usize, phases: &[&Phase], most: usize, out: &mut dyn Write)
     }
     text.push('\n');
     type Cell = fn(&Phase, &LowLatencyReport, &Upstream) -> String;
-    let rows: [(&str, Cell); 16] = [
+    let rows: [(&str, Cell); 17] = [
         (
             "release after publication p50 / p99 / max ms (held reloads)",
             |_, r, _| {
@@ -328,6 +366,13 @@ fn print_step(count: usize, phases: &[&Phase], most: usize, out: &mut dyn Write)
                     "{:.1} / {:.1} / {:.1} ({})",
                     r.release.p50_ms, r.release.p99_ms, r.release.max_ms, r.release.count
                 )
+            },
+        ),
+        (
+            "control: one viewer at packager A meanwhile, release p50 / p99 ms",
+            |p, _, _| match &p.control {
+                Some(c) => format!("{:.1} / {:.1}", c.release.p50_ms, c.release.p99_ms),
+                None => "-".into(),
             },
         ),
         (
