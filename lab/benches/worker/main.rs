@@ -108,7 +108,8 @@ struct Args {
     #[arg(long, env = "BENCH_INPUT", value_name = "FILE")]
     input: Option<PathBuf>,
     /// Contenders: worker,ffmpeg,ffmpeg-1t,gst-launch,gst-lean (default: all
-    /// five), or with --ladder: ladder,ffmpeg-ladder,separate (default: all three).
+    /// five), or with --ladder: ladder,ffmpeg-ladder,separate,gst-ladder
+    /// (default: the first three).
     #[arg(long, env = "BENCH_CONTENDERS", value_name = "LIST")]
     contenders: Option<String>,
     /// Measure the worker's recommended bit-rate ladder (LADDER=recommended:
@@ -151,6 +152,10 @@ enum Contender {
     FfmpegLadder,
     /// One single-rendition worker per rung, each on an input of its size.
     Separate,
+    /// `gst-launch-1.0 -e` running the ladder's printed line, its appsinks
+    /// replaced by hlssinks: GStreamer's share of the ladder, without the
+    /// worker's cutting and writing of parts and segments.
+    GstLadder,
 }
 
 impl Contender {
@@ -162,12 +167,15 @@ impl Contender {
         Contender::GstLaunch,
         Contender::GstLean,
     ];
-    /// The ladder's contenders (`--ladder`).
-    const LADDER: [Contender; 3] = [
+    /// The ladder's contenders (`--ladder`); the first three by default.
+    const LADDER: [Contender; 4] = [
         Contender::Ladder,
         Contender::FfmpegLadder,
         Contender::Separate,
+        Contender::GstLadder,
     ];
+    /// How many of [`Contender::LADDER`] run when none are named.
+    const LADDER_DEFAULT: usize = 3;
 
     fn name(self) -> &'static str {
         match self {
@@ -179,12 +187,16 @@ impl Contender {
             Contender::Ladder => "ladder",
             Contender::FfmpegLadder => "ffmpeg-ladder",
             Contender::Separate => "separate",
+            Contender::GstLadder => "gst-ladder",
         }
     }
 
     /// Whether it is a `gst-launch-1.0` line on the longer input.
     fn is_launch_line(self) -> bool {
-        matches!(self, Contender::GstLaunch | Contender::GstLean)
+        matches!(
+            self,
+            Contender::GstLaunch | Contender::GstLean | Contender::GstLadder
+        )
     }
 
     /// The signal that stops it cleanly: the worker's shutdown is SIGTERM,
@@ -196,7 +208,8 @@ impl Contender {
             | Contender::FfmpegOneThread
             | Contender::GstLaunch
             | Contender::GstLean
-            | Contender::FfmpegLadder => "INT",
+            | Contender::FfmpegLadder
+            | Contender::GstLadder => "INT",
         }
     }
 }
@@ -330,7 +343,10 @@ fn run(args: Args) -> Result<(), String> {
     if contenders.iter().any(|c| c.is_launch_line()) {
         let long = long_input(&setup, input_s)?;
         if contenders.contains(&Contender::GstLaunch) {
-            setup.gst_line = Some(gst_line(&setup, &long)?);
+            setup.gst_line = Some(gst_line(&setup, &long, false)?);
+        }
+        if contenders.contains(&Contender::GstLadder) {
+            setup.gst_line = Some(gst_line(&setup, &long, true)?);
         }
         if contenders.contains(&Contender::GstLean) {
             setup.lean_line = Some(lean_line(&setup, &long));
@@ -382,7 +398,12 @@ fn parse_contenders(list: Option<&str>, ladder: bool) -> Result<Vec<Contender>, 
         &Contender::SINGLE
     };
     let Some(list) = list else {
-        return Ok(set.to_vec());
+        let n = if ladder {
+            Contender::LADDER_DEFAULT
+        } else {
+            set.len()
+        };
+        return Ok(set[..n].to_vec());
     };
     let names: Vec<&str> = set.iter().map(|c| c.name()).collect();
     let mut chosen = Vec::new();
@@ -559,14 +580,22 @@ fn long_input(setup: &Setup, input_s: f64) -> Result<PathBuf, String> {
     Ok(long)
 }
 
-/// The worker's own launch line for the longer input `long`. The output
+/// The worker's own launch line for the longer input `long` (with
+/// `ladder`, its recommended ladder's), each appsink it ends in (the
+/// worker's segmenter, which under gst-launch drops what it gets) replaced
+/// by an hlssink, so the line writes segments that can be counted: one
+/// playlist for a single rendition, one per rung for a ladder. The output
 /// folder is written as `@OUT@`, filled in per run.
-fn gst_line(setup: &Setup, long: &Path) -> Result<String, String> {
+fn gst_line(setup: &Setup, long: &Path, ladder: bool) -> Result<String, String> {
     let long_dir = long.parent().ok_or("the longer input has no folder")?;
     let placeholder = setup.scratch.join("@OUT@");
+    let mut args = worker_args(setup, long_dir, &placeholder, setup.video_kbps);
+    if ladder {
+        args.extend(["--ladder".into(), RECOMMENDED.into()]);
+    }
     let printed = run_tool(
         Command::new(&setup.worker_bin)
-            .args(worker_args(setup, long_dir, &placeholder, setup.video_kbps))
+            .args(args)
             .arg("--print-pipeline")
             .env_remove("RUST_LOG"),
     )?;
@@ -576,7 +605,57 @@ fn gst_line(setup: &Setup, long: &Path) -> Result<String, String> {
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
         .ok_or("`worker --print-pipeline` printed no launch line")?;
-    Ok(line.to_string())
+    let out = placeholder.join(SIGNAL);
+    let names: Vec<(String, String)> = if ladder {
+        setup
+            .rungs
+            .iter()
+            .map(|r| (r.name(), format!("{}_", r.name())))
+            .collect()
+    } else {
+        vec![("playlist".into(), "segment".into())]
+    };
+    with_segment_sinks(line, &out, &names, setup.segment_seconds)
+}
+
+/// `line` with its appsinks, in order, replaced by hlssinks writing
+/// `<out>/<name>.m3u8` and `<out>/<prefix>NNNNN.ts` for each of `names`.
+/// hlssink asks its encoder for a keyframe every segment, as the worker
+/// does at the grid's boundaries.
+fn with_segment_sinks(
+    line: &str,
+    out: &Path,
+    names: &[(String, String)],
+    segment_seconds: u32,
+) -> Result<String, String> {
+    const APPSINK: &str = "appsink name=";
+    const APPSINK_END: &str = "drop=true";
+    let mut rest = line;
+    let mut result = String::new();
+    for (name, prefix) in names {
+        let at = rest
+            .find(APPSINK)
+            .ok_or_else(|| format!("the printed line has no appsink for {name}: {line}"))?;
+        let end = rest[at..]
+            .find(APPSINK_END)
+            .map(|e| at + e + APPSINK_END.len())
+            .ok_or_else(|| format!("the printed line's appsink has no {APPSINK_END}: {line}"))?;
+        result.push_str(&rest[..at]);
+        result.push_str(&format!(
+            "hlssink target-duration={segment_seconds} playlist-length={DEFAULT_PLAYLIST_LENGTH} \
+             max-files={DEFAULT_RETAINED_SEGMENTS} location=\"{dir}/{prefix}%05d.ts\" \
+             playlist-location=\"{dir}/{name}.m3u8\"",
+            dir = out.display()
+        ));
+        rest = &rest[end..];
+    }
+    result.push_str(rest);
+    if result.contains(APPSINK) {
+        return Err(format!(
+            "the printed line has more appsinks than renditions: {line}"
+        ));
+    }
+    Ok(result)
 }
 
 /// How much the muxer may hold per stream in the lean line, in ns: one thread
@@ -780,11 +859,11 @@ fn plan(contender: Contender, setup: &Setup, out: &Path) -> Plan {
             }
             Plan::one("ffmpeg", args, out.join("playlist.m3u8"))
         }
-        Contender::GstLaunch | Contender::GstLean => {
-            let line = if contender == Contender::GstLaunch {
-                &setup.gst_line
-            } else {
+        Contender::GstLaunch | Contender::GstLean | Contender::GstLadder => {
+            let line = if contender == Contender::GstLean {
                 &setup.lean_line
+            } else {
+                &setup.gst_line
             };
             let line = line.as_deref().unwrap_or_default().replace(
                 &setup.scratch.join("@OUT@").display().to_string(),
@@ -793,11 +872,15 @@ fn plan(contender: Contender, setup: &Setup, out: &Path) -> Plan {
             // gst-launch-1.0 escapes each argument, so the line must reach
             // it split as a shell splits it (as `just pipeline` does with
             // eval); `exec` keeps the pid measured gst-launch's own.
-            Plan::one(
+            let mut plan = Plan::one(
                 "sh",
                 vec!["-c".into(), format!("exec gst-launch-1.0 -e {line}")],
                 out.join(SIGNAL).join("playlist.m3u8"),
-            )
+            );
+            if contender == Contender::GstLadder {
+                plan.playlists = ladder::playlists(&out.join(SIGNAL), &setup.rungs);
+            }
+            plan
         }
     }
 }
