@@ -146,12 +146,12 @@ bench-idle *args:
     PROFILE=release ./scripts/build.sh
     "$(PROFILE=release ./scripts/build.sh --bin-dir)/idleconns" {{args}}
 
-# The worker's CPU per minute of live output beside ffmpeg and gst-launch-1.0 (its own line and the leanest) at equal settings; --together runs them at once (lab/bench/README.md).
+# The worker's CPU per minute of live output beside ffmpeg and gst-launch-1.0 (its own line and the leanest) at equal settings; --together runs them at once; --ladder: the recommended ladder beside ffmpeg's ladder and three separate workers (lab/bench/README.md).
 bench-worker *args:
     PROFILE=release ./scripts/build.sh
     cargo bench -p nonstop-lab --bench worker -- {{args}}
 
-# A crowd of simulated players (1k, 5k, 10k) against nonstop's proxy and a caching nginx, side by side (lab/bench/README.md).
+# A crowd of simulated players (1k, 5k, 10k) against nonstop's proxy and a caching nginx, side by side; --low-latency: players doing blocking reloads part by part, release latency after each part's publication, beside nginx set up for LL-HLS (lab/bench/README.md).
 bench-viewers *args:
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ./scripts/setup.sh
     PROFILE=release ./scripts/build.sh

@@ -5,10 +5,12 @@
 //! its logs copied to the caller's log folder when it stops.
 //!
 //! In front of the packagers one template (`lab/bench/nginx.conf.template`)
-//! takes one of two [`NginxSettings`]: the conventional reverse proxy of the
-//! failover bench (round robin, `proxy_next_upstream`, nginx's defaults) and
-//! the caching edge of the viewers bench (`proxy_cache` with
-//! `proxy_cache_lock`, one worker per core, limits for 10k connections).
+//! takes one of three [`NginxSettings`]: the conventional reverse proxy of
+//! the failover bench (round robin, `proxy_next_upstream`, nginx's
+//! defaults), the caching edge of the viewers bench (`proxy_cache` with
+//! `proxy_cache_lock`, one worker per core, limits for 10k connections) and
+//! the same edge set up for low-latency HLS (blocking reloads cached by
+//! their whole URI, the packagers holding them).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,8 +46,8 @@ pub fn nginx_bin() -> Option<String> {
 }
 
 /// What differs between the benches' nginx: lines put into the template's
-/// main, `events`, `http`, `upstream packagers` and `location /` blocks
-/// (`{{prefix}}` may be used).
+/// main, `events`, `http`, `upstream packagers`, `location /` and `server`
+/// blocks (`{{prefix}}` may be used).
 #[derive(Debug, Clone)]
 pub struct NginxSettings {
     pub main: String,
@@ -53,6 +55,9 @@ pub struct NginxSettings {
     pub http: String,
     pub upstream: String,
     pub location: String,
+    /// More locations of the server (a named one the `location /` lines
+    /// send requests to).
+    pub server: String,
 }
 
 impl NginxSettings {
@@ -65,6 +70,7 @@ impl NginxSettings {
             .replace("{{http}}", &self.http)
             .replace("{{upstream}}", &self.upstream)
             .replace("{{location}}", &self.location)
+            .replace("{{server}}", &self.server)
     }
 
     /// A plain reverse proxy, nginx's defaults spelled out (one worker, 1024
@@ -76,6 +82,7 @@ impl NginxSettings {
             http: String::new(),
             upstream: String::new(),
             location: String::new(),
+            server: String::new(),
         }
     }
 
@@ -110,7 +117,73 @@ impl NginxSettings {
                        proxy_cache_valid 200 1s;\n            \
                        }"
             .into(),
+            server: String::new(),
         }
+    }
+}
+
+/// How long nginx lets a request wait for the one that went upstream for
+/// the same cache key, and how old that request may get before another
+/// goes: above the longest a packager holds a blocking reload (three target
+/// durations of 2 s), so a held request never sends a second one upstream.
+pub const LOW_LATENCY_LOCK_SECONDS: u32 = 7;
+/// How long a blocking reload's answer stays cached: the same URI always
+/// asks for the same part, so its answer holds; a part target (0.4 s) and
+/// more is plenty for every viewer waiting on it.
+pub const LOW_LATENCY_BLOCKING_VALID: &str = "6s";
+/// How long a plain playlist (no `_HLS_msn`) stays cached: as short as
+/// nginx's whole-second cache lifetimes go.
+pub const LOW_LATENCY_PLAIN_VALID: &str = "1s";
+
+impl NginxSettings {
+    /// [`NginxSettings::caching`] set up for low-latency HLS, as a CDN
+    /// operator would: the cache key is the whole request URI, query
+    /// included (`_HLS_msn` and `_HLS_part` name the part a blocking reload
+    /// waits for), `proxy_cache_lock` so one request per key goes upstream
+    /// and waits there while the packager holds it, the others wait on
+    /// the lock (at most [`LOW_LATENCY_LOCK_SECONDS`], longer than any
+    /// hold); blocking reloads cached [`LOW_LATENCY_BLOCKING_VALID`],
+    /// plain playlists [`LOW_LATENCY_PLAIN_VALID`], parts and segments a
+    /// minute. The packagers do the blocking.
+    pub fn low_latency(workers: usize, open_files: u64) -> NginxSettings {
+        let mut settings = NginxSettings::caching(workers, open_files);
+        let lock = LOW_LATENCY_LOCK_SECONDS;
+        settings.location = format!(
+            "proxy_http_version 1.1;\n            \
+             proxy_set_header Connection \"\";\n            \
+             proxy_cache hls;\n            \
+             proxy_cache_key $scheme$proxy_host$request_uri;\n            \
+             proxy_cache_lock on;\n            \
+             proxy_cache_lock_timeout {lock}s;\n            \
+             proxy_cache_lock_age {lock}s;\n            \
+             proxy_cache_use_stale updating;\n            \
+             proxy_ignore_headers Cache-Control Expires;\n            \
+             proxy_cache_valid 200 60s;\n            \
+             location ~ \\.m3u8$ {{\n                \
+             error_page 418 = @blocking;\n                \
+             if ($arg__HLS_msn) {{ return 418; }}\n                \
+             proxy_pass http://packagers;\n                \
+             proxy_cache_valid 200 {LOW_LATENCY_PLAIN_VALID};\n            \
+             }}"
+        );
+        // A blocking reload: the same cache, keyed on its whole URI, kept
+        // longer (the `if` above sends it here: `return` is safe in `if`).
+        settings.server = format!(
+            "location @blocking {{\n            \
+             proxy_pass http://packagers;\n            \
+             proxy_next_upstream error timeout http_500 http_502 http_503 http_504;\n            \
+             proxy_http_version 1.1;\n            \
+             proxy_set_header Connection \"\";\n            \
+             proxy_cache hls;\n            \
+             proxy_cache_key $scheme$proxy_host$request_uri;\n            \
+             proxy_cache_lock on;\n            \
+             proxy_cache_lock_timeout {lock}s;\n            \
+             proxy_cache_lock_age {lock}s;\n            \
+             proxy_ignore_headers Cache-Control Expires;\n            \
+             proxy_cache_valid 200 {LOW_LATENCY_BLOCKING_VALID};\n        \
+             }}"
+        );
+        settings
     }
 }
 
@@ -288,15 +361,47 @@ mod tests {
     }
 
     #[test]
-    fn both_settings_fill_every_field_of_the_packagers_template() {
+    fn every_setting_fills_every_field_of_the_packagers_template() {
         for settings in [
             NginxSettings::conventional(),
             NginxSettings::caching(2, 4096),
+            NginxSettings::low_latency(2, 4096),
         ] {
             let config = fill(&settings.packagers_template(), &every_field())
                 .unwrap_or_else(|e| panic!("{e}"));
             assert!(config.contains("server 127.0.0.1:1;"), "{config}");
             assert!(config.contains("listen 127.0.0.1:8000;"), "{config}");
+        }
+    }
+
+    /// nginx itself reads every setting's config (`nginx -t`), the
+    /// low-latency edge's named location and `if` included.
+    #[test]
+    fn nginx_accepts_every_setting() {
+        let bin = nginx_bin().expect("nginx is installed (./scripts/setup.sh)");
+        for settings in [
+            NginxSettings::conventional(),
+            NginxSettings::caching(2, 4096),
+            NginxSettings::low_latency(2, 4096),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let prefix = dir.path().display().to_string();
+            let mut fields = every_field();
+            fields[0].1 = "# no user".into();
+            fields[1].1 = prefix.clone();
+            let config = fill(&settings.packagers_template(), &fields).expect("filled");
+            let conf = dir.path().join("nginx.conf");
+            std::fs::write(&conf, &config).expect("written");
+            let out = Command::new(&bin)
+                .args(["-t", "-q", "-p", &prefix, "-c", &conf.display().to_string()])
+                .args(["-e", &format!("{prefix}/error.log")])
+                .output()
+                .expect("nginx runs");
+            assert!(
+                out.status.success(),
+                "nginx -t refused:\n{}\n{config}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 

@@ -33,6 +33,14 @@
 //! after another, or with `--together` all at once (each then meets the same
 //! machine over the same minutes: steadier ratios on a noisy VM); `--runs`
 //! repeats the round and the table shows medians.
+//!
+//! `--ladder` ([`ladder`]) measures the worker's recommended bit-rate ladder
+//! instead (`ladder`: one decode, three encodes), beside ffmpeg making the
+//! same ladder in one process (`ffmpeg-ladder`) and three separate
+//! single-rendition workers (`separate`), all three at once. A contender's
+//! media is its renditions' least (every rendition wrote at least that), its
+//! CPU and peak memory the sum over its processes; the table adds memory per
+//! rendition.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -40,9 +48,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod ladder;
+
 use clap::Parser;
 use nonstop::hls::PlaylistFacts;
 use nonstop::pipeline::description::KEY_INT_MAX;
+use nonstop::pipeline::ladder::{Rung, RECOMMENDED};
 use nonstop::pipeline::settings::{
     DEFAULT_PLAYLIST_LENGTH, DEFAULT_RETAINED_SEGMENTS, DEFAULT_SEGMENT_SECONDS, DEFAULT_VIDEO_KBPS,
 };
@@ -54,13 +65,13 @@ use nonstop_lab::workspace::{bin, repo_root};
 const DEFAULT_SECONDS: f64 = 60.0;
 /// Frame rate of the sample input (`scripts/setup.sh` makes it at 25 fps):
 /// ffmpeg's GOP is this times the segment duration.
-const INPUT_FPS: u32 = 25;
+pub(crate) const INPUT_FPS: u32 = 25;
 /// x264enc's default VBV buffer (`vbv-buf-capacity`, in ms): with its default
 /// `pass=cbr`, x264enc caps the rate with a VBV of this size, so ffmpeg gets
 /// `-maxrate` = bitrate and `-bufsize` = bitrate x this.
-const X264ENC_VBV_MS: u32 = 600;
+pub(crate) const X264ENC_VBV_MS: u32 = 600;
 /// Audio bitrate, the worker's `avenc_aac bitrate=128000`.
-const AUDIO_BPS: u32 = 128_000;
+pub(crate) const AUDIO_BPS: u32 = 128_000;
 /// How often the playlist is read while a contender runs; well under a
 /// segment, so no segment leaves a six-segment playlist unseen.
 const POLL: Duration = Duration::from_millis(200);
@@ -96,9 +107,17 @@ struct Args {
     /// present, else one made like scripts/setup.sh does (30 s, 1280x720).
     #[arg(long, env = "BENCH_INPUT", value_name = "FILE")]
     input: Option<PathBuf>,
-    /// Contenders: worker,ffmpeg,ffmpeg-1t,gst-launch,gst-lean (default: all five).
+    /// Contenders: worker,ffmpeg,ffmpeg-1t,gst-launch,gst-lean (default: all
+    /// five), or with --ladder: ladder,ffmpeg-ladder,separate,gst-ladder
+    /// (default: the first three).
     #[arg(long, env = "BENCH_CONTENDERS", value_name = "LIST")]
     contenders: Option<String>,
+    /// Measure the worker's recommended bit-rate ladder (LADDER=recommended:
+    /// one decode, an encode per rung) beside ffmpeg making the same ladder
+    /// in one process and three separate single-rendition workers, all at
+    /// once (as --together).
+    #[arg(long, env = "BENCH_LADDER")]
+    ladder: bool,
     /// Run the contenders at the same time instead of one after another:
     /// each then sees the same machine (other load, CPU frequency, the VM's
     /// neighbours) over the same minutes, which steadies their ratios. They
@@ -127,16 +146,36 @@ enum Contender {
     GstLaunch,
     /// The same work in the leanest GStreamer arrangement ([`lean_line`]).
     GstLean,
+    /// The worker encoding the recommended ladder from one decode.
+    Ladder,
+    /// ffmpeg encoding the same ladder in one process ([`ladder`]).
+    FfmpegLadder,
+    /// One single-rendition worker per rung, each on an input of its size.
+    Separate,
+    /// `gst-launch-1.0 -e` running the ladder's printed line, its appsinks
+    /// replaced by hlssinks: GStreamer's share of the ladder, without the
+    /// worker's cutting and writing of parts and segments.
+    GstLadder,
 }
 
 impl Contender {
-    const ALL: [Contender; 5] = [
+    /// The one-rendition contenders, the bench's default.
+    const SINGLE: [Contender; 5] = [
         Contender::Worker,
         Contender::Ffmpeg,
         Contender::FfmpegOneThread,
         Contender::GstLaunch,
         Contender::GstLean,
     ];
+    /// The ladder's contenders (`--ladder`); the first three by default.
+    const LADDER: [Contender; 4] = [
+        Contender::Ladder,
+        Contender::FfmpegLadder,
+        Contender::Separate,
+        Contender::GstLadder,
+    ];
+    /// How many of [`Contender::LADDER`] run when none are named.
+    const LADDER_DEFAULT: usize = 3;
 
     fn name(self) -> &'static str {
         match self {
@@ -145,23 +184,32 @@ impl Contender {
             Contender::FfmpegOneThread => "ffmpeg-1t",
             Contender::GstLaunch => "gst-launch",
             Contender::GstLean => "gst-lean",
+            Contender::Ladder => "ladder",
+            Contender::FfmpegLadder => "ffmpeg-ladder",
+            Contender::Separate => "separate",
+            Contender::GstLadder => "gst-ladder",
         }
     }
 
     /// Whether it is a `gst-launch-1.0` line on the longer input.
     fn is_launch_line(self) -> bool {
-        matches!(self, Contender::GstLaunch | Contender::GstLean)
+        matches!(
+            self,
+            Contender::GstLaunch | Contender::GstLean | Contender::GstLadder
+        )
     }
 
     /// The signal that stops it cleanly: the worker's shutdown is SIGTERM,
     /// ffmpeg and `gst-launch-1.0 -e` finish their files on SIGINT.
     fn stop_signal(self) -> &'static str {
         match self {
-            Contender::Worker => "TERM",
+            Contender::Worker | Contender::Ladder | Contender::Separate => "TERM",
             Contender::Ffmpeg
             | Contender::FfmpegOneThread
             | Contender::GstLaunch
-            | Contender::GstLean => "INT",
+            | Contender::GstLean
+            | Contender::FfmpegLadder
+            | Contender::GstLadder => "INT",
         }
     }
 }
@@ -173,15 +221,22 @@ struct Measure {
     cpu_s: f64,
     /// Wall seconds from start to the stop signal.
     wall_s: f64,
-    /// Sum of the EXTINF of every segment its playlist listed meanwhile.
+    /// Sum of the EXTINF of every segment its playlist listed meanwhile; of
+    /// several renditions, the least.
     media_s: f64,
     /// CPU seconds and media seconds when its first segment appeared: what
     /// start-up (probing the input, filling the first segment) cost.
     first_cpu_s: f64,
     first_media_s: f64,
+    /// Segments of its first rendition.
     segments: usize,
-    /// Peak resident memory (VmHWM), MiB.
+    /// Peak resident memory (VmHWM), MiB, summed over its processes.
     rss_mib: f64,
+    /// The renditions it wrote (1, or a ladder's rungs).
+    renditions: usize,
+    /// Each process's own CPU seconds and peak memory (MiB), when it has
+    /// several (the separate workers), by label.
+    processes: Vec<(String, f64, f64)>,
     /// The one-minute load average when it stopped.
     load1: f64,
 }
@@ -190,6 +245,11 @@ impl Measure {
     /// CPU seconds per minute of media written: the figure compared.
     fn cpu_per_output_minute(&self) -> f64 {
         self.cpu_s / (self.media_s / 60.0)
+    }
+
+    /// Peak memory per rendition written, MiB.
+    fn rss_per_rendition(&self) -> f64 {
+        self.rss_mib / self.renditions.max(1) as f64
     }
 
     /// The same from the first segment on, start-up left out: the cost of
@@ -222,6 +282,11 @@ struct Setup {
     scratch: PathBuf,
     worker_bin: String,
     clk_tck: f64,
+    /// The recommended ladder's rungs for this input (`--ladder`).
+    rungs: Vec<Rung>,
+    /// Per rung, the folder holding an input of its size for a separate
+    /// worker ([`ladder::separate_input`]).
+    separate_inputs: Vec<PathBuf>,
 }
 
 fn main() {
@@ -233,7 +298,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let contenders = parse_contenders(args.contenders.as_deref())?;
+    let contenders = parse_contenders(args.contenders.as_deref(), args.ladder)?;
     check_tools(&contenders)?;
     let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temp dir: {e}"))?;
     let worker_input = dir.path().join("input");
@@ -261,15 +326,42 @@ fn run(args: Args) -> Result<(), String> {
         scratch: dir.path().to_path_buf(),
         worker_bin,
         clk_tck: clock_ticks(),
+        rungs: Vec::new(),
+        separate_inputs: Vec::new(),
     };
+    if args.ladder {
+        let size = video_size(&input)?;
+        setup.rungs = ladder::rungs(size);
+        if contenders.contains(&Contender::Separate) {
+            eprintln!("worker bench: making an input at each rung's size for the separate workers");
+            for rung in &setup.rungs {
+                let dir = ladder::separate_input(&input, size, rung, &setup.scratch, SIGNAL)?;
+                setup.separate_inputs.push(dir);
+            }
+        }
+    }
     if contenders.iter().any(|c| c.is_launch_line()) {
         let long = long_input(&setup, input_s)?;
         if contenders.contains(&Contender::GstLaunch) {
-            setup.gst_line = Some(gst_line(&setup, &long)?);
+            setup.gst_line = Some(gst_line(&setup, &long, false)?);
+        }
+        if contenders.contains(&Contender::GstLadder) {
+            setup.gst_line = Some(gst_line(&setup, &long, true)?);
         }
         if contenders.contains(&Contender::GstLean) {
             setup.lean_line = Some(lean_line(&setup, &long));
         }
+    }
+    if args.ladder {
+        let rungs: Vec<String> = setup
+            .rungs
+            .iter()
+            .map(|r| format!("{}x{}@{}", r.width, r.height, r.kbps))
+            .collect();
+        eprintln!(
+            "worker bench: ladder {} (LADDER={RECOMMENDED})",
+            rungs.join(",")
+        );
     }
     eprintln!(
         "worker bench: input {} ({input_s:.1} s), {} s per contender, {} run(s), {} s segments, {} kbit/s; load average {}",
@@ -287,27 +379,48 @@ fn run(args: Args) -> Result<(), String> {
     let mut results: Vec<(Contender, Vec<Measure>)> =
         contenders.iter().map(|&c| (c, Vec::new())).collect();
     for run in 1..=args.runs {
-        let measures = run_round(&contenders, &setup, (run, args.runs), args.together)?;
+        let together = args.together || args.ladder;
+        let measures = run_round(&contenders, &setup, (run, args.runs), together)?;
         for ((_, all), m) in results.iter_mut().zip(measures) {
             all.push(m);
         }
     }
-    print_table(&results, args.runs);
+    print_table(&results, args.runs, args.ladder);
     Ok(())
 }
 
-fn parse_contenders(list: Option<&str>) -> Result<Vec<Contender>, String> {
-    let Some(list) = list else {
-        return Ok(Contender::ALL.to_vec());
+/// The contenders `list` names among the mode's set (the single-rendition
+/// five, or the ladder's three), in the set's order; all of them by default.
+fn parse_contenders(list: Option<&str>, ladder: bool) -> Result<Vec<Contender>, String> {
+    let set: &[Contender] = if ladder {
+        &Contender::LADDER
+    } else {
+        &Contender::SINGLE
     };
+    let Some(list) = list else {
+        let n = if ladder {
+            Contender::LADDER_DEFAULT
+        } else {
+            set.len()
+        };
+        return Ok(set[..n].to_vec());
+    };
+    let names: Vec<&str> = set.iter().map(|c| c.name()).collect();
     let mut chosen = Vec::new();
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let c = Contender::ALL
-            .into_iter()
+        let c = set
+            .iter()
+            .copied()
             .find(|c| c.name() == name)
             .ok_or_else(|| {
                 format!(
-                    "unknown contender '{name}' (worker, ffmpeg, ffmpeg-1t, gst-launch, gst-lean)"
+                    "unknown contender '{name}' ({}{})",
+                    names.join(", "),
+                    if ladder {
+                        " with --ladder"
+                    } else {
+                        "; the ladder's with --ladder"
+                    }
                 )
             })?;
         if !chosen.contains(&c) {
@@ -317,10 +430,7 @@ fn parse_contenders(list: Option<&str>) -> Result<Vec<Contender>, String> {
     if chosen.is_empty() {
         return Err("--contenders names none".into());
     }
-    Ok(Contender::ALL
-        .into_iter()
-        .filter(|c| chosen.contains(c))
-        .collect())
+    Ok(set.iter().copied().filter(|c| chosen.contains(c)).collect())
 }
 
 fn on_path(program: &str) -> bool {
@@ -360,7 +470,7 @@ fn copy(from: &Path, to: &Path) -> Result<(), String> {
 }
 
 /// Runs a tool to completion, its stderr in the error when it fails.
-fn run_tool(cmd: &mut Command) -> Result<Vec<u8>, String> {
+pub(crate) fn run_tool(cmd: &mut Command) -> Result<Vec<u8>, String> {
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
@@ -413,6 +523,34 @@ fn media_duration(path: &Path) -> Result<f64, String> {
         .ok_or_else(|| format!("ffprobe found no duration in {}", path.display()))
 }
 
+/// The input's picture size, by ffprobe.
+fn video_size(path: &Path) -> Result<(u32, u32), String> {
+    let out = run_tool(Command::new("ffprobe").args([
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "stream=width,height",
+        "-of",
+        "csv=p=0",
+        &path.to_string_lossy(),
+    ]))?;
+    let text = String::from_utf8_lossy(&out);
+    let (w, h) = text
+        .trim()
+        .split_once(',')
+        .ok_or_else(|| format!("ffprobe found no picture size in {}", path.display()))?;
+    match (w.parse(), h.parse()) {
+        (Ok(w), Ok(h)) => Ok((w, h)),
+        _ => Err(format!(
+            "ffprobe said '{}' for {}'s size",
+            text.trim(),
+            path.display()
+        )),
+    }
+}
+
 /// A longer copy of the input, in its own folder, for the launch lines.
 ///
 /// A launch line plays its input once (the worker loops by seeks a line
@@ -442,14 +580,22 @@ fn long_input(setup: &Setup, input_s: f64) -> Result<PathBuf, String> {
     Ok(long)
 }
 
-/// The worker's own launch line for the longer input `long`. The output
+/// The worker's own launch line for the longer input `long` (with
+/// `ladder`, its recommended ladder's), each appsink it ends in (the
+/// worker's segmenter, which under gst-launch drops what it gets) replaced
+/// by an hlssink, so the line writes segments that can be counted: one
+/// playlist for a single rendition, one per rung for a ladder. The output
 /// folder is written as `@OUT@`, filled in per run.
-fn gst_line(setup: &Setup, long: &Path) -> Result<String, String> {
+fn gst_line(setup: &Setup, long: &Path, ladder: bool) -> Result<String, String> {
     let long_dir = long.parent().ok_or("the longer input has no folder")?;
     let placeholder = setup.scratch.join("@OUT@");
+    let mut args = worker_args(setup, long_dir, &placeholder, setup.video_kbps);
+    if ladder {
+        args.extend(["--ladder".into(), RECOMMENDED.into()]);
+    }
     let printed = run_tool(
         Command::new(&setup.worker_bin)
-            .args(worker_args(setup, long_dir, &placeholder))
+            .args(args)
             .arg("--print-pipeline")
             .env_remove("RUST_LOG"),
     )?;
@@ -459,7 +605,57 @@ fn gst_line(setup: &Setup, long: &Path) -> Result<String, String> {
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
         .ok_or("`worker --print-pipeline` printed no launch line")?;
-    Ok(line.to_string())
+    let out = placeholder.join(SIGNAL);
+    let names: Vec<(String, String)> = if ladder {
+        setup
+            .rungs
+            .iter()
+            .map(|r| (r.name(), format!("{}_", r.name())))
+            .collect()
+    } else {
+        vec![("playlist".into(), "segment".into())]
+    };
+    with_segment_sinks(line, &out, &names, setup.segment_seconds)
+}
+
+/// `line` with its appsinks, in order, replaced by hlssinks writing
+/// `<out>/<name>.m3u8` and `<out>/<prefix>NNNNN.ts` for each of `names`.
+/// hlssink asks its encoder for a keyframe every segment, as the worker
+/// does at the grid's boundaries.
+fn with_segment_sinks(
+    line: &str,
+    out: &Path,
+    names: &[(String, String)],
+    segment_seconds: u32,
+) -> Result<String, String> {
+    const APPSINK: &str = "appsink name=";
+    const APPSINK_END: &str = "drop=true";
+    let mut rest = line;
+    let mut result = String::new();
+    for (name, prefix) in names {
+        let at = rest
+            .find(APPSINK)
+            .ok_or_else(|| format!("the printed line has no appsink for {name}: {line}"))?;
+        let end = rest[at..]
+            .find(APPSINK_END)
+            .map(|e| at + e + APPSINK_END.len())
+            .ok_or_else(|| format!("the printed line's appsink has no {APPSINK_END}: {line}"))?;
+        result.push_str(&rest[..at]);
+        result.push_str(&format!(
+            "hlssink target-duration={segment_seconds} playlist-length={DEFAULT_PLAYLIST_LENGTH} \
+             max-files={DEFAULT_RETAINED_SEGMENTS} location=\"{dir}/{prefix}%05d.ts\" \
+             playlist-location=\"{dir}/{name}.m3u8\"",
+            dir = out.display()
+        ));
+        rest = &rest[end..];
+    }
+    result.push_str(rest);
+    if result.contains(APPSINK) {
+        return Err(format!(
+            "the printed line has more appsinks than renditions: {line}"
+        ));
+    }
+    Ok(result)
 }
 
 /// How much the muxer may hold per stream in the lean line, in ns: one thread
@@ -492,7 +688,9 @@ fn lean_line(setup: &Setup, long: &Path) -> String {
     )
 }
 
-fn worker_args(setup: &Setup, input: &Path, output: &Path) -> Vec<String> {
+/// The worker's arguments for `input` into `output` at `video_kbps` (a
+/// single rendition's bit rate; a ladder's rungs carry their own).
+fn worker_args(setup: &Setup, input: &Path, output: &Path, video_kbps: u32) -> Vec<String> {
     vec![
         "--input".into(),
         input.display().to_string(),
@@ -501,25 +699,101 @@ fn worker_args(setup: &Setup, input: &Path, output: &Path) -> Vec<String> {
         "--segment-seconds".into(),
         setup.segment_seconds.to_string(),
         "--video-kbps".into(),
-        setup.video_kbps.to_string(),
+        video_kbps.to_string(),
         "--playlist-length".into(),
         DEFAULT_PLAYLIST_LENGTH.to_string(),
     ]
 }
 
-/// The program and arguments of a contender writing into `out`, and the
-/// playlist it writes.
-fn command(contender: Contender, setup: &Setup, out: &Path) -> (String, Vec<String>, PathBuf) {
+/// One process of a contender.
+struct Launch {
+    /// Which part of the contender it is (a separate worker's rendition).
+    label: String,
+    program: String,
+    args: Vec<String>,
+}
+
+/// A contender's processes and the playlists they write, one per rendition.
+struct Plan {
+    launches: Vec<Launch>,
+    playlists: Vec<PathBuf>,
+}
+
+impl Plan {
+    /// One process writing one playlist.
+    fn one(program: &str, args: Vec<String>, playlist: PathBuf) -> Plan {
+        Plan {
+            launches: vec![Launch {
+                label: program.to_string(),
+                program: program.to_string(),
+                args,
+            }],
+            playlists: vec![playlist],
+        }
+    }
+}
+
+/// The processes of a contender writing into `out`, and the playlists they
+/// write.
+fn plan(contender: Contender, setup: &Setup, out: &Path) -> Plan {
     let seg = setup.segment_seconds;
     match contender {
         Contender::Worker => {
-            let mut args = worker_args(setup, &setup.worker_input, out);
+            let mut args = worker_args(setup, &setup.worker_input, out, setup.video_kbps);
             args.extend(["--metrics-port".into(), free_port().to_string()]);
-            (
-                setup.worker_bin.clone(),
+            Plan::one(
+                &setup.worker_bin,
                 args,
                 out.join(SIGNAL).join("playlist.m3u8"),
             )
+        }
+        Contender::Ladder => {
+            let mut args = worker_args(setup, &setup.worker_input, out, setup.video_kbps);
+            args.extend([
+                "--ladder".into(),
+                RECOMMENDED.into(),
+                "--metrics-port".into(),
+                free_port().to_string(),
+            ]);
+            let mut plan = Plan::one(&setup.worker_bin, args, PathBuf::new());
+            plan.playlists = ladder::playlists(&out.join(SIGNAL), &setup.rungs);
+            plan
+        }
+        Contender::Separate => {
+            let mut plan = Plan {
+                launches: Vec::new(),
+                playlists: Vec::new(),
+            };
+            for (rung, input) in setup.rungs.iter().zip(&setup.separate_inputs) {
+                let folder = out.join(rung.name());
+                let mut args = worker_args(setup, input, &folder, rung.kbps);
+                args.extend([
+                    "--ladder".into(),
+                    "single".into(),
+                    "--metrics-port".into(),
+                    free_port().to_string(),
+                ]);
+                plan.launches.push(Launch {
+                    label: rung.name(),
+                    program: setup.worker_bin.clone(),
+                    args,
+                });
+                plan.playlists
+                    .push(folder.join(SIGNAL).join("playlist.m3u8"));
+            }
+            plan
+        }
+        Contender::FfmpegLadder => {
+            let args = ladder::ffmpeg_ladder_args(
+                &setup.input,
+                &setup.rungs,
+                seg,
+                DEFAULT_PLAYLIST_LENGTH,
+                out,
+            );
+            let mut plan = Plan::one("ffmpeg", args, PathBuf::new());
+            plan.playlists = ladder::playlists(out, &setup.rungs);
+            plan
         }
         Contender::Ffmpeg | Contender::FfmpegOneThread => {
             let kbps = setup.video_kbps;
@@ -583,13 +857,13 @@ fn command(contender: Contender, setup: &Setup, out: &Path) -> (String, Vec<Stri
                     }
                 }
             }
-            ("ffmpeg".into(), args, out.join("playlist.m3u8"))
+            Plan::one("ffmpeg", args, out.join("playlist.m3u8"))
         }
-        Contender::GstLaunch | Contender::GstLean => {
-            let line = if contender == Contender::GstLaunch {
-                &setup.gst_line
-            } else {
+        Contender::GstLaunch | Contender::GstLean | Contender::GstLadder => {
+            let line = if contender == Contender::GstLean {
                 &setup.lean_line
+            } else {
+                &setup.gst_line
             };
             let line = line.as_deref().unwrap_or_default().replace(
                 &setup.scratch.join("@OUT@").display().to_string(),
@@ -598,100 +872,154 @@ fn command(contender: Contender, setup: &Setup, out: &Path) -> (String, Vec<Stri
             // gst-launch-1.0 escapes each argument, so the line must reach
             // it split as a shell splits it (as `just pipeline` does with
             // eval); `exec` keeps the pid measured gst-launch's own.
-            (
-                "sh".into(),
+            let mut plan = Plan::one(
+                "sh",
                 vec!["-c".into(), format!("exec gst-launch-1.0 -e {line}")],
                 out.join(SIGNAL).join("playlist.m3u8"),
-            )
+            );
+            if contender == Contender::GstLadder {
+                plan.playlists = ladder::playlists(&out.join(SIGNAL), &setup.rungs);
+            }
+            plan
         }
     }
 }
 
-/// A contender started, writing its stream, and what has been seen of it.
-struct Running {
-    contender: Contender,
-    child: Child,
-    out: PathBuf,
-    log_path: PathBuf,
+/// One rendition's playlist and the media seen listed in it.
+struct Rendition {
     playlist: PathBuf,
-    started: Instant,
     /// Segment names already counted.
     seen: HashSet<String>,
     media_s: f64,
-    /// CPU and media seconds when its first segment appeared.
+}
+
+/// A contender started, writing its streams, and what has been seen of them.
+struct Running {
+    contender: Contender,
+    /// Its processes, by label.
+    children: Vec<(String, Child)>,
+    out: PathBuf,
+    log_paths: Vec<PathBuf>,
+    renditions: Vec<Rendition>,
+    started: Instant,
+    /// CPU and media seconds when every rendition had its first segment.
     first: Option<(f64, f64)>,
 }
 
 impl Running {
     /// Starts `contender` writing into its own folder for round `run`
-    /// (printing its command line in the first round).
+    /// (printing its command lines in the first round).
     fn start(contender: Contender, setup: &Setup, run: u32) -> Result<Running, String> {
         let out = setup
             .scratch
             .join(format!("out-{}-{run}", contender.name()));
         // hlssink2 does not make its folder; the worker and ffmpeg do not mind.
         std::fs::create_dir_all(out.join(SIGNAL)).map_err(|e| format!("mkdir: {e}"))?;
-        let (program, args, playlist) = command(contender, setup, &out);
-        if run == 1 {
-            let shown = if contender.is_launch_line() {
-                args.last()
-                    .cloned()
-                    .unwrap_or_default()
-                    .replacen("exec ", "", 1)
-            } else {
-                shell_line(&program, &args)
-            };
-            eprintln!("worker bench:   $ {shown}");
-        }
-        let log_path = setup
-            .scratch
-            .join(format!("{}-{run}.log", contender.name()));
-        let log = File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
-        let log_err = log.try_clone().map_err(|e| format!("log file: {e}"))?;
-        let started = Instant::now();
-        let child = Command::new(&program)
-            .args(&args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .map_err(|e| format!("cannot start {program}: {e}"))?;
-        Ok(Running {
+        let plan = plan(contender, setup, &out);
+        let mut running = Running {
             contender,
-            child,
+            children: Vec::new(),
             out,
-            log_path,
-            playlist,
-            started,
-            seen: HashSet::new(),
-            media_s: 0.0,
+            log_paths: Vec::new(),
+            renditions: plan
+                .playlists
+                .into_iter()
+                .map(|playlist| Rendition {
+                    playlist,
+                    seen: HashSet::new(),
+                    media_s: 0.0,
+                })
+                .collect(),
+            started: Instant::now(),
             first: None,
-        })
-    }
-
-    /// Reads its playlist once, counting new segments; an error when it has
-    /// exited.
-    fn poll(&mut self, clk_tck: f64) -> Result<(), String> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return Err(format!(
-                "exited early ({status}) after {:.1} s",
-                self.started.elapsed().as_secs_f64()
-            ));
-        }
-        if let Some(facts) = std::fs::read(&self.playlist)
-            .ok()
-            .and_then(|b| PlaylistFacts::parse(&b).ok())
-        {
-            for s in facts.segments {
-                let duration = s.duration.as_secs_f64();
-                if self.seen.insert(s.uri) {
-                    self.media_s += duration;
+        };
+        let several = plan.launches.len() > 1;
+        for launch in plan.launches {
+            if run == 1 {
+                let shown = if contender.is_launch_line() {
+                    launch
+                        .args
+                        .last()
+                        .cloned()
+                        .unwrap_or_default()
+                        .replacen("exec ", "", 1)
+                } else {
+                    shell_line(&launch.program, &launch.args)
+                };
+                eprintln!("worker bench:   $ {shown}");
+            }
+            let log_name = if several {
+                format!("{}-{}-{run}.log", contender.name(), launch.label)
+            } else {
+                format!("{}-{run}.log", contender.name())
+            };
+            let log_path = setup.scratch.join(log_name);
+            let log = File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
+            let log_err = log.try_clone().map_err(|e| format!("log file: {e}"))?;
+            running.log_paths.push(log_path);
+            let child = Command::new(&launch.program)
+                .args(&launch.args)
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .stdout(log)
+                .stderr(log_err)
+                .spawn();
+            match child {
+                Ok(child) => running.children.push((launch.label, child)),
+                Err(e) => {
+                    let error = format!("cannot start {}: {e}", launch.program);
+                    running.discard();
+                    return Err(error);
                 }
             }
-            if self.first.is_none() && !self.seen.is_empty() {
-                self.first = cpu_seconds(self.child.id(), clk_tck).map(|cpu| (cpu, self.media_s));
+        }
+        running.started = Instant::now();
+        Ok(running)
+    }
+
+    /// CPU seconds of all its processes so far.
+    fn cpu_seconds(&self, clk_tck: f64) -> Option<f64> {
+        self.children
+            .iter()
+            .map(|(_, child)| cpu_seconds(child.id(), clk_tck))
+            .sum()
+    }
+
+    /// The least media any of its renditions listed so far.
+    fn media_s(&self) -> f64 {
+        self.renditions
+            .iter()
+            .map(|r| r.media_s)
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// Reads its playlists once, counting new segments; an error when one
+    /// of its processes has exited.
+    fn poll(&mut self, clk_tck: f64) -> Result<(), String> {
+        for (label, child) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "{label} exited early ({status}) after {:.1} s",
+                    self.started.elapsed().as_secs_f64()
+                ));
             }
+        }
+        for rendition in &mut self.renditions {
+            let Some(facts) = std::fs::read(&rendition.playlist)
+                .ok()
+                .and_then(|b| PlaylistFacts::parse(&b).ok())
+            else {
+                continue;
+            };
+            for s in facts.segments {
+                let duration = s.duration.as_secs_f64();
+                if rendition.seen.insert(s.uri) {
+                    rendition.media_s += duration;
+                }
+            }
+        }
+        if self.first.is_none() && self.renditions.iter().all(|r| !r.seen.is_empty()) {
+            self.first = self.cpu_seconds(clk_tck).map(|cpu| (cpu, self.media_s()));
         }
         Ok(())
     }
@@ -699,50 +1027,69 @@ impl Running {
     /// Its CPU time and peak memory now, with the media seen: read before
     /// anything stops it.
     fn measure(&self, clk_tck: f64) -> Result<Measure, String> {
-        let pid = self.child.id();
-        let cpu_s =
-            cpu_seconds(pid, clk_tck).ok_or_else(|| format!("cannot read /proc/{pid}/stat"))?;
+        let mut processes = Vec::new();
+        for (label, child) in &self.children {
+            let pid = child.id();
+            let cpu = cpu_seconds(pid, clk_tck)
+                .ok_or_else(|| format!("cannot read /proc/{pid}/stat ({label})"))?;
+            let rss = peak_rss_kib(pid).unwrap_or(0.0) / 1024.0;
+            processes.push((label.clone(), cpu, rss));
+        }
         let wall_s = self.started.elapsed().as_secs_f64();
-        let rss_mib = peak_rss_kib(pid).unwrap_or(0.0) / 1024.0;
         let Some((first_cpu_s, first_media_s)) = self.first else {
+            let silent: Vec<String> = self
+                .renditions
+                .iter()
+                .filter(|r| r.seen.is_empty())
+                .map(|r| r.playlist.display().to_string())
+                .collect();
             return Err(format!(
                 "wrote no segment to {} in {wall_s:.0} s",
-                self.playlist.display()
+                silent.join(", ")
             ));
         };
         Ok(Measure {
-            cpu_s,
+            cpu_s: processes.iter().map(|p| p.1).sum(),
             wall_s,
-            media_s: self.media_s,
+            media_s: self.media_s(),
             first_cpu_s,
             first_media_s,
-            segments: self.seen.len(),
-            rss_mib,
+            segments: self.renditions.first().map_or(0, |r| r.seen.len()),
+            rss_mib: processes.iter().map(|p| p.2).sum(),
+            renditions: self.renditions.len(),
+            processes: if processes.len() > 1 {
+                processes
+            } else {
+                Vec::new()
+            },
             load1: load_average()
                 .and_then(|l| l.split(' ').next().and_then(|v| v.parse().ok()))
                 .unwrap_or(f64::NAN),
         })
     }
 
-    /// Stops it and frees its segments and log.
+    /// Stops it and frees its segments and logs.
     fn discard(mut self) {
-        stop(&mut self.child, self.contender);
+        stop(&mut self.children, self.contender);
         let _ = std::fs::remove_dir_all(&self.out);
-        let _ = std::fs::remove_file(&self.log_path);
+        for log in &self.log_paths {
+            let _ = std::fs::remove_file(log);
+        }
     }
 
-    /// Stops it; a failed `result` gets its log's last lines, read before
-    /// the log is freed with its segments.
+    /// Stops it; a failed `result` gets its logs' last lines, read before
+    /// the logs are freed with its segments.
     fn finish(self, result: Result<Measure, String>) -> Result<Measure, String> {
         let result = result.map_err(|e| {
-            let tail = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-            let tail: Vec<&str> = tail.lines().rev().take(15).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            format!(
-                "{}: {e}; its log ends:\n{}",
-                self.contender.name(),
-                tail.join("\n")
-            )
+            let mut text = format!("{}: {e}", self.contender.name());
+            for log in &self.log_paths {
+                let tail = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                let name = log.file_name().unwrap_or_default().to_string_lossy();
+                text.push_str(&format!("\n{name} ends:\n{}", tail.join("\n")));
+            }
+            text
         });
         self.discard();
         result
@@ -831,8 +1178,13 @@ fn run_watched(mut running: Vec<Running>, setup: &Setup) -> Result<Vec<Measure>,
 
 /// One contender's figures, as the run goes.
 fn report(contender: Contender, m: &Measure) {
+    let renditions = if m.renditions > 1 {
+        format!(" ({} renditions, the least of them)", m.renditions)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "worker bench:   {}: {:.1} CPU s over {:.1} s, {} segments = {:.1} s of media -> {:.2} CPU s per output minute ({:.2} once live, from the first segment at {:.1} CPU s), peak RSS {:.1} MiB, load {:.2}",
+        "worker bench:   {}: {:.1} CPU s over {:.1} s, {} segments = {:.1} s of media{renditions} -> {:.2} CPU s per output minute ({:.2} once live, from the first segment at {:.1} CPU s), peak RSS {:.1} MiB ({:.1} per rendition), load {:.2}",
         contender.name(),
         m.cpu_s,
         m.wall_s,
@@ -842,35 +1194,51 @@ fn report(contender: Contender, m: &Measure) {
         m.steady_cpu_per_output_minute(),
         m.first_cpu_s,
         m.rss_mib,
+        m.rss_per_rendition(),
         m.load1
     );
+    for (label, cpu, rss) in &m.processes {
+        eprintln!(
+            "worker bench:     {label}: {cpu:.1} CPU s ({:.2} per output minute), peak RSS {rss:.1} MiB",
+            cpu / (m.media_s / 60.0)
+        );
+    }
 }
 
-/// Sends the contender its stop signal and waits for it; kills it after
-/// [`STOP_GRACE`].
-fn stop(child: &mut Child, contender: Contender) {
-    // One that exited is reaped already: its pid may be another's by now.
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    let _ = Command::new("kill")
-        .args(["-s", contender.stop_signal(), &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
+/// Sends each of a contender's processes its stop signal, then waits for
+/// them all; kills those still running after [`STOP_GRACE`].
+fn stop(children: &mut [(String, Child)], contender: Contender) {
+    for (_, child) in children.iter_mut() {
+        // One that exited is reaped already: its pid may be another's by now.
         if let Ok(Some(_)) = child.try_wait() {
-            return;
+            continue;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        let _ = Command::new("kill")
+            .args(["-s", contender.stop_signal(), &child.id().to_string()])
+            .status();
     }
-    eprintln!(
-        "worker bench: {} did not stop within {} s of SIG{}, killing it",
-        contender.name(),
-        STOP_GRACE.as_secs(),
-        contender.stop_signal()
-    );
-    let _ = child.kill();
-    let _ = child.wait();
+    let deadline = Instant::now() + STOP_GRACE;
+    for (label, child) in children.iter_mut() {
+        let stopped = loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if !stopped {
+            eprintln!(
+                "worker bench: {} ({label}) did not stop within {} s of SIG{}, killing it",
+                contender.name(),
+                STOP_GRACE.as_secs(),
+                contender.stop_signal()
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// User + system CPU seconds of every thread of `pid` so far: fields 14 and
@@ -943,61 +1311,115 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-fn print_table(results: &[(Contender, Vec<Measure>)], runs: u32) {
+/// The table of medians, then the goals: the worker against ffmpeg, or with
+/// `ladder` the ladder against ffmpeg's ladder and the separate workers.
+fn print_table(results: &[(Contender, Vec<Measure>)], runs: u32, ladder: bool) {
     let med = |ms: &[Measure], f: fn(&Measure) -> f64| {
         let mut v: Vec<f64> = ms.iter().map(f).collect();
         median(&mut v)
     };
-    let ffmpeg = |f: fn(&Measure) -> f64| {
+    let of = |contender: Contender, f: fn(&Measure) -> f64| {
         results
             .iter()
-            .find(|(c, _)| *c == Contender::Ffmpeg)
+            .find(|(c, _)| *c == contender)
             .map(|(_, ms)| med(ms, f))
     };
-    let ratio = |of: f64, base: Option<f64>| {
-        base.map(|b| format!("{:.2}x", of / b))
+    let baseline = if ladder {
+        Contender::FfmpegLadder
+    } else {
+        Contender::Ffmpeg
+    };
+    let ratio = |value: f64, base: Option<f64>| {
+        base.map(|b| format!("{:.2}x", value / b))
             .unwrap_or_else(|| "-".into())
     };
     let (whole, live) = (
         Measure::cpu_per_output_minute as fn(&Measure) -> f64,
         Measure::steady_cpu_per_output_minute as fn(&Measure) -> f64,
     );
+    let vs = format!("vs {}", baseline.name());
     println!(
-        "\n{:<12} {:>5} {:>19} {:>10} {:>17} {:>10} {:>11} {:>13} {:>8}",
+        "\n{:<14} {:>5} {:>10} {:>19} {:>14} {:>17} {:>14} {:>11} {:>13} {:>8} {:>15}",
         "contender",
         "runs",
+        "renditions",
         "CPU s / output min",
-        "vs ffmpeg",
+        vs,
         "once live, s/min",
-        "vs ffmpeg",
+        vs,
         "CPU % core",
         "media / wall",
-        "RSS MiB"
+        "RSS MiB",
+        "RSS / rendition"
     );
     for (contender, ms) in results {
         let (per_min, steady) = (med(ms, whole), med(ms, live));
         println!(
-            "{:<12} {:>5} {:>19.2} {:>10} {:>17.2} {:>10} {:>10.0}% {:>13.3} {:>8.1}",
+            "{:<14} {:>5} {:>10} {:>19.2} {:>14} {:>17.2} {:>14} {:>10.0}% {:>13.3} {:>8.1} {:>15.1}",
             contender.name(),
             ms.len(),
+            ms.first().map_or(1, |m| m.renditions),
             per_min,
-            ratio(per_min, ffmpeg(whole)),
+            ratio(per_min, of(baseline, whole)),
             steady,
-            ratio(steady, ffmpeg(live)),
+            ratio(steady, of(baseline, live)),
             med(ms, |m| 100.0 * m.cpu_s / m.wall_s),
             med(ms, |m| m.media_s / m.wall_s),
             ms.iter().map(|m| m.rss_mib).fold(0.0, f64::max),
+            ms.iter().map(Measure::rss_per_rendition).fold(0.0, f64::max),
         );
     }
-    if let (Some(f), Some((_, ms))) = (
-        ffmpeg(whole),
-        results.iter().find(|(c, _)| *c == Contender::Worker),
-    ) {
-        let r = med(ms, whole) / f;
+    let load = load_average().unwrap_or_else(|| "?".into());
+    let verdict = |met: bool| if met { "MET" } else { "MISSED" };
+    if ladder {
+        println!();
+        if let (Some(l), Some(f)) = (
+            of(Contender::Ladder, whole),
+            of(Contender::FfmpegLadder, whole),
+        ) {
+            let r = l / f;
+            let steady = ratio(
+                of(Contender::Ladder, live).unwrap_or(f64::NAN),
+                of(Contender::FfmpegLadder, live),
+            );
+            println!(
+                "ladder / ffmpeg-ladder: {r:.2}x CPU per output minute (goal: {:.2}x or less) -> {}; once live {steady}",
+                ladder::GOAL_VS_FFMPEG,
+                verdict(r <= ladder::GOAL_VS_FFMPEG)
+            );
+        }
+        if let (Some(l), Some(s)) = (of(Contender::Ladder, whole), of(Contender::Separate, whole)) {
+            let r = l / s;
+            let steady = ratio(
+                of(Contender::Ladder, live).unwrap_or(f64::NAN),
+                of(Contender::Separate, live),
+            );
+            println!(
+                "ladder / separate: {r:.2}x CPU per output minute (goal: clearly below, {:.2}x or less) -> {}; once live {steady}",
+                ladder::GOAL_VS_SEPARATE,
+                verdict(r <= ladder::GOAL_VS_SEPARATE)
+            );
+        }
+        let memory: Vec<String> = results
+            .iter()
+            .map(|(c, ms)| {
+                let per = ms
+                    .iter()
+                    .map(Measure::rss_per_rendition)
+                    .fold(0.0, f64::max);
+                format!("{} {per:.1} MiB", c.name())
+            })
+            .collect();
         println!(
-            "\nworker / ffmpeg: {r:.2}x CPU per output minute (goal: 1.0x or less) -> {}; median of {runs} run(s) each; load average at the end {}",
-            if r <= 1.0 { "MET" } else { "MISSED" },
-            load_average().unwrap_or_else(|| "?".into())
+            "peak memory per rendition: {}; median of {runs} run(s) each; load average at the end {load}",
+            memory.join(", ")
+        );
+    } else if let (Some(f), Some(w)) = (of(Contender::Ffmpeg, whole), of(Contender::Worker, whole))
+    {
+        let r = w / f;
+        println!(
+            "\nworker / ffmpeg: {r:.2}x CPU per output minute (goal: 1.0x or less) -> {}; median of {runs} run(s) each; load average at the end {load}",
+            verdict(r <= 1.0)
         );
     }
 }

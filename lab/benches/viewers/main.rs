@@ -17,6 +17,12 @@
 //! server's CPU seconds and resident memory, the generator's own CPU, and the
 //! issue's goals marked met or missed. The generator shares the machine with
 //! the servers under test; so does everything else running on it.
+//!
+//! `--low-latency` ([`low_latency`]) runs low-latency players instead (a
+//! blocking reload per part, then the part) against nonstop's proxy and
+//! nginx set up for LL-HLS, with the release latency of held reloads.
+
+mod low_latency;
 
 use std::io::Write;
 use std::path::Path;
@@ -80,6 +86,12 @@ struct Args {
     /// background playlist requests (discovery's checks, nonstop's poller).
     #[arg(long, env = "BENCH_QUIET_SECONDS", default_value_t = 10)]
     quiet_seconds: u64,
+    /// Low-latency players: the plain playlist once, then per part a
+    /// blocking reload (?_HLS_msn=N&_HLS_part=K) and the part, against
+    /// nonstop's proxy and nginx set up for LL-HLS; reports the release
+    /// latency of held reloads after each part's publication.
+    #[arg(long, env = "BENCH_LOW_LATENCY")]
+    low_latency: bool,
     /// Passed by `cargo bench` to benches without the libtest harness.
     #[arg(long, hide = true)]
     bench: bool,
@@ -120,6 +132,15 @@ impl PackagerCounts {
             counts.playlists[i] = total(&metrics, REQUESTS, &[PLAYLIST_ROUTE]);
         }
         counts
+    }
+
+    /// Every count times `factor` (a rate from counts over seconds, counts
+    /// from a rate over seconds).
+    fn scaled(&self, factor: f64) -> PackagerCounts {
+        PackagerCounts {
+            segments: self.segments.map(|c| c * factor),
+            playlists: self.playlists.map(|c| c * factor),
+        }
     }
 
     fn since(&self, before: &PackagerCounts) -> PackagerCounts {
@@ -185,6 +206,15 @@ fn main() {
     let logs = out.join("logs/viewers");
     std::fs::create_dir_all(&logs).expect("bench output folder");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if args.low_latency {
+        say(&format!(
+            "{cores} cores, open-file limit {open_files}; steps {:?} low-latency viewers, {} s per server per step, {} s segments",
+            args.steps, args.seconds, args.segment_seconds
+        ));
+        say("caveat: the load generator runs on the same machine as the server under test and shares its cores");
+        low_latency::run(&args, &servers, open_files, cores, &out);
+        return;
+    }
     say(&format!(
         "{cores} cores, open-file limit {open_files}; steps {:?} viewers, {} s per server per step, {} s segments",
         args.steps, args.seconds, args.segment_seconds

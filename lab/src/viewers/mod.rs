@@ -26,6 +26,14 @@
 //!
 //! Bookkeeping ([`ViewerBook`], [`late_reference`]) is pure and unit-tested;
 //! the I/O around it is thin.
+//!
+//! The low-latency crowd ([`low_latency`]: blocking reloads part by part,
+//! release latency from each part's publication, which [`published`] reads
+//! off the worker's folder) shares this module's connections, percentiles
+//! and server watch.
+
+pub mod low_latency;
+pub mod published;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -105,6 +113,8 @@ pub enum ViewersError {
     FirstPlaylist(String, FetchError),
     #[error("the first playlist from {0} is not a media playlist: {1}")]
     NotAPlaylist(String, String),
+    #[error("{0} is not a low-latency playlist that holds blocking reloads (no EXT-X-PART-INF or CAN-BLOCK-RELOAD)")]
+    NotLowLatency(String),
 }
 
 /// One failed request, by kind.
@@ -404,15 +414,42 @@ impl ViewerStats {
     }
 }
 
-/// What every viewer of one run shares.
-struct Crowd {
+/// Where a crowd's requests go: the server's address, the `Host` header
+/// and how long a request may take.
+pub(crate) struct Endpoint {
     addr: SocketAddr,
     host: String,
+    timeout: Duration,
+}
+
+impl Endpoint {
+    /// The server of `url`, requests timed out after `timeout_seconds`.
+    pub(crate) fn of(url: &Url, timeout_seconds: u64) -> Result<Endpoint, ViewersError> {
+        let addr = url
+            .socket_addrs(|| None)
+            .map_err(|e| ViewersError::Address(url.clone(), e.to_string()))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ViewersError::Address(url.clone(), "nothing resolved".into()))?;
+        let host = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or("localhost")),
+            None => url.host_str().unwrap_or("localhost").to_string(),
+        };
+        Ok(Endpoint {
+            addr,
+            host,
+            timeout: Duration::from_secs(timeout_seconds.max(1)),
+        })
+    }
+}
+
+/// What every viewer of one run shares.
+struct Crowd {
+    endpoint: Endpoint,
     playlist_path: String,
     /// `<base path>/<signal>/`, where segment URIs are relative to.
     segment_dir: String,
     start_segments: usize,
-    timeout: Duration,
     deadline: Instant,
     /// When any viewer first saw each segment (by sequence) listed.
     first_listed: Mutex<HashMap<u64, Instant>>,
@@ -421,7 +458,7 @@ struct Crowd {
 }
 
 /// One keep-alive HTTP/1.1 connection, opened again when the server closed it.
-struct Connection {
+pub(crate) struct Connection {
     sender: Option<SendRequest<Empty<Bytes>>>,
 }
 
@@ -440,14 +477,19 @@ impl Connection {
         Ok(sender)
     }
 
+    /// Not connected yet: the first request opens the connection.
+    pub(crate) fn new() -> Connection {
+        Connection { sender: None }
+    }
+
     /// GETs `path`; the whole body when `keep`, else only its length.
-    async fn get(
+    pub(crate) async fn get(
         &mut self,
-        crowd: &Crowd,
+        endpoint: &Endpoint,
         path: &str,
         keep: bool,
     ) -> Result<(Vec<u8>, u64), FetchError> {
-        match tokio::time::timeout(crowd.timeout, self.exchange(crowd, path, keep)).await {
+        match tokio::time::timeout(endpoint.timeout, self.exchange(endpoint, path, keep)).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => {
                 if !matches!(e, FetchError::Status(_)) {
@@ -464,7 +506,7 @@ impl Connection {
 
     async fn exchange(
         &mut self,
-        crowd: &Crowd,
+        endpoint: &Endpoint,
         path: &str,
         keep: bool,
     ) -> Result<(Vec<u8>, u64), FetchError> {
@@ -476,10 +518,10 @@ impl Connection {
         }
         let sender = match &mut self.sender {
             Some(sender) => sender,
-            None => self.sender.insert(Self::open(crowd.addr).await?),
+            None => self.sender.insert(Self::open(endpoint.addr).await?),
         };
         let request = hyper::Request::get(path)
-            .header(hyper::header::HOST, &crowd.host)
+            .header(hyper::header::HOST, &endpoint.host)
             .body(Empty::new())
             .expect("a GET with a path and a host is a valid request");
         let response = sender
@@ -606,6 +648,65 @@ impl ProcessGroup {
     }
 }
 
+/// The server under test (and this program, the load generator) watched
+/// while a crowd runs: CPU at the start, the server's memory sampled every
+/// [`MEMORY_SAMPLE_EVERY`] until the crowd's deadline for its peak.
+pub(crate) struct ServerWatch {
+    server: ProcessGroup,
+    /// The server's CPU ticks at the start, by process.
+    before: HashMap<u32, u64>,
+    own_before: f64,
+    /// Whether a server was given (else only the generator is measured).
+    sampling: bool,
+    peak: tokio::task::JoinHandle<u64>,
+}
+
+impl ServerWatch {
+    /// Starts watching `pids` (and their children) until `deadline`.
+    pub(crate) fn start(pids: &[u32], deadline: Instant) -> ServerWatch {
+        let server = ProcessGroup::new(pids);
+        let sampling = !pids.is_empty();
+        let peak = {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let mut peak = 0;
+                while sampling && Instant::now() < deadline {
+                    let group = server.clone();
+                    let now = tokio::task::spawn_blocking(move || group.rss_kib())
+                        .await
+                        .unwrap_or(0);
+                    peak = peak.max(now);
+                    tokio::time::sleep(MEMORY_SAMPLE_EVERY).await;
+                }
+                peak
+            })
+        };
+        ServerWatch {
+            before: server.cpu_ticks(),
+            server,
+            own_before: own_cpu_seconds(),
+            sampling,
+            peak,
+        }
+    }
+
+    /// The generator's CPU seconds since the start and the server's usage.
+    pub(crate) async fn finish(self) -> (f64, Option<ServerUsage>) {
+        let generator = own_cpu_seconds() - self.own_before;
+        let at_end = self
+            .sampling
+            .then(|| (self.server.cpu_ticks(), self.server.rss_kib()));
+        let peak = self.peak.await.unwrap_or(0);
+        let usage = at_end.map(|(after, rss_end_kib)| ServerUsage {
+            processes: after.len(),
+            cpu_seconds: cpu_seconds_between(&self.before, &after),
+            rss_peak_kib: peak.max(rss_end_kib),
+            rss_end_kib,
+        });
+        (generator, usage)
+    }
+}
+
 /// CPU seconds used by the group between two [`ProcessGroup::cpu_ticks`] readings.
 fn cpu_seconds_between(before: &HashMap<u32, u64>, after: &HashMap<u32, u64>) -> f64 {
     let ticks: u64 = after
@@ -631,28 +732,13 @@ fn parse_listed(body: &[u8]) -> Result<(Duration, Vec<Listed>), FetchError> {
 
 /// Runs the crowd and reports what it saw.
 pub async fn run(config: &ViewersConfig) -> Result<Report, ViewersError> {
-    let addr = config
-        .url
-        .socket_addrs(|| None)
-        .map_err(|e| ViewersError::Address(config.url.clone(), e.to_string()))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| ViewersError::Address(config.url.clone(), "nothing resolved".into()))?;
-    let host = match config.url.port() {
-        Some(port) => format!("{}:{port}", config.url.host_str().unwrap_or("localhost")),
-        None => config.url.host_str().unwrap_or("localhost").to_string(),
-    };
-    let base = config.url.path().trim_end_matches('/');
-    let segment_dir = format!("{base}/{}/", config.signal);
-    let playlist_path = format!("{segment_dir}playlist.m3u8");
-    let timeout = Duration::from_secs(config.timeout_seconds.max(1));
+    let endpoint = Endpoint::of(&config.url, config.timeout_seconds)?;
+    let (segment_dir, playlist_path) = signal_paths(&config.url, &config.signal);
     let mut crowd = Crowd {
-        addr,
-        host,
+        endpoint,
         playlist_path,
         segment_dir,
         start_segments: config.start_segments,
-        timeout,
         deadline: Instant::now(),
         first_listed: Mutex::new(HashMap::new()),
         requested: Mutex::new(HashSet::new()),
@@ -665,9 +751,9 @@ pub async fn run(config: &ViewersConfig) -> Result<Report, ViewersError> {
         config.url,
         crowd.playlist_path.trim_start_matches('/')
     );
-    let mut probe = Connection { sender: None };
+    let mut probe = Connection::new();
     let (body, _) = probe
-        .get(&crowd, &crowd.playlist_path, true)
+        .get(&crowd.endpoint, &crowd.playlist_path, true)
         .await
         .map_err(|e| ViewersError::FirstPlaylist(url.clone(), e))?;
     drop(probe);
@@ -680,11 +766,9 @@ pub async fn run(config: &ViewersConfig) -> Result<Report, ViewersError> {
     };
     let newest_at_start = listed.last().map(|s| s.sequence);
 
-    let server = ProcessGroup::new(&config.server_pid);
-    let server_before = server.cpu_ticks();
-    let own_before = own_cpu_seconds();
     let began = Instant::now();
     crowd.deadline = began + Duration::from_secs(config.seconds);
+    let watch = ServerWatch::start(&config.server_pid, crowd.deadline);
     let crowd = Arc::new(crowd);
 
     let viewers = config.viewers.max(1);
@@ -694,25 +778,6 @@ pub async fn run(config: &ViewersConfig) -> Result<Report, ViewersError> {
         tasks.push(tokio::spawn(viewer(crowd.clone(), start_at, target)));
     }
 
-    // The server's memory peak, sampled while the viewers run.
-    let sampling = !config.server_pid.is_empty();
-    let peak_sampler = {
-        let server = server.clone();
-        let deadline = crowd.deadline;
-        tokio::spawn(async move {
-            let mut peak = 0;
-            while sampling && Instant::now() < deadline {
-                let group = server.clone();
-                let now = tokio::task::spawn_blocking(move || group.rss_kib())
-                    .await
-                    .unwrap_or(0);
-                peak = peak.max(now);
-                tokio::time::sleep(MEMORY_SAMPLE_EVERY).await;
-            }
-            peak
-        })
-    };
-
     let mut all = Vec::with_capacity(viewers);
     for task in tasks {
         match task.await {
@@ -721,19 +786,7 @@ pub async fn run(config: &ViewersConfig) -> Result<Report, ViewersError> {
         }
     }
     let seconds_run = began.elapsed().as_secs_f64();
-    let generator_cpu_seconds = own_cpu_seconds() - own_before;
-    let server_usage = sampling.then(|| {
-        let after = server.cpu_ticks();
-        let rss_end_kib = server.rss_kib();
-        (after, rss_end_kib)
-    });
-    let rss_peak = peak_sampler.await.unwrap_or(0);
-    let server_usage = server_usage.map(|(after, rss_end_kib)| ServerUsage {
-        processes: after.len(),
-        cpu_seconds: cpu_seconds_between(&server_before, &after),
-        rss_peak_kib: rss_peak.max(rss_end_kib),
-        rss_end_kib,
-    });
+    let (generator_cpu_seconds, server_usage) = watch.finish().await;
 
     let first_listed = crowd.first_listed.lock().expect("first-listed lock");
     let segments_new = first_listed
@@ -791,7 +844,16 @@ pub async fn run(config: &ViewersConfig) -> Result<Report, ViewersError> {
     Ok(report)
 }
 
-fn micros(d: Duration) -> u32 {
+/// The folder of a signal's files under `url` (`<base path>/<signal>/`, where
+/// its playlist's relative URIs point) and its playlist's path.
+pub(crate) fn signal_paths(url: &Url, signal: &str) -> (String, String) {
+    let base = url.path().trim_end_matches('/');
+    let dir = format!("{base}/{signal}/");
+    let playlist = format!("{dir}playlist.m3u8");
+    (dir, playlist)
+}
+
+pub(crate) fn micros(d: Duration) -> u32 {
     d.as_micros().min(u32::MAX as u128) as u32
 }
 
@@ -799,7 +861,7 @@ fn micros(d: Duration) -> u32 {
 /// deadline, fetching each new segment once.
 async fn viewer(crowd: Arc<Crowd>, start_at: Instant, mut target: Duration) -> ViewerStats {
     let mut stats = ViewerStats::default();
-    let mut connection = Connection { sender: None };
+    let mut connection = Connection::new();
     let mut book = ViewerBook::new(crowd.start_segments);
     let mut sends: VecDeque<Instant> = VecDeque::with_capacity(SENDS_KEPT);
     let mut next_poll = start_at;
@@ -810,7 +872,9 @@ async fn viewer(crowd: Arc<Crowd>, start_at: Instant, mut target: Duration) -> V
             sends.pop_front();
         }
         sends.push_back(sent);
-        let answer = connection.get(&crowd, &crowd.playlist_path, true).await;
+        let answer = connection
+            .get(&crowd.endpoint, &crowd.playlist_path, true)
+            .await;
         let received = Instant::now();
         let listed = answer.and_then(|(body, _)| parse_listed(&body));
         match listed {
@@ -838,7 +902,7 @@ async fn viewer(crowd: Arc<Crowd>, start_at: Instant, mut target: Duration) -> V
                         .insert(segment.sequence);
                     let path = segment_path(&crowd.segment_dir, &segment.uri);
                     let asked = Instant::now();
-                    match connection.get(&crowd, &path, false).await {
+                    match connection.get(&crowd.endpoint, &path, false).await {
                         Err(e) => {
                             stats.failed(&e);
                             stats.missed += 1;
@@ -877,7 +941,7 @@ async fn viewer(crowd: Arc<Crowd>, start_at: Instant, mut target: Duration) -> V
 }
 
 /// The request path of a segment URI listed in the playlist at `dir`.
-fn segment_path(dir: &str, uri: &str) -> String {
+pub(crate) fn segment_path(dir: &str, uri: &str) -> String {
     if uri.starts_with('/') {
         uri.to_string()
     } else if let Some(rest) = uri.split_once("://").map(|(_, r)| r) {
