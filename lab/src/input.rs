@@ -20,12 +20,22 @@ pub fn init_gst() {
     GST_INIT.call_once(|| gst::init().expect("GStreamer initialises"));
 }
 
-/// Writes a short MP4 (320x240, 25 fps, H.264, plus AAC when `audio`) with GStreamer.
+/// The picture size of an input when no test asks for another: small, so
+/// the worker's encoders cost little.
+pub const DEFAULT_INPUT_SIZE: (u32, u32) = (320, 240);
+
+/// Writes a short MP4 ([`DEFAULT_INPUT_SIZE`], 25 fps, H.264, plus AAC when `audio`) with GStreamer.
 pub fn make_input(path: &Path, seconds: u32, audio: bool) {
+    make_input_sized(path, seconds, audio, DEFAULT_INPUT_SIZE);
+}
+
+/// [`make_input`] at `(width, height)`: a ladder keeps only the rungs an
+/// input fills (it never upscales), so a test of two rungs needs 854x480.
+pub fn make_input_sized(path: &Path, seconds: u32, audio: bool, (width, height): (u32, u32)) {
     init_gst();
     let frames = seconds * INPUT_FPS;
     let mut line = format!(
-        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width=320,height=240,framerate={INPUT_FPS}/1,format=I420 \
+        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width={width},height={height},framerate={INPUT_FPS}/1,format=I420 \
          ! x264enc speed-preset=ultrafast key-int-max={INPUT_FPS} ! h264parse ! queue ! mp4mux name=mux ! filesink location={}",
         path.display()
     );

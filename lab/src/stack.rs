@@ -16,13 +16,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nonstop::hls::multivariant::Multivariant;
 use nonstop::hls::PlaylistFacts;
 use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 
 use crate::fault::{ControlPlane, Fault, FaultTarget};
 use crate::fault_proxy::{self, FaultMode};
 use crate::http::{get, get_json, local, wait_healthy};
-use crate::input::make_input;
+use crate::input::{make_input_sized, DEFAULT_INPUT_SIZE};
 use crate::ports::{free_port, StackPorts};
 use crate::process::{logs_in, Service};
 use crate::stack_lock::ExclusiveStack;
@@ -59,6 +60,12 @@ pub struct StackOptions {
     /// folder watched by its own discovery. Otherwise the seed's: one worker
     /// reading `input/` whose `output/` both packagers serve.
     pub redundant: bool,
+    /// The generated input's picture size: a ladder keeps only the rungs it
+    /// fills, so two rungs of `recommended` need 854x480.
+    pub input_size: (u32, u32),
+    /// The workers' `LADDER` (`recommended`, `single`, rungs); `None`
+    /// leaves the worker's default (single: `playlist.m3u8` a media playlist).
+    pub ladder: Option<String>,
 }
 
 impl StackOptions {
@@ -92,6 +99,8 @@ impl Default for StackOptions {
             audio: true,
             fault_front: false,
             redundant: false,
+            input_size: DEFAULT_INPUT_SIZE,
+            ladder: None,
         }
     }
 }
@@ -252,10 +261,11 @@ impl Stack {
             std::fs::create_dir_all(d).expect("mkdir");
         }
         let input_file = format!("{SIGNAL}.mp4");
-        make_input(
+        make_input_sized(
             &input.join(&input_file),
             options.input_seconds,
             options.audio,
+            options.input_size,
         );
         if let Some(input_b) = &input_b {
             std::fs::create_dir_all(input_b).expect("mkdir input-b");
@@ -282,6 +292,9 @@ impl Stack {
             "127.0.0.1",
             options.segment_seconds,
         ));
+        if let Some(ladder) = &options.ladder {
+            env.push(("LADDER", ladder.clone()));
+        }
         // Worker B, server2 and discovery B see folders B (and their own
         // metrics ports) in the redundant topology.
         let metrics_b = options.redundant.then(|| MetricsPorts {
@@ -542,14 +555,24 @@ impl Stack {
         self.folders.output_b.as_deref()
     }
 
-    /// Waits until the proxy's live01 playlist lists `segments` segments: a
+    /// Waits until the proxy's live01 playlist lists `segments` segments
+    /// (a ladder's: every rendition its multivariant playlist names): a
     /// viewer then joins a running stream, as in production.
     pub fn wait_for_window(&self, segments: usize) {
         let url = self.proxy_url(&format!("{SIGNAL}/playlist.m3u8"));
-        wait_for(FULL_WINDOW_WITHIN, "a full playlist window", || {
-            let (_, body) = get(&url)?;
+        let lists = |url: &str| {
+            let (_, body) = get(url)?;
             let facts = PlaylistFacts::parse(&body).ok()?;
             (facts.segments.len() >= segments).then_some(())
+        };
+        wait_for(FULL_WINDOW_WITHIN, "a full playlist window", || {
+            let (_, body) = get(&url)?;
+            match Multivariant::parse(&body) {
+                Some(ladder) => ladder
+                    .uris()
+                    .try_for_each(|uri| lists(&self.proxy_url(&format!("{SIGNAL}/{uri}")))),
+                None => lists(&url),
+            }
         });
     }
 

@@ -517,6 +517,7 @@ fn run_fault(
         audio: true,
         fault_front: true,
         redundant: !options.seed_topology,
+        ..StackOptions::default()
     });
     let nginx = proxies
         .contains(&Proxy::Nginx)
