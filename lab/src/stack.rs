@@ -16,13 +16,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nonstop::hls::multivariant::Multivariant;
 use nonstop::hls::PlaylistFacts;
 use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 
 use crate::fault::{ControlPlane, Fault, FaultTarget};
 use crate::fault_proxy::{self, FaultMode};
 use crate::http::{get, get_json, local, wait_healthy};
-use crate::input::make_input_sized;
+use crate::input::{make_input_sized, DEFAULT_INPUT_SIZE};
 use crate::ports::{free_port, StackPorts};
 use crate::process::{logs_in, Service};
 use crate::stack_lock::ExclusiveStack;
@@ -99,7 +100,7 @@ impl Default for StackOptions {
             fault_front: false,
             redundant: false,
             ladder: None,
-            input_size: (320, 240),
+            input_size: DEFAULT_INPUT_SIZE,
             host_b_clock: None,
         }
     }
@@ -564,14 +565,24 @@ impl Stack {
         self.folders.output_b.as_deref()
     }
 
-    /// Waits until the proxy's live01 playlist lists `segments` segments: a
+    /// Waits until the proxy's live01 playlist lists `segments` segments
+    /// (a ladder's: every rendition its multivariant playlist names): a
     /// viewer then joins a running stream, as in production.
     pub fn wait_for_window(&self, segments: usize) {
         let url = self.proxy_url(&format!("{SIGNAL}/playlist.m3u8"));
-        wait_for(FULL_WINDOW_WITHIN, "a full playlist window", || {
-            let (_, body) = get(&url)?;
+        let lists = |url: &str| {
+            let (_, body) = get(url)?;
             let facts = PlaylistFacts::parse(&body).ok()?;
             (facts.segments.len() >= segments).then_some(())
+        };
+        wait_for(FULL_WINDOW_WITHIN, "a full playlist window", || {
+            let (_, body) = get(&url)?;
+            match Multivariant::parse(&body) {
+                Some(ladder) => ladder
+                    .uris()
+                    .try_for_each(|uri| lists(&self.proxy_url(&format!("{SIGNAL}/{uri}")))),
+                None => lists(&url),
+            }
         });
     }
 

@@ -1,22 +1,32 @@
-//! A validator for live HLS (`just validate <url>`): watches a media playlist
-//! for a while as a player would, and checks what Apple's HLS authoring
-//! specification and RFC 8216 ask of a live stream, printing each violation
-//! with the rule it breaks.
+//! A validator for live HLS (`just validate <url>`): watches a playlist for
+//! a while as a player would, and checks what Apple's HLS authoring
+//! specification, RFC 8216 and its second edition (RFC 8216bis: low-latency
+//! HLS) ask of a live stream, printing each violation with the rule it
+//! breaks.
 //!
 //! ```text
 //!  every target/2: GET playlist ──▶ headers, tags, window, sequence rules
 //!                  HEAD + gzip GET ─▶ answered like GET, compressed
 //!  each new segment: GET ─▶ type, whole MPEG-TS, IDR first, PTS vs EXTINF
 //!  one segment again later ─▶ same bytes under the same URI
+//!  with parts (EXT-X-PART-INF) ─▶ the low-latency rules (low_latency.rs):
+//!                  parts vs PART-TARGET and EXTINF, hold-backs, hints,
+//!                  each segment's first part an IDR, blocking reloads held
+//!                  then answered, too far ahead refused
+//!  a multivariant playlist ─▶ every rendition watched as above, at once,
+//!                  and each variant's declarations held to its segments
+//!                  (multivariant.rs, codecs.rs)
 //! ```
 //!
 //! Rules are named as the specifications number them (Apple's "HLS authoring
-//! specification for Apple devices", RFC 8216), so a violation says where to
-//! read why it matters. A playlist that ends (`EXT-X-ENDLIST`: the event is
-//! over, as when nonstop's input is removed) ends the watch; it is said, not
-//! counted as a violation.
+//! specification for Apple devices", RFC 8216, RFC 8216bis), so a violation
+//! says where to read why it matters; [`rules`] names the ones of the
+//! low-latency and multivariant checks. A playlist that ends
+//! (`EXT-X-ENDLIST`: the event is over, as when nonstop's input is removed)
+//! ends the watch; it is said, not counted as a violation. What a rule only
+//! advises (a SHOULD) is a warning, printed but not failing the watch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -25,9 +35,60 @@ use serde::Serialize;
 use url::Url;
 
 use crate::ts;
-use nonstop::hls::{is_complete_transport_stream, PLAYLIST_CONTENT_TYPE, SEGMENT_CONTENT_TYPE};
+use codecs::SegmentCodecs;
+use nonstop::hls::multivariant::is_multivariant;
+use nonstop::hls::{
+    is_complete_transport_stream, PlaylistFacts, PLAYLIST_CONTENT_TYPE, SEGMENT_CONTENT_TYPE,
+};
 use nonstop::service::http::root_cause;
 use nonstop::service::shutdown::Shutdown;
+
+mod codecs;
+mod low_latency;
+mod multivariant;
+
+/// The names of the low-latency and multivariant rules, as violations carry
+/// them (several rules share a section, so each name adds what it is about).
+pub mod rules {
+    /// Every `EXT-X-PART` lasts at most `PART-TARGET`.
+    pub const PART_TOO_LONG: &str = "RFC 8216bis 4.4.4.9 part over PART-TARGET";
+    /// Every part but a segment's last, and but independent ones, lasts at
+    /// least 85% of `PART-TARGET`.
+    pub const PART_TOO_SHORT: &str = "RFC 8216bis 4.4.4.9 part under 85% of PART-TARGET";
+    /// A completed segment's parts add up to its `EXTINF` (within a frame).
+    pub const PARTS_MAKE_SEGMENT: &str = "RFC 8216bis 4.4.4.9 parts add up to the segment";
+    /// Each segment's first part is `INDEPENDENT=YES` and starts with an IDR frame.
+    pub const FIRST_PART_INDEPENDENT: &str = "RFC 8216bis 4.4.4.9 first part INDEPENDENT";
+    /// `PART-HOLD-BACK` is given and at least twice `PART-TARGET` (a warning
+    /// under three times).
+    pub const PART_HOLD_BACK: &str = "RFC 8216bis 4.4.3.8 PART-HOLD-BACK";
+    /// `HOLD-BACK`, when given, is at least three target durations.
+    pub const HOLD_BACK: &str = "RFC 8216bis 4.4.3.8 HOLD-BACK";
+    /// A playlist with parts says `CAN-BLOCK-RELOAD=YES`.
+    pub const CAN_BLOCK_RELOAD: &str = "RFC 8216bis 4.4.3.8 CAN-BLOCK-RELOAD";
+    /// A live low-latency playlist hints the next part.
+    pub const PRELOAD_HINT: &str = "RFC 8216bis 4.4.5.3 EXT-X-PRELOAD-HINT";
+    /// The hinted part, once listed, can be fetched.
+    pub const HINTED_PART: &str = "RFC 8216bis 6.2.6 hinted part";
+    /// A blocking reload for the next part is answered within three target
+    /// durations with a playlist that lists it.
+    pub const BLOCKING_RELOAD: &str = "RFC 8216bis 6.2.5.2 blocking reload";
+    /// `_HLS_msn` more than two segments ahead is refused with a 400.
+    pub const TOO_FAR_AHEAD: &str = "RFC 8216bis 6.2.5.2 400 when too far ahead";
+    /// Every variant declares its peak bit rate.
+    pub const BANDWIDTH: &str = "RFC 8216bis 4.4.6.2 BANDWIDTH";
+    /// `BANDWIDTH` is not under the measured peak segment bit rate by more than 10%.
+    pub const PEAK_BIT_RATE: &str = "Apple 9 BANDWIDTH vs measured peak";
+    /// Every variant declares its average bit rate.
+    pub const AVERAGE_BANDWIDTH: &str = "Apple 9 AVERAGE-BANDWIDTH";
+    /// `CODECS` is given and true: `avc1.PPCCLL` as the SPS says, the audio
+    /// codec when there is audio, none when there is not.
+    pub const CODECS: &str = "Apple 9 CODECS";
+    /// `RESOLUTION` is given and true.
+    pub const RESOLUTION: &str = "Apple 9 RESOLUTION";
+    /// Segment n of every rendition starts at the same picture.
+    pub const ALIGNED: &str = "Apple 9 renditions IDR-aligned";
+}
 
 /// How long a fetch may take before it counts as failed.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,27 +135,75 @@ pub struct Violation {
 pub struct ValidationReport {
     pub playlists_read: u64,
     pub segments_checked: u64,
+    /// The media playlists watched: the URL's own, or each rendition a
+    /// multivariant playlist names.
+    pub media_playlists: Vec<String>,
     /// The playlist ended the stream (`EXT-X-ENDLIST`): the watch stopped.
     pub ended: bool,
     pub violations: Vec<Violation>,
+    /// What a rule only advises (SHOULD): said, not failing the watch.
+    pub warnings: Vec<Violation>,
+    /// A multivariant playlist's variants: what each declared by the end
+    /// and what its segments measured.
+    pub variants: Vec<VariantSeen>,
+}
+
+/// One variant of a multivariant playlist as the watch saw it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VariantSeen {
+    /// Its media playlist, as the multivariant playlist names it.
+    pub uri: String,
+    /// `BANDWIDTH`, bit/s.
+    pub bandwidth: Option<u64>,
+    /// The highest segment bit rate measured, bit/s.
+    pub peak_bps: Option<u64>,
+    /// `CODECS`, as written.
+    pub codecs: Option<String>,
+    /// The codecs its first segment checked carries (the SPS's `avc1.PPCCLL`,
+    /// the ADTS header's `mp4a.40.n`).
+    pub codecs_measured: Vec<String>,
+    /// `RESOLUTION`.
+    pub resolution: Option<String>,
+    /// The picture size its SPS gives.
+    pub resolution_measured: Option<String>,
 }
 
 impl ValidationReport {
     /// Each distinct (rule, message) once, with how often it was seen: a
     /// stream breaks the same rule at every reload.
     pub fn summary(&self) -> Vec<(usize, &Violation)> {
-        let mut seen: Vec<(usize, &Violation)> = Vec::new();
-        for v in &self.violations {
-            match seen
-                .iter_mut()
-                .find(|(_, s)| s.rule == v.rule && same_kind(&s.message, &v.message))
-            {
-                Some((n, _)) => *n += 1,
-                None => seen.push((1, v)),
-            }
-        }
-        seen
+        summarise(&self.violations)
     }
+
+    /// [`ValidationReport::summary`] of the warnings.
+    pub fn warnings_summary(&self) -> Vec<(usize, &Violation)> {
+        summarise(&self.warnings)
+    }
+
+    /// Adds what another watch saw (a rendition of the same ladder).
+    fn absorb(&mut self, other: ValidationReport) {
+        self.playlists_read += other.playlists_read;
+        self.segments_checked += other.segments_checked;
+        self.media_playlists.extend(other.media_playlists);
+        self.ended |= other.ended;
+        self.violations.extend(other.violations);
+        self.warnings.extend(other.warnings);
+    }
+}
+
+/// Each distinct (rule, message) of `found` once, with how often it was seen.
+fn summarise(found: &[Violation]) -> Vec<(usize, &Violation)> {
+    let mut seen: Vec<(usize, &Violation)> = Vec::new();
+    for v in found {
+        match seen
+            .iter_mut()
+            .find(|(_, s)| s.rule == v.rule && same_kind(&s.message, &v.message))
+        {
+            Some((n, _)) => *n += 1,
+            None => seen.push((1, v)),
+        }
+    }
+    seen
 }
 
 /// Messages of the same kind differ only in their numbers.
@@ -116,7 +225,7 @@ pub enum ValidateError {
     FirstPlaylist(String),
 }
 
-/// What is remembered between reads.
+/// What is remembered between reads of one media playlist.
 #[derive(Default)]
 struct Memory {
     media_sequence: Option<u64>,
@@ -127,9 +236,29 @@ struct Memory {
     timing: HashMap<u64, (Option<u64>, Duration)>,
     /// Bytes' hash of each fetched segment and the read it was fetched at.
     fetched: HashMap<String, (u64, usize)>,
+    /// A multivariant playlist above this one says
+    /// `EXT-X-INDEPENDENT-SEGMENTS` for all its renditions.
+    independent_segments_above: bool,
+    /// What the low-latency checks of the server remember.
+    low_latency: low_latency::Memory,
+    /// What the segments measured, for a multivariant playlist's rules.
+    measured: Measured,
 }
 
-/// Watches `config.url` for `config.duration` (or until shutdown).
+/// What one rendition's segments measured over a watch: what a
+/// multivariant playlist's declarations are held to.
+#[derive(Debug, Clone, Default)]
+struct Measured {
+    /// The highest segment bit rate (bytes over EXTINF), bit/s, and its segment.
+    peak: Option<(u64, f64)>,
+    /// The codecs the first segment fetched carries.
+    codecs: Option<SegmentCodecs>,
+    /// Each checked segment's first video PTS, by sequence number.
+    first_pts: BTreeMap<u64, u64>,
+}
+
+/// Watches `config.url` for `config.duration` (or until shutdown): a media
+/// playlist, or a multivariant playlist and every rendition it names.
 pub async fn validate(
     config: ValidateConfig,
     shutdown: Shutdown,
@@ -144,13 +273,143 @@ pub async fn validate(
         .build()
         .map_err(|e| ValidateError::FirstPlaylist(root_cause(&e)))?;
     let deadline = Instant::now() + Duration::from_secs(config.duration);
-    let mut report = ValidationReport::default();
-    let mut memory = Memory::default();
+    if let Some(body) = read_multivariant(&client, &url).await {
+        return Ok(watch_ladder(client, url, body, deadline, shutdown).await);
+    }
+    let (report, _) = watch_media(client, url, deadline, shutdown, false)
+        .await
+        .map_err(ValidateError::FirstPlaylist)?;
+    Ok(report)
+}
+
+/// The body at `url` when it is a multivariant playlist.
+async fn read_multivariant(client: &reqwest::Client, url: &Url) -> Option<bytes::Bytes> {
+    let response = client.get(url.clone()).send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let body = response.bytes().await.ok()?;
+    is_multivariant(&body).then_some(body)
+}
+
+/// Watches every rendition of the multivariant playlist at `url` (`body`:
+/// its first read) at once, each as a media playlist, then holds what each
+/// variant declares to what its segments measured, and the renditions to
+/// each other.
+async fn watch_ladder(
+    client: reqwest::Client,
+    url: Url,
+    body: bytes::Bytes,
+    deadline: Instant,
+    shutdown: Shutdown,
+) -> ValidationReport {
+    let mut report = ValidationReport {
+        playlists_read: 1,
+        ..ValidationReport::default()
+    };
+    let at = url.to_string();
+    let independent = String::from_utf8_lossy(&body).contains("#EXT-X-INDEPENDENT-SEGMENTS");
+    let variants = multivariant::declared(&body);
+    let mut watches = Vec::new();
+    for variant in &variants {
+        for (rule, message) in multivariant::check_declared(variant) {
+            report.violations.push(Violation {
+                rule,
+                at: at.clone(),
+                message,
+            });
+        }
+        let Ok(rendition) = url.join(&variant.uri) else {
+            report.violations.push(Violation {
+                rule: "RFC 8216 4.2",
+                at: at.clone(),
+                message: format!("variant URI '{}' does not resolve", variant.uri),
+            });
+            continue;
+        };
+        let watch = watch_media(
+            client.clone(),
+            rendition.clone(),
+            deadline,
+            shutdown.clone(),
+            independent,
+        );
+        watches.push((variant.uri.clone(), rendition, tokio::spawn(watch)));
+    }
+    let mut measured: Vec<(String, Measured)> = Vec::new();
+    for (uri, rendition, watch) in watches {
+        match watch.await {
+            Ok(Ok((watched, facts))) => {
+                report.absorb(watched);
+                measured.push((uri, facts));
+            }
+            Ok(Err(e)) => report.violations.push(Violation {
+                rule: "RFC 8216 6.2.1",
+                at: rendition.to_string(),
+                message: format!("a rendition's media playlist could not be read: {e}"),
+            }),
+            Err(e) => report.violations.push(Violation {
+                rule: "RFC 8216 6.2.1",
+                at: rendition.to_string(),
+                message: format!("the rendition's watch failed: {e}"),
+            }),
+        }
+    }
+    // What the variants say by the end: a live stream's peak is only known so far.
+    let latest = match read_multivariant(&client, &url).await {
+        Some(body) => {
+            report.playlists_read += 1;
+            multivariant::declared(&body)
+        }
+        None => variants,
+    };
+    for (uri, facts) in &measured {
+        if let Some(variant) = latest.iter().find(|v| &v.uri == uri) {
+            for (rule, message) in multivariant::check_measured(variant, facts) {
+                report.violations.push(Violation {
+                    rule,
+                    at: at.clone(),
+                    message,
+                });
+            }
+            report.variants.push(multivariant::seen(variant, facts));
+        }
+    }
+    let renditions: Vec<(&str, &Measured)> =
+        measured.iter().map(|(uri, m)| (uri.as_str(), m)).collect();
+    for (rule, message) in multivariant::check_alignment(&renditions) {
+        report.violations.push(Violation {
+            rule,
+            at: at.clone(),
+            message,
+        });
+    }
+    report
+}
+
+/// Watches the media playlist at `url` until `deadline` (or shutdown or
+/// its end); `independent_segments_above`: a multivariant playlist above it
+/// says `EXT-X-INDEPENDENT-SEGMENTS`. An error when its first read fails.
+async fn watch_media(
+    client: reqwest::Client,
+    url: Url,
+    deadline: Instant,
+    shutdown: Shutdown,
+    independent_segments_above: bool,
+) -> Result<(ValidationReport, Measured), String> {
+    let mut report = ValidationReport {
+        media_playlists: vec![url.to_string()],
+        ..ValidationReport::default()
+    };
+    let mut memory = Memory {
+        independent_segments_above,
+        ..Memory::default()
+    };
     let mut reads = 0usize;
     loop {
         let target = match read_playlist(&client, &url, &mut memory, &mut report, reads).await {
             Ok(target) => target,
-            Err(e) if reads == 0 => return Err(ValidateError::FirstPlaylist(e)),
+            Err(e) if reads == 0 => return Err(e),
             Err(e) => {
                 report.violations.push(Violation {
                     rule: "RFC 8216 6.2.1",
@@ -162,12 +421,12 @@ pub async fn validate(
         };
         reads += 1;
         if report.ended || Instant::now() >= deadline {
-            return Ok(report);
+            return Ok((report, memory.measured));
         }
         let pause = (target / 2).min(deadline.saturating_duration_since(Instant::now()));
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.wait() => return Ok(report),
+            _ = shutdown.wait() => return Ok((report, memory.measured)),
         }
     }
 }
@@ -225,7 +484,7 @@ async fn read_playlist(
     }
     // The stream is over: this read is checked, then the watch stops.
     report.ended |= playlist.end_list;
-    if !playlist.independent_segments {
+    if !playlist.independent_segments && !memory.independent_segments_above {
         violation("Apple 9.12", at, "no EXT-X-INDEPENDENT-SEGMENTS".into());
     }
     if playlist
@@ -299,6 +558,28 @@ async fn read_playlist(
     }
     for problem in head_and_gzip(client, url, &content_type).await {
         violation(problem.0, at, problem.1);
+    }
+    if let Ok(facts) = PlaylistFacts::parse(&body) {
+        if let Some(ll) = &facts.low_latency {
+            let text = String::from_utf8_lossy(&body);
+            let (broken, warned) = low_latency::check_playlist(&text, &facts, ll);
+            for (rule, message) in broken {
+                violation(rule, at, message);
+            }
+            report
+                .warnings
+                .extend(warned.into_iter().map(|(rule, message)| Violation {
+                    rule,
+                    at: at.to_string(),
+                    message,
+                }));
+            let served =
+                low_latency::check_server(client, url, &facts, ll, &mut memory.low_latency, read)
+                    .await;
+            for (rule, where_, message) in served {
+                violation(rule, where_.as_deref().unwrap_or(at), message);
+            }
+        }
     }
 
     for (i, segment) in playlist.segments.iter().enumerate() {
@@ -433,7 +714,17 @@ async fn check_segment(
             format!("{} bytes are not whole MPEG-TS packets", bytes.len()),
         ));
     }
+    let bit_rate = bytes.len() as f64 * 8.0 / extinf.as_secs_f64().max(f64::EPSILON);
+    if memory.measured.peak.is_none_or(|(_, peak)| bit_rate > peak) {
+        memory.measured.peak = Some((sequence, bit_rate));
+    }
+    if memory.measured.codecs.is_none() {
+        memory.measured.codecs = Some(codecs::read(&bytes));
+    }
     let start = ts::video_start(&bytes);
+    if let Some(start) = start {
+        memory.measured.first_pts.insert(sequence, start.pts);
+    }
     match start {
         Some(s) if !s.idr => problems.push((
             "Apple 7.4",
