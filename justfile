@@ -156,3 +156,10 @@ bench-viewers *args:
     command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ./scripts/setup.sh
     PROFILE=release ./scripts/build.sh
     ulimit -n "$(ulimit -Hn)"; cargo bench -p nonstop-lab --bench viewers -- {{args}}
+
+# How far behind live each player's picture is (hls.js low latency and standard in Chromium, WebKit native), sampled every second through a packager kill and a worker kill on the recommended ladder (lab/bench/README.md).
+bench-latency *args:
+    [ -d web/node_modules ] || npm ci --prefix web
+    [ -d lab/web/node_modules ] || npm ci --prefix lab/web
+    PROFILE=release ./scripts/build.sh
+    cargo bench -p nonstop-lab --bench latency -- {{args}}

@@ -359,8 +359,9 @@ impl WebKit {
     }
 
     /// Runs `script` (a function body; `arguments` are `args`) in the page
-    /// and returns what it returns.
-    fn execute(&self, script: &str, args: &[Value]) -> Result<Value, String> {
+    /// and returns what it returns: the latency bench asks the video
+    /// element started by [`WebKit::play`] (`#v`) for its `getStartDate()`.
+    pub fn execute(&self, script: &str, args: &[Value]) -> Result<Value, String> {
         self.call(
             "POST",
             "/execute/sync",

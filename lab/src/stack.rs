@@ -56,7 +56,7 @@ pub struct StackOptions {
     /// reading `input/` whose `output/` both packagers serve.
     pub redundant: bool,
     /// The workers' `LADDER`; `None` for their default (a single rendition).
-    pub ladder: Option<&'static str>,
+    pub ladder: Option<String>,
     /// The generated input's picture size (a ladder never upscales it).
     pub input_size: (u32, u32),
     /// Host B's clock shifted (libfaketime's `FAKETIME`, e.g. `-1.5s`; its
@@ -293,8 +293,8 @@ impl Stack {
             "127.0.0.1",
             options.segment_seconds,
         ));
-        if let Some(ladder) = options.ladder {
-            env.push(("LADDER", ladder.to_string()));
+        if let Some(ladder) = &options.ladder {
+            env.push(("LADDER", ladder.clone()));
         }
         // Worker B, server2 and discovery B see folders B (and their own
         // metrics ports) in the redundant topology.

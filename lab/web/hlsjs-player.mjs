@@ -6,7 +6,12 @@
 // playing.
 //
 //   node lab/web/hlsjs-player.mjs --url http://127.0.0.1:8002/live01/playlist.m3u8 \
-//        --duration 30 [--screenshot out.png] [--native]
+//        --duration 30 [--screenshot out.png] [--native] [--low-latency] [--until-stdin-closes]
+//
+// Every second while playing the page samples how far behind live the
+// picture is (wall clock minus the program date-time of the frame on
+// screen): "[judge] behind live <seconds> s" on stderr, all of them in the
+// JSON's latency_samples.
 //
 // Exit 0: playback started and was measured (even with stalls or errors).
 // Exit 1: could not measure (bad arguments, Chromium or hls.js missing, page
@@ -25,11 +30,16 @@ import {
 const PLAYER_HTML = path.join(HERE, 'player.html');
 
 const USAGE = `usage: node hlsjs-player.mjs --url URL [--duration SECONDS] [--screenshot FILE.png] [--native]
-                               [--startup-timeout SECONDS] [--chromium PATH]
+                               [--low-latency] [--until-stdin-closes] [--startup-timeout SECONDS]
+                               [--chromium PATH]
   --url              live HLS playlist (http or https)
   --duration         seconds of playback to measure after the first 'playing' event (default 30)
   --screenshot       save a PNG of the page (video + live counters) at the end
   --native           play with the browser's native HLS (video.src = url) instead of hls.js
+  --low-latency      hls.js in low-latency mode (parts, blocking reloads), catching up at up to 1.5x
+                     (lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5); default plain HLS
+  --until-stdin-closes  end the measure early (with the same JSON) when stdin closes: a driver that
+                     decides the end itself (the latency bench) closes it
   --startup-timeout  seconds to wait for the first 'playing' event (default 20)
   --chromium         Chromium executable (default ${DEFAULT_CHROMIUM})`;
 
@@ -41,6 +51,8 @@ function readCli(argv) {
     duration: { type: 'string', default: '30' },
     screenshot: { type: 'string' },
     native: { type: 'boolean', default: false },
+    'low-latency': { type: 'boolean', default: false },
+    'until-stdin-closes': { type: 'boolean', default: false },
     'startup-timeout': { type: 'string', default: '20' },
     chromium: { type: 'string', default: DEFAULT_CHROMIUM },
   }, USAGE);
@@ -56,6 +68,8 @@ function readCli(argv) {
     startupTimeoutMs: Math.round(startupTimeout * 1000),
     screenshot: opts.screenshot ? path.resolve(opts.screenshot) : null,
     native: opts.native,
+    lowLatency: opts['low-latency'],
+    untilStdinCloses: opts['until-stdin-closes'],
     chromium: opts.chromium,
   };
 }
@@ -95,8 +109,9 @@ async function main() {
   const server = await startServer();
   const port = server.address().port;
   const pageUrl = `http://127.0.0.1:${port}/player.html?` +
-    new URLSearchParams({ url: opts.url, native: opts.native ? '1' : '0' }).toString();
-  log(`page server on http://127.0.0.1:${port}/ ; playing ${opts.url} with ${opts.native ? 'native HLS' : 'hls.js'}`);
+    new URLSearchParams({ url: opts.url, native: opts.native ? '1' : '0', ll: opts.lowLatency ? '1' : '0' }).toString();
+  const mode = opts.native ? 'native HLS' : `hls.js${opts.lowLatency ? ' (low latency)' : ''}`;
+  log(`page server on http://127.0.0.1:${port}/ ; playing ${opts.url} with ${mode}`);
 
   const context = await launchChromium({
     executable: opts.chromium,
@@ -123,6 +138,16 @@ async function main() {
   const info = await page.evaluate(() => ({ hls: window.__judge && window.__judge.hls_version, mse: window.__judge && window.__judge.mse_supported }));
   if (!opts.native) log(`hls.js ${info.hls}, MediaSource supported: ${info.mse}`);
 
+  // Whoever runs this may end the measure early by closing stdin.
+  let stopAsked = false;
+  if (opts.untilStdinCloses) {
+    const stop = () => { if (!stopAsked) log('stdin closed: ending the measure'); stopAsked = true; };
+    process.stdin.on('end', stop);
+    process.stdin.on('close', stop);
+    process.stdin.on('error', stop);
+    process.stdin.resume();
+  }
+
   // Poll the page: wait for the first 'playing', then measure --duration.
   let startFailure = null;
   let lastProgress = 0;
@@ -135,6 +160,7 @@ async function main() {
       if (s.fatal_before_start) { startFailure = 'a fatal player error happened before playback started'; break; }
       if (s.since_load_ms === null) { startFailure = 'the player did not start loading'; break; }
       if (s.since_load_ms >= opts.startupTimeoutMs) { startFailure = `no 'playing' event within ${opts.startupTimeoutMs / 1000} s`; break; }
+      if (stopAsked) { startFailure = 'asked to stop before playback started'; break; }
       await sleep(250);
       continue;
     }
@@ -142,12 +168,13 @@ async function main() {
     // can inject a fault once the viewer is watching, not after a guessed sleep.
     if (firstCurrentTime === null) firstCurrentTime = s.current_time;
     log(`playing ${Math.max(0, s.current_time - firstCurrentTime).toFixed(3)} s of media`);
+    if (s.latency_s !== null) log(`behind live ${s.latency_s.toFixed(3)} s`);
     if (s.elapsed_ms - lastProgress >= 5000) {
       lastProgress = s.elapsed_ms;
       log(`t=${(s.elapsed_ms / 1000).toFixed(1)}s currentTime=${s.current_time.toFixed(2)} stalls=${s.stalls}${s.stalled ? ' (stalled now)' : ''} errors=${s.errors} fatal=${s.fatal_errors}`);
     }
     const left = opts.durationMs - s.elapsed_ms;
-    if (left <= 0) break;
+    if (left <= 0 || stopAsked) break;
     await sleep(Math.min(1000, left));
   }
 
@@ -192,6 +219,10 @@ async function main() {
     ended: r.ended,
     hls_version: r.hls_version,
     native_supported: r.native_supported,
+    low_latency: r.low_latency,
+    target_latency_s: r.target_latency_s,
+    level_switches: r.level_switches,
+    latency_samples: r.latency_samples,
     browser: context.browser()?.version() ?? null,
   };
   process.stdout.write(JSON.stringify(result) + '\n');

@@ -31,7 +31,7 @@ fn media(stack: &Stack, rendition: &str) -> Option<PlaylistFacts> {
 #[test]
 fn a_ladder_is_served_rendition_by_rendition_aligned_and_fails_over() {
     let mut stack = Stack::start(StackOptions {
-        ladder: Some("recommended"),
+        ladder: Some("recommended".to_string()),
         input_size: (854, 480),
         redundant: true,
         fault_front: true,

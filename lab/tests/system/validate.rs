@@ -107,7 +107,7 @@ fn proxy_and_packagers_keep_every_rule_with_a_ladder() {
             segment_seconds: DEFAULT_SEGMENT_SECONDS,
             input_seconds: 6,
             input_size: TWO_RUNG_INPUT,
-            ladder: Some(RECOMMENDED),
+            ladder: Some(RECOMMENDED.to_string()),
             ..StackOptions::default()
         },
         LADDER_WATCH_SECONDS,
