@@ -1,5 +1,5 @@
 //! The failover benchmark (`just bench-failover`): every packager, worker and
-//! host fault, watched by eight kinds of player, through nonstop's proxy and,
+//! host fault, watched by nine kinds of player, through nonstop's proxy and,
 //! at the same moment, through nginx configured the conventional way, side
 //! by side.
 //!
@@ -232,7 +232,7 @@ struct Where<'a> {
 #[derive(Debug, clap::Parser)]
 #[command(
     name = "failover",
-    about = "Every packager, worker and host fault, watched by eight kinds of player, through nonstop's proxy and nginx side by side.",
+    about = "Every packager, worker and host fault, watched by nine kinds of player, through nonstop's proxy and nginx side by side.",
     override_usage = "cargo bench --bench failover -- [options]   (or: just bench-failover [options])"
 )]
 struct Args {
@@ -243,7 +243,7 @@ struct Args {
     /// file moved aside) (default: all).
     #[arg(long, env = "BENCH_FAULTS", value_name = "LIST")]
     faults: Option<String>,
-    /// Players: probe,gstreamer,ffmpeg,hlsjs,chromium,vlc,webkit,webkit-hlsjs
+    /// Players: probe,gstreamer,ffmpeg,hlsjs,hlsjs-ll,chromium,vlc,webkit,webkit-hlsjs
     /// (default: all).
     #[arg(long, env = "BENCH_PLAYERS", value_name = "LIST")]
     players: Option<String>,
@@ -369,7 +369,12 @@ impl Options {
         if self.players.contains(&Player::Webkit) || self.players.contains(&Player::WebkitHlsjs) {
             missing.extend(webkit_missing().map(String::from));
         }
-        if self.players.contains(&Player::Hlsjs) || self.players.contains(&Player::ChromiumNative) {
+        if self.players.iter().any(|p| {
+            matches!(
+                p,
+                Player::Hlsjs | Player::HlsjsLowLatency | Player::ChromiumNative
+            )
+        }) {
             missing.extend(chromium_drivers_missing());
         } else if self.players.contains(&Player::WebkitHlsjs) && !hls_js().is_file() {
             missing.push(format!("{} (npm ci --prefix web)", hls_js().display()));

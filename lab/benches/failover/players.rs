@@ -58,6 +58,9 @@ pub(crate) enum Player {
     Ffmpeg,
     /// hls.js in headless Chromium.
     Hlsjs,
+    /// hls.js in headless Chromium in low-latency mode: parts and blocking
+    /// playlist reloads, about 1.5 s behind live.
+    HlsjsLowLatency,
     /// Chromium's own HLS (`video.src = url`).
     ChromiumNative,
     Vlc,
@@ -68,11 +71,12 @@ pub(crate) enum Player {
 }
 
 impl Player {
-    pub(crate) const ALL: [Player; 8] = [
+    pub(crate) const ALL: [Player; 9] = [
         Player::Probe,
         Player::Gstreamer,
         Player::Ffmpeg,
         Player::Hlsjs,
+        Player::HlsjsLowLatency,
         Player::ChromiumNative,
         Player::Vlc,
         Player::Webkit,
@@ -85,6 +89,7 @@ impl Player {
             Player::Gstreamer => "gstreamer",
             Player::Ffmpeg => "ffmpeg",
             Player::Hlsjs => "hls.js",
+            Player::HlsjsLowLatency => "hls.js-ll",
             Player::ChromiumNative => "chromium",
             Player::Vlc => "vlc",
             Player::Webkit => "webkit",
@@ -97,9 +102,11 @@ impl Player {
     /// start once it is up, not all in the same CPU burst.
     pub(crate) fn delay(self) -> Duration {
         match self {
-            Player::Hlsjs | Player::ChromiumNative | Player::Webkit | Player::WebkitHlsjs => {
-                Duration::ZERO
-            }
+            Player::Hlsjs
+            | Player::HlsjsLowLatency
+            | Player::ChromiumNative
+            | Player::Webkit
+            | Player::WebkitHlsjs => Duration::ZERO,
             _ => LIGHT_PLAYERS_DELAY,
         }
     }
@@ -113,6 +120,7 @@ impl Player {
         match self {
             Player::Probe => Some(|line| nonstop_lab::probe::Progress::parse(line).is_some()),
             Player::Hlsjs
+            | Player::HlsjsLowLatency
             | Player::ChromiumNative
             | Player::Vlc
             | Player::Webkit
@@ -137,8 +145,13 @@ impl Player {
             Player::Probe => play_probe(url, watch, log, &mut positions),
             Player::Gstreamer => play_gstreamer(url, watch, log, &mut positions),
             Player::Ffmpeg => play_ffmpeg(url, watch, segment, log, &mut positions),
-            Player::Hlsjs => play_hlsjs(url, watch, log, false, &mut positions),
-            Player::ChromiumNative => play_hlsjs(url, watch, log, true, &mut positions),
+            Player::Hlsjs => play_hlsjs(url, watch, log, BrowserHls::Hlsjs, &mut positions),
+            Player::HlsjsLowLatency => {
+                play_hlsjs(url, watch, log, BrowserHls::HlsjsLowLatency, &mut positions)
+            }
+            Player::ChromiumNative => {
+                play_hlsjs(url, watch, log, BrowserHls::Native, &mut positions)
+            }
             Player::Vlc => play_vlc(url, watch, log, &mut positions),
             Player::Webkit => play_webkit(url, watch, log, false, &mut positions),
             Player::WebkitHlsjs => play_webkit(url, watch, log, true, &mut positions),
@@ -366,13 +379,24 @@ pub(crate) fn play_probe(
     })
 }
 
-/// hls.js in headless Chromium through lab/web/hlsjs-player.mjs, or with
-/// `native` Chromium's own HLS (its `--native`), judged the same way.
+/// How Chromium plays HLS in lab/web/hlsjs-player.mjs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BrowserHls {
+    /// hls.js with its defaults.
+    Hlsjs,
+    /// hls.js in low-latency mode (`--low-latency`).
+    HlsjsLowLatency,
+    /// Chromium's own HLS (`--native`).
+    Native,
+}
+
+/// hls.js in headless Chromium through lab/web/hlsjs-player.mjs, in low
+/// latency mode, or Chromium's own HLS, each judged the same way.
 pub(crate) fn play_hlsjs(
     url: &str,
     watch: Duration,
     log: &Path,
-    native: bool,
+    how: BrowserHls,
     record: &mut PositionRecord,
 ) -> Result<Outcome, String> {
     let script = browser_driver("hlsjs-player.mjs");
@@ -382,8 +406,14 @@ pub(crate) fn play_hlsjs(
         .args(["--url", url, "--duration"])
         .arg(format!("{:.1}", measure.as_secs_f64()))
         .args(["--startup-timeout", HLSJS_STARTUP_TIMEOUT_SECONDS]);
-    if native {
-        cmd.arg("--native");
+    match how {
+        BrowserHls::Hlsjs => {}
+        BrowserHls::HlsjsLowLatency => {
+            cmd.arg("--low-latency");
+        }
+        BrowserHls::Native => {
+            cmd.arg("--native");
+        }
     }
     let (mut kid, reader) = spawn_recorded(&mut cmd, log, |line| {
         <BrowserProgress as PlayingLine>::parse(line).map(|p| p.media_played.as_secs_f64())
