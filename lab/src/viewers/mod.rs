@@ -33,6 +33,7 @@
 //! and server watch.
 
 pub mod low_latency;
+pub mod part_list;
 pub mod published;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};

@@ -25,15 +25,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::low_latency::PartList;
+use super::part_list::{PartId, PartList};
 
 /// How often the watching thread looks at its stop flag while no event comes.
 const STOP_CHECK_MS: i32 = 100;
 /// Room for many inotify events at once (each is 16 bytes and the name).
 const EVENT_BUFFER: usize = 64 * 1024;
-
-/// A part: its segment's media sequence number and its index within it.
-pub type PartId = (u64, u32);
 
 /// The publication time of every part a watched playlist listed while
 /// watched; the thread stops on drop.
