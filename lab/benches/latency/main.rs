@@ -100,6 +100,10 @@ struct Args {
     /// Seconds of each phase: steady, then with the fault.
     #[arg(long, env = "BENCH_PHASE_SECONDS", value_name = "N", default_value_t = DEFAULT_PHASE_SECONDS, value_parser = clap::value_parser!(u64).range(5..))]
     phase_seconds: u64,
+    /// The workers' segment duration in seconds (the product's default 2):
+    /// standard HLS players hold back three of them.
+    #[arg(long, env = "BENCH_SEGMENT_SECONDS", value_name = "N", default_value_t = DEFAULT_SEGMENT_SECONDS, value_parser = clap::value_parser!(u32).range(1..=10))]
+    segment_seconds: u32,
     /// Length of the looped input in seconds.
     #[arg(long, env = "BENCH_INPUT_SECONDS", value_name = "N", default_value_t = DEFAULT_INPUT_SECONDS, value_parser = clap::value_parser!(u32).range(2..))]
     input_seconds: u32,
@@ -116,6 +120,7 @@ struct Options {
     ladder: String,
     input_size: (u32, u32),
     phase: Duration,
+    segment_seconds: u32,
     input_seconds: u32,
 }
 
@@ -147,6 +152,7 @@ impl Options {
             ladder: args.ladder,
             input_size,
             phase: Duration::from_secs(args.phase_seconds),
+            segment_seconds: args.segment_seconds,
             input_seconds: args.input_seconds,
         })
     }
@@ -240,12 +246,13 @@ fn main() {
         started: Instant::now(),
     };
     progress.say(&format!(
-        "{} player(s) x {} run(s), LADDER={} on a {}x{} input, {} s phases, load average {:.2}",
+        "{} player(s) x {} run(s), LADDER={} on a {}x{} input, {} s segments, {} s phases, load average {:.2}",
         options.players.len(),
         options.faults.len(),
         options.ladder,
         options.input_size.0,
         options.input_size.1,
+        options.segment_seconds,
         options.phase.as_secs(),
         load_average()
     ));
@@ -279,7 +286,7 @@ fn run(fault: Option<Fault>, options: &Options, logs: &Path, progress: &Progress
         options.ladder
     ));
     let mut stack = Stack::start(StackOptions {
-        segment_seconds: DEFAULT_SEGMENT_SECONDS,
+        segment_seconds: options.segment_seconds,
         input_seconds: options.input_seconds,
         input_size: options.input_size,
         ladder: Some(options.ladder.clone()),
@@ -435,7 +442,7 @@ fn print_table(runs: &[Run], options: &Options) {
     println!();
     println!(
         "Latency behind live (wall clock - program date-time of the frame on screen, sampled every second), \
-         through {}: LADDER={}, {}x{} input, redundant stack, {} s per phase",
+         through {}: LADDER={}, {}x{} input, {} s segments, redundant stack, {} s per phase",
         runs.iter()
             .map(|r| r.fault.map_or("no fault", Fault::name))
             .collect::<Vec<_>>()
@@ -443,6 +450,7 @@ fn print_table(runs: &[Run], options: &Options) {
         options.ladder,
         options.input_size.0,
         options.input_size.1,
+        options.segment_seconds,
         options.phase.as_secs()
     );
     let mut header = vec![
