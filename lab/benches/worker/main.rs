@@ -629,17 +629,15 @@ fn with_segment_sinks(
     segment_seconds: u32,
 ) -> Result<String, String> {
     const APPSINK: &str = "appsink name=";
-    const APPSINK_END: &str = "drop=true";
     let mut rest = line;
     let mut result = String::new();
     for (name, prefix) in names {
         let at = rest
             .find(APPSINK)
             .ok_or_else(|| format!("the printed line has no appsink for {name}: {line}"))?;
-        let end = rest[at..]
-            .find(APPSINK_END)
-            .map(|e| at + e + APPSINK_END.len())
-            .ok_or_else(|| format!("the printed line's appsink has no {APPSINK_END}: {line}"))?;
+        // The appsink is the end of its chain: it and its properties
+        // (`key=value` words) run up to the next chain or the line's end.
+        let end = at + appsink_length(&rest[at..]);
         result.push_str(&rest[..at]);
         result.push_str(&format!(
             "hlssink target-duration={segment_seconds} playlist-length={DEFAULT_PLAYLIST_LENGTH} \
@@ -656,6 +654,22 @@ fn with_segment_sinks(
         ));
     }
     Ok(result)
+}
+
+/// The length of the element at the start of `text` with its properties:
+/// its name and the `key=value` words after it.
+fn appsink_length(text: &str) -> usize {
+    let mut length = 0;
+    for (i, word) in text.split(' ').enumerate() {
+        let property = word.split_once('=').is_some_and(|(key, _)| {
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        });
+        if i > 0 && !property {
+            return length;
+        }
+        length += word.len() + usize::from(i > 0);
+    }
+    text.len()
 }
 
 /// How much the muxer may hold per stream in the lean line, in ns: one thread
