@@ -24,6 +24,11 @@ pub fn init_gst() {
 /// the worker's encoders cost little.
 pub const DEFAULT_INPUT_SIZE: (u32, u32) = (320, 240);
 
+/// The picture size of an input for the recommended ladder: its 480p and
+/// 360p rungs (a ladder never upscales), as much as two workers leave room
+/// for on two cores.
+pub const LADDER_INPUT_SIZE: (u32, u32) = (854, 480);
+
 /// Writes a short MP4 ([`DEFAULT_INPUT_SIZE`], 25 fps, H.264 with B-frames as real sources
 /// have, so its video track carries an edit list, plus AAC when
 /// `audio`, ending with the video) with GStreamer.

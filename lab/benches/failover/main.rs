@@ -50,6 +50,7 @@ use serde_json::{json, Value};
 
 use nonstop_lab::fault::{loopback_cut, Fault, HostFault, PackagerFault, WorkerFault};
 use nonstop_lab::fault_proxy::FaultMode;
+use nonstop_lab::input::{DEFAULT_INPUT_SIZE, LADDER_INPUT_SIZE};
 use nonstop_lab::player_process::PLAYING_WITHIN;
 use nonstop_lab::real_players::{
     chromium_drivers_missing, vlc_missing, webkit_missing, PositionRecord,
@@ -204,6 +205,7 @@ fn main() {
             "clear_at_s": options.clear_at.as_secs_f64(),
             "segment_seconds": options.segment_seconds,
             "input_seconds": options.input_seconds,
+            "ladder": options.ladder.as_deref().unwrap_or("single"),
         },
         "rows": rows,
     });
@@ -276,6 +278,16 @@ struct Args {
     /// Length of the looped input in seconds.
     #[arg(long, env = "BENCH_INPUT_SECONDS", value_name = "N", default_value_t = DEFAULT_INPUT_SECONDS, value_parser = clap::value_parser!(u32).range(1..))]
     input_seconds: u32,
+    /// The workers' LADDER: single (the product's default, one media
+    /// playlist) or recommended (a multivariant playlist over 480p and
+    /// 360p of an 854x480 input: players pick and switch renditions).
+    #[arg(
+        long,
+        env = "BENCH_LADDER",
+        value_name = "LADDER",
+        default_value = "single"
+    )]
+    ladder: String,
     /// Shorter defaults: --seconds 30 --fault-at 8 --clear-at 20.
     #[arg(long, env = "BENCH_QUICK", value_parser = clap::builder::FalseyValueParser::new())]
     quick: bool,
@@ -305,6 +317,8 @@ struct Options {
     clear_at: Duration,
     segment_seconds: u32,
     input_seconds: u32,
+    /// The workers' LADDER; `None` for a single rendition.
+    ladder: Option<String>,
 }
 
 impl Options {
@@ -331,6 +345,7 @@ impl Options {
             clear_at: args.clear_at.unwrap_or(clear_at),
             segment_seconds: args.segment_seconds,
             input_seconds: args.input_seconds,
+            ladder: (!args.ladder.eq_ignore_ascii_case("single")).then_some(args.ladder),
         };
         if !(options.fault_at < options.clear_at && options.clear_at <= options.watch) {
             return Err("need --fault-at < --clear-at <= --seconds".into());
@@ -522,6 +537,12 @@ fn run_fault(
         audio: true,
         fault_front: true,
         redundant: !options.seed_topology,
+        ladder: options.ladder.clone(),
+        input_size: if options.ladder.is_some() {
+            LADDER_INPUT_SIZE
+        } else {
+            DEFAULT_INPUT_SIZE
+        },
         ..StackOptions::default()
     });
     let nginx = proxies

@@ -40,6 +40,7 @@ use serde_json::{json, Value};
 use nonstop::pipeline::ladder::RECOMMENDED;
 use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 use nonstop_lab::fault::Fault;
+use nonstop_lab::input::{DEFAULT_INPUT_SIZE, LADDER_INPUT_SIZE};
 use nonstop_lab::player_process::PLAYING_WITHIN;
 use nonstop_lab::real_players::{chromium_drivers_missing, webkit_missing, PLAYED_BEFORE_FAULT};
 use nonstop_lab::stack::{Stack, StackOptions};
@@ -55,11 +56,8 @@ const LL_GOAL_P95: f64 = 2.0;
 const STANDARD_GOAL_P95: f64 = 6.5;
 /// ...where it was measured before low latency (the console, standard hls.js).
 const STANDARD_BEFORE_LL_P95: f64 = 9.35;
-/// The looped input's length and, for a ladder, size: two rungs of the
-/// recommended ladder (480p, 360p), as much as two workers and three
-/// players leave room for on two cores.
+/// The looped input's length.
 const DEFAULT_INPUT_SECONDS: u32 = 10;
-const LADDER_INPUT_SIZE: &str = "854x480";
 /// Segments every rendition lists before the players start.
 const LIVE_EDGE_SEGMENTS: usize = 4;
 /// Each phase's default length (steady, then the fault).
@@ -135,17 +133,14 @@ impl Options {
             name => name.parse::<Fault>().map(Some).map_err(|e| e.to_string()),
         })?;
         let single = args.ladder.eq_ignore_ascii_case("single");
-        let size = args.input_size.clone().unwrap_or_else(|| {
-            if single {
-                "320x240".to_string()
-            } else {
-                LADDER_INPUT_SIZE.to_string()
-            }
-        });
-        let input_size = size
-            .split_once('x')
-            .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
-            .ok_or_else(|| format!("--input-size '{size}' is not WIDTHxHEIGHT"))?;
+        let input_size = match &args.input_size {
+            Some(size) => size
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                .ok_or_else(|| format!("--input-size '{size}' is not WIDTHxHEIGHT"))?,
+            None if single => DEFAULT_INPUT_SIZE,
+            None => LADDER_INPUT_SIZE,
+        };
         Ok(Options {
             players,
             faults,

@@ -11,6 +11,7 @@ use nonstop::hls::multivariant::Multivariant;
 use nonstop::hls::PlaylistFacts;
 use nonstop_lab::fault::PackagerFault;
 use nonstop_lab::http::{get, get_json};
+use nonstop_lab::input::LADDER_INPUT_SIZE;
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
 use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::ts::video_start;
@@ -32,7 +33,7 @@ fn media(stack: &Stack, rendition: &str) -> Option<PlaylistFacts> {
 fn a_ladder_is_served_rendition_by_rendition_aligned_and_fails_over() {
     let mut stack = Stack::start(StackOptions {
         ladder: Some("recommended".to_string()),
-        input_size: (854, 480),
+        input_size: LADDER_INPUT_SIZE,
         redundant: true,
         fault_front: true,
         ..StackOptions::default()

@@ -17,7 +17,7 @@ use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 use nonstop::service::shutdown::Shutdown;
 use warp::Filter;
 
-use nonstop_lab::input::init_gst;
+use nonstop_lab::input::{init_gst, LADDER_INPUT_SIZE};
 use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::ts::PACKET_LEN;
 use nonstop_lab::validate::{rules, validate, ValidateConfig, ValidationReport};
@@ -27,7 +27,7 @@ const WATCH_SECONDS: u64 = 16;
 /// Seconds each validator watches the ladder (two renditions each).
 const LADDER_WATCH_SECONDS: u64 = 12;
 /// An input the recommended ladder encodes into two rungs (480p, 360p).
-const TWO_RUNG_INPUT: (u32, u32) = (854, 480);
+const TWO_RUNG_INPUT: (u32, u32) = LADDER_INPUT_SIZE;
 
 /// Runs the validator on `url` for `seconds` (or until the stream ends).
 async fn watch(url: String, seconds: u64) -> ValidationReport {
