@@ -62,7 +62,9 @@ use nonstop_lab::workspace::{hls_js, repo_root};
 use nginx::{nginx_bin, start_conventional};
 use players::{gst_player, Outcome, Player, HLSJS_STARTUP_ALLOWANCE, LIGHT_PLAYERS_DELAY};
 use table::{print_table, verdict, Row};
-use watch::{listed_segments, longest_extra_gap, time_to_switch, watch_summary, Watcher};
+use watch::{
+    listed_segments, longest_extra_gap, media_playlist, time_to_switch, watch_summary, Watcher,
+};
 
 /// How long players watch, when the fault comes and when it is cleared.
 const DEFAULT_WATCH: Duration = Duration::from_secs(45);
@@ -558,13 +560,21 @@ fn run_fault(
             (proxy, url)
         })
         .collect();
+    // The watchers poll a media playlist: a ladder's first rendition.
+    let mut watched: Vec<(Proxy, String)> = Vec::new();
     for (proxy, url) in &urls {
-        wait_for(
+        let media = wait_for(
             Duration::from_secs(40),
             &format!("{LIVE_EDGE_SEGMENTS} segments listed by {}", proxy.name()),
-            || (listed_segments(url)? >= LIVE_EDGE_SEGMENTS).then_some(()),
+            || {
+                let media = media_playlist(url)?;
+                (listed_segments(&media)? >= LIVE_EDGE_SEGMENTS).then_some(media)
+            },
         );
+        watched.push((*proxy, media));
     }
+    let source_url = format!("{}/live01/playlist.m3u8", stack.packagers()[1]);
+    let source_url = media_playlist(&source_url).unwrap_or(source_url);
 
     clock.say(&format!(
         "{name} [{pass}]: {} players watching for {} s; fault at +{} s, cleared at +{} s",
@@ -574,11 +584,11 @@ fn run_fault(
         options.clear_at.as_secs()
     ));
     let t0 = Instant::now();
-    let watchers: Vec<(Proxy, Watcher)> = urls
+    let watchers: Vec<(Proxy, Watcher)> = watched
         .iter()
         .map(|(proxy, url)| (*proxy, Watcher::start(url)))
         .collect();
-    let source = Watcher::start(&format!("{}/live01/playlist.m3u8", stack.packagers()[1]));
+    let source = Watcher::start(&source_url);
     let mut players: Vec<(Proxy, Player, JoinHandle<Played>)> = Vec::new();
     for (proxy, url) in &urls {
         for &player in &options.players {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use nonstop::hls::multivariant::Multivariant;
 use nonstop_lab::http::get;
 
 use super::{millis, sleep_until};
@@ -32,6 +33,25 @@ pub(crate) fn newest_segment(playlist: &str) -> Option<u64> {
     (count > 0).then(|| sequence + count - 1)
 }
 
+/// The media playlist behind `url`: `url` itself, or a ladder's first
+/// rendition (a multivariant playlist lists no segments); `None` while it
+/// does not answer.
+pub(crate) fn media_playlist(url: &str) -> Option<String> {
+    let (status, body) = get(url)?;
+    if status != 200 {
+        return None;
+    }
+    Some(match Multivariant::parse(&body) {
+        Some(ladder) => {
+            let first = ladder.uris().next()?;
+            let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
+            format!("{base}/{first}")
+        }
+        None => url.to_string(),
+    })
+}
+
+/// How many segments the playlist at `url` lists.
 pub(crate) fn listed_segments(url: &str) -> Option<usize> {
     let (status, body) = get(url)?;
     (status == 200).then(|| {
