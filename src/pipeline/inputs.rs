@@ -202,6 +202,12 @@ impl Signals {
 
     /// Starts `input`'s signal on its own thread, logging what it encodes.
     pub fn start(&mut self, input: Input) -> Result<(), StartError> {
+        self.launch(input, false)
+    }
+
+    /// [`Self::start`]; with `new_content`, the signal's playlist goes on
+    /// after a discontinuity (its input was replaced).
+    fn launch(&mut self, input: Input, new_content: bool) -> Result<(), StartError> {
         log::info!("{}", describe(&input));
         let signal = input.signal.clone();
         let path = input.path.clone();
@@ -212,6 +218,9 @@ impl Signals {
             self.health.clone(),
         )
         .map_err(|e| StartError::Runner(signal.clone(), e))?;
+        if new_content {
+            runner.follows_new_content();
+        }
         let stop = Shutdown::new();
         let thread = std::thread::Builder::new()
             .name(format!("signal-{signal}"))
@@ -256,7 +265,7 @@ impl Signals {
                 input.path.display()
             );
         }
-        self.start(input)
+        self.launch(input, true)
     }
 
     /// Stops `signal`'s pipeline and thread and forgets its health; the path

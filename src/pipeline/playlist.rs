@@ -2,9 +2,15 @@
 //!
 //! The worker cuts segments (and, for low latency, their parts) itself; this
 //! type decides their names and writes the playlist so that it survives
-//! pipeline restarts: the media sequence and segment numbers keep growing, a
-//! restart is marked with `EXT-X-DISCONTINUITY` and the target duration
-//! never changes. `EXT-X-ENDLIST` is written only when the signal's input was
+//! pipeline restarts: the media sequence and segment numbers keep growing and
+//! the target duration never changes. A restart is no discontinuity: every
+//! run's timestamps are time since the epoch ([`super::epoch_lock`]), so the
+//! segment after it follows the one before as in an unbroken run, and the
+//! playlist stays the twin worker's to the letter (`EXT-X-DISCONTINUITY` and
+//! `EXT-X-DISCONTINUITY-SEQUENCE` included: a player that takes one worker's
+//! copy after the other's must see the same numbering, or hls.js stops on a
+//! "discontinuity sequence mismatch"). `EXT-X-DISCONTINUITY` marks a change of
+//! content only: an input replaced, or added back after it ended. `EXT-X-ENDLIST` is written only when the signal's input was
 //! removed (the event is over: players stop cleanly instead of waiting for a
 //! segment that never comes), never on a worker's restart or shutdown; an
 //! input added back continues the stream after a discontinuity. Segments
@@ -190,9 +196,10 @@ impl LivePlaylist {
     }
 
     /// Continues a playlist an earlier run left on disk: numbering goes on from
-    /// it and the next segment is marked as a discontinuity. One that ended
-    /// (`EXT-X-ENDLIST`) goes on too: the stream is live again. A playlist that
-    /// does not parse is ignored (the stream then starts at sequence 0).
+    /// it, with no discontinuity (the timestamps follow the epoch grid). One
+    /// that ended (`EXT-X-ENDLIST`) goes on too, after a discontinuity: the
+    /// stream is live again, maybe on another file. A playlist that does not
+    /// parse is ignored (the stream then starts at sequence 0).
     pub fn resume(mut self, previous: &[u8]) -> Self {
         let Ok(old) = m3u8_rs::parse_media_playlist_res(previous) else {
             return self;
@@ -223,7 +230,7 @@ impl LivePlaylist {
                 parts: parts_of(old.media_sequence + i as u64),
             })
             .collect();
-        self.discontinuity_pending = true;
+        self.discontinuity_pending = old.end_list;
         // Parts of the segment the old run was making may be out: skip it.
         self.reserved = parts.is_some_and(|f| {
             f.preload_hint.is_some()
@@ -243,7 +250,8 @@ impl LivePlaylist {
         self.mark_discontinuity();
     }
 
-    /// Marks the next segment as following a restart of the pipeline.
+    /// Marks the next segment as following a change of content (the input
+    /// was replaced): players reset their decoders there.
     pub fn mark_discontinuity(&mut self) {
         if !self.listed.is_empty() {
             self.discontinuity_pending = true;
@@ -375,16 +383,16 @@ impl LivePlaylist {
     /// Makes `sequence` the number of the next segment when it is ahead of
     /// [`Self::next_sequence`] (a worker rejoining the wall clock after a
     /// pause): a media playlist numbers its entries consecutively, so the
-    /// listed ones leave the window (their files are retired as usual) and
-    /// the next segment is a discontinuity. Returns the files now old enough
-    /// to delete; a `sequence` not ahead changes nothing.
+    /// listed ones leave the window (their files are retired as usual); the
+    /// next segment is no discontinuity, as in the twin that never paused.
+    /// Returns the files now old enough to delete; a `sequence` not ahead
+    /// changes nothing.
     pub fn skip_to(&mut self, sequence: u64) -> Vec<String> {
         let mut deletable = Vec::new();
         if sequence <= self.next_sequence() {
             return deletable;
         }
         deletable.extend(self.discard_trailing());
-        let had_any = !self.listed.is_empty();
         while let Some(gone) = self.listed.pop_front() {
             if gone.discontinuity {
                 self.discontinuity_sequence += 1;
@@ -393,9 +401,6 @@ impl LivePlaylist {
         }
         self.media_sequence = sequence;
         self.reserved = false;
-        if had_any {
-            self.discontinuity_pending = true;
-        }
         self.trim(&mut deletable);
         deletable
     }
@@ -581,7 +586,7 @@ mod tests {
     }
 
     #[test]
-    fn resume_continues_numbering_with_a_discontinuity() {
+    fn resume_continues_numbering_without_a_discontinuity() {
         let mut first = LivePlaylist::new(2, 5, 3);
         push_n(&mut first, 9);
         let mut second = LivePlaylist::new(2, 5, 3).resume(&first.render());
@@ -591,8 +596,8 @@ mod tests {
         assert_eq!(facts.media_sequence, 5);
         let last = facts.segments.last().expect("one segment");
         assert_eq!(last.uri, "segment000009.ts");
-        assert!(last.discontinuity);
-        assert_eq!(facts.segments.iter().filter(|s| s.discontinuity).count(), 1);
+        // The twin that never restarted lists the same: no discontinuity.
+        assert_eq!(facts.segments.iter().filter(|s| s.discontinuity).count(), 0);
     }
 
     #[test]
@@ -630,7 +635,7 @@ mod tests {
     }
 
     #[test]
-    fn skipping_ahead_starts_a_new_window_with_a_discontinuity() {
+    fn skipping_ahead_starts_a_new_window_as_the_twin_lists_it() {
         let mut p = LivePlaylist::new(2, 5, 3);
         push_n(&mut p, 4);
         p.mark_discontinuity();
@@ -650,7 +655,9 @@ mod tests {
         let facts = PlaylistFacts::parse(&p.render()).expect("valid");
         assert_eq!(facts.media_sequence, 20);
         assert_eq!(facts.segments[0].uri, "segment000020.ts");
-        assert!(facts.segments[0].discontinuity);
+        // The discontinuity marked before left with its segment (counted);
+        // the rejoin adds none.
+        assert!(!facts.segments[0].discontinuity);
         let text = String::from_utf8(p.render()).expect("utf8");
         assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{text}");
     }

@@ -184,7 +184,8 @@ impl Publisher {
         self.written
     }
 
-    /// The next segment follows a restart: timestamps start over there.
+    /// The next segment follows a change of content (the input was
+    /// replaced): players reset their decoders there.
     pub fn mark_discontinuity(&mut self) {
         self.playlist.mark_discontinuity();
     }
@@ -208,8 +209,7 @@ impl Publisher {
 
     /// Starts a run at the epoch grid's segment `first`, never behind what
     /// was published (so no name is reused for other media): a jump ahead
-    /// retires the listed segments and marks a discontinuity. Returns the
-    /// segment the run starts with.
+    /// retires the listed segments. Returns the segment the run starts with.
     pub fn begin_run(&mut self, first: u64) -> u64 {
         let first = first.max(self.playlist.first_unused());
         let retired = self.playlist.skip_to(first);
@@ -282,7 +282,7 @@ impl Publisher {
         }
         if sequence > self.playlist.next_sequence() && self.open.bytes.is_empty() {
             // The run's first segment follows the grid: the playlist jumps
-            // to it (a discontinuity), never reusing a number.
+            // to it, never reusing a number.
             let retired = self.playlist.skip_to(sequence);
             self.delete(retired);
         }

@@ -162,6 +162,13 @@ impl SignalRunner {
         description::effective_line(&self.input, &self.settings)
     }
 
+    /// The next segment of every rendition follows a change of content (the
+    /// input was replaced): a discontinuity, so players reset their decoders.
+    pub fn follows_new_content(&mut self) {
+        self.each_publisher()
+            .for_each(|mut p| p.mark_discontinuity());
+    }
+
     /// Ends the stream after [`Self::run`] returned because the signal's input
     /// was removed: its playlist gets `EXT-X-ENDLIST` ([`Publisher::end`]).
     pub fn end_stream(&mut self) -> Result<(), RunError> {
@@ -191,8 +198,8 @@ impl SignalRunner {
                         self.input.signal,
                         pause.as_secs_f32()
                     );
-                    self.each_publisher()
-                        .for_each(|mut p| p.mark_discontinuity());
+                    // No discontinuity: the next run's timestamps follow the
+                    // epoch grid, as the twin's do.
                     sleep_unless(shutdown, pause);
                 }
             }
