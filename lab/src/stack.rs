@@ -24,7 +24,7 @@ use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 use crate::fault::{ControlPlane, Fault, FaultTarget};
 use crate::fault_proxy::{self, FaultMode};
 use crate::http::{get, get_json, local, wait_healthy};
-use crate::input::{make_input_sized, DEFAULT_INPUT_SIZE};
+use crate::input::{make_input_picture, Picture, DEFAULT_INPUT_SIZE};
 use crate::ports::{free_port, StackPorts};
 use crate::process::{logs_in, Service};
 use crate::stack_lock::ExclusiveStack;
@@ -60,6 +60,9 @@ pub struct StackOptions {
     pub ladder: Option<String>,
     /// The generated input's picture size (a ladder never upscales it).
     pub input_size: (u32, u32),
+    /// What the generated input shows: [`Picture::MovingZonePlate`] where a
+    /// ladder's rungs must differ in bit rate as a real picture's do.
+    pub input_picture: Picture,
     /// Host B's clock shifted (libfaketime's `FAKETIME`, e.g. `-1.5s`; its
     /// monotonic clock untouched) for worker B, server2 and discovery B,
     /// in the redundant topology: a host whose NTP is off.
@@ -108,6 +111,7 @@ impl Default for StackOptions {
             redundant: false,
             ladder: None,
             input_size: DEFAULT_INPUT_SIZE,
+            input_picture: Picture::Ball,
             host_b_clock: None,
             steering: false,
         }
@@ -278,11 +282,12 @@ impl Stack {
             std::fs::create_dir_all(d).expect("mkdir");
         }
         let input_file = format!("{SIGNAL}.mp4");
-        make_input_sized(
+        make_input_picture(
             &input.join(&input_file),
             options.input_seconds,
             options.audio,
             options.input_size,
+            options.input_picture,
         );
         if let Some(input_b) = &input_b {
             std::fs::create_dir_all(input_b).expect("mkdir input-b");

@@ -23,6 +23,8 @@
 //!   operator's page through a packager kill (hls.js plain and low latency).
 //! - [`steering`]: hls.js moves to the other proxy's pathway when its own
 //!   proxy dies (Content Steering).
+//! - [`throttle`]: hls.js down a ladder while the network is throttled and
+//!   back up after, without a stall.
 //! - [`resilience`], [`abuse`], [`limits`], [`metrics`], [`reporter`],
 //!   [`viewers`], [`validate`]: static stability, abusive clients, server
 //!   limits, metrics, Redis, a crowd, the HLS rules.
@@ -47,6 +49,7 @@ mod resilience;
 mod skew;
 mod stack;
 mod steering;
+mod throttle;
 mod validate;
 mod viewers;
 mod vlc;
