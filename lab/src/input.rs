@@ -1,6 +1,6 @@
 //! Media for the tests to stream: short MP4 inputs made with GStreamer
-//! (a bouncing ball, and ticks when asked for sound), so no test depends on
-//! a file from outside.
+//! (a bouncing ball, or a moving zone plate where bit rates matter, and
+//! ticks when asked for sound), so no test depends on a file from outside.
 
 use std::path::Path;
 use std::sync::Once;
@@ -36,14 +36,53 @@ pub fn make_input(path: &Path, seconds: u32, audio: bool) {
     make_input_sized(path, seconds, audio, DEFAULT_INPUT_SIZE);
 }
 
+/// What an input's picture shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Picture {
+    /// A ball bouncing on black: cheap to encode, and so far below any
+    /// rung's bit rate that a ladder's rungs weigh nearly the same (on the
+    /// recommended ladder at 854x480, measured 265 and 253 kbit/s peak,
+    /// most of it the shared 128 kbit/s audio).
+    #[default]
+    Ball,
+    /// A zone plate (concentric rings, finer outwards) whose phase moves
+    /// every frame: detail and motion everywhere, so each rung encodes near
+    /// its nominal bit rate, as a real picture does (recommended ladder at
+    /// 854x480: 480p 1.73 Mbit/s peak, 1.57 average; 360p 1.06 peak, 0.96
+    /// average, audio included). For tests where rungs must differ in size.
+    MovingZonePlate,
+}
+
+impl Picture {
+    /// The `videotestsrc` properties that draw it.
+    fn videotestsrc(self) -> &'static str {
+        match self {
+            Picture::Ball => "pattern=ball",
+            Picture::MovingZonePlate => "pattern=zone-plate kx2=20 ky2=20 kt=1",
+        }
+    }
+}
+
 /// [`make_input`] at `(width, height)`: a ladder keeps only the rungs an
 /// input fills (it never upscales), so a test of two rungs needs 854x480.
-pub fn make_input_sized(path: &Path, seconds: u32, audio: bool, (width, height): (u32, u32)) {
+pub fn make_input_sized(path: &Path, seconds: u32, audio: bool, size: (u32, u32)) {
+    make_input_picture(path, seconds, audio, size, Picture::Ball);
+}
+
+/// [`make_input_sized`] showing `picture`.
+pub fn make_input_picture(
+    path: &Path,
+    seconds: u32,
+    audio: bool,
+    (width, height): (u32, u32),
+    picture: Picture,
+) {
     init_gst();
     let frames = seconds * INPUT_FPS;
     let mut line = format!(
-        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width={width},height={height},framerate={INPUT_FPS}/1,format=I420 \
+        "videotestsrc num-buffers={frames} {} ! video/x-raw,width={width},height={height},framerate={INPUT_FPS}/1,format=I420 \
          ! x264enc speed-preset=ultrafast key-int-max={INPUT_FPS} bframes=2 ! h264parse ! queue ! mp4mux name=mux ! filesink location={}",
+        picture.videotestsrc(),
         path.display()
     );
     if audio {

@@ -1,12 +1,13 @@
 //! A whole stack on free ports, as the system tests and benches run it: the
 //! seed's seven programs (or the redundant topology's nine), optionally a
-//! fault proxy in front of server1, started in order once no other stack
-//! runs, stopped in order on drop.
+//! fault proxy in front of server1 and a second proxy (Content Steering's
+//! pathway b), started in order once no other stack runs, stopped in order
+//! on drop.
 //!
 //! ```text
-//!   worker A ─▶ output(-a)/ ─▶ server1 ─[faultproxy]─┐ packager A
-//!  [worker B ─▶ output-b/ ]─▶ server2 ───────────────┘ packager B ─▶ proxy ─▶ viewers
-//!   discovery A [, B] ─▶ reporter ─▶ origin ─▶ proxy (routes)
+//!   worker A ─▶ output(-a)/ ─▶ server1 ─[faultproxy]─┐ packager A   proxy (pathway a) ─▶ viewers
+//!  [worker B ─▶ output-b/ ]─▶ server2 ───────────────┘ packager B ─▶[proxy B (pathway b)]
+//!   discovery A [, B] ─▶ reporter ─▶ origin ─▶ proxy [, proxy B] (routes)
 //! ```
 //!
 //! Tests reach the programs by [`Role`]: their URLs, their processes (to
@@ -23,7 +24,7 @@ use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 use crate::fault::{ControlPlane, Fault, FaultTarget};
 use crate::fault_proxy::{self, FaultMode};
 use crate::http::{get, get_json, local, wait_healthy};
-use crate::input::{make_input_sized, DEFAULT_INPUT_SIZE};
+use crate::input::{make_input_picture, Picture, DEFAULT_INPUT_SIZE};
 use crate::ports::{free_port, StackPorts};
 use crate::process::{logs_in, Service};
 use crate::stack_lock::ExclusiveStack;
@@ -59,10 +60,19 @@ pub struct StackOptions {
     pub ladder: Option<String>,
     /// The generated input's picture size (a ladder never upscales it).
     pub input_size: (u32, u32),
+    /// What the generated input shows: [`Picture::MovingZonePlate`] where a
+    /// ladder's rungs must differ in bit rate as a real picture's do.
+    pub input_picture: Picture,
     /// Host B's clock shifted (libfaketime's `FAKETIME`, e.g. `-1.5s`; its
     /// monotonic clock untouched) for worker B, server2 and discovery B,
     /// in the redundant topology: a host whose NTP is off.
     pub host_b_clock: Option<&'static str>,
+    /// Content Steering over two edges: a second proxy ([`Role::ProxyB`])
+    /// beside the first, both started with `PATHWAYS=a=<proxy>,b=<proxy B>`
+    /// and their own `PATHWAY_ID` (`a`, `b`), so a ladder's multivariant
+    /// playlist lists every rendition once per proxy and players may move
+    /// from one to the other on their own.
+    pub steering: bool,
 }
 
 /// libfaketime, from Debian's `faketime` package (scripts/setup.sh).
@@ -101,7 +111,9 @@ impl Default for StackOptions {
             redundant: false,
             ladder: None,
             input_size: DEFAULT_INPUT_SIZE,
+            input_picture: Picture::Ball,
             host_b_clock: None,
+            steering: false,
         }
     }
 }
@@ -125,11 +137,14 @@ pub enum Role {
     DiscoveryB,
     Origin,
     Proxy,
+    /// The second proxy, pathway `b`, when the stack steers
+    /// ([`StackOptions::steering`]); the first is pathway `a`.
+    ProxyB,
 }
 
 impl Role {
     /// Every role, in the order their logs are shown.
-    const ALL: [Role; 10] = [
+    const ALL: [Role; 11] = [
         Role::WorkerA,
         Role::WorkerB,
         Role::Server1,
@@ -140,12 +155,14 @@ impl Role {
         Role::DiscoveryB,
         Role::Origin,
         Role::Proxy,
+        Role::ProxyB,
     ];
 
     /// The order a stack stops its programs in: the fault proxy, then from
     /// the viewers' side back to the media.
-    const TEARDOWN: [Role; 10] = [
+    const TEARDOWN: [Role; 11] = [
         Role::FaultProxy,
+        Role::ProxyB,
         Role::Proxy,
         Role::Origin,
         Role::DiscoveryB,
@@ -167,7 +184,7 @@ impl Role {
             Role::Reporter => "reporter",
             Role::DiscoveryA | Role::DiscoveryB => "discovery",
             Role::Origin => "origin",
-            Role::Proxy => "proxy",
+            Role::Proxy | Role::ProxyB => "proxy",
         }
     }
 
@@ -178,6 +195,7 @@ impl Role {
             Role::WorkerB => "worker-b",
             Role::DiscoveryA => "discovery",
             Role::DiscoveryB => "discovery-b",
+            Role::ProxyB => "proxy-b",
             other => other.program(),
         }
     }
@@ -230,11 +248,13 @@ pub struct Stack {
     metrics_b: Option<MetricsPorts>,
     /// Port of the fault proxy in front of server1, when there is one.
     fault_port: Option<u16>,
+    /// Port of the second proxy, when the stack steers.
+    proxy_b_port: Option<u16>,
     /// Packager URLs as discovery reports them (and the proxy allows):
     /// packager A (the fault proxy, or server1), then server2.
     packagers: Vec<String>,
     /// The running programs, by [`Role::index`].
-    services: [Option<Service>; 10],
+    services: [Option<Service>; 11],
     folders: Folders,
     /// This stack's turn to run; declared last so it is released only after
     /// every service has stopped (the services stop in [`Stack`]'s drop).
@@ -262,11 +282,12 @@ impl Stack {
             std::fs::create_dir_all(d).expect("mkdir");
         }
         let input_file = format!("{SIGNAL}.mp4");
-        make_input_sized(
+        make_input_picture(
             &input.join(&input_file),
             options.input_seconds,
             options.audio,
             options.input_size,
+            options.input_picture,
         );
         if let Some(input_b) = &input_b {
             std::fs::create_dir_all(input_b).expect("mkdir input-b");
@@ -275,6 +296,7 @@ impl Stack {
         }
         let ports = StackPorts::free();
         let fault_port = options.fault_front.then(free_port);
+        let proxy_b_port = options.steering.then(free_port);
         let metrics = MetricsPorts {
             worker: free_port(),
             discovery: free_port(),
@@ -333,6 +355,7 @@ impl Stack {
             metrics,
             metrics_b,
             fault_port,
+            proxy_b_port,
             packagers,
             services: Default::default(),
             folders: Folders {
@@ -383,6 +406,10 @@ impl Stack {
         }
         self.launch(Role::Origin);
         self.launch(Role::Proxy);
+        if let Some(port) = self.proxy_b_port {
+            self.launch(Role::ProxyB);
+            wait_healthy(port);
+        }
         wait_healthy(self.ports.origin);
         wait_healthy(self.ports.proxy);
         let routes = self.url(Role::Origin, &format!("live/{SIGNAL}/packagers"));
@@ -429,7 +456,11 @@ impl Stack {
             _ if role.on_side_b() => self.env_b.as_ref().unwrap_or(&self.env).clone(),
             _ => self.env.clone(),
         };
-        let env: Vec<(&str, String)> = env.into_iter().chain(extra.iter().cloned()).collect();
+        let env: Vec<(&str, String)> = env
+            .into_iter()
+            .chain(self.steering_env(role))
+            .chain(extra.iter().cloned())
+            .collect();
         Service::start(
             log_name,
             &bin(role.program()),
@@ -437,6 +468,24 @@ impl Stack {
             &env,
             &self.folders.logs,
         )
+    }
+
+    /// What a proxy of a steering stack is started with beyond the stack's
+    /// settings: both pathways, its own id, and proxy B its own port.
+    fn steering_env(&self, role: Role) -> Vec<(&'static str, String)> {
+        let Some(port_b) = self.proxy_b_port else {
+            return Vec::new();
+        };
+        let pathways = format!("a={},b={}", local(self.ports.proxy), local(port_b));
+        match role {
+            Role::Proxy => vec![("PATHWAYS", pathways), ("PATHWAY_ID", "a".into())],
+            Role::ProxyB => vec![
+                ("PROXY_PORT", port_b.to_string()),
+                ("PATHWAYS", pathways),
+                ("PATHWAY_ID", "b".into()),
+            ],
+            _ => Vec::new(),
+        }
     }
 
     /// A log name for another instance of `role` no instance used yet:
@@ -510,6 +559,9 @@ impl Stack {
             Role::DiscoveryB => side_b().discovery,
             Role::Origin => self.ports.origin,
             Role::Proxy => self.ports.proxy,
+            Role::ProxyB => self
+                .proxy_b_port
+                .unwrap_or_else(|| panic!("the stack has no second proxy (steering)")),
         }
     }
 
@@ -578,9 +630,14 @@ impl Stack {
         wait_for(FULL_WINDOW_WITHIN, "a full playlist window", || {
             let (_, body) = get(&url)?;
             match Multivariant::parse(&body) {
-                Some(ladder) => ladder
-                    .uris()
-                    .try_for_each(|uri| lists(&self.proxy_url(&format!("{SIGNAL}/{uri}")))),
+                // With steering, every pathway's renditions by absolute URL.
+                Some(ladder) => ladder.uris().try_for_each(|uri| {
+                    if uri.contains("://") {
+                        lists(uri)
+                    } else {
+                        lists(&self.proxy_url(&format!("{SIGNAL}/{uri}")))
+                    }
+                }),
                 None => lists(&url),
             }
         });

@@ -7,11 +7,18 @@
 //
 //   node lab/web/hlsjs-player.mjs --url http://127.0.0.1:8002/live01/playlist.m3u8 \
 //        --duration 30 [--screenshot out.png] [--native] [--low-latency] [--until-stdin-closes]
+//        [--throttle-kbps 600 --throttle-after 6 --throttle-for 14]
 //
 // Every second while playing the page samples how far behind live the
 // picture is (wall clock minus the program date-time of the frame on
 // screen): "[judge] behind live <seconds> s" on stderr, all of them in the
-// JSON's latency_samples.
+// JSON's latency_samples. hls.js's renditions are in level_history (every
+// LEVEL_SWITCHED: when, height, declared bit rate, pathway), the hosts
+// its fragments came from in frag_hosts and their Content Steering pathway
+// each time it changed in pathway_history. With --throttle-kbps the page's
+// download rate is capped through the DevTools protocol (Chromium's network
+// emulation) from --throttle-after to --throttle-after + --throttle-for
+// seconds after the first 'playing'; the JSON's throttle says when exactly.
 //
 // Exit 0: playback started and was measured (even with stalls or errors).
 // Exit 1: could not measure (bad arguments, Chromium or hls.js missing, page
@@ -31,6 +38,7 @@ const PLAYER_HTML = path.join(HERE, 'player.html');
 
 const USAGE = `usage: node hlsjs-player.mjs --url URL [--duration SECONDS] [--screenshot FILE.png] [--native]
                                [--low-latency] [--until-stdin-closes] [--startup-timeout SECONDS]
+                               [--throttle-kbps KBPS --throttle-after SECONDS --throttle-for SECONDS]
                                [--chromium PATH]
   --url              live HLS playlist (http or https)
   --duration         seconds of playback to measure after the first 'playing' event (default 30)
@@ -41,6 +49,9 @@ const USAGE = `usage: node hlsjs-player.mjs --url URL [--duration SECONDS] [--sc
   --until-stdin-closes  end the measure early (with the same JSON) when stdin closes: a driver that
                      decides the end itself (the latency bench) closes it
   --startup-timeout  seconds to wait for the first 'playing' event (default 20)
+  --throttle-kbps    cap the page's downloads at KBPS kilobits per second (Chromium's network emulation,
+                     through the DevTools protocol), from --throttle-after seconds after the first
+                     'playing' (default 0) for --throttle-for seconds (default: to the end)
   --chromium         Chromium executable (default ${DEFAULT_CHROMIUM})`;
 
 const log = logger('judge');
@@ -54,6 +65,9 @@ function readCli(argv) {
     'low-latency': { type: 'boolean', default: false },
     'until-stdin-closes': { type: 'boolean', default: false },
     'startup-timeout': { type: 'string', default: '20' },
+    'throttle-kbps': { type: 'string' },
+    'throttle-after': { type: 'string' },
+    'throttle-for': { type: 'string' },
     chromium: { type: 'string', default: DEFAULT_CHROMIUM },
   }, USAGE);
   if (!opts.url) throw new Fail('--url is required (see --help)');
@@ -62,6 +76,19 @@ function readCli(argv) {
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Fail(`bad --url '${opts.url}': must be http or https`);
   const duration = positiveNumber(opts.duration, '--duration');
   const startupTimeout = positiveNumber(opts['startup-timeout'], '--startup-timeout');
+  let throttle = null;
+  if (opts['throttle-kbps'] !== undefined) {
+    const after = opts['throttle-after'] === undefined ? 0 : Number(opts['throttle-after']);
+    if (!Number.isFinite(after) || after < 0) throw new Fail(`bad --throttle-after '${opts['throttle-after']}': not a number of seconds >= 0`);
+    throttle = {
+      kbps: positiveNumber(opts['throttle-kbps'], '--throttle-kbps'),
+      afterMs: Math.round(after * 1000),
+      forMs: opts['throttle-for'] === undefined ? null : Math.round(positiveNumber(opts['throttle-for'], '--throttle-for') * 1000),
+    };
+  } else if (opts['throttle-after'] !== undefined || opts['throttle-for'] !== undefined) {
+    throw new Fail('--throttle-after and --throttle-for need --throttle-kbps');
+  }
+  if (throttle && opts.native) throw new Fail('--throttle-kbps is for hls.js (it reads level switches), not --native');
   return {
     url: u.href,
     durationMs: Math.round(duration * 1000),
@@ -70,6 +97,7 @@ function readCli(argv) {
     native: opts.native,
     lowLatency: opts['low-latency'],
     untilStdinCloses: opts['until-stdin-closes'],
+    throttle,
     chromium: opts.chromium,
   };
 }
@@ -98,6 +126,21 @@ function startServer() {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve(holdServer(server)));
   });
+}
+
+// Caps (or, with kbps null, uncaps) the page's download rate with
+// Chromium's network emulation, then marks the moment in the page so the
+// verdict's times share one clock.
+async function setThrottle(cdp, page, kbps) {
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 0,
+    downloadThroughput: kbps === null ? -1 : (kbps * 1000) / 8,
+    uploadThroughput: -1,
+  });
+  const at = await page.evaluate((on) => window.__judgeMark(on), kbps !== null);
+  log(kbps === null ? `throttle lifted at ${at} ms` : `throttled to ${kbps} kbit/s at ${at} ms`);
+  return at;
 }
 
 async function main() {
@@ -148,6 +191,14 @@ async function main() {
     process.stdin.resume();
   }
 
+  // The throttle, driven from here: the DevTools protocol session is Node's.
+  let cdp = null;
+  const throttle = opts.throttle ? { kbps: opts.throttle.kbps, on_ms: null, off_ms: null } : null;
+  if (opts.throttle) {
+    cdp = await page.context().newCDPSession(page);
+    await cdp.send('Network.enable');
+  }
+
   // Poll the page: wait for the first 'playing', then measure --duration.
   let startFailure = null;
   let lastProgress = 0;
@@ -173,9 +224,18 @@ async function main() {
       lastProgress = s.elapsed_ms;
       log(`t=${(s.elapsed_ms / 1000).toFixed(1)}s currentTime=${s.current_time.toFixed(2)} stalls=${s.stalls}${s.stalled ? ' (stalled now)' : ''} errors=${s.errors} fatal=${s.fatal_errors}`);
     }
+    let wake = 1000;
+    if (opts.throttle) {
+      const { afterMs, forMs } = opts.throttle;
+      if (throttle.on_ms === null && s.elapsed_ms >= afterMs) throttle.on_ms = await setThrottle(cdp, page, throttle.kbps);
+      else if (throttle.on_ms !== null && throttle.off_ms === null && forMs !== null && s.elapsed_ms >= afterMs + forMs) throttle.off_ms = await setThrottle(cdp, page, null);
+      // Poll finer while a throttle change is due, so it lands on time.
+      const due = throttle.on_ms === null ? afterMs : (throttle.off_ms === null && forMs !== null ? afterMs + forMs : null);
+      if (due !== null) wake = Math.max(50, Math.min(wake, due - s.elapsed_ms));
+    }
     const left = opts.durationMs - s.elapsed_ms;
     if (left <= 0 || stopAsked) break;
-    await sleep(Math.min(1000, left));
+    await sleep(Math.min(wake, left));
   }
 
   const r = await withTimeout(page.evaluate(() => window.__judgeFinish()), 10000, 'final read');
@@ -222,6 +282,10 @@ async function main() {
     low_latency: r.low_latency,
     target_latency_s: r.target_latency_s,
     level_switches: r.level_switches,
+    level_history: r.level_history,
+    frag_hosts: r.frag_hosts,
+    pathway_history: r.pathway_history,
+    throttle,
     latency_samples: r.latency_samples,
     browser: context.browser()?.version() ?? null,
   };

@@ -20,7 +20,11 @@
 //! - [`worker`]: the worker alone: looping, restarts, bad inputs, a full disk.
 //! - [`balancer`]: three proxies behind nginx keep one story.
 //! - [`browser`], [`console`], [`vlc`], [`webkit`]: real players and the
-//!   operator's page through a packager kill.
+//!   operator's page through a packager kill (hls.js plain and low latency).
+//! - [`steering`]: hls.js moves to the other proxy's pathway when its own
+//!   proxy dies (Content Steering).
+//! - [`throttle`]: hls.js down a ladder while the network is throttled and
+//!   back up after, without a stall.
 //! - [`resilience`], [`abuse`], [`limits`], [`metrics`], [`reporter`],
 //!   [`viewers`], [`validate`]: static stability, abusive clients, server
 //!   limits, metrics, Redis, a crowd, the HLS rules.
@@ -44,6 +48,8 @@ mod reporter;
 mod resilience;
 mod skew;
 mod stack;
+mod steering;
+mod throttle;
 mod validate;
 mod viewers;
 mod vlc;
