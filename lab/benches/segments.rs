@@ -84,6 +84,9 @@ struct Run {
     socket_errors: u64,
     cpu_seconds: f64,
     rss_peak_mib: f64,
+    /// Connections the kernel dropped because the server's accept queue was
+    /// full during the run (`TcpExt ListenOverflows`, machine-wide).
+    listen_overflows: u64,
 }
 
 fn main() {
@@ -173,6 +176,7 @@ fn main() {
                 }
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(args.seconds + 1);
                 let watch = runtime.block_on(async { ServerWatch::start(&[pid], deadline) });
+                let overflows_before = listen_overflows();
                 let output = Command::new("wrk")
                     .args([
                         format!("-t{}", args.threads),
@@ -189,14 +193,17 @@ fn main() {
                     logs.join(format!("wrk-{server}-c{connections}-{round}.txt")),
                     &text,
                 );
-                let run = parse_wrk(&text, server, connections, usage);
+                let mut run = parse_wrk(&text, server, connections, usage);
+                run.listen_overflows = listen_overflows().saturating_sub(overflows_before);
                 say(&format!(
-                    "{server} c{connections} run {}: {:.0} req/s, p99 {:.1} ms, {:.1} MiB, CPU {:.1} s{}",
+                    "{server} c{connections} run {}: {:.0} req/s, p99 {:.1} ms, {:.1} MiB, CPU {:.1} s ({:.1} us a request), {} listen overflows{}",
                     round + 1,
                     run.requests_per_second,
                     run.p99_ms,
                     run.rss_peak_mib,
                     run.cpu_seconds,
+                    run.cpu_us_per_request(args.seconds),
+                    run.listen_overflows,
                     if run.non_2xx + run.socket_errors > 0 {
                         format!(", {} non-2xx, {} socket errors", run.non_2xx, run.socket_errors)
                     } else {
@@ -227,6 +234,29 @@ fn main() {
         Ok(()) => println!("JSON: {}", path.display()),
         Err(e) => eprintln!("segments bench: cannot write {}: {e}", path.display()),
     }
+}
+
+impl Run {
+    /// The server's CPU microseconds per answered request: steadier than
+    /// requests per second on a shared machine.
+    fn cpu_us_per_request(&self, seconds: u64) -> f64 {
+        self.cpu_seconds * 1e6 / (self.requests_per_second * seconds as f64).max(1.0)
+    }
+}
+
+/// The machine's `TcpExt ListenOverflows` so far (`/proc/net/netstat`).
+fn listen_overflows() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let [names, values] = lines.as_slice() else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "ListenOverflows")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The newest segment the proxy lists for live01.
@@ -260,6 +290,7 @@ fn parse_wrk(
         rss_peak_mib: usage
             .as_ref()
             .map_or(0.0, |u| u.rss_peak_kib as f64 / 1024.0),
+        listen_overflows: 0,
     };
     for line in text.lines().map(str::trim) {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -316,8 +347,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn table(args: &Args, runs: &[Run]) -> String {
     let mut text = format!(
         "\n## Newest segment, wrk -t{} -d{}s --latency, {} runs each (medians)\n\n\
-         | connections | server | req/s | p50 ms | p99 ms | peak RSS MiB | CPU s | errors | each run: req/s / p99 ms |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+         | connections | server | req/s | p50 ms | p99 ms | peak RSS MiB | CPU µs a request | listen overflows | errors | each run: req/s / p99 ms |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
         args.threads, args.seconds, args.runs
     );
     for &connections in &args.connections {
@@ -339,9 +370,10 @@ fn table(args: &Args, runs: &[Run]) -> String {
                 .map(|r| format!("{:.0} / {:.1}", r.requests_per_second, r.p99_ms))
                 .collect();
             text.push_str(&format!(
-                "| {connections} | {server} | {rps:.0} | {p50:.2} | {p99:.1} | {:.1} | {:.1} | {errors} | {} |\n",
+                "| {connections} | {server} | {rps:.0} | {p50:.2} | {p99:.1} | {:.1} | {:.1} | {} | {errors} | {} |\n",
                 m(|r| r.rss_peak_mib),
-                m(|r| r.cpu_seconds),
+                median(mine.iter().map(|r| r.cpu_us_per_request(args.seconds)).collect()),
+                mine.iter().map(|r| r.listen_overflows).sum::<u64>(),
                 each.join(", ")
             ));
             medians.push((server.as_str(), rps, p99));
@@ -351,7 +383,7 @@ fn table(args: &Args, runs: &[Run]) -> String {
             medians.iter().find(|m| m.0 == "nginx"),
         ) {
             text.push_str(&format!(
-                "| {connections} | nonstop / nginx | {:.2}x | | {:.2}x | | | | |\n",
+                "| {connections} | nonstop / nginx | {:.2}x | | {:.2}x | | | | | |\n",
                 a.1 / b.1,
                 a.2 / b.2
             ));

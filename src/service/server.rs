@@ -16,7 +16,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use warp::{Filter, Reply};
@@ -54,14 +54,42 @@ where
 }
 
 /// Binds `listen.addr(port)`, so a program can fail fast on a busy port
-/// before it starts other work.
+/// before it starts other work. The accept queue holds up to
+/// [`listen_backlog`] connections not accepted yet.
 pub async fn bind(listen: &ListenArgs, port: u16) -> Result<TcpListener, ServeError> {
     let addr = listen.addr(port);
-    TcpListener::bind(addr).await.map_err(|e| ServeError::Bind {
+    let fail = |e: std::io::Error| ServeError::Bind {
         addr,
         port,
         reason: root_cause(&e),
-    })
+    };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(fail)?;
+    // As `TcpListener::bind` does: a restarted server binds its port at
+    // once, whatever connections of its predecessor linger.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(addr).map_err(fail)?;
+    socket
+        .listen(listen_backlog(listen.max_connections))
+        .map_err(fail)
+}
+
+/// Connections the kernel may queue before the server accepts them: as
+/// many as the server may hold, at least 1,024 and at most 65,535 (the
+/// kernel caps it at `net.core.somaxconn`, 4,096 by default). A crowd
+/// connecting at once (players rejoining after a restart, a load test) then
+/// waits in the queue instead of being dropped: a dropped connection
+/// attempt is retried by the client only after a second or more. With
+/// tokio's 1,024, 5,000 connections opened at once by `wrk` overflowed it
+/// about 10,000 times (`TcpExt ListenOverflows`), and those clients waited
+/// a second; nginx, accepting in two processes, had none.
+pub(crate) fn listen_backlog(max_connections: usize) -> u32 {
+    max_connections.clamp(1024, 65_535) as u32
 }
 
 /// Serves `routes` on an already bound listener until shutdown, then drains.
