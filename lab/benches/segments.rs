@@ -66,6 +66,11 @@ struct Args {
         default_value = "nonstop,nginx"
     )]
     servers: Vec<String>,
+    /// A second nonstop to compare with the first, `nonstop-b` in the
+    /// servers: the proxy restarted with these variables for its runs
+    /// (`KEY=VALUE,...`), and without them for `nonstop`'s.
+    #[arg(long, env = "BENCH_PROXY_ENV_B", value_delimiter = ',')]
+    proxy_env_b: Vec<String>,
     /// Passed by `cargo bench` to benches without the libtest harness.
     #[arg(long, hide = true)]
     bench: bool,
@@ -92,8 +97,8 @@ struct Run {
 fn main() {
     let args = <Args as clap::Parser>::parse();
     for server in &args.servers {
-        if server != "nonstop" && server != "nginx" {
-            eprintln!("segments bench: unknown server {server} (nonstop, nginx)");
+        if !["nonstop", "nonstop-b", "nginx"].contains(&server.as_str()) {
+            eprintln!("segments bench: unknown server {server} (nonstop, nonstop-b, nginx)");
             std::process::exit(2);
         }
     }
@@ -125,11 +130,19 @@ fn main() {
         audio: true,
         ..StackOptions::default()
     });
-    stack.restart_with(
-        Role::Proxy,
-        &[("MAX_CONNECTIONS", (most + 1000).to_string())],
-    );
+    let proxy_env_a = vec![("MAX_CONNECTIONS", (most + 1000).to_string())];
+    let mut proxy_env_b = proxy_env_a.clone();
+    for pair in &args.proxy_env_b {
+        let (key, value) = pair.split_once('=').expect("--proxy-env-b KEY=VALUE");
+        // The stack takes static names; this program runs once.
+        proxy_env_b.push((
+            Box::leak(key.to_string().into_boxed_str()),
+            value.to_string(),
+        ));
+    }
+    stack.restart_with(Role::Proxy, &proxy_env_a);
     wait_healthy(stack.port(Role::Proxy));
+    let mut proxy_is_b = false;
     stack.wait_for_window(4);
     let nginx = with_nginx.then(|| {
         Nginx::in_front_of_packagers(
@@ -155,9 +168,19 @@ fn main() {
             for server in order {
                 // Looked up again for each run: a run's segment must still
                 // be listed (and on disk) when the next server's run starts.
+                if server.starts_with("nonstop") && proxy_is_b != (server == "nonstop-b") {
+                    proxy_is_b = server == "nonstop-b";
+                    let env = if proxy_is_b {
+                        &proxy_env_b
+                    } else {
+                        &proxy_env_a
+                    };
+                    stack.restart_with(Role::Proxy, env);
+                    wait_healthy(stack.port(Role::Proxy));
+                }
                 let segment = newest_segment(&stack);
                 let (url, pid) = match server {
-                    "nonstop" => (
+                    "nonstop" | "nonstop-b" => (
                         stack.proxy_url(&format!("live01/{segment}")),
                         stack.service(Role::Proxy).pid(),
                     ),
