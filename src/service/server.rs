@@ -86,8 +86,9 @@ pub async fn bind(listen: &ListenArgs, port: u16) -> Result<TcpListener, ServeEr
 /// waits in the queue instead of being dropped: a dropped connection
 /// attempt is retried by the client only after a second or more. With
 /// tokio's 1,024, 5,000 connections opened at once by `wrk` overflowed it
-/// about 10,000 times (`TcpExt ListenOverflows`), and those clients waited
-/// a second; nginx, accepting in two processes, had none.
+/// about 8,000 times per run (`TcpExt ListenOverflows`), and those clients
+/// waited a second; nginx, accepting in two processes, had none
+/// (`just bench-segments --connections 5000`).
 pub(crate) fn listen_backlog(max_connections: usize) -> u32 {
     max_connections.clamp(1024, 65_535) as u32
 }
@@ -317,5 +318,48 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accept_queue_is_as_deep_as_the_connection_limit_within_bounds() {
+        assert_eq!(listen_backlog(10), 1024);
+        assert_eq!(listen_backlog(30_000), 30_000);
+        assert_eq!(listen_backlog(1_000_000), 65_535);
+    }
+
+    #[tokio::test]
+    async fn a_server_binds_with_its_backlog_and_answers() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listen = ListenArgs {
+            host: "127.0.0.1".parse().expect("an address"),
+            max_connections: 5000,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        };
+        let listener = bind(&listen, 0).await.expect("bound");
+        let addr = listener.local_addr().expect("an address");
+        let routes = crate::service::metrics::standalone_routes("test");
+        let shutdown = Shutdown::new();
+        let server = serve_on("test", listener, &listen, routes, shutdown.clone());
+        let client = async {
+            let mut stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .expect("connects");
+            stream
+                .write_all(b"GET /healthcheck HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .expect("sent");
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.expect("read");
+            shutdown.trigger();
+            answer
+        };
+        let ((), answer) = tokio::join!(server, client);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 }
