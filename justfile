@@ -157,6 +157,12 @@ bench-viewers *args:
     PROFILE=release ./scripts/build.sh
     ulimit -n "$(ulimit -Hn)"; cargo bench -p nonstop-lab --bench viewers -- {{args}}
 
+# wrk asking for the newest segment through nonstop's proxy and a caching nginx, same run, taking turns (64 and 1,000 connections, 3 runs each, medians; lab/bench/README.md).
+bench-segments *args:
+    { command -v wrk >/dev/null && { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; } || ./scripts/setup.sh
+    PROFILE=release ./scripts/build.sh
+    ulimit -n "$(ulimit -Hn)"; cargo bench -p nonstop-lab --bench segments -- {{args}}
+
 # How far behind live each player's picture is (hls.js low latency and standard in Chromium, WebKit native), sampled every second through a packager kill and a worker kill on the recommended ladder (lab/bench/README.md).
 bench-latency *args:
     [ -d web/node_modules ] || npm ci --prefix web

@@ -9,7 +9,7 @@ APT_PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
-  redis-server ffmpeg nginx-light nftables iproute2
+  redis-server ffmpeg nginx-light wrk nftables iproute2
   python3 python3-yaml faketime
 )
 

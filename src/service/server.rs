@@ -16,7 +16,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use warp::{Filter, Reply};
@@ -54,14 +54,43 @@ where
 }
 
 /// Binds `listen.addr(port)`, so a program can fail fast on a busy port
-/// before it starts other work.
+/// before it starts other work. The accept queue holds up to
+/// [`listen_backlog`] connections not accepted yet.
 pub async fn bind(listen: &ListenArgs, port: u16) -> Result<TcpListener, ServeError> {
     let addr = listen.addr(port);
-    TcpListener::bind(addr).await.map_err(|e| ServeError::Bind {
+    let fail = |e: std::io::Error| ServeError::Bind {
         addr,
         port,
         reason: root_cause(&e),
-    })
+    };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(fail)?;
+    // As `TcpListener::bind` does: a restarted server binds its port at
+    // once, whatever connections of its predecessor linger.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(addr).map_err(fail)?;
+    socket
+        .listen(listen_backlog(listen.max_connections))
+        .map_err(fail)
+}
+
+/// Connections the kernel may queue before the server accepts them: as
+/// many as the server may hold, at least 1,024 and at most 65,535 (the
+/// kernel caps it at `net.core.somaxconn`, 4,096 by default). A crowd
+/// connecting at once (players rejoining after a restart, a load test) then
+/// waits in the queue instead of being dropped: a dropped connection
+/// attempt is retried by the client only after a second or more. With
+/// tokio's 1,024, 5,000 connections opened at once by `wrk` overflowed it
+/// about 8,000 times per run (`TcpExt ListenOverflows`), and those clients
+/// waited a second; nginx, accepting in two processes, had none
+/// (`just bench-segments --connections 5000`).
+pub(crate) fn listen_backlog(max_connections: usize) -> u32 {
+    max_connections.clamp(1024, 65_535) as u32
 }
 
 /// Serves `routes` on an already bound listener until shutdown, then drains.
@@ -289,5 +318,48 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_accept_queue_is_as_deep_as_the_connection_limit_within_bounds() {
+        assert_eq!(listen_backlog(10), 1024);
+        assert_eq!(listen_backlog(30_000), 30_000);
+        assert_eq!(listen_backlog(1_000_000), 65_535);
+    }
+
+    #[tokio::test]
+    async fn a_server_binds_with_its_backlog_and_answers() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listen = ListenArgs {
+            host: "127.0.0.1".parse().expect("an address"),
+            max_connections: 5000,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        };
+        let listener = bind(&listen, 0).await.expect("bound");
+        let addr = listener.local_addr().expect("an address");
+        let routes = crate::service::metrics::standalone_routes("test");
+        let shutdown = Shutdown::new();
+        let server = serve_on("test", listener, &listen, routes, shutdown.clone());
+        let client = async {
+            let mut stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .expect("connects");
+            stream
+                .write_all(b"GET /healthcheck HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .expect("sent");
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.expect("read");
+            shutdown.trigger();
+            answer
+        };
+        let ((), answer) = tokio::join!(server, client);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 }

@@ -652,7 +652,7 @@ impl ProcessGroup {
 /// The server under test (and this program, the load generator) watched
 /// while a crowd runs: CPU at the start, the server's memory sampled every
 /// [`MEMORY_SAMPLE_EVERY`] until the crowd's deadline for its peak.
-pub(crate) struct ServerWatch {
+pub struct ServerWatch {
     server: ProcessGroup,
     /// The server's CPU ticks at the start, by process.
     before: HashMap<u32, u64>,
@@ -664,7 +664,7 @@ pub(crate) struct ServerWatch {
 
 impl ServerWatch {
     /// Starts watching `pids` (and their children) until `deadline`.
-    pub(crate) fn start(pids: &[u32], deadline: Instant) -> ServerWatch {
+    pub fn start(pids: &[u32], deadline: Instant) -> ServerWatch {
         let server = ProcessGroup::new(pids);
         let sampling = !pids.is_empty();
         let peak = {
@@ -692,7 +692,7 @@ impl ServerWatch {
     }
 
     /// The generator's CPU seconds since the start and the server's usage.
-    pub(crate) async fn finish(self) -> (f64, Option<ServerUsage>) {
+    pub async fn finish(self) -> (f64, Option<ServerUsage>) {
         let generator = own_cpu_seconds() - self.own_before;
         let at_end = self
             .sampling
