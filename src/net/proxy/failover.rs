@@ -46,7 +46,6 @@
 //! ([`LiveEdge`]) and then grows on the monotonic clock, so a wall-clock step
 //! between reads does not move it.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::api::{PackagerHealth, PackagerStatus, ServingState, Switch, SwitchKind};
@@ -63,16 +62,6 @@ pub(crate) const STALE_AFTER_TARGETS: f64 = 1.5;
 /// as it comes, a poll every half target), so a twin ahead for a moment at
 /// a segment boundary moves no traffic.
 pub(crate) const BEHIND_AFTER_TARGETS: f64 = 0.5;
-/// At low latency, a packager counts as behind a twin once the twin has
-/// listed a newer part for this many part targets (and at most
-/// [`BEHIND_AFTER_TARGETS`]): a low-latency viewer holds about three parts
-/// of buffer, so a packager whose worker stopped must lose it within a part
-/// or two, not at the next segment. Followers see each packager's parts as
-/// they come (a blocking reload each), so twins a few hundred ms apart do
-/// not flap.
-pub(crate) const PART_BEHIND_AFTER_PARTS: f64 = 2.0;
-/// The parts remembered per packager with when each was first listed.
-const PARTS_REMEMBERED: usize = 32;
 /// Slack, in target durations, added to [`STALE_AFTER_TARGETS`] before a
 /// dated live edge is called stopped: covers clock skew between workers and
 /// proxy (NTP keeps it to milliseconds; one target duration is generous) and
@@ -151,9 +140,6 @@ struct Packager {
     newest: Option<u64>,
     /// When `newest` last grew.
     advanced_at: Option<Instant>,
-    /// Its newest listed parts (segment, index), oldest first, each with
-    /// when it was first seen listed (low latency only).
-    parts_seen: VecDeque<((u64, u32), Instant)>,
     /// How far behind the wall clock its live edge was at its last dated
     /// playlist, and when (monotonic) that playlist was read.
     edge_lag: Option<(Duration, Instant)>,
@@ -178,8 +164,6 @@ pub struct Failover {
     /// reports the switch away from it.
     unrouted_active: Option<String>,
     target: Duration,
-    /// `EXT-X-PART-INF:PART-TARGET`, when the playlists list parts.
-    part_target: Option<Duration>,
     /// Newest segment of the newest playlist served to any viewer.
     served_newest: Option<u64>,
 }
@@ -191,7 +175,6 @@ impl Failover {
             active: None,
             unrouted_active: None,
             target: DEFAULT_TARGET_DURATION,
-            part_target: None,
             served_newest: None,
         };
         f.set_packagers(packagers);
@@ -213,7 +196,6 @@ impl Failover {
                         base: base.clone(),
                         newest: None,
                         advanced_at: None,
-                        parts_seen: VecDeque::new(),
                         edge_lag: None,
                         edge_end: None,
                         ended: false,
@@ -273,30 +255,6 @@ impl Failover {
         u.edge_lag = edge.map(|e| (e.lag(), now));
         if let Some(e) = edge {
             u.edge_end = Some(e.newest_end);
-        }
-    }
-
-    /// The newest part the playlist just read from `base` lists, and its
-    /// part target (low latency: both `None` without parts).
-    pub(crate) fn observe_parts(
-        &mut self,
-        base: &str,
-        newest: Option<(u64, u32)>,
-        part_target: Option<Duration>,
-        now: Instant,
-    ) {
-        if part_target.is_some() {
-            self.part_target = part_target;
-        }
-        let (Some(u), Some(newest)) = (self.packagers.iter_mut().find(|u| u.base == base), newest)
-        else {
-            return;
-        };
-        if u.parts_seen.back().is_none_or(|(last, _)| newest > *last) {
-            u.parts_seen.push_back((newest, now));
-            if u.parts_seen.len() > PARTS_REMEMBERED {
-                u.parts_seen.pop_front();
-            }
         }
     }
 
@@ -427,36 +385,8 @@ impl Failover {
     }
 
     /// Whether packager `i` is behind a twin that has listed a newer segment
-    /// for [`BEHIND_AFTER_TARGETS`] target durations, or at low latency a
-    /// newer part for [`PART_BEHIND_AFTER_PARTS`] part targets.
+    /// for [`BEHIND_AFTER_TARGETS`] target durations.
     fn behind(&self, i: usize, now: Instant) -> bool {
-        self.segment_behind(i, now) || self.part_behind(i, now)
-    }
-
-    fn part_behind(&self, i: usize, now: Instant) -> bool {
-        let Some(part_target) = self.part_target else {
-            return false;
-        };
-        let Some(&(mine, _)) = self.packagers[i].parts_seen.back() else {
-            return false;
-        };
-        let grace = part_target
-            .mul_f64(PART_BEHIND_AFTER_PARTS)
-            .min(self.target.mul_f64(BEHIND_AFTER_TARGETS));
-        self.packagers
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .any(|(_, v)| {
-                // When the twin first listed a part newer than ours.
-                v.parts_seen
-                    .iter()
-                    .find(|(part, _)| *part > mine)
-                    .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= grace)
-            })
-    }
-
-    fn segment_behind(&self, i: usize, now: Instant) -> bool {
         let newest = self.packagers[i].newest.unwrap_or(0);
         let grace = self.target.mul_f64(BEHIND_AFTER_TARGETS);
         self.packagers.iter().any(|v| {
@@ -547,28 +477,15 @@ impl Failover {
                         .unwrap_or_default()
                 ),
             ),
-            _ => {
-                let part = |p: Option<&((u64, u32), Instant)>| {
-                    p.map(|((s, k), _)| format!(", part {s}.{k}"))
-                        .unwrap_or_default()
-                };
-                let newest_part = self
-                    .packagers
-                    .iter()
-                    .filter_map(|v| v.parts_seen.back())
-                    .max_by_key(|(p, _)| *p);
-                (
-                    SwitchKind::Behind,
-                    format!(
-                        "{} behind: newest segment {}{} while another has {}{}",
-                        u.base,
-                        u.newest.unwrap_or(0),
-                        part(u.parts_seen.back()),
-                        self.newest_known().unwrap_or(0),
-                        part(newest_part)
-                    ),
-                )
-            }
+            _ => (
+                SwitchKind::Behind,
+                format!(
+                    "{} behind: newest segment {} while another has {}",
+                    u.base,
+                    u.newest.unwrap_or(0),
+                    self.newest_known().unwrap_or(0)
+                ),
+            ),
         }
     }
 
@@ -803,48 +720,6 @@ mod tests {
         assert_eq!(
             f.plan(t0 + secs(3.6)),
             (vec![B.to_string(), A.to_string()], None)
-        );
-    }
-
-    #[test]
-    fn at_low_latency_a_twin_a_part_ahead_for_two_part_targets_is_preferred() {
-        const PART: Duration = Duration::from_millis(400);
-        let t0 = Instant::now();
-        let mut f = both();
-        let read = |f: &mut Failover, who: &str, part: (u64, u32), at: Instant| {
-            f.observe_playlist(who, Some(part.0 - 1), TARGET, None, at);
-            f.observe_parts(who, Some(part), Some(PART), at);
-        };
-        read(&mut f, A, (11, 2), t0);
-        read(&mut f, B, (11, 2), t0);
-        f.plan(t0);
-        // Parts come to each twin a little apart: nothing moves.
-        for k in 3..5u32 {
-            let at = t0 + PART * (k - 2);
-            read(&mut f, B, (11, k), at);
-            read(&mut f, A, (11, k), at + Duration::from_millis(150));
-            assert_eq!(
-                f.plan(at + Duration::from_millis(300)),
-                (vec![A.to_string(), B.to_string()], None)
-            );
-        }
-        // A's worker stops: B lists part 11.5 and on, A stays at 11.4.
-        let stop = t0 + PART * 3;
-        read(&mut f, B, (12, 0), stop);
-        read(&mut f, B, (12, 1), stop + PART);
-        // Within two part targets A keeps its viewers...
-        assert_eq!(
-            f.plan(stop + PART),
-            (vec![A.to_string(), B.to_string()], None)
-        );
-        // ...then loses them, long before a segment's grace (0.8 s, not 1 s
-        // plus the wait for B's next whole segment).
-        let (order, switch) = f.plan(stop + PART * 2);
-        assert_eq!(order, vec![B, A]);
-        let reason = switch.expect("switch").reason;
-        assert!(
-            reason.contains("behind") && reason.contains("part 12.1"),
-            "{reason}"
         );
     }
 

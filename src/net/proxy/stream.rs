@@ -212,13 +212,6 @@ impl StreamState {
             live_edge(&copy.facts),
             now,
         );
-        let low_latency = copy.facts.low_latency.as_ref();
-        f.observe_parts(
-            base,
-            low_latency.and_then(|ll| ll.newest()),
-            low_latency.map(|ll| ll.part_target),
-            now,
-        );
         f.observe_end(base, copy.facts.end_list);
         f
     }
