@@ -10,10 +10,10 @@
 //! `EXT-X-DISCONTINUITY-SEQUENCE` included: a player that takes one worker's
 //! copy after the other's must see the same numbering, or hls.js stops on a
 //! "discontinuity sequence mismatch"). `EXT-X-DISCONTINUITY` marks a change of
-//! content only: an input replaced, or added back after it ended. `EXT-X-ENDLIST` is written only when the signal's input was
-//! removed (the event is over: players stop cleanly instead of waiting for a
-//! segment that never comes), never on a worker's restart or shutdown; an
-//! input added back continues the stream after a discontinuity. Segments
+//! content only: an input replaced, or added back after it ended.
+//! `EXT-X-ENDLIST` is written only when the signal's input was removed (the
+//! event is over: players stop cleanly instead of waiting for a segment that
+//! never comes), never on a worker's restart or shutdown. Segments
 //! leave the playlist after `window` entries and their files are kept for
 //! `retained` more before the caller is told to delete them, so a slow
 //! player can still fetch them.
