@@ -184,22 +184,33 @@ impl StreamState {
             self.admissible(&f, base, &copy.facts, now)
         };
         let served = copy.served.clone();
-        let at = edge(&copy.facts);
+        let (at, ended) = (edge(&copy.facts), copy.facts.end_list);
         lock(&self.copies).insert(base.to_string(), copy);
         self.changed.send_modify(|v| *v += 1);
         if admitted {
-            self.remember(served, at);
+            self.remember(served, at, ended);
         }
         admitted
     }
 
-    /// Whether `facts` (from `base`) may be served now.
+    /// Whether `facts` (from `base`) may be served now. An ended playlist
+    /// (no fresh twin) is judged by whole segments: a worker ending its
+    /// stream drops the parts of the segment it was making, so its last
+    /// copy lists fewer parts than the one before it; refusing it would
+    /// leave viewers nothing but 502s once the last good copy aged.
     fn admissible(&self, f: &Failover, base: &str, facts: &PlaylistFacts, now: Instant) -> bool {
         if facts.end_list && f.has_fresh_twin(base, now) {
             return false;
         }
         let served = lock(&self.last_good).as_ref().map(|(_, at)| *at);
-        served.is_none_or(|at| edge(facts) >= at)
+        let at = edge(facts);
+        served.is_none_or(|served| {
+            if facts.end_list {
+                at.0 >= served.0
+            } else {
+                at >= served
+            }
+        })
     }
 
     fn observe_locked(&self, base: &str, copy: &Copy, now: Instant) -> MutexGuard<'_, Failover> {
@@ -286,7 +297,7 @@ impl StreamState {
     /// The newest admissible copy that `wanted` accepts, preferring the
     /// active packager among equals; it becomes the last served.
     fn best(&self, now: Instant, wanted: impl Fn(&Copy) -> bool) -> Option<ServedPlaylist> {
-        let (served, at) = {
+        let (served, at, ended) = {
             let f = lock(&self.failover);
             // The active packager first among equals, then route order.
             let mut order: Vec<String> = Vec::new();
@@ -308,9 +319,9 @@ impl StreamState {
                 (std::cmp::Reverse(edge(&copy.facts)), rank)
             });
             let (_, copy) = candidates.first()?;
-            (copy.served.clone(), edge(&copy.facts))
+            (copy.served.clone(), edge(&copy.facts), copy.facts.end_list)
         };
-        self.remember(served.clone(), at);
+        self.remember(served.clone(), at, ended);
         Some(served)
     }
 
@@ -360,9 +371,11 @@ impl StreamState {
             .map(|c| c.facts.clone())
     }
 
-    fn remember(&self, served: ServedPlaylist, at: (u64, usize)) {
+    /// Keeps `served` as the last good copy unless one further along was
+    /// served (an admitted end replaces it: it is the stream's last word).
+    fn remember(&self, served: ServedPlaylist, at: (u64, usize), ended: bool) {
         let mut last = lock(&self.last_good);
-        if last.as_ref().is_none_or(|(_, known)| at >= *known) {
+        if ended || last.as_ref().is_none_or(|(_, known)| at >= *known) {
             *last = Some((served, at));
         }
     }
@@ -433,4 +446,68 @@ fn live_edge(facts: &PlaylistFacts) -> Option<LiveEdge> {
 /// state stays consistent: every critical section is a few assignments).
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "http://a";
+    const B: &str = "http://b";
+
+    /// A low-latency playlist listing segments 10 and 11 whole, then
+    /// `parts` parts of segment 12; ended (`EXT-X-ENDLIST`) or live.
+    fn copy(parts: usize, ended: bool) -> Copy {
+        let mut text = String::from(
+            "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=0.4\n\
+             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.2\n#EXT-X-MEDIA-SEQUENCE:10\n\
+             #EXTINF:2.0,\nsegment000010.ts\n#EXTINF:2.0,\nsegment000011.ts\n",
+        );
+        for p in 0..parts {
+            text.push_str(&format!(
+                "#EXT-X-PART:DURATION=0.4,URI=\"part000012.{p}.ts\"\n"
+            ));
+        }
+        if ended {
+            text.push_str("#EXT-X-ENDLIST\n");
+        }
+        let body = Bytes::from(text);
+        let facts = PlaylistFacts::parse(&body).expect("a valid playlist");
+        Copy::new(body, facts, None)
+    }
+
+    #[test]
+    fn an_ended_copy_without_the_parts_of_the_unfinished_segment_is_served() {
+        let stream = StreamState::new(PLAYLIST_FOR_TEST, &[A.to_string(), B.to_string()]);
+        let now = Instant::now();
+        assert!(
+            stream.observe_and_admit(A, copy(0, true), now),
+            "A ended first"
+        );
+        assert!(stream.observe_and_admit(B, copy(3, false), now));
+        // B's worker stops: its last copy drops segment 12's parts and ends.
+        assert!(
+            stream.observe_and_admit(B, copy(0, true), now),
+            "the stream's end was refused for listing fewer parts"
+        );
+        assert!(stream.last_good_within_target().is_some());
+    }
+
+    #[test]
+    fn a_live_copy_behind_what_was_served_by_parts_is_not_served() {
+        let stream = StreamState::new(PLAYLIST_FOR_TEST, &[A.to_string(), B.to_string()]);
+        let now = Instant::now();
+        assert!(stream.observe_and_admit(B, copy(3, false), now));
+        assert!(!stream.observe_and_admit(A, copy(1, false), now));
+    }
+
+    #[test]
+    fn an_ended_copy_is_not_served_while_its_twin_is_fresh() {
+        let stream = StreamState::new(PLAYLIST_FOR_TEST, &[A.to_string(), B.to_string()]);
+        let now = Instant::now();
+        assert!(stream.observe_and_admit(B, copy(3, false), now));
+        assert!(!stream.observe_and_admit(A, copy(0, true), now));
+    }
+
+    const PLAYLIST_FOR_TEST: &str = "playlist.m3u8";
 }
