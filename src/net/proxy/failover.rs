@@ -275,6 +275,14 @@ impl Failover {
         })
     }
 
+    /// Whether packager `base` is fresh at `now`.
+    pub(crate) fn is_fresh(&self, base: &str, now: Instant) -> bool {
+        self.packagers
+            .iter()
+            .position(|u| u.base == base)
+            .is_some_and(|i| self.health_of(i, now) == PackagerHealth::Fresh)
+    }
+
     /// A segment was fetched whole from `base`: its segment failures were
     /// a blip. (A good playlist does not clear them: a packager may list
     /// segments and still fail to serve them.)

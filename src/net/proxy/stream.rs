@@ -181,7 +181,8 @@ impl StreamState {
     pub(super) fn observe_and_admit(&self, base: &str, copy: Copy, now: Instant) -> bool {
         let admitted = {
             let f = self.observe_locked(base, &copy, now);
-            self.admissible(&f, base, &copy.facts, now)
+            let copies = lock(&self.copies);
+            self.admissible(&f, &copies, base, &copy.facts, now)
         };
         let served = copy.served.clone();
         let (at, ended) = (edge(&copy.facts), copy.facts.end_list);
@@ -198,8 +199,31 @@ impl StreamState {
     /// stream drops the parts of the segment it was making, so its last
     /// copy lists fewer parts than the one before it; refusing it would
     /// leave viewers nothing but 502s once the last good copy aged.
-    fn admissible(&self, f: &Failover, base: &str, facts: &PlaylistFacts, now: Instant) -> bool {
+    ///
+    /// A copy whose window is shorter by more than a segment than a fresh
+    /// twin's as far along is not served either: it is a restarted worker's
+    /// (or one whose folder was wiped), listing only what it made since.
+    /// Served, it would move the window's start past the viewers' playhead
+    /// (hls.js then jumps ahead to the live edge and stalls) and, back on
+    /// the twin, move the media sequence backwards.
+    fn admissible(
+        &self,
+        f: &Failover,
+        copies: &BTreeMap<String, Copy>,
+        base: &str,
+        facts: &PlaylistFacts,
+        now: Instant,
+    ) -> bool {
         if facts.end_list && f.has_fresh_twin(base, now) {
+            return false;
+        }
+        let cut_short = copies.iter().any(|(twin, copy)| {
+            twin != base
+                && copy.facts.next_sequence() >= facts.next_sequence()
+                && copy.facts.segments.len() > facts.segments.len() + 1
+                && f.is_fresh(twin, now)
+        });
+        if cut_short && !facts.end_list {
             return false;
         }
         let served = lock(&self.last_good).as_ref().map(|(_, at)| *at);
@@ -311,7 +335,9 @@ impl StreamState {
             let copies = lock(&self.copies);
             let mut candidates: Vec<(&String, &Copy)> = copies
                 .iter()
-                .filter(|(base, copy)| wanted(copy) && self.admissible(&f, base, &copy.facts, now))
+                .filter(|(base, copy)| {
+                    wanted(copy) && self.admissible(&f, &copies, base, &copy.facts, now)
+                })
                 .collect();
             // The newest edge wins; among equals, the plan's order.
             candidates.sort_by_key(|(base, copy)| {
@@ -454,18 +480,23 @@ mod tests {
 
     const A: &str = "http://a";
     const B: &str = "http://b";
+    const PLAYLIST: &str = "playlist.m3u8";
 
-    /// A low-latency playlist listing segments 10 and 11 whole, then
-    /// `parts` parts of segment 12; ended (`EXT-X-ENDLIST`) or live.
-    fn copy(parts: usize, ended: bool) -> Copy {
-        let mut text = String::from(
+    /// A low-latency playlist listing `segments` whole segments from
+    /// `first`, then `parts` parts of the next one; ended
+    /// (`EXT-X-ENDLIST`) or live.
+    fn copy_of(first: u64, segments: u64, parts: usize, ended: bool) -> Copy {
+        let mut text = format!(
             "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:2\n#EXT-X-PART-INF:PART-TARGET=0.4\n\
-             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.2\n#EXT-X-MEDIA-SEQUENCE:10\n\
-             #EXTINF:2.0,\nsegment000010.ts\n#EXTINF:2.0,\nsegment000011.ts\n",
+             #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.2\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
         );
+        for s in first..first + segments {
+            text.push_str(&format!("#EXTINF:2.0,\nsegment{s:06}.ts\n"));
+        }
         for p in 0..parts {
             text.push_str(&format!(
-                "#EXT-X-PART:DURATION=0.4,URI=\"part000012.{p}.ts\"\n"
+                "#EXT-X-PART:DURATION=0.4,URI=\"part{:06}.{p}.ts\"\n",
+                first + segments
             ));
         }
         if ended {
@@ -476,9 +507,18 @@ mod tests {
         Copy::new(body, facts, None)
     }
 
+    /// Segments 10 and 11 whole, then `parts` parts of segment 12.
+    fn copy(parts: usize, ended: bool) -> Copy {
+        copy_of(10, 2, parts, ended)
+    }
+
+    fn stream() -> StreamState {
+        StreamState::new(PLAYLIST, &[A.to_string(), B.to_string()])
+    }
+
     #[test]
     fn an_ended_copy_without_the_parts_of_the_unfinished_segment_is_served() {
-        let stream = StreamState::new(PLAYLIST_FOR_TEST, &[A.to_string(), B.to_string()]);
+        let stream = stream();
         let now = Instant::now();
         assert!(
             stream.observe_and_admit(A, copy(0, true), now),
@@ -495,7 +535,7 @@ mod tests {
 
     #[test]
     fn a_live_copy_behind_what_was_served_by_parts_is_not_served() {
-        let stream = StreamState::new(PLAYLIST_FOR_TEST, &[A.to_string(), B.to_string()]);
+        let stream = stream();
         let now = Instant::now();
         assert!(stream.observe_and_admit(B, copy(3, false), now));
         assert!(!stream.observe_and_admit(A, copy(1, false), now));
@@ -503,11 +543,41 @@ mod tests {
 
     #[test]
     fn an_ended_copy_is_not_served_while_its_twin_is_fresh() {
-        let stream = StreamState::new(PLAYLIST_FOR_TEST, &[A.to_string(), B.to_string()]);
+        let stream = stream();
         let now = Instant::now();
         assert!(stream.observe_and_admit(B, copy(3, false), now));
         assert!(!stream.observe_and_admit(A, copy(0, true), now));
     }
 
-    const PLAYLIST_FOR_TEST: &str = "playlist.m3u8";
+    #[test]
+    fn a_restarted_workers_short_window_is_not_served_while_its_twin_is_fresh() {
+        let stream = stream();
+        let now = Instant::now();
+        // Both list 134..=139; A's worker restarts and lists from 140 only.
+        assert!(stream.observe_and_admit(A, copy_of(134, 6, 2, false), now));
+        assert!(stream.observe_and_admit(B, copy_of(135, 6, 2, false), now));
+        assert!(
+            !stream.observe_and_admit(A, copy_of(141, 0, 2, false), now),
+            "the restarted worker's window moved the start past the viewers"
+        );
+        assert!(
+            !stream.observe_and_admit(A, copy_of(140, 1, 2, false), now),
+            "one segment listed, as far along as its twin"
+        );
+        let served = stream.best(now, |_| true).expect("the twin's copy");
+        assert!(
+            format!("{served:?}").contains("MEDIA-SEQUENCE:135"),
+            "{served:?}"
+        );
+        // Its window grown back to within a segment of the twin's: served.
+        assert!(stream.observe_and_admit(A, copy_of(136, 5, 2, false), now));
+    }
+
+    #[test]
+    fn a_short_window_is_served_when_no_twin_is_fresh() {
+        let stream = stream();
+        let now = Instant::now();
+        // B was never read: A, restarted, is all there is.
+        assert!(stream.observe_and_admit(A, copy_of(141, 1, 0, false), now));
+    }
 }
