@@ -200,8 +200,8 @@ impl StreamState {
     /// copy lists fewer parts than the one before it; refusing it would
     /// leave viewers nothing but 502s once the last good copy aged.
     ///
-    /// A copy whose window is shorter by more than a segment than a fresh
-    /// twin's as far along is not served either: it is a restarted worker's
+    /// A copy whose window is shorter than a fresh twin's (at most a
+    /// segment behind it) is not served either: it is a restarted worker's
     /// (or one whose folder was wiped), listing only what it made since.
     /// Served, it would move the window's start past the viewers' playhead
     /// (hls.js then jumps ahead to the live edge and stalls) and, back on
@@ -219,8 +219,8 @@ impl StreamState {
         }
         let cut_short = copies.iter().any(|(twin, copy)| {
             twin != base
-                && copy.facts.next_sequence() >= facts.next_sequence()
-                && copy.facts.segments.len() > facts.segments.len() + 1
+                && copy.facts.next_sequence() + 1 >= facts.next_sequence()
+                && copy.facts.segments.len() > facts.segments.len()
                 && f.is_fresh(twin, now)
         });
         if cut_short && !facts.end_list {
@@ -564,13 +564,20 @@ mod tests {
             !stream.observe_and_admit(A, copy_of(140, 1, 2, false), now),
             "one segment listed, as far along as its twin"
         );
+        assert!(
+            !stream.observe_and_admit(A, copy_of(141, 1, 0, false), now),
+            "a segment ahead of its twin, which is still making that segment"
+        );
         let served = stream.best(now, |_| true).expect("the twin's copy");
         assert!(
             format!("{served:?}").contains("MEDIA-SEQUENCE:135"),
             "{served:?}"
         );
-        // Its window grown back to within a segment of the twin's: served.
-        assert!(stream.observe_and_admit(A, copy_of(136, 5, 2, false), now));
+        // One segment short still moves the window's start forward, and
+        // back once the twin is served again.
+        assert!(!stream.observe_and_admit(A, copy_of(136, 5, 2, false), now));
+        // Its window grown back to the twin's length: served.
+        assert!(stream.observe_and_admit(A, copy_of(136, 6, 2, false), now));
     }
 
     #[test]
