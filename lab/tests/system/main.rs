@@ -13,6 +13,8 @@
 //! - [`hosts`]: hosts in network namespaces: links cut, workers frozen or
 //!   killed, folders wiped, hosts parted.
 //! - [`down`], [`ended`]: the proxy's truth when every live edge stops, or ends.
+//! - [`low_latency`]: a low-latency viewer's blocking reloads while a worker
+//!   restarts or loses its folder: one window, never a short one.
 //! - [`redundant`]: two epoch-locked workers write interchangeable segments.
 //! - [`skew`]: a host whose clock is behind: shown, and serving alone.
 //! - [`ladder`]: a bit-rate ladder served rendition by rendition, aligned,
@@ -41,6 +43,7 @@ mod fault_proxy;
 mod hosts;
 mod ladder;
 mod limits;
+mod low_latency;
 mod metrics;
 mod player_probe;
 mod redundant;
