@@ -36,9 +36,13 @@ const TOP: i64 = 480;
 const LOWEST: i64 = 360;
 /// The download cap (kbit/s): below what the top rung needs (measured on
 /// this input: 480p 1,570 kbit/s on average, 1,733 peak as its BANDWIDTH
-/// says), a third above the lowest (360p: 960 on average, 1,059 peak), so
-/// 360p downloads faster than it plays and the buffer holds.
-const THROTTLE_KBPS: u32 = 1300;
+/// says), well above the lowest (360p: 960 on average, 1,059 peak), so
+/// 360p downloads faster than it plays and the buffer holds. Just below the
+/// top rung, not far below: stock hls.js goes on loading 480p until its
+/// estimate falls (10 to 19 s into the throttle), and at 1,300 kbit/s the
+/// buffer drained in that time once in five runs (a 242 ms stall, 15.5 s
+/// in); at 1,450 it loses about 0.08 s of buffer a second meanwhile.
+const THROTTLE_KBPS: u32 = 1450;
 /// Seconds after the first 'playing' when the throttle starts: hls.js is on
 /// the top rung from its first fragments (localhost is fast).
 const THROTTLE_AFTER_S: u32 = 6;
@@ -46,9 +50,11 @@ const THROTTLE_AFTER_S: u32 = 6;
 /// network (its estimate is the lower of two moving averages, 3 s and 9 s
 /// half-lives, that start from localhost's hundreds of Mbit/s), and the
 /// picture changes only once playback reaches the first 360p segment, a
-/// buffer (about 6 s) after it is loaded: 360p was on screen 12.6 to 16.9 s
-/// into the throttle in ten runs (2026-12-02, load average 2 to 19).
-const THROTTLE_FOR_S: u32 = 22;
+/// buffer (about 6 s) after it is loaded: at 1,300 kbit/s 360p was on
+/// screen 12.6 to 16.9 s into the throttle in ten runs (2026-12-02, load
+/// average 2 to 19); at 1,450 hls.js chose 360p 19.2 to 19.3 s in (three
+/// runs, 2026-12-03), hence 30 s.
+const THROTTLE_FOR_S: u32 = 30;
 /// Seconds measured after the throttle is lifted: 480p was back on screen
 /// 7.7 to 12.4 s after it in the same ten runs. Outside the throttle the network is
 /// left uncapped on purpose: capped at 8 or 20 Mbit/s (a home connection),
