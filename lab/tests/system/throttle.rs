@@ -40,8 +40,9 @@ const LOWEST: i64 = 360;
 /// 360p downloads faster than it plays and the buffer holds. Just below the
 /// top rung, not far below: stock hls.js goes on loading 480p until its
 /// estimate falls (10 to 19 s into the throttle), and at 1,300 kbit/s the
-/// buffer drained in that time once in five runs (a 242 ms stall, 15.5 s
-/// in); at 1,450 it loses about 0.08 s of buffer a second meanwhile.
+/// buffer drained in that time once in four runs on 2026-12-03 (a 242 ms
+/// stall, 13.4 s in; none in ten runs the day before); at 1,450 it loses
+/// about 0.08 s of buffer a second meanwhile.
 const THROTTLE_KBPS: u32 = 1450;
 /// Seconds after the first 'playing' when the throttle starts: hls.js is on
 /// the top rung from its first fragments (localhost is fast).
@@ -52,7 +53,7 @@ const THROTTLE_AFTER_S: u32 = 6;
 /// picture changes only once playback reaches the first 360p segment, a
 /// buffer (about 6 s) after it is loaded: at 1,300 kbit/s 360p was on
 /// screen 12.6 to 16.9 s into the throttle in ten runs (2026-12-02, load
-/// average 2 to 19); at 1,450 hls.js chose 360p 19.2 to 19.3 s in (three
+/// average 2 to 19); at 1,450 hls.js chose 360p 15.3 to 19.3 s in (six
 /// runs, 2026-12-03), hence 30 s.
 const THROTTLE_FOR_S: u32 = 30;
 /// Seconds measured after the throttle is lifted: 480p was back on screen
