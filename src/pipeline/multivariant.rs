@@ -27,8 +27,7 @@ use super::files::write_atomically;
 use super::ladder::Rung;
 use super::playlist::RenditionReport;
 
-/// Segments the average bit rate is taken over (half a minute of the
-/// default 1 s segments).
+/// Segments the average bit rate is taken over (a minute of 2 s segments).
 pub const AVERAGE_OVER: usize = 30;
 /// The audio codec every rendition carries: AAC-LC from avenc_aac.
 pub const AAC_LC: &str = "mp4a.40.2";

@@ -8,18 +8,10 @@ use std::time::Duration;
 
 use super::ladder::Ladder;
 
-/// Segment duration when none is configured (seconds): one, since players
-/// without low latency hold back three target durations (RFC 8216bis'
-/// `HOLD-BACK`) and start that far behind the newest whole segment: hls.js
-/// at its defaults plays about 4 s behind live with 1 s segments and 8 s with
-/// 2 s (`just bench-latency`), and low-latency players are nearer their
-/// `PART-HOLD-BACK` too (an independent part every second).
-pub const DEFAULT_SEGMENT_SECONDS: u32 = 1;
-/// Segments listed in the playlist: ten seconds of media at the default
-/// segment duration (ffmpeg's `hls` muxer lists five of its 2 s ones), room
-/// for a standard player three segments behind the edge to stall a while and
-/// still find its next segment listed.
-pub const DEFAULT_PLAYLIST_LENGTH: usize = 10;
+/// Segment duration when none is configured (seconds).
+pub const DEFAULT_SEGMENT_SECONDS: u32 = 2;
+/// Segments listed in the playlist.
+pub const DEFAULT_PLAYLIST_LENGTH: usize = 6;
 /// Segments kept on disk after leaving the playlist.
 pub const DEFAULT_RETAINED_SEGMENTS: usize = 10;
 /// Video bitrate in kbit/s.
@@ -28,10 +20,8 @@ pub const DEFAULT_VIDEO_KBPS: u32 = 1500;
 /// comes from its signals and one thread per codec spends the least CPU per
 /// minute of output (`just bench-worker`).
 pub const DEFAULT_CODEC_THREADS: u32 = 1;
-/// Longest part (LL-HLS partial segment, `PART-TARGET`): 0.4 s is a whole
-/// number of frames at 25 and 30 fps and divides a 2 s segment into five; a
-/// 1 s segment is two such parts and a last one of 0.2 s (RFC 8216bis lets
-/// a segment's last part be shorter).
+/// Longest part (LL-HLS partial segment, `PART-TARGET`): 0.4 s divides the
+/// 2 s segment into five and is a whole number of frames at 25 and 30 fps.
 pub const DEFAULT_PART: Duration = Duration::from_millis(400);
 /// Shortest part allowed: Apple advises against parts under 0.2 s (players
 /// then spend more on requests than on media).
@@ -109,15 +99,10 @@ mod tests {
     fn parts_divide_the_segment_and_zero_turns_them_off() {
         let s = EncodeSettings::default();
         assert_eq!(s.part_target(), Some(Duration::from_millis(400)));
-        assert_eq!(s.parts_per_segment(), 3, "two of 0.4 s and one of 0.2 s");
-        let two = EncodeSettings {
-            segment_seconds: 2,
-            ..EncodeSettings::default()
-        };
-        assert_eq!(two.parts_per_segment(), 5);
+        assert_eq!(s.parts_per_segment(), 5);
         let odd = EncodeSettings {
             part: Duration::from_millis(300),
-            ..two.clone()
+            ..EncodeSettings::default()
         };
         assert_eq!(
             odd.parts_per_segment(),
@@ -131,7 +116,7 @@ mod tests {
         assert_eq!((off.part_target(), off.parts_per_segment()), (None, 1));
         let long = EncodeSettings {
             part: Duration::from_secs(9),
-            ..two
+            ..EncodeSettings::default()
         };
         assert_eq!(long.part_target(), Some(Duration::from_secs(2)));
     }

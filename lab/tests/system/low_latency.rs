@@ -19,11 +19,11 @@ use nonstop_lab::wait::wait_for;
 /// Answered reloads before each fault: the viewer is playing parts.
 const RELOADS_BEFORE_FAULT: usize = 8;
 /// Answered reloads after each fault: A is back (it restarts within a few
-/// seconds) and lists a short window for a while (one segment more every
-/// segment's parts).
+/// seconds) and lists a short window for a while (one 2 s segment more
+/// every five 0.4 s parts).
 const RELOADS_AFTER_FAULT: usize = 40;
-/// A restarted worker's window is full again within its length (10
-/// segments of 1 s) and some slack.
+/// A restarted worker's window is full again within its length (6
+/// segments of 2 s) and some slack.
 const WINDOW_REFILLED_WITHIN: Duration = Duration::from_secs(40);
 /// Newest segments a window lists once full (the product's default).
 const FULL_WINDOW: usize = nonstop::pipeline::settings::DEFAULT_PLAYLIST_LENGTH;

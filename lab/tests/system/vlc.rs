@@ -57,7 +57,7 @@ impl Watch {
 /// `watch`. The record of its position goes to `target/test-artifacts/`.
 fn watch_through_a_kill(direct: bool, watch: Duration, record_name: &str) -> Watch {
     require_vlc();
-    // The product's segments, and a viewer who joins a running stream
+    // The product's 2 s segments, and a viewer who joins a running stream
     // (a full playlist window), as in production.
     let mut stack = Stack::start(StackOptions::as_in_production());
     stack.wait_for_window(5);

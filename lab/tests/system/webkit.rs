@@ -40,7 +40,7 @@ fn play_through_a_kill(hls_js: bool) {
             "webkit-native-through-a-packager-kill",
         )
     };
-    // The product's segments, and a viewer who joins a running stream
+    // The product's 2 s segments, and a viewer who joins a running stream
     // (a full playlist window), as in production.
     let mut stack = Stack::start(StackOptions::as_in_production());
     stack.wait_for_window(5);
