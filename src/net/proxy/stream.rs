@@ -217,24 +217,33 @@ impl StreamState {
         if facts.end_list && f.has_fresh_twin(base, now) {
             return false;
         }
+        let served = lock(&self.last_good).as_ref().map(|(_, at)| *at);
+        // Never behind what viewers were given (an ended copy by whole
+        // segments: its unfinished segment's parts are gone).
+        let not_behind = |facts: &PlaylistFacts| {
+            let at = edge(facts);
+            served.is_none_or(|served| {
+                if facts.end_list {
+                    at.0 >= served.0
+                } else {
+                    at >= served
+                }
+            })
+        };
+        // A short window gives way to a fresh twin's longer one only if that
+        // one may be served instead: a twin behind what was served (a host
+        // whose clock is late) leaves the short window the only copy.
         let cut_short = copies.iter().any(|(twin, copy)| {
             twin != base
                 && copy.facts.next_sequence() + 1 >= facts.next_sequence()
                 && copy.facts.segments.len() > facts.segments.len()
                 && f.is_fresh(twin, now)
+                && not_behind(&copy.facts)
         });
         if cut_short && !facts.end_list {
             return false;
         }
-        let served = lock(&self.last_good).as_ref().map(|(_, at)| *at);
-        let at = edge(facts);
-        served.is_none_or(|served| {
-            if facts.end_list {
-                at.0 >= served.0
-            } else {
-                at >= served
-            }
-        })
+        not_behind(facts)
     }
 
     fn observe_locked(&self, base: &str, copy: &Copy, now: Instant) -> MutexGuard<'_, Failover> {
@@ -578,6 +587,23 @@ mod tests {
         assert!(!stream.observe_and_admit(A, copy_of(136, 5, 2, false), now));
         // Its window grown back to the twin's length: served.
         assert!(stream.observe_and_admit(A, copy_of(136, 6, 2, false), now));
+    }
+
+    #[test]
+    fn a_short_window_is_served_when_the_longer_one_is_behind_what_was_served() {
+        let stream = stream();
+        let now = Instant::now();
+        // A started later, so its window is not full yet; B's host clock is
+        // late: B lists more segments but ends a segment behind A.
+        assert!(stream.observe_and_admit(A, copy_of(134, 4, 2, false), now));
+        assert!(
+            !stream.observe_and_admit(B, copy_of(132, 5, 2, false), now),
+            "behind what was served"
+        );
+        assert!(
+            stream.observe_and_admit(A, copy_of(134, 4, 3, false), now),
+            "A refused for a shorter window than a twin that may not be served: nothing left to serve"
+        );
     }
 
     #[test]
