@@ -178,13 +178,18 @@ impl Fault {
                 target.restart_worker();
             }
             Fault::Worker(WorkerFault::FolderWiped) => {
+                // Moved aside in one step, then removed: removing it in place
+                // races the worker, which may write a file into it between
+                // remove_dir_all's emptying and its rmdir ("Directory not
+                // empty", seen once with 1 s segments).
                 let folder = target.worker_output().join(SIGNAL);
-                match std::fs::remove_dir_all(&folder) {
+                let aside = target.worker_output().join(format!(".{SIGNAL}.wiped"));
+                match std::fs::rename(&folder, &aside) {
+                    Ok(()) => std::fs::remove_dir_all(&aside)
+                        .unwrap_or_else(|e| panic!("cannot wipe {}: {e}", aside.display())),
                     // Not there (the worker has yet to make it again): as wiped.
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        panic!("cannot wipe {}: {e}", folder.display())
-                    }
-                    _ => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => panic!("cannot wipe {}: {e}", folder.display()),
                 }
             }
             Fault::Worker(WorkerFault::InputRemoved) => {
