@@ -11,6 +11,10 @@ pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 pub(super) const FIRST_BYTE_TARGETS: f64 = 0.5;
 /// A body must be complete within this many target durations.
 pub(super) const BODY_TARGETS: f64 = 1.5;
+/// A segment or part fetch of a low-latency stream whose packager has sent
+/// nothing within this many part targets is asked of the next packager too
+/// (hedged); the first whole answer is served.
+pub(super) const HEDGE_PARTS: f64 = 1.5;
 /// Each packager's playlist is polled every this fraction of the target.
 pub const POLL_TARGETS: f64 = 0.5;
 /// Playlists fetched this recently are reused for other viewers.

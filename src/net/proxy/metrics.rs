@@ -27,6 +27,16 @@ pub(super) static PROXY_UPSTREAM_FAILURES: LazyLock<IntCounterVec> = LazyLock::n
     )
 });
 
+/// Proxy: segment and part fetches also asked of this packager because the
+/// one asked first was silent past the hedge delay.
+pub(super) static PROXY_HEDGED_FETCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "nonstop_proxy_hedged_fetches_total",
+        "Segment and part fetches also asked of this packager because the one asked first was silent past the hedge delay.",
+        &["packager"],
+    )
+});
+
 /// Proxy: every fetch from a packager (polls and viewer requests), by kind
 /// (playlist, segment) and outcome (`ok` or the failure kind).
 pub(super) static PROXY_UPSTREAM_FETCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {

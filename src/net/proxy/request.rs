@@ -18,6 +18,8 @@
 //!             pick_upstream ─▶ fetch (budgeted) ─ok─▶ admit ─yes─▶ 200
 //!                  ▲                │error           │no (playlist older than served,
 //!                  └── fetch_failed ◀┘◀───────────────┘     or ended while a twin is live)
+//!             a low-latency segment or part silent past 1.5 part targets: the
+//!             next packager asked too (hedge), the first admitted answer wins
 //!             nobody left ─▶ exhausted: the last good playlist (at most one
 //!                            target old), 404 when every packager said 404, else 502
 //! ```
@@ -43,8 +45,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::budgets::Budget;
+use super::budgets::{Budget, HEDGE_PARTS};
 use super::cache::SegmentCache;
 use super::flight::{Flights, Role};
 use super::listed::Listing;
@@ -369,8 +372,46 @@ impl Requests {
         object: &O,
     ) -> Result<O::Served, Refusal> {
         let mut attempt = Attempt::new(signal, stream, O::KIND);
-        while let Some(pick) = attempt.pick_upstream(|order| object.order(stream, order)) {
-            match O::fetch(&self.client, &pick.url(object.path()), pick.budget).await {
+        let hedge_after = object.hedge_after(stream);
+        let mut in_flight = FuturesUnordered::new();
+        let fetch = |pick: Pick| {
+            let url = pick.url(object.path());
+            async move {
+                let fetched = O::fetch(&self.client, &url, pick.budget).await;
+                (pick, fetched)
+            }
+        };
+        loop {
+            if in_flight.is_empty() {
+                match attempt.pick_upstream(|order| object.order(stream, order)) {
+                    Some(pick) => in_flight.push(fetch(pick)),
+                    None => break,
+                }
+            }
+            // Decision 2b, hedge: a packager silent past the hedge delay is
+            // kept waiting while the next one is asked too; the first
+            // answer admitted is served, the other fetch is dropped.
+            let done = match hedge_after {
+                Some(delay) if attempt.untried_left(|order| object.order(stream, order)) => {
+                    match tokio::time::timeout(delay, in_flight.next()).await {
+                        Ok(done) => done,
+                        Err(_) => {
+                            if let Some(pick) =
+                                attempt.pick_upstream(|order| object.order(stream, order))
+                            {
+                                hedged(signal, &pick, delay);
+                                in_flight.push(fetch(pick));
+                            }
+                            continue;
+                        }
+                    }
+                }
+                _ => in_flight.next().await,
+            };
+            let Some((pick, fetched)) = done else {
+                continue;
+            };
+            match fetched {
                 Ok(fetched) => {
                     if let Some(served) = object.admit(&attempt, &pick, fetched) {
                         return Ok(served);
@@ -381,6 +422,19 @@ impl Requests {
         }
         object.exhausted(&attempt)
     }
+}
+
+/// Logs and counts a hedged fetch: `pick` asked because the packager asked
+/// before it was silent for `delay`.
+fn hedged(signal: &str, pick: &Pick, delay: Duration) {
+    log::debug!(
+        "Signal '{signal}': no answer within {} ms; asking {} too",
+        delay.as_millis(),
+        pick.base
+    );
+    metrics::PROXY_HEDGED_FETCHES
+        .with_label_values(&[pick.base.as_str()])
+        .inc();
 }
 
 /// What a viewer request fetches, and how what arrives is judged: the only
@@ -399,6 +453,12 @@ trait Object: Sync {
     /// The packagers in the order they are tried, from the failover plan's.
     fn order(&self, _stream: &StreamState, plan: Vec<String>) -> Vec<String> {
         plan
+    }
+
+    /// How long a packager may stay silent before the next one is asked
+    /// too (a hedged fetch); `None`: one packager at a time.
+    fn hedge_after(&self, _stream: &StreamState) -> Option<Duration> {
+        None
     }
 
     /// One budgeted GET from a packager.
@@ -550,6 +610,14 @@ impl Object for Segment<'_> {
         stream.listing_first(self.name, plan)
     }
 
+    /// In a low-latency stream, [`HEDGE_PARTS`] part targets: a packager
+    /// holds a hinted part at most one part target before it exists, so one
+    /// silent longer is slow, and a viewer about three parts behind live
+    /// cannot wait out a whole first-byte budget.
+    fn hedge_after(&self, stream: &StreamState) -> Option<Duration> {
+        stream.part_target().map(|part| part.mul_f64(HEDGE_PARTS))
+    }
+
     fn fetch(
         client: &reqwest::Client,
         url: &str,
@@ -630,6 +698,12 @@ impl<'a> Attempt<'a> {
             base,
             budget: Budget::for_target(target),
         })
+    }
+
+    /// Whether a packager is left that this request has not tried.
+    fn untried_left(&self, order_for: impl Fn(Vec<String>) -> Vec<String>) -> bool {
+        let (plan, _, _) = self.stream.plan(Instant::now());
+        order_for(plan).iter().any(|b| !self.tried.contains(b))
     }
 
     /// Decision 2, a fetch failed (connect failed, no answer in budget, an

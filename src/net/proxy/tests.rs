@@ -20,6 +20,8 @@ use crate::service::shutdown::Shutdown;
 
 /// Segments the fake packagers list.
 const LISTED: [&str; 3] = ["segment000001.ts", "segment000002.ts", "segment000003.ts"];
+/// Parts the fake low-latency packagers list after [`LISTED`].
+const LL_PARTS: [&str; 2] = ["segment000004_part0.ts", "segment000004_part1.ts"];
 /// How long a fake packager takes to answer: long enough for concurrent
 /// viewer requests to overlap.
 const ANSWER_DELAY: Duration = Duration::from_millis(300);
@@ -50,6 +52,45 @@ impl FakePackager {
                     }
                     (StatusCode::OK, text.into_bytes())
                 } else if LISTED.contains(&name) && !missing.contains(&name) {
+                    let mut ts = vec![0u8; 188 * 4];
+                    ts.iter_mut().step_by(188).for_each(|b| *b = 0x47);
+                    (StatusCode::OK, ts)
+                } else {
+                    (StatusCode::NOT_FOUND, b"not found".to_vec())
+                };
+                warp::reply::with_status(body, status).into_response()
+            }
+        });
+        let base = serve(app, shutdown).await;
+        FakePackager { base, requests }
+    }
+
+    /// A low-latency packager: at once, a playlist listing [`LISTED`] and two
+    /// parts of segment 4 ([`LL_PARTS`]); those parts after `media_delay`.
+    async fn start_low_latency(media_delay: Duration, shutdown: &Shutdown) -> FakePackager {
+        let requests: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let counted = requests.clone();
+        let app = warp::path::tail().then(move |tail: warp::path::Tail| {
+            let counted = counted.clone();
+            async move {
+                let path = tail.as_str().to_string();
+                *lock(&counted).entry(path.clone()).or_default() += 1;
+                let name = path.strip_prefix("live01/").unwrap_or("");
+                let (status, body) = if name == "playlist.m3u8" {
+                    let mut text = "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:2\n\
+                                    #EXT-X-PART-INF:PART-TARGET=0.4\n\
+                                    #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.2\n\
+                                    #EXT-X-MEDIA-SEQUENCE:1\n"
+                        .to_string();
+                    for s in LISTED {
+                        text.push_str(&format!("#EXTINF:2.0,\n{s}\n"));
+                    }
+                    for p in LL_PARTS {
+                        text.push_str(&format!("#EXT-X-PART:DURATION=0.4,URI=\"{p}\"\n"));
+                    }
+                    (StatusCode::OK, text.into_bytes())
+                } else if LL_PARTS.contains(&name) {
+                    tokio::time::sleep(media_delay).await;
                     let mut ts = vec![0u8; 188 * 4];
                     ts.iter_mut().step_by(188).for_each(|b| *b = 0x47);
                     (StatusCode::OK, ts)
@@ -567,5 +608,36 @@ async fn failover_is_judged_per_rendition_and_a_rendition_nobody_serves_is_left_
     // A rendition the ladder does not name is not asked of anyone.
     let (status, _) = get(&proxy, "/live01/2160p.m3u8").await;
     assert_eq!(status, 404);
+    shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_the_first_packager_sits_on_is_asked_of_its_twin_before_the_budget_runs_out() {
+    let shutdown = Shutdown::new();
+    // A takes 5 s for a part, far past the first-byte budget (half the 2 s
+    // target); B answers at once.
+    let a = FakePackager::start_low_latency(Duration::from_secs(5), &shutdown).await;
+    let b = FakePackager::start_low_latency(Duration::ZERO, &shutdown).await;
+    let proxy = proxy_over(&[&a, &b], &shutdown).await;
+    assert_eq!(get(&proxy, "/live01/playlist.m3u8").await.0, 200);
+
+    let (status, body) = get(&proxy, "/live01/segment000004_part1.ts").await;
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), 188 * 4);
+    assert_eq!(a.count("live01/segment000004_part1.ts"), 1, "A asked first");
+    assert_eq!(b.count("live01/segment000004_part1.ts"), 1, "then B");
+    // B was asked while A's fetch was still within its budget (hedged at
+    // 1.5 part targets, 0.6 s), not after A's timed out at 1 s.
+    let hedged = super::metrics::PROXY_HEDGED_FETCHES
+        .with_label_values(&[b.base.as_str()])
+        .get();
+    assert_eq!(hedged, 1, "B asked as a hedge");
+    let a_timeouts = super::metrics::PROXY_UPSTREAM_FAILURES
+        .with_label_values(&[a.base.as_str(), "first_byte_timeout"])
+        .get();
+    assert_eq!(
+        a_timeouts, 0,
+        "A's fetch ran out its budget before B was asked"
+    );
     shutdown.trigger();
 }
