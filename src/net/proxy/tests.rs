@@ -34,69 +34,56 @@ struct FakePackager {
 
 impl FakePackager {
     /// Serves `live01/playlist.m3u8` listing [`LISTED`] and those segments
-    /// (whole MPEG-TS), except `missing` ones, which are 404.
+    /// (whole MPEG-TS), except `missing` ones, which are 404; every answer
+    /// after [`ANSWER_DELAY`].
     async fn start(missing: &'static [&'static str], shutdown: &Shutdown) -> FakePackager {
-        let requests: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let counted = requests.clone();
-        let app = warp::path::tail().then(move |tail: warp::path::Tail| {
-            let counted = counted.clone();
-            async move {
-                let path = tail.as_str().to_string();
-                *lock(&counted).entry(path.clone()).or_default() += 1;
-                tokio::time::sleep(ANSWER_DELAY).await;
-                let name = path.strip_prefix("live01/").unwrap_or("");
-                let (status, body) = if name == "playlist.m3u8" {
-                    let mut text = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1\n".to_string();
-                    for s in LISTED {
-                        text.push_str(&format!("#EXTINF:2.0,\n{s}\n"));
-                    }
-                    (StatusCode::OK, text.into_bytes())
-                } else if LISTED.contains(&name) && !missing.contains(&name) {
-                    let mut ts = vec![0u8; 188 * 4];
-                    ts.iter_mut().step_by(188).for_each(|b| *b = 0x47);
-                    (StatusCode::OK, ts)
-                } else {
-                    (StatusCode::NOT_FOUND, b"not found".to_vec())
-                };
-                warp::reply::with_status(body, status).into_response()
+        FakePackager::answering(shutdown, move |name| async move {
+            tokio::time::sleep(ANSWER_DELAY).await;
+            if name == "playlist.m3u8" {
+                (StatusCode::OK, playlist("#EXT-X-VERSION:3\n", &[]))
+            } else if LISTED.contains(&name.as_str()) && !missing.contains(&name.as_str()) {
+                (StatusCode::OK, transport_stream())
+            } else {
+                (StatusCode::NOT_FOUND, b"not found".to_vec())
             }
-        });
-        let base = serve(app, shutdown).await;
-        FakePackager { base, requests }
+        })
+        .await
     }
 
     /// A low-latency packager: at once, a playlist listing [`LISTED`] and two
     /// parts of segment 4 ([`LL_PARTS`]); those parts after `media_delay`.
     async fn start_low_latency(media_delay: Duration, shutdown: &Shutdown) -> FakePackager {
+        const LOW_LATENCY: &str = "#EXT-X-VERSION:9\n#EXT-X-PART-INF:PART-TARGET=0.4\n\
+                                   #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.2\n";
+        FakePackager::answering(shutdown, move |name| async move {
+            if name == "playlist.m3u8" {
+                (StatusCode::OK, playlist(LOW_LATENCY, &LL_PARTS))
+            } else if LL_PARTS.contains(&name.as_str()) {
+                tokio::time::sleep(media_delay).await;
+                (StatusCode::OK, transport_stream())
+            } else {
+                (StatusCode::NOT_FOUND, b"not found".to_vec())
+            }
+        })
+        .await
+    }
+
+    /// A packager counting every request by path and answering each name
+    /// under `live01/` with what `answer` gives for it.
+    async fn answering<F, A>(shutdown: &Shutdown, answer: F) -> FakePackager
+    where
+        F: Fn(String) -> A + Clone + Send + Sync + 'static,
+        A: std::future::Future<Output = (StatusCode, Vec<u8>)> + Send,
+    {
         let requests: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let counted = requests.clone();
         let app = warp::path::tail().then(move |tail: warp::path::Tail| {
-            let counted = counted.clone();
+            let (counted, answer) = (counted.clone(), answer.clone());
             async move {
                 let path = tail.as_str().to_string();
                 *lock(&counted).entry(path.clone()).or_default() += 1;
-                let name = path.strip_prefix("live01/").unwrap_or("");
-                let (status, body) = if name == "playlist.m3u8" {
-                    let mut text = "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:2\n\
-                                    #EXT-X-PART-INF:PART-TARGET=0.4\n\
-                                    #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.2\n\
-                                    #EXT-X-MEDIA-SEQUENCE:1\n"
-                        .to_string();
-                    for s in LISTED {
-                        text.push_str(&format!("#EXTINF:2.0,\n{s}\n"));
-                    }
-                    for p in LL_PARTS {
-                        text.push_str(&format!("#EXT-X-PART:DURATION=0.4,URI=\"{p}\"\n"));
-                    }
-                    (StatusCode::OK, text.into_bytes())
-                } else if LL_PARTS.contains(&name) {
-                    tokio::time::sleep(media_delay).await;
-                    let mut ts = vec![0u8; 188 * 4];
-                    ts.iter_mut().step_by(188).for_each(|b| *b = 0x47);
-                    (StatusCode::OK, ts)
-                } else {
-                    (StatusCode::NOT_FOUND, b"not found".to_vec())
-                };
+                let name = path.strip_prefix("live01/").unwrap_or("").to_string();
+                let (status, body) = answer(name).await;
                 warp::reply::with_status(body, status).into_response()
             }
         });
@@ -117,6 +104,26 @@ impl FakePackager {
             .map(|(_, n)| n)
             .sum()
     }
+}
+
+/// A media playlist: `tags` after `#EXTM3U`, [`LISTED`] from media sequence
+/// 1, then `parts` of the next segment.
+fn playlist(tags: &str, parts: &[&str]) -> Vec<u8> {
+    let mut text = format!("#EXTM3U\n{tags}#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1\n");
+    for s in LISTED {
+        text.push_str(&format!("#EXTINF:2.0,\n{s}\n"));
+    }
+    for p in parts {
+        text.push_str(&format!("#EXT-X-PART:DURATION=0.4,URI=\"{p}\"\n"));
+    }
+    text.into_bytes()
+}
+
+/// Four MPEG-TS packets: a whole transport stream to the proxy's checks.
+fn transport_stream() -> Vec<u8> {
+    let mut ts = vec![0u8; 188 * 4];
+    ts.iter_mut().step_by(188).for_each(|b| *b = 0x47);
+    ts
 }
 
 /// Serves `app` on a free loopback port; its base URL.
