@@ -4,12 +4,12 @@
 # build stage still builds (no Docker needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# A build from scratch takes about 9 GB (the workspace's debug build, the image
+# A run from scratch fills about 6 GB (the workspace's debug build, the image
 # check's own target folder, test output); a full disk shows up much later as a
 # linker's "Bus error" or "No space left on device" in the middle of a crate.
 free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
 if [ "${free_kb:-0}" -lt $((10 * 1024 * 1024)) ]; then
-    echo "warning: $(( ${free_kb:-0} / 1024 / 1024 )) GB free here; building and testing from scratch needs about 10 GB" >&2
+    echo "warning: $(( ${free_kb:-0} / 1024 / 1024 )) GB free here; a run from scratch fills about 6 GB, and builds beside it need more" >&2
 fi
 ./scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
