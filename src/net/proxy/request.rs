@@ -392,7 +392,7 @@ impl Requests {
             // kept waiting while the next one is asked too; the first
             // answer admitted is served, the other fetch is dropped.
             let done = match hedge_after {
-                Some(delay) if attempt.untried_left(|order| object.order(stream, order)) => {
+                Some(delay) if attempt.untried_left() => {
                     match tokio::time::timeout(delay, in_flight.next()).await {
                         Ok(done) => done,
                         Err(_) => {
@@ -700,10 +700,14 @@ impl<'a> Attempt<'a> {
         })
     }
 
-    /// Whether a packager is left that this request has not tried.
-    fn untried_left(&self, order_for: impl Fn(Vec<String>) -> Vec<String>) -> bool {
-        let (plan, _, _) = self.stream.plan(Instant::now());
-        order_for(plan).iter().any(|b| !self.tried.contains(b))
+    /// Whether a packager is left that this request has not tried (read
+    /// without a plan: a plan may make a switch, which only
+    /// [`Attempt::pick_upstream`] logs and records).
+    fn untried_left(&self) -> bool {
+        self.stream
+            .packagers()
+            .iter()
+            .any(|b| !self.tried.contains(b))
     }
 
     /// Decision 2, a fetch failed (connect failed, no answer in budget, an
