@@ -372,7 +372,8 @@ impl Requests {
         object: &O,
     ) -> Result<O::Served, Refusal> {
         let mut attempt = Attempt::new(signal, stream, O::KIND);
-        let hedge_after = object.hedge_after(stream);
+        // Cleared once a hedge finds nobody left to ask.
+        let mut hedge_after = object.hedge_after(stream);
         let mut in_flight = FuturesUnordered::new();
         let fetch = |pick: Pick| {
             let url = pick.url(object.path());
@@ -392,21 +393,20 @@ impl Requests {
             // kept waiting while the next one is asked too; the first
             // answer admitted is served, the other fetch is dropped.
             let done = match hedge_after {
-                Some(delay) if attempt.untried_left() => {
-                    match tokio::time::timeout(delay, in_flight.next()).await {
-                        Ok(done) => done,
-                        Err(_) => {
-                            if let Some(pick) =
-                                attempt.pick_upstream(|order| object.order(stream, order))
-                            {
+                Some(delay) => match tokio::time::timeout(delay, in_flight.next()).await {
+                    Ok(done) => done,
+                    Err(_) => {
+                        match attempt.pick_upstream(|order| object.order(stream, order)) {
+                            Some(pick) => {
                                 hedged(signal, &pick, delay);
                                 in_flight.push(fetch(pick));
                             }
-                            continue;
+                            None => hedge_after = None,
                         }
+                        continue;
                     }
-                }
-                _ => in_flight.next().await,
+                },
+                None => in_flight.next().await,
             };
             let Some((pick, fetched)) = done else {
                 continue;
@@ -698,16 +698,6 @@ impl<'a> Attempt<'a> {
             base,
             budget: Budget::for_target(target),
         })
-    }
-
-    /// Whether a packager is left that this request has not tried (read
-    /// without a plan: a plan may make a switch, which only
-    /// [`Attempt::pick_upstream`] logs and records).
-    fn untried_left(&self) -> bool {
-        self.stream
-            .packagers()
-            .iter()
-            .any(|b| !self.tried.contains(b))
     }
 
     /// Decision 2, a fetch failed (connect failed, no answer in budget, an

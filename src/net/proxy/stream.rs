@@ -129,11 +129,6 @@ impl StreamState {
         (order, switch, f.target_duration())
     }
 
-    /// The signal's packagers, in configuration order.
-    pub(super) fn packagers(&self) -> Vec<String> {
-        lock(&self.failover).packagers()
-    }
-
     pub(super) fn target_duration(&self) -> Duration {
         lock(&self.failover).target_duration()
     }
