@@ -276,6 +276,7 @@ async function main() {
     video_width: r.video_width,
     video_height: r.video_height,
     last_error: r.last_error,
+    slowest_playlist: r.slowest_playlist,
     ended: r.ended,
     hls_version: r.hls_version,
     native_supported: r.native_supported,
