@@ -110,6 +110,7 @@ where
         max_connections: 1024,
         header_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
+        serve_threads: None,
     };
     let shutdown = shutdown.clone();
     tokio::spawn(async move {

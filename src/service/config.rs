@@ -27,11 +27,29 @@ pub struct ListenArgs {
     /// Seconds a connection may stay silent before it is closed.
     #[arg(long, env = "HTTP_IDLE_TIMEOUT_SECONDS", default_value = "60", value_parser = parse_seconds)]
     pub idle_timeout: std::time::Duration,
+    /// Threads that accept and serve connections, each with its own
+    /// listening socket on the port (`SO_REUSEPORT`: the kernel spreads new
+    /// connections over them) and its own event loop, as nginx's worker
+    /// processes do. 0: connections are served by the program's shared
+    /// runtime, one listening socket. Default: one per core for the proxy
+    /// (what viewers load), 0 for the other services.
+    #[arg(long, env = "SERVE_THREADS", value_parser = parse_serve_threads)]
+    pub serve_threads: Option<usize>,
 }
 
 impl ListenArgs {
     pub fn addr(&self, port: u16) -> SocketAddr {
         SocketAddr::new(self.host, port)
+    }
+
+    /// These settings with serving threads, unless `SERVE_THREADS` chose:
+    /// one per core the process may run on.
+    pub fn with_thread_per_core(mut self) -> Self {
+        if self.serve_threads.is_none() {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            self.serve_threads = Some(cores.min(64));
+        }
+        self
     }
 }
 
@@ -42,6 +60,14 @@ pub(crate) fn parse_connection_limit(s: &str) -> Result<usize, String> {
         _ => Err(format!(
             "'{s}' is not a number of connections between 1 and 1000000"
         )),
+    }
+}
+
+/// Serving threads: 0 (the shared runtime) to 64.
+pub(crate) fn parse_serve_threads(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n <= 64 => Ok(n),
+        _ => Err(format!("'{s}' is not a number of threads between 0 and 64")),
     }
 }
 

@@ -36,7 +36,9 @@ pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Peer(pub SocketAddr);
 
-/// Serves `routes` on `listen.addr(port)` until shutdown, then drains.
+/// Serves `routes` on `listen.addr(port)` until shutdown, then drains: on
+/// the program's runtime, or with `SERVE_THREADS` set, on that many threads
+/// of their own ([`serve_per_thread`]).
 pub async fn serve<F>(
     service: &'static str,
     listen: &ListenArgs,
@@ -48,6 +50,10 @@ where
     F: Filter<Error = Infallible> + Clone + Send + Sync + 'static,
     F::Extract: Reply,
 {
+    if let Some(threads @ 1..) = listen.serve_threads {
+        let listeners = bind_shared(listen, port, threads)?;
+        return serve_per_thread(service, listeners, listen, routes, shutdown).await;
+    }
     let listener = bind(listen, port).await?;
     serve_on(service, listener, listen, routes, shutdown).await;
     Ok(())
@@ -57,6 +63,26 @@ where
 /// before it starts other work. The accept queue holds up to
 /// [`listen_backlog`] connections not accepted yet.
 pub async fn bind(listen: &ListenArgs, port: u16) -> Result<TcpListener, ServeError> {
+    bind_socket(listen, port, false)
+}
+
+/// Binds `count` sockets to `listen.addr(port)` together (`SO_REUSEPORT`),
+/// one per serving thread; the first settles the port when `port` is 0.
+pub fn bind_shared(
+    listen: &ListenArgs,
+    port: u16,
+    count: usize,
+) -> Result<Vec<TcpListener>, ServeError> {
+    let first = bind_socket(listen, port, true)?;
+    let port = first.local_addr().map_or(port, |a| a.port());
+    let mut listeners = vec![first];
+    for _ in 1..count {
+        listeners.push(bind_socket(listen, port, true)?);
+    }
+    Ok(listeners)
+}
+
+fn bind_socket(listen: &ListenArgs, port: u16, shared: bool) -> Result<TcpListener, ServeError> {
     let addr = listen.addr(port);
     let fail = |e: std::io::Error| ServeError::Bind {
         addr,
@@ -73,6 +99,12 @@ pub async fn bind(listen: &ListenArgs, port: u16) -> Result<TcpListener, ServeEr
     // once, whatever connections of its predecessor linger.
     #[cfg(unix)]
     socket.set_reuseaddr(true).map_err(fail)?;
+    // Several sockets of this process on one port, each given its share of
+    // new connections by the kernel.
+    #[cfg(unix)]
+    if shared {
+        socket.set_reuseport(true).map_err(fail)?;
+    }
     socket.bind(addr).map_err(fail)?;
     socket
         .listen(listen_backlog(listen.max_connections))
@@ -110,8 +142,117 @@ pub async fn serve_on<F>(
         .unwrap_or_default();
     let capacity = super::limits::connection_capacity(service, listen.max_connections);
     log::info!("{service} listening on http://{bound}");
-    let svc = TowerToHyperService::new(warp::service(routes));
     let permits = Arc::new(Semaphore::new(capacity));
+    accept_until_shutdown(
+        service,
+        listener,
+        listen,
+        routes,
+        (permits, capacity),
+        shutdown,
+    )
+    .await;
+    log::info!("{service} stopped");
+}
+
+/// Serves `routes` on `listen.serve_threads` threads, each running its own
+/// single-threaded runtime and accepting on its own socket bound to the
+/// same port: a connection lives and is served on the one thread the kernel
+/// gave it to, in the order its events come, as in nginx's worker
+/// processes, instead of being passed between a shared runtime's workers.
+/// The connection limit is shared. Whatever a request starts (a fetch
+/// upstream other viewers wait for) runs on the thread that started it;
+/// the program's own runtime keeps its background work.
+pub async fn serve_per_thread<F>(
+    service: &'static str,
+    listeners: Vec<TcpListener>,
+    listen: &ListenArgs,
+    routes: F,
+    shutdown: Shutdown,
+) -> Result<(), ServeError>
+where
+    F: Filter<Error = Infallible> + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+{
+    let bound = match listeners.first().map(|l| l.local_addr()) {
+        Some(Ok(addr)) => addr,
+        _ => return Ok(()),
+    };
+    let capacity = super::limits::connection_capacity(service, listen.max_connections);
+    let permits = Arc::new(Semaphore::new(capacity));
+    let mut finished = Vec::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        // Taken off this runtime, registered again with the thread's own.
+        let listener = listener.into_std().map_err(|e| ServeError::Bind {
+            addr: bound,
+            port: bound.port(),
+            reason: root_cause(&e),
+        })?;
+        let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        finished.push(finished_rx);
+        let (routes, listen, permits, stop) = (
+            routes.clone(),
+            listen.clone(),
+            permits.clone(),
+            shutdown.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name(format!("{service}-serve-{index}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match runtime {
+                    Ok(runtime) => runtime.block_on(async move {
+                        match TcpListener::from_std(listener) {
+                            Ok(listener) => {
+                                accept_until_shutdown(
+                                    service,
+                                    listener,
+                                    &listen,
+                                    routes,
+                                    (permits, capacity),
+                                    stop,
+                                )
+                                .await
+                            }
+                            Err(e) => log::error!("{service}: serving thread {index}: {e}"),
+                        }
+                    }),
+                    Err(e) => log::error!("{service}: serving thread {index}: {e}"),
+                }
+                let _ = done.send(());
+            });
+        if let Err(e) = thread {
+            log::error!("{service}: cannot start serving thread {index}: {e}");
+        }
+    }
+    log::info!(
+        "{service} listening on http://{bound} ({} serving threads)",
+        finished.len()
+    );
+    for thread in finished {
+        // An error means the thread is gone already: nothing to wait for.
+        let _ = thread.await;
+    }
+    log::info!("{service} stopped");
+    Ok(())
+}
+
+/// Accepts on `listener` until shutdown, each connection served in a task
+/// of its own while a permit is free (else closed at once), then drains.
+async fn accept_until_shutdown<F>(
+    service: &'static str,
+    listener: TcpListener,
+    listen: &ListenArgs,
+    routes: F,
+    (permits, capacity): (Arc<Semaphore>, usize),
+    shutdown: Shutdown,
+) where
+    F: Filter<Error = Infallible> + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+{
+    let svc = TowerToHyperService::new(warp::service(routes));
     let mut connections = JoinSet::new();
     let mut refused: u64 = 0;
     loop {
@@ -166,7 +307,6 @@ pub async fn serve_on<F>(
         );
         connections.abort_all();
     }
-    log::info!("{service} stopped");
 }
 
 async fn serve_connection<S>(
@@ -340,6 +480,7 @@ mod tests {
             max_connections: 5000,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            serve_threads: None,
         };
         let listener = bind(&listen, 0).await.expect("bound");
         let addr = listener.local_addr().expect("an address");
@@ -361,5 +502,59 @@ mod tests {
         };
         let ((), answer) = tokio::join!(server, client);
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn serving_threads_share_one_port_and_each_takes_connections() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listen = ListenArgs {
+            host: "127.0.0.1".parse().expect("an address"),
+            max_connections: 100,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            serve_threads: Some(2),
+        };
+        let listeners = bind_shared(&listen, 0, 2).expect("bound");
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("an address").port())
+            .collect();
+        assert_eq!(ports[0], ports[1], "both sockets on one port");
+        // Each answer names the thread that served it.
+        let routes = warp::any().map(|| {
+            std::thread::current()
+                .name()
+                .unwrap_or("unnamed")
+                .to_string()
+        });
+        let shutdown = Shutdown::new();
+        let server = serve_per_thread("test", listeners, &listen, routes, shutdown.clone());
+        let clients = async {
+            let mut threads = std::collections::BTreeSet::new();
+            for _ in 0..40 {
+                let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", ports[0]))
+                    .await
+                    .expect("connects");
+                stream
+                    .write_all(b"GET /thread HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                    .await
+                    .expect("sent");
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).await.expect("read");
+                assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+                let body = answer.rsplit("\r\n\r\n").next().unwrap_or("").to_string();
+                threads.insert(body);
+            }
+            shutdown.trigger();
+            threads
+        };
+        let (served, threads) = tokio::join!(server, clients);
+        served.expect("served until shutdown");
+        // 40 connections from different ports, spread by the kernel's hash:
+        // all on one socket would happen about once in 2^39 runs.
+        assert_eq!(
+            threads.into_iter().collect::<Vec<_>>(),
+            vec!["test-serve-0".to_string(), "test-serve-1".to_string()]
+        );
     }
 }

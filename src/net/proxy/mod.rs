@@ -152,7 +152,7 @@ pub(crate) struct Proxy {
 }
 
 pub async fn run(config: ProxyConfig, shutdown: Shutdown) -> Result<(), http::ServeError> {
-    let (listen, port) = (config.listen.clone(), config.port);
+    let (listen, port) = (config.listen.clone().with_thread_per_core(), config.port);
     log::info!(
         "Proxy asks {} for routes; allowed packagers: {}",
         config.origin_url,
