@@ -32,6 +32,7 @@
   const HLS_CONFIG = lowLatency ? { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 } : { lowLatencyMode: false };
   const $ = (id) => document.getElementById(id);
   const video = $('video');
+  const levelPick = $('player-level');
 
   // Small DOM builder: h('td', { class: 'x', 'data-a': 1 }, 'text', child, ...).
   function h(tag, attrs, ...children) {
@@ -384,6 +385,8 @@
 
   function teardown() {
     clearTimeout(P.retryTimer);
+    levelPick.replaceChildren(h('option', { value: '-1' }, 'auto'));
+    levelPick.disabled = true;
     if (P.hls) { P.hls.destroy(); P.hls = null; }
     video.removeAttribute('src');
     video.load();
@@ -423,6 +426,7 @@
         if (P.rendition !== null && P.rendition !== name) P.renditionSwitches += 1;
         P.rendition = name;
       });
+      hls.on(Hls.Events.MANIFEST_PARSED, () => showLevels(hls));
       hls.on(Hls.Events.ERROR, (_e, data) => {
         if (!data.fatal) return;
         noteError(`${data.type}: ${data.details}`);
@@ -437,6 +441,20 @@
     const p = video.play();
     if (p && p.catch) p.catch(() => { /* autoplay waits for data; muted autoplay is allowed */ });
   }
+
+  // The operator may hold one rendition (to look at each rung) or leave
+  // hls.js to choose ('auto'); the switch happens at the next fragment, so
+  // playback does not stop. Native HLS chooses on its own: no choice then.
+  function showLevels(hls) {
+    levelPick.replaceChildren(h('option', { value: '-1' }, 'auto'),
+      ...hls.levels.map((level, i) => h('option', { value: String(i) },
+        `${level.height}p ${Math.round(level.bitrate / 1000)} kb/s`)));
+    levelPick.value = '-1';
+    levelPick.disabled = hls.levels.length < 2;
+  }
+  levelPick.addEventListener('change', () => {
+    if (P.hls) P.hls.nextLevel = Number(levelPick.value);
+  });
 
   function noteError(text) {
     P.errors += 1;

@@ -16,6 +16,10 @@
 // must show the switch back, playback still advancing.
 // With --kill-worker-pid: last, that worker gets SIGKILL and the page's overall
 // badge must leave "stream up" and name the worker.
+// With --pick-rendition HEIGHT instead of faults (a ladder): once playing, the
+// operator picks that rendition in the player's "pick" list; the page's
+// "rendition" must show it, with the switch counted, playback advancing for
+// --watch seconds after it shows.
 //
 // Exit 0: every step ran (judge the JSON). Exit 1: a step failed or could not
 // run; one "error: ..." line on stderr, and the JSON (with "failed") is still
@@ -39,7 +43,7 @@ const RECOVER_TIMEOUT_MS = 40000; // a restored packager must show fresh within 
 
 const USAGE = `usage: node console-test.mjs --console URL --token TOKEN [--signal live01] [--fault server1]
         [--kill-pid PID] [--kill-worker-pid PID] [--watch SECONDS] [--screenshot FILE.png]
-        [--player auto|native|hlsjs]
+        [--player auto|native|hlsjs] [--pick-rendition HEIGHT]
         [--timeout SECONDS] [--chromium PATH]`;
 
 const log = logger('console-test');
@@ -55,11 +59,13 @@ function readCli(argv) {
     watch: { type: 'string', default: '10' },
     screenshot: { type: 'string' },
     player: { type: 'string', default: 'auto' },
+    'pick-rendition': { type: 'string' },
     timeout: { type: 'string', default: '240' },
     chromium: { type: 'string', default: DEFAULT_CHROMIUM },
   }, USAGE);
   if (!o.console) throw new Fail('--console is required (see --help)');
-  if (!o.token) throw new Fail('--token is required (see --help)');
+  const pickRendition = o['pick-rendition'] === undefined ? null : Math.round(positiveNumber(o['pick-rendition'], '--pick-rendition'));
+  if (!o.token && pickRendition === null) throw new Fail('--token is required (see --help)');
   const watch = positiveNumber(o.watch, '--watch');
   const timeout = positiveNumber(o.timeout, '--timeout');
   const killPid = o['kill-pid'] === undefined ? null : Number(o['kill-pid']);
@@ -70,7 +76,7 @@ function readCli(argv) {
   const url = new URL(o.console);
   if (o.player !== 'auto') url.searchParams.set('player', o.player);
   return {
-    url: url.href, token: o.token, signal: o.signal, fault: o.fault, killPid, killWorkerPid,
+    url: url.href, token: o.token, signal: o.signal, fault: o.fault, killPid, killWorkerPid, pickRendition,
     watchMs: Math.round(watch * 1000), timeoutMs: Math.round(timeout * 1000),
     screenshot: o.screenshot ? path.resolve(o.screenshot) : null, chromium: o.chromium,
   };
@@ -106,6 +112,12 @@ const verdict = {
   timeline: [],
   external_requests: [],
   page_errors: [],
+  renditions_offered: null,
+  rendition_before_pick: null,
+  rendition_shown: null,
+  rendition_shown_after_ms: null,
+  advanced_after_pick_s: null,
+  max_frozen_ms_after_pick: null,
   screenshot: null,
   failed: null,
 };
@@ -175,6 +187,11 @@ async function main(opts) {
     return n >= 1 ? n : null;
   }, S, { timeout: LOAD_TIMEOUT_MS }).then((handle) => handle.jsonValue()).catch(() => null);
   log(`viewers shown: ${verdict.viewers_shown}`);
+
+  if (opts.pickRendition !== null) {
+    await pickRendition(page, opts, read);
+    return;
+  }
 
   // Unlock the fault controls once, as an operator would.
   const row = `#faults .fault[data-fault="${sel(opts.fault)}"]`;
@@ -287,6 +304,49 @@ async function main(opts) {
     verdict.worker_badge_after_ms = Date.now() - t3;
     log(`worker killed: badge ${verdict.worker_badge.status} (${verdict.worker_badge.text}) after ${verdict.worker_badge_after_ms} ms`);
   }
+}
+
+// The operator picks the rendition of --pick-rendition's height in the
+// player's list; the page must show the player on it, the switch counted,
+// while playback goes on.
+async function pickRendition(page, opts, read) {
+  const offered = await page.waitForFunction(() => {
+    const pick = document.getElementById('player-level');
+    return pick.disabled ? null : [...pick.options].map((o) => ({ value: o.value, label: o.textContent }));
+  }, null, { timeout: LOAD_TIMEOUT_MS }).then((handle) => handle.jsonValue())
+    .catch(() => { throw new Fail('the player offered no renditions to pick (one rendition, or native HLS?)'); });
+  verdict.renditions_offered = offered.map((o) => o.label);
+  const wanted = `${opts.pickRendition}p `;
+  const choice = offered.find((o) => o.label.startsWith(wanted));
+  if (!choice) throw new Fail(`no ${opts.pickRendition}p rendition offered: ${verdict.renditions_offered.join(', ')}`);
+  verdict.rendition_before_pick = await page.textContent('#player-rendition');
+  const ct0 = (await read()).ct;
+  const t0 = Date.now();
+  await page.selectOption('#player-level', choice.value);
+  log(`picked ${choice.label} (was showing ${verdict.rendition_before_pick}) at currentTime ${ct0.toFixed(2)}`);
+  let shownAt = null;
+  let lastCt = ct0;
+  let lastAdvance = t0;
+  let maxFrozen = 0;
+  for (;;) {
+    const now = Date.now();
+    const x = await read();
+    if (x.ct > lastCt + 0.001) { lastCt = x.ct; lastAdvance = now; }
+    maxFrozen = Math.max(maxFrozen, now - lastAdvance);
+    const shown = await page.textContent('#player-rendition');
+    if (shownAt === null && shown.startsWith(wanted)) {
+      shownAt = now;
+      verdict.rendition_shown = shown;
+      verdict.rendition_shown_after_ms = now - t0;
+      log(`page shows ${shown} ${now - t0} ms after the pick`);
+    }
+    if (shownAt === null && now - t0 > SWITCH_TIMEOUT_MS) break;
+    if (shownAt !== null && now - shownAt >= opts.watchMs) break;
+    await sleep(SAMPLE_MS);
+  }
+  verdict.advanced_after_pick_s = +(lastCt - ct0).toFixed(2);
+  verdict.max_frozen_ms_after_pick = maxFrozen;
+  if (shownAt === null) throw new Fail(`the page did not show ${opts.pickRendition}p within ${SWITCH_TIMEOUT_MS / 1000} s of the pick (shows ${await page.textContent('#player-rendition')})`);
 }
 
 // The workers panel's rows as the operator sees them.

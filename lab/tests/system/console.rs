@@ -53,6 +53,41 @@ fn require_browser() {
     );
 }
 
+/// Runs `lab/web/console-test.mjs` with `args`: whether it succeeded, its
+/// JSON verdict (null when it printed none) and its progress log.
+fn drive_console(args: &[&str]) -> (bool, serde_json::Value, String) {
+    let out = Command::new("node")
+        .arg(browser_driver("console-test.mjs"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("node runs lab/web/console-test.mjs");
+    let driver_log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let verdict = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (out.status.success(), verdict, driver_log)
+}
+
+/// Starts the console in front of `stack` (no fault controls); its port.
+fn start_console(stack: &Stack) -> (Service, u16) {
+    let port = free_port();
+    let envs = [
+        ("CONSOLE_PORT", port.to_string()),
+        ("PROXY_URL", stack.base_url(Role::Proxy)),
+        ("ORIGIN_URL", stack.base_url(Role::Origin)),
+        ("CONSOLE_ASSETS", web_dir().display().to_string()),
+        ("LISTEN_HOST", "127.0.0.1".to_string()),
+    ];
+    let console = Service::start("console", &bin("console"), &[], &envs, stack.logs_dir());
+    wait_healthy(port);
+    (console, port)
+}
+
 fn number(v: &serde_json::Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(f64::NAN)
 }
@@ -94,34 +129,33 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
     // CONSOLE_TEST_PLAYER=native|hlsjs forces one.
     let player = std::env::var("CONSOLE_TEST_PLAYER").unwrap_or_else(|_| "auto".into());
 
-    let out = Command::new("node")
-        .arg(browser_driver("console-test.mjs"))
-        .args(["--console", &console_url, "--token", TOKEN])
-        .args(["--signal", "live01", "--fault", "server1"])
-        .args(["--kill-pid", &server2_pid.to_string()])
-        .args(["--kill-worker-pid", &worker_pid.to_string()])
-        .args(["--watch", &WATCH_SECONDS.to_string()])
-        .args(["--player", &player])
-        .arg("--screenshot")
-        .arg(&screenshot)
-        .stdin(Stdio::null())
-        .output()
-        .expect("node runs lab/web/console-test.mjs");
-    let driver_log = String::from_utf8_lossy(&out.stderr).into_owned();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let verdict: serde_json::Value = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or(serde_json::Value::Null);
+    let (succeeded, verdict, driver_log) = drive_console(&[
+        "--console",
+        &console_url,
+        "--token",
+        TOKEN,
+        "--signal",
+        "live01",
+        "--fault",
+        "server1",
+        "--kill-pid",
+        &server2_pid.to_string(),
+        "--kill-worker-pid",
+        &worker_pid.to_string(),
+        "--watch",
+        &WATCH_SECONDS.to_string(),
+        "--player",
+        &player,
+        "--screenshot",
+        &screenshot.display().to_string(),
+    ]);
     let context = format!(
         "{verdict:#}\n--- console-test ---\n{driver_log}\n--- console ---\n{}\n{}",
         console.log_text(),
         stack.logs()
     );
     eprintln!("verdict: {verdict:#}\n--- console-test ---\n{driver_log}");
-    assert!(out.status.success(), "console-test failed\n{context}");
+    assert!(succeeded, "console-test failed\n{context}");
 
     // The page loaded, listed the signal, pushed its state and played.
     assert_eq!(verdict["signal_shown"], true, "{context}");
@@ -253,4 +287,71 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
         "{} is not a PNG",
         screenshot.display()
     );
+}
+
+/// A ladder in the console's player: the operator picks the lowest rung in
+/// the player's list, and the page shows the player on it, the switch
+/// counted, while playback goes on without a stall (hls.js switches at the
+/// next fragment).
+#[test]
+fn console_shows_the_player_switching_to_the_rendition_picked() {
+    require_browser();
+    let stack = Stack::start(StackOptions {
+        ladder: Some("recommended".to_string()),
+        input_size: (854, 480),
+        ..StackOptions::default()
+    });
+    let (console, port) = start_console(&stack);
+    let console_url = format!("http://127.0.0.1:{port}/");
+    let (succeeded, verdict, driver_log) = drive_console(&[
+        "--console",
+        &console_url,
+        "--signal",
+        "live01",
+        "--player",
+        "hlsjs",
+        "--pick-rendition",
+        "360",
+        "--watch",
+        "4",
+    ]);
+    let context = format!(
+        "{verdict:#}\n--- console-test ---\n{driver_log}\n--- console ---\n{}\n{}",
+        console.log_text(),
+        stack.logs()
+    );
+    eprintln!("verdict: {verdict:#}\n--- console-test ---\n{driver_log}");
+    assert!(succeeded, "console-test failed\n{context}");
+    // Both rungs offered besides "auto"; the player began on the top one
+    // (localhost is fast) and the page shows it on 360p after the pick,
+    // with the switch counted.
+    let offered: Vec<String> = verdict["renditions_offered"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    assert_eq!(offered.len(), 3, "{context}");
+    assert_eq!(offered[0], "auto", "{context}");
+    assert!(offered[1..].iter().any(|o| o.starts_with("480p ")), "{context}");
+    assert!(offered[1..].iter().any(|o| o.starts_with("360p ")), "{context}");
+    let shown = verdict["rendition_shown"].as_str().unwrap_or_default();
+    assert!(
+        shown.starts_with("360p ") && shown.contains("(1 switches)"),
+        "the page shows: {shown}\n{context}"
+    );
+    assert!(
+        verdict["rendition_before_pick"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("480p ")),
+        "{context}"
+    );
+    // Playback went on through the switch.
+    assert!(number(&verdict, "advanced_after_pick_s") >= 3.0, "{context}");
+    assert!(
+        verdict["max_frozen_ms_after_pick"]
+            .as_u64()
+            .is_some_and(|ms| ms <= MAX_FROZEN_MS),
+        "{context}"
+    );
+    assert_eq!(verdict["stalls"], 0, "stalls counted by the page\n{context}");
+    assert_eq!(verdict["page_errors"], serde_json::json!([]), "{context}");
 }
