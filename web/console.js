@@ -527,7 +527,7 @@
     $('player-time').textContent = video.currentTime.toFixed(1);
     P.latency = P.advanced ? latencyNow() : null;
     $('player-latency').textContent = P.latency === null ? '-' : `${P.latency.toFixed(1)} s`;
-    $('player-rendition').textContent = P.rendition === null ? '-' : `${P.rendition}${P.renditionSwitches ? ` (${P.renditionSwitches} switches)` : ''}`;
+    $('player-rendition').textContent = P.rendition === null ? '-' : `${P.rendition}${P.renditionSwitches ? ` (${P.renditionSwitches} switch${P.renditionSwitches === 1 ? '' : 'es'})` : ''}`;
     const stalls = $('stall-count');
     stalls.textContent = String(P.stalls);
     stalls.dataset.stalls = P.stalls;

@@ -327,15 +327,25 @@ fn console_shows_the_player_switching_to_the_rendition_picked() {
     // with the switch counted.
     let offered: Vec<String> = verdict["renditions_offered"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     assert_eq!(offered.len(), 3, "{context}");
     assert_eq!(offered[0], "auto", "{context}");
-    assert!(offered[1..].iter().any(|o| o.starts_with("480p ")), "{context}");
-    assert!(offered[1..].iter().any(|o| o.starts_with("360p ")), "{context}");
+    assert!(
+        offered[1..].iter().any(|o| o.starts_with("480p ")),
+        "{context}"
+    );
+    assert!(
+        offered[1..].iter().any(|o| o.starts_with("360p ")),
+        "{context}"
+    );
     let shown = verdict["rendition_shown"].as_str().unwrap_or_default();
     assert!(
-        shown.starts_with("360p ") && shown.contains("(1 switches)"),
+        shown.starts_with("360p ") && shown.contains("(1 switch)"),
         "the page shows: {shown}\n{context}"
     );
     assert!(
@@ -345,13 +355,19 @@ fn console_shows_the_player_switching_to_the_rendition_picked() {
         "{context}"
     );
     // Playback went on through the switch.
-    assert!(number(&verdict, "advanced_after_pick_s") >= 3.0, "{context}");
+    assert!(
+        number(&verdict, "advanced_after_pick_s") >= 3.0,
+        "{context}"
+    );
     assert!(
         verdict["max_frozen_ms_after_pick"]
             .as_u64()
             .is_some_and(|ms| ms <= MAX_FROZEN_MS),
         "{context}"
     );
-    assert_eq!(verdict["stalls"], 0, "stalls counted by the page\n{context}");
+    assert_eq!(
+        verdict["stalls"], 0,
+        "stalls counted by the page\n{context}"
+    );
     assert_eq!(verdict["page_errors"], serde_json::json!([]), "{context}");
 }
