@@ -50,22 +50,29 @@ pub(super) struct Poller {
     /// Reads of every packager a viewer's request started, by `signal/stream`,
     /// shared by every request asking meanwhile.
     reads: Arc<Flights<()>>,
+    /// The program's runtime, where watches run: not on a serving thread
+    /// (`SERVE_THREADS`), where a signal's first viewer would have started
+    /// it, to wait behind that thread's thousands of viewers.
+    background: tokio::runtime::Handle,
 }
 
 impl Poller {
+    /// A poller whose watches run on the runtime it is made on.
     pub(super) fn new(client: reqwest::Client, routing: Arc<Routing>, shutdown: Shutdown) -> Self {
         Poller {
             client,
             routing,
             shutdown,
             reads: Arc::new(Flights::default()),
+            background: tokio::runtime::Handle::current(),
         }
     }
 
-    /// Watches `signal` in a task of its own until it is idle or the proxy
-    /// shuts down.
+    /// Watches `signal` in a task of its own, on the program's runtime,
+    /// until it is idle or the proxy shuts down.
     pub(super) fn start(&self, signal: &str, state: Arc<SignalState>) {
-        tokio::spawn(self.clone().watch(signal.to_string(), state));
+        self.background
+            .spawn(self.clone().watch(signal.to_string(), state));
     }
 
     /// Reads `stream` from every packager now (one read at a time per
