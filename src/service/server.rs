@@ -472,31 +472,39 @@ mod tests {
         assert_eq!(listen_backlog(1_000_000), 65_535);
     }
 
-    #[tokio::test]
-    async fn a_server_binds_with_its_backlog_and_answers() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listen = ListenArgs {
+    fn local_listen(max_connections: usize, serve_threads: Option<usize>) -> ListenArgs {
+        ListenArgs {
             host: "127.0.0.1".parse().expect("an address"),
-            max_connections: 5000,
+            max_connections,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
-            serve_threads: None,
-        };
+            serve_threads,
+        }
+    }
+
+    /// `GET path` on a connection of its own, closed after: the whole answer.
+    async fn ask(addr: SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("sent");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("read");
+        answer
+    }
+
+    #[tokio::test]
+    async fn a_server_binds_with_its_backlog_and_answers() {
+        let listen = local_listen(5000, None);
         let listener = bind(&listen, 0).await.expect("bound");
         let addr = listener.local_addr().expect("an address");
         let routes = crate::service::metrics::standalone_routes("test");
         let shutdown = Shutdown::new();
         let server = serve_on("test", listener, &listen, routes, shutdown.clone());
         let client = async {
-            let mut stream = tokio::net::TcpStream::connect(addr)
-                .await
-                .expect("connects");
-            stream
-                .write_all(b"GET /healthcheck HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                .await
-                .expect("sent");
-            let mut answer = String::new();
-            stream.read_to_string(&mut answer).await.expect("read");
+            let answer = ask(addr, "/healthcheck").await;
             shutdown.trigger();
             answer
         };
@@ -506,20 +514,13 @@ mod tests {
 
     #[tokio::test]
     async fn serving_threads_share_one_port_and_each_takes_connections() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listen = ListenArgs {
-            host: "127.0.0.1".parse().expect("an address"),
-            max_connections: 100,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            serve_threads: Some(2),
-        };
+        let listen = local_listen(100, Some(2));
         let listeners = bind_shared(&listen, 0, 2).expect("bound");
-        let ports: Vec<u16> = listeners
+        let addrs: Vec<SocketAddr> = listeners
             .iter()
-            .map(|l| l.local_addr().expect("an address").port())
+            .map(|l| l.local_addr().expect("an address"))
             .collect();
-        assert_eq!(ports[0], ports[1], "both sockets on one port");
+        assert_eq!(addrs[0], addrs[1], "both sockets on one port");
         // Each answer names the thread that served it.
         let routes = warp::any().map(|| {
             std::thread::current()
@@ -532,15 +533,7 @@ mod tests {
         let clients = async {
             let mut threads = std::collections::BTreeSet::new();
             for _ in 0..40 {
-                let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", ports[0]))
-                    .await
-                    .expect("connects");
-                stream
-                    .write_all(b"GET /thread HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                    .await
-                    .expect("sent");
-                let mut answer = String::new();
-                stream.read_to_string(&mut answer).await.expect("read");
+                let answer = ask(addrs[0], "/thread").await;
                 assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
                 let body = answer.rsplit("\r\n\r\n").next().unwrap_or("").to_string();
                 threads.insert(body);

@@ -73,6 +73,22 @@ fn drive_console(args: &[&str]) -> (bool, serde_json::Value, String) {
     (out.status.success(), verdict, driver_log)
 }
 
+/// What a failed assertion shows: the verdict, the driver's log, the
+/// console's and the stack's logs (the first two also printed now).
+fn context_of(
+    verdict: &serde_json::Value,
+    driver_log: &str,
+    console: &Service,
+    stack: &Stack,
+) -> String {
+    eprintln!("verdict: {verdict:#}\n--- console-test ---\n{driver_log}");
+    format!(
+        "{verdict:#}\n--- console-test ---\n{driver_log}\n--- console ---\n{}\n{}",
+        console.log_text(),
+        stack.logs()
+    )
+}
+
 /// Starts the console in front of `stack` (no fault controls); its port.
 fn start_console(stack: &Stack) -> (Service, u16) {
     let port = free_port();
@@ -149,12 +165,7 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
         "--screenshot",
         &screenshot.display().to_string(),
     ]);
-    let context = format!(
-        "{verdict:#}\n--- console-test ---\n{driver_log}\n--- console ---\n{}\n{}",
-        console.log_text(),
-        stack.logs()
-    );
-    eprintln!("verdict: {verdict:#}\n--- console-test ---\n{driver_log}");
+    let context = context_of(&verdict, &driver_log, &console, &stack);
     assert!(succeeded, "console-test failed\n{context}");
 
     // The page loaded, listed the signal, pushed its state and played.
@@ -315,12 +326,7 @@ fn console_shows_the_player_switching_to_the_rendition_picked() {
         "--watch",
         "4",
     ]);
-    let context = format!(
-        "{verdict:#}\n--- console-test ---\n{driver_log}\n--- console ---\n{}\n{}",
-        console.log_text(),
-        stack.logs()
-    );
-    eprintln!("verdict: {verdict:#}\n--- console-test ---\n{driver_log}");
+    let context = context_of(&verdict, &driver_log, &console, &stack);
     assert!(succeeded, "console-test failed\n{context}");
     // Both rungs offered besides "auto"; the player began on the top one
     // (localhost is fast) and the page shows it on 360p after the pick,
