@@ -189,7 +189,6 @@ where
             reason: root_cause(&e),
         })?;
         let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
-        finished.push(finished_rx);
         let (routes, listen, permits, stop) = (
             routes.clone(),
             listen.clone(),
@@ -223,8 +222,9 @@ where
                 }
                 let _ = done.send(());
             });
-        if let Err(e) = thread {
-            log::error!("{service}: cannot start serving thread {index}: {e}");
+        match thread {
+            Ok(_) => finished.push(finished_rx),
+            Err(e) => log::error!("{service}: cannot start serving thread {index}: {e}"),
         }
     }
     log::info!(
