@@ -216,23 +216,11 @@ async function main(opts) {
   // Waits for one more switch matching attr=value, while watching playback for
   // watchMs after `t0`; returns the measures.
   async function watchThrough(attr, value, before, t0, ct0) {
-    let switchedAt = null;
-    let lastCt = ct0;
-    let lastAdvance = Date.now();
-    let maxFrozen = 0;
-    for (;;) {
-      const now = Date.now();
-      const x = await read();
-      if (x.ct > lastCt + 0.001) { lastCt = x.ct; lastAdvance = now; }
-      maxFrozen = Math.max(maxFrozen, now - lastAdvance);
-      if (switchedAt === null && (await switches(attr, value).count()) > before) {
-        switchedAt = now;
-        log(`switch shown ${now - t0} ms after the fault: ${await newestReason(attr, value)}`);
-      }
-      if (switchedAt === null && now - t0 > SWITCH_TIMEOUT_MS) break;
-      if (switchedAt !== null && now - t0 >= opts.watchMs) break;
-      await sleep(SAMPLE_MS);
-    }
+    const { shownAt: switchedAt, maxFrozen } = await watchPlayback(read, t0, ct0, opts.watchMs, false, async (now) => {
+      if ((await switches(attr, value).count()) <= before) return false;
+      log(`switch shown ${now - t0} ms after the fault: ${await newestReason(attr, value)}`);
+      return true;
+    });
     const end = await read();
     return {
       shown: switchedAt !== null,
@@ -324,29 +312,40 @@ async function pickRendition(page, opts, read) {
   const t0 = Date.now();
   await page.selectOption('#player-level', choice.value);
   log(`picked ${choice.label} (was showing ${verdict.rendition_before_pick}) at currentTime ${ct0.toFixed(2)}`);
+  const { shownAt, lastCt, maxFrozen } = await watchPlayback(read, t0, ct0, opts.watchMs, true, async (now) => {
+    const shown = await page.textContent('#player-rendition');
+    if (!shown.startsWith(wanted)) return false;
+    verdict.rendition_shown = shown;
+    verdict.rendition_shown_after_ms = now - t0;
+    log(`page shows ${shown} ${now - t0} ms after the pick`);
+    return true;
+  });
+  verdict.advanced_after_pick_s = +(lastCt - ct0).toFixed(2);
+  verdict.max_frozen_ms_after_pick = maxFrozen;
+  if (shownAt === null) throw new Fail(`the page did not show ${opts.pickRendition}p within ${SWITCH_TIMEOUT_MS / 1000} s of the pick (shows ${await page.textContent('#player-rendition')})`);
+}
+
+// Samples playback every SAMPLE_MS from `t0` (currentTime `ct0` then) until
+// `shows(now)` first says the page shows what is awaited, then for `watchMs`
+// more, counted from `t0` or, with `fromShown`, from that moment; gives up
+// waiting after SWITCH_TIMEOUT_MS. Returns when it showed (null if never),
+// the last currentTime seen and the longest time currentTime stood still.
+async function watchPlayback(read, t0, ct0, watchMs, fromShown, shows) {
   let shownAt = null;
   let lastCt = ct0;
-  let lastAdvance = t0;
+  let lastAdvance = Date.now();
   let maxFrozen = 0;
   for (;;) {
     const now = Date.now();
     const x = await read();
     if (x.ct > lastCt + 0.001) { lastCt = x.ct; lastAdvance = now; }
     maxFrozen = Math.max(maxFrozen, now - lastAdvance);
-    const shown = await page.textContent('#player-rendition');
-    if (shownAt === null && shown.startsWith(wanted)) {
-      shownAt = now;
-      verdict.rendition_shown = shown;
-      verdict.rendition_shown_after_ms = now - t0;
-      log(`page shows ${shown} ${now - t0} ms after the pick`);
-    }
+    if (shownAt === null && (await shows(now))) shownAt = now;
     if (shownAt === null && now - t0 > SWITCH_TIMEOUT_MS) break;
-    if (shownAt !== null && now - shownAt >= opts.watchMs) break;
+    if (shownAt !== null && now - (fromShown ? shownAt : t0) >= watchMs) break;
     await sleep(SAMPLE_MS);
   }
-  verdict.advanced_after_pick_s = +(lastCt - ct0).toFixed(2);
-  verdict.max_frozen_ms_after_pick = maxFrozen;
-  if (shownAt === null) throw new Fail(`the page did not show ${opts.pickRendition}p within ${SWITCH_TIMEOUT_MS / 1000} s of the pick (shows ${await page.textContent('#player-rendition')})`);
+  return { shownAt, lastCt, maxFrozen };
 }
 
 // The workers panel's rows as the operator sees them.

@@ -89,16 +89,18 @@ fn context_of(
     )
 }
 
-/// Starts the console in front of `stack` (no fault controls); its port.
-fn start_console(stack: &Stack) -> (Service, u16) {
+/// Starts the console in front of `stack`, with `extra` settings (fault
+/// controls, workers); its port.
+fn start_console(stack: &Stack, extra: &[(&'static str, String)]) -> (Service, u16) {
     let port = free_port();
-    let envs = [
+    let mut envs = vec![
         ("CONSOLE_PORT", port.to_string()),
         ("PROXY_URL", stack.base_url(Role::Proxy)),
         ("ORIGIN_URL", stack.base_url(Role::Origin)),
         ("CONSOLE_ASSETS", web_dir().display().to_string()),
         ("LISTEN_HOST", "127.0.0.1".to_string()),
     ];
+    envs.extend(extra.iter().cloned());
     let console = Service::start("console", &bin("console"), &[], &envs, stack.logs_dir());
     wait_healthy(port);
     (console, port)
@@ -118,19 +120,14 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
     let server1_base = stack.base_url(Role::FaultProxy);
     let server2_base = stack.base_url(Role::Server2);
     let worker_base = stack.base_url(Role::WorkerA);
-    let port = free_port();
-    let envs = [
-        ("CONSOLE_PORT", port.to_string()),
-        ("PROXY_URL", stack.base_url(Role::Proxy)),
-        ("ORIGIN_URL", stack.base_url(Role::Origin)),
-        ("CONSOLE_ASSETS", web_dir().display().to_string()),
-        ("CONSOLE_FAULTS", format!("server1={server1_base}")),
-        ("CONSOLE_FAULT_TOKEN", TOKEN.to_string()),
-        ("LISTEN_HOST", "127.0.0.1".to_string()),
-        ("WORKERS", worker_base.clone()),
-    ];
-    let console = Service::start("console", &bin("console"), &[], &envs, stack.logs_dir());
-    wait_healthy(port);
+    let (console, port) = start_console(
+        &stack,
+        &[
+            ("CONSOLE_FAULTS", format!("server1={server1_base}")),
+            ("CONSOLE_FAULT_TOKEN", TOKEN.to_string()),
+            ("WORKERS", worker_base.clone()),
+        ],
+    );
     let console_url = format!("http://127.0.0.1:{port}/");
     let (status, _) = get(&console_url).expect("the console answers");
     assert_eq!(status, 200, "the console page");
@@ -312,7 +309,7 @@ fn console_shows_the_player_switching_to_the_rendition_picked() {
         input_size: (854, 480),
         ..StackOptions::default()
     });
-    let (console, port) = start_console(&stack);
+    let (console, port) = start_console(&stack, &[]);
     let console_url = format!("http://127.0.0.1:{port}/");
     let (succeeded, verdict, driver_log) = drive_console(&[
         "--console",
