@@ -33,6 +33,9 @@
   const $ = (id) => document.getElementById(id);
   const video = $('video');
   const levelPick = $('player-level');
+  // A rendition as the player panel names it, and the pick list's first entry.
+  const levelName = (level) => `${level.height}p ${Math.round(level.bitrate / 1000)} kb/s`;
+  const autoOption = () => h('option', { value: '-1' }, 'auto');
 
   // Small DOM builder: h('td', { class: 'x', 'data-a': 1 }, 'text', child, ...).
   function h(tag, attrs, ...children) {
@@ -385,7 +388,7 @@
 
   function teardown() {
     clearTimeout(P.retryTimer);
-    levelPick.replaceChildren(h('option', { value: '-1' }, 'auto'));
+    levelPick.replaceChildren(autoOption());
     levelPick.disabled = true;
     if (P.hls) { P.hls.destroy(); P.hls = null; }
     video.removeAttribute('src');
@@ -422,7 +425,7 @@
       const hls = P.hls = new Hls(HLS_CONFIG);
       hls.on(Hls.Events.LEVEL_SWITCHED, (_e, data) => {
         const level = hls.levels[data.level];
-        const name = level ? `${level.height}p ${Math.round(level.bitrate / 1000)} kb/s` : String(data.level);
+        const name = level ? levelName(level) : String(data.level);
         if (P.rendition !== null && P.rendition !== name) P.renditionSwitches += 1;
         P.rendition = name;
       });
@@ -446,9 +449,8 @@
   // hls.js to choose ('auto'); the switch happens at the next fragment, so
   // playback does not stop. Native HLS chooses on its own: no choice then.
   function showLevels(hls) {
-    levelPick.replaceChildren(h('option', { value: '-1' }, 'auto'),
-      ...hls.levels.map((level, i) => h('option', { value: String(i) },
-        `${level.height}p ${Math.round(level.bitrate / 1000)} kb/s`)));
+    levelPick.replaceChildren(autoOption(),
+      ...hls.levels.map((level, i) => h('option', { value: String(i) }, levelName(level))));
     levelPick.value = '-1';
     levelPick.disabled = hls.levels.length < 2;
   }
