@@ -19,6 +19,9 @@
 //!   connections) against one URL (`viewers`, `just bench-viewers`).
 //! - [`idle`]: what an idle viewer connection costs the proxy in memory
 //!   (`idleconns`, `just bench-idle`).
+//! - [`gst_player`]: GStreamer's own player (`playbin`, `hlsdemux`) playing a
+//!   URL to clock-synced fake sinks, judged by its rendered pictures
+//!   (`gstplayer`).
 //!
 //! What the system tests (`tests/system/`) and benchmarks (`benches/`) share:
 //! - [`fault`]: every fault the lab injects as one type (packager, worker,
@@ -35,6 +38,8 @@
 //! - [`stack`]: a whole stack on free ports (seed or redundant topology,
 //!   with or without a fault proxy).
 //! - [`stack_lock`]: one whole stack at a time, across threads and processes.
+//! - [`player_judging`]: stalls from rendered pictures, failed requests
+//!   counted once from a player's log.
 //! - [`player_process`]: a player program (the probe, a browser driver) run in
 //!   the background and waited on until it says it plays.
 //! - [`real_players`]: real players no one here wrote, driven from outside: VLC
@@ -49,11 +54,13 @@
 pub mod demux;
 pub mod fault;
 pub mod fault_proxy;
+pub mod gst_player;
 pub mod http;
 pub mod idle;
 pub mod input;
 pub mod netns;
 pub mod nginx;
+pub mod player_judging;
 pub mod player_process;
 pub mod ports;
 pub mod probe;

@@ -156,6 +156,13 @@ impl<P: PlayingLine> PlayerProcess<P> {
         }
     }
 
+    /// Asks the player to end now (SIGTERM), as a viewer closing it.
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            crate::process::send(crate::process::Signal::Term, child.id());
+        }
+    }
+
     /// Whether the player has ended (its log closed).
     pub fn is_done(&self) -> bool {
         self.heard.0.lock().expect("player log lock").ended

@@ -24,7 +24,7 @@ use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
 use crate::fault::{ControlPlane, Fault, FaultTarget};
 use crate::fault_proxy::{self, FaultMode};
 use crate::http::{get, get_json, local, wait_healthy};
-use crate::input::{make_input_picture, Picture, DEFAULT_INPUT_SIZE};
+use crate::input::{make_input_picture, Picture, DEFAULT_INPUT_SIZE, LADDER_INPUT_SIZE};
 use crate::ports::{free_port, StackPorts};
 use crate::process::{logs_in, Service};
 use crate::stack_lock::ExclusiveStack;
@@ -87,6 +87,16 @@ impl StackOptions {
             segment_seconds: DEFAULT_SEGMENT_SECONDS,
             input_seconds: 6,
             ..StackOptions::default()
+        }
+    }
+
+    /// These options with the recommended ladder (`LADDER=recommended`) on an
+    /// input it cuts into two renditions, 480p and 360p ([`LADDER_INPUT_SIZE`]).
+    pub fn with_recommended_ladder(self) -> Self {
+        StackOptions {
+            ladder: Some("recommended".to_string()),
+            input_size: LADDER_INPUT_SIZE,
+            ..self
         }
     }
 

@@ -31,7 +31,7 @@ pub fn hls_js() -> PathBuf {
 }
 
 /// Every program the lab runs: the product's and the lab's own.
-const PROGRAMS: [&str; 11] = [
+const PROGRAMS: [&str; 12] = [
     "worker",
     "server1",
     "server2",
@@ -43,6 +43,7 @@ const PROGRAMS: [&str; 11] = [
     "console",
     "faultproxy",
     "probe",
+    "gstplayer",
 ];
 
 /// The path of a workspace program, built beside the running test or bench

@@ -32,8 +32,8 @@
 //! asks packager B directly: when the worker or the machine pauses, the notes
 //! say so.
 //!
-//! The GStreamer player runs in a child process (this binary again, with
-//! `--gst-player`) so a demuxer that hangs or crashes cannot take the bench
+//! The GStreamer player runs in a child process (the lab's `gstplayer`
+//! program) so a demuxer that hangs or crashes cannot take the bench
 //! with it, and so its GStreamer log belongs to that one pipeline.
 
 mod nginx;
@@ -60,7 +60,7 @@ use nonstop_lab::wait::{try_wait_for, wait_for};
 use nonstop_lab::workspace::{hls_js, repo_root};
 
 use nginx::{nginx_bin, start_conventional};
-use players::{gst_player, Outcome, Player, HLSJS_STARTUP_ALLOWANCE, LIGHT_PLAYERS_DELAY};
+use players::{Outcome, Player, HLSJS_STARTUP_ALLOWANCE, LIGHT_PLAYERS_DELAY};
 use table::{print_table, verdict, Row};
 use watch::{
     listed_segments, longest_extra_gap, media_playlist, time_to_switch, watch_summary, Watcher,
@@ -84,10 +84,6 @@ const SOURCE_GAP_NOTE: Duration = Duration::from_millis(500);
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--gst-player") {
-        gst_player(&args[1..]);
-    }
     let options = match Options::from_args(<Args as clap::Parser>::parse()) {
         Ok(options) => options,
         Err(e) => {

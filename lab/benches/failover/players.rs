@@ -11,25 +11,22 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use nonstop_lab::input::init_gst;
+use nonstop_lab::gst_player::{self, RECORD_STEP};
+use nonstop_lab::player_judging::{FailureCounter, Stalls};
 use nonstop_lab::player_process::{BrowserProgress, PlayingLine};
 use nonstop_lab::real_players::{
     self, BlankPage, Judgement, PositionRecord, VideoLook, Vlc, VlcSample, WebKit,
 };
 use nonstop_lab::workspace::{bin, browser_driver};
 
-use super::{millis, SaysPlaying, DEFAULT_WATCH};
+use super::{millis, SaysPlaying};
 
-/// GStreamer: a gap between two rendered video frames (40 ms apart at 25 fps)
-/// longer than this is a stall.
-pub(crate) const GST_STALL_GAP: Duration = Duration::from_millis(500);
 /// ffmpeg: how often `-progress` reports, and how much media must be read
 /// again before a stalled playhead resumes.
 pub(crate) const FFMPEG_STATS_PERIOD: &str = "0.25";
@@ -45,10 +42,6 @@ pub(crate) const PLAYER_GRACE: Duration = Duration::from_secs(40);
 /// A probe that played this much less than the watch stopped early: the
 /// stream ended for it (an `EXT-X-ENDLIST` passed on) while it went on.
 const PROBE_EARLY_STOP: Duration = Duration::from_secs(2);
-/// The GStreamer player's record: pictures rendered by each step.
-pub(crate) const RECORD_STEP: Duration = Duration::from_millis(250);
-/// GStreamer debug categories whose warnings name failed requests.
-pub(crate) const GST_LOG_CATEGORIES: &str = "souphttpsrc:2,adaptivedemux:2,hlsdemux:2";
 
 /// A kind of player.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -472,57 +465,6 @@ pub(crate) fn play_hlsjs(
     })
 }
 
-/// Stalls a player went through: how many, how long in all, and each one as
-/// (start, length) in seconds since the player started.
-#[derive(Debug, Default)]
-pub(crate) struct Stalls {
-    pub(crate) count: u64,
-    pub(crate) total: Duration,
-    pub(crate) spans: Vec<(f64, f64)>,
-}
-
-impl Stalls {
-    pub(crate) fn add(&mut self, origin: Instant, from: Instant, length: Duration) {
-        self.count += 1;
-        self.total += length;
-        self.spans.push((
-            round_ms(from.saturating_duration_since(origin)),
-            round_ms(length),
-        ));
-    }
-
-    pub(crate) fn ms(&self) -> u64 {
-        millis(self.total)
-    }
-}
-
-pub(crate) fn round_ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0).round() / 1000.0
-}
-
-/// Stalls from the instants media was rendered: every gap longer than `gap`
-/// between two renders, and from the last one to `end`, is one stall of that
-/// length. Nothing counts before the first render (startup).
-pub(crate) fn frozen_spans(
-    origin: Instant,
-    rendered: &[Instant],
-    end: Instant,
-    gap: Duration,
-) -> Stalls {
-    let mut stalls = Stalls::default();
-    let mut times = rendered.to_vec();
-    if rendered.last().is_some_and(|last| end > *last) {
-        times.push(end);
-    }
-    for pair in times.windows(2) {
-        let span = pair[1].saturating_duration_since(pair[0]);
-        if span > gap {
-            stalls.add(origin, pair[0], span);
-        }
-    }
-    stalls
-}
-
 /// A player's buffer fed by what ffmpeg's HLS demuxer has read: `reports`
 /// are (when, media seconds read so far). Playback starts once `start` seconds
 /// are read and runs in real time; when the playhead reaches the end of what
@@ -565,35 +507,6 @@ pub(crate) fn buffer_model(
         stalls.add(origin, since, end.saturating_duration_since(since));
     }
     Some(stalls)
-}
-
-/// Counts failed exchanges in a player's log lines, each once: a transfer-level
-/// line (an HTTP error status, a body cut short) counts and marks one failure
-/// as told; the player-level line that follows for the same failure ("could
-/// not reload the playlist") is then not counted again, but one without a
-/// transfer-level line before it (a reset, a refused connection) is.
-#[derive(Debug, Default)]
-pub(crate) struct FailureCounter {
-    pub(crate) failed: u64,
-    pub(crate) told: bool,
-    pub(crate) lines: Vec<String>,
-}
-
-impl FailureCounter {
-    pub(crate) fn transfer(&mut self, line: &str) {
-        self.failed += 1;
-        self.told = true;
-        self.lines.push(line.to_string());
-    }
-
-    pub(crate) fn player(&mut self, line: &str) {
-        if self.told {
-            self.told = false;
-        } else {
-            self.failed += 1;
-        }
-        self.lines.push(line.to_string());
-    }
 }
 
 /// ffmpeg 5.1's HLS demuxer (as ffplay would use it: reading ahead, not
@@ -711,22 +624,14 @@ pub(crate) fn play_ffmpeg(
     })
 }
 
-/// GStreamer's playbin in a child process of this binary (`--gst-player`).
+/// GStreamer's playbin in the lab's `gstplayer` program (`nonstop_lab::gst_player`).
 pub(crate) fn play_gstreamer(
     url: &str,
     watch: Duration,
     log: &Path,
     record: &mut PositionRecord,
 ) -> Result<Outcome, String> {
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut kid = spawn(
-        Command::new(me)
-            .args(["--gst-player", "--url", url, "--seconds"])
-            .arg(format!("{:.1}", watch.as_secs_f64()))
-            .env("GST_DEBUG", GST_LOG_CATEGORIES)
-            .env("GST_DEBUG_NO_COLOR", "1"),
-        log,
-    )?;
+    let mut kid = spawn(&mut gst_player::command(url, watch), log)?;
     let (status, _) = kid.wait_until(Instant::now() + watch + PLAYER_GRACE);
     let report = last_json(&kid.stdout_text()).ok_or_else(|| {
         format!(
@@ -883,167 +788,4 @@ pub(crate) fn play_webkit(
     })();
     let _ = writeln!(file, "--- WebKit's own log ---\n{}", browser.log_text());
     outcome
-}
-
-/// The GStreamer player itself (child process): playbin to fake sinks that
-/// sync on the clock, buffering handled as gst-launch and gst-play do (pause
-/// below 100 %, play again at 100 %). Prints one JSON line and exits.
-pub(crate) fn gst_player(args: &[String]) -> ! {
-    use gstreamer as gst;
-    use gstreamer::prelude::*;
-
-    let mut url = String::new();
-    let mut seconds = DEFAULT_WATCH.as_secs_f64();
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "--url" => url = rest.next().cloned().unwrap_or_default(),
-            "--seconds" => seconds = rest.next().and_then(|s| s.parse().ok()).unwrap_or(seconds),
-            _ => {}
-        }
-    }
-    let started_at = Instant::now();
-    let deadline = started_at + Duration::from_secs_f64(seconds);
-    init_gst();
-
-    // Failed requests, from the warnings of the HTTP source and the demuxer.
-    let failures = Arc::new(Mutex::new(FailureCounter::default()));
-    gst::log::remove_default_log_function();
-    gst::log::set_active(true);
-    gst::log::set_threshold_from_string(GST_LOG_CATEGORIES, true);
-    let counting = failures.clone();
-    gst::log::add_log_function(
-        move |category, level, _file, _function, _line, object, message| {
-            if level > gst::DebugLevel::Warning {
-                return;
-            }
-            let text = message.get().map(|m| m.to_string()).unwrap_or_default();
-            let object = object.map(|o| o.to_string()).unwrap_or_default();
-            let line = format!("{level:?} {} <{object}> {text}", category.name());
-            eprintln!("{line}");
-            let mut counter = counting.lock().unwrap_or_else(|p| p.into_inner());
-            match category.name() {
-                "souphttpsrc" if text.contains("URL:") => counter.transfer(&line),
-                "adaptivedemux" | "hlsdemux"
-                    if text.contains("Could not update the playlist")
-                        || text.contains("Got custom error") =>
-                {
-                    counter.player(&line)
-                }
-                _ => {}
-            }
-        },
-    );
-
-    let frames: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
-    let build = || -> Result<gst::Element, String> {
-        let playbin = gst::ElementFactory::make("playbin")
-            .property("uri", &url)
-            .build()
-            .map_err(|e| e.to_string())?;
-        let video = gst::ElementFactory::make("fakesink")
-            .property("sync", true)
-            .property("signal-handoffs", true)
-            .build()
-            .map_err(|e| e.to_string())?;
-        let audio = gst::ElementFactory::make("fakesink")
-            .property("sync", true)
-            .build()
-            .map_err(|e| e.to_string())?;
-        let rendered = frames.clone();
-        video.connect("handoff", false, move |_| {
-            rendered
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(Instant::now());
-            None
-        });
-        playbin.set_property("video-sink", &video);
-        playbin.set_property("audio-sink", &audio);
-        Ok(playbin)
-    };
-    let playbin = match build() {
-        Ok(p) => p,
-        Err(e) => {
-            println!("{}", json!({ "started": false, "fatal_error": e }));
-            std::process::exit(1);
-        }
-    };
-    let _ = playbin.set_state(gst::State::Playing);
-    let bus = playbin.bus().expect("a pipeline has a bus");
-    let mut buffering = false;
-    let mut buffering_dips = 0u64;
-    let mut fatal: Option<String> = None;
-    let mut warnings = Vec::new();
-    let mut ended = false;
-    while Instant::now() < deadline {
-        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
-            continue;
-        };
-        match msg.view() {
-            gst::MessageView::Buffering(b) => {
-                let playing = !frames.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
-                if b.percent() < 100 && !buffering {
-                    buffering = true;
-                    if playing {
-                        buffering_dips += 1;
-                        eprintln!("buffering dip to {} % while playing", b.percent());
-                    }
-                    let _ = playbin.set_state(gst::State::Paused);
-                } else if b.percent() >= 100 && buffering {
-                    buffering = false;
-                    let _ = playbin.set_state(gst::State::Playing);
-                }
-            }
-            gst::MessageView::Error(e) => {
-                let text = format!(
-                    "{} ({})",
-                    e.error(),
-                    e.debug().map(|d| d.to_string()).unwrap_or_default()
-                );
-                eprintln!("ERROR message: {text}");
-                fatal.get_or_insert(text);
-            }
-            gst::MessageView::Warning(w) => {
-                eprintln!("WARNING message: {}", w.error());
-                warnings.push(w.error().to_string());
-            }
-            gst::MessageView::Eos(_) => {
-                eprintln!("end of stream");
-                ended = true;
-            }
-            _ => {}
-        }
-    }
-    let frames = frames.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let stalls = frozen_spans(started_at, &frames, deadline, GST_STALL_GAP);
-    let counter = failures.lock().unwrap_or_else(|p| p.into_inner());
-    let steps = (deadline - started_at).as_millis() / RECORD_STEP.as_millis();
-    let rendered_by_quarter_second: Vec<usize> = (0..=steps as u32)
-        .map(|i| {
-            let by = started_at + RECORD_STEP * i;
-            frames.partition_point(|t| *t <= by)
-        })
-        .collect();
-    let report = json!({
-        "player": "gstreamer playbin",
-        "url": url,
-        "started": !frames.is_empty(),
-        "startup_ms": frames.first().map(|t| millis(*t - started_at)),
-        "frames": frames.len(),
-        "stalls": stalls.count,
-        "stall_ms": stalls.ms(),
-        "stall_spans_s": stalls.spans,
-        "failed_requests": counter.failed,
-        "buffering_dips": buffering_dips,
-        "bus_warnings": warnings,
-        "fatal_error": fatal,
-        "eos": ended,
-        "failure_lines": counter.lines,
-        "rendered_by_quarter_second": rendered_by_quarter_second,
-    });
-    println!("{report}");
-    let _ = std::io::stdout().flush();
-    // No teardown: a demuxer stuck on a hung server must not hold the report.
-    std::process::exit(0);
 }

@@ -304,11 +304,7 @@ fn console_shows_a_killed_packager_while_playback_carries_on() {
 #[test]
 fn console_shows_the_player_switching_to_the_rendition_picked() {
     require_browser();
-    let stack = Stack::start(StackOptions {
-        ladder: Some("recommended".to_string()),
-        input_size: (854, 480),
-        ..StackOptions::default()
-    });
+    let stack = Stack::start(StackOptions::default().with_recommended_ladder());
     let (console, port) = start_console(&stack, &[]);
     let console_url = format!("http://127.0.0.1:{port}/");
     let (succeeded, verdict, driver_log) = drive_console(&[

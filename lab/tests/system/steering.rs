@@ -47,12 +47,10 @@ fn segments_served(stack: &Stack, role: Role) -> f64 {
 fn hlsjs_moves_to_the_other_pathway_when_its_proxy_dies_without_a_stall() {
     require_browser();
     let stack = Stack::start(StackOptions {
-        ladder: Some("recommended".to_string()),
-        input_size: (854, 480),
         steering: true,
         segment_seconds: DEFAULT_SEGMENT_SECONDS,
         input_seconds: 6,
-        ..StackOptions::default()
+        ..StackOptions::default().with_recommended_ladder()
     });
     stack.wait_for_window(5);
     let proxy_b = stack.base_url(Role::ProxyB);

@@ -94,15 +94,13 @@ fn level_at(switches: &[(f64, i64)], at_ms: f64) -> Option<i64> {
 fn hlsjs_goes_down_the_ladder_while_throttled_and_back_up_without_a_stall() {
     require_browser();
     let stack = Stack::start(StackOptions {
-        ladder: Some("recommended".to_string()),
-        input_size: (854, 480),
         // The ball encodes far below both rungs' rates, so nearly the same
         // (265 and 253 kbit/s, most of it audio): no throttle tells them
         // apart. The zone plate encodes near the rungs' rates.
         input_picture: Picture::MovingZonePlate,
         segment_seconds: DEFAULT_SEGMENT_SECONDS,
         input_seconds: 6,
-        ..StackOptions::default()
+        ..StackOptions::default().with_recommended_ladder()
     });
     stack.wait_for_window(5);
     let watch = THROTTLE_AFTER_S + THROTTLE_FOR_S + AFTER_THROTTLE_S;

@@ -29,20 +29,32 @@ fn require_webkit() {
     }
 }
 
-fn play_through_a_kill(hls_js: bool) {
+fn play_through_a_kill(hls_js: bool, ladder: bool) {
     require_webkit();
     let hls_source = hls_js.then(|| real_players::hlsjs_source().unwrap_or_else(|e| panic!("{e}")));
-    let (player, record_name) = if hls_js {
-        ("hls.js in WebKit", "webkit-hlsjs-through-a-packager-kill")
-    } else {
-        (
+    let (player, record_name) = match (hls_js, ladder) {
+        (true, false) => ("hls.js in WebKit", "webkit-hlsjs-through-a-packager-kill"),
+        (false, false) => (
             "WebKit's native HLS",
             "webkit-native-through-a-packager-kill",
-        )
+        ),
+        (true, true) => (
+            "hls.js in WebKit on the ladder",
+            "webkit-hlsjs-ladder-through-a-packager-kill",
+        ),
+        (false, true) => (
+            "WebKit's native HLS on the ladder",
+            "webkit-native-ladder-through-a-packager-kill",
+        ),
     };
     // The product's 2 s segments, and a viewer who joins a running stream
     // (a full playlist window), as in production.
-    let mut stack = Stack::start(StackOptions::as_in_production());
+    let options = StackOptions::as_in_production();
+    let mut stack = Stack::start(if ladder {
+        options.with_recommended_ladder()
+    } else {
+        options
+    });
     stack.wait_for_window(5);
     let page = BlankPage::start();
     let started = Instant::now();
@@ -118,10 +130,17 @@ fn play_through_a_kill(hls_js: bool) {
 
 #[test]
 fn webkit_native_hls_plays_through_a_packager_kill_without_a_stall() {
-    play_through_a_kill(false);
+    play_through_a_kill(false, false);
+}
+
+/// Safari's engine on the ladder's multivariant playlist: it picks a
+/// rendition itself and plays on through the kill.
+#[test]
+fn webkit_native_hls_plays_the_ladder_through_a_packager_kill_without_a_stall() {
+    play_through_a_kill(false, true);
 }
 
 #[test]
 fn hlsjs_in_webkit_plays_through_a_packager_kill_without_a_stall() {
-    play_through_a_kill(true);
+    play_through_a_kill(true, false);
 }
