@@ -27,7 +27,7 @@ use warp::{Filter, Reply};
 use crate::procfs::rss_kib;
 use crate::ts::blank_packets;
 use nonstop::pipeline::settings::{DEFAULT_PLAYLIST_LENGTH, DEFAULT_SEGMENT_SECONDS};
-use nonstop::service::config::ListenArgs;
+use nonstop::service::config::{HttpServer, ListenArgs};
 use nonstop::service::shutdown::Shutdown;
 
 /// Connections opened at once while stepping up.
@@ -111,6 +111,7 @@ where
         header_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
         serve_threads: None,
+        http_server: HttpServer::Nonstop,
     };
     let shutdown = shutdown.clone();
     tokio::spawn(async move {

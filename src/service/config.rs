@@ -35,6 +35,20 @@ pub struct ListenArgs {
     /// (what viewers load), 0 for the other services.
     #[arg(long, env = "SERVE_THREADS", value_parser = parse_serve_threads)]
     pub serve_threads: Option<usize>,
+    /// Whose HTTP/1.1 connection code serves requests: `nonstop` (ours, which
+    /// holds no buffer while a keep-alive connection waits for its next
+    /// request) or `hyper` (8 KiB twice per connection, for its life).
+    #[arg(long, env = "HTTP_SERVER", value_enum, default_value_t = HttpServer::Nonstop)]
+    pub http_server: HttpServer,
+}
+
+/// Whose HTTP/1.1 connection code a server runs (`HTTP_SERVER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HttpServer {
+    /// `service::http1`: buffers only while a request is read or answered.
+    Nonstop,
+    /// hyper's `server::conn::http1`.
+    Hyper,
 }
 
 impl ListenArgs {

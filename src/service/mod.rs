@@ -3,6 +3,8 @@
 //! - [`config`]: flags backed by environment variables, checked at start.
 //! - [`server`]: the HTTP accept loop every service runs (timeouts, connection
 //!   bound, drain on shutdown).
+//! - `http1`: the HTTP/1.1 connection the accept loop serves, holding no
+//!   buffer while a keep-alive connection waits.
 //! - [`limits`]: the open-files limit raised and checked against the
 //!   connections a server may hold.
 //! - [`http`]: JSON errors, CORS, the health route and the outgoing client.
@@ -14,6 +16,7 @@
 
 pub mod config;
 pub mod http;
+pub(crate) mod http1;
 pub mod limits;
 pub mod logging;
 pub(crate) mod metrics;

@@ -1,4 +1,5 @@
-//! The HTTP server loop every service runs: warp routes served by hyper with
+//! The HTTP server loop every service runs: warp routes served on our own
+//! HTTP/1.1 connections (`http1`, or hyper's with `HTTP_SERVER=hyper`) with
 //! limits a live event needs. A slow or idle client cannot hold a connection
 //! (header read and idle timeouts), headers are capped, connections are
 //! bounded (extra ones are closed at once), and on shutdown the listener stops
@@ -21,7 +22,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use warp::{Filter, Reply};
 
-use super::config::ListenArgs;
+use super::config::{HttpServer, ListenArgs};
 use super::http::{root_cause, ServeError};
 use crate::service::shutdown::Shutdown;
 
@@ -285,7 +286,14 @@ async fn accept_until_shutdown<F>(
                 let limits = listen.clone();
                 connections.spawn(async move {
                     let _permit = permit;
-                    serve_connection(stream, peer, svc, &limits, stop).await;
+                    match limits.http_server {
+                        HttpServer::Nonstop => {
+                            super::http1::serve_connection(stream, peer, svc, &limits, stop).await
+                        }
+                        HttpServer::Hyper => {
+                            serve_connection(stream, peer, svc, &limits, stop).await
+                        }
+                    }
                 });
             }
         }
@@ -309,6 +317,7 @@ async fn accept_until_shutdown<F>(
     }
 }
 
+/// One connection served by hyper (`HTTP_SERVER=hyper`).
 async fn serve_connection<S>(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -479,6 +488,7 @@ mod tests {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             serve_threads,
+            http_server: HttpServer::Nonstop,
         }
     }
 
