@@ -97,7 +97,7 @@ pub(crate) async fn serve_connection<S>(
                 return;
             }
         };
-        let body = match read_body(&mut stream, &mut pending, &head, limits).await {
+        let body = match Box::pin(read_body(&mut stream, &mut pending, &head, limits)).await {
             Ok(body) => body,
             Err(status) => {
                 refuse(&mut stream, status, limits).await;
@@ -109,20 +109,22 @@ pub(crate) async fn serve_connection<S>(
         let mut keep_alive = head.keep_alive;
         let mut request = head.request.map(|()| Full::new(body));
         request.extensions_mut().insert(Peer(peer));
-        let Some(response) = answer(&stream, &svc, request, pending.is_empty()).await else {
+        // The request's futures are boxed: held in the connection's task, they
+        // would make every waiting connection as large as its busiest moment.
+        let Some(response) = Box::pin(answer(&stream, &svc, request, pending.is_empty())).await
+        else {
             log::debug!("{peer} closed while its request was served");
             return;
         };
         keep_alive &= !stop.is_triggered();
-        match write_response(
+        let written = write_response(
             &mut stream,
             response,
             (&method, version),
             keep_alive,
             limits,
-        )
-        .await
-        {
+        );
+        match Box::pin(written).await {
             Ok(true) => {}
             Ok(false) => {
                 let _ = stream.shutdown().await;
