@@ -587,4 +587,198 @@ mod tests {
             Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
         );
     }
+
+    // A real server on a free port, driven with raw bytes as a client sends them.
+
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use warp::Filter;
+
+    use crate::service::config::HttpServer;
+    use crate::service::server::{bind, serve_on};
+
+    /// Where the held route's request is: not started, held, let go.
+    const HELD: u8 = 1;
+    const LET_GO: u8 = 2;
+
+    /// Says [`LET_GO`] when dropped: the handler's future let go.
+    struct DropFlag(Arc<AtomicU8>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(LET_GO, Ordering::SeqCst);
+        }
+    }
+
+    /// Polls `state` until it is `wanted`, for at most 5 s.
+    async fn reaches(state: &AtomicU8, wanted: u8) -> bool {
+        timeout(Duration::from_secs(5), async {
+            while state.load(Ordering::SeqCst) != wanted {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Serves test routes; returns the address, where the held route's
+    /// request is, and the shutdown that stops the server.
+    async fn server() -> (SocketAddr, Arc<AtomicU8>, Shutdown) {
+        let listen = ListenArgs {
+            host: "127.0.0.1".parse().expect("an address"),
+            max_connections: 100,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            serve_threads: None,
+            http_server: HttpServer::Nonstop,
+        };
+        let listener = bind(&listen, 0).await.expect("bound");
+        let addr = listener.local_addr().expect("an address");
+        let held_state = Arc::new(AtomicU8::new(0));
+        let flag = held_state.clone();
+        let hello = warp::path("hello")
+            .and(warp::get().or(warp::head()).unify())
+            .map(|| "hello");
+        let bee = warp::path("bee").map(|| "bee");
+        let held = warp::path("held").then(move || {
+            flag.store(HELD, Ordering::SeqCst);
+            let guard = DropFlag(flag.clone());
+            async move {
+                let _guard = guard;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }
+        });
+        let echo = warp::path("echo")
+            .and(warp::post())
+            .and(warp::body::bytes())
+            .map(|body: Bytes| body.to_vec());
+        let events = warp::path("events").map(|| {
+            let events =
+                ["one", "two"].map(|d| Ok::<_, Infallible>(warp::sse::Event::default().data(d)));
+            warp::sse::reply(futures_util::stream::iter(events))
+        });
+        let routes = hello
+            .or(bee)
+            .or(held)
+            .or(echo)
+            .or(events)
+            .recover(|_| async { Ok::<_, Infallible>(StatusCode::NOT_FOUND) });
+        let shutdown = Shutdown::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move { serve_on("test", listener, &listen, routes, stop).await });
+        (addr, held_state, shutdown)
+    }
+
+    /// Sends `raw` and reads until the server closes the connection.
+    async fn exchange(addr: SocketAddr, raw: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        stream.write_all(raw.as_bytes()).await.expect("sent");
+        let mut answer = String::new();
+        timeout(Duration::from_secs(10), stream.read_to_string(&mut answer))
+            .await
+            .expect("the server closes after a Connection: close request")
+            .expect("read");
+        answer
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+        let (addr, _, shutdown) = server().await;
+        let answer = exchange(
+            addr,
+            "GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /bee HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let hello = answer.find("\r\n\r\nhello").expect("hello answered");
+        let bee = answer.find("\r\n\r\nbee").expect("bee answered");
+        assert!(hello < bee, "{answer}");
+        assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
+        assert!(answer.contains("content-length: 5\r\n"), "{answer}");
+        assert!(answer.contains("date: "), "{answer}");
+        let (first, second) = answer.split_at(answer.rfind("HTTP/1.1 200 OK").expect("two"));
+        assert!(!first.contains("connection: close"), "kept alive: {answer}");
+        assert!(
+            second.contains("connection: close"),
+            "closed as asked: {answer}"
+        );
+        shutdown.trigger();
+    }
+
+    #[tokio::test]
+    async fn head_gets_the_length_and_no_body_and_the_connection_stays_usable() {
+        let (addr, _, shutdown) = server().await;
+        let answer = exchange(
+            addr,
+            "HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /bee HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let (head, rest) = answer.split_once("\r\n\r\n").expect("a head");
+        assert!(head.contains("content-length: 5"), "{answer}");
+        assert!(
+            rest.starts_with("HTTP/1.1 200 OK"),
+            "no body after HEAD: {answer}"
+        );
+        assert!(rest.ends_with("\r\n\r\nbee"), "{answer}");
+        shutdown.trigger();
+    }
+
+    #[tokio::test]
+    async fn a_body_of_unknown_length_is_sent_chunked() {
+        let (addr, _, shutdown) = server().await;
+        let answer = exchange(
+            addr,
+            "GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(answer.contains("transfer-encoding: chunked"), "{answer}");
+        assert!(!answer.contains("content-length"), "{answer}");
+        assert!(
+            answer.contains("data:one") && answer.contains("data:two"),
+            "{answer}"
+        );
+        assert!(answer.ends_with("\r\n0\r\n\r\n"), "{answer}");
+        shutdown.trigger();
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_by_its_length_after_100_continue() {
+        let (addr, _, shutdown) = server().await;
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("sent");
+        let mut interim = [0u8; 25];
+        stream
+            .read_exact(&mut interim)
+            .await
+            .expect("an interim answer");
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+        stream.write_all(b"ping").await.expect("sent");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("read");
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nping"), "{answer}");
+        shutdown.trigger();
+    }
+
+    #[tokio::test]
+    async fn a_client_gone_while_its_request_is_held_lets_the_request_go() {
+        let (addr, state, shutdown) = server().await;
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        stream
+            .write_all(b"GET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("sent");
+        assert!(reaches(&state, HELD).await, "the request is held");
+        drop(stream);
+        assert!(
+            reaches(&state, LET_GO).await,
+            "the held request outlived its client"
+        );
+        shutdown.trigger();
+    }
 }
