@@ -26,7 +26,6 @@
 //! response.
 
 use std::cell::RefCell;
-use std::convert::Infallible;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,7 +40,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::config::ListenArgs;
-use super::server::{Peer, MAX_HEADER_BYTES};
+use super::server::{Handler, Peer, MAX_HEADER_BYTES};
 use crate::service::shutdown::Shutdown;
 
 /// Largest request body accepted (the services take small JSON bodies).
@@ -57,15 +56,13 @@ pub(crate) type FullRequest = Request<Full<Bytes>>;
 
 /// Serves HTTP/1.1 requests on `stream` with `svc` until the client closes,
 /// a bound is crossed, or `stop` (see the module's documentation).
-pub(crate) async fn serve_connection<S>(
+pub(crate) async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
-    svc: S,
+    svc: Handler<Full<Bytes>>,
     limits: &ListenArgs,
     stop: Shutdown,
-) where
-    S: hyper::service::Service<FullRequest, Response = warp::reply::Response, Error = Infallible>,
-{
+) {
     // Bytes read past the request being served: a pipelined next request.
     let mut pending: Vec<u8> = Vec::new();
     loop {
@@ -324,16 +321,13 @@ async fn read_body(
 /// The handler's answer to `request`; `None` when the client closed first.
 /// While nothing else was sent (`watch_close`), the socket is watched: a
 /// client gone drops the request, which may be held for seconds.
-async fn answer<S>(
+async fn answer(
     stream: &TcpStream,
-    svc: &S,
+    svc: &Handler<Full<Bytes>>,
     request: FullRequest,
     watch_close: bool,
-) -> Option<warp::reply::Response>
-where
-    S: hyper::service::Service<FullRequest, Response = warp::reply::Response, Error = Infallible>,
-{
-    let future = svc.call(request);
+) -> Option<warp::reply::Response> {
+    let future = hyper::service::Service::call(svc, request);
     tokio::pin!(future);
     let mut watching = watch_close;
     let mut probe = [0u8; 1];
@@ -590,6 +584,7 @@ mod tests {
 
     // A real server on a free port, driven with raw bytes as a client sends them.
 
+    use std::convert::Infallible;
     use std::sync::atomic::{AtomicU8, Ordering};
     use std::sync::Arc;
 

@@ -253,7 +253,8 @@ async fn accept_until_shutdown<F>(
     F: Filter<Error = Infallible> + Clone + Send + Sync + 'static,
     F::Extract: Reply,
 {
-    let svc = TowerToHyperService::new(warp::service(routes));
+    let svc = Handler::<http_body_util::Full<bytes::Bytes>>::new(routes.clone());
+    let hyper_svc = Handler::<hyper::body::Incoming>::new(routes);
     let mut connections = JoinSet::new();
     let mut refused: u64 = 0;
     loop {
@@ -281,7 +282,7 @@ async fn accept_until_shutdown<F>(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let svc = svc.clone();
+                let (svc, hyper_svc) = (svc.clone(), hyper_svc.clone());
                 let stop = shutdown.clone();
                 let limits = listen.clone();
                 connections.spawn(async move {
@@ -291,7 +292,7 @@ async fn accept_until_shutdown<F>(
                             super::http1::serve_connection(stream, peer, svc, &limits, stop).await
                         }
                         HttpServer::Hyper => {
-                            serve_connection(stream, peer, svc, &limits, stop).await
+                            serve_connection(stream, peer, hyper_svc, &limits, stop).await
                         }
                     }
                 });
@@ -317,22 +318,59 @@ async fn accept_until_shutdown<F>(
     }
 }
 
+/// A service's routes behind one type whatever the routes: the connection
+/// code is then compiled once for all services, not once per service's
+/// routes (eight services, two connection codes).
+pub(crate) struct Handler<B> {
+    call: Arc<dyn Fn(hyper::Request<B>) -> HandlerFuture + Send + Sync>,
+}
+
+type HandlerFuture =
+    Pin<Box<dyn std::future::Future<Output = Result<warp::reply::Response, Infallible>> + Send>>;
+
+impl<B> Clone for Handler<B> {
+    fn clone(&self) -> Self {
+        Handler {
+            call: self.call.clone(),
+        }
+    }
+}
+
+impl<B> Handler<B>
+where
+    B: hyper::body::Body + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn new<F>(routes: F) -> Self
+    where
+        F: Filter<Error = Infallible> + Clone + Send + Sync + 'static,
+        F::Extract: Reply,
+    {
+        let svc = TowerToHyperService::new(warp::service(routes));
+        Handler {
+            call: Arc::new(move |request| Box::pin(hyper::service::Service::call(&svc, request))),
+        }
+    }
+}
+
+impl<B> hyper::service::Service<hyper::Request<B>> for Handler<B> {
+    type Response = warp::reply::Response;
+    type Error = Infallible;
+    type Future = HandlerFuture;
+
+    fn call(&self, request: hyper::Request<B>) -> Self::Future {
+        (self.call)(request)
+    }
+}
+
 /// One connection served by hyper (`HTTP_SERVER=hyper`).
-async fn serve_connection<S>(
+async fn serve_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    svc: S,
+    svc: Handler<hyper::body::Incoming>,
     limits: &ListenArgs,
     stop: Shutdown,
-) where
-    S: hyper::service::Service<
-            hyper::Request<hyper::body::Incoming>,
-            Response = warp::reply::Response,
-            Error = Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+) {
     let activity = Activity::new();
     let io = TokioIo::new(TrackedIo {
         inner: stream,
