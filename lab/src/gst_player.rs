@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use crate::input::init_gst;
 use crate::player_judging::{frozen_spans, FailureCounter};
-use crate::player_process::{BrowserProgress, PlayerProcess};
+use crate::player_process::{last_json, BrowserProgress, PlayerProcess};
 use crate::real_players::FPS;
 use crate::workspace::bin;
 
@@ -270,10 +270,7 @@ impl GstPlayer {
     pub fn finish(self) -> (Value, String) {
         let (_, stdout, log) = self.process.finish();
         let text = String::from_utf8_lossy(&stdout);
-        let report = text
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        let report = last_json(&text)
             .unwrap_or_else(|| panic!("gstplayer printed no report: {text}\n{log}"));
         (report, log)
     }

@@ -5,6 +5,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use crate::probe::{Progress, DEFAULT_START_SEGMENTS};
 use crate::workspace::bin;
 
@@ -189,6 +191,19 @@ impl<P> Drop for PlayerProcess<P> {
             let _ = child.wait();
         }
     }
+}
+
+/// The last JSON object a program printed on stdout.
+pub fn last_json(stdout: &str) -> Option<Value> {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<Value>(l.trim())
+                .ok()
+                .filter(Value::is_object)
+        })
+        .or_else(|| serde_json::from_str::<Value>(stdout.trim()).ok())
 }
 
 /// The player probe running against a URL in the background; `wait_playing`

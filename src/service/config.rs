@@ -42,6 +42,21 @@ pub struct ListenArgs {
     pub http_server: HttpServer,
 }
 
+#[cfg(test)]
+impl ListenArgs {
+    /// For tests: loopback, the default timeouts, our HTTP/1.1 connection.
+    pub(crate) fn local(max_connections: usize, serve_threads: Option<usize>) -> Self {
+        ListenArgs {
+            host: "127.0.0.1".parse().expect("an address"),
+            max_connections,
+            header_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(60),
+            serve_threads,
+            http_server: HttpServer::Nonstop,
+        }
+    }
+}
+
 /// Whose HTTP/1.1 connection code a server runs (`HTTP_SERVER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum HttpServer {

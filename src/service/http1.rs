@@ -374,12 +374,7 @@ async fn write_response(
         keep_alive = false;
     }
 
-    let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(b"HTTP/1.1 ");
-    head.extend_from_slice(status.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    head.extend_from_slice(b"\r\n");
+    let mut head = status_line(status);
     for (name, value) in parts.headers.iter() {
         if name == TRANSFER_ENCODING || name == CONNECTION {
             continue;
@@ -459,6 +454,17 @@ async fn write_response(
     Ok(keep_alive)
 }
 
+/// A response head's first line, in a buffer with room for its headers.
+fn status_line(status: StatusCode) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
 fn push_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
     head.extend_from_slice(name.as_bytes());
     head.extend_from_slice(b": ");
@@ -473,6 +479,7 @@ async fn write_all(
     mut slices: &mut [IoSlice<'_>],
     limits: &ListenArgs,
 ) -> std::io::Result<()> {
+    // Drops leading empty slices (a head already sent with an earlier frame).
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
         let n = timeout(limits.idle_timeout, stream.write_vectored(slices))
@@ -488,12 +495,9 @@ async fn write_all(
 
 /// Answers `status` with no body and closes.
 async fn refuse(stream: &mut TcpStream, status: StatusCode, limits: &ListenArgs) {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-length: 0\r\nconnection: close\r\n",
-        status.as_str(),
-        status.canonical_reason().unwrap_or("")
-    )
-    .into_bytes();
+    let mut head = status_line(status);
+    push_header(&mut head, "content-length", b"0");
+    push_header(&mut head, "connection", b"close");
     with_date(|date| push_header(&mut head, "date", date.as_bytes()));
     head.extend_from_slice(b"\r\n");
     let _ = write_all(stream, &mut [IoSlice::new(&head)], limits).await;
@@ -591,7 +595,6 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use warp::Filter;
 
-    use crate::service::config::HttpServer;
     use crate::service::server::{bind, serve_on};
 
     /// Where the held route's request is: not started, held, let go.
@@ -621,14 +624,7 @@ mod tests {
     /// Serves test routes; returns the address, where the held route's
     /// request is, and the shutdown that stops the server.
     async fn server() -> (SocketAddr, Arc<AtomicU8>, Shutdown) {
-        let listen = ListenArgs {
-            host: "127.0.0.1".parse().expect("an address"),
-            max_connections: 100,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            serve_threads: None,
-            http_server: HttpServer::Nonstop,
-        };
+        let listen = ListenArgs::local(100, None);
         let listener = bind(&listen, 0).await.expect("bound");
         let addr = listener.local_addr().expect("an address");
         let held_state = Arc::new(AtomicU8::new(0));

@@ -519,17 +519,6 @@ mod tests {
         assert_eq!(listen_backlog(1_000_000), 65_535);
     }
 
-    fn local_listen(max_connections: usize, serve_threads: Option<usize>) -> ListenArgs {
-        ListenArgs {
-            host: "127.0.0.1".parse().expect("an address"),
-            max_connections,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            serve_threads,
-            http_server: HttpServer::Nonstop,
-        }
-    }
-
     /// `GET path` on a connection of its own, closed after: the whole answer.
     async fn ask(addr: SocketAddr, path: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -545,7 +534,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_server_binds_with_its_backlog_and_answers() {
-        let listen = local_listen(5000, None);
+        let listen = ListenArgs::local(5000, None);
         let listener = bind(&listen, 0).await.expect("bound");
         let addr = listener.local_addr().expect("an address");
         let routes = crate::service::metrics::standalone_routes("test");
@@ -562,7 +551,7 @@ mod tests {
 
     #[tokio::test]
     async fn serving_threads_share_one_port_and_each_takes_connections() {
-        let listen = local_listen(100, Some(2));
+        let listen = ListenArgs::local(100, Some(2));
         let listeners = bind_shared(&listen, 0, 2).expect("bound");
         let addrs: Vec<SocketAddr> = listeners
             .iter()

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use nonstop_lab::gst_player::{self, RECORD_STEP};
 use nonstop_lab::player_judging::{FailureCounter, Stalls};
-use nonstop_lab::player_process::{BrowserProgress, PlayingLine};
+use nonstop_lab::player_process::{last_json, BrowserProgress, PlayingLine};
 use nonstop_lab::real_players::{
     self, BlankPage, Judgement, PositionRecord, VideoLook, Vlc, VlcSample, WebKit,
 };
@@ -299,19 +299,6 @@ pub(crate) fn spawn_recorded(
         record
     });
     Ok((Kid(child), reader))
-}
-
-/// The last JSON object a program printed on stdout.
-pub(crate) fn last_json(stdout: &str) -> Option<Value> {
-    stdout
-        .lines()
-        .rev()
-        .find_map(|l| {
-            serde_json::from_str::<Value>(l.trim())
-                .ok()
-                .filter(Value::is_object)
-        })
-        .or_else(|| serde_json::from_str::<Value>(stdout.trim()).ok())
 }
 
 /// The project's probe: its own JSON report (buffer model stalls, failed requests).

@@ -15,6 +15,7 @@ use nonstop_lab::fault::PackagerFault;
 use nonstop_lab::gst_player::GstPlayer;
 use nonstop_lab::http::{get, get_json};
 use nonstop_lab::player_process::{Probe, PLAYING_WITHIN};
+use nonstop_lab::real_players::FPS;
 use nonstop_lab::stack::{Stack, StackOptions};
 use nonstop_lab::ts::video_start;
 use nonstop_lab::wait::wait_for;
@@ -165,7 +166,7 @@ fn playbin_plays_the_ladder_through_a_packager_kill() {
     // No stall up to the stop means pictures to the end; and enough of them
     // after the kill (25 fps) to say it played on, not sat on a buffer.
     let frames = report["frames"].as_u64().unwrap_or(0) as f64;
-    let after = frames / 25.0 - before.media_played.as_secs_f64();
+    let after = frames / FPS - before.media_played.as_secs_f64();
     assert!(
         after >= 10.0,
         "{after:.1} s played after the kill\n{context}"
