@@ -18,7 +18,7 @@ const EXIT_POLL: Duration = Duration::from_millis(50);
 
 /// Settings the programs read from the environment: removed from every
 /// program's environment, so only what a test gives one reaches it.
-const CLEARED_SETTINGS: [&str; 18] = [
+const CLEARED_SETTINGS: [&str; 19] = [
     "INPUT_STREAM_PATH",
     "OUTPUT_STREAM_PATH",
     "SERVER_ONE_PORT",
@@ -37,6 +37,7 @@ const CLEARED_SETTINGS: [&str; 18] = [
     "CONSOLE_ASSETS",
     "CONSOLE_FAULTS",
     "CONSOLE_FAULT_TOKEN",
+    "HOLD_BACK_SECONDS",
 ];
 
 /// A signal a test sends a program.

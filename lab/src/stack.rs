@@ -73,6 +73,9 @@ pub struct StackOptions {
     /// playlist lists every rendition once per proxy and players may move
     /// from one to the other on their own.
     pub steering: bool,
+    /// The workers' `HOLD_BACK_SECONDS`; `None` for their default (three
+    /// segments).
+    pub hold_back_seconds: Option<f64>,
 }
 
 /// libfaketime, from Debian's `faketime` package (scripts/setup.sh).
@@ -124,6 +127,7 @@ impl Default for StackOptions {
             input_picture: Picture::Ball,
             host_b_clock: None,
             steering: false,
+            hold_back_seconds: None,
         }
     }
 }
@@ -327,6 +331,9 @@ impl Stack {
         ));
         if let Some(ladder) = &options.ladder {
             env.push(("LADDER", ladder.clone()));
+        }
+        if let Some(hold_back) = options.hold_back_seconds {
+            env.push(("HOLD_BACK_SECONDS", hold_back.to_string()));
         }
         // Worker B, server2 and discovery B see folders B (and their own
         // metrics ports) in the redundant topology.

@@ -62,7 +62,8 @@ pub const PARTS_LISTED_FOR: usize = 2;
 /// `PART-HOLD-BACK` in part targets: RFC 8216bis asks for at least two,
 /// Apple recommends three.
 pub const PART_HOLD_BACK_TARGETS: u32 = 3;
-/// `HOLD-BACK` in target durations: the RFC's minimum.
+/// `HOLD-BACK` in target durations when none is configured: the RFC's
+/// minimum (RFC 8216bis 4.4.3.8).
 pub const HOLD_BACK_TARGETS: u32 = 3;
 
 /// `EXT-X-RENDITION-REPORT` for a sibling rendition.
@@ -126,6 +127,9 @@ pub struct LivePlaylist {
     prefix: String,
     /// Low latency: parts listed, blocking reload announced.
     parts: Option<PartSettings>,
+    /// `HOLD-BACK` when configured (else three target durations, written
+    /// only with parts).
+    hold_back: Option<Duration>,
     /// Media sequence number of the first listed segment.
     media_sequence: u64,
     /// `EXT-X-DISCONTINUITY-SEQUENCE`: discontinuities that left the window.
@@ -165,6 +169,7 @@ impl LivePlaylist {
             retained,
             prefix: String::new(),
             parts: None,
+            hold_back: None,
             media_sequence: 0,
             discontinuity_sequence: 0,
             listed: VecDeque::new(),
@@ -186,6 +191,13 @@ impl LivePlaylist {
     /// Lists parts (low latency) with these settings.
     pub fn with_parts(mut self, parts: PartSettings) -> Self {
         self.parts = Some(parts);
+        self
+    }
+
+    /// Says `HOLD-BACK` is `hold_back` (at least three target durations,
+    /// which [`super::settings::EncodeSettings::check`] makes sure of).
+    pub fn with_hold_back(mut self, hold_back: Duration) -> Self {
+        self.hold_back = Some(hold_back);
         self
     }
 
@@ -445,18 +457,27 @@ impl LivePlaylist {
         let _ = writeln!(out, "#EXTM3U\n#EXT-X-VERSION:{version}");
         out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
         let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", self.target_duration);
+        let hold_back = self.hold_back.unwrap_or(Duration::from_secs(
+            self.target_duration * u64::from(HOLD_BACK_TARGETS),
+        ));
         if let Some(parts) = self.parts {
-            let hold_back = self.target_duration * u64::from(HOLD_BACK_TARGETS);
             let part_hold_back = parts.target * PART_HOLD_BACK_TARGETS;
             let _ = writeln!(
                 out,
-                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3},HOLD-BACK={hold_back}.000",
-                part_hold_back.as_secs_f64()
+                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={:.3},HOLD-BACK={:.3}",
+                part_hold_back.as_secs_f64(),
+                hold_back.as_secs_f64()
             );
             let _ = writeln!(
                 out,
                 "#EXT-X-PART-INF:PART-TARGET={:.5}",
                 parts.target.as_secs_f64()
+            );
+        } else if self.hold_back.is_some() {
+            let _ = writeln!(
+                out,
+                "#EXT-X-SERVER-CONTROL:HOLD-BACK={:.3}",
+                hold_back.as_secs_f64()
             );
         }
         if self.media_sequence != 0 {
@@ -710,6 +731,31 @@ mod tests {
         }
         deleted.extend(p.push(p.segment_uri(seq), Duration::from_secs(2), date));
         deleted
+    }
+
+    #[test]
+    fn a_configured_hold_back_is_said_with_parts_and_without() {
+        let mut p = low_latency().with_hold_back(Duration::from_millis(7500));
+        push_with_parts(&mut p, 0);
+        let text = String::from_utf8(p.render()).expect("utf8");
+        assert!(
+            text.contains(
+                "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.200,HOLD-BACK=7.500\n"
+            ),
+            "{text}"
+        );
+        let mut standard = LivePlaylist::new(1, 6, 2);
+        push_n(&mut standard, 1);
+        let text = String::from_utf8(standard.render()).expect("utf8");
+        assert!(!text.contains("SERVER-CONTROL"), "{text}");
+        let mut standard = LivePlaylist::new(1, 6, 2).with_hold_back(Duration::from_secs(5));
+        push_n(&mut standard, 1);
+        let text = String::from_utf8(standard.render()).expect("utf8");
+        assert!(
+            text.contains("#EXT-X-SERVER-CONTROL:HOLD-BACK=5.000\n"),
+            "{text}"
+        );
+        assert!(PlaylistFacts::parse(text.as_bytes()).is_ok(), "{text}");
     }
 
     #[test]

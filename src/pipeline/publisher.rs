@@ -132,6 +132,9 @@ impl Publisher {
             settings.retained_segments,
         )
         .with_prefix(&prefix);
+        if let Some(hold_back) = settings.hold_back {
+            playlist = playlist.with_hold_back(hold_back);
+        }
         if let Some(target) = settings.part_target() {
             // Parts are cut on the part grid, but the frame before a loop
             // seam lasts `seam` longer (the input's pass is not a whole

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use super::ladder::Ladder;
+use super::playlist::HOLD_BACK_TARGETS;
 
 /// Segment duration when none is configured (seconds).
 pub const DEFAULT_SEGMENT_SECONDS: u32 = 2;
@@ -47,6 +48,9 @@ pub struct EncodeSettings {
     pub part: Duration,
     /// The renditions encoded from each input.
     pub ladder: Ladder,
+    /// `HOLD-BACK`: how far behind the live edge players without low
+    /// latency start; `None`, three target durations (the RFC's minimum).
+    pub hold_back: Option<Duration>,
 }
 
 impl Default for EncodeSettings {
@@ -60,6 +64,7 @@ impl Default for EncodeSettings {
             epoch_unix_seconds: 0,
             part: DEFAULT_PART,
             ladder: Ladder::default(),
+            hold_back: None,
         }
     }
 }
@@ -81,6 +86,38 @@ impl EncodeSettings {
         (!self.part.is_zero()).then(|| self.part.min(self.segment()))
     }
 
+    /// `HOLD-BACK`: the configured one, else three target durations.
+    pub fn hold_back(&self) -> Duration {
+        self.hold_back.unwrap_or(self.segment() * HOLD_BACK_TARGETS)
+    }
+
+    /// Settings that contradict each other, said as the operator wrote them.
+    pub fn check(&self) -> Result<(), String> {
+        let Some(hold_back) = self.hold_back else {
+            return Ok(());
+        };
+        let least = self.segment() * HOLD_BACK_TARGETS;
+        let window = self.segment() * self.playlist_length as u32;
+        if hold_back < least {
+            Err(format!(
+                "HOLD_BACK_SECONDS {} is under {HOLD_BACK_TARGETS} segments of {} s: \
+                 RFC 8216bis asks for at least three target durations",
+                hold_back.as_secs_f64(),
+                self.segment_seconds
+            ))
+        } else if hold_back > window {
+            Err(format!(
+                "HOLD_BACK_SECONDS {} is longer than the playlist ({} segments of {} s): \
+                 players could not start that far behind",
+                hold_back.as_secs_f64(),
+                self.playlist_length,
+                self.segment_seconds
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Parts per segment on the grid: the segment divided by the part target,
     /// rounded up (1 without parts).
     pub fn parts_per_segment(&self) -> u32 {
@@ -94,6 +131,31 @@ impl EncodeSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hold_back_is_three_segments_unless_configured_within_the_playlist() {
+        let default = EncodeSettings::default();
+        assert_eq!(default.hold_back(), Duration::from_secs(6));
+        assert_eq!(default.check(), Ok(()));
+        let with = |segment_seconds, seconds: f64| EncodeSettings {
+            segment_seconds,
+            hold_back: Some(Duration::from_secs_f64(seconds)),
+            ..EncodeSettings::default()
+        };
+        assert_eq!(with(1, 5.0).hold_back(), Duration::from_secs(5));
+        assert_eq!(with(1, 5.0).check(), Ok(()));
+        assert_eq!(with(1, 3.0).check(), Ok(()), "the RFC's minimum");
+        let under = with(2, 5.0).check().expect_err("under three segments");
+        assert!(
+            under.contains("HOLD_BACK_SECONDS 5 is under 3 segments of 2 s"),
+            "{under}"
+        );
+        let over = with(1, 6.5).check().expect_err("longer than the playlist");
+        assert!(
+            over.contains("longer than the playlist (6 segments of 1 s)"),
+            "{over}"
+        );
+    }
 
     #[test]
     fn parts_divide_the_segment_and_zero_turns_them_off() {

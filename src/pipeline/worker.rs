@@ -60,6 +60,14 @@ pub struct WorkerConfig {
     /// of parts play the same playlist either way.
     #[arg(long, env = "PART_SECONDS", default_value_t = DEFAULT_PART.as_secs_f64(), value_parser = parse_part_seconds)]
     pub part_seconds: f64,
+    /// HOLD-BACK in seconds: how far behind the live edge players without
+    /// low latency start (and so the buffer they hold), at least three
+    /// segments and at most the playlist; unset, three segments (the RFC's
+    /// minimum). With SEGMENT_SECONDS=1, e.g. 5 keeps standard players'
+    /// buffer near what 2 s segments give while they sit a second closer
+    /// to live.
+    #[arg(long, env = "HOLD_BACK_SECONDS", value_parser = parse_hold_back_seconds)]
+    pub hold_back_seconds: Option<f64>,
     /// The bit-rate ladder each input is encoded into: comma-separated
     /// WIDTHxHEIGHT@KBPS rungs (one decode, one encode per rung, never above
     /// the input's size), each its own rendition (`720p.m3u8`) named in a
@@ -98,6 +106,16 @@ fn parse_part_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_hold_back_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(seconds) if (1.0..=3600.0).contains(&seconds) => Ok(seconds),
+        Ok(_) => Err(format!(
+            "{s} s: a hold-back lasts 1 s to 3600 s (at least three segments)"
+        )),
+        Err(_) => Err(format!("'{s}' is not a number of seconds")),
+    }
+}
+
 fn parse_playlist_length(s: &str) -> Result<usize, String> {
     let n: usize = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
     if (3..=100).contains(&n) {
@@ -115,6 +133,8 @@ pub enum WorkerError {
     Output(PathBuf, std::io::Error),
     #[error(transparent)]
     Signal(#[from] StartError),
+    #[error("{0}")]
+    Settings(String),
     #[error("EPOCH {0}: {1}")]
     Epoch(u64, super::epoch::EpochError),
     #[error(transparent)]
@@ -132,6 +152,9 @@ impl WorkerConfig {
             epoch_unix_seconds: self.epoch,
             part: std::time::Duration::from_secs_f64(self.part_seconds),
             ladder: self.ladder.clone(),
+            hold_back: self
+                .hold_back_seconds
+                .map(std::time::Duration::from_secs_f64),
         }
     }
 }
@@ -140,6 +163,7 @@ impl WorkerConfig {
 /// Any bad input at start stops the worker before anything starts; inputs
 /// added later are checked one by one and a bad one only logs.
 pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> Result<(), WorkerError> {
+    config.settings().check().map_err(WorkerError::Settings)?;
     let inputs = tokio::task::spawn_blocking({
         let folder = config.input.clone();
         move || check_inputs(&folder)
