@@ -89,5 +89,6 @@ fn edge_lag(url: &str) -> Option<Sample> {
     Some(Sample {
         wall: read,
         latency: lag,
+        buffer: None,
     })
 }

@@ -48,7 +48,7 @@ use nonstop_lab::workspace::repo_root;
 
 use edge::EdgeWatch;
 use players::{Player, PlayerRun, Running, Sample};
-use stats::{within, Figures};
+use stats::{picked_within, within, Figures};
 
 /// Low latency's goal: p95 at most this, with no stall through any fault.
 const LL_GOAL_P95: f64 = 2.0;
@@ -102,6 +102,10 @@ struct Args {
     /// standard HLS players hold back three of them.
     #[arg(long, env = "BENCH_SEGMENT_SECONDS", value_name = "N", default_value_t = DEFAULT_SEGMENT_SECONDS, value_parser = clap::value_parser!(u32).range(1..=10))]
     segment_seconds: u32,
+    /// The workers' HOLD_BACK_SECONDS: how far behind the live edge
+    /// standard HLS players start (unset: three segments, the RFC's minimum).
+    #[arg(long, env = "BENCH_HOLD_BACK_SECONDS", value_name = "S")]
+    hold_back_seconds: Option<f64>,
     /// Length of the looped input in seconds.
     #[arg(long, env = "BENCH_INPUT_SECONDS", value_name = "N", default_value_t = DEFAULT_INPUT_SECONDS, value_parser = clap::value_parser!(u32).range(2..))]
     input_seconds: u32,
@@ -119,6 +123,7 @@ struct Options {
     input_size: (u32, u32),
     phase: Duration,
     segment_seconds: u32,
+    hold_back_seconds: Option<f64>,
     input_seconds: u32,
 }
 
@@ -148,8 +153,15 @@ impl Options {
             input_size,
             phase: Duration::from_secs(args.phase_seconds),
             segment_seconds: args.segment_seconds,
+            hold_back_seconds: args.hold_back_seconds,
             input_seconds: args.input_seconds,
         })
+    }
+
+    /// The workers' `HOLD-BACK`, as the table says it.
+    fn hold_back(&self) -> String {
+        self.hold_back_seconds
+            .map_or("three segments".to_string(), |s| format!("{s} s"))
     }
 
     /// What is missing for the chosen players.
@@ -241,13 +253,14 @@ fn main() {
         started: Instant::now(),
     };
     progress.say(&format!(
-        "{} player(s) x {} run(s), LADDER={} on a {}x{} input, {} s segments, {} s phases, load average {:.2}",
+        "{} player(s) x {} run(s), LADDER={} on a {}x{} input, {} s segments, hold-back {}, {} s phases, load average {:.2}",
         options.players.len(),
         options.faults.len(),
         options.ladder,
         options.input_size.0,
         options.input_size.1,
         options.segment_seconds,
+        options.hold_back(),
         options.phase.as_secs(),
         load_average()
     ));
@@ -282,6 +295,7 @@ fn run(fault: Option<Fault>, options: &Options, logs: &Path, progress: &Progress
     ));
     let mut stack = Stack::start(StackOptions {
         segment_seconds: options.segment_seconds,
+        hold_back_seconds: options.hold_back_seconds,
         input_seconds: options.input_seconds,
         input_size: options.input_size,
         ladder: Some(options.ladder.clone()),
@@ -401,6 +415,17 @@ fn load_average() -> f64 {
 
 /// A player's samples over every run, and per phase name.
 fn samples_of(runs: &[Run], player: Player, phase: Option<&str>) -> Vec<f64> {
+    picked_of(runs, player, phase, |s| Some(s.latency))
+}
+
+/// What `pick` reads of `player`'s samples in every run's phases (or in
+/// `phase` only), where they have it.
+fn picked_of(
+    runs: &[Run],
+    player: Player,
+    phase: Option<&str>,
+    pick: fn(&Sample) -> Option<f64>,
+) -> Vec<f64> {
     runs.iter()
         .flat_map(|run| {
             let report = run.players.iter().find(|r| r.player == player);
@@ -409,11 +434,22 @@ fn samples_of(runs: &[Run], player: Player, phase: Option<&str>) -> Vec<f64> {
                 .filter(|p| phase.is_none_or(|name| p.name == name))
                 .flat_map(move |p| {
                     report
-                        .map(|r| within(&r.samples, p.from, p.to))
+                        .map(|r| picked_within(&r.samples, p.from, p.to, pick))
                         .unwrap_or_default()
                 })
         })
         .collect()
+}
+
+/// `player`'s buffer ahead of the picture over every phase, median / least
+/// (`-` for players that do not say).
+fn buffer_ahead(runs: &[Run], player: Player) -> String {
+    let mut buffers = picked_of(runs, player, None, |s| s.buffer);
+    buffers.sort_by(f64::total_cmp);
+    match Figures::of(buffers.clone()) {
+        Some(f) => format!("{:.2} / {:.2}", f.median, buffers[0]),
+        None => "-".into(),
+    }
 }
 
 /// The phase names in the order first seen.
@@ -437,7 +473,7 @@ fn print_table(runs: &[Run], options: &Options) {
     println!();
     println!(
         "Latency behind live (wall clock - program date-time of the frame on screen, sampled every second), \
-         through {}: LADDER={}, {}x{} input, {} s segments, redundant stack, {} s per phase",
+         through {}: LADDER={}, {}x{} input, {} s segments, hold-back {}, redundant stack, {} s per phase",
         runs.iter()
             .map(|r| r.fault.map_or("no fault", Fault::name))
             .collect::<Vec<_>>()
@@ -446,6 +482,7 @@ fn print_table(runs: &[Run], options: &Options) {
         options.input_size.0,
         options.input_size.1,
         options.segment_seconds,
+        options.hold_back(),
         options.phase.as_secs()
     );
     let mut header = vec![
@@ -454,6 +491,7 @@ fn print_table(runs: &[Run], options: &Options) {
         "median s".into(),
         "p95 s".into(),
         "max s".into(),
+        "buffer ahead median / min s".into(),
         "stalls".into(),
         "failed requests".into(),
     ];
@@ -472,6 +510,7 @@ fn print_table(runs: &[Run], options: &Options) {
             all.map_or("-".into(), |f| format!("{:.2}", f.median)),
             all.map_or("-".into(), |f| format!("{:.2}", f.p95)),
             all.map_or("-".into(), |f| format!("{:.2}", f.max)),
+            buffer_ahead(runs, player),
             shown(sum(reports.iter().map(|r| r.stalls))),
             shown(sum(reports.iter().map(|r| r.failed_requests))),
         ];
@@ -494,6 +533,7 @@ fn print_table(runs: &[Run], options: &Options) {
             format!("{:.2}", f.median),
             format!("{:.2}", f.p95),
             format!("{:.2}", f.max),
+            "".into(),
             "".into(),
             "".into(),
         ];
@@ -601,6 +641,8 @@ fn rows_json(runs: &[Run], options: &Options) -> Value {
         "ladder": options.ladder,
         "input_size": format!("{}x{}", options.input_size.0, options.input_size.1),
         "phase_seconds": options.phase.as_secs(),
+        "segment_seconds": options.segment_seconds,
+        "hold_back_seconds": options.hold_back_seconds,
         "runs": runs.iter().map(|run| json!({
             "fault": run.fault.map(Fault::name),
             "load_average": run.load,

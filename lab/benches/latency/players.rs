@@ -114,6 +114,9 @@ pub(crate) struct Sample {
     pub(crate) wall: SystemTime,
     /// The wall clock minus the program date-time of the frame on screen, s.
     pub(crate) latency: f64,
+    /// Media buffered ahead of the picture, s, where the player says
+    /// (hls.js): what it can lose to a slower link before it stalls.
+    pub(crate) buffer: Option<f64>,
 }
 
 /// What a player reported at the end.
@@ -336,6 +339,7 @@ fn hlsjs_report(player: Player, stdout: &str) -> PlayerRun {
                     Some(Sample {
                         wall,
                         latency: s["latency_s"].as_f64()?,
+                        buffer: s["buffer_s"].as_f64(),
                     })
                 })
                 .collect()
@@ -539,6 +543,7 @@ fn watch_webkit(
                         (Some(start), Some(now), Some(time)) => samples.push(Sample {
                             wall: SystemTime::UNIX_EPOCH + Duration::from_millis(now as u64),
                             latency: (now - start) / 1000.0 - time,
+                            buffer: None,
                         }),
                         (None, Some(now), Some(time)) => {
                             no_date += 1;
@@ -548,6 +553,7 @@ fn watch_webkit(
                                     wall: SystemTime::UNIX_EPOCH
                                         + Duration::from_millis(now as u64),
                                     latency: (now - zero) / 1000.0 - time,
+                                    buffer: None,
                                 });
                             }
                         }

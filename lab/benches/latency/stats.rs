@@ -38,9 +38,19 @@ impl Figures {
 
 /// The latencies of the samples taken in `[from, to)`.
 pub(crate) fn within(samples: &[Sample], from: SystemTime, to: SystemTime) -> Vec<f64> {
+    picked_within(samples, from, to, |s| Some(s.latency))
+}
+
+/// What `pick` reads of the samples taken in `[from, to)`, where they have it.
+pub(crate) fn picked_within(
+    samples: &[Sample],
+    from: SystemTime,
+    to: SystemTime,
+    pick: fn(&Sample) -> Option<f64>,
+) -> Vec<f64> {
     samples
         .iter()
         .filter(|s| s.wall >= from && s.wall < to)
-        .map(|s| s.latency)
+        .filter_map(pick)
         .collect()
 }
