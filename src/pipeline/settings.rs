@@ -86,11 +86,6 @@ impl EncodeSettings {
         (!self.part.is_zero()).then(|| self.part.min(self.segment()))
     }
 
-    /// `HOLD-BACK`: the configured one, else three target durations.
-    pub fn hold_back(&self) -> Duration {
-        self.hold_back.unwrap_or(self.segment() * HOLD_BACK_TARGETS)
-    }
-
     /// Settings that contradict each other, said as the operator wrote them.
     pub fn check(&self) -> Result<(), String> {
         let Some(hold_back) = self.hold_back else {
@@ -133,16 +128,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_hold_back_is_three_segments_unless_configured_within_the_playlist() {
-        let default = EncodeSettings::default();
-        assert_eq!(default.hold_back(), Duration::from_secs(6));
-        assert_eq!(default.check(), Ok(()));
+    fn a_configured_hold_back_must_be_three_segments_at_least_and_within_the_playlist() {
+        assert_eq!(EncodeSettings::default().check(), Ok(()), "unset");
         let with = |segment_seconds, seconds: f64| EncodeSettings {
             segment_seconds,
             hold_back: Some(Duration::from_secs_f64(seconds)),
             ..EncodeSettings::default()
         };
-        assert_eq!(with(1, 5.0).hold_back(), Duration::from_secs(5));
         assert_eq!(with(1, 5.0).check(), Ok(()));
         assert_eq!(with(1, 3.0).check(), Ok(()), "the RFC's minimum");
         let under = with(2, 5.0).check().expect_err("under three segments");
