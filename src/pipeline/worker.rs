@@ -63,9 +63,9 @@ pub struct WorkerConfig {
     /// HOLD-BACK in seconds: how far behind the live edge players without
     /// low latency start (and so the buffer they hold), at least three
     /// segments and at most the playlist; unset, three segments (the RFC's
-    /// minimum). With SEGMENT_SECONDS=1, e.g. 5 keeps standard players'
-    /// buffer near what 2 s segments give while they sit a second closer
-    /// to live.
+    /// minimum). A standard player's buffer is about its latency less 1 to
+    /// 1.5 s: SEGMENT_SECONDS=1 with 4.5 kept hls.js 4 to 6 s of buffer
+    /// and 1.5 to 2 s closer to live than 2 s segments (OPERATING.md).
     #[arg(long, env = "HOLD_BACK_SECONDS", value_parser = parse_hold_back_seconds)]
     pub hold_back_seconds: Option<f64>,
     /// The bit-rate ladder each input is encoded into: comma-separated

@@ -444,10 +444,10 @@ fn picked_of(
 /// `player`'s buffer ahead of the picture over every phase, median / least
 /// (`-` for players that do not say).
 fn buffer_ahead(runs: &[Run], player: Player) -> String {
-    let mut buffers = picked_of(runs, player, None, |s| s.buffer);
-    buffers.sort_by(f64::total_cmp);
-    match Figures::of(buffers.clone()) {
-        Some(f) => format!("{:.2} / {:.2}", f.median, buffers[0]),
+    let buffers = picked_of(runs, player, None, |s| s.buffer);
+    let least = buffers.iter().copied().fold(f64::INFINITY, f64::min);
+    match Figures::of(buffers) {
+        Some(f) => format!("{:.2} / {least:.2}", f.median),
         None => "-".into(),
     }
 }
