@@ -416,6 +416,11 @@ mod tests {
     #[test]
     fn decoders_decodebin_makes_get_the_configured_threads() {
         gst::init().expect("gst init");
+        // decodebin takes the highest-ranked H.264 decoder; a machine with a
+        // hardware decoder (VA, V4L2) could rank one above libav's, which has
+        // no max-threads. Libav's is the one this test is about.
+        let libav = gst::ElementFactory::find("avdec_h264").expect("gst-libav's avdec_h264");
+        libav.set_rank(gst::Rank::PRIMARY + 100);
         let pipeline = gst::parse::launch(
             "videotestsrc num-buffers=3 ! video/x-raw,width=64,height=48 ! x264enc \
              ! h264parse ! decodebin ! fakesink",
