@@ -17,27 +17,56 @@ const DROP_GRACE: Duration = Duration::from_secs(5);
 const EXIT_POLL: Duration = Duration::from_millis(50);
 
 /// Settings the programs read from the environment: removed from every
-/// program's environment, so only what a test gives one reaches it.
-const CLEARED_SETTINGS: [&str; 19] = [
-    "INPUT_STREAM_PATH",
-    "OUTPUT_STREAM_PATH",
-    "SERVER_ONE_PORT",
-    "SERVER_TWO_PORT",
-    "REPORTER_PORT",
-    "ORIGIN_PORT",
-    "PROXY_PORT",
-    "PACKAGERS",
-    "REPORTER_URL",
-    "ORIGIN_URL",
-    "WORKER_METRICS_PORT",
-    "DISCOVERY_METRICS_PORT",
-    "REPORTER_TOKEN",
-    "PROXY_URL",
-    "CONSOLE_PORT",
+/// program's environment, so only what a test gives one reaches it (an
+/// operator's `LADDER` or `PART_SECONDS` must not change a test's worker).
+/// A unit test keeps this list in step with the programs' `env = "..."`.
+const CLEARED_SETTINGS: [&str; 46] = [
+    "CODEC_THREADS",
     "CONSOLE_ASSETS",
     "CONSOLE_FAULTS",
     "CONSOLE_FAULT_TOKEN",
+    "CONSOLE_PORT",
+    "DISCOVERY_INTERVAL_SECONDS",
+    "DISCOVERY_METRICS_PORT",
+    "EPOCH",
     "HOLD_BACK_SECONDS",
+    "HTTP_HEADER_TIMEOUT_SECONDS",
+    "HTTP_IDLE_TIMEOUT_SECONDS",
+    "HTTP_SERVER",
+    "INPUT_STREAM_PATH",
+    "LADDER",
+    "LISTEN_HOST",
+    "MAX_CONNECTIONS",
+    "ORIGIN_CACHE_SECONDS",
+    "ORIGIN_PORT",
+    "ORIGIN_URL",
+    "OUTPUT_STREAM_PATH",
+    "PACKAGERS",
+    "PART_SECONDS",
+    "PATHWAYS",
+    "PATHWAY_ID",
+    "PLAYLIST_LENGTH",
+    "PROXY_CACHE_MB",
+    "PROXY_PORT",
+    "PROXY_URL",
+    "REPORTER_ALLOWED_PACKAGERS",
+    "REPORTER_PORT",
+    "REPORTER_PROTECT_READS",
+    "REPORTER_STORE",
+    "REPORTER_TOKEN",
+    "REPORTER_TOKEN_FILE",
+    "REPORTER_URL",
+    "REPORT_TTL_SECONDS",
+    "RETAINED_SEGMENTS",
+    "SEGMENT_SECONDS",
+    "SERVER_ONE_PORT",
+    "SERVER_TWO_PORT",
+    "SERVE_THREADS",
+    "SIGNAL_FRESH_SECONDS",
+    "TRUSTED_PROXIES",
+    "VIDEO_KBPS",
+    "WORKERS",
+    "WORKER_METRICS_PORT",
 ];
 
 /// A signal a test sends a program.
@@ -246,4 +275,46 @@ pub(crate) fn logs_in(dir: &Path) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CLEARED_SETTINGS;
+    use std::path::Path;
+
+    /// Every `env = "NAME"` in the programs' sources, read from the files.
+    fn settings_in(dir: &Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("source folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                settings_in(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("source file");
+                for piece in text.split("env = \"").skip(1) {
+                    if let Some(name) = piece.split('"').next() {
+                        found.push(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_setting_the_programs_read_is_cleared_for_a_test() {
+        let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("../src");
+        let mut found = Vec::new();
+        settings_in(&sources, &mut found);
+        assert!(
+            found.iter().any(|n| n == "LADDER"),
+            "the scan found the worker's settings: {found:?}"
+        );
+        let missing: Vec<&String> = found
+            .iter()
+            .filter(|n| !CLEARED_SETTINGS.contains(&n.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "settings a test's programs would inherit: {missing:?}"
+        );
+    }
 }
