@@ -313,6 +313,7 @@ impl SignalRunner {
             position,
         )
         .map_err(|e| RunError::Start(format!("initial segment seek refused: {e}")))?;
+        renegotiate_decoder_allocation(pipeline, self.input.has_audio);
         log::info!(
             "Signal '{}': starting at segment {first} ({:.3} s after the epoch, input at {:.3} s of {:.3} s)",
             self.input.signal,
@@ -401,30 +402,54 @@ impl SignalRunner {
     }
 }
 
-/// Hands every buffer the muxer writes to the publisher, on the muxer's
-/// thread: a part is published as soon as the frame after it is muxed. A
-/// file that cannot be written fails the run with the reason (an element
-/// error the bus loop reports).
+/// Asks the decoders to query their allocation again. The seek above
+/// flushes while the video decoder's first allocation query is often still
+/// on its way downstream; that query then fails, the decoder settles for a
+/// pool of its own that downstream never saw, and avdec_h264 copies every
+/// decoded frame into it for the whole run (about 1.4% of a ladder worker's
+/// CPU, measured with `perf`). A reconfigure event from each branch head
+/// makes the decoder renegotiate on its next frame, and decode straight into
+/// the pool the scalers and encoders agreed on.
+fn renegotiate_decoder_allocation(pipeline: &gst::Pipeline, has_audio: bool) {
+    for head in looping::branch_heads(has_audio) {
+        if let Some(pad) = pipeline.by_name(head).and_then(|e| e.static_pad("sink")) {
+            pad.push_event(gst::event::Reconfigure::new());
+        }
+    }
+}
+
+/// Hands everything the muxer writes to the publisher, on the muxer's
+/// thread: a part is published as soon as the frame after it is muxed. The
+/// appsink takes mpegtsmux's buffer lists whole (`buffer-list=true`): one
+/// list per muxed frame instead of one sample per 188-byte TS packet. A file
+/// that cannot be written fails the run with the reason (an element error
+/// the bus loop reports).
 fn feed_publisher(sink: &gst_app::AppSink, publisher: Arc<Mutex<Publisher>>) {
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let Some(buffer) = sample.buffer() else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
                 let mut publisher = publisher.lock().unwrap_or_else(|p| p.into_inner());
-                match publisher.push(map.as_slice()) {
-                    Ok(()) => Ok(gst::FlowSuccess::Ok),
-                    Err(e) => {
+                let pushed = match (sample.buffer_list(), sample.buffer()) {
+                    (Some(list), _) => list.iter().try_for_each(|b| push_buffer(&mut publisher, b)),
+                    (None, Some(buffer)) => push_buffer(&mut publisher, buffer),
+                    (None, None) => Ok(()),
+                };
+                pushed.map(|()| gst::FlowSuccess::Ok).map_err(|e| {
+                    if let Some(e) = e {
                         gst::element_error!(sink, gst::ResourceError::Write, ["{}", e]);
-                        Err(gst::FlowError::Error)
                     }
-                }
+                    gst::FlowError::Error
+                })
             })
             .build(),
     );
+}
+
+/// One muxed buffer to the publisher; `None` when it cannot be read.
+fn push_buffer(publisher: &mut Publisher, buffer: &gst::BufferRef) -> Result<(), Option<RunError>> {
+    let map = buffer.map_readable().map_err(|_| None)?;
+    publisher.push(map.as_slice()).map_err(Some)
 }
 
 /// Pause before restart number `failures` (1-based): doubling, capped.
