@@ -132,7 +132,7 @@ impl Publisher {
             settings.retained_segments,
         )
         .with_prefix(&prefix);
-        if let Some(hold_back) = settings.hold_back {
+        if let Some(hold_back) = settings.hold_back() {
             playlist = playlist.with_hold_back(hold_back);
         }
         if let Some(target) = settings.part_target() {

@@ -9,8 +9,16 @@ use std::time::Duration;
 use super::ladder::Ladder;
 use super::playlist::HOLD_BACK_TARGETS;
 
-/// Segment duration when none is configured (seconds).
-pub const DEFAULT_SEGMENT_SECONDS: u32 = 2;
+/// Segment duration when none is configured (seconds): 1 s, so that a
+/// standard-HLS player at its defaults can start [`DEFAULT_HOLD_BACK`]
+/// behind live (at 2 s segments the RFC's three target durations put it 6 s
+/// behind, 7.5 to 8.2 s measured with hls.js; docs/BENCHMARKS.md).
+pub const DEFAULT_SEGMENT_SECONDS: u32 = 1;
+/// `HOLD-BACK` when HOLD_BACK_SECONDS is unset, where the segments and the
+/// playlist allow it (see [`EncodeSettings::hold_back`]): 4.5 s kept hls.js
+/// 4 to 6 s of buffer, enough to ride a throttle down the ladder without a
+/// stall, and 5.3 to 6.0 s behind live (p95).
+pub const DEFAULT_HOLD_BACK: Duration = Duration::from_millis(4500);
 /// Segments listed in the playlist.
 pub const DEFAULT_PLAYLIST_LENGTH: usize = 6;
 /// Segments kept on disk after leaving the playlist.
@@ -21,8 +29,9 @@ pub const DEFAULT_VIDEO_KBPS: u32 = 1500;
 /// comes from its signals and one thread per codec spends the least CPU per
 /// minute of output (`just bench-worker`).
 pub const DEFAULT_CODEC_THREADS: u32 = 1;
-/// Longest part (LL-HLS partial segment, `PART-TARGET`): 0.4 s divides the
-/// 2 s segment into five and is a whole number of frames at 25 and 30 fps.
+/// Longest part (LL-HLS partial segment, `PART-TARGET`): 0.4 s is a whole
+/// number of frames at 25 and 30 fps; a 1 s segment is parts of 0.4, 0.4
+/// and 0.2 s, a 2 s one five parts.
 pub const DEFAULT_PART: Duration = Duration::from_millis(400);
 /// Shortest part allowed: Apple advises against parts under 0.2 s (players
 /// then spend more on requests than on media).
@@ -48,8 +57,9 @@ pub struct EncodeSettings {
     pub part: Duration,
     /// The renditions encoded from each input.
     pub ladder: Ladder,
-    /// `HOLD-BACK`: how far behind the live edge players without low
-    /// latency start; `None`, three target durations (the RFC's minimum).
+    /// `HOLD-BACK` as configured: how far behind the live edge players
+    /// without low latency start; `None`, the default
+    /// ([`EncodeSettings::hold_back`]).
     pub hold_back: Option<Duration>,
 }
 
@@ -84,6 +94,19 @@ impl EncodeSettings {
     /// than a segment.
     pub fn part_target(&self) -> Option<Duration> {
         (!self.part.is_zero()).then(|| self.part.min(self.segment()))
+    }
+
+    /// The `HOLD-BACK` the playlists say: the configured one, else
+    /// [`DEFAULT_HOLD_BACK`] when that is over three segments and within
+    /// the playlist, else `None`: three target durations (the RFC's
+    /// minimum; 6 s at 2 s segments).
+    pub fn hold_back(&self) -> Option<Duration> {
+        if self.hold_back.is_some() {
+            return self.hold_back;
+        }
+        let least = self.segment() * HOLD_BACK_TARGETS;
+        let window = self.segment() * self.playlist_length as u32;
+        (DEFAULT_HOLD_BACK > least && DEFAULT_HOLD_BACK <= window).then_some(DEFAULT_HOLD_BACK)
     }
 
     /// Settings that contradict each other, said as the operator wrote them.
@@ -150,13 +173,42 @@ mod tests {
     }
 
     #[test]
+    fn an_unset_hold_back_is_the_default_where_segments_and_playlist_allow_it() {
+        let with = |segment_seconds, playlist_length| EncodeSettings {
+            segment_seconds,
+            playlist_length,
+            ..EncodeSettings::default()
+        };
+        assert_eq!(
+            EncodeSettings::default().hold_back(),
+            Some(DEFAULT_HOLD_BACK)
+        );
+        assert_eq!(with(1, 6).hold_back(), Some(Duration::from_millis(4500)));
+        assert_eq!(with(2, 6).hold_back(), None, "three 2 s segments are more");
+        assert_eq!(with(1, 4).hold_back(), None, "a 4 s playlist is shorter");
+        let set = EncodeSettings {
+            hold_back: Some(Duration::from_secs(5)),
+            ..EncodeSettings::default()
+        };
+        assert_eq!(set.hold_back(), Some(Duration::from_secs(5)), "configured");
+    }
+
+    #[test]
     fn parts_divide_the_segment_and_zero_turns_them_off() {
-        let s = EncodeSettings::default();
+        let s = EncodeSettings {
+            segment_seconds: 2,
+            ..EncodeSettings::default()
+        };
         assert_eq!(s.part_target(), Some(Duration::from_millis(400)));
         assert_eq!(s.parts_per_segment(), 5);
+        assert_eq!(
+            EncodeSettings::default().parts_per_segment(),
+            3,
+            "0.4, 0.4, 0.2 s"
+        );
         let odd = EncodeSettings {
             part: Duration::from_millis(300),
-            ..EncodeSettings::default()
+            ..s.clone()
         };
         assert_eq!(
             odd.parts_per_segment(),
@@ -165,12 +217,12 @@ mod tests {
         );
         let off = EncodeSettings {
             part: Duration::ZERO,
-            ..EncodeSettings::default()
+            ..s.clone()
         };
         assert_eq!((off.part_target(), off.parts_per_segment()), (None, 1));
         let long = EncodeSettings {
             part: Duration::from_secs(9),
-            ..EncodeSettings::default()
+            ..s.clone()
         };
         assert_eq!(long.part_target(), Some(Duration::from_secs(2)));
     }

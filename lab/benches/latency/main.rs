@@ -38,7 +38,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 
 use nonstop::pipeline::ladder::RECOMMENDED;
-use nonstop::pipeline::settings::DEFAULT_SEGMENT_SECONDS;
+use nonstop::pipeline::settings::{EncodeSettings, DEFAULT_SEGMENT_SECONDS};
 use nonstop_lab::fault::Fault;
 use nonstop_lab::input::{DEFAULT_INPUT_SIZE, LADDER_INPUT_SIZE};
 use nonstop_lab::player_process::PLAYING_WITHIN;
@@ -98,12 +98,12 @@ struct Args {
     /// Seconds of each phase: steady, then with the fault.
     #[arg(long, env = "BENCH_PHASE_SECONDS", value_name = "N", default_value_t = DEFAULT_PHASE_SECONDS, value_parser = clap::value_parser!(u64).range(5..))]
     phase_seconds: u64,
-    /// The workers' segment duration in seconds (the product's default 2):
-    /// standard HLS players hold back three of them.
+    /// The workers' segment duration in seconds (the product's default 1).
     #[arg(long, env = "BENCH_SEGMENT_SECONDS", value_name = "N", default_value_t = DEFAULT_SEGMENT_SECONDS, value_parser = clap::value_parser!(u32).range(1..=10))]
     segment_seconds: u32,
     /// The workers' HOLD_BACK_SECONDS: how far behind the live edge
-    /// standard HLS players start (unset: three segments, the RFC's minimum).
+    /// standard HLS players start (unset: the worker's default, 4.5 s at 1 s
+    /// segments, three segments at 2 s or more).
     #[arg(long, env = "BENCH_HOLD_BACK_SECONDS", value_name = "S")]
     hold_back_seconds: Option<f64>,
     /// Length of the looped input in seconds.
@@ -160,8 +160,15 @@ impl Options {
 
     /// The workers' `HOLD-BACK`, as the table says it.
     fn hold_back(&self) -> String {
-        self.hold_back_seconds
-            .map_or("three segments".to_string(), |s| format!("{s} s"))
+        let settings = EncodeSettings {
+            segment_seconds: self.segment_seconds,
+            hold_back: self.hold_back_seconds.map(Duration::from_secs_f64),
+            ..EncodeSettings::default()
+        };
+        settings.hold_back().map_or_else(
+            || "three segments".to_string(),
+            |h| format!("{} s", h.as_secs_f64()),
+        )
     }
 
     /// What is missing for the chosen players.
