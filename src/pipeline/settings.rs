@@ -9,15 +9,16 @@ use std::time::Duration;
 use super::ladder::Ladder;
 use super::playlist::HOLD_BACK_TARGETS;
 
-/// Segment duration when none is configured (seconds): 1 s, so that a
-/// standard-HLS player at its defaults can start [`DEFAULT_HOLD_BACK`]
-/// behind live (at 2 s segments the RFC's three target durations put it 6 s
-/// behind, 7.5 to 8.2 s measured with hls.js; docs/BENCHMARKS.md).
-pub const DEFAULT_SEGMENT_SECONDS: u32 = 1;
+/// Segment duration when none is configured (seconds): ffmpeg's `hls_time`.
+/// At 1 s segments standard players start [`DEFAULT_HOLD_BACK`] behind live
+/// (under 6.5 s with hls.js); 1 s is not the default because hls.js in
+/// low-latency mode then often jumps a start gap before it plays, a
+/// non-fatal error (docs/BENCHMARKS.md, 2026-12-04).
+pub const DEFAULT_SEGMENT_SECONDS: u32 = 2;
 /// `HOLD-BACK` when HOLD_BACK_SECONDS is unset, where the segments and the
-/// playlist allow it (see [`EncodeSettings::hold_back`]): 4.5 s kept hls.js
-/// 4 to 6 s of buffer, enough to ride a throttle down the ladder without a
-/// stall, and 5.3 to 6.0 s behind live (p95).
+/// playlist allow it (see [`EncodeSettings::hold_back`]; at 1 s segments):
+/// 4.5 s kept hls.js 4 to 6 s of buffer, enough to ride a throttle down the
+/// ladder without a stall, and 5.3 to 6.0 s behind live (p95).
 pub const DEFAULT_HOLD_BACK: Duration = Duration::from_millis(4500);
 /// Segments listed in the playlist.
 pub const DEFAULT_PLAYLIST_LENGTH: usize = 6;
@@ -181,31 +182,30 @@ mod tests {
         };
         assert_eq!(
             EncodeSettings::default().hold_back(),
-            Some(DEFAULT_HOLD_BACK)
+            None,
+            "three 2 s segments"
         );
-        assert_eq!(with(1, 6).hold_back(), Some(Duration::from_millis(4500)));
+        assert_eq!(with(1, 6).hold_back(), Some(DEFAULT_HOLD_BACK));
+        assert_eq!(DEFAULT_HOLD_BACK, Duration::from_millis(4500));
         assert_eq!(with(2, 6).hold_back(), None, "three 2 s segments are more");
         assert_eq!(with(1, 4).hold_back(), None, "a 4 s playlist is shorter");
         let set = EncodeSettings {
             hold_back: Some(Duration::from_secs(5)),
-            ..EncodeSettings::default()
+            ..with(1, 6)
         };
         assert_eq!(set.hold_back(), Some(Duration::from_secs(5)), "configured");
     }
 
     #[test]
     fn parts_divide_the_segment_and_zero_turns_them_off() {
-        let s = EncodeSettings {
-            segment_seconds: 2,
-            ..EncodeSettings::default()
-        };
+        let s = EncodeSettings::default();
         assert_eq!(s.part_target(), Some(Duration::from_millis(400)));
         assert_eq!(s.parts_per_segment(), 5);
-        assert_eq!(
-            EncodeSettings::default().parts_per_segment(),
-            3,
-            "0.4, 0.4, 0.2 s"
-        );
+        let one_second = EncodeSettings {
+            segment_seconds: 1,
+            ..EncodeSettings::default()
+        };
+        assert_eq!(one_second.parts_per_segment(), 3, "0.4, 0.4, 0.2 s");
         let odd = EncodeSettings {
             part: Duration::from_millis(300),
             ..s.clone()

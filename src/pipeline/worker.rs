@@ -63,11 +63,11 @@ pub struct WorkerConfig {
     /// HOLD-BACK in seconds: how far behind the live edge players without
     /// low latency start (and so the buffer they hold), at least three
     /// segments and at most the playlist; unset, 4.5 where that is over
-    /// three segments and within the playlist (the default 1 s segments),
-    /// else three segments (the RFC's minimum: 6 at 2 s segments). A
-    /// standard player's buffer is about its latency less 1 to 1.5 s: 4.5 at
-    /// 1 s segments kept hls.js 4 to 6 s of buffer and 5.3 to 6.0 s behind
-    /// live (OPERATING.md).
+    /// three segments and within the playlist (1 s segments), else three
+    /// segments (the RFC's minimum: 6 at the default 2 s segments). A
+    /// standard player's buffer is about its latency less 1 to 1.5 s:
+    /// SEGMENT_SECONDS=1 (so 4.5) kept hls.js 4 to 6 s of buffer and 5.3 to
+    /// 6.0 s behind live (OPERATING.md).
     #[arg(long, env = "HOLD_BACK_SECONDS", value_parser = parse_hold_back_seconds)]
     pub hold_back_seconds: Option<f64>,
     /// The bit-rate ladder each input is encoded into: comma-separated

@@ -98,12 +98,12 @@ struct Args {
     /// Seconds of each phase: steady, then with the fault.
     #[arg(long, env = "BENCH_PHASE_SECONDS", value_name = "N", default_value_t = DEFAULT_PHASE_SECONDS, value_parser = clap::value_parser!(u64).range(5..))]
     phase_seconds: u64,
-    /// The workers' segment duration in seconds (the product's default 1).
+    /// The workers' segment duration in seconds (the product's default 2).
     #[arg(long, env = "BENCH_SEGMENT_SECONDS", value_name = "N", default_value_t = DEFAULT_SEGMENT_SECONDS, value_parser = clap::value_parser!(u32).range(1..=10))]
     segment_seconds: u32,
     /// The workers' HOLD_BACK_SECONDS: how far behind the live edge
-    /// standard HLS players start (unset: the worker's default, 4.5 s at 1 s
-    /// segments, three segments at 2 s or more).
+    /// standard HLS players start (unset: as the worker sets it, 4.5 s at
+    /// 1 s segments, three segments from 2 s).
     #[arg(long, env = "BENCH_HOLD_BACK_SECONDS", value_name = "S")]
     hold_back_seconds: Option<f64>,
     /// Length of the looped input in seconds.
