@@ -105,9 +105,16 @@ impl EncodeSettings {
         if self.hold_back.is_some() {
             return self.hold_back;
         }
+        let (least, window) = self.hold_back_range();
+        (DEFAULT_HOLD_BACK > least && DEFAULT_HOLD_BACK <= window).then_some(DEFAULT_HOLD_BACK)
+    }
+
+    /// The shortest `HOLD-BACK` the RFC allows (three target durations) and
+    /// the longest the playlist allows (its whole window).
+    fn hold_back_range(&self) -> (Duration, Duration) {
         let least = self.segment() * HOLD_BACK_TARGETS;
         let window = self.segment() * self.playlist_length as u32;
-        (DEFAULT_HOLD_BACK > least && DEFAULT_HOLD_BACK <= window).then_some(DEFAULT_HOLD_BACK)
+        (least, window)
     }
 
     /// Settings that contradict each other, said as the operator wrote them.
@@ -115,8 +122,7 @@ impl EncodeSettings {
         let Some(hold_back) = self.hold_back else {
             return Ok(());
         };
-        let least = self.segment() * HOLD_BACK_TARGETS;
-        let window = self.segment() * self.playlist_length as u32;
+        let (least, window) = self.hold_back_range();
         if hold_back < least {
             Err(format!(
                 "HOLD_BACK_SECONDS {} is under {HOLD_BACK_TARGETS} segments of {} s: \

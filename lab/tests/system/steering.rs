@@ -14,6 +14,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use nonstop::pipeline::playlist::HOLD_BACK_TARGETS;
 use nonstop::pipeline::settings::{EncodeSettings, DEFAULT_SEGMENT_SECONDS};
 use nonstop_lab::http::{scrape, total};
 use nonstop_lab::player_process::{BrowserProgress, PlayerProcess};
@@ -93,9 +94,11 @@ fn hlsjs_moves_to_the_other_pathway_when_its_proxy_dies_without_a_stall() {
     // duration, less the buffer hls.js held when A died (about its
     // hold-back).
     let played_after_kill = WATCH_SECONDS as f64 - PLAYED_BEFORE_KILL.as_secs_f64();
-    let hold_back = EncodeSettings::default()
+    let settings = EncodeSettings::default();
+    let hold_back = settings
         .hold_back()
-        .map_or(3.0 * DEFAULT_SEGMENT_SECONDS as f64, |h| h.as_secs_f64());
+        .unwrap_or(settings.segment() * HOLD_BACK_TARGETS)
+        .as_secs_f64();
     let expected = (played_after_kill - hold_back) / DEFAULT_SEGMENT_SECONDS as f64;
     assert!(
         served_after >= expected,
